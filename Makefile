@@ -1,0 +1,100 @@
+# timebankd: a plain GNU Makefile. `make` builds build/timebankd and
+# build/tbctl; `make check` runs the unit and integration tests;
+# `make SAN=address,undefined check` does the same under sanitizers (in
+# build/san/).
+
+CC ?= cc
+PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih
+TEST_PKGS := cmocka
+PG_BINDIR := $(shell pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+
+ifdef SAN
+BUILD ?= build/san
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude -I$(BUILD)/gen \
+	-DPG_BINDIR='"$(PG_BINDIR)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
+LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS_ALL := $(LDFLAGS) $(SANFLAGS)
+
+PROTO_C := $(BUILD)/gen/federation.pb-c.c
+SQL := $(sort $(wildcard src/sql/*.sql))
+
+# Modules shared by the daemon and the tests.
+CORE := src/hours.c src/config.c src/log.c src/req.c src/auth.c
+DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c
+TBCTL_SRC := $(wildcard src/tbctl/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+CORE_OBJ := $(call obj,$(CORE))
+GEN_OBJ := $(BUILD)/obj/gen/federation.pb-c.o $(BUILD)/obj/gen/schema_sql.o
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all check unit integration deps demo demo-up demo-down bench format clean
+all: $(BUILD)/timebankd $(BUILD)/tbctl
+
+deps:
+	@deploy/install-deps --quiet
+
+$(BUILD)/timebankd: $(DAEMON_OBJ) $(CORE_OBJ) $(GEN_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/tbctl: $(TBCTL_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/obj/%.o: %.c $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(PROTO_C): proto/federation.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/schema_sql.c: $(SQL) src/sql/embed.sh
+	@mkdir -p $(BUILD)/gen
+	sh src/sql/embed.sh $(SQL) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags $(TEST_PKGS)) -o $@ $^ $(LIBS) \
+		$(shell pkg-config --libs $(TEST_PKGS))
+
+unit: $(UNIT_TESTS)
+	@fail=0; for t in $(UNIT_TESTS); do $$t || fail=1; done; exit $$fail
+
+integration: all
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+check: deps
+	$(MAKE) all unit
+	$(MAKE) integration
+
+demo: deps all
+	deploy/demo/demo run
+
+demo-up: deps all
+	deploy/demo/demo up
+
+demo-down:
+	deploy/demo/demo down
+
+format:
+	clang-format -i $(wildcard daemon/*.c src/*.c src/tbctl/*.c include/*.h tests/unit/*.c)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,270 @@
+/* timebankd: one time bank's daemon. Options, config, signals, start-up and
+ * wiring; the work is done by the modules in src/. */
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "hours.h"
+#include "log.h"
+#include "pgm.h"
+#include "schema.h"
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONNECT_WAIT_SECONDS 30
+
+struct daemon {
+	const char *config_path;
+	struct config *cfg;
+	struct event_base *base;
+	struct pgm *pgm;
+	struct db *db;
+	struct api *api;
+	int stopping;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: timebankd -c FILE          run the bank\n"
+		     "       timebankd -n -c FILE       check the config and exit\n"
+		     "       timebankd -c FILE -T NAME [-R ROLE]\n"
+		     "                                  make an API token (coordinator, broker or\n"
+		     "                                  viewer; default coordinator), print it once\n");
+}
+
+static struct api_limits limits_of(const struct config *cfg)
+{
+	struct api_limits l = {cfg->default_floor, cfg->max_exchange, cfg->max_body};
+	return l;
+}
+
+/* Start-up only: waits for the database, then brings its schema up to date. */
+static void migrate(const char *conninfo)
+{
+	time_t deadline = time(NULL) + CONNECT_WAIT_SECONDS;
+	PGconn *c;
+
+	for (;;) {
+		c = PQconnectdb(conninfo);
+		if (PQstatus(c) == CONNECTION_OK)
+			break;
+		if (time(NULL) >= deadline)
+			fatal("cannot connect to the database: %s", PQerrorMessage(c));
+		PQfinish(c);
+		sleep(1);
+	}
+	if (schema_migrate(c) == -1) {
+		PQfinish(c);
+		fatal("the database schema could not be brought up to date; not starting");
+	}
+	PQfinish(c);
+}
+
+static void on_drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	log_info("timebankd: all requests answered; stopping");
+	event_base_loopexit(d->base, NULL);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (d->stopping) {
+		log_warn("timebankd: second signal %d; stopping now", (int)sig);
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = 1;
+	log_info("timebankd: signal %d: no new requests; finishing those in flight", (int)sig);
+	api_drain(d->api, on_drained, d);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct config_problems probs;
+	struct config *cfg;
+	struct auth *auth;
+	struct api_limits limits;
+	char err[512], floor[32], max[32];
+
+	(void)sig;
+	(void)what;
+	cfg = config_load(d->config_path, &probs);
+	if (cfg == NULL) {
+		for (int i = 0; i < probs.n; i++)
+			log_error("reload: %s:%d: %s; keeping the running config", d->config_path,
+				  probs.items[i].line, probs.items[i].msg);
+		return;
+	}
+	auth = auth_load(cfg->token_file, err, sizeof(err));
+	if (auth == NULL) {
+		log_error("reload: %s; keeping the running tokens and limits", err);
+		config_free(cfg);
+		return;
+	}
+	if (strcmp(cfg->bank_id, d->cfg->bank_id) != 0 || strcmp(cfg->database, d->cfg->database) ||
+	    strcmp(cfg->admin_host, d->cfg->admin_host) || cfg->admin_port != d->cfg->admin_port ||
+	    cfg->db_pool != d->cfg->db_pool)
+		log_warn("reload: bank id, database or listen address changed: restart to apply");
+	d->cfg->default_floor = cfg->default_floor;
+	d->cfg->max_exchange = cfg->max_exchange;
+	d->cfg->max_body = cfg->max_body;
+	limits = limits_of(d->cfg);
+	api_reload(d->api, auth, &limits);
+	hours_format(cfg->default_floor, floor, sizeof(floor));
+	hours_format(cfg->max_exchange, max, sizeof(max));
+	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes",
+		 auth_count(auth), floor, max, cfg->max_body);
+	config_free(cfg);
+}
+
+static int make_token(const struct config *cfg, const char *name, const char *role_name)
+{
+	enum auth_role role = ROLE_COORDINATOR;
+	char token[AUTH_TOKEN_LEN + 1], err[256];
+
+	if (role_name != NULL && auth_role_parse(role_name, &role) == -1) {
+		fprintf(stderr, "timebankd: role must be coordinator, broker or viewer\n");
+		return 2;
+	}
+	if (auth_add_token(cfg->token_file, name, role, token, err, sizeof(err)) == -1) {
+		fprintf(stderr, "timebankd: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", token);
+	fprintf(stderr, "timebankd: %s token '%s' added to %s; send SIGHUP to a running daemon\n",
+		auth_role_name(role), name, cfg->token_file);
+	return 0;
+}
+
+static int check_only(const struct config *cfg, const char *path)
+{
+	char err[512];
+	struct auth *auth = auth_load(cfg->token_file, err, sizeof(err));
+
+	if (auth == NULL) {
+		fprintf(stderr, "%s: tokens: %s\n", path, err);
+		return 1;
+	}
+	auth_free(auth);
+	printf("%s: ok (bank %s, %s database)\n", path, cfg->bank_id,
+	       cfg->db_managed ? "managed" : "external");
+	return 0;
+}
+
+static int run(struct daemon *d)
+{
+	struct event *ev_term, *ev_int, *ev_hup;
+	struct api_limits limits = limits_of(d->cfg);
+	char *conninfo = NULL, err[512];
+	struct auth *auth;
+	enum log_level level;
+
+	if (log_level_parse(d->cfg->log_level, &level) == 0)
+		log_set_level(level);
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	auth = auth_load(d->cfg->token_file, err, sizeof(err));
+	if (auth == NULL)
+		fatal("tokens: %s", err);
+	if (d->cfg->db_managed) {
+		d->pgm = pgm_start(d->cfg, &conninfo);
+		if (d->pgm == NULL)
+			fatal("the managed database could not be started");
+	} else {
+		conninfo = strdup(d->cfg->database);
+	}
+	migrate(conninfo);
+
+	d->base = event_base_new();
+	d->db = db_new(d->base, conninfo, d->cfg->db_pool);
+	free(conninfo);
+	d->api = api_new(d->base, d->cfg->bank_id, d->cfg->admin_host, d->cfg->admin_port, d->db,
+			 auth, &limits);
+	if (d->api == NULL) {
+		db_free(d->db);
+		pgm_stop(d->pgm);
+		fatal("cannot start the admin API");
+	}
+	ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
+	ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
+	ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	log_info("timebankd: bank %s (%s) running", d->cfg->bank_id, d->cfg->bank_name);
+
+	event_base_dispatch(d->base);
+
+	api_free(d->api);
+	db_free(d->db);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(d->base);
+	pgm_stop(d->pgm);
+	log_info("timebankd: stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = {0};
+	struct config_problems probs;
+	const char *token_name = NULL, *role = NULL;
+	int check = 0, opt, rc;
+
+	while ((opt = getopt(argc, argv, "c:nT:R:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			d.config_path = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'T':
+			token_name = optarg;
+			break;
+		case 'R':
+			role = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (d.config_path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	d.cfg = config_load(d.config_path, &probs);
+	if (d.cfg == NULL) {
+		config_problems_print(stderr, d.config_path, &probs);
+		fprintf(stderr, "timebankd: %d problem%s in %s; not starting\n", probs.n,
+			probs.n == 1 ? "" : "s", d.config_path);
+		return 1;
+	}
+	if (check)
+		rc = check_only(d.cfg, d.config_path);
+	else if (token_name != NULL)
+		rc = make_token(d.cfg, token_name, role);
+	else
+		rc = run(&d);
+	config_free(d.cfg);
+	return rc;
+}

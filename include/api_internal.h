@@ -1,0 +1,51 @@
+/* api_internal: what the API's server part (api.c) and its routes
+ * (api_routes.c) share. Not for other modules. */
+#ifndef TB_API_INTERNAL_H
+#define TB_API_INTERNAL_H
+
+#include "api.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+/* One request being answered. Freed by the reply. */
+struct api_req {
+	struct api *api;
+	struct evhttp_request *req;
+	enum auth_role role;       /* copied: a reload may free the token */
+	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
+	int64_t id;                     /* the number or id in the path, if any */
+	struct evkeyvalq query;
+	json_t *body; /* parsed JSON body, or NULL */
+	int ok_status;
+};
+
+struct api_route {
+	const char *method;
+	const char *path; /* "/v1/members/#": '#' matches a number */
+	enum auth_role role;
+	int needs_body;
+	void (*handle)(struct api_req *r);
+};
+
+extern const struct api_route api_routes[];
+
+const struct api_limits *api_limits(const struct api *api);
+const char *api_bank_id(const struct api *api);
+
+/* Answers and frees r. */
+void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void api_reply_text(struct api_req *r, int status, const char *json_text);
+
+/* Runs one ledger SQL statement returning a single jsonb value and answers
+ * with it (status r->ok_status), or with the mapped error. Takes r. */
+void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params);
+
+/* Query-string helpers: 0, or -1 after answering 400 (r is then freed). */
+int api_query_limit(struct api_req *r, int *limit) __attribute__((warn_unused_result));
+int api_query_int(struct api_req *r, const char *name, int64_t *out, int *present)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,40 @@
+/* auth: bearer tokens with roles, kept hashed (SHA-256) in the token file,
+ * one per line: NAME ROLE sha256:HEX. The token itself is shown once, when
+ * made, and never stored or logged. */
+#ifndef TB_AUTH_H
+#define TB_AUTH_H
+
+#include <stddef.h>
+
+/* Ordered: each role can do what the ones below it can. */
+enum auth_role { ROLE_VIEWER = 1, ROLE_BROKER = 2, ROLE_COORDINATOR = 3 };
+
+#define AUTH_NAME_MAX 64
+#define AUTH_TOKEN_LEN 51 /* "tb_" + 48 hex digits */
+
+struct auth_token {
+	char name[AUTH_NAME_MAX];
+	enum auth_role role;
+	unsigned char hash[32];
+};
+
+struct auth;
+
+/* Loads a token file. NULL with a message naming the line in err on error. */
+struct auth *auth_load(const char *path, char *err, size_t errlen);
+void auth_free(struct auth *auth); /* accepts NULL */
+int auth_count(const struct auth *auth);
+
+/* The token matching a presented bearer token, or NULL. Constant time in the
+ * token's content. */
+const struct auth_token *auth_check(const struct auth *auth, const char *bearer);
+
+/* Makes a new random token, appends its hash to path (created mode 0600) and
+ * writes the token itself to out (AUTH_TOKEN_LEN + 1 bytes). 0 or -1 with err. */
+int auth_add_token(const char *path, const char *name, enum auth_role role, char *out, char *err,
+		   size_t errlen) __attribute__((warn_unused_result));
+
+const char *auth_role_name(enum auth_role role);
+int auth_role_parse(const char *name, enum auth_role *role) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,53 @@
+/* config: the daemon's INI file, parsed into a fresh struct so a reload can
+ * be checked whole before it replaces the running one. */
+#ifndef TB_CONFIG_H
+#define TB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_PROBLEMS 32
+#define CONFIG_DEFAULT_MAX_EXCHANGE (24 * 60)
+
+struct config_problem {
+	int line; /* 0 when the problem is something missing */
+	char msg[200];
+};
+
+struct config_problems {
+	int n;
+	struct config_problem items[CONFIG_MAX_PROBLEMS];
+};
+
+struct config {
+	char *bank_id;   /* [bank] id: lower-case letters, digits, '-' */
+	char *bank_name; /* [bank] name: shown to people */
+	char *data_dir;  /* [bank] data_dir: managed database, state */
+	char *log_level; /* [bank] log_level */
+
+	char *database;  /* [database] conninfo: libpq conninfo or "managed" */
+	int db_managed;
+	int db_pool;     /* [database] pool: connections */
+	char *pg_bindir; /* [database] pg_bindir: initdb, pg_ctl (managed) */
+	char *pg_user;   /* [database] pg_user: runs the cluster when root */
+
+	char *admin_host; /* [admin] listen = host:port */
+	int admin_port;
+	char *token_file; /* [admin] tokens */
+	size_t max_body;  /* [admin] max_body, bytes */
+
+	int64_t default_floor; /* [ledger] default_floor, minutes (<= 0) */
+	int64_t max_exchange;  /* [ledger] max_exchange, minutes */
+};
+
+/* Parses INI text. Relative paths are resolved against base_dir (NULL: as
+ * written). Returns a new config, or NULL with every problem found in probs. */
+struct config *config_parse(const char *text, const char *base_dir, struct config_problems *probs);
+/* Reads and parses a file; problems reading it are reported as line 0. */
+struct config *config_load(const char *path, struct config_problems *probs);
+void config_free(struct config *cfg);
+/* Prints "path:line: message" for each problem. */
+void config_problems_print(FILE *out, const char *path, const struct config_problems *probs);
+
+#endif

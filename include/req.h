@@ -1,0 +1,32 @@
+/* req: validates API request bodies and turns them into the normalised JSON
+ * the ledger's SQL functions take. Pure: no I/O, no database. */
+#ifndef TB_REQ_H
+#define TB_REQ_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct req_error {
+	const char *code; /* stable API error code, e.g. "invalid_hours" */
+	char message[200];
+};
+
+/* Member fields for "add" (name required) or "update" (at least one field).
+ * Returns a new object the caller owns, or NULL with err set. */
+json_t *req_member(const json_t *body, int for_update, struct req_error *err);
+
+/* An exchange between two members of this bank. max_minutes is the bank's
+ * configured maximum per exchange. Returns a new object or NULL with err. */
+json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err);
+
+/* Reads a member number from JSON (integer or digit string). 0 or -1. */
+int req_member_number(const json_t *value, int64_t *number) __attribute__((warn_unused_result));
+
+/* Parses a decimal number in [min, max] from text (query strings). 0 or -1. */
+int req_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
+	__attribute__((warn_unused_result));
+
+/* 1 if text is a real calendar date written YYYY-MM-DD. */
+int req_valid_date(const char *text);
+
+#endif

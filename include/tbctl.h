@@ -1,0 +1,76 @@
+/* tbctl: the coordinator's command line over the admin API. Shared by the
+ * files in src/tbctl/. */
+#ifndef TB_TBCTL_H
+#define TB_TBCTL_H
+
+#include <jansson.h>
+
+/* Exit codes. */
+enum {
+	TBCTL_OK = 0,
+	TBCTL_REFUSED = 1,     /* the API said no, or the audit failed */
+	TBCTL_USAGE = 2,       /* the command line was wrong */
+	TBCTL_UNAVAILABLE = 3, /* timebankd or its database could not be reached */
+};
+
+struct tbctl {
+	const char *url;
+	const char *token;
+	int json; /* print the API's JSON */
+};
+
+struct tbctl_reply {
+	int status;  /* HTTP status; 0 when nothing came back */
+	json_t *body; /* parsed reply, or NULL */
+	char err[256]; /* why nothing came back */
+};
+
+/* One request; body may be NULL. 0 when a reply came back (any status), -1
+ * with reply->err set when none did. The caller frees reply->body. */
+int tbctl_http(const struct tbctl *t, const char *method, const char *path, const json_t *body,
+	       struct tbctl_reply *reply);
+
+/* Prints the API's error (or the transport failure) to stderr and returns
+ * the exit code for it. Frees reply->body. */
+int tbctl_fail(const struct tbctl_reply *reply);
+
+/* Requests, then prints the JSON (--json) or calls show(body); returns the
+ * exit code. */
+int tbctl_call(const struct tbctl *t, const char *method, const char *path, const json_t *body,
+	       void (*show)(const json_t *body));
+
+/* Prints minutes as hours ("1h30m") into a static buffer; for output only. */
+const char *tbctl_hours(json_int_t minutes);
+/* A string field or "" (never NULL). */
+const char *tbctl_str(const json_t *obj, const char *key);
+
+int tbctl_member(const struct tbctl *t, int argc, char **argv);
+int tbctl_exchange(const struct tbctl *t, int argc, char **argv);
+int tbctl_balance(const struct tbctl *t, int argc, char **argv);
+int tbctl_history(const struct tbctl *t, int argc, char **argv);
+int tbctl_audit(const struct tbctl *t, int argc, char **argv);
+
+/* Options that become fields of a JSON request body: "--NAME VALUE" sets
+ * field (a string; the API parses numbers and hours). */
+struct tbctl_field {
+	const char *option;
+	const char *field;
+};
+
+/* Parses argv (argv[0] is the command) into out for the given fields;
+ * positional arguments, wherever they stood, are moved in order to
+ * argv[*first_arg..argc). Returns 0, or -1 after printing the problem. */
+int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t *out,
+		 int *first_arg);
+
+/* Removes a value-less flag (like "--all") from argv; returns 1 if it was
+ * there. */
+int tbctl_flag(int *argc, char **argv, const char *flag);
+
+/* Lists path, with the query fields given, one page or (all) every page:
+ * calls row() per item, or prints the JSON ({"items": [...]} when all).
+ * Returns the exit code. */
+int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
+	       void (*header)(void), void (*row)(const json_t *item));
+
+#endif

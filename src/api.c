@@ -1,0 +1,450 @@
+#include "api_internal.h"
+
+#include "log.h"
+#include "req.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#define API_DEFAULT_LIMIT 50
+#define API_MAX_LIMIT 500
+
+struct api {
+	struct event_base *base;
+	char *bank_id;
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	struct db *db;
+	struct auth *auth;
+	struct api_limits limits;
+	int inflight;
+	int draining;
+	void (*done)(void *);
+	void *done_arg;
+	unsigned long long by_class[6]; /* replies by status class: [2] = 2xx ... */
+};
+
+/* Stable error codes raised by the ledger, and the HTTP status of each. */
+static const struct {
+	const char *code;
+	int status;
+} ledger_codes[] = {
+	{"member_not_found", 404},	  {"exchange_not_found", 404},
+	{"duplicate_member_number", 409}, {"idempotency_conflict", 409},
+	{"below_floor", 422},		  {"member_inactive", 422},
+	{"same_member", 422},		  {"invalid_date", 422},
+};
+
+const struct api_limits *api_limits(const struct api *api)
+{
+	return &api->limits;
+}
+
+const char *api_bank_id(const struct api *api)
+{
+	return api->bank_id;
+}
+
+static void req_free(struct api_req *r)
+{
+	struct api *api = r->api;
+
+	evhttp_clear_headers(&r->query);
+	json_decref(r->body);
+	free(r);
+	api->inflight--;
+	if (api->draining && api->inflight == 0 && api->done != NULL) {
+		void (*done)(void *) = api->done;
+		api->done = NULL;
+		done(api->done_arg);
+	}
+}
+
+void api_reply_text(struct api_req *r, int status, const char *json_text)
+{
+	struct evbuffer *buf = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+
+	evhttp_add_header(out, "Content-Type", "application/json");
+	if (status == 503)
+		evhttp_add_header(out, "Retry-After", "1");
+	if (status == 401)
+		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+	evbuffer_add(buf, json_text, strlen(json_text));
+	evbuffer_add(buf, "\n", 1);
+	evhttp_send_reply(r->req, status, NULL, buf);
+	evbuffer_free(buf);
+	if (status / 100 < 6)
+		r->api->by_class[status / 100]++;
+	req_free(r);
+}
+
+void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	json_t *j;
+	char *text;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	j = json_pack("{s{ssss}}", "error", "code", code, "message", msg);
+	text = json_dumps(j, JSON_COMPACT);
+	api_reply_text(r, status, text);
+	free(text);
+	json_decref(j);
+}
+
+static int ledger_status(const char *code)
+{
+	for (size_t i = 0; i < sizeof(ledger_codes) / sizeof(ledger_codes[0]); i++)
+		if (strcmp(ledger_codes[i].code, code) == 0)
+			return ledger_codes[i].status;
+	return 422;
+}
+
+/* SQLSTATE classes that mean "the database is not there right now": the
+ * request did not happen and can be retried. */
+static int retryable_sqlstate(const char *s)
+{
+	return s != NULL && (strncmp(s, "08", 2) == 0 || strncmp(s, "57", 2) == 0 ||
+			     strncmp(s, "53", 2) == 0 || strncmp(s, "40", 2) == 0);
+}
+
+static void on_sql(void *arg, const struct db_result *res)
+{
+	struct api_req *r = arg;
+
+	switch (res->status) {
+	case DB_OK:
+		if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
+			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
+			return;
+		}
+		log_error("api: the ledger gave no answer for %s",
+			  evhttp_request_get_uri(r->req));
+		api_reply_error(r, 500, "internal_error", "the ledger gave no answer");
+		return;
+	case DB_ERROR:
+		if (res->sqlstate != NULL && strcmp(res->sqlstate, "TB000") == 0) {
+			api_reply_error(r, ledger_status(res->message), res->message, "%s",
+					res->detail != NULL ? res->detail : res->message);
+			return;
+		}
+		if (retryable_sqlstate(res->sqlstate))
+			break;
+		log_error("api: ledger error %s on %s: %s", res->sqlstate ? res->sqlstate : "?",
+			  evhttp_request_get_uri(r->req), res->message ? res->message : "");
+		api_reply_error(r, 500, "internal_error",
+				"the ledger could not do this; nothing was changed");
+		return;
+	case DB_BUSY:
+		api_reply_error(r, 503, "busy", "too many requests waiting for the ledger; retry");
+		return;
+	case DB_UNAVAILABLE:
+		break;
+	}
+	api_reply_error(r, 503, "database_unavailable",
+			"the ledger database is unavailable; retry with the same idempotency key");
+}
+
+void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params)
+{
+	enum db_status st;
+
+	if (db_query(r->api->db, sql, nparams, params, on_sql, r, &st) == -1) {
+		struct db_result res = {.status = st};
+		on_sql(r, &res);
+	}
+}
+
+int api_query_int(struct api_req *r, const char *name, int64_t *out, int *present)
+{
+	const char *v = evhttp_find_header(&r->query, name);
+
+	*present = v != NULL;
+	if (v == NULL)
+		return 0;
+	if (req_parse_int(v, 1, INT64_MAX, out) == -1) {
+		api_reply_error(r, 400, "invalid_request", "%s must be a positive whole number", name);
+		return -1;
+	}
+	return 0;
+}
+
+int api_query_limit(struct api_req *r, int *limit)
+{
+	const char *v = evhttp_find_header(&r->query, "limit");
+	int64_t n = API_DEFAULT_LIMIT;
+
+	if (v != NULL && req_parse_int(v, 1, API_MAX_LIMIT, &n) == -1) {
+		api_reply_error(r, 400, "invalid_request", "limit must be from 1 to %d",
+				API_MAX_LIMIT);
+		return -1;
+	}
+	*limit = (int)n;
+	return 0;
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return "OTHER";
+	}
+}
+
+/* Matches path against a pattern; '#' takes a number into *id. */
+static int path_match(const char *pattern, const char *path, int64_t *id)
+{
+	while (*pattern != '\0') {
+		if (*pattern == '#') {
+			const char *start = path;
+			int64_t v = 0;
+			while (*path >= '0' && *path <= '9' && path - start < 15)
+				v = v * 10 + (*path++ - '0');
+			if (path == start || v == 0 || (*path != '/' && *path != '\0'))
+				return 0;
+			*id = v;
+			pattern++;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return 0;
+	}
+	return *path == '\0' || (*path == '/' && path[1] == '\0');
+}
+
+static void reply_health(struct api_req *r)
+{
+	int up = db_live(r->api->db) > 0;
+	json_t *j = json_pack("{ssssss}", "status", up ? "ok" : "degraded", "bank",
+			      r->api->bank_id, "database", up ? "up" : "down");
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	api_reply_text(r, up ? 200 : 503, text);
+	free(text);
+	json_decref(j);
+}
+
+static void reply_metrics(struct api_req *r)
+{
+	struct api *api = r->api;
+	struct evbuffer *buf = evbuffer_new();
+
+	evbuffer_add_printf(buf, "# HELP timebankd_http_replies_total Admin API replies by status class.\n"
+				 "# TYPE timebankd_http_replies_total counter\n");
+	for (int c = 2; c <= 5; c++)
+		evbuffer_add_printf(buf, "timebankd_http_replies_total{class=\"%dxx\"} %llu\n", c,
+				    api->by_class[c]);
+	evbuffer_add_printf(buf,
+			    "# HELP timebankd_http_inflight Admin API requests being answered.\n"
+			    "# TYPE timebankd_http_inflight gauge\ntimebankd_http_inflight %d\n"
+			    "# HELP timebankd_db_connections_up Live ledger database connections.\n"
+			    "# TYPE timebankd_db_connections_up gauge\n"
+			    "timebankd_db_connections_up %d\n",
+			    api->inflight - 1, db_live(api->db));
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(r->req, 200, "OK", buf);
+	evbuffer_free(buf);
+	api->by_class[2]++;
+	req_free(r);
+}
+
+/* 0 with r->role and r->actor set, or -1 after answering 401. */
+static int authenticate(struct api_req *r)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->req),
+					   "Authorization");
+	const struct auth_token *t = NULL;
+
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
+		t = auth_check(r->api->auth, h + 7);
+	if (t == NULL) {
+		api_reply_error(r, 401, "unauthorized", "a valid bearer token is required");
+		return -1;
+	}
+	r->role = t->role;
+	snprintf(r->actor, sizeof(r->actor), "%s", t->name);
+	return 0;
+}
+
+/* 0 with r->body set, or -1 after answering 4xx. */
+static int read_body(struct api_req *r)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+
+	if (len > r->api->limits.max_body) {
+		api_reply_error(r, 413, "body_too_large", "the request body is over %zu bytes",
+				r->api->limits.max_body);
+		return -1;
+	}
+	if (len == 0) {
+		api_reply_error(r, 400, "invalid_json", "the request body is empty; send a JSON object");
+		return -1;
+	}
+	r->body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES,
+			     &jerr);
+	if (r->body == NULL) {
+		api_reply_error(r, 400, "invalid_json", "the request body is not valid JSON: %s",
+				jerr.text);
+		return -1;
+	}
+	return 0;
+}
+
+static void route(struct api_req *r, const char *path)
+{
+	const char *method = method_name(evhttp_request_get_command(r->req));
+	const struct api_route *rt;
+	int path_known = 0;
+
+	for (rt = api_routes; rt->path != NULL; rt++) {
+		if (!path_match(rt->path, path, &r->id))
+			continue;
+		path_known = 1;
+		if (strcmp(rt->method, method) == 0)
+			break;
+	}
+	if (rt->path == NULL) {
+		if (path_known)
+			api_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s",
+					method, path);
+		else
+			api_reply_error(r, 404, "not_found", "no such endpoint: %s", path);
+		return;
+	}
+	if (authenticate(r) == -1)
+		return;
+	if (r->role < rt->role) {
+		api_reply_error(r, 403, "forbidden", "this needs a %s token; yours is %s",
+				auth_role_name(rt->role), auth_role_name(r->role));
+		return;
+	}
+	if (rt->needs_body && read_body(r) == -1)
+		return;
+	r->ok_status = strcmp(method, "POST") == 0 ? 201 : 200;
+	rt->handle(r);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct api *api = arg;
+	struct api_req *r = calloc(1, sizeof(*r));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
+
+	r->api = api;
+	r->req = req;
+	TAILQ_INIT(&r->query);
+	api->inflight++;
+	if (path == NULL)
+		path = "/";
+	if (api->draining) {
+		api_reply_error(r, 503, "shutting_down", "timebankd is shutting down; retry shortly");
+		return;
+	}
+	if (query != NULL && evhttp_parse_query_str(query, &r->query) == -1) {
+		api_reply_error(r, 400, "invalid_request", "the query string is malformed");
+		return;
+	}
+	if (strcmp(path, "/v1/health") == 0)
+		reply_health(r);
+	else if (strcmp(path, "/metrics") == 0)
+		reply_metrics(r);
+	else
+		route(r, path);
+}
+
+/* Bodies over max_body get a JSON 413 from read_body; evhttp's own cap, far
+ * above it, only stops a client that sends without end (plain 413). */
+static void set_hard_body_cap(struct api *api)
+{
+	size_t cap = api->limits.max_body * 4;
+
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)(cap < 1048576 ? 1048576 : cap));
+}
+
+struct api *api_new(struct event_base *base, const char *bank_id, const char *host, int port,
+		    struct db *db, struct auth *auth, const struct api_limits *limits)
+{
+	struct api *api = calloc(1, sizeof(*api));
+
+	api->base = base;
+	api->bank_id = strdup(bank_id);
+	api->db = db;
+	api->auth = auth;
+	api->limits = *limits;
+	api->http = evhttp_new(base);
+	/* Every method reaches the router, so unknown ones get a JSON 405. */
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+						      EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT |
+						      EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+						      EVHTTP_REQ_OPTIONS);
+	evhttp_set_max_headers_size(api->http, 16 * 1024);
+	set_hard_body_cap(api);
+	evhttp_set_timeout(api->http, 60);
+	evhttp_set_gencb(api->http, on_request, api);
+	api->sock = evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
+	if (api->sock == NULL) {
+		log_error("api: cannot listen on %s:%d", host, port);
+		api_free(api);
+		return NULL;
+	}
+	log_info("api: listening on %s:%d (%d tokens)", host, port, auth_count(auth));
+	return api;
+}
+
+void api_free(struct api *api)
+{
+	if (api == NULL)
+		return;
+	if (api->http != NULL)
+		evhttp_free(api->http);
+	auth_free(api->auth);
+	free(api->bank_id);
+	free(api);
+}
+
+void api_reload(struct api *api, struct auth *auth, const struct api_limits *limits)
+{
+	auth_free(api->auth);
+	api->auth = auth;
+	api->limits = *limits;
+	set_hard_body_cap(api);
+}
+
+void api_drain(struct api *api, void (*done)(void *), void *arg)
+{
+	if (api->sock != NULL) {
+		evhttp_del_accept_socket(api->http, api->sock);
+		api->sock = NULL;
+	}
+	api->draining = 1;
+	api->done = done;
+	api->done_arg = arg;
+	log_info("api: draining: %d requests in flight", api->inflight);
+	if (api->inflight == 0) {
+		api->done = NULL;
+		done(arg);
+	}
+}

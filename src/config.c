@@ -1,0 +1,348 @@
+#include "config.h"
+
+#include "hours.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PG_BINDIR
+#define PG_BINDIR "/usr/lib/postgresql/15/bin"
+#endif
+
+enum key_type { KT_STR, KT_PATH, KT_BANK_ID, KT_INT, KT_HOURS, KT_LISTEN, KT_LEVEL };
+
+struct key {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	int required;
+	int64_t min, max; /* KT_INT, KT_HOURS */
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct key keys[] = {
+	{"bank", "id", KT_BANK_ID, OFF(bank_id), 1, 0, 0},
+	{"bank", "name", KT_STR, OFF(bank_name), 1, 0, 0},
+	{"bank", "data_dir", KT_PATH, OFF(data_dir), 0, 0, 0},
+	{"bank", "log_level", KT_LEVEL, OFF(log_level), 0, 0, 0},
+	{"database", "conninfo", KT_STR, OFF(database), 1, 0, 0},
+	{"database", "pool", KT_INT, OFF(db_pool), 0, 1, 64},
+	{"database", "pg_bindir", KT_PATH, OFF(pg_bindir), 0, 0, 0},
+	{"database", "pg_user", KT_STR, OFF(pg_user), 0, 0, 0},
+	{"admin", "listen", KT_LISTEN, 0, 1, 0, 0},
+	{"admin", "tokens", KT_PATH, OFF(token_file), 1, 0, 0},
+	{"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
+	{"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
+	{"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct parse {
+	struct config *cfg;
+	struct config_problems *probs;
+	const char *base_dir;
+	const char *text; /* what the reader hands inih, line by line */
+	int line;         /* line inih is handling now */
+	int seen[NKEYS];  /* line each key was set on */
+};
+
+static void problem(struct config_problems *probs, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void problem(struct config_problems *probs, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (probs->n >= CONFIG_MAX_PROBLEMS)
+		return;
+	probs->items[probs->n].line = line;
+	va_start(ap, fmt);
+	vsnprintf(probs->items[probs->n].msg, sizeof(probs->items[0].msg), fmt, ap);
+	va_end(ap);
+	probs->n++;
+}
+
+static int valid_bank_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 2 || n > 32 || !islower((unsigned char)s[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+static char *resolve_path(const char *base_dir, const char *value)
+{
+	char *out;
+
+	if (value[0] == '/' || base_dir == NULL)
+		return strdup(value);
+	if (asprintf(&out, "%s/%s", base_dir, value) < 0)
+		return NULL;
+	return out;
+}
+
+static int parse_listen(struct config *cfg, const char *value)
+{
+	const char *colon = strrchr(value, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || colon == value)
+		return -1;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || port < 0 || port > 65535)
+		return -1;
+	free(cfg->admin_host);
+	cfg->admin_host = strndup(value, (size_t)(colon - value));
+	cfg->admin_port = (int)port;
+	return 0;
+}
+
+/* Stores one value; returns 0 or -1 with a message in err. */
+static int set_value(struct parse *p, const struct key *k, const char *value, char *err, size_t len)
+{
+	char *field = (char *)p->cfg + k->offset;
+	int64_t minutes;
+	long long n;
+	char *end;
+
+	switch (k->type) {
+	case KT_BANK_ID:
+		if (!valid_bank_id(value)) {
+			snprintf(err, len, "bank id '%s' must be 2-32 lower-case letters, digits or '-', "
+				 "starting with a letter", value);
+			return -1;
+		}
+		/* fall through */
+	case KT_STR:
+	case KT_LEVEL:
+		if (value[0] == '\0') {
+			snprintf(err, len, "%s must not be empty", k->name);
+			return -1;
+		}
+		if (k->type == KT_LEVEL && strcmp(value, "debug") != 0 && strcmp(value, "info") != 0 &&
+		    strcmp(value, "warn") != 0 && strcmp(value, "error") != 0) {
+			snprintf(err, len, "log_level must be debug, info, warn or error");
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = strdup(value);
+		return 0;
+	case KT_PATH:
+		if (value[0] == '\0') {
+			snprintf(err, len, "%s must not be empty", k->name);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = resolve_path(p->base_dir, value);
+		return 0;
+	case KT_INT:
+		errno = 0;
+		n = strtoll(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || n < k->min || n > k->max) {
+			snprintf(err, len, "%s must be a whole number from %lld to %lld", k->name,
+				 (long long)k->min, (long long)k->max);
+			return -1;
+		}
+		if (k->offset == OFF(max_body))
+			p->cfg->max_body = (size_t)n;
+		else
+			*(int *)field = (int)n;
+		return 0;
+	case KT_HOURS:
+		if (hours_parse(value, &minutes) == -1 || minutes < k->min || minutes > k->max) {
+			char lo[32], hi[32];
+			hours_format(k->min, lo, sizeof(lo));
+			hours_format(k->max, hi, sizeof(hi));
+			snprintf(err, len, "%s must be hours from %s to %s (like 10h, 1.5, 1h30m)",
+				 k->name, lo, hi);
+			return -1;
+		}
+		*(int64_t *)field = minutes;
+		return 0;
+	case KT_LISTEN:
+		if (parse_listen(p->cfg, value) == -1) {
+			snprintf(err, len, "listen must be host:port, like 127.0.0.1:8401");
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+	char err[160];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
+			continue;
+		if (p->seen[i]) {
+			problem(p->probs, p->line, "'%s' in [%s] set twice (first on line %d)", name,
+				section, p->seen[i]);
+			return 1;
+		}
+		p->seen[i] = p->line;
+		if (set_value(p, &keys[i], value, err, sizeof(err)) == -1)
+			problem(p->probs, p->line, "%s", err);
+		return 1;
+	}
+	problem(p->probs, p->line, "unknown key '%s' in [%s]", name, section);
+	return 1;
+}
+
+/* Hands inih one line at a time and counts them, so on_key knows its line. */
+static char *read_line(char *buf, int size, void *stream)
+{
+	struct parse *p = stream;
+	int n = 0;
+
+	if (*p->text == '\0')
+		return NULL;
+	while (n < size - 1 && *p->text != '\0') {
+		char c = *p->text++;
+		buf[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	/* The rest of an over-long line is dropped, so line numbers stay true. */
+	if (n == size - 1 && buf[n - 1] != '\n')
+		while (*p->text != '\0' && *p->text++ != '\n')
+			;
+	buf[n] = '\0';
+	p->line++;
+	return buf;
+}
+
+static void set_defaults(struct config *cfg)
+{
+	cfg->db_pool = 4;
+	cfg->max_body = 64 * 1024;
+	cfg->default_floor = -10 * 60;
+	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;
+}
+
+static void check_whole(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].required && !p->seen[i])
+			problem(p->probs, 0, "missing '%s' in [%s]", keys[i].name, keys[i].section);
+	if (cfg->database != NULL && strcmp(cfg->database, "managed") == 0) {
+		cfg->db_managed = 1;
+		if (cfg->data_dir == NULL)
+			problem(p->probs, 0, "conninfo = managed needs 'data_dir' in [bank]");
+	}
+	if (cfg->pg_bindir == NULL)
+		cfg->pg_bindir = strdup(PG_BINDIR);
+	if (cfg->pg_user == NULL)
+		cfg->pg_user = strdup("postgres");
+	if (cfg->log_level == NULL)
+		cfg->log_level = strdup("info");
+}
+
+struct config *config_parse(const char *text, const char *base_dir, struct config_problems *probs)
+{
+	struct parse p = {0};
+	int rc;
+
+	probs->n = 0;
+	p.cfg = calloc(1, sizeof(*p.cfg));
+	if (p.cfg == NULL) {
+		problem(probs, 0, "out of memory");
+		return NULL;
+	}
+	set_defaults(p.cfg);
+	p.probs = probs;
+	p.base_dir = base_dir;
+	p.text = text;
+	rc = ini_parse_stream(read_line, &p, on_key, &p);
+	if (rc > 0)
+		problem(probs, rc, "syntax error: expected [section] or key = value");
+	else if (rc < 0)
+		problem(probs, 0, "out of memory");
+	check_whole(&p);
+	if (probs->n > 0) {
+		config_free(p.cfg);
+		return NULL;
+	}
+	return p.cfg;
+}
+
+struct config *config_load(const char *path, struct config_problems *probs)
+{
+	char *text = NULL, *copy = NULL, real[PATH_MAX];
+	struct config *cfg = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	probs->n = 0;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		problem(probs, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	text = malloc(1024 * 1024 + 1);
+	if (text != NULL)
+		len = fread(text, 1, 1024 * 1024 + 1, f);
+	fclose(f);
+	if (text == NULL || len > 1024 * 1024) {
+		problem(probs, 0, text == NULL ? "out of memory" : "file over 1 MiB");
+		free(text);
+		return NULL;
+	}
+	text[len] = '\0';
+	if (memchr(text, '\0', len) != NULL) {
+		problem(probs, 0, "not a text file");
+		free(text);
+		return NULL;
+	}
+	if (realpath(path, real) != NULL)
+		copy = strdup(real);
+	cfg = config_parse(text, copy != NULL ? dirname(copy) : NULL, probs);
+	free(copy);
+	free(text);
+	return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->bank_id);
+	free(cfg->bank_name);
+	free(cfg->data_dir);
+	free(cfg->log_level);
+	free(cfg->database);
+	free(cfg->pg_bindir);
+	free(cfg->pg_user);
+	free(cfg->admin_host);
+	free(cfg->token_file);
+	free(cfg);
+}
+
+void config_problems_print(FILE *out, const char *path, const struct config_problems *probs)
+{
+	for (int i = 0; i < probs->n; i++) {
+		if (probs->items[i].line > 0)
+			fprintf(out, "%s:%d: %s\n", path, probs->items[i].line, probs->items[i].msg);
+		else
+			fprintf(out, "%s: %s\n", path, probs->items[i].msg);
+	}
+}

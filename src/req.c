@@ -1,0 +1,321 @@
+#include "req.h"
+
+#include "hours.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEMBER_NUMBER_MAX 999999999LL
+
+static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return NULL;
+}
+
+int req_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (text == NULL || !isdigit((unsigned char)text[text[0] == '-']))
+		return -1;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int req_member_number(const json_t *value, int64_t *number)
+{
+	if (json_is_integer(value)) {
+		json_int_t v = json_integer_value(value);
+		if (v < 1 || v > MEMBER_NUMBER_MAX)
+			return -1;
+		*number = v;
+		return 0;
+	}
+	if (json_is_string(value))
+		return req_parse_int(json_string_value(value), 1, MEMBER_NUMBER_MAX, number);
+	return -1;
+}
+
+int req_valid_date(const char *s)
+{
+	static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, m, d, leap;
+
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return 0;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+			return 0;
+	y = atoi(s);
+	m = atoi(s + 5);
+	d = atoi(s + 8);
+	if (y < 1900 || m < 1 || m > 12 || d < 1 || d > days[m - 1])
+		return 0;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return !(m == 2 && d == 29 && !leap);
+}
+
+/* Text a person typed: at most max bytes, no control characters. */
+static int valid_text(const char *s, size_t max, int allow_newlines)
+{
+	size_t n = strlen(s);
+
+	if (n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && !(allow_newlines && (c == '\n' || c == '\t'))) || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+struct text_field {
+	const char *name;
+	size_t max;
+	int multiline;
+};
+
+static const struct text_field member_text[] = {
+	{"name", 200, 0},	   {"email", 254, 0},	{"phone", 40, 0},
+	{"address", 500, 1},	   {"skills", 2000, 1}, {"needs", 2000, 1},
+	{"availability", 500, 1}, {"notes", 4000, 1},
+};
+
+static const struct text_field *find_text(const struct text_field *t, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, key) == 0)
+			return &t[i];
+	return NULL;
+}
+
+/* One member field into out; returns 0 or -1 with err set. */
+static int member_field(json_t *out, const char *key, const json_t *v, int for_update,
+			struct req_error *err)
+{
+	const struct text_field *tf =
+		find_text(member_text, sizeof(member_text) / sizeof(member_text[0]), key);
+	int64_t n;
+
+	if (tf != NULL) {
+		if (json_is_null(v) && strcmp(key, "name") != 0)
+			return json_object_set(out, key, json_null());
+		if (!json_is_string(v) || !valid_text(json_string_value(v), tf->max, tf->multiline)) {
+			fail(err, "invalid_field", "%s must be text of at most %zu characters", key,
+			     tf->max);
+			return -1;
+		}
+		if (strcmp(key, "name") == 0 && json_string_length(v) == 0) {
+			fail(err, "invalid_field", "name must not be empty");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
+	if (strcmp(key, "number") == 0 && !for_update) {
+		if (req_member_number(v, &n) == -1) {
+			fail(err, "invalid_member_number",
+			     "number must be a whole number from 1 to 999999999");
+			return -1;
+		}
+		return json_object_set_new(out, key, json_integer(n));
+	}
+	if (strcmp(key, "floor") == 0) {
+		const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+		char buf[32];
+		if (json_is_null(v))
+			return json_object_set(out, "floor_minutes", json_null());
+		if (json_is_integer(v) || json_is_real(v)) {
+			snprintf(buf, sizeof(buf), "%.6g", json_number_value(v));
+			text = buf;
+		}
+		if (text == NULL || hours_parse(text, &n) == -1 || n > 0) {
+			fail(err, "invalid_hours", "floor must be zero or negative hours, like -10h");
+			return -1;
+		}
+		return json_object_set_new(out, "floor_minutes", json_integer(n));
+	}
+	if (strcmp(key, "status") == 0 && for_update) {
+		const char *s = json_string_value(v);
+		if (s == NULL ||
+		    (strcmp(s, "active") != 0 && strcmp(s, "suspended") != 0 && strcmp(s, "left") != 0)) {
+			fail(err, "invalid_status", "status must be active, suspended or left");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
+	if (strcmp(key, "joined_on") == 0) {
+		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
+			fail(err, "invalid_date", "joined_on must be a date written YYYY-MM-DD");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
+	fail(err, "unknown_field", "unknown field '%s'", key);
+	return -1;
+}
+
+json_t *req_member(const json_t *body, int for_update, struct req_error *err)
+{
+	const char *key;
+	json_t *v, *out;
+
+	if (!json_is_object(body))
+		return fail(err, "invalid_request", "the request body must be a JSON object");
+	out = json_object();
+	json_object_foreach((json_t *)body, key, v)
+	{
+		if (member_field(out, key, v, for_update, err) == -1) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	if (!for_update && json_object_get(out, "name") == NULL) {
+		json_decref(out);
+		return fail(err, "invalid_field", "name is required");
+	}
+	if (for_update && json_object_size(out) == 0) {
+		json_decref(out);
+		return fail(err, "invalid_request", "nothing to update");
+	}
+	return out;
+}
+
+/* The minutes of an exchange from "minutes" (integer) or "hours" (text or
+ * number); returns 0 or -1 with err set. */
+static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes, struct req_error *err)
+{
+	const json_t *h = json_object_get(body, "hours"), *m = json_object_get(body, "minutes");
+	char buf[32], shown[32];
+	const char *text;
+
+	if ((h == NULL) == (m == NULL)) {
+		fail(err, "invalid_hours", "give either hours or minutes");
+		return -1;
+	}
+	if (m != NULL) {
+		if (!json_is_integer(m)) {
+			fail(err, "invalid_hours", "minutes must be a whole number");
+			return -1;
+		}
+		*minutes = json_integer_value(m);
+	} else {
+		text = json_string_value(h);
+		if (json_is_integer(h) || json_is_real(h)) {
+			snprintf(buf, sizeof(buf), "%.6g", json_number_value(h));
+			text = buf;
+		}
+		if (text == NULL || hours_parse(text, minutes) == -1) {
+			fail(err, "invalid_hours",
+			     "hours must be like 2, 1.5, 1h30m or 90m, in whole minutes");
+			return -1;
+		}
+	}
+	if (*minutes <= 0 || *minutes > max) {
+		hours_format(max, shown, sizeof(shown));
+		fail(err, "invalid_hours", "time must be more than zero and at most %s", shown);
+		return -1;
+	}
+	return 0;
+}
+
+static int valid_key(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 100)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("._:-", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error *err)
+{
+	const json_t *cat = json_object_get(body, "category");
+	const json_t *desc = json_object_get(body, "description");
+	const json_t *date = json_object_get(body, "performed_on");
+	const json_t *key = json_object_get(body, "idempotency_key");
+	char lower[41];
+	size_t n;
+
+	if (!json_is_string(cat) || (n = json_string_length(cat)) == 0 || n > 40 ||
+	    !valid_text(json_string_value(cat), 40, 0))
+		return fail(err, "invalid_category", "category must be text of 1 to 40 characters");
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char)tolower((unsigned char)json_string_value(cat)[i]);
+	json_object_set_new(out, "category", json_string(lower));
+	if (desc != NULL && !json_is_null(desc)) {
+		if (!json_is_string(desc) || !valid_text(json_string_value(desc), 500, 1))
+			return fail(err, "invalid_field",
+				    "description must be text of at most 500 characters");
+		json_object_set(out, "description", (json_t *)desc);
+	}
+	if (date != NULL && !json_is_null(date)) {
+		if (!json_is_string(date) || !req_valid_date(json_string_value(date)))
+			return fail(err, "invalid_date", "performed_on must be a date written YYYY-MM-DD");
+		json_object_set(out, "performed_on", (json_t *)date);
+	}
+	if (key != NULL && !json_is_null(key)) {
+		if (!json_is_string(key) || !valid_key(json_string_value(key)))
+			return fail(err, "invalid_idempotency_key",
+				    "idempotency_key must be 1 to 100 letters, digits or . _ : -");
+		json_object_set(out, "idempotency_key", (json_t *)key);
+	}
+	return out;
+}
+
+json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"payer",	      "earner",	     "hours",
+					      "minutes",      "category",    "description",
+					      "performed_on", "idempotency_key"};
+	int64_t payer, earner, minutes;
+	const char *key;
+	json_t *v, *out;
+
+	if (!json_is_object(body))
+		return fail(err, "invalid_request", "the request body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v)
+	{
+		size_t i = 0;
+		while (i < sizeof(allowed) / sizeof(allowed[0]) && strcmp(allowed[i], key) != 0)
+			i++;
+		if (i == sizeof(allowed) / sizeof(allowed[0]))
+			return fail(err, "unknown_field", "unknown field '%s'", key);
+	}
+	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
+		return fail(err, "invalid_member_number", "payer must be a member number");
+	if (req_member_number(json_object_get(body, "earner"), &earner) == -1)
+		return fail(err, "invalid_member_number", "earner must be a member number");
+	if (payer == earner)
+		return fail(err, "same_member", "payer and earner are the same member");
+	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
+		return NULL;
+	out = json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
+			"minutes", (json_int_t)minutes);
+	if (exchange_fields(body, out, err) == NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}

@@ -1,0 +1,94 @@
+/* tbctl: the coordinator's command line. Finds timebankd from --url/--token
+ * or TBCTL_URL/TBCTL_TOKEN; --json anywhere prints the API's JSON. */
+#include "tbctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+	fputs("usage: tbctl [--url URL] [--token TOKEN] [--json] COMMAND ...\n"
+	      "\n"
+	      "members:\n"
+	      "  member add --name NAME [--number N] [--email E] [--phone P] [--address A]\n"
+	      "             [--skills S] [--needs N] [--availability A] [--notes N]\n"
+	      "             [--floor HOURS] [--joined YYYY-MM-DD]\n"
+	      "  member show NUMBER\n"
+	      "  member list [--status active|suspended|left] [--search TEXT] [--limit N]\n"
+	      "              [--cursor C] [--all]\n"
+	      "  member update NUMBER [--name ...] [--status S] [--floor HOURS|default] ...\n"
+	      "  member suspend NUMBER\n"
+	      "  member activate NUMBER\n"
+	      "exchanges:\n"
+	      "  exchange record --payer N --earner N --hours H --category C\n"
+	      "                  [--description D] [--date YYYY-MM-DD] [--key KEY]\n"
+	      "  exchange show ID\n"
+	      "  exchange list [--member N] [--limit N] [--cursor C] [--all]\n"
+	      "accounts:\n"
+	      "  balance NUMBER\n"
+	      "  history NUMBER [--limit N] [--cursor C] [--all]\n"
+	      "  audit\n"
+	      "\n"
+	      "Hours are written 2, 1.5, 1h30m or 90m. The environment variables TBCTL_URL\n"
+	      "and TBCTL_TOKEN stand in for --url and --token. Exit status: 0 done, 1 refused\n"
+	      "(or the audit failed), 2 usage, 3 timebankd or its database unreachable.\n",
+	      out);
+}
+
+/* Takes --url, --token and --json from anywhere in argv; returns the new argc. */
+static int take_globals(struct tbctl *t, int argc, char **argv)
+{
+	int out = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char **dst = NULL;
+		size_t n = 0;
+
+		if (strcmp(argv[i], "--json") == 0) {
+			t->json = 1;
+			continue;
+		}
+		if (strncmp(argv[i], "--url", 5) == 0)
+			dst = &t->url, n = 5;
+		else if (strncmp(argv[i], "--token", 7) == 0)
+			dst = &t->token, n = 7;
+		if (dst != NULL && argv[i][n] == '=') {
+			*dst = argv[i] + n + 1;
+			continue;
+		}
+		if (dst != NULL && argv[i][n] == '\0' && i + 1 < argc) {
+			*dst = argv[++i];
+			continue;
+		}
+		argv[out++] = argv[i];
+	}
+	argv[out] = NULL;
+	return out;
+}
+
+int main(int argc, char **argv)
+{
+	struct tbctl t = {getenv("TBCTL_URL"), getenv("TBCTL_TOKEN"), 0};
+	static const struct {
+		const char *name;
+		int (*run)(const struct tbctl *, int, char **);
+	} commands[] = {
+		{"member", tbctl_member},   {"exchange", tbctl_exchange}, {"balance", tbctl_balance},
+		{"history", tbctl_history}, {"audit", tbctl_audit},
+	};
+
+	argc = take_globals(&t, argc, argv);
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? TBCTL_USAGE : TBCTL_OK;
+	}
+	if (t.url == NULL)
+		t.url = "http://127.0.0.1:8401";
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(&t, argc - 1, argv + 1);
+	fprintf(stderr, "tbctl: unknown command '%s' (tbctl help lists them)\n", argv[1]);
+	return TBCTL_USAGE;
+}

@@ -1,0 +1,146 @@
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+static const char *good = "[bank]\n"
+			  "id = colchester\n"
+			  "name = Colchester Time Bank\n"
+			  "data_dir = data\n"
+			  "\n"
+			  "[database]\n"
+			  "conninfo = managed\n"
+			  "pool = 8\n"
+			  "\n"
+			  "[admin]\n"
+			  "listen = 127.0.0.1:8401\n"
+			  "tokens = /etc/timebankd/tokens\n"
+			  "\n"
+			  "[ledger]\n"
+			  "default_floor = -5h\n"
+			  "max_exchange = 1h30m\n";
+
+static int has_problem(const struct config_problems *p, int line, const char *part)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->items[i].line == line && strstr(p->items[i].msg, part) != NULL)
+			return 1;
+	return 0;
+}
+
+static void test_config_parses_a_good_file(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse(good, "/etc/timebankd", &probs);
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_int_equal(probs.n, 0);
+	assert_string_equal(cfg->bank_id, "colchester");
+	assert_string_equal(cfg->bank_name, "Colchester Time Bank");
+	assert_string_equal(cfg->data_dir, "/etc/timebankd/data");
+	assert_true(cfg->db_managed);
+	assert_int_equal(cfg->db_pool, 8);
+	assert_string_equal(cfg->admin_host, "127.0.0.1");
+	assert_int_equal(cfg->admin_port, 8401);
+	assert_string_equal(cfg->token_file, "/etc/timebankd/tokens");
+	assert_int_equal(cfg->default_floor, -300);
+	assert_int_equal(cfg->max_exchange, 90);
+	config_free(cfg);
+}
+
+static void test_config_defaults_floor_and_maximum(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = westminster\nname = W\n"
+					  "[database]\nconninfo = host=/tmp dbname=tb\n"
+					  "[admin]\nlisten = 127.0.0.1:0\ntokens = t\n",
+					  NULL, &probs);
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_false(cfg->db_managed);
+	assert_string_equal(cfg->database, "host=/tmp dbname=tb");
+	assert_int_equal(cfg->default_floor, -600);
+	assert_int_equal(cfg->max_exchange, 24 * 60);
+	assert_int_equal(cfg->db_pool, 4);
+	config_free(cfg);
+}
+
+static void test_config_reports_each_problem_with_its_line(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\n"		  /* 1 */
+					  "id = Colchester!\n"	  /* 2 */
+					  "name = C\n"		  /* 3 */
+					  "colour = blue\n"	  /* 4 */
+					  "[database]\n"	  /* 5 */
+					  "conninfo = managed\n"  /* 6 */
+					  "pool = 0\n"		  /* 7 */
+					  "[admin]\n"		  /* 8 */
+					  "listen = nowhere\n"	  /* 9 */
+					  "[ledger]\n"		  /* 10 */
+					  "default_floor = 5h\n"  /* 11 */
+					  "max_exchange = lots\n" /* 12 */
+					  "name = again\n",	  /* 13 */
+					  NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 2, "bank id"));
+	assert_true(has_problem(&probs, 4, "unknown key 'colour'"));
+	assert_true(has_problem(&probs, 7, "pool"));
+	assert_true(has_problem(&probs, 9, "host:port"));
+	assert_true(has_problem(&probs, 11, "default_floor"));
+	assert_true(has_problem(&probs, 12, "max_exchange"));
+	assert_true(has_problem(&probs, 13, "unknown key 'name' in [ledger]"));
+	assert_true(has_problem(&probs, 0, "missing 'tokens'"));
+	assert_true(has_problem(&probs, 0, "data_dir"));
+}
+
+static void test_config_reports_a_key_set_twice(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = ab\nid = cd\n", NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 3, "set twice (first on line 2)"));
+}
+
+static void test_config_reports_a_syntax_error_line(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = ab\nthis is not ini\n", NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 3, "syntax error"));
+}
+
+static void test_config_load_reports_a_missing_file(void **state)
+{
+	struct config_problems probs;
+
+	(void)state;
+	assert_null(config_load("/nonexistent/timebankd.conf", &probs));
+	assert_int_equal(probs.n, 1);
+	assert_true(has_problem(&probs, 0, "cannot open"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_parses_a_good_file),
+		cmocka_unit_test(test_config_defaults_floor_and_maximum),
+		cmocka_unit_test(test_config_reports_each_problem_with_its_line),
+		cmocka_unit_test(test_config_reports_a_key_set_twice),
+		cmocka_unit_test(test_config_reports_a_syntax_error_line),
+		cmocka_unit_test(test_config_load_reports_a_missing_file),
+	};
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

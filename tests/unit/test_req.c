@@ -1,0 +1,205 @@
+#include "req.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+static json_t *parse(const char *text)
+{
+	json_error_t e;
+	json_t *j = json_loads(text, 0, &e);
+
+	assert_non_null(j);
+	return j;
+}
+
+/* Runs req_exchange and returns the error code, or NULL when accepted. */
+static const char *exchange_error(const char *text, int64_t max)
+{
+	static struct req_error err;
+	json_t *body = parse(text), *out = req_exchange(body, max, &err);
+
+	json_decref(body);
+	if (out != NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	return err.code;
+}
+
+static void test_req_exchange_normalises_hours_and_category(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"payer\": 17, \"earner\": \"204\", \"hours\": \"1h30m\", "
+			     "\"category\": \"Lifts\", \"description\": \"to the surgery\", "
+			     "\"performed_on\": \"2026-11-20\", \"idempotency_key\": \"k-1\"}");
+	json_t *out = req_exchange(body, 1440, &err);
+
+	(void)state;
+	assert_non_null(out);
+	assert_int_equal(json_integer_value(json_object_get(out, "payer")), 17);
+	assert_int_equal(json_integer_value(json_object_get(out, "earner")), 204);
+	assert_int_equal(json_integer_value(json_object_get(out, "minutes")), 90);
+	assert_string_equal(json_string_value(json_object_get(out, "category")), "lifts");
+	assert_string_equal(json_string_value(json_object_get(out, "idempotency_key")), "k-1");
+	json_decref(out);
+	json_decref(body);
+}
+
+static void test_req_exchange_takes_numeric_hours_and_minutes(void **state)
+{
+	struct req_error err;
+	json_t *a = parse("{\"payer\":1,\"earner\":2,\"hours\":1.5,\"category\":\"x\"}");
+	json_t *b = parse("{\"payer\":1,\"earner\":2,\"minutes\":45,\"category\":\"x\"}");
+	json_t *oa = req_exchange(a, 1440, &err), *ob = req_exchange(b, 1440, &err);
+
+	(void)state;
+	assert_int_equal(json_integer_value(json_object_get(oa, "minutes")), 90);
+	assert_int_equal(json_integer_value(json_object_get(ob, "minutes")), 45);
+	json_decref(oa);
+	json_decref(ob);
+	json_decref(a);
+	json_decref(b);
+}
+
+static void test_req_exchange_refuses_bad_requests_with_stable_codes(void **state)
+{
+	(void)state;
+	assert_string_equal(exchange_error("[]", 1440), "invalid_request");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":1,\"hours\":1,\"category\":\"x\"}",
+					   1440),
+			    "same_member");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":0,\"category\":\"x\"}",
+					   1440),
+			    "invalid_hours");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":\"-1\","
+					   "\"category\":\"x\"}", 1440),
+			    "invalid_hours");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":25,\"category\":\"x\"}",
+					   1440),
+			    "invalid_hours");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":\"0.01\","
+					   "\"category\":\"x\"}", 1440),
+			    "invalid_hours");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"minutes\":60,"
+					   "\"category\":\"x\"}", 1440),
+			    "invalid_hours");
+	assert_string_equal(exchange_error("{\"payer\":0,\"earner\":2,\"hours\":1,\"category\":\"x\"}",
+					   1440),
+			    "invalid_member_number");
+	assert_string_equal(exchange_error("{\"payer\":\"x\",\"earner\":2,\"hours\":1,"
+					   "\"category\":\"x\"}", 1440),
+			    "invalid_member_number");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1}", 1440),
+			    "invalid_category");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+					   "\"performed_on\":\"2026-02-30\"}", 1440),
+			    "invalid_date");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+					   "\"idempotency_key\":\"has space\"}", 1440),
+			    "invalid_idempotency_key");
+	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+					   "\"colour\":\"red\"}", 1440),
+			    "unknown_field");
+	assert_null(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":24,\"category\":\"x\"}", 1440));
+}
+
+static void test_req_member_add_needs_a_name(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"email\": \"a@b.org\"}");
+
+	(void)state;
+	assert_null(req_member(body, 0, &err));
+	assert_string_equal(err.code, "invalid_field");
+	json_decref(body);
+}
+
+static void test_req_member_turns_floor_hours_into_minutes(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"name\": \"Ann\", \"floor\": \"-2h30m\", \"number\": \"17\"}");
+	json_t *out = req_member(body, 0, &err);
+
+	(void)state;
+	assert_non_null(out);
+	assert_int_equal(json_integer_value(json_object_get(out, "floor_minutes")), -150);
+	assert_int_equal(json_integer_value(json_object_get(out, "number")), 17);
+	json_decref(out);
+	json_decref(body);
+}
+
+static void test_req_member_refuses_bad_fields(void **state)
+{
+	static const char *const cases[][2] = {
+		{"{\"name\": \"\"}", "invalid_field"},
+		{"{\"name\": \"A\\u0001B\"}", "invalid_field"},
+		{"{\"name\": \"A\", \"floor\": \"2h\"}", "invalid_hours"},
+		{"{\"name\": \"A\", \"number\": -3}", "invalid_member_number"},
+		{"{\"name\": \"A\", \"joined_on\": \"yesterday\"}", "invalid_date"},
+		{"{\"name\": \"A\", \"status\": \"left\"}", "unknown_field"},
+		{"{\"name\": 5}", "invalid_field"},
+	};
+	struct req_error err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *body = parse(cases[i][0]);
+		json_t *out = req_member(body, 0, &err);
+		if (out != NULL)
+			fail_msg("accepted %s", cases[i][0]);
+		assert_string_equal(err.code, cases[i][1]);
+		json_decref(body);
+	}
+}
+
+static void test_req_member_update_checks_status_and_emptiness(void **state)
+{
+	struct req_error err;
+	json_t *empty = parse("{}"), *bad = parse("{\"status\": \"gone\"}");
+	json_t *good = parse("{\"status\": \"left\", \"email\": null}");
+	json_t *out;
+
+	(void)state;
+	assert_null(req_member(empty, 1, &err));
+	assert_string_equal(err.code, "invalid_request");
+	assert_null(req_member(bad, 1, &err));
+	assert_string_equal(err.code, "invalid_status");
+	out = req_member(good, 1, &err);
+	assert_non_null(out);
+	assert_true(json_is_null(json_object_get(out, "email")));
+	json_decref(out);
+	json_decref(empty);
+	json_decref(bad);
+	json_decref(good);
+}
+
+static void test_req_valid_date_knows_the_calendar(void **state)
+{
+	(void)state;
+	assert_true(req_valid_date("2024-02-29"));
+	assert_false(req_valid_date("2023-02-29"));
+	assert_false(req_valid_date("1900-02-29"));
+	assert_true(req_valid_date("2000-02-29"));
+	assert_false(req_valid_date("2026-13-01"));
+	assert_false(req_valid_date("2026-1-01"));
+	assert_false(req_valid_date("26-01-01xx"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_req_exchange_normalises_hours_and_category),
+		cmocka_unit_test(test_req_exchange_takes_numeric_hours_and_minutes),
+		cmocka_unit_test(test_req_exchange_refuses_bad_requests_with_stable_codes),
+		cmocka_unit_test(test_req_member_add_needs_a_name),
+		cmocka_unit_test(test_req_member_turns_floor_hours_into_minutes),
+		cmocka_unit_test(test_req_member_refuses_bad_fields),
+		cmocka_unit_test(test_req_member_update_checks_status_and_emptiness),
+		cmocka_unit_test(test_req_valid_date_knows_the_calendar),
+	};
+	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
+}
