@@ -1,0 +1,191 @@
+"""Exchanges, balances, history and the audit."""
+
+import random
+
+
+def test_exchange_record_moves_hours_and_answers_settled(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    out = bank.tbctl_json("exchange", "record", "--payer", str(a), "--earner", str(b),
+                          "--hours", "1h30m", "--category", "Lifts",
+                          "--description", "to the surgery", "--date", "2026-11-01")
+    assert out["state"] == "settled" and isinstance(out["id"], int)
+    assert out["minutes"] == 90 and out["category"] == "lifts"
+    assert out["recorded_by"] == "test-coordinator"
+    assert bank.tbctl_json("balance", str(a))["balance_minutes"] == -90
+    bal = bank.tbctl_json("balance", str(b))
+    assert bal["balance_minutes"] == 90 and bal["pending_minutes"] == 0
+    text = bank.tbctl("balance", str(a), check=True).stdout
+    assert "balance -1h30m" in text and "floor -10h" in text and "available 8h30m" in text
+    shown = bank.tbctl_json("exchange", "show", str(out["id"]))
+    assert shown == out
+
+
+def test_exchange_accepts_every_way_of_writing_hours(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    for hours, minutes in [("2", 120), ("1.5", 90), ("1h30m", 90), ("90m", 90)]:
+        out = bank.tbctl_json("exchange", "record", "--payer", str(a), "--earner", str(b),
+                              "--hours", hours, "--category", "lifts")
+        assert out["minutes"] == minutes
+    assert bank.tbctl_json("balance", str(b))["balance_minutes"] == 390
+
+
+def test_exchange_list_and_history_show_lines_with_running_balance(bank):
+    a, b, c = (bank.add_member(n) for n in ("Ann", "Bob", "Cat"))
+    bank.exchange(a, b, "2", "gardening")
+    bank.exchange(b, c, "1", "befriending")
+    bank.exchange(c, a, "30m", "phone support")
+    listed = bank.tbctl_json("exchange", "list")
+    assert [x["minutes"] for x in listed["items"]] == [30, 60, 120]
+    mine = bank.tbctl_json("exchange", "list", "--member", str(b))
+    assert len(mine["items"]) == 2
+    hist = bank.tbctl_json("history", str(b))
+    assert [(l["minutes"], l["balance_after"], l["other_party"]) for l in hist["items"]] == [
+        (-60, 60, f"member {c}"), (120, 120, f"member {a}")]
+    text = bank.tbctl("history", str(b), check=True).stdout
+    assert "befriending" in text and "gardening" in text
+    page = bank.tbctl_json("history", str(b), "--limit", "1")
+    assert len(page["items"]) == 1 and page["next_cursor"] is not None
+    everything = bank.tbctl_json("history", str(b), "--all", "--limit", "1")
+    assert len(everything["items"]) == 2
+
+
+def test_exchange_same_key_twice_applies_once_and_answers_the_same(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    s1, first = bank.exchange(a, b, "2", idempotency_key="visit-2026-11-20")
+    s2, second = bank.exchange(a, b, "2", idempotency_key="visit-2026-11-20")
+    assert s1 == s2 == 201 and first == second
+    r = bank.tbctl("--json", "exchange", "record", "--payer", str(a), "--earner", str(b),
+                   "--hours", "2", "--category", "lifts", "--key", "visit-2026-11-20", check=True)
+    assert '"id": %d' % first["id"] in r.stdout
+    assert bank.tbctl_json("balance", str(a))["balance_minutes"] == -120
+    assert bank.cluster.psql("SELECT count(*) FROM transfers", bank.db).stdout.strip() == "1"
+
+
+def test_exchange_same_key_for_a_different_exchange_is_refused(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    assert bank.exchange(a, b, "2", idempotency_key="k1")[0] == 201
+    before = bank.snapshot()
+    status, body = bank.exchange(a, b, "3", idempotency_key="k1")
+    assert status == 409 and body["error"]["code"] == "idempotency_conflict"
+    assert bank.snapshot() == before
+
+
+def test_exchange_refusals_have_stable_codes_and_change_nothing(bank):
+    a, b, s = bank.add_member("Ann"), bank.add_member("Bob"), bank.add_member("Sue")
+    bank.tbctl("member", "suspend", str(s), check=True)
+    before = bank.snapshot()
+    cases = [
+        (dict(payer=a, earner=99, hours="1"), 404, "member_not_found"),
+        (dict(payer=99, earner=a, hours="1"), 404, "member_not_found"),
+        (dict(payer=a, earner=a, hours="1"), 422, "same_member"),
+        (dict(payer=a, earner=s, hours="1"), 422, "member_inactive"),
+        (dict(payer=s, earner=a, hours="1"), 422, "member_inactive"),
+        (dict(payer=a, earner=b, hours="11"), 422, "below_floor"),
+        (dict(payer=a, earner=b, hours="0"), 400, "invalid_hours"),
+        (dict(payer=a, earner=b, hours="-2"), 400, "invalid_hours"),
+        (dict(payer=a, earner=b, hours="25"), 400, "invalid_hours"),
+        (dict(payer=a, earner=b, hours="two"), 400, "invalid_hours"),
+        (dict(payer=a, earner=b, hours="1", performed_on="2999-01-01"), 422, "invalid_date"),
+        (dict(payer=a, earner=b, hours="1", performed_on="2026-02-30"), 400, "invalid_date"),
+        (dict(payer=a, earner=b, hours="1", category=""), 400, "invalid_category"),
+    ]
+    for fields, status, code in cases:
+        fields.setdefault("category", "lifts")
+        got, body = bank.api("POST", "/v1/exchanges", fields)
+        assert (got, body["error"]["code"]) == (status, code), fields
+    r = bank.tbctl("exchange", "record", "--payer", str(a), "--earner", str(b), "--hours", "11",
+                   "--category", "lifts")
+    assert r.returncode == 1 and "below_floor" in r.stderr and "10h" in r.stderr
+    assert bank.snapshot() == before
+
+
+def test_exchange_maximum_follows_the_config(cluster, workdir):
+    from conftest import Bank
+    db = cluster.new_database()
+    b = Bank(workdir, cluster.conninfo(db))
+    b.write_config("colchester", cluster.conninfo(db), max_exchange="3h", floor="-20h")
+    b.start()
+    try:
+        x, y = b.add_member("Ann"), b.add_member("Bob")
+        status, body = b.exchange(x, y, "3h30m")
+        assert status == 400 and "3h" in body["error"]["message"]
+        assert b.exchange(x, y, "3")[0] == 201
+    finally:
+        assert b.stop() == 0
+
+
+def test_member_floor_override_allows_more_or_less(bank):
+    a, b = bank.add_member("Ann", floor="-1h"), bank.add_member("Bob", floor="-20h")
+    assert bank.exchange(a, b, "1h30m")[1]["error"]["code"] == "below_floor"
+    assert bank.exchange(a, b, "1")[0] == 201
+    assert bank.exchange(b, a, "15h")[0] == 201
+    assert bank.tbctl_json("balance", str(b))["available_minutes"] == 20 * 60 - 15 * 60 + 60
+
+
+def test_random_workload_of_1000_exchanges_keeps_the_books(bank):
+    rng = random.Random(20261123)
+    members = [bank.add_member(f"Member {i}") for i in range(25)]
+    bank.tbctl("member", "update", str(members[0]), "--floor", "-2h", check=True)
+    model = {m: 0 for m in members}
+    floors = {m: -600 for m in members}
+    floors[members[0]] = -120
+    applied = refused = 0
+    for i in range(1000):
+        payer, earner = rng.sample(members, 2)
+        minutes = rng.choice([15, 30, 45, 60, 90, 120, 180, 240])
+        status, body = bank.api("POST", "/v1/exchanges", dict(
+            payer=payer, earner=earner, minutes=minutes, category=rng.choice(["lifts", "gardening"]),
+            idempotency_key=f"w{i}"))
+        if model[payer] - minutes < floors[payer]:
+            assert (status, body["error"]["code"]) == (422, "below_floor")
+            refused += 1
+        else:
+            assert status == 201, body
+            model[payer] -= minutes
+            model[earner] += minutes
+            applied += 1
+    assert applied > 500 and refused > 0
+    for m in members:
+        assert bank.tbctl_json("balance", str(m))["balance_minutes"] == model[m]
+    audit = bank.tbctl_json("audit")
+    assert audit["ok"] is True
+    assert [c["invariant"] for c in audit["checks"]] == [1, 2, 3]
+    r = bank.tbctl("audit", check=True)
+    assert "audit: ok" in r.stdout and "2000 journal entries" not in r.stdout
+    assert f"{2 * applied} journal entries sum to 0" in r.stdout
+
+
+def test_audit_names_the_accounts_that_fail(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    bank.exchange(a, b, "2")
+    # Corrupt the cached balance behind the daemon's back, as a faulty
+    # tool with direct database access might.
+    bank.cluster.psql(f"UPDATE accounts SET balance_minutes = 999 WHERE id = "
+                      f"(SELECT account_id FROM members WHERE number = {b})", bank.db)
+    r = bank.tbctl("audit")
+    assert r.returncode == 1
+    assert "invariant 1 FAILED" in r.stdout and "invariant 2 FAILED" in r.stdout
+    assert f"failing: member {b}: balance 999, journal 120" in r.stdout
+    assert "audit: FAILED" in r.stdout
+
+
+def test_audit_reports_a_balance_below_its_floor(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    bank.exchange(a, b, "8")
+    bank.cluster.psql(f"UPDATE accounts SET floor_minutes = -60 WHERE id = "
+                      f"(SELECT account_id FROM members WHERE number = {a})", bank.db)
+    out = bank.tbctl("--json", "audit")
+    assert out.returncode == 1
+    assert '"ok": false' in out.stdout and f"member {a}: balance -8h" in out.stdout
+
+
+def test_journal_is_append_only_in_the_database_itself(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    bank.exchange(a, b, "2")
+    before = bank.snapshot()
+    for sql in ("UPDATE entries SET minutes = 1", "DELETE FROM entries",
+                "TRUNCATE entries CASCADE", "UPDATE transfers SET minutes = 1",
+                "DELETE FROM transfers"):
+        r = bank.cluster.psql(sql, bank.db, check=False)
+        assert r.returncode != 0 and "append-only" in r.stderr, sql
+    assert bank.snapshot() == before
