@@ -39,7 +39,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo demo-up demo-down bench format clean
+.PHONY: all check unit integration deps demo demo-up demo-down format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -93,6 +93,14 @@ demo-down:
 
 format:
 	clang-format -i $(wildcard daemon/*.c src/*.c src/tbctl/*.c include/*.h tests/unit/*.c)
+
+PREFIX ?= /usr/local
+install: all
+	install -D -m 0755 $(BUILD)/timebankd $(DESTDIR)$(PREFIX)/bin/timebankd
+	install -D -m 0755 $(BUILD)/tbctl $(DESTDIR)$(PREFIX)/bin/tbctl
+	install -D -m 0644 deploy/systemd/timebankd@.service \
+		$(DESTDIR)/etc/systemd/system/timebankd@.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/timebankd/README.md
 
 clean:
 	rm -rf build

@@ -342,10 +342,12 @@ BEGIN
         SELECT * FROM (
             SELECT e.id AS entry, t.id AS exchange, t.performed_on, t.category, t.description,
                    e.minutes, sum(e.minutes) OVER (ORDER BY e.id) AS balance_after,
-                   (SELECT tb_account_label(o.account_id) FROM entries o
-                     WHERE o.transfer_id = t.id AND o.account_id <> e.account_id LIMIT 1)
-                       AS other_party
+                   tb_account_label(other.account_id) AS other_party,
+                   (SELECT name FROM members WHERE account_id = other.account_id) AS other_name
               FROM entries e JOIN transfers t ON t.id = e.transfer_id
+              CROSS JOIN LATERAL (SELECT o.account_id FROM entries o
+                                   WHERE o.transfer_id = t.id AND o.account_id <> e.account_id
+                                   LIMIT 1) other
              WHERE e.account_id = m.account_id) lines
          WHERE cursor IS NULL OR entry < cursor
          ORDER BY entry DESC LIMIT lim + 1) x;

@@ -38,7 +38,7 @@ int tbctl_balance(const struct tbctl *t, int argc, char **argv)
 
 static void history_header(void)
 {
-	printf("%-10s  %8s  %-22s  %-14s  %7s  %7s  %8s\n", "DATE", "EXCHANGE", "WITH", "CATEGORY",
+	printf("%-10s  %8s  %-28s  %-14s  %7s  %7s  %8s\n", "DATE", "EXCHANGE", "WITH", "CATEGORY",
 	       "IN", "OUT", "BALANCE");
 }
 
@@ -46,9 +46,16 @@ static void history_row(const json_t *l)
 {
 	json_int_t m = json_integer_value(json_object_get(l, "minutes"));
 
-	printf("%-10s  %8lld  %-22.22s  %-14.14s  %7s  %7s  %8s\n", tbctl_str(l, "performed_on"),
-	       (long long)json_integer_value(json_object_get(l, "exchange")),
-	       tbctl_str(l, "other_party"), tbctl_str(l, "category"), m > 0 ? tbctl_hours(m) : "",
+	char with[64];
+
+	if (tbctl_str(l, "other_name")[0] != '\0')
+		snprintf(with, sizeof(with), "%s (%s)", tbctl_str(l, "other_party"),
+			 tbctl_str(l, "other_name"));
+	else
+		snprintf(with, sizeof(with), "%s", tbctl_str(l, "other_party"));
+	printf("%-10s  %8lld  %-28.28s  %-14.14s  %7s  %7s  %8s\n", tbctl_str(l, "performed_on"),
+	       (long long)json_integer_value(json_object_get(l, "exchange")), with,
+	       tbctl_str(l, "category"), m > 0 ? tbctl_hours(m) : "",
 	       m < 0 ? tbctl_hours(-m) : "",
 	       tbctl_hours(json_integer_value(json_object_get(l, "balance_after"))));
 }

@@ -41,8 +41,9 @@ def test_exchange_list_and_history_show_lines_with_running_balance(bank):
     hist = bank.tbctl_json("history", str(b))
     assert [(l["minutes"], l["balance_after"], l["other_party"]) for l in hist["items"]] == [
         (-60, 60, f"member {c}"), (120, 120, f"member {a}")]
+    assert [l["other_name"] for l in hist["items"]] == ["Cat", "Ann"]
     text = bank.tbctl("history", str(b), check=True).stdout
-    assert "befriending" in text and "gardening" in text
+    assert "befriending" in text and "gardening" in text and f"member {c} (Cat)" in text
     page = bank.tbctl_json("history", str(b), "--limit", "1")
     assert len(page["items"]) == 1 and page["next_cursor"] is not None
     everything = bank.tbctl_json("history", str(b), "--all", "--limit", "1")
