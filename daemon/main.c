@@ -32,11 +32,12 @@ struct daemon {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: timebankd -c FILE          run the bank\n"
-		     "       timebankd -n -c FILE       check the config and exit\n"
-		     "       timebankd -c FILE -T NAME [-R ROLE]\n"
-		     "                                  make an API token (coordinator, broker or\n"
-		     "                                  viewer; default coordinator), print it once\n");
+	fprintf(out,
+	        "usage: timebankd -c FILE          run the bank\n"
+	        "       timebankd -n -c FILE       check the config and exit\n"
+	        "       timebankd -c FILE -T NAME [-R ROLE]\n"
+	        "                                  make an API token (coordinator, broker or\n"
+	        "                                  viewer; default coordinator), print it once\n");
 }
 
 static struct api_limits limits_of(const struct config *cfg)
@@ -105,7 +106,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	if (cfg == NULL) {
 		for (int i = 0; i < probs.n; i++)
 			log_error("reload: %s:%d: %s; keeping the running config", d->config_path,
-				  probs.items[i].line, probs.items[i].msg);
+			          probs.items[i].line, probs.items[i].msg);
 		return;
 	}
 	auth = auth_load(cfg->token_file, err, sizeof(err));
@@ -126,7 +127,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	hours_format(cfg->default_floor, floor, sizeof(floor));
 	hours_format(cfg->max_exchange, max, sizeof(max));
 	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes",
-		 auth_count(auth), floor, max, cfg->max_body);
+	         auth_count(auth), floor, max, cfg->max_body);
 	config_free(cfg);
 }
 
@@ -145,7 +146,7 @@ static int make_token(const struct config *cfg, const char *name, const char *ro
 	}
 	printf("%s\n", token);
 	fprintf(stderr, "timebankd: %s token '%s' added to %s; send SIGHUP to a running daemon\n",
-		auth_role_name(role), name, cfg->token_file);
+	        auth_role_name(role), name, cfg->token_file);
 	return 0;
 }
 
@@ -192,7 +193,7 @@ static int run(struct daemon *d)
 	d->db = db_new(d->base, conninfo, d->cfg->db_pool);
 	free(conninfo);
 	d->api = api_new(d->base, d->cfg->bank_id, d->cfg->admin_host, d->cfg->admin_port, d->db,
-			 auth, &limits);
+	                 auth, &limits);
 	if (d->api == NULL) {
 		db_free(d->db);
 		pgm_stop(d->pgm);
@@ -256,7 +257,7 @@ int main(int argc, char **argv)
 	if (d.cfg == NULL) {
 		config_problems_print(stderr, d.config_path, &probs);
 		fprintf(stderr, "timebankd: %d problem%s in %s; not starting\n", probs.n,
-			probs.n == 1 ? "" : "s", d.config_path);
+		        probs.n == 1 ? "" : "s", d.config_path);
 		return 1;
 	}
 	if (check)

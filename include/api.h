@@ -23,7 +23,7 @@ struct api_limits {
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is
  * borrowed. NULL with the reason logged when it cannot listen. */
 struct api *api_new(struct event_base *base, const char *bank_id, const char *host, int port,
-		    struct db *db, struct auth *auth, const struct api_limits *limits);
+                    struct db *db, struct auth *auth, const struct api_limits *limits);
 /* Closes the listener and every connection. Accepts NULL. */
 void api_free(struct api *api);
 

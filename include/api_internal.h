@@ -15,7 +15,7 @@ struct api_req {
 	struct evhttp_request *req;
 	enum auth_role role;       /* copied: a reload may free the token */
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
-	int64_t id;                     /* the number or id in the path, if any */
+	int64_t id;                /* the number or id in the path, if any */
 	struct evkeyvalq query;
 	json_t *body; /* parsed JSON body, or NULL */
 	int ok_status;
@@ -36,16 +36,23 @@ const char *api_bank_id(const struct api *api);
 
 /* Answers and frees r. */
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 void api_reply_text(struct api_req *r, int status, const char *json_text);
 
 /* Runs one ledger SQL statement returning a single jsonb value and answers
  * with it (status r->ok_status), or with the mapped error. Takes r. */
 void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params);
 
+/* A list's page from ?cursor= and ?limit=, as SQL parameter text. */
+struct api_page {
+	const char *cursor; /* NULL: the first page */
+	char cursor_text[24];
+	char limit[24];
+};
+
 /* Query-string helpers: 0, or -1 after answering 400 (r is then freed). */
-int api_query_limit(struct api_req *r, int *limit) __attribute__((warn_unused_result));
+int api_query_page(struct api_req *r, struct api_page *page) __attribute__((warn_unused_result));
 int api_query_int(struct api_req *r, const char *name, int64_t *out, int *present)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -32,7 +32,7 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 /* Makes a new random token, appends its hash to path (created mode 0600) and
  * writes the token itself to out (AUTH_TOKEN_LEN + 1 bytes). 0 or -1 with err. */
 int auth_add_token(const char *path, const char *name, enum auth_role role, char *out, char *err,
-		   size_t errlen) __attribute__((warn_unused_result));
+                   size_t errlen) __attribute__((warn_unused_result));
 
 const char *auth_role_name(enum auth_role role);
 int auth_role_parse(const char *name, enum auth_role *role) __attribute__((warn_unused_result));

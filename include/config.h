@@ -26,7 +26,7 @@ struct config {
 	char *data_dir;  /* [bank] data_dir: managed database, state */
 	char *log_level; /* [bank] log_level */
 
-	char *database;  /* [database] conninfo: libpq conninfo or "managed" */
+	char *database; /* [database] conninfo: libpq conninfo or "managed" */
 	int db_managed;
 	int db_pool;     /* [database] pool: connections */
 	char *pg_bindir; /* [database] pg_bindir: initdb, pg_ctl (managed) */

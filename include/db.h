@@ -8,10 +8,10 @@
 #include <libpq-fe.h>
 
 enum db_status {
-	DB_OK,		/* the statement ran; res holds its result */
-	DB_ERROR,	/* the server refused it; sqlstate, message, detail say why */
+	DB_OK,          /* the statement ran; res holds its result */
+	DB_ERROR,       /* the server refused it; sqlstate, message, detail say why */
 	DB_UNAVAILABLE, /* no connection, or it was lost before an answer */
-	DB_BUSY,	/* too many statements queued */
+	DB_BUSY,        /* too many statements queued */
 };
 
 struct db_result {
@@ -36,7 +36,7 @@ void db_free(struct db *db);
  * cb is then called exactly once, from the loop. Returns -1 with *status set
  * (DB_UNAVAILABLE or DB_BUSY) when it cannot be queued; cb is not called. */
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
-	     void *arg, enum db_status *status) __attribute__((warn_unused_result));
+             void *arg, enum db_status *status) __attribute__((warn_unused_result));
 
 /* Connections up now. */
 int db_live(const struct db *db);

@@ -24,7 +24,7 @@ int req_member_number(const json_t *value, int64_t *number) __attribute__((warn_
 
 /* Parses a decimal number in [min, max] from text (query strings). 0 or -1. */
 int req_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* 1 if text is a real calendar date written YYYY-MM-DD. */
 int req_valid_date(const char *text);

@@ -20,15 +20,15 @@ struct tbctl {
 };
 
 struct tbctl_reply {
-	int status;  /* HTTP status; 0 when nothing came back */
-	json_t *body; /* parsed reply, or NULL */
+	int status;    /* HTTP status; 0 when nothing came back */
+	json_t *body;  /* parsed reply, or NULL */
 	char err[256]; /* why nothing came back */
 };
 
 /* One request; body may be NULL. 0 when a reply came back (any status), -1
  * with reply->err set when none did. The caller frees reply->body. */
 int tbctl_http(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-	       struct tbctl_reply *reply);
+               struct tbctl_reply *reply);
 
 /* Prints the API's error (or the transport failure) to stderr and returns
  * the exit code for it. Frees reply->body. */
@@ -37,7 +37,7 @@ int tbctl_fail(const struct tbctl_reply *reply);
 /* Requests, then prints the JSON (--json) or calls show(body); returns the
  * exit code. */
 int tbctl_call(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-	       void (*show)(const json_t *body));
+               void (*show)(const json_t *body));
 
 /* Prints minutes as hours ("1h30m") into a static buffer; for output only. */
 const char *tbctl_hours(json_int_t minutes);
@@ -61,7 +61,7 @@ struct tbctl_field {
  * positional arguments, wherever they stood, are moved in order to
  * argv[*first_arg..argc). Returns 0, or -1 after printing the problem. */
 int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t *out,
-		 int *first_arg);
+                 int *first_arg);
 
 /* Removes a value-less flag (like "--all") from argv; returns 1 if it was
  * there. */
@@ -71,6 +71,11 @@ int tbctl_flag(int *argc, char **argv, const char *flag);
  * calls row() per item, or prints the JSON ({"items": [...]} when all).
  * Returns the exit code. */
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
-	       void (*header)(void), void (*row)(const json_t *item));
+               void (*header)(void), void (*row)(const json_t *item));
+
+/* A list command: --all and the given query fields, no other arguments. */
+int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
+                       const struct tbctl_field *fields, const char *path, void (*header)(void),
+                       void (*row)(const json_t *item));
 
 #endif

@@ -34,10 +34,9 @@ static const struct {
 	const char *code;
 	int status;
 } ledger_codes[] = {
-	{"member_not_found", 404},	  {"exchange_not_found", 404},
-	{"duplicate_member_number", 409}, {"idempotency_conflict", 409},
-	{"below_floor", 422},		  {"member_inactive", 422},
-	{"same_member", 422},		  {"invalid_date", 422},
+    {"member_not_found", 404},     {"exchange_not_found", 404}, {"duplicate_member_number", 409},
+    {"idempotency_conflict", 409}, {"below_floor", 422},        {"member_inactive", 422},
+    {"same_member", 422},          {"invalid_date", 422},
 };
 
 const struct api_limits *api_limits(const struct api *api)
@@ -114,7 +113,7 @@ static int ledger_status(const char *code)
 static int retryable_sqlstate(const char *s)
 {
 	return s != NULL && (strncmp(s, "08", 2) == 0 || strncmp(s, "57", 2) == 0 ||
-			     strncmp(s, "53", 2) == 0 || strncmp(s, "40", 2) == 0);
+	                     strncmp(s, "53", 2) == 0 || strncmp(s, "40", 2) == 0);
 }
 
 static void on_sql(void *arg, const struct db_result *res)
@@ -127,22 +126,21 @@ static void on_sql(void *arg, const struct db_result *res)
 			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
 			return;
 		}
-		log_error("api: the ledger gave no answer for %s",
-			  evhttp_request_get_uri(r->req));
+		log_error("api: the ledger gave no answer for %s", evhttp_request_get_uri(r->req));
 		api_reply_error(r, 500, "internal_error", "the ledger gave no answer");
 		return;
 	case DB_ERROR:
 		if (res->sqlstate != NULL && strcmp(res->sqlstate, "TB000") == 0) {
 			api_reply_error(r, ledger_status(res->message), res->message, "%s",
-					res->detail != NULL ? res->detail : res->message);
+			                res->detail != NULL ? res->detail : res->message);
 			return;
 		}
 		if (retryable_sqlstate(res->sqlstate))
 			break;
 		log_error("api: ledger error %s on %s: %s", res->sqlstate ? res->sqlstate : "?",
-			  evhttp_request_get_uri(r->req), res->message ? res->message : "");
+		          evhttp_request_get_uri(r->req), res->message ? res->message : "");
 		api_reply_error(r, 500, "internal_error",
-				"the ledger could not do this; nothing was changed");
+		                "the ledger could not do this; nothing was changed");
 		return;
 	case DB_BUSY:
 		api_reply_error(r, 503, "busy", "too many requests waiting for the ledger; retry");
@@ -151,7 +149,7 @@ static void on_sql(void *arg, const struct db_result *res)
 		break;
 	}
 	api_reply_error(r, 503, "database_unavailable",
-			"the ledger database is unavailable; retry with the same idempotency key");
+	                "the ledger database is unavailable; retry with the same idempotency key");
 }
 
 void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params)
@@ -172,23 +170,29 @@ int api_query_int(struct api_req *r, const char *name, int64_t *out, int *presen
 	if (v == NULL)
 		return 0;
 	if (req_parse_int(v, 1, INT64_MAX, out) == -1) {
-		api_reply_error(r, 400, "invalid_request", "%s must be a positive whole number", name);
+		api_reply_error(r, 400, "invalid_request", "%s must be a positive whole number",
+		                name);
 		return -1;
 	}
 	return 0;
 }
 
-int api_query_limit(struct api_req *r, int *limit)
+int api_query_page(struct api_req *r, struct api_page *page)
 {
 	const char *v = evhttp_find_header(&r->query, "limit");
-	int64_t n = API_DEFAULT_LIMIT;
+	int64_t limit = API_DEFAULT_LIMIT, cursor;
+	int has_cursor;
 
-	if (v != NULL && req_parse_int(v, 1, API_MAX_LIMIT, &n) == -1) {
+	if (v != NULL && req_parse_int(v, 1, API_MAX_LIMIT, &limit) == -1) {
 		api_reply_error(r, 400, "invalid_request", "limit must be from 1 to %d",
-				API_MAX_LIMIT);
+		                API_MAX_LIMIT);
 		return -1;
 	}
-	*limit = (int)n;
+	if (api_query_int(r, "cursor", &cursor, &has_cursor) == -1)
+		return -1;
+	snprintf(page->limit, sizeof(page->limit), "%lld", (long long)limit);
+	snprintf(page->cursor_text, sizeof(page->cursor_text), "%lld", (long long)cursor);
+	page->cursor = has_cursor ? page->cursor_text : NULL;
 	return 0;
 }
 
@@ -234,8 +238,8 @@ static int path_match(const char *pattern, const char *path, int64_t *id)
 static void reply_health(struct api_req *r)
 {
 	int up = db_live(r->api->db) > 0;
-	json_t *j = json_pack("{ssssss}", "status", up ? "ok" : "degraded", "bank",
-			      r->api->bank_id, "database", up ? "up" : "down");
+	json_t *j = json_pack("{ssssss}", "status", up ? "ok" : "degraded", "bank", r->api->bank_id,
+	                      "database", up ? "up" : "down");
 	char *text = json_dumps(j, JSON_COMPACT);
 
 	api_reply_text(r, up ? 200 : 503, text);
@@ -248,20 +252,21 @@ static void reply_metrics(struct api_req *r)
 	struct api *api = r->api;
 	struct evbuffer *buf = evbuffer_new();
 
-	evbuffer_add_printf(buf, "# HELP timebankd_http_replies_total Admin API replies by status class.\n"
-				 "# TYPE timebankd_http_replies_total counter\n");
+	evbuffer_add_printf(
+	    buf, "# HELP timebankd_http_replies_total Admin API replies by status class.\n"
+	         "# TYPE timebankd_http_replies_total counter\n");
 	for (int c = 2; c <= 5; c++)
 		evbuffer_add_printf(buf, "timebankd_http_replies_total{class=\"%dxx\"} %llu\n", c,
-				    api->by_class[c]);
+		                    api->by_class[c]);
 	evbuffer_add_printf(buf,
-			    "# HELP timebankd_http_inflight Admin API requests being answered.\n"
-			    "# TYPE timebankd_http_inflight gauge\ntimebankd_http_inflight %d\n"
-			    "# HELP timebankd_db_connections_up Live ledger database connections.\n"
-			    "# TYPE timebankd_db_connections_up gauge\n"
-			    "timebankd_db_connections_up %d\n",
-			    api->inflight - 1, db_live(api->db));
+	                    "# HELP timebankd_http_inflight Admin API requests being answered.\n"
+	                    "# TYPE timebankd_http_inflight gauge\ntimebankd_http_inflight %d\n"
+	                    "# HELP timebankd_db_connections_up Live ledger database connections.\n"
+	                    "# TYPE timebankd_db_connections_up gauge\n"
+	                    "timebankd_db_connections_up %d\n",
+	                    api->inflight - 1, db_live(api->db));
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
-			  "text/plain; version=0.0.4");
+	                  "text/plain; version=0.0.4");
 	evhttp_send_reply(r->req, 200, "OK", buf);
 	evbuffer_free(buf);
 	api->by_class[2]++;
@@ -271,8 +276,8 @@ static void reply_metrics(struct api_req *r)
 /* 0 with r->role and r->actor set, or -1 after answering 401. */
 static int authenticate(struct api_req *r)
 {
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->req),
-					   "Authorization");
+	const char *h =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
 	const struct auth_token *t = NULL;
 
 	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
@@ -295,18 +300,19 @@ static int read_body(struct api_req *r)
 
 	if (len > r->api->limits.max_body) {
 		api_reply_error(r, 413, "body_too_large", "the request body is over %zu bytes",
-				r->api->limits.max_body);
+		                r->api->limits.max_body);
 		return -1;
 	}
 	if (len == 0) {
-		api_reply_error(r, 400, "invalid_json", "the request body is empty; send a JSON object");
+		api_reply_error(r, 400, "invalid_json",
+		                "the request body is empty; send a JSON object");
 		return -1;
 	}
-	r->body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES,
-			     &jerr);
+	r->body =
+	    json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
 	if (r->body == NULL) {
 		api_reply_error(r, 400, "invalid_json", "the request body is not valid JSON: %s",
-				jerr.text);
+		                jerr.text);
 		return -1;
 	}
 	return 0;
@@ -328,7 +334,7 @@ static void route(struct api_req *r, const char *path)
 	if (rt->path == NULL) {
 		if (path_known)
 			api_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s",
-					method, path);
+			                method, path);
 		else
 			api_reply_error(r, 404, "not_found", "no such endpoint: %s", path);
 		return;
@@ -337,7 +343,7 @@ static void route(struct api_req *r, const char *path)
 		return;
 	if (r->role < rt->role) {
 		api_reply_error(r, 403, "forbidden", "this needs a %s token; yours is %s",
-				auth_role_name(rt->role), auth_role_name(r->role));
+		                auth_role_name(rt->role), auth_role_name(r->role));
 		return;
 	}
 	if (rt->needs_body && read_body(r) == -1)
@@ -360,7 +366,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (path == NULL)
 		path = "/";
 	if (api->draining) {
-		api_reply_error(r, 503, "shutting_down", "timebankd is shutting down; retry shortly");
+		api_reply_error(r, 503, "shutting_down",
+		                "timebankd is shutting down; retry shortly");
 		return;
 	}
 	if (query != NULL && evhttp_parse_query_str(query, &r->query) == -1) {
@@ -385,7 +392,7 @@ static void set_hard_body_cap(struct api *api)
 }
 
 struct api *api_new(struct event_base *base, const char *bank_id, const char *host, int port,
-		    struct db *db, struct auth *auth, const struct api_limits *limits)
+                    struct db *db, struct auth *auth, const struct api_limits *limits)
 {
 	struct api *api = calloc(1, sizeof(*api));
 
@@ -396,10 +403,9 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ho
 	api->limits = *limits;
 	api->http = evhttp_new(base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-						      EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT |
-						      EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-						      EVHTTP_REQ_OPTIONS);
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+	                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                          EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
 	evhttp_set_max_headers_size(api->http, 16 * 1024);
 	set_hard_body_cap(api);
 	evhttp_set_timeout(api->http, 60);

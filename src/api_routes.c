@@ -46,24 +46,21 @@ static void member_list(struct api_req *r)
 {
 	const char *status = evhttp_find_header(&r->query, "status");
 	const char *search = evhttp_find_header(&r->query, "q");
-	char cur[24], lim[24];
-	int64_t cursor;
-	int has_cursor, limit;
+	struct api_page page;
 
 	if (status != NULL && strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
 	    strcmp(status, "left") != 0) {
-		api_reply_error(r, 400, "invalid_status", "status must be active, suspended or left");
+		api_reply_error(r, 400, "invalid_status",
+		                "status must be active, suspended or left");
 		return;
 	}
 	if (search != NULL && strlen(search) > 200) {
 		api_reply_error(r, 400, "invalid_request", "q is over 200 characters");
 		return;
 	}
-	if (api_query_int(r, "cursor", &cursor, &has_cursor) == -1 ||
-	    api_query_limit(r, &limit) == -1)
+	if (api_query_page(r, &page) == -1)
 		return;
-	const char *params[4] = {status, search, has_cursor ? I64(cur, cursor) : NULL,
-				 I64(lim, limit)};
+	const char *params[4] = {status, search, page.cursor, page.limit};
 	api_sql(r, "SELECT tb_member_list($1, $2, $3::bigint, $4::int)::text", 4, params);
 }
 
@@ -72,10 +69,10 @@ static void member_update_with(struct api_req *r, json_t *p)
 	char num[24], floor[24];
 	char *text = json_dumps(p, JSON_COMPACT);
 	const char *params[4] = {I64(num, r->id), text, r->actor,
-				 I64(floor, api_limits(r->api)->default_floor)};
+	                         I64(floor, api_limits(r->api)->default_floor)};
 
 	api_sql(r, "SELECT tb_member_update($1::bigint, $2::jsonb, $3, $4::bigint)::text", 4,
-		params);
+	        params);
 	free(text);
 }
 
@@ -121,15 +118,12 @@ static void member_balance(struct api_req *r)
 
 static void member_history(struct api_req *r)
 {
-	char num[24], cur[24], lim[24];
-	int64_t cursor;
-	int has_cursor, limit;
+	struct api_page page;
+	char num[24];
 
-	if (api_query_int(r, "cursor", &cursor, &has_cursor) == -1 ||
-	    api_query_limit(r, &limit) == -1)
+	if (api_query_page(r, &page) == -1)
 		return;
-	const char *params[3] = {I64(num, r->id), has_cursor ? I64(cur, cursor) : NULL,
-				 I64(lim, limit)};
+	const char *params[3] = {I64(num, r->id), page.cursor, page.limit};
 	api_sql(r, "SELECT tb_history($1::bigint, $2::bigint, $3::int)::text", 3, params);
 }
 
@@ -140,11 +134,12 @@ static void exchange_record(struct api_req *r)
 	json_t *p = req_exchange(r->body, api_limits(r->api)->max_exchange, &err);
 
 	if (p == NULL) {
-		api_reply_error(r, strcmp(err.code, "same_member") == 0 ? 422 : 400, err.code, "%s", err.message);
+		api_reply_error(r, strcmp(err.code, "same_member") == 0 ? 422 : 400, err.code, "%s",
+		                err.message);
 		return;
 	}
 	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p,
-		      I64(floor, api_limits(r->api)->default_floor));
+	              I64(floor, api_limits(r->api)->default_floor));
 	json_decref(p);
 }
 
@@ -158,16 +153,15 @@ static void exchange_get(struct api_req *r)
 
 static void exchange_list(struct api_req *r)
 {
-	char num[24], cur[24], lim[24];
-	int64_t member, cursor;
-	int has_member, has_cursor, limit;
+	struct api_page page;
+	char num[24];
+	int64_t member;
+	int has_member;
 
 	if (api_query_int(r, "member", &member, &has_member) == -1 ||
-	    api_query_int(r, "cursor", &cursor, &has_cursor) == -1 ||
-	    api_query_limit(r, &limit) == -1)
+	    api_query_page(r, &page) == -1)
 		return;
-	const char *params[3] = {has_member ? I64(num, member) : NULL,
-				 has_cursor ? I64(cur, cursor) : NULL, I64(lim, limit)};
+	const char *params[3] = {has_member ? I64(num, member) : NULL, page.cursor, page.limit};
 	api_sql(r, "SELECT tb_exchange_list($1::bigint, $2::bigint, $3::int)::text", 3, params);
 }
 
@@ -180,17 +174,17 @@ static void audit(struct api_req *r)
 }
 
 const struct api_route api_routes[] = {
-	{"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
-	{"GET", "/v1/members", ROLE_BROKER, 0, member_list},
-	{"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
-	{"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
-	{"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
-	{"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
-	{"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
-	{"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
-	{"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
-	{"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
-	{"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
-	{"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
-	{NULL, NULL, 0, 0, NULL},
+    {"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
+    {"GET", "/v1/members", ROLE_BROKER, 0, member_list},
+    {"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
+    {"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
+    {"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
+    {"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
+    {"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
+    {"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
+    {"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
+    {"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
+    {"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
+    {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
+    {NULL, NULL, 0, 0, NULL},
 };

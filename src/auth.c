@@ -152,7 +152,7 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 }
 
 int auth_add_token(const char *path, const char *name, enum auth_role role, char *out, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	unsigned char raw[24], h[32];
 	char line[256];

@@ -29,19 +29,19 @@ struct key {
 #define OFF(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
-	{"bank", "id", KT_BANK_ID, OFF(bank_id), 1, 0, 0},
-	{"bank", "name", KT_STR, OFF(bank_name), 1, 0, 0},
-	{"bank", "data_dir", KT_PATH, OFF(data_dir), 0, 0, 0},
-	{"bank", "log_level", KT_LEVEL, OFF(log_level), 0, 0, 0},
-	{"database", "conninfo", KT_STR, OFF(database), 1, 0, 0},
-	{"database", "pool", KT_INT, OFF(db_pool), 0, 1, 64},
-	{"database", "pg_bindir", KT_PATH, OFF(pg_bindir), 0, 0, 0},
-	{"database", "pg_user", KT_STR, OFF(pg_user), 0, 0, 0},
-	{"admin", "listen", KT_LISTEN, 0, 1, 0, 0},
-	{"admin", "tokens", KT_PATH, OFF(token_file), 1, 0, 0},
-	{"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
-	{"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
-	{"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
+    {"bank", "id", KT_BANK_ID, OFF(bank_id), 1, 0, 0},
+    {"bank", "name", KT_STR, OFF(bank_name), 1, 0, 0},
+    {"bank", "data_dir", KT_PATH, OFF(data_dir), 0, 0, 0},
+    {"bank", "log_level", KT_LEVEL, OFF(log_level), 0, 0, 0},
+    {"database", "conninfo", KT_STR, OFF(database), 1, 0, 0},
+    {"database", "pool", KT_INT, OFF(db_pool), 0, 1, 64},
+    {"database", "pg_bindir", KT_PATH, OFF(pg_bindir), 0, 0, 0},
+    {"database", "pg_user", KT_STR, OFF(pg_user), 0, 0, 0},
+    {"admin", "listen", KT_LISTEN, 0, 1, 0, 0},
+    {"admin", "tokens", KT_PATH, OFF(token_file), 1, 0, 0},
+    {"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
+    {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
+    {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -56,7 +56,7 @@ struct parse {
 };
 
 static void problem(struct config_problems *probs, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void problem(struct config_problems *probs, int line, const char *fmt, ...)
 {
@@ -123,8 +123,10 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 	switch (k->type) {
 	case KT_BANK_ID:
 		if (!valid_bank_id(value)) {
-			snprintf(err, len, "bank id '%s' must be 2-32 lower-case letters, digits or '-', "
-				 "starting with a letter", value);
+			snprintf(err, len,
+			         "bank id '%s' must be 2-32 lower-case letters, digits or '-', "
+			         "starting with a letter",
+			         value);
 			return -1;
 		}
 		/* fall through */
@@ -134,8 +136,9 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 			snprintf(err, len, "%s must not be empty", k->name);
 			return -1;
 		}
-		if (k->type == KT_LEVEL && strcmp(value, "debug") != 0 && strcmp(value, "info") != 0 &&
-		    strcmp(value, "warn") != 0 && strcmp(value, "error") != 0) {
+		if (k->type == KT_LEVEL && strcmp(value, "debug") != 0 &&
+		    strcmp(value, "info") != 0 && strcmp(value, "warn") != 0 &&
+		    strcmp(value, "error") != 0) {
 			snprintf(err, len, "log_level must be debug, info, warn or error");
 			return -1;
 		}
@@ -155,7 +158,7 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 		n = strtoll(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' || n < k->min || n > k->max) {
 			snprintf(err, len, "%s must be a whole number from %lld to %lld", k->name,
-				 (long long)k->min, (long long)k->max);
+			         (long long)k->min, (long long)k->max);
 			return -1;
 		}
 		if (k->offset == OFF(max_body))
@@ -169,7 +172,7 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 			hours_format(k->min, lo, sizeof(lo));
 			hours_format(k->max, hi, sizeof(hi));
 			snprintf(err, len, "%s must be hours from %s to %s (like 10h, 1.5, 1h30m)",
-				 k->name, lo, hi);
+			         k->name, lo, hi);
 			return -1;
 		}
 		*(int64_t *)field = minutes;
@@ -193,8 +196,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;
 		if (p->seen[i]) {
-			problem(p->probs, p->line, "'%s' in [%s] set twice (first on line %d)", name,
-				section, p->seen[i]);
+			problem(p->probs, p->line, "'%s' in [%s] set twice (first on line %d)",
+			        name, section, p->seen[i]);
 			return 1;
 		}
 		p->seen[i] = p->line;
@@ -341,7 +344,8 @@ void config_problems_print(FILE *out, const char *path, const struct config_prob
 {
 	for (int i = 0; i < probs->n; i++) {
 		if (probs->items[i].line > 0)
-			fprintf(out, "%s:%d: %s\n", path, probs->items[i].line, probs->items[i].msg);
+			fprintf(out, "%s:%d: %s\n", path, probs->items[i].line,
+			        probs->items[i].msg);
 		else
 			fprintf(out, "%s: %s\n", path, probs->items[i].msg);
 	}

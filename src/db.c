@@ -32,8 +32,8 @@ struct db_conn {
 	struct event *wr;    /* one-shot: connect poll or pending flush */
 	struct event *retry; /* reconnect timer */
 	int backoff_ms;
-	struct db_query *q;  /* statement in flight */
-	PGresult *res;       /* first result of the statement in flight */
+	struct db_query *q; /* statement in flight */
+	PGresult *res;      /* first result of the statement in flight */
 };
 
 struct db {
@@ -164,8 +164,9 @@ static void conn_read_results(struct db_conn *c)
 		c->state = CONN_IDLE;
 		if (q != NULL) {
 			ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-			query_finish(q, st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? DB_OK : DB_ERROR,
-				     res);
+			query_finish(
+			    q, st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? DB_OK : DB_ERROR,
+			    res);
 		}
 		PQclear(res);
 		conn_dispatch(c);
@@ -227,7 +228,7 @@ static void conn_dispatch(struct db_conn *c)
 	c->q = q;
 	c->state = CONN_BUSY;
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
-			       NULL, NULL, 0)) {
+	                       NULL, NULL, 0)) {
 		conn_lost(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -352,7 +353,7 @@ int db_live(const struct db *db)
 }
 
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
-	     void *arg, enum db_status *status)
+             void *arg, enum db_status *status)
 {
 	struct db_query *q;
 

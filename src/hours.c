@@ -112,7 +112,7 @@ size_t hours_format(int64_t minutes, char *buf, size_t len)
 
 	if (h > 0 && r > 0)
 		n = snprintf(buf, len, "%s%lluh%02llum", sign, (unsigned long long)h,
-			     (unsigned long long)r);
+		             (unsigned long long)r);
 	else if (r > 0)
 		n = snprintf(buf, len, "%s%llum", sign, (unsigned long long)r);
 	else

@@ -87,7 +87,7 @@ static int pgm_init(struct pgm *p, const struct config *cfg)
 	/* The cluster's user must be able to pass through data_dir. */
 	if (p->as_other && chmod(cfg->data_dir, 0711) == -1)
 		log_warn("pgm: cannot open %s to the cluster's user: %s", cfg->data_dir,
-			 strerror(errno));
+		         strerror(errno));
 	if (make_dir(p, p->rundir, 0700) == -1)
 		return -1;
 	if (p->as_other) {
@@ -103,8 +103,8 @@ static int pgm_init(struct pgm *p, const struct config *cfg)
 	if (make_dir(p, p->pgdata, 0700) == -1)
 		return -1;
 	log_info("pgm: creating the bank's PostgreSQL cluster in %s", p->pgdata);
-	const char *args[] = {"-D", p->pgdata, "-U", PGM_ROLE, "-A", "trust", "-E", "UTF8",
-			      "--no-locale", NULL};
+	const char *args[] = {"-D",    p->pgdata, "-U",   PGM_ROLE,      "-A",
+	                      "trust", "-E",      "UTF8", "--no-locale", NULL};
 	if (run(p, "initdb", args) != 0) {
 		log_error("pgm: initdb failed; see %s", p->logfile);
 		return -1;
@@ -128,7 +128,7 @@ static int create_database(const struct pgm *p)
 	int ok;
 
 	snprintf(conninfo, sizeof(conninfo), "host=%s dbname=postgres user=%s", p->rundir,
-		 PGM_ROLE);
+	         PGM_ROLE);
 	c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
 		log_error("pgm: cannot connect to the new cluster: %s", PQerrorMessage(c));
@@ -136,7 +136,7 @@ static int create_database(const struct pgm *p)
 		return -1;
 	}
 	r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params, NULL,
-			 NULL, 0);
+	                 NULL, 0);
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (ok && PQntuples(r) == 0) {
 		PQclear(r);
@@ -172,9 +172,10 @@ struct pgm *pgm_start(const struct config *cfg, char **conninfo)
 	if (geteuid() == 0) {
 		struct passwd *pw = getpwnam(cfg->pg_user);
 		if (pw == NULL || pw->pw_uid == 0) {
-			log_error("pgm: running as root, the cluster needs an unprivileged user, but "
-				  "pg_user '%s' %s",
-				  cfg->pg_user, pw == NULL ? "does not exist" : "is root");
+			log_error(
+			    "pgm: running as root, the cluster needs an unprivileged user, but "
+			    "pg_user '%s' %s",
+			    cfg->pg_user, pw == NULL ? "does not exist" : "is root");
 			goto fail;
 		}
 		p->as_other = 1;
@@ -187,8 +188,8 @@ struct pgm *pgm_start(const struct config *cfg, char **conninfo)
 		log_info("pgm: adopting the cluster already running in %s", p->pgdata);
 	} else {
 		snprintf(opts, sizeof(opts), "-k %s -c listen_addresses=''", p->rundir);
-		const char *args[] = {"-D", p->pgdata, "-l", p->logfile, "-w", "-t", "120", "-o",
-				      opts, "start", NULL};
+		const char *args[] = {"-D",  p->pgdata, "-l", p->logfile, "-w", "-t",
+		                      "120", "-o",      opts, "start",    NULL};
 		if (run(p, "pg_ctl", args) != 0) {
 			log_error("pgm: PostgreSQL did not start; see %s", p->logfile);
 			goto fail;

@@ -12,7 +12,7 @@
 #define MEMBER_NUMBER_MAX 999999999LL
 
 static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
 {
@@ -95,9 +95,8 @@ struct text_field {
 };
 
 static const struct text_field member_text[] = {
-	{"name", 200, 0},	   {"email", 254, 0},	{"phone", 40, 0},
-	{"address", 500, 1},	   {"skills", 2000, 1}, {"needs", 2000, 1},
-	{"availability", 500, 1}, {"notes", 4000, 1},
+    {"name", 200, 0},    {"email", 254, 0},  {"phone", 40, 0},         {"address", 500, 1},
+    {"skills", 2000, 1}, {"needs", 2000, 1}, {"availability", 500, 1}, {"notes", 4000, 1},
 };
 
 static const struct text_field *find_text(const struct text_field *t, size_t n, const char *key)
@@ -110,16 +109,17 @@ static const struct text_field *find_text(const struct text_field *t, size_t n, 
 
 /* One member field into out; returns 0 or -1 with err set. */
 static int member_field(json_t *out, const char *key, const json_t *v, int for_update,
-			struct req_error *err)
+                        struct req_error *err)
 {
 	const struct text_field *tf =
-		find_text(member_text, sizeof(member_text) / sizeof(member_text[0]), key);
+	    find_text(member_text, sizeof(member_text) / sizeof(member_text[0]), key);
 	int64_t n;
 
 	if (tf != NULL) {
 		if (json_is_null(v) && strcmp(key, "name") != 0)
 			return json_object_set(out, key, json_null());
-		if (!json_is_string(v) || !valid_text(json_string_value(v), tf->max, tf->multiline)) {
+		if (!json_is_string(v) ||
+		    !valid_text(json_string_value(v), tf->max, tf->multiline)) {
 			fail(err, "invalid_field", "%s must be text of at most %zu characters", key,
 			     tf->max);
 			return -1;
@@ -148,15 +148,16 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 			text = buf;
 		}
 		if (text == NULL || hours_parse(text, &n) == -1 || n > 0) {
-			fail(err, "invalid_hours", "floor must be zero or negative hours, like -10h");
+			fail(err, "invalid_hours",
+			     "floor must be zero or negative hours, like -10h");
 			return -1;
 		}
 		return json_object_set_new(out, "floor_minutes", json_integer(n));
 	}
 	if (strcmp(key, "status") == 0 && for_update) {
 		const char *s = json_string_value(v);
-		if (s == NULL ||
-		    (strcmp(s, "active") != 0 && strcmp(s, "suspended") != 0 && strcmp(s, "left") != 0)) {
+		if (s == NULL || (strcmp(s, "active") != 0 && strcmp(s, "suspended") != 0 &&
+		                  strcmp(s, "left") != 0)) {
 			fail(err, "invalid_status", "status must be active, suspended or left");
 			return -1;
 		}
@@ -201,7 +202,8 @@ json_t *req_member(const json_t *body, int for_update, struct req_error *err)
 
 /* The minutes of an exchange from "minutes" (integer) or "hours" (text or
  * number); returns 0 or -1 with err set. */
-static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes, struct req_error *err)
+static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes,
+                            struct req_error *err)
 {
 	const json_t *h = json_object_get(body, "hours"), *m = json_object_get(body, "minutes");
 	char buf[32], shown[32];
@@ -267,18 +269,19 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 	if (desc != NULL && !json_is_null(desc)) {
 		if (!json_is_string(desc) || !valid_text(json_string_value(desc), 500, 1))
 			return fail(err, "invalid_field",
-				    "description must be text of at most 500 characters");
+			            "description must be text of at most 500 characters");
 		json_object_set(out, "description", (json_t *)desc);
 	}
 	if (date != NULL && !json_is_null(date)) {
 		if (!json_is_string(date) || !req_valid_date(json_string_value(date)))
-			return fail(err, "invalid_date", "performed_on must be a date written YYYY-MM-DD");
+			return fail(err, "invalid_date",
+			            "performed_on must be a date written YYYY-MM-DD");
 		json_object_set(out, "performed_on", (json_t *)date);
 	}
 	if (key != NULL && !json_is_null(key)) {
 		if (!json_is_string(key) || !valid_key(json_string_value(key)))
 			return fail(err, "invalid_idempotency_key",
-				    "idempotency_key must be 1 to 100 letters, digits or . _ : -");
+			            "idempotency_key must be 1 to 100 letters, digits or . _ : -");
 		json_object_set(out, "idempotency_key", (json_t *)key);
 	}
 	return out;
@@ -286,9 +289,9 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",	      "earner",	     "hours",
-					      "minutes",      "category",    "description",
-					      "performed_on", "idempotency_key"};
+	static const char *const allowed[] = {"payer",        "earner",         "hours",
+	                                      "minutes",      "category",       "description",
+	                                      "performed_on", "idempotency_key"};
 	int64_t payer, earner, minutes;
 	const char *key;
 	json_t *v, *out;
@@ -312,7 +315,7 @@ json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	out = json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
-			"minutes", (json_int_t)minutes);
+	                "minutes", (json_int_t)minutes);
 	if (exchange_fields(body, out, err) == NULL) {
 		json_decref(out);
 		return NULL;

@@ -46,10 +46,10 @@ static int apply(PGconn *conn, const struct schema_migration *m)
 		goto rollback;
 	snprintf(version, sizeof(version), "%d", m->version);
 	res = PQexecParams(conn, "INSERT INTO schema_version (version, name) VALUES ($1, $2)", 2,
-			   NULL, params, NULL, NULL, 0);
+	                   NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_error("schema: recording version %d failed: %s", m->version,
-			  PQresultErrorMessage(res));
+		          PQresultErrorMessage(res));
 		PQclear(res);
 		goto rollback;
 	}
@@ -68,9 +68,9 @@ int schema_migrate(PGconn *conn)
 	int version, latest = schema_latest();
 
 	if (exec_ok(conn,
-		    "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY, "
-		    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-		    "creating schema_version") == -1)
+	            "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY, "
+	            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+	            "creating schema_version") == -1)
 		return -1;
 	/* Two daemons started on one database must not both migrate it. */
 	if (exec_ok(conn, "SELECT pg_advisory_lock(hashtext('timebankd_schema'))", "lock") == -1)
@@ -79,12 +79,13 @@ int schema_migrate(PGconn *conn)
 		goto fail;
 	if (version > latest) {
 		log_error("schema: the database is at schema version %d but this timebankd knows "
-			  "only up to %d; install the newer timebankd that wrote it",
-			  version, latest);
+		          "only up to %d; install the newer timebankd that wrote it",
+		          version, latest);
 		goto fail;
 	}
 	for (int i = 0; i < schema_migration_count; i++)
-		if (schema_migrations[i].version > version && apply(conn, &schema_migrations[i]) == -1)
+		if (schema_migrations[i].version > version &&
+		    apply(conn, &schema_migrations[i]) == -1)
 			goto fail;
 	(void)exec_ok(conn, "SELECT pg_advisory_unlock(hashtext('timebankd_schema'))", "unlock");
 	log_info("schema: database at version %d", latest);

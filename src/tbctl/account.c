@@ -50,20 +50,21 @@ static void history_row(const json_t *l)
 
 	if (tbctl_str(l, "other_name")[0] != '\0')
 		snprintf(with, sizeof(with), "%s (%s)", tbctl_str(l, "other_party"),
-			 tbctl_str(l, "other_name"));
+		         tbctl_str(l, "other_name"));
 	else
 		snprintf(with, sizeof(with), "%s", tbctl_str(l, "other_party"));
 	printf("%-10s  %8lld  %-28.28s  %-14.14s  %7s  %7s  %8s\n", tbctl_str(l, "performed_on"),
 	       (long long)json_integer_value(json_object_get(l, "exchange")), with,
-	       tbctl_str(l, "category"), m > 0 ? tbctl_hours(m) : "",
-	       m < 0 ? tbctl_hours(-m) : "",
+	       tbctl_str(l, "category"), m > 0 ? tbctl_hours(m) : "", m < 0 ? tbctl_hours(-m) : "",
 	       tbctl_hours(json_integer_value(json_object_get(l, "balance_after"))));
 }
 
 int tbctl_history(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"limit", "limit"}, {"cursor", "cursor"}, {NULL, NULL},
+	    {"limit", "limit"},
+	    {"cursor", "cursor"},
+	    {NULL, NULL},
 	};
 	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
 	json_t *query = json_object();
@@ -107,7 +108,7 @@ int tbctl_audit(const struct tbctl *t, int argc, char **argv)
 			       json_is_true(json_object_get(check, "ok")) ? "ok" : "FAILED",
 			       tbctl_str(check, "name"), tbctl_str(check, "detail"));
 			json_array_foreach(json_object_get(check, "failing"), j, f)
-				printf("  failing: %s\n", json_string_value(f));
+			    printf("  failing: %s\n", json_string_value(f));
 		}
 		printf("audit: %s\n", ok ? "ok" : "FAILED");
 	}

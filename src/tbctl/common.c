@@ -36,7 +36,7 @@ int tbctl_fail(const struct tbctl_reply *reply)
 	}
 	if (err != NULL)
 		fprintf(stderr, "tbctl: %s (%s)\n", tbctl_str(err, "message"),
-			tbctl_str(err, "code"));
+		        tbctl_str(err, "code"));
 	else
 		fprintf(stderr, "tbctl: timebankd answered HTTP %d\n", status);
 	json_decref(reply->body);
@@ -44,7 +44,7 @@ int tbctl_fail(const struct tbctl_reply *reply)
 }
 
 int tbctl_call(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-	       void (*show)(const json_t *body))
+               void (*show)(const json_t *body))
 {
 	struct tbctl_reply reply;
 
@@ -59,7 +59,7 @@ int tbctl_call(const struct tbctl *t, const char *method, const char *path, cons
 }
 
 int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t *out,
-		 int *first_arg)
+                 int *first_arg)
 {
 	char *pos[64];
 	int npos = 0, only_args = 0;
@@ -81,10 +81,12 @@ int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t
 			only_args = 1;
 			continue;
 		}
-		while (f->option != NULL && (strlen(f->option) != len || strncmp(f->option, name, len)))
+		while (f->option != NULL &&
+		       (strlen(f->option) != len || strncmp(f->option, name, len)))
 			f++;
 		if (f->option == NULL) {
-			fprintf(stderr, "tbctl: %s: unknown option --%.*s\n", argv[0], (int)len, name);
+			fprintf(stderr, "tbctl: %s: unknown option --%.*s\n", argv[0], (int)len,
+			        name);
 			return -1;
 		}
 		if (eq != NULL) {
@@ -118,7 +120,7 @@ int tbctl_flag(int *argc, char **argv, const char *flag)
 
 /* path?k=v&... with values URL-encoded. */
 static void build_target(char *out, size_t len, const char *path, const json_t *query,
-			 const char *cursor)
+                         const char *cursor)
 {
 	const char *key;
 	json_t *v;
@@ -139,7 +141,7 @@ static void build_target(char *out, size_t len, const char *path, const json_t *
 }
 
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
-	       void (*header)(void), void (*row)(const json_t *item))
+               void (*header)(void), void (*row)(const json_t *item))
 {
 	json_t *items = json_array(), *next;
 	char target[2048], cursor[64] = "";
@@ -163,7 +165,7 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 				if (header != NULL)
 					header();
 				json_array_foreach(json_object_get(reply.body, "items"), i, item)
-					row(item);
+				    row(item);
 				if (json_is_string(json_object_get(reply.body, "next_cursor")))
 					printf("(more: --cursor %s, or --all)\n",
 					       tbctl_str(reply.body, "next_cursor"));
@@ -173,7 +175,8 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 		}
 		json_array_extend(items, json_object_get(reply.body, "items"));
 		next = json_object_get(reply.body, "next_cursor");
-		snprintf(cursor, sizeof(cursor), "%s", json_is_string(next) ? json_string_value(next) : "");
+		snprintf(cursor, sizeof(cursor), "%s",
+		         json_is_string(next) ? json_string_value(next) : "");
 		json_decref(reply.body);
 		if (cursor[0] == '\0')
 			break;
@@ -187,8 +190,25 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 	}
 	if (header != NULL)
 		header();
-	json_array_foreach(items, i, item)
-		row(item);
+	json_array_foreach(items, i, item) row(item);
 	json_decref(items);
 	return TBCTL_OK;
+}
+
+int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
+                       const struct tbctl_field *fields, const char *path, void (*header)(void),
+                       void (*row)(const json_t *item))
+{
+	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
+	json_t *query = json_object();
+
+	if (tbctl_fields(argc, argv, fields, query, &first) == -1 || first != argc) {
+		if (first != argc)
+			fprintf(stderr, "tbctl: %s takes options only\n", argv[0]);
+		json_decref(query);
+		return TBCTL_USAGE;
+	}
+	rc = tbctl_list(t, path, query, all, header, row);
+	json_decref(query);
+	return rc;
 }

@@ -45,9 +45,14 @@ static void list_row(const json_t *x)
 static int exchange_record(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"payer", "payer"},	      {"earner", "earner"},	  {"hours", "hours"},
-		{"category", "category"},     {"description", "description"},
-		{"date", "performed_on"},     {"key", "idempotency_key"}, {NULL, NULL},
+	    {"payer", "payer"},
+	    {"earner", "earner"},
+	    {"hours", "hours"},
+	    {"category", "category"},
+	    {"description", "description"},
+	    {"date", "performed_on"},
+	    {"key", "idempotency_key"},
+	    {NULL, NULL},
 	};
 	json_t *body = json_object();
 	struct tbctl_reply reply;
@@ -83,9 +88,10 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 	json_decref(body);
 	if (reply.status == 0 || reply.status == 503) {
 		rc = tbctl_fail(&reply);
-		fprintf(stderr, "tbctl: the exchange may or may not be recorded; run the same command "
-				"with --key %s to record it exactly once\n",
-			key);
+		fprintf(stderr,
+		        "tbctl: the exchange may or may not be recorded; run the same command "
+		        "with --key %s to record it exactly once\n",
+		        key);
 		return rc;
 	}
 	if (reply.status >= 300)
@@ -116,18 +122,12 @@ static int exchange_show(const struct tbctl *t, int argc, char **argv)
 static int exchange_list(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"member", "member"}, {"limit", "limit"}, {"cursor", "cursor"}, {NULL, NULL},
+	    {"member", "member"},
+	    {"limit", "limit"},
+	    {"cursor", "cursor"},
+	    {NULL, NULL},
 	};
-	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
-	json_t *query = json_object();
-
-	if (tbctl_fields(argc, argv, fields, query, &first) == -1 || first != argc) {
-		json_decref(query);
-		return TBCTL_USAGE;
-	}
-	rc = tbctl_list(t, "/v1/exchanges", query, all, list_header, list_row);
-	json_decref(query);
-	return rc;
+	return tbctl_list_command(t, argc, argv, fields, "/v1/exchanges", list_header, list_row);
 }
 
 int tbctl_exchange(const struct tbctl *t, int argc, char **argv)

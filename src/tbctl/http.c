@@ -32,19 +32,19 @@ static void on_done(struct evhttp_request *req, void *arg)
 
 	if (req == NULL || evhttp_request_get_response_code(req) == 0) {
 		snprintf(p->reply->err, sizeof(p->reply->err), "%s",
-			 p->error == EVREQ_HTTP_TIMEOUT + 1 ? "timed out" : "connection failed");
+		         p->error == EVREQ_HTTP_TIMEOUT + 1 ? "timed out" : "connection failed");
 		event_base_loopexit(p->base, NULL);
 		return;
 	}
 	p->reply->status = evhttp_request_get_response_code(req);
 	in = evhttp_request_get_input_buffer(req);
-	p->reply->body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in),
-				    0, &jerr);
+	p->reply->body =
+	    json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, &jerr);
 	event_base_loopexit(p->base, NULL);
 }
 
 int tbctl_http(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-	       struct tbctl_reply *reply)
+               struct tbctl_reply *reply)
 {
 	struct evhttp_uri *uri = evhttp_uri_parse(t->url);
 	struct evhttp_connection *conn = NULL;
@@ -59,7 +59,8 @@ int tbctl_http(const struct tbctl *t, const char *method, const char *path, cons
 	memset(reply, 0, sizeof(*reply));
 	if (uri == NULL || evhttp_uri_get_host(uri) == NULL || evhttp_uri_get_scheme(uri) == NULL ||
 	    strcmp(evhttp_uri_get_scheme(uri), "http") != 0) {
-		snprintf(reply->err, sizeof(reply->err), "the URL %s is not http://HOST:PORT", t->url);
+		snprintf(reply->err, sizeof(reply->err), "the URL %s is not http://HOST:PORT",
+		         t->url);
 		evhttp_uri_free(uri);
 		return -1;
 	}
@@ -70,9 +71,9 @@ int tbctl_http(const struct tbctl *t, const char *method, const char *path, cons
 		snprintf(target, sizeof(target), "%.*s%s", (int)strlen(prefix) - 1, prefix, path);
 	else
 		snprintf(target, sizeof(target), "%s%s", prefix, path);
-	cmd = strcmp(method, "POST") == 0	 ? EVHTTP_REQ_POST
+	cmd = strcmp(method, "POST") == 0    ? EVHTTP_REQ_POST
 	      : strcmp(method, "PATCH") == 0 ? EVHTTP_REQ_PATCH
-					     : EVHTTP_REQ_GET;
+	                                     : EVHTTP_REQ_GET;
 
 	p.base = event_base_new();
 	p.reply = reply;
@@ -108,7 +109,7 @@ int tbctl_http(const struct tbctl *t, const char *method, const char *path, cons
 		char tmp[64];
 		snprintf(tmp, sizeof(tmp), "%.60s", reply->err[0] ? reply->err : "no reply");
 		snprintf(reply->err, sizeof(reply->err), "cannot reach timebankd at %.150s: %s",
-			 t->url, tmp);
+		         t->url, tmp);
 		return -1;
 	}
 	return 0;

@@ -7,29 +7,30 @@
 #include <string.h>
 
 static const struct tbctl_field member_fields[] = {
-	{"name", "name"},
-	{"number", "number"},
-	{"email", "email"},
-	{"phone", "phone"},
-	{"address", "address"},
-	{"skills", "skills"},
-	{"needs", "needs"},
-	{"availability", "availability"},
-	{"notes", "notes"},
-	{"floor", "floor"},
-	{"joined", "joined_on"},
-	{"status", "status"},
-	{NULL, NULL},
+    {"name", "name"},
+    {"number", "number"},
+    {"email", "email"},
+    {"phone", "phone"},
+    {"address", "address"},
+    {"skills", "skills"},
+    {"needs", "needs"},
+    {"availability", "availability"},
+    {"notes", "notes"},
+    {"floor", "floor"},
+    {"joined", "joined_on"},
+    {"status", "status"},
+    {NULL, NULL},
 };
 
 static void show_member(const json_t *m)
 {
-	static const char *const fields[] = {"email",  "phone", "address", "skills",
-					     "needs", "availability", "notes"};
+	static const char *const fields[] = {"email", "phone",        "address", "skills",
+	                                     "needs", "availability", "notes"};
 	const json_t *floor = json_object_get(m, "floor_minutes");
 
-	printf("member %lld: %s (%s)\n", (long long)json_integer_value(json_object_get(m, "number")),
-	       tbctl_str(m, "name"), tbctl_str(m, "status"));
+	printf("member %lld: %s (%s)\n",
+	       (long long)json_integer_value(json_object_get(m, "number")), tbctl_str(m, "name"),
+	       tbctl_str(m, "status"));
 	printf("  %-13s %s\n", "joined", tbctl_str(m, "joined_on"));
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (tbctl_str(m, fields[i])[0] != '\0')
@@ -42,8 +43,8 @@ static void show_member(const json_t *m)
 
 static void show_added(const json_t *m)
 {
-	printf("added member %lld: %s\n", (long long)json_integer_value(json_object_get(m, "number")),
-	       tbctl_str(m, "name"));
+	printf("added member %lld: %s\n",
+	       (long long)json_integer_value(json_object_get(m, "number")), tbctl_str(m, "name"));
 }
 
 static void list_header(void)
@@ -53,8 +54,8 @@ static void list_header(void)
 
 static void list_row(const json_t *m)
 {
-	printf("%8lld  %-9s  %9s  %s\n", (long long)json_integer_value(json_object_get(m, "number")),
-	       tbctl_str(m, "status"),
+	printf("%8lld  %-9s  %9s  %s\n",
+	       (long long)json_integer_value(json_object_get(m, "number")), tbctl_str(m, "status"),
 	       tbctl_hours(json_integer_value(json_object_get(m, "balance_minutes"))),
 	       tbctl_str(m, "name"));
 }
@@ -98,7 +99,8 @@ static int member_update(const struct tbctl *t, int argc, char **argv, const cha
 
 	static const struct tbctl_field no_fields[] = {{NULL, NULL}};
 
-	if (tbctl_fields(argc, argv, action == NULL ? member_fields : no_fields, body, &first) == -1 ||
+	if (tbctl_fields(argc, argv, action == NULL ? member_fields : no_fields, body, &first) ==
+	        -1 ||
 	    member_number(argc, argv, first, argv[0], &n) == -1) {
 		json_decref(body);
 		return TBCTL_USAGE;
@@ -131,19 +133,10 @@ static int member_show(const struct tbctl *t, int argc, char **argv)
 static int member_list(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"status", "status"}, {"search", "q"}, {"limit", "limit"}, {"cursor", "cursor"},
-		{NULL, NULL},
+	    {"status", "status"}, {"search", "q"}, {"limit", "limit"},
+	    {"cursor", "cursor"}, {NULL, NULL},
 	};
-	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
-	json_t *query = json_object();
-
-	if (tbctl_fields(argc, argv, fields, query, &first) == -1 || first != argc) {
-		json_decref(query);
-		return TBCTL_USAGE;
-	}
-	rc = tbctl_list(t, "/v1/members", query, all, list_header, list_row);
-	json_decref(query);
-	return rc;
+	return tbctl_list_command(t, argc, argv, fields, "/v1/members", list_header, list_row);
 }
 
 int tbctl_member(const struct tbctl *t, int argc, char **argv)

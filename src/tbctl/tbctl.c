@@ -74,8 +74,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-		{"member", tbctl_member},   {"exchange", tbctl_exchange}, {"balance", tbctl_balance},
-		{"history", tbctl_history}, {"audit", tbctl_audit},
+	    {"member", tbctl_member},   {"exchange", tbctl_exchange}, {"balance", tbctl_balance},
+	    {"history", tbctl_history}, {"audit", tbctl_audit},
 	};
 
 	argc = take_globals(&t, argc, argv);

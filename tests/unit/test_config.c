@@ -8,21 +8,21 @@
 #include <cmocka.h>
 
 static const char *good = "[bank]\n"
-			  "id = colchester\n"
-			  "name = Colchester Time Bank\n"
-			  "data_dir = data\n"
-			  "\n"
-			  "[database]\n"
-			  "conninfo = managed\n"
-			  "pool = 8\n"
-			  "\n"
-			  "[admin]\n"
-			  "listen = 127.0.0.1:8401\n"
-			  "tokens = /etc/timebankd/tokens\n"
-			  "\n"
-			  "[ledger]\n"
-			  "default_floor = -5h\n"
-			  "max_exchange = 1h30m\n";
+                          "id = colchester\n"
+                          "name = Colchester Time Bank\n"
+                          "data_dir = data\n"
+                          "\n"
+                          "[database]\n"
+                          "conninfo = managed\n"
+                          "pool = 8\n"
+                          "\n"
+                          "[admin]\n"
+                          "listen = 127.0.0.1:8401\n"
+                          "tokens = /etc/timebankd/tokens\n"
+                          "\n"
+                          "[ledger]\n"
+                          "default_floor = -5h\n"
+                          "max_exchange = 1h30m\n";
 
 static int has_problem(const struct config_problems *p, int line, const char *part)
 {
@@ -57,9 +57,9 @@ static void test_config_defaults_floor_and_maximum(void **state)
 {
 	struct config_problems probs;
 	struct config *cfg = config_parse("[bank]\nid = westminster\nname = W\n"
-					  "[database]\nconninfo = host=/tmp dbname=tb\n"
-					  "[admin]\nlisten = 127.0.0.1:0\ntokens = t\n",
-					  NULL, &probs);
+	                                  "[database]\nconninfo = host=/tmp dbname=tb\n"
+	                                  "[admin]\nlisten = 127.0.0.1:0\ntokens = t\n",
+	                                  NULL, &probs);
 
 	(void)state;
 	assert_non_null(cfg);
@@ -74,20 +74,20 @@ static void test_config_defaults_floor_and_maximum(void **state)
 static void test_config_reports_each_problem_with_its_line(void **state)
 {
 	struct config_problems probs;
-	struct config *cfg = config_parse("[bank]\n"		  /* 1 */
-					  "id = Colchester!\n"	  /* 2 */
-					  "name = C\n"		  /* 3 */
-					  "colour = blue\n"	  /* 4 */
-					  "[database]\n"	  /* 5 */
-					  "conninfo = managed\n"  /* 6 */
-					  "pool = 0\n"		  /* 7 */
-					  "[admin]\n"		  /* 8 */
-					  "listen = nowhere\n"	  /* 9 */
-					  "[ledger]\n"		  /* 10 */
-					  "default_floor = 5h\n"  /* 11 */
-					  "max_exchange = lots\n" /* 12 */
-					  "name = again\n",	  /* 13 */
-					  NULL, &probs);
+	struct config *cfg = config_parse("[bank]\n"              /* 1 */
+	                                  "id = Colchester!\n"    /* 2 */
+	                                  "name = C\n"            /* 3 */
+	                                  "colour = blue\n"       /* 4 */
+	                                  "[database]\n"          /* 5 */
+	                                  "conninfo = managed\n"  /* 6 */
+	                                  "pool = 0\n"            /* 7 */
+	                                  "[admin]\n"             /* 8 */
+	                                  "listen = nowhere\n"    /* 9 */
+	                                  "[ledger]\n"            /* 10 */
+	                                  "default_floor = 5h\n"  /* 11 */
+	                                  "max_exchange = lots\n" /* 12 */
+	                                  "name = again\n",       /* 13 */
+	                                  NULL, &probs);
 
 	(void)state;
 	assert_null(cfg);
@@ -135,12 +135,12 @@ static void test_config_load_reports_a_missing_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_parses_a_good_file),
-		cmocka_unit_test(test_config_defaults_floor_and_maximum),
-		cmocka_unit_test(test_config_reports_each_problem_with_its_line),
-		cmocka_unit_test(test_config_reports_a_key_set_twice),
-		cmocka_unit_test(test_config_reports_a_syntax_error_line),
-		cmocka_unit_test(test_config_load_reports_a_missing_file),
+	    cmocka_unit_test(test_config_parses_a_good_file),
+	    cmocka_unit_test(test_config_defaults_floor_and_maximum),
+	    cmocka_unit_test(test_config_reports_each_problem_with_its_line),
+	    cmocka_unit_test(test_config_reports_a_key_set_twice),
+	    cmocka_unit_test(test_config_reports_a_syntax_error_line),
+	    cmocka_unit_test(test_config_load_reports_a_missing_file),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

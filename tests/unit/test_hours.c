@@ -37,9 +37,9 @@ static void test_hours_parse_accepts_every_written_form(void **state)
 
 static void test_hours_parse_refuses_junk_and_part_minutes(void **state)
 {
-	static const char *const bad[] = {"",	 "h",	  "abc",    "1.",    ".5",   "0.01",
-					  "1h60m", "1:5",  "1:60",   "2x",    "1h30x", "1.5m",
-					  "--1",   "1 2",  "99999999999", "1.1234567", "m"};
+	static const char *const bad[] = {
+	    "",   "h",     "abc",  "1.",  ".5",  "0.01",        "1h60m",     "1:5", "1:60",
+	    "2x", "1h30x", "1.5m", "--1", "1 2", "99999999999", "1.1234567", "m"};
 	int64_t m;
 
 	(void)state;
@@ -98,11 +98,11 @@ static void test_hours_format_then_parse_round_trips(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hours_parse_accepts_every_written_form),
-		cmocka_unit_test(test_hours_parse_refuses_junk_and_part_minutes),
-		cmocka_unit_test(test_hours_parse_caps_at_the_limit),
-		cmocka_unit_test(test_hours_format_reads_as_hours),
-		cmocka_unit_test(test_hours_format_then_parse_round_trips),
+	    cmocka_unit_test(test_hours_parse_accepts_every_written_form),
+	    cmocka_unit_test(test_hours_parse_refuses_junk_and_part_minutes),
+	    cmocka_unit_test(test_hours_parse_caps_at_the_limit),
+	    cmocka_unit_test(test_hours_format_reads_as_hours),
+	    cmocka_unit_test(test_hours_format_then_parse_round_trips),
 	};
 	return cmocka_run_group_tests_name("hours", tests, NULL, NULL);
 }

@@ -34,8 +34,8 @@ static void test_req_exchange_normalises_hours_and_category(void **state)
 {
 	struct req_error err;
 	json_t *body = parse("{\"payer\": 17, \"earner\": \"204\", \"hours\": \"1h30m\", "
-			     "\"category\": \"Lifts\", \"description\": \"to the surgery\", "
-			     "\"performed_on\": \"2026-11-20\", \"idempotency_key\": \"k-1\"}");
+	                     "\"category\": \"Lifts\", \"description\": \"to the surgery\", "
+	                     "\"performed_on\": \"2026-11-20\", \"idempotency_key\": \"k-1\"}");
 	json_t *out = req_exchange(body, 1440, &err);
 
 	(void)state;
@@ -69,42 +69,53 @@ static void test_req_exchange_refuses_bad_requests_with_stable_codes(void **stat
 {
 	(void)state;
 	assert_string_equal(exchange_error("[]", 1440), "invalid_request");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":1,\"hours\":1,\"category\":\"x\"}",
-					   1440),
-			    "same_member");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":0,\"category\":\"x\"}",
-					   1440),
-			    "invalid_hours");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":1,\"hours\":1,\"category\":\"x\"}", 1440),
+	    "same_member");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":0,\"category\":\"x\"}", 1440),
+	    "invalid_hours");
 	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":\"-1\","
-					   "\"category\":\"x\"}", 1440),
-			    "invalid_hours");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":25,\"category\":\"x\"}",
-					   1440),
-			    "invalid_hours");
+	                                   "\"category\":\"x\"}",
+	                                   1440),
+	                    "invalid_hours");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":25,\"category\":\"x\"}", 1440),
+	    "invalid_hours");
 	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":\"0.01\","
-					   "\"category\":\"x\"}", 1440),
-			    "invalid_hours");
+	                                   "\"category\":\"x\"}",
+	                                   1440),
+	                    "invalid_hours");
 	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"minutes\":60,"
-					   "\"category\":\"x\"}", 1440),
-			    "invalid_hours");
-	assert_string_equal(exchange_error("{\"payer\":0,\"earner\":2,\"hours\":1,\"category\":\"x\"}",
-					   1440),
-			    "invalid_member_number");
+	                                   "\"category\":\"x\"}",
+	                                   1440),
+	                    "invalid_hours");
+	assert_string_equal(
+	    exchange_error("{\"payer\":0,\"earner\":2,\"hours\":1,\"category\":\"x\"}", 1440),
+	    "invalid_member_number");
 	assert_string_equal(exchange_error("{\"payer\":\"x\",\"earner\":2,\"hours\":1,"
-					   "\"category\":\"x\"}", 1440),
-			    "invalid_member_number");
+	                                   "\"category\":\"x\"}",
+	                                   1440),
+	                    "invalid_member_number");
 	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1}", 1440),
-			    "invalid_category");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
-					   "\"performed_on\":\"2026-02-30\"}", 1440),
-			    "invalid_date");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
-					   "\"idempotency_key\":\"has space\"}", 1440),
-			    "invalid_idempotency_key");
-	assert_string_equal(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
-					   "\"colour\":\"red\"}", 1440),
-			    "unknown_field");
-	assert_null(exchange_error("{\"payer\":1,\"earner\":2,\"hours\":24,\"category\":\"x\"}", 1440));
+	                    "invalid_category");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+	                   "\"performed_on\":\"2026-02-30\"}",
+	                   1440),
+	    "invalid_date");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+	                   "\"idempotency_key\":\"has space\"}",
+	                   1440),
+	    "invalid_idempotency_key");
+	assert_string_equal(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":1,\"category\":\"x\","
+	                   "\"colour\":\"red\"}",
+	                   1440),
+	    "unknown_field");
+	assert_null(
+	    exchange_error("{\"payer\":1,\"earner\":2,\"hours\":24,\"category\":\"x\"}", 1440));
 }
 
 static void test_req_member_add_needs_a_name(void **state)
@@ -135,13 +146,13 @@ static void test_req_member_turns_floor_hours_into_minutes(void **state)
 static void test_req_member_refuses_bad_fields(void **state)
 {
 	static const char *const cases[][2] = {
-		{"{\"name\": \"\"}", "invalid_field"},
-		{"{\"name\": \"A\\u0001B\"}", "invalid_field"},
-		{"{\"name\": \"A\", \"floor\": \"2h\"}", "invalid_hours"},
-		{"{\"name\": \"A\", \"number\": -3}", "invalid_member_number"},
-		{"{\"name\": \"A\", \"joined_on\": \"yesterday\"}", "invalid_date"},
-		{"{\"name\": \"A\", \"status\": \"left\"}", "unknown_field"},
-		{"{\"name\": 5}", "invalid_field"},
+	    {"{\"name\": \"\"}", "invalid_field"},
+	    {"{\"name\": \"A\\u0001B\"}", "invalid_field"},
+	    {"{\"name\": \"A\", \"floor\": \"2h\"}", "invalid_hours"},
+	    {"{\"name\": \"A\", \"number\": -3}", "invalid_member_number"},
+	    {"{\"name\": \"A\", \"joined_on\": \"yesterday\"}", "invalid_date"},
+	    {"{\"name\": \"A\", \"status\": \"left\"}", "unknown_field"},
+	    {"{\"name\": 5}", "invalid_field"},
 	};
 	struct req_error err;
 
@@ -192,14 +203,14 @@ static void test_req_valid_date_knows_the_calendar(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_req_exchange_normalises_hours_and_category),
-		cmocka_unit_test(test_req_exchange_takes_numeric_hours_and_minutes),
-		cmocka_unit_test(test_req_exchange_refuses_bad_requests_with_stable_codes),
-		cmocka_unit_test(test_req_member_add_needs_a_name),
-		cmocka_unit_test(test_req_member_turns_floor_hours_into_minutes),
-		cmocka_unit_test(test_req_member_refuses_bad_fields),
-		cmocka_unit_test(test_req_member_update_checks_status_and_emptiness),
-		cmocka_unit_test(test_req_valid_date_knows_the_calendar),
+	    cmocka_unit_test(test_req_exchange_normalises_hours_and_category),
+	    cmocka_unit_test(test_req_exchange_takes_numeric_hours_and_minutes),
+	    cmocka_unit_test(test_req_exchange_refuses_bad_requests_with_stable_codes),
+	    cmocka_unit_test(test_req_member_add_needs_a_name),
+	    cmocka_unit_test(test_req_member_turns_floor_hours_into_minutes),
+	    cmocka_unit_test(test_req_member_refuses_bad_fields),
+	    cmocka_unit_test(test_req_member_update_checks_status_and_emptiness),
+	    cmocka_unit_test(test_req_valid_date_knows_the_calendar),
 	};
 	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
 }
