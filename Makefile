@@ -39,7 +39,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo demo-up demo-down format install clean
+.PHONY: all check unit integration deps demo demo-up demo-down bench format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -81,6 +81,9 @@ integration: all
 check: deps
 	$(MAKE) all unit
 	$(MAKE) integration
+
+bench: deps all
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench_exchanges.py
 
 demo: deps all
 	deploy/demo/demo run

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.error
 
-from conftest import TIMEBANKD, Bank, ledger_snapshot
+from tbtest import TIMEBANKD, Bank
 
 
 def test_config_check_accepts_a_good_config(bank):

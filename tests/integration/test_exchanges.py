@@ -101,7 +101,7 @@ def test_exchange_refusals_have_stable_codes_and_change_nothing(bank):
 
 
 def test_exchange_maximum_follows_the_config(cluster, workdir):
-    from conftest import Bank
+    from tbtest import Bank
     db = cluster.new_database()
     b = Bank(workdir, cluster.conninfo(db))
     b.write_config("colchester", cluster.conninfo(db), max_exchange="3h", floor="-20h")

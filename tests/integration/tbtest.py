@@ -1,0 +1,208 @@
+"""Helpers for tests and benchmarks: a real PostgreSQL cluster made with
+initdb in a temporary directory (as the unprivileged 'postgres' user when run
+as root), and real timebankd daemons on 127.0.0.1 driven over HTTP and through
+tbctl."""
+
+import itertools
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("TB_BUILD", os.path.join(REPO, "build"))
+TIMEBANKD = os.path.join(BUILD, "timebankd")
+TBCTL = os.path.join(BUILD, "tbctl")
+PG_BIN = subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
+AS_ROOT = os.geteuid() == 0
+PG_USER = "postgres"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tempdir(prefix):
+    """A temporary directory the cluster's user can reach."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(path, 0o755)
+    return path
+
+
+def as_pg_user(cmd):
+    return ["runuser", "-u", PG_USER, "--"] + cmd if AS_ROOT else cmd
+
+
+class Cluster:
+    """A PostgreSQL cluster of the tests' own, on a unix socket only."""
+
+    def __init__(self, root):
+        self.root = root
+        self.data = os.path.join(root, "pgdata")
+        self.sock = os.path.join(root, "sock")
+        self.log = os.path.join(root, "postgres.log")
+        for d in (self.data, self.sock):
+            os.mkdir(d, 0o700)
+        if AS_ROOT:
+            pw = pwd.getpwnam(PG_USER)
+            for p in (self.data, self.sock):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+            open(self.log, "w").close()
+            os.chown(self.log, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.sock, 0o755)
+        subprocess.run(as_pg_user([f"{PG_BIN}/initdb", "-D", self.data, "-U", "tb", "-A", "trust",
+                                   "-E", "UTF8", "--no-locale", "--no-sync"]),
+                       check=True, stdout=subprocess.DEVNULL, cwd="/")
+        self.names = itertools.count(1)
+
+    def start(self):
+        opts = f"-k {self.sock} -c listen_addresses='' -c fsync=off -c max_connections=200"
+        subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w",
+                                   "-o", opts, "start"]), check=True, stdout=subprocess.DEVNULL,
+                       cwd="/")
+
+    def stop(self, mode="fast"):
+        subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", mode, "-w",
+                                   "stop"]), check=True, stdout=subprocess.DEVNULL, cwd="/")
+
+    def conninfo(self, db):
+        return f"host={self.sock} dbname={db} user=tb"
+
+    def psql(self, sql, db="postgres", check=True):
+        r = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d",
+                            self.conninfo(db), "-c", sql], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f"psql failed: {r.stderr}")
+        return r
+
+    def new_database(self):
+        name = f"bank{next(self.names)}"
+        self.psql(f"CREATE DATABASE {name}")
+        return name
+
+
+class Bank:
+    """One timebankd, its config, tokens of each role, and ways to drive it."""
+
+    def __init__(self, root, database, bank_id="colchester", extra=""):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = os.path.join(root, f"{bank_id}.conf")
+        self.tokens_file = os.path.join(root, f"{bank_id}.tokens")
+        self.log = os.path.join(root, f"{bank_id}.log")
+        self.write_config(bank_id, database, extra)
+        self.tokens = {}
+        for role in ("coordinator", "broker", "viewer"):
+            out = subprocess.run([TIMEBANKD, "-c", self.config, "-T", f"test-{role}", "-R", role],
+                                 check=True, capture_output=True, text=True)
+            self.tokens[role] = out.stdout.strip()
+        self.token = self.tokens["coordinator"]
+        self.proc = None
+
+    def write_config(self, bank_id, database, extra="", max_exchange="24h", floor="-10h",
+                     pool=4):
+        with open(self.config, "w") as f:
+            f.write(f"[bank]\nid = {bank_id}\nname = {bank_id.title()} Time Bank\n"
+                    f"data_dir = {self.root}/{bank_id}-data\n\n"
+                    f"[database]\nconninfo = {database}\npool = {pool}\n\n"
+                    f"[admin]\nlisten = 127.0.0.1:{self.port}\ntokens = {self.tokens_file}\n\n"
+                    f"[ledger]\ndefault_floor = {floor}\nmax_exchange = {max_exchange}\n{extra}")
+
+    def start(self, wait=True):
+        self.logf = open(self.log, "a")
+        self.proc = subprocess.Popen([TIMEBANKD, "-c", self.config], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"timebankd exited {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                status, _ = self.api("GET", "/v1/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timebankd did not become healthy:\n{self.log_text()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"timebankd did not stop on {sig}:\n{self.log_text()}")
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def log_text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def api(self, method, path, body=None, token=None, raw=None, headers=None):
+        """Returns (status, parsed JSON body)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token != "":
+            req.add_header("Authorization", f"Bearer {token or self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, {"raw": text.decode(errors="replace")}
+
+    def tbctl(self, *args, token=None, check=False):
+        env = dict(os.environ, TBCTL_URL=self.url, TBCTL_TOKEN=token or self.token)
+        r = subprocess.run([TBCTL, *args], capture_output=True, text=True, env=env, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"tbctl {args} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def tbctl_json(self, *args, token=None):
+        r = self.tbctl("--json", *args, token=token, check=True)
+        return json.loads(r.stdout)
+
+    def add_member(self, name, **fields):
+        status, body = self.api("POST", "/v1/members", dict(name=name, **fields))
+        assert status == 201, body
+        return body["number"]
+
+    def exchange(self, payer, earner, hours, category="lifts", **fields):
+        return self.api("POST", "/v1/exchanges",
+                        dict(payer=payer, earner=earner, hours=hours, category=category, **fields))
+
+
+def ledger_snapshot(cluster, db):
+    """Everything the ledger holds, as one comparable string."""
+    return cluster.psql(
+        "SELECT (SELECT coalesce(md5(string_agg(m::text, '|' ORDER BY number)), '') FROM members m)"
+        " || (SELECT coalesce(md5(string_agg(a::text, '|' ORDER BY id)), '') FROM accounts a)"
+        " || (SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '') FROM transfers t)"
+        " || (SELECT coalesce(md5(string_agg(e::text, '|' ORDER BY id)), '') FROM entries e)",
+        db).stdout
