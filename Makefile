@@ -28,7 +28,8 @@ SQL := $(sort $(wildcard src/sql/*.sql))
 
 # Modules shared by the daemon and the tests.
 CORE := src/hours.c src/config.c src/log.c src/req.c src/auth.c
-DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c
+DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
+	src/api_books.c src/api_tokens.c
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

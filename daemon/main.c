@@ -42,7 +42,8 @@ static void usage(FILE *out)
 
 static struct api_limits limits_of(const struct config *cfg)
 {
-	struct api_limits l = {cfg->default_floor, cfg->max_exchange, cfg->max_body};
+	struct api_limits l = {cfg->default_floor, cfg->community_floor, cfg->max_exchange,
+			       cfg->max_body, cfg->active_days};
 	return l;
 }
 
@@ -119,11 +120,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    strcmp(cfg->admin_host, d->cfg->admin_host) || cfg->admin_port != d->cfg->admin_port ||
 	    cfg->db_pool != d->cfg->db_pool)
 		log_warn("reload: bank id, database or listen address changed: restart to apply");
-	d->cfg->default_floor = cfg->default_floor;
-	d->cfg->max_exchange = cfg->max_exchange;
-	d->cfg->max_body = cfg->max_body;
-	limits = limits_of(d->cfg);
-	api_reload(d->api, auth, &limits);
+	limits = limits_of(cfg);
+	api_reload(d->api, auth, cfg->token_file, &limits);
 	hours_format(cfg->default_floor, floor, sizeof(floor));
 	hours_format(cfg->max_exchange, max, sizeof(max));
 	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes",
@@ -140,7 +138,7 @@ static int make_token(const struct config *cfg, const char *name, const char *ro
 		fprintf(stderr, "timebankd: role must be coordinator, broker or viewer\n");
 		return 2;
 	}
-	if (auth_add_token(cfg->token_file, name, role, token, err, sizeof(err)) == -1) {
+	if (auth_add_token(cfg->token_file, name, role, token, err, sizeof(err)) != AUTH_OK) {
 		fprintf(stderr, "timebankd: %s\n", err);
 		return 1;
 	}
@@ -192,8 +190,8 @@ static int run(struct daemon *d)
 	d->base = event_base_new();
 	d->db = db_new(d->base, conninfo, d->cfg->db_pool);
 	free(conninfo);
-	d->api = api_new(d->base, d->cfg->bank_id, d->cfg->admin_host, d->cfg->admin_port, d->db,
-	                 auth, &limits);
+	d->api = api_new(d->base, d->cfg->bank_id, d->cfg->bank_name, d->cfg->admin_host,
+	                 d->cfg->admin_port, d->db, auth, d->cfg->token_file, &limits);
 	if (d->api == NULL) {
 		db_free(d->db);
 		pgm_stop(d->pgm);

@@ -6,8 +6,13 @@
 #include "api.h"
 
 #include <event2/http.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+
+/* Writes a number as SQL parameter text into buf; yields buf. */
+#define API_I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
 /* One request being answered. Freed by the reply. */
 struct api_req {
@@ -15,7 +20,8 @@ struct api_req {
 	struct evhttp_request *req;
 	enum auth_role role;       /* copied: a reload may free the token */
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
-	int64_t id;                /* the number or id in the path, if any */
+	int64_t id;                  /* '#' in the path: a number or id */
+	char name[AUTH_NAME_MAX];    /* '*' in the path: a token name */
 	struct evkeyvalq query;
 	json_t *body; /* parsed JSON body, or NULL */
 	int ok_status;
@@ -23,7 +29,7 @@ struct api_req {
 
 struct api_route {
 	const char *method;
-	const char *path; /* "/v1/members/#": '#' matches a number */
+	const char *path; /* "/v1/members/#": '#' matches a number, '*' a name */
 	enum auth_role role;
 	int needs_body;
 	void (*handle)(struct api_req *r);
@@ -31,8 +37,22 @@ struct api_route {
 
 extern const struct api_route api_routes[];
 
+/* Handlers kept in their own files (api_books.c, api_tokens.c). */
+void api_statement(struct api_req *r);
+void api_report_categories(struct api_req *r);
+void api_report_active(struct api_req *r);
+void api_report_new_members(struct api_req *r);
+void api_report_referrals(struct api_req *r);
+void api_token_list(struct api_req *r);
+void api_token_create(struct api_req *r);
+void api_token_revoke(struct api_req *r);
+
 const struct api_limits *api_limits(const struct api *api);
 const char *api_bank_id(const struct api *api);
+const char *api_bank_name(const struct api *api);
+const char *api_token_file(const struct api *api);
+/* Re-reads the token file after the API changed it. 0, or -1 with err. */
+int api_reload_tokens(struct api *api, char *err, size_t errlen);
 
 /* Answers and frees r. */
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
@@ -54,5 +74,9 @@ struct api_page {
 int api_query_page(struct api_req *r, struct api_page *page) __attribute__((warn_unused_result));
 int api_query_int(struct api_req *r, const char *name, int64_t *out, int *present)
     __attribute__((warn_unused_result));
+/* ?from= and ?to= as YYYY-MM-DD (each defaults to def_from / def_to when
+ * given, else is required) into from[11] and to[11]. */
+int api_query_period(struct api_req *r, const char *def_from, const char *def_to, char *from,
+		     char *to) __attribute__((warn_unused_result));
 
 #endif

@@ -1,6 +1,6 @@
 /* auth: bearer tokens with roles, kept hashed (SHA-256) in the token file,
- * one per line: NAME ROLE sha256:HEX. The token itself is shown once, when
- * made, and never stored or logged. */
+ * one per line: NAME ROLE sha256:HEX [created=TIME]. Names are unique. The
+ * token itself is shown once, when made, and never stored or logged. */
 #ifndef TB_AUTH_H
 #define TB_AUTH_H
 
@@ -16,6 +16,17 @@ struct auth_token {
 	char name[AUTH_NAME_MAX];
 	enum auth_role role;
 	unsigned char hash[32];
+	char created[32]; /* "" when the line has none */
+};
+
+/* What a token-file change can come to; each maps to one API error code. */
+enum auth_result {
+	AUTH_OK = 0,
+	AUTH_FAILED = -1,	    /* the file could not be read or written */
+	AUTH_BAD_NAME = -2,	    /* invalid_token_name */
+	AUTH_DUPLICATE = -3,	    /* duplicate_token_name */
+	AUTH_NOT_FOUND = -4,	    /* token_not_found */
+	AUTH_LAST_COORDINATOR = -5, /* last_coordinator */
 };
 
 struct auth;
@@ -24,15 +35,25 @@ struct auth;
 struct auth *auth_load(const char *path, char *err, size_t errlen);
 void auth_free(struct auth *auth); /* accepts NULL */
 int auth_count(const struct auth *auth);
+/* The i-th token, 0 <= i < auth_count(). */
+const struct auth_token *auth_get(const struct auth *auth, int i);
 
 /* The token matching a presented bearer token, or NULL. Constant time in the
  * token's content. */
 const struct auth_token *auth_check(const struct auth *auth, const char *bearer);
 
-/* Makes a new random token, appends its hash to path (created mode 0600) and
- * writes the token itself to out (AUTH_TOKEN_LEN + 1 bytes). 0 or -1 with err. */
-int auth_add_token(const char *path, const char *name, enum auth_role role, char *out, char *err,
-                   size_t errlen) __attribute__((warn_unused_result));
+/* Makes a new random token named name (unique in the file), appends its hash
+ * to path (created mode 0600) and writes the token itself to out
+ * (AUTH_TOKEN_LEN + 1 bytes). AUTH_OK, or an error with a message in err. */
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
+				char *out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Removes the token named name from path (rewritten whole, then renamed into
+ * place). Refuses to remove the last coordinator token, which would leave
+ * nobody able to manage the bank. */
+enum auth_result auth_revoke(const char *path, const char *name, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 const char *auth_role_name(enum auth_role role);
 int auth_role_parse(const char *name, enum auth_role *role) __attribute__((warn_unused_result));

@@ -19,6 +19,20 @@ json_t *req_member(const json_t *body, int for_update, struct req_error *err);
  * configured maximum per exchange. Returns a new object or NULL with err. */
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err);
 
+/* A group exchange: one payer, several earners, all posted or none. Each
+ * earner is a number (taking the request's hours) or {"earner": N, "hours"
+ * or "minutes"}. Returns a new object with earners as [{earner, minutes}]. */
+json_t *req_group(const json_t *body, int64_t max_minutes, struct req_error *err);
+
+/* Hours granted from the community account to a member. */
+json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err);
+
+/* A reversal: a reason (required) and an optional idempotency key. */
+json_t *req_reverse(const json_t *body, struct req_error *err);
+
+/* An erasure: force (boolean) needs a reason. */
+json_t *req_erase(const json_t *body, struct req_error *err);
+
 /* Reads a member number from JSON (integer or digit string). 0 or -1. */
 int req_member_number(const json_t *value, int64_t *number) __attribute__((warn_unused_result));
 

@@ -51,7 +51,8 @@ int tbctl_history(const struct tbctl *t, int argc, char **argv);
 int tbctl_audit(const struct tbctl *t, int argc, char **argv);
 
 /* Options that become fields of a JSON request body: "--NAME VALUE" sets
- * field (a string; the API parses numbers and hours). */
+ * field (a string; the API parses numbers and hours). Given more than once,
+ * the field becomes a list of strings. */
 struct tbctl_field {
 	const char *option;
 	const char *field;
@@ -63,6 +64,11 @@ struct tbctl_field {
 int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t *out,
                  int *first_arg);
 
+/* GET path with the query's fields (strings, URL-encoded) and an optional
+ * cursor. Like tbctl_http otherwise. */
+int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, const char *cursor,
+	      struct tbctl_reply *reply);
+
 /* Removes a value-less flag (like "--all") from argv; returns 1 if it was
  * there. */
 int tbctl_flag(int *argc, char **argv, const char *flag);
@@ -73,9 +79,32 @@ int tbctl_flag(int *argc, char **argv, const char *flag);
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
                void (*header)(void), void (*row)(const json_t *item));
 
-/* A list command: --all and the given query fields, no other arguments. */
+/* A list command: --all and the given query fields (added to preset, which
+ * may be NULL), no other arguments. */
 int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
-                       const struct tbctl_field *fields, const char *path, void (*header)(void),
-                       void (*row)(const json_t *item));
+		       const struct tbctl_field *fields, const char *path, const json_t *preset,
+		       void (*header)(void), void (*row)(const json_t *item));
+
+int tbctl_grant(const struct tbctl *t, int argc, char **argv);
+int tbctl_org(const struct tbctl *t, int argc, char **argv);
+int tbctl_statement(const struct tbctl *t, int argc, char **argv);
+int tbctl_statements(const struct tbctl *t, int argc, char **argv);
+int tbctl_report(const struct tbctl *t, int argc, char **argv);
+int tbctl_token(const struct tbctl *t, int argc, char **argv);
+
+/* Output formats for statements and reports. */
+enum tbctl_format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
+
+/* Reads --format's value (NULL: text); -1 after printing the problem. */
+int tbctl_format(const char *value, enum tbctl_format *format);
+
+/* Writes one CSV cell (RFC 4180 quoting; text starting with = + - @ gets a
+ * leading ' so a spreadsheet shows it rather than running it). */
+void tbctl_csv_text(FILE *out, const char *text, int last);
+/* Writes minutes as decimal hours ("-1.50") for spreadsheets. */
+void tbctl_csv_hours(FILE *out, json_int_t minutes, int last);
+
+/* "YYYY-MM" to its first and last days (from[11], to[11]); 0 or -1. */
+int tbctl_month(const char *month, char *from, char *to);
 
 #endif

@@ -17,6 +17,8 @@
 struct api {
 	struct event_base *base;
 	char *bank_id;
+	char *bank_name;
+	char *token_file;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct db *db;
@@ -37,6 +39,10 @@ static const struct {
     {"member_not_found", 404},     {"exchange_not_found", 404}, {"duplicate_member_number", 409},
     {"idempotency_conflict", 409}, {"below_floor", 422},        {"member_inactive", 422},
     {"same_member", 422},          {"invalid_date", 422},
+    {"already_reversed", 409},     {"not_reversible", 422},
+    {"already_erased", 409},       {"member_not_left", 409},
+    {"balance_not_zero", 409},     {"member_erased", 409},
+    {"invalid_referrer", 422},     {"invalid_period", 400},
 };
 
 const struct api_limits *api_limits(const struct api *api)
@@ -47,6 +53,28 @@ const struct api_limits *api_limits(const struct api *api)
 const char *api_bank_id(const struct api *api)
 {
 	return api->bank_id;
+}
+
+const char *api_bank_name(const struct api *api)
+{
+	return api->bank_name;
+}
+
+const char *api_token_file(const struct api *api)
+{
+	return api->token_file;
+}
+
+int api_reload_tokens(struct api *api, char *err, size_t errlen)
+{
+	struct auth *auth = auth_load(api->token_file, err, errlen);
+
+	if (auth == NULL)
+		return -1;
+	auth_free(api->auth);
+	api->auth = auth;
+	log_info("api: %d tokens in force", auth_count(auth));
+	return 0;
 }
 
 static void req_free(struct api_req *r)
@@ -177,6 +205,30 @@ int api_query_int(struct api_req *r, const char *name, int64_t *out, int *presen
 	return 0;
 }
 
+int api_query_period(struct api_req *r, const char *def_from, const char *def_to, char *from,
+		     char *to)
+{
+	const char *names[2] = {"from", "to"}, *defs[2] = {def_from, def_to};
+	char *outs[2] = {from, to};
+
+	for (int i = 0; i < 2; i++) {
+		const char *v = evhttp_find_header(&r->query, names[i]);
+		if (v == NULL)
+			v = defs[i];
+		if (v == NULL || !req_valid_date(v)) {
+			api_reply_error(r, 400, "invalid_date", "%s must be a date written YYYY-MM-DD",
+					names[i]);
+			return -1;
+		}
+		snprintf(outs[i], 11, "%s", v);
+	}
+	if (strcmp(from, to) > 0) {
+		api_reply_error(r, 400, "invalid_period", "the period ends before it starts");
+		return -1;
+	}
+	return 0;
+}
+
 int api_query_page(struct api_req *r, struct api_page *page)
 {
 	const char *v = evhttp_find_header(&r->query, "limit");
@@ -214,18 +266,28 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	}
 }
 
-/* Matches path against a pattern; '#' takes a number into *id. */
-static int path_match(const char *pattern, const char *path, int64_t *id)
+/* Matches path against a pattern: '#' takes a number into r->id, '*' a
+ * token name into r->name. */
+static int path_match(const char *pattern, const char *path, struct api_req *r)
 {
 	while (*pattern != '\0') {
+		const char *start = path;
 		if (*pattern == '#') {
-			const char *start = path;
 			int64_t v = 0;
 			while (*path >= '0' && *path <= '9' && path - start < 15)
 				v = v * 10 + (*path++ - '0');
 			if (path == start || v == 0 || (*path != '/' && *path != '\0'))
 				return 0;
-			*id = v;
+			r->id = v;
+			pattern++;
+			continue;
+		}
+		if (*pattern == '*') {
+			while (*path != '\0' && *path != '/' && path - start < AUTH_NAME_MAX - 1)
+				path++;
+			if (path == start || (*path != '/' && *path != '\0'))
+				return 0;
+			snprintf(r->name, sizeof(r->name), "%.*s", (int)(path - start), start);
 			pattern++;
 			continue;
 		}
@@ -325,7 +387,7 @@ static void route(struct api_req *r, const char *path)
 	int path_known = 0;
 
 	for (rt = api_routes; rt->path != NULL; rt++) {
-		if (!path_match(rt->path, path, &r->id))
+		if (!path_match(rt->path, path, r))
 			continue;
 		path_known = 1;
 		if (strcmp(rt->method, method) == 0)
@@ -391,13 +453,16 @@ static void set_hard_body_cap(struct api *api)
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)(cap < 1048576 ? 1048576 : cap));
 }
 
-struct api *api_new(struct event_base *base, const char *bank_id, const char *host, int port,
-                    struct db *db, struct auth *auth, const struct api_limits *limits)
+struct api *api_new(struct event_base *base, const char *bank_id, const char *bank_name,
+                    const char *host, int port, struct db *db, struct auth *auth,
+                    const char *token_file, const struct api_limits *limits)
 {
 	struct api *api = calloc(1, sizeof(*api));
 
 	api->base = base;
 	api->bank_id = strdup(bank_id);
+	api->bank_name = strdup(bank_name);
+	api->token_file = strdup(token_file);
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;
@@ -428,13 +493,18 @@ void api_free(struct api *api)
 		evhttp_free(api->http);
 	auth_free(api->auth);
 	free(api->bank_id);
+	free(api->bank_name);
+	free(api->token_file);
 	free(api);
 }
 
-void api_reload(struct api *api, struct auth *auth, const struct api_limits *limits)
+void api_reload(struct api *api, struct auth *auth, const char *token_file,
+                const struct api_limits *limits)
 {
 	auth_free(api->auth);
 	api->auth = auth;
+	free(api->token_file);
+	api->token_file = strdup(token_file);
 	api->limits = *limits;
 	set_hard_body_cap(api);
 }

@@ -1,57 +1,86 @@
-/* The admin API's endpoints: each validates its request, then asks the
- * ledger with one SQL call (see src/sql/). */
+/* The admin API's endpoints for members, exchanges, grants and the audit:
+ * each validates its request, then asks the ledger with one SQL call (see
+ * src/sql/). The route table for every endpoint is at the end. */
 #include "api_internal.h"
 
 #include "req.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
-
-/* Sends a validated body to a ledger function taking (jsonb, actor, ...). */
-static void sql_with_json(struct api_req *r, const char *sql, json_t *p, const char *extra)
+/* Answers a validation failure: 422 when the request is well formed but
+ * names one member twice, else 400. */
+static void reply_invalid(struct api_req *r, const struct req_error *err)
 {
-	char *text = json_dumps(p, JSON_COMPACT);
-	const char *params[3] = {text, r->actor, extra};
+	int status = strcmp(err->code, "same_member") == 0 ||
+				     strcmp(err->code, "duplicate_earner") == 0
+			     ? 422
+			     : 400;
 
-	api_sql(r, sql, extra != NULL ? 3 : 2, params);
+	api_reply_error(r, status, err->code, "%s", err->message);
+}
+
+/* Runs sql with params: the validated body p (taken, freed here), then
+ * extra[0..nextra). NULL p means validation failed with err. */
+static void sql_with_json(struct api_req *r, const char *sql, json_t *p, const struct req_error *err,
+			  int nextra, const char *const *extra)
+{
+	const char *params[6];
+	char *text;
+
+	if (p == NULL) {
+		reply_invalid(r, err);
+		return;
+	}
+	text = json_dumps(p, JSON_COMPACT);
+	params[0] = text;
+	for (int i = 0; i < nextra; i++)
+		params[i + 1] = extra[i];
+	api_sql(r, sql, nextra + 1, params);
 	free(text);
+	json_decref(p);
 }
 
 static void member_add(struct api_req *r)
 {
 	struct req_error err;
-	json_t *p = req_member(r->body, 0, &err);
+	const char *extra[1] = {r->actor};
 
-	if (p == NULL) {
-		api_reply_error(r, 400, err.code, "%s", err.message);
-		return;
-	}
-	sql_with_json(r, "SELECT tb_member_add($1::jsonb, $2)::text", p, NULL);
-	json_decref(p);
+	sql_with_json(r, "SELECT tb_member_add($1::jsonb, $2)::text", req_member(r->body, 0, &err),
+		      &err, 1, extra);
 }
 
 static void member_get(struct api_req *r)
 {
 	char num[24];
-	const char *params[1] = {I64(num, r->id)};
+	const char *params[1] = {API_I64(num, r->id)};
 
 	api_sql(r, "SELECT tb_member_get($1::bigint)::text", 1, params);
 }
 
+static int one_of(const char *v, const char *const *allowed)
+{
+	for (; *allowed != NULL; allowed++)
+		if (strcmp(v, *allowed) == 0)
+			return 1;
+	return 0;
+}
+
 static void member_list(struct api_req *r)
 {
+	static const char *const statuses[] = {"active", "suspended", "left", NULL};
+	static const char *const kinds[] = {"person", "organisation", NULL};
 	const char *status = evhttp_find_header(&r->query, "status");
+	const char *kind = evhttp_find_header(&r->query, "kind");
 	const char *search = evhttp_find_header(&r->query, "q");
 	struct api_page page;
 
-	if (status != NULL && strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
-	    strcmp(status, "left") != 0) {
-		api_reply_error(r, 400, "invalid_status",
-		                "status must be active, suspended or left");
+	if (status != NULL && !one_of(status, statuses)) {
+		api_reply_error(r, 400, "invalid_status", "status must be active, suspended or left");
+		return;
+	}
+	if (kind != NULL && !one_of(kind, kinds)) {
+		api_reply_error(r, 400, "invalid_kind", "kind must be person or organisation");
 		return;
 	}
 	if (search != NULL && strlen(search) > 200) {
@@ -60,58 +89,53 @@ static void member_list(struct api_req *r)
 	}
 	if (api_query_page(r, &page) == -1)
 		return;
-	const char *params[4] = {status, search, page.cursor, page.limit};
-	api_sql(r, "SELECT tb_member_list($1, $2, $3::bigint, $4::int)::text", 4, params);
+	const char *params[5] = {status, kind, search, page.cursor, page.limit};
+	api_sql(r, "SELECT tb_member_list($1, $2, $3, $4::bigint, $5::int)::text", 5, params);
 }
 
-static void member_update_with(struct api_req *r, json_t *p)
+static void member_update_with(struct api_req *r, json_t *p, const struct req_error *err)
 {
 	char num[24], floor[24];
-	char *text = json_dumps(p, JSON_COMPACT);
-	const char *params[4] = {I64(num, r->id), text, r->actor,
-	                         I64(floor, api_limits(r->api)->default_floor)};
+	const char *extra[3] = {API_I64(num, r->id), r->actor,
+				API_I64(floor, api_limits(r->api)->default_floor)};
 
+	/* tb_member_update takes the number first. */
+	if (p == NULL) {
+		reply_invalid(r, err);
+		return;
+	}
+	char *text = json_dumps(p, JSON_COMPACT);
+	const char *params[4] = {extra[0], text, extra[1], extra[2]};
 	api_sql(r, "SELECT tb_member_update($1::bigint, $2::jsonb, $3, $4::bigint)::text", 4,
-	        params);
+		params);
 	free(text);
+	json_decref(p);
 }
 
 static void member_update(struct api_req *r)
 {
 	struct req_error err;
-	json_t *p = req_member(r->body, 1, &err);
 
-	if (p == NULL) {
-		api_reply_error(r, 400, err.code, "%s", err.message);
-		return;
-	}
-	member_update_with(r, p);
-	json_decref(p);
-}
-
-static void member_set_status(struct api_req *r, const char *status)
-{
-	json_t *p = json_pack("{ss}", "status", status);
-
-	r->ok_status = 200;
-	member_update_with(r, p);
-	json_decref(p);
+	member_update_with(r, req_member(r->body, 1, &err), &err);
 }
 
 static void member_suspend(struct api_req *r)
 {
-	member_set_status(r, "suspended");
+	r->ok_status = 200;
+	member_update_with(r, json_pack("{ss}", "status", "suspended"), NULL);
 }
 
 static void member_activate(struct api_req *r)
 {
-	member_set_status(r, "active");
+	r->ok_status = 200;
+	member_update_with(r, json_pack("{ss}", "status", "active"), NULL);
 }
 
 static void member_balance(struct api_req *r)
 {
 	char num[24], floor[24];
-	const char *params[2] = {I64(num, r->id), I64(floor, api_limits(r->api)->default_floor)};
+	const char *params[2] = {API_I64(num, r->id),
+				 API_I64(floor, api_limits(r->api)->default_floor)};
 
 	api_sql(r, "SELECT tb_balance($1::bigint, $2::bigint)::text", 2, params);
 }
@@ -123,30 +147,91 @@ static void member_history(struct api_req *r)
 
 	if (api_query_page(r, &page) == -1)
 		return;
-	const char *params[3] = {I64(num, r->id), page.cursor, page.limit};
+	const char *params[3] = {API_I64(num, r->id), page.cursor, page.limit};
 	api_sql(r, "SELECT tb_history($1::bigint, $2::bigint, $3::int)::text", 3, params);
+}
+
+static void member_export(struct api_req *r)
+{
+	char num[24];
+	const char *params[1] = {API_I64(num, r->id)};
+
+	api_sql(r, "SELECT tb_member_export($1::bigint)::text", 1, params);
+}
+
+static void member_erase(struct api_req *r)
+{
+	struct req_error err;
+	json_t *p = req_erase(r->body, &err);
+	char num[24], *text;
+
+	r->ok_status = 200;
+	if (p == NULL) {
+		reply_invalid(r, &err);
+		return;
+	}
+	text = json_dumps(p, JSON_COMPACT);
+	const char *params[3] = {API_I64(num, r->id), text, r->actor};
+	api_sql(r, "SELECT tb_member_erase($1::bigint, $2::jsonb, $3)::text", 3, params);
+	free(text);
+	json_decref(p);
 }
 
 static void exchange_record(struct api_req *r)
 {
 	struct req_error err;
 	char floor[24];
-	json_t *p = req_exchange(r->body, api_limits(r->api)->max_exchange, &err);
+	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
+
+	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text",
+		      req_exchange(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+}
+
+static void exchange_group(struct api_req *r)
+{
+	struct req_error err;
+	char floor[24];
+	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
+
+	sql_with_json(r, "SELECT tb_exchange_group($1::jsonb, $2, $3::bigint)::text",
+		      req_group(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+}
+
+static void exchange_reverse(struct api_req *r)
+{
+	struct req_error err;
+	char id[24], floor[24], community[24];
+	json_t *p = req_reverse(r->body, &err);
+	char *text;
 
 	if (p == NULL) {
-		api_reply_error(r, strcmp(err.code, "same_member") == 0 ? 422 : 400, err.code, "%s",
-		                err.message);
+		reply_invalid(r, &err);
 		return;
 	}
-	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p,
-	              I64(floor, api_limits(r->api)->default_floor));
+	text = json_dumps(p, JSON_COMPACT);
+	const char *params[5] = {API_I64(id, r->id), text, r->actor,
+				 API_I64(floor, api_limits(r->api)->default_floor),
+				 API_I64(community, api_limits(r->api)->community_floor)};
+	api_sql(r, "SELECT tb_reverse($1::bigint, $2::jsonb, $3, $4::bigint, $5::bigint)::text", 5,
+		params);
+	free(text);
 	json_decref(p);
+}
+
+static void grant(struct api_req *r)
+{
+	struct req_error err;
+	char community[24];
+	const char *extra[2] = {r->actor, API_I64(community, api_limits(r->api)->community_floor)};
+
+	sql_with_json(r, "SELECT tb_grant($1::jsonb, $2, $3::bigint)::text",
+		      req_grant(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
 }
 
 static void exchange_get(struct api_req *r)
 {
 	char id[24];
-	const char *params[1] = {I64(id, r->id)};
+	const char *params[1] = {API_I64(id, r->id)};
 
 	api_sql(r, "SELECT tb_exchange_get($1::bigint)::text", 1, params);
 }
@@ -161,30 +246,44 @@ static void exchange_list(struct api_req *r)
 	if (api_query_int(r, "member", &member, &has_member) == -1 ||
 	    api_query_page(r, &page) == -1)
 		return;
-	const char *params[3] = {has_member ? I64(num, member) : NULL, page.cursor, page.limit};
+	const char *params[3] = {has_member ? API_I64(num, member) : NULL, page.cursor, page.limit};
 	api_sql(r, "SELECT tb_exchange_list($1::bigint, $2::bigint, $3::int)::text", 3, params);
 }
 
 static void audit(struct api_req *r)
 {
-	char floor[24];
-	const char *params[1] = {I64(floor, api_limits(r->api)->default_floor)};
+	char floor[24], community[24];
+	const char *params[2] = {API_I64(floor, api_limits(r->api)->default_floor),
+				 API_I64(community, api_limits(r->api)->community_floor)};
 
-	api_sql(r, "SELECT tb_audit($1::bigint)::text", 1, params);
+	api_sql(r, "SELECT tb_audit($1::bigint, $2::bigint)::text", 2, params);
 }
 
 const struct api_route api_routes[] = {
-    {"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
-    {"GET", "/v1/members", ROLE_BROKER, 0, member_list},
-    {"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
-    {"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
-    {"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
-    {"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
-    {"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
-    {"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
-    {"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
-    {"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
-    {"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
-    {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
-    {NULL, NULL, 0, 0, NULL},
+	{"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
+	{"GET", "/v1/members", ROLE_BROKER, 0, member_list},
+	{"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
+	{"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
+	{"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
+	{"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
+	{"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
+	{"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
+	{"GET", "/v1/members/#/statement", ROLE_BROKER, 0, api_statement},
+	{"GET", "/v1/members/#/export", ROLE_COORDINATOR, 0, member_export},
+	{"POST", "/v1/members/#/erase", ROLE_COORDINATOR, 1, member_erase},
+	{"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
+	{"POST", "/v1/exchanges/group", ROLE_BROKER, 1, exchange_group},
+	{"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
+	{"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
+	{"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
+	{"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
+	{"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
+	{"GET", "/v1/reports/categories", ROLE_VIEWER, 0, api_report_categories},
+	{"GET", "/v1/reports/active", ROLE_VIEWER, 0, api_report_active},
+	{"GET", "/v1/reports/new-members", ROLE_VIEWER, 0, api_report_new_members},
+	{"GET", "/v1/reports/referrals", ROLE_VIEWER, 0, api_report_referrals},
+	{"GET", "/v1/tokens", ROLE_COORDINATOR, 0, api_token_list},
+	{"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create},
+	{"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke},
+	{NULL, NULL, 0, 0, NULL},
 };

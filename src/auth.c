@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUTH_MAX_TOKENS 1000
@@ -68,10 +69,11 @@ static void sha256(const char *s, unsigned char out[32])
 	EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL);
 }
 
-/* One "NAME ROLE sha256:HEX" line into t; 0, 1 for blank/comment, -1. */
+/* One "NAME ROLE sha256:HEX [created=TIME]" line into t; 0, 1 for a blank
+ * or comment line, -1 when malformed. Changes line. */
 static int parse_line(char *line, struct auth_token *t)
 {
-	char *name, *role, *hash, *extra, *save = NULL;
+	char *name, *role, *hash, *created, *extra, *save = NULL;
 
 	line[strcspn(line, "#\r\n")] = '\0';
 	name = strtok_r(line, " \t", &save);
@@ -79,12 +81,15 @@ static int parse_line(char *line, struct auth_token *t)
 		return 1;
 	role = strtok_r(NULL, " \t", &save);
 	hash = strtok_r(NULL, " \t", &save);
+	created = strtok_r(NULL, " \t", &save);
 	extra = strtok_r(NULL, " \t", &save);
 	if (role == NULL || hash == NULL || extra != NULL || !valid_name(name) ||
 	    auth_role_parse(role, &t->role) == -1 || strncmp(hash, "sha256:", 7) != 0 ||
-	    unhex(hash + 7, t->hash, 32) == -1)
+	    unhex(hash + 7, t->hash, 32) == -1 ||
+	    (created != NULL && (strncmp(created, "created=", 8) != 0 || strlen(created) > 39)))
 		return -1;
 	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->created, sizeof(t->created), "%s", created != NULL ? created + 8 : "");
 	return 0;
 }
 
@@ -136,6 +141,29 @@ int auth_count(const struct auth *auth)
 	return auth->n;
 }
 
+const struct auth_token *auth_get(const struct auth *auth, int i)
+{
+	return &auth->tokens[i];
+}
+
+/* 1 if the token file at path (missing counts as empty) names a token name. */
+static int name_taken(const char *path, const char *name, char *err, size_t errlen)
+{
+	struct auth *auth;
+	int taken = 0;
+
+	if (access(path, F_OK) == -1)
+		return 0;
+	auth = auth_load(path, err, errlen);
+	if (auth == NULL)
+		return -1;
+	for (int i = 0; i < auth->n; i++)
+		if (strcmp(auth->tokens[i].name, name) == 0)
+			taken = 1;
+	auth_free(auth);
+	return taken;
+}
+
 const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 {
 	const struct auth_token *found = NULL;
@@ -151,38 +179,107 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 	return found;
 }
 
-int auth_add_token(const char *path, const char *name, enum auth_role role, char *out, char *err,
-                   size_t errlen)
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
+				char *out, char *err, size_t errlen)
 {
 	unsigned char raw[24], h[32];
-	char line[256];
-	int fd, n;
+	char line[256], created[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int fd, n, taken;
 
 	if (!valid_name(name)) {
-		snprintf(err, errlen, "token name must be letters, digits or . _ @ -");
-		return -1;
+		snprintf(err, errlen, "token name must be 1-63 letters, digits or . _ @ -");
+		return AUTH_BAD_NAME;
+	}
+	taken = name_taken(path, name, err, errlen);
+	if (taken != 0) {
+		if (taken == 1)
+			snprintf(err, errlen, "there is already a token named %s", name);
+		return taken == 1 ? AUTH_DUPLICATE : AUTH_FAILED;
 	}
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
 		snprintf(err, errlen, "no randomness available");
-		return -1;
+		return AUTH_FAILED;
 	}
 	strcpy(out, "tb_");
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(out + 3 + 2 * i, 3, "%02x", raw[i]);
+	OPENSSL_cleanse(raw, sizeof(raw));
 	sha256(out, h);
+	gmtime_r(&now, &tm);
+	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	n = snprintf(line, sizeof(line), "%s %s sha256:", name, auth_role_name(role));
 	for (size_t i = 0; i < sizeof(h); i++)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", h[i]);
-	line[n++] = '\n';
+	n += snprintf(line + n, sizeof(line) - (size_t)n, " created=%s\n", created);
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-	if (fd == -1 || write(fd, line, (size_t)n) != n) {
+	if (fd == -1 || write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd != -1)
 			close(fd);
-		OPENSSL_cleanse(raw, sizeof(raw));
-		return -1;
+		return AUTH_FAILED;
 	}
 	close(fd);
-	OPENSSL_cleanse(raw, sizeof(raw));
+	return AUTH_OK;
+}
+
+/* Writes lines to path through a temporary file renamed into place, so a
+ * crash leaves either the old file or the new one. */
+static int replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+	char tmp[4096];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1 || write(fd, text, len) != (ssize_t)len || fsync(fd) == -1 ||
+	    close(fd) == -1 || rename(tmp, path) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		unlink(tmp);
+		return -1;
+	}
 	return 0;
+}
+
+enum auth_result auth_revoke(const char *path, const char *name, char *err, size_t errlen)
+{
+	char line[512], copy[512], *kept = NULL;
+	size_t kept_len = 0;
+	int found = 0, coordinators_left = 0, revoking_coordinator = 0;
+	enum auth_result rc = AUTH_OK;
+	struct auth_token t;
+	FILE *in = fopen(path, "r"), *out;
+
+	if (in == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return AUTH_FAILED;
+	}
+	out = open_memstream(&kept, &kept_len);
+	while (fgets(line, sizeof(line), in) != NULL) {
+		snprintf(copy, sizeof(copy), "%s", line);
+		if (parse_line(copy, &t) == 0 && strcmp(t.name, name) == 0) {
+			found = 1;
+			revoking_coordinator |= t.role == ROLE_COORDINATOR;
+			continue;
+		}
+		if (parse_line(copy, &t) == 0 && t.role == ROLE_COORDINATOR)
+			coordinators_left++;
+		fputs(line, out);
+	}
+	fclose(in);
+	fclose(out);
+	if (!found) {
+		snprintf(err, errlen, "there is no token named %s", name);
+		rc = AUTH_NOT_FOUND;
+	} else if (revoking_coordinator && coordinators_left == 0) {
+		snprintf(err, errlen, "%s is the last coordinator token; make another first", name);
+		rc = AUTH_LAST_COORDINATOR;
+	} else if (replace_file(path, kept, kept_len, err, errlen) == -1) {
+		rc = AUTH_FAILED;
+	}
+	free(kept);
+	return rc;
 }

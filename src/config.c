@@ -237,7 +237,9 @@ static void set_defaults(struct config *cfg)
 	cfg->db_pool = 4;
 	cfg->max_body = 64 * 1024;
 	cfg->default_floor = -10 * 60;
+	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;
+	cfg->active_days = 90;
 }
 
 static void check_whole(struct parse *p)

@@ -163,6 +163,24 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		}
 		return json_object_set(out, key, (json_t *)v);
 	}
+	if (strcmp(key, "kind") == 0 && !for_update) {
+		const char *k = json_string_value(v);
+		if (k == NULL || (strcmp(k, "person") != 0 && strcmp(k, "organisation") != 0)) {
+			fail(err, "invalid_kind", "kind must be person or organisation");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
+	if (strcmp(key, "referred_by") == 0) {
+		if (json_is_null(v))
+			return json_object_set(out, key, json_null());
+		if (req_member_number(v, &n) == -1) {
+			fail(err, "invalid_member_number",
+			     "referred_by must be the number of an organisation");
+			return -1;
+		}
+		return json_object_set_new(out, key, json_integer(n));
+	}
 	if (strcmp(key, "joined_on") == 0) {
 		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
 			fail(err, "invalid_date", "joined_on must be a date written YYYY-MM-DD");
@@ -287,25 +305,49 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 	return out;
 }
 
-json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
+/* Refuses a body that is not an object or has a field not in allowed (a
+ * NULL-terminated list). Returns 0, or -1 with err set. */
+static int only_fields(const json_t *body, const char *const *allowed, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",        "earner",         "hours",
-	                                      "minutes",      "category",       "description",
-	                                      "performed_on", "idempotency_key"};
-	int64_t payer, earner, minutes;
 	const char *key;
-	json_t *v, *out;
+	json_t *v;
 
-	if (!json_is_object(body))
-		return fail(err, "invalid_request", "the request body must be a JSON object");
+	if (!json_is_object(body)) {
+		fail(err, "invalid_request", "the request body must be a JSON object");
+		return -1;
+	}
 	json_object_foreach((json_t *)body, key, v)
 	{
-		size_t i = 0;
-		while (i < sizeof(allowed) / sizeof(allowed[0]) && strcmp(allowed[i], key) != 0)
-			i++;
-		if (i == sizeof(allowed) / sizeof(allowed[0]))
-			return fail(err, "unknown_field", "unknown field '%s'", key);
+		const char *const *a = allowed;
+		while (*a != NULL && strcmp(*a, key) != 0)
+			a++;
+		if (*a == NULL) {
+			fail(err, "unknown_field", "unknown field '%s'", key);
+			return -1;
+		}
 	}
+	return 0;
+}
+
+/* Adds "payer" and the shared exchange fields to out; takes out. */
+static json_t *with_fields(const json_t *body, json_t *out, struct req_error *err)
+{
+	if (exchange_fields(body, out, err) == NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"payer",	      "earner",	     "hours",
+					      "minutes",      "category",    "description",
+					      "performed_on", "idempotency_key", NULL};
+	int64_t payer, earner, minutes;
+
+	if (only_fields(body, allowed, err) == -1)
+		return NULL;
 	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
 		return fail(err, "invalid_member_number", "payer must be a member number");
 	if (req_member_number(json_object_get(body, "earner"), &earner) == -1)
@@ -314,11 +356,167 @@ json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *
 		return fail(err, "same_member", "payer and earner are the same member");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
-	out = json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
-	                "minutes", (json_int_t)minutes);
-	if (exchange_fields(body, out, err) == NULL) {
-		json_decref(out);
+	return with_fields(body,
+			   json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner",
+				     (json_int_t)earner, "minutes", (json_int_t)minutes),
+			   err);
+}
+
+#define GROUP_MAX_EARNERS 100
+
+/* One earner of a group: a number, or an object with its own hours. */
+static int group_earner(const json_t *body, const json_t *item, int64_t max, int64_t *earner,
+			int64_t *minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"earner", "hours", "minutes", NULL};
+	const json_t *has_own;
+
+	if (json_is_object(item)) {
+		if (only_fields(item, allowed, err) == -1)
+			return -1;
+		has_own = json_object_get(item, "hours") != NULL ? item
+			  : json_object_get(item, "minutes") != NULL ? item
+								     : NULL;
+		item = json_object_get(item, "earner");
+		if (has_own != NULL)
+			body = has_own;
+	}
+	if (req_member_number(item, earner) == -1) {
+		fail(err, "invalid_member_number", "each earner must be a member number");
+		return -1;
+	}
+	return exchange_minutes(body, max, minutes, err);
+}
+
+json_t *req_group(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"payer",	      "earners",     "hours",
+					      "minutes",      "category",    "description",
+					      "performed_on", "idempotency_key", NULL};
+	const json_t *earners = json_object_get(body, "earners"), *item;
+	int64_t payer, earner, minutes;
+	json_t *out, *list;
+	size_t i, j;
+
+	if (only_fields(body, allowed, err) == -1)
 		return NULL;
+	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
+		return fail(err, "invalid_member_number", "payer must be a member number");
+	if (!json_is_array(earners) || json_array_size(earners) == 0 ||
+	    json_array_size(earners) > GROUP_MAX_EARNERS)
+		return fail(err, "invalid_request", "earners must be a list of 1 to %d members",
+			    GROUP_MAX_EARNERS);
+	list = json_array();
+	json_array_foreach(earners, i, item)
+	{
+		if (group_earner(body, item, max_minutes, &earner, &minutes, err) == -1)
+			goto bad;
+		if (earner == payer) {
+			fail(err, "same_member", "the payer %lld is also an earner", (long long)payer);
+			goto bad;
+		}
+		for (j = 0; j < i; j++) {
+			if (json_integer_value(json_object_get(json_array_get(list, j), "earner")) ==
+			    earner) {
+				fail(err, "duplicate_earner", "member %lld is listed twice",
+				     (long long)earner);
+				goto bad;
+			}
+		}
+		json_array_append_new(list, json_pack("{sI sI}", "earner", (json_int_t)earner,
+						      "minutes", (json_int_t)minutes));
+	}
+	out = json_pack("{sI so}", "payer", (json_int_t)payer, "earners", list);
+	return with_fields(body, out, err);
+bad:
+	json_decref(list);
+	return NULL;
+}
+
+json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"member",	      "hours",	      "minutes",
+					      "category",     "description", "reason",
+					      "performed_on", "idempotency_key", NULL};
+	const json_t *reason = json_object_get(body, "reason");
+	int64_t member, minutes;
+	json_t *out, *with_category;
+
+	if (only_fields(body, allowed, err) == -1)
+		return NULL;
+	if (req_member_number(json_object_get(body, "member"), &member) == -1)
+		return fail(err, "invalid_member_number", "member must be a member number");
+	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
+		return NULL;
+	if (reason != NULL && !json_is_null(reason) &&
+	    (!json_is_string(reason) || !valid_text(json_string_value(reason), 500, 1)))
+		return fail(err, "invalid_field", "reason must be text of at most 500 characters");
+	/* A grant's category is "grant" unless the coordinator names one. */
+	with_category = json_deep_copy(body);
+	if (json_object_get(with_category, "category") == NULL)
+		json_object_set_new(with_category, "category", json_string("grant"));
+	out = json_pack("{sI sI}", "member", (json_int_t)member, "minutes", (json_int_t)minutes);
+	if (reason != NULL && !json_is_null(reason))
+		json_object_set(out, "reason", (json_t *)reason);
+	out = with_fields(with_category, out, err);
+	json_decref(with_category);
+	return out;
+}
+
+/* A required reason, for reversals and forced erasures. */
+static int reason_of(const json_t *body, json_t *out, int required, struct req_error *err)
+{
+	const json_t *reason = json_object_get(body, "reason");
+
+	if ((reason == NULL || json_is_null(reason)) && !required)
+		return 0;
+	if (!json_is_string(reason) || json_string_length(reason) == 0 ||
+	    !valid_text(json_string_value(reason), 500, 1)) {
+		fail(err, "invalid_reason", "a reason of 1 to 500 characters is needed");
+		return -1;
+	}
+	return json_object_set(out, "reason", (json_t *)reason);
+}
+
+json_t *req_reverse(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"reason", "idempotency_key", NULL};
+	const json_t *key = json_object_get(body, "idempotency_key");
+	json_t *out = json_object();
+
+	if (only_fields(body, allowed, err) == -1 || reason_of(body, out, 1, err) == -1)
+		goto bad;
+	if (key != NULL && !json_is_null(key)) {
+		if (!json_is_string(key) || !valid_key(json_string_value(key))) {
+			fail(err, "invalid_idempotency_key",
+			     "idempotency_key must be 1 to 100 letters, digits or . _ : -");
+			goto bad;
+		}
+		json_object_set(out, "idempotency_key", (json_t *)key);
 	}
 	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *req_erase(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"force", "reason", NULL};
+	const json_t *force = json_object_get(body, "force");
+	json_t *out = json_object();
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (force != NULL && !json_is_boolean(force)) {
+		fail(err, "invalid_request", "force must be true or false");
+		goto bad;
+	}
+	if (reason_of(body, out, json_is_true(force), err) == -1)
+		goto bad;
+	json_object_set_new(out, "force", json_boolean(json_is_true(force)));
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
 }

@@ -67,6 +67,9 @@ int schema_migrate(PGconn *conn)
 {
 	int version, latest = schema_latest();
 
+	/* Notices ("already exists, skipping") are not for the operator. */
+	if (exec_ok(conn, "SET client_min_messages = warning", "quieting notices") == -1)
+		return -1;
 	if (exec_ok(conn,
 	            "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY, "
 	            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",

@@ -97,7 +97,15 @@ int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t
 			fprintf(stderr, "tbctl: %s: --%s needs a value\n", argv[0], f->option);
 			return -1;
 		}
-		json_object_set_new(out, f->field, json_string(value));
+		/* Given twice (--earner 4 --earner 5), an option becomes a list. */
+		json_t *had = json_object_get(out, f->field);
+		if (had == NULL) {
+			json_object_set_new(out, f->field, json_string(value));
+		} else {
+			json_t *list = json_is_array(had) ? json_incref(had) : json_pack("[O]", had);
+			json_array_append_new(list, json_string(value));
+			json_object_set_new(out, f->field, list);
+		}
 	}
 	/* Positional arguments go to the end, in order, wherever they were. */
 	for (int i = 0; i < npos; i++)
@@ -140,18 +148,27 @@ static void build_target(char *out, size_t len, const char *path, const json_t *
 		snprintf(out + n, n < len ? len - n : 0, "%ccursor=%s", sep, cursor);
 }
 
+int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, const char *cursor,
+	      struct tbctl_reply *reply)
+{
+	char target[2048];
+
+	build_target(target, sizeof(target), path, query, cursor);
+	return tbctl_http(t, "GET", target, NULL, reply);
+}
+
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
                void (*header)(void), void (*row)(const json_t *item))
 {
 	json_t *items = json_array(), *next;
-	char target[2048], cursor[64] = "";
+	char cursor[64] = "";
 	struct tbctl_reply reply;
 	size_t i;
 	json_t *item;
 
 	for (;;) {
-		build_target(target, sizeof(target), path, query, cursor[0] ? cursor : NULL);
-		if (tbctl_http(t, "GET", target, NULL, &reply) == -1 || reply.status >= 300) {
+		if (tbctl_get(t, path, query, cursor[0] ? cursor : NULL, &reply) == -1 ||
+		    reply.status >= 300) {
 			json_decref(items);
 			return tbctl_fail(&reply);
 		}
@@ -196,11 +213,11 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 }
 
 int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
-                       const struct tbctl_field *fields, const char *path, void (*header)(void),
-                       void (*row)(const json_t *item))
+		       const struct tbctl_field *fields, const char *path, const json_t *preset,
+		       void (*header)(void), void (*row)(const json_t *item))
 {
 	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
-	json_t *query = json_object();
+	json_t *query = preset != NULL ? json_deep_copy(preset) : json_object();
 
 	if (tbctl_fields(argc, argv, fields, query, &first) == -1 || first != argc) {
 		if (first != argc)

@@ -13,61 +13,54 @@
 
 static void show_exchange(const json_t *x)
 {
-	printf("exchange %lld %s: member %lld received %s from member %lld (%s) on %s\n",
+	const char *kind = tbctl_str(x, "kind");
+
+	printf("%s %lld %s: %s received %s from %s (%s) on %s\n",
+	       strcmp(kind, "exchange") == 0 || kind[0] == '\0' ? "exchange" : kind,
 	       (long long)json_integer_value(json_object_get(x, "id")), tbctl_str(x, "state"),
-	       (long long)json_integer_value(json_object_get(x, "payer")),
+	       tbctl_str(x, "payer_label"),
 	       tbctl_hours(json_integer_value(json_object_get(x, "minutes"))),
-	       (long long)json_integer_value(json_object_get(x, "earner")),
-	       tbctl_str(x, "category"), tbctl_str(x, "performed_on"));
+	       tbctl_str(x, "earner_label"), tbctl_str(x, "category"),
+	       tbctl_str(x, "performed_on"));
 	if (tbctl_str(x, "description")[0] != '\0')
 		printf("  %s\n", tbctl_str(x, "description"));
+	if (tbctl_str(x, "reason")[0] != '\0')
+		printf("  reason: %s\n", tbctl_str(x, "reason"));
+	if (json_is_integer(json_object_get(x, "reversed_by")))
+		printf("  reversed by %lld\n",
+		       (long long)json_integer_value(json_object_get(x, "reversed_by")));
 }
 
 static void list_header(void)
 {
-	printf("%8s  %-10s  %8s  %8s  %7s  %s\n", "ID", "DATE", "PAYER", "EARNER", "TIME",
-	       "CATEGORY");
+	printf("%8s  %-10s  %-9s  %-18s  %-18s  %7s  %s\n", "ID", "DATE", "KIND", "PAYER", "EARNER",
+	       "TIME", "CATEGORY");
 }
 
 static void list_row(const json_t *x)
 {
-	printf("%8lld  %-10s  %8lld  %8lld  %7s  %s\n",
+	printf("%8lld  %-10s  %-9s  %-18.18s  %-18.18s  %7s  %s\n",
 	       (long long)json_integer_value(json_object_get(x, "id")),
-	       tbctl_str(x, "performed_on"),
-	       (long long)json_integer_value(json_object_get(x, "payer")),
-	       (long long)json_integer_value(json_object_get(x, "earner")),
+	       tbctl_str(x, "performed_on"), tbctl_str(x, "kind"), tbctl_str(x, "payer_label"),
+	       tbctl_str(x, "earner_label"),
 	       tbctl_hours(json_integer_value(json_object_get(x, "minutes"))),
 	       tbctl_str(x, "category"));
 }
 
-/* Records with an idempotency key, retrying while timebankd or its database
- * is away: the key makes every retry safe, so the exchange lands once. */
-static int exchange_record(const struct tbctl *t, int argc, char **argv)
+/* Sends a write with an idempotency key (made here unless given), retrying
+ * while timebankd or its database is away: the key makes every retry safe,
+ * so the write lands once. Prints the result with show(). */
+static int send_once(const struct tbctl *t, const char *path, json_t *body,
+		     void (*show)(const json_t *))
 {
-	static const struct tbctl_field fields[] = {
-	    {"payer", "payer"},
-	    {"earner", "earner"},
-	    {"hours", "hours"},
-	    {"category", "category"},
-	    {"description", "description"},
-	    {"date", "performed_on"},
-	    {"key", "idempotency_key"},
-	    {NULL, NULL},
-	};
-	json_t *body = json_object();
 	struct tbctl_reply reply;
 	unsigned char raw[16];
 	char key[48];
-	int first, rc;
+	int rc;
 
-	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc) {
-		json_decref(body);
-		return TBCTL_USAGE;
-	}
 	if (json_object_get(body, "idempotency_key") == NULL) {
 		if (RAND_bytes(raw, sizeof(raw)) != 1) {
 			fprintf(stderr, "tbctl: no randomness for an idempotency key\n");
-			json_decref(body);
 			return TBCTL_UNAVAILABLE;
 		}
 		strcpy(key, "tbctl-");
@@ -79,19 +72,17 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 	for (int i = 0; i < RECORD_TRIES; i++) {
 		if (i > 0)
 			sleep(i < 3 ? 1U << (i - 1) : 4);
-		rc = tbctl_http(t, "POST", "/v1/exchanges", body, &reply);
+		rc = tbctl_http(t, "POST", path, body, &reply);
 		if (rc == 0 && reply.status != 503)
 			break;
 		json_decref(reply.body);
 		reply.body = NULL;
 	}
-	json_decref(body);
 	if (reply.status == 0 || reply.status == 503) {
 		rc = tbctl_fail(&reply);
-		fprintf(stderr,
-		        "tbctl: the exchange may or may not be recorded; run the same command "
-		        "with --key %s to record it exactly once\n",
-		        key);
+		fprintf(stderr, "tbctl: it may or may not be recorded; run the same command "
+				"with --key %s to record it exactly once\n",
+			key);
 		return rc;
 	}
 	if (reply.status >= 300)
@@ -100,10 +91,111 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 		json_dumpf(reply.body, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else {
-		show_exchange(reply.body);
+		show(reply.body);
 	}
 	json_decref(reply.body);
 	return TBCTL_OK;
+}
+
+static void show_group(const json_t *g)
+{
+	const json_t *x;
+	size_t i;
+
+	printf("group of %zu exchanges settled: %s in all\n",
+	       json_array_size(json_object_get(g, "items")),
+	       tbctl_hours(json_integer_value(json_object_get(g, "minutes"))));
+	json_array_foreach(json_object_get(g, "items"), i, x)
+		show_exchange(x);
+}
+
+/* "--earner 5" or "--earner 5:1h30m" into a group's earner item. */
+static json_t *group_earner(const char *text)
+{
+	const char *colon = strchr(text, ':');
+
+	if (colon == NULL)
+		return json_string(text);
+	return json_pack("{s:s%, s:s}", "earner", text, (size_t)(colon - text), "hours", colon + 1);
+}
+
+static int exchange_record(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {
+		{"payer", "payer"},	      {"earner", "earner"},	  {"hours", "hours"},
+		{"category", "category"},     {"description", "description"},
+		{"date", "performed_on"},     {"key", "idempotency_key"}, {NULL, NULL},
+	};
+	json_t *body = json_object(), *earner, *earners;
+	const char *path = "/v1/exchanges";
+	void (*show)(const json_t *) = show_exchange;
+	size_t i;
+	int first, rc;
+
+	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc) {
+		json_decref(body);
+		return TBCTL_USAGE;
+	}
+	earner = json_object_get(body, "earner");
+	/* Several earners, or one with its own hours: one group activity. */
+	if (json_is_array(earner) || strchr(tbctl_str(body, "earner"), ':') != NULL) {
+		earners = json_array();
+		if (json_is_array(earner)) {
+			json_t *e;
+			json_array_foreach(earner, i, e)
+				json_array_append_new(earners, group_earner(json_string_value(e)));
+		} else {
+			json_array_append_new(earners, group_earner(json_string_value(earner)));
+		}
+		json_object_del(body, "earner");
+		json_object_set_new(body, "earners", earners);
+		path = "/v1/exchanges/group";
+		show = show_group;
+	}
+	rc = send_once(t, path, body, show);
+	json_decref(body);
+	return rc;
+}
+
+static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {
+		{"reason", "reason"}, {"key", "idempotency_key"}, {NULL, NULL},
+	};
+	json_t *body = json_object();
+	char path[64];
+	int64_t id;
+	int first, rc;
+
+	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc - 1 ||
+	    req_parse_int(argv[first], 1, INT64_MAX, &id) == -1) {
+		fprintf(stderr, "tbctl: exchange reverse needs one exchange ID and --reason\n");
+		json_decref(body);
+		return TBCTL_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/exchanges/%lld/reverse", (long long)id);
+	rc = send_once(t, path, body, show_exchange);
+	json_decref(body);
+	return rc;
+}
+
+int tbctl_grant(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {
+		{"member", "member"},	      {"hours", "hours"},   {"reason", "reason"},
+		{"category", "category"},     {"description", "description"},
+		{"date", "performed_on"},     {"key", "idempotency_key"}, {NULL, NULL},
+	};
+	json_t *body = json_object();
+	int first, rc;
+
+	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc) {
+		json_decref(body);
+		return TBCTL_USAGE;
+	}
+	rc = send_once(t, "/v1/grants", body, show_exchange);
+	json_decref(body);
+	return rc;
 }
 
 static int exchange_show(const struct tbctl *t, int argc, char **argv)
@@ -127,7 +219,8 @@ static int exchange_list(const struct tbctl *t, int argc, char **argv)
 	    {"cursor", "cursor"},
 	    {NULL, NULL},
 	};
-	return tbctl_list_command(t, argc, argv, fields, "/v1/exchanges", list_header, list_row);
+	return tbctl_list_command(t, argc, argv, fields, "/v1/exchanges", NULL, list_header,
+				  list_row);
 }
 
 int tbctl_exchange(const struct tbctl *t, int argc, char **argv)
@@ -140,6 +233,8 @@ int tbctl_exchange(const struct tbctl *t, int argc, char **argv)
 		return exchange_show(t, argc - 1, argv + 1);
 	if (strcmp(sub, "list") == 0)
 		return exchange_list(t, argc - 1, argv + 1);
-	fprintf(stderr, "tbctl: exchange needs record, show or list\n");
+	if (strcmp(sub, "reverse") == 0)
+		return exchange_reverse(t, argc - 1, argv + 1);
+	fprintf(stderr, "tbctl: exchange needs record, show, list or reverse\n");
 	return TBCTL_USAGE;
 }

@@ -1,0 +1,107 @@
+/* The admin API's token management: tokens live hashed in the token file
+ * (see auth.h); after each change the daemon reads the file again. */
+#include "api_internal.h"
+
+#include "log.h"
+
+#include <stdlib.h>
+#include <openssl/crypto.h>
+#include <string.h>
+
+static void reply_json(struct api_req *r, int status, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	api_reply_text(r, status, text);
+	free(text);
+	json_decref(j);
+}
+
+void api_token_list(struct api_req *r)
+{
+	char err[512];
+	struct auth *auth = auth_load(api_token_file(r->api), err, sizeof(err));
+	json_t *items;
+
+	if (auth == NULL) {
+		log_error("api: cannot read the token file: %s", err);
+		api_reply_error(r, 500, "internal_error", "the token file cannot be read");
+		return;
+	}
+	items = json_array();
+	for (int i = 0; i < auth_count(auth); i++) {
+		const struct auth_token *t = auth_get(auth, i);
+		json_array_append_new(items, json_pack("{ssssss*}", "name", t->name, "role",
+						       auth_role_name(t->role), "created",
+						       t->created[0] ? t->created : NULL));
+	}
+	auth_free(auth);
+	reply_json(r, 200, json_pack("{so}", "items", items));
+}
+
+/* Maps a token-file result onto the API's answer; 0 when it went through. */
+static int token_result(struct api_req *r, enum auth_result rc, const char *err)
+{
+	switch (rc) {
+	case AUTH_OK:
+		return 0;
+	case AUTH_BAD_NAME:
+		api_reply_error(r, 400, "invalid_token_name", "%s", err);
+		break;
+	case AUTH_DUPLICATE:
+		api_reply_error(r, 409, "duplicate_token_name", "%s", err);
+		break;
+	case AUTH_NOT_FOUND:
+		api_reply_error(r, 404, "token_not_found", "%s", err);
+		break;
+	case AUTH_LAST_COORDINATOR:
+		api_reply_error(r, 409, "last_coordinator", "%s", err);
+		break;
+	case AUTH_FAILED:
+		log_error("api: token file: %s", err);
+		api_reply_error(r, 500, "internal_error", "the token file could not be changed");
+		break;
+	}
+	return -1;
+}
+
+void api_token_create(struct api_req *r)
+{
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	const char *role_name = json_string_value(json_object_get(r->body, "role"));
+	char token[AUTH_TOKEN_LEN + 1], err[512];
+	enum auth_role role;
+
+	if (!json_is_object(r->body) || json_object_size(r->body) != 2 || name == NULL) {
+		api_reply_error(r, 400, "invalid_request", "give exactly a name and a role");
+		return;
+	}
+	if (role_name == NULL || auth_role_parse(role_name, &role) == -1) {
+		api_reply_error(r, 400, "invalid_role", "role must be coordinator, broker or viewer");
+		return;
+	}
+	if (token_result(r, auth_add_token(api_token_file(r->api), name, role, token, err,
+					   sizeof(err)),
+			 err) == -1)
+		return;
+	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
+		log_error("api: token %s made but the token file cannot be read: %s", name, err);
+	log_info("api: %s token %s made by %s", role_name, name, r->actor);
+	reply_json(r, 201, json_pack("{ssssss}", "name", name, "role", role_name, "token", token));
+	OPENSSL_cleanse(token, sizeof(token));
+}
+
+void api_token_revoke(struct api_req *r)
+{
+	char err[512];
+
+	r->ok_status = 200;
+	if (token_result(r, auth_revoke(api_token_file(r->api), r->name, err, sizeof(err)), err) ==
+	    -1)
+		return;
+	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
+		log_error("api: token %s revoked but the token file cannot be read: %s", r->name,
+			  err);
+	log_info("api: token %s revoked by %s", r->name, r->actor);
+	reply_json(r, 200, json_pack("{ssss}", "name", r->name, "state", "revoked"));
+}

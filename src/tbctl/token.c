@@ -1,0 +1,60 @@
+/* tbctl token ...: API tokens, made and revoked by a coordinator. */
+#include "tbctl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void show_created(const json_t *t)
+{
+	printf("%s\n", tbctl_str(t, "token"));
+	fprintf(stderr,
+		"tbctl: %s token '%s' made; it is shown once, above, and stored only as a hash\n",
+		tbctl_str(t, "role"), tbctl_str(t, "name"));
+}
+
+static void list_header(void)
+{
+	printf("%-24s  %-12s  %s\n", "NAME", "ROLE", "CREATED");
+}
+
+static void list_row(const json_t *t)
+{
+	printf("%-24s  %-12s  %s\n", tbctl_str(t, "name"), tbctl_str(t, "role"),
+	       tbctl_str(t, "created"));
+}
+
+static void show_revoked(const json_t *t)
+{
+	printf("token %s revoked\n", tbctl_str(t, "name"));
+}
+
+int tbctl_token(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {{"name", "name"}, {"role", "role"}, {NULL, NULL}};
+	const char *sub = argc > 1 ? argv[1] : "";
+	json_t *body;
+	char path[128];
+	int first, rc;
+
+	if (strcmp(sub, "create") == 0) {
+		body = json_object();
+		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 || first != argc - 1 ||
+		    json_object_get(body, "name") == NULL || json_object_get(body, "role") == NULL) {
+			fprintf(stderr, "tbctl: token create needs --name NAME and --role ROLE\n");
+			json_decref(body);
+			return TBCTL_USAGE;
+		}
+		rc = tbctl_call(t, "POST", "/v1/tokens", body, show_created);
+		json_decref(body);
+		return rc;
+	}
+	if (strcmp(sub, "list") == 0)
+		return tbctl_list_command(t, argc - 1, argv + 1, fields + 2, "/v1/tokens", NULL,
+					  list_header, list_row);
+	if (strcmp(sub, "revoke") == 0 && argc == 3 && strchr(argv[2], '/') == NULL) {
+		snprintf(path, sizeof(path), "/v1/tokens/%.64s/revoke", argv[2]);
+		return tbctl_call(t, "POST", path, NULL, show_revoked);
+	}
+	fprintf(stderr, "tbctl: token needs create --name N --role R, list, or revoke NAME\n");
+	return TBCTL_USAGE;
+}
