@@ -15,11 +15,11 @@ struct api;
 
 /* Limits that a reload may change. */
 struct api_limits {
-	int64_t default_floor;	 /* minutes */
+	int64_t default_floor;   /* minutes */
 	int64_t community_floor; /* minutes */
-	int64_t max_exchange;	 /* minutes */
-	size_t max_body;	 /* bytes */
-	int active_days;	 /* reports: the window for "active" */
+	int64_t max_exchange;    /* minutes */
+	size_t max_body;         /* bytes */
+	int active_days;         /* reports: the window for "active" */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is
@@ -33,7 +33,7 @@ void api_free(struct api *api);
 /* Replaces the tokens (ownership taken) and limits; the token file the API
  * manages tokens in is from then on token_file. */
 void api_reload(struct api *api, struct auth *auth, const char *token_file,
-		const struct api_limits *limits);
+                const struct api_limits *limits);
 
 /* Stops accepting connections, answers new requests 503 shutting_down, and
  * calls done(arg) once every request already started has been answered. */

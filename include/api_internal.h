@@ -20,8 +20,8 @@ struct api_req {
 	struct evhttp_request *req;
 	enum auth_role role;       /* copied: a reload may free the token */
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
-	int64_t id;                  /* '#' in the path: a number or id */
-	char name[AUTH_NAME_MAX];    /* '*' in the path: a token name */
+	int64_t id;                /* '#' in the path: a number or id */
+	char name[AUTH_NAME_MAX];  /* '*' in the path: a token name */
 	struct evkeyvalq query;
 	json_t *body; /* parsed JSON body, or NULL */
 	int ok_status;
@@ -77,6 +77,6 @@ int api_query_int(struct api_req *r, const char *name, int64_t *out, int *presen
 /* ?from= and ?to= as YYYY-MM-DD (each defaults to def_from / def_to when
  * given, else is required) into from[11] and to[11]. */
 int api_query_period(struct api_req *r, const char *def_from, const char *def_to, char *from,
-		     char *to) __attribute__((warn_unused_result));
+                     char *to) __attribute__((warn_unused_result));
 
 #endif

@@ -22,10 +22,10 @@ struct auth_token {
 /* What a token-file change can come to; each maps to one API error code. */
 enum auth_result {
 	AUTH_OK = 0,
-	AUTH_FAILED = -1,	    /* the file could not be read or written */
-	AUTH_BAD_NAME = -2,	    /* invalid_token_name */
-	AUTH_DUPLICATE = -3,	    /* duplicate_token_name */
-	AUTH_NOT_FOUND = -4,	    /* token_not_found */
+	AUTH_FAILED = -1,           /* the file could not be read or written */
+	AUTH_BAD_NAME = -2,         /* invalid_token_name */
+	AUTH_DUPLICATE = -3,        /* duplicate_token_name */
+	AUTH_NOT_FOUND = -4,        /* token_not_found */
 	AUTH_LAST_COORDINATOR = -5, /* last_coordinator */
 };
 
@@ -45,15 +45,14 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 /* Makes a new random token named name (unique in the file), appends its hash
  * to path (created mode 0600) and writes the token itself to out
  * (AUTH_TOKEN_LEN + 1 bytes). AUTH_OK, or an error with a message in err. */
-enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
-				char *out, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role, char *out,
+                                char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Removes the token named name from path (rewritten whole, then renamed into
  * place). Refuses to remove the last coordinator token, which would leave
  * nobody able to manage the bank. */
 enum auth_result auth_revoke(const char *path, const char *name, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 const char *auth_role_name(enum auth_role role);
 int auth_role_parse(const char *name, enum auth_role *role) __attribute__((warn_unused_result));

@@ -39,7 +39,7 @@ struct config {
 
 	int64_t default_floor;   /* [ledger] default_floor, minutes (<= 0) */
 	int64_t community_floor; /* [ledger] community_floor: how far grants may take the
-				    community account below zero */
+	                            community account below zero */
 	int64_t max_exchange;    /* [ledger] max_exchange, minutes */
 
 	int active_days; /* [reports] active_days: "active" = exchanged within this many days */

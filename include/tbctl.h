@@ -67,7 +67,7 @@ int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t
 /* GET path with the query's fields (strings, URL-encoded) and an optional
  * cursor. Like tbctl_http otherwise. */
 int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, const char *cursor,
-	      struct tbctl_reply *reply);
+              struct tbctl_reply *reply);
 
 /* Removes a value-less flag (like "--all") from argv; returns 1 if it was
  * there. */
@@ -82,8 +82,8 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 /* A list command: --all and the given query fields (added to preset, which
  * may be NULL), no other arguments. */
 int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
-		       const struct tbctl_field *fields, const char *path, const json_t *preset,
-		       void (*header)(void), void (*row)(const json_t *item));
+                       const struct tbctl_field *fields, const char *path, const json_t *preset,
+                       void (*header)(void), void (*row)(const json_t *item));
 
 int tbctl_grant(const struct tbctl *t, int argc, char **argv);
 int tbctl_org(const struct tbctl *t, int argc, char **argv);

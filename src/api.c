@@ -38,11 +38,10 @@ static const struct {
 } ledger_codes[] = {
     {"member_not_found", 404},     {"exchange_not_found", 404}, {"duplicate_member_number", 409},
     {"idempotency_conflict", 409}, {"below_floor", 422},        {"member_inactive", 422},
-    {"same_member", 422},          {"invalid_date", 422},
-    {"already_reversed", 409},     {"not_reversible", 422},
-    {"already_erased", 409},       {"member_not_left", 409},
-    {"balance_not_zero", 409},     {"member_erased", 409},
-    {"invalid_referrer", 422},     {"invalid_period", 400},
+    {"same_member", 422},          {"invalid_date", 422},       {"already_reversed", 409},
+    {"not_reversible", 422},       {"already_erased", 409},     {"member_not_left", 409},
+    {"balance_not_zero", 409},     {"member_erased", 409},      {"invalid_referrer", 422},
+    {"invalid_period", 400},
 };
 
 const struct api_limits *api_limits(const struct api *api)
@@ -206,7 +205,7 @@ int api_query_int(struct api_req *r, const char *name, int64_t *out, int *presen
 }
 
 int api_query_period(struct api_req *r, const char *def_from, const char *def_to, char *from,
-		     char *to)
+                     char *to)
 {
 	const char *names[2] = {"from", "to"}, *defs[2] = {def_from, def_to};
 	char *outs[2] = {from, to};
@@ -216,8 +215,8 @@ int api_query_period(struct api_req *r, const char *def_from, const char *def_to
 		if (v == NULL)
 			v = defs[i];
 		if (v == NULL || !req_valid_date(v)) {
-			api_reply_error(r, 400, "invalid_date", "%s must be a date written YYYY-MM-DD",
-					names[i]);
+			api_reply_error(r, 400, "invalid_date",
+			                "%s must be a date written YYYY-MM-DD", names[i]);
 			return -1;
 		}
 		snprintf(outs[i], 11, "%s", v);

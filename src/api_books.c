@@ -17,7 +17,7 @@ void api_statement(struct api_req *r)
 	if (api_query_period(r, NULL, NULL, from, to) == -1)
 		return;
 	const char *params[5] = {API_I64(num, r->id), from, to, api_bank_id(r->api),
-				 api_bank_name(r->api)};
+	                         api_bank_name(r->api)};
 	api_sql(r, "SELECT tb_statement($1::bigint, $2::date, $3::date, $4, $5)::text", 5, params);
 }
 

@@ -12,18 +12,18 @@
  * names one member twice, else 400. */
 static void reply_invalid(struct api_req *r, const struct req_error *err)
 {
-	int status = strcmp(err->code, "same_member") == 0 ||
-				     strcmp(err->code, "duplicate_earner") == 0
-			     ? 422
-			     : 400;
+	int status =
+	    strcmp(err->code, "same_member") == 0 || strcmp(err->code, "duplicate_earner") == 0
+	        ? 422
+	        : 400;
 
 	api_reply_error(r, status, err->code, "%s", err->message);
 }
 
 /* Runs sql with params: the validated body p (taken, freed here), then
  * extra[0..nextra). NULL p means validation failed with err. */
-static void sql_with_json(struct api_req *r, const char *sql, json_t *p, const struct req_error *err,
-			  int nextra, const char *const *extra)
+static void sql_with_json(struct api_req *r, const char *sql, json_t *p,
+                          const struct req_error *err, int nextra, const char *const *extra)
 {
 	const char *params[6];
 	char *text;
@@ -47,7 +47,7 @@ static void member_add(struct api_req *r)
 	const char *extra[1] = {r->actor};
 
 	sql_with_json(r, "SELECT tb_member_add($1::jsonb, $2)::text", req_member(r->body, 0, &err),
-		      &err, 1, extra);
+	              &err, 1, extra);
 }
 
 static void member_get(struct api_req *r)
@@ -76,7 +76,8 @@ static void member_list(struct api_req *r)
 	struct api_page page;
 
 	if (status != NULL && !one_of(status, statuses)) {
-		api_reply_error(r, 400, "invalid_status", "status must be active, suspended or left");
+		api_reply_error(r, 400, "invalid_status",
+		                "status must be active, suspended or left");
 		return;
 	}
 	if (kind != NULL && !one_of(kind, kinds)) {
@@ -97,7 +98,7 @@ static void member_update_with(struct api_req *r, json_t *p, const struct req_er
 {
 	char num[24], floor[24];
 	const char *extra[3] = {API_I64(num, r->id), r->actor,
-				API_I64(floor, api_limits(r->api)->default_floor)};
+	                        API_I64(floor, api_limits(r->api)->default_floor)};
 
 	/* tb_member_update takes the number first. */
 	if (p == NULL) {
@@ -107,7 +108,7 @@ static void member_update_with(struct api_req *r, json_t *p, const struct req_er
 	char *text = json_dumps(p, JSON_COMPACT);
 	const char *params[4] = {extra[0], text, extra[1], extra[2]};
 	api_sql(r, "SELECT tb_member_update($1::bigint, $2::jsonb, $3, $4::bigint)::text", 4,
-		params);
+	        params);
 	free(text);
 	json_decref(p);
 }
@@ -135,7 +136,7 @@ static void member_balance(struct api_req *r)
 {
 	char num[24], floor[24];
 	const char *params[2] = {API_I64(num, r->id),
-				 API_I64(floor, api_limits(r->api)->default_floor)};
+	                         API_I64(floor, api_limits(r->api)->default_floor)};
 
 	api_sql(r, "SELECT tb_balance($1::bigint, $2::bigint)::text", 2, params);
 }
@@ -184,7 +185,8 @@ static void exchange_record(struct api_req *r)
 	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
 
 	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text",
-		      req_exchange(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+	              req_exchange(r->body, api_limits(r->api)->max_exchange, &err), &err, 2,
+	              extra);
 }
 
 static void exchange_group(struct api_req *r)
@@ -194,7 +196,7 @@ static void exchange_group(struct api_req *r)
 	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
 
 	sql_with_json(r, "SELECT tb_exchange_group($1::jsonb, $2, $3::bigint)::text",
-		      req_group(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+	              req_group(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
 }
 
 static void exchange_reverse(struct api_req *r)
@@ -210,10 +212,10 @@ static void exchange_reverse(struct api_req *r)
 	}
 	text = json_dumps(p, JSON_COMPACT);
 	const char *params[5] = {API_I64(id, r->id), text, r->actor,
-				 API_I64(floor, api_limits(r->api)->default_floor),
-				 API_I64(community, api_limits(r->api)->community_floor)};
+	                         API_I64(floor, api_limits(r->api)->default_floor),
+	                         API_I64(community, api_limits(r->api)->community_floor)};
 	api_sql(r, "SELECT tb_reverse($1::bigint, $2::jsonb, $3, $4::bigint, $5::bigint)::text", 5,
-		params);
+	        params);
 	free(text);
 	json_decref(p);
 }
@@ -225,7 +227,7 @@ static void grant(struct api_req *r)
 	const char *extra[2] = {r->actor, API_I64(community, api_limits(r->api)->community_floor)};
 
 	sql_with_json(r, "SELECT tb_grant($1::jsonb, $2, $3::bigint)::text",
-		      req_grant(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+	              req_grant(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
 }
 
 static void exchange_get(struct api_req *r)
@@ -254,36 +256,36 @@ static void audit(struct api_req *r)
 {
 	char floor[24], community[24];
 	const char *params[2] = {API_I64(floor, api_limits(r->api)->default_floor),
-				 API_I64(community, api_limits(r->api)->community_floor)};
+	                         API_I64(community, api_limits(r->api)->community_floor)};
 
 	api_sql(r, "SELECT tb_audit($1::bigint, $2::bigint)::text", 2, params);
 }
 
 const struct api_route api_routes[] = {
-	{"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
-	{"GET", "/v1/members", ROLE_BROKER, 0, member_list},
-	{"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
-	{"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
-	{"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
-	{"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
-	{"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
-	{"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
-	{"GET", "/v1/members/#/statement", ROLE_BROKER, 0, api_statement},
-	{"GET", "/v1/members/#/export", ROLE_COORDINATOR, 0, member_export},
-	{"POST", "/v1/members/#/erase", ROLE_COORDINATOR, 1, member_erase},
-	{"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
-	{"POST", "/v1/exchanges/group", ROLE_BROKER, 1, exchange_group},
-	{"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
-	{"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
-	{"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
-	{"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
-	{"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
-	{"GET", "/v1/reports/categories", ROLE_VIEWER, 0, api_report_categories},
-	{"GET", "/v1/reports/active", ROLE_VIEWER, 0, api_report_active},
-	{"GET", "/v1/reports/new-members", ROLE_VIEWER, 0, api_report_new_members},
-	{"GET", "/v1/reports/referrals", ROLE_VIEWER, 0, api_report_referrals},
-	{"GET", "/v1/tokens", ROLE_COORDINATOR, 0, api_token_list},
-	{"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create},
-	{"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke},
-	{NULL, NULL, 0, 0, NULL},
+    {"POST", "/v1/members", ROLE_COORDINATOR, 1, member_add},
+    {"GET", "/v1/members", ROLE_BROKER, 0, member_list},
+    {"GET", "/v1/members/#", ROLE_BROKER, 0, member_get},
+    {"PATCH", "/v1/members/#", ROLE_COORDINATOR, 1, member_update},
+    {"POST", "/v1/members/#/suspend", ROLE_COORDINATOR, 0, member_suspend},
+    {"POST", "/v1/members/#/activate", ROLE_COORDINATOR, 0, member_activate},
+    {"GET", "/v1/members/#/balance", ROLE_BROKER, 0, member_balance},
+    {"GET", "/v1/members/#/history", ROLE_BROKER, 0, member_history},
+    {"GET", "/v1/members/#/statement", ROLE_BROKER, 0, api_statement},
+    {"GET", "/v1/members/#/export", ROLE_COORDINATOR, 0, member_export},
+    {"POST", "/v1/members/#/erase", ROLE_COORDINATOR, 1, member_erase},
+    {"POST", "/v1/exchanges", ROLE_BROKER, 1, exchange_record},
+    {"POST", "/v1/exchanges/group", ROLE_BROKER, 1, exchange_group},
+    {"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
+    {"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
+    {"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
+    {"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
+    {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
+    {"GET", "/v1/reports/categories", ROLE_VIEWER, 0, api_report_categories},
+    {"GET", "/v1/reports/active", ROLE_VIEWER, 0, api_report_active},
+    {"GET", "/v1/reports/new-members", ROLE_VIEWER, 0, api_report_new_members},
+    {"GET", "/v1/reports/referrals", ROLE_VIEWER, 0, api_report_referrals},
+    {"GET", "/v1/tokens", ROLE_COORDINATOR, 0, api_token_list},
+    {"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create},
+    {"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke},
+    {NULL, NULL, 0, 0, NULL},
 };

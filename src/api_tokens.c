@@ -32,8 +32,8 @@ void api_token_list(struct api_req *r)
 	for (int i = 0; i < auth_count(auth); i++) {
 		const struct auth_token *t = auth_get(auth, i);
 		json_array_append_new(items, json_pack("{ssssss*}", "name", t->name, "role",
-						       auth_role_name(t->role), "created",
-						       t->created[0] ? t->created : NULL));
+		                                       auth_role_name(t->role), "created",
+		                                       t->created[0] ? t->created : NULL));
 	}
 	auth_free(auth);
 	reply_json(r, 200, json_pack("{so}", "items", items));
@@ -77,12 +77,13 @@ void api_token_create(struct api_req *r)
 		return;
 	}
 	if (role_name == NULL || auth_role_parse(role_name, &role) == -1) {
-		api_reply_error(r, 400, "invalid_role", "role must be coordinator, broker or viewer");
+		api_reply_error(r, 400, "invalid_role",
+		                "role must be coordinator, broker or viewer");
 		return;
 	}
-	if (token_result(r, auth_add_token(api_token_file(r->api), name, role, token, err,
-					   sizeof(err)),
-			 err) == -1)
+	if (token_result(
+	        r, auth_add_token(api_token_file(r->api), name, role, token, err, sizeof(err)),
+	        err) == -1)
 		return;
 	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
 		log_error("api: token %s made but the token file cannot be read: %s", name, err);
@@ -101,7 +102,7 @@ void api_token_revoke(struct api_req *r)
 		return;
 	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
 		log_error("api: token %s revoked but the token file cannot be read: %s", r->name,
-			  err);
+		          err);
 	log_info("api: token %s revoked by %s", r->name, r->actor);
 	reply_json(r, 200, json_pack("{ssss}", "name", r->name, "state", "revoked"));
 }

@@ -179,8 +179,8 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 	return found;
 }
 
-enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
-				char *out, char *err, size_t errlen)
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role, char *out,
+                                char *err, size_t errlen)
 {
 	unsigned char raw[24], h[32];
 	char line[256], created[32];

@@ -41,7 +41,9 @@ static const struct key keys[] = {
     {"admin", "tokens", KT_PATH, OFF(token_file), 1, 0, 0},
     {"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
     {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
+    {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
+    {"reports", "active_days", KT_INT, OFF(active_days), 0, 1, 3660},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

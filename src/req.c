@@ -341,9 +341,9 @@ static json_t *with_fields(const json_t *body, json_t *out, struct req_error *er
 
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",	      "earner",	     "hours",
-					      "minutes",      "category",    "description",
-					      "performed_on", "idempotency_key", NULL};
+	static const char *const allowed[] = {"payer",        "earner",          "hours",
+	                                      "minutes",      "category",        "description",
+	                                      "performed_on", "idempotency_key", NULL};
 	int64_t payer, earner, minutes;
 
 	if (only_fields(body, allowed, err) == -1)
@@ -357,16 +357,16 @@ json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	return with_fields(body,
-			   json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner",
-				     (json_int_t)earner, "minutes", (json_int_t)minutes),
-			   err);
+	                   json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner",
+	                             (json_int_t)earner, "minutes", (json_int_t)minutes),
+	                   err);
 }
 
 #define GROUP_MAX_EARNERS 100
 
 /* One earner of a group: a number, or an object with its own hours. */
 static int group_earner(const json_t *body, const json_t *item, int64_t max, int64_t *earner,
-			int64_t *minutes, struct req_error *err)
+                        int64_t *minutes, struct req_error *err)
 {
 	static const char *const allowed[] = {"earner", "hours", "minutes", NULL};
 	const json_t *has_own;
@@ -374,9 +374,9 @@ static int group_earner(const json_t *body, const json_t *item, int64_t max, int
 	if (json_is_object(item)) {
 		if (only_fields(item, allowed, err) == -1)
 			return -1;
-		has_own = json_object_get(item, "hours") != NULL ? item
-			  : json_object_get(item, "minutes") != NULL ? item
-								     : NULL;
+		has_own = json_object_get(item, "hours") != NULL     ? item
+		          : json_object_get(item, "minutes") != NULL ? item
+		                                                     : NULL;
 		item = json_object_get(item, "earner");
 		if (has_own != NULL)
 			body = has_own;
@@ -390,9 +390,9 @@ static int group_earner(const json_t *body, const json_t *item, int64_t max, int
 
 json_t *req_group(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",	      "earners",     "hours",
-					      "minutes",      "category",    "description",
-					      "performed_on", "idempotency_key", NULL};
+	static const char *const allowed[] = {"payer",        "earners",         "hours",
+	                                      "minutes",      "category",        "description",
+	                                      "performed_on", "idempotency_key", NULL};
 	const json_t *earners = json_object_get(body, "earners"), *item;
 	int64_t payer, earner, minutes;
 	json_t *out, *list;
@@ -405,26 +405,27 @@ json_t *req_group(const json_t *body, int64_t max_minutes, struct req_error *err
 	if (!json_is_array(earners) || json_array_size(earners) == 0 ||
 	    json_array_size(earners) > GROUP_MAX_EARNERS)
 		return fail(err, "invalid_request", "earners must be a list of 1 to %d members",
-			    GROUP_MAX_EARNERS);
+		            GROUP_MAX_EARNERS);
 	list = json_array();
 	json_array_foreach(earners, i, item)
 	{
 		if (group_earner(body, item, max_minutes, &earner, &minutes, err) == -1)
 			goto bad;
 		if (earner == payer) {
-			fail(err, "same_member", "the payer %lld is also an earner", (long long)payer);
+			fail(err, "same_member", "the payer %lld is also an earner",
+			     (long long)payer);
 			goto bad;
 		}
 		for (j = 0; j < i; j++) {
-			if (json_integer_value(json_object_get(json_array_get(list, j), "earner")) ==
-			    earner) {
+			if (json_integer_value(
+			        json_object_get(json_array_get(list, j), "earner")) == earner) {
 				fail(err, "duplicate_earner", "member %lld is listed twice",
 				     (long long)earner);
 				goto bad;
 			}
 		}
 		json_array_append_new(list, json_pack("{sI sI}", "earner", (json_int_t)earner,
-						      "minutes", (json_int_t)minutes));
+		                                      "minutes", (json_int_t)minutes));
 	}
 	out = json_pack("{sI so}", "payer", (json_int_t)payer, "earners", list);
 	return with_fields(body, out, err);
@@ -435,9 +436,9 @@ bad:
 
 json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"member",	      "hours",	      "minutes",
-					      "category",     "description", "reason",
-					      "performed_on", "idempotency_key", NULL};
+	static const char *const allowed[] = {"member",       "hours",           "minutes",
+	                                      "category",     "description",     "reason",
+	                                      "performed_on", "idempotency_key", NULL};
 	const json_t *reason = json_object_get(body, "reason");
 	int64_t member, minutes;
 	json_t *out, *with_category;

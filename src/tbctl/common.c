@@ -102,7 +102,8 @@ int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t
 		if (had == NULL) {
 			json_object_set_new(out, f->field, json_string(value));
 		} else {
-			json_t *list = json_is_array(had) ? json_incref(had) : json_pack("[O]", had);
+			json_t *list =
+			    json_is_array(had) ? json_incref(had) : json_pack("[O]", had);
 			json_array_append_new(list, json_string(value));
 			json_object_set_new(out, f->field, list);
 		}
@@ -149,7 +150,7 @@ static void build_target(char *out, size_t len, const char *path, const json_t *
 }
 
 int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, const char *cursor,
-	      struct tbctl_reply *reply)
+              struct tbctl_reply *reply)
 {
 	char target[2048];
 
@@ -213,8 +214,8 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 }
 
 int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
-		       const struct tbctl_field *fields, const char *path, const json_t *preset,
-		       void (*header)(void), void (*row)(const json_t *item))
+                       const struct tbctl_field *fields, const char *path, const json_t *preset,
+                       void (*header)(void), void (*row)(const json_t *item))
 {
 	int all = tbctl_flag(&argc, argv, "--all"), first, rc;
 	json_t *query = preset != NULL ? json_deep_copy(preset) : json_object();

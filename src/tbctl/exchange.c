@@ -13,15 +13,24 @@
 
 static void show_exchange(const json_t *x)
 {
-	const char *kind = tbctl_str(x, "kind");
+	const char *kind = tbctl_str(x, "kind"), *payer = tbctl_str(x, "payer_label");
+	const char *earner = tbctl_str(x, "earner_label");
+	const char *hours = tbctl_hours(json_integer_value(json_object_get(x, "minutes")));
+	long long id = (long long)json_integer_value(json_object_get(x, "id"));
 
-	printf("%s %lld %s: %s received %s from %s (%s) on %s\n",
-	       strcmp(kind, "exchange") == 0 || kind[0] == '\0' ? "exchange" : kind,
-	       (long long)json_integer_value(json_object_get(x, "id")), tbctl_str(x, "state"),
-	       tbctl_str(x, "payer_label"),
-	       tbctl_hours(json_integer_value(json_object_get(x, "minutes"))),
-	       tbctl_str(x, "earner_label"), tbctl_str(x, "category"),
-	       tbctl_str(x, "performed_on"));
+	/* The payer received help and pays; the earner gave it and earns. */
+	if (strcmp(kind, "grant") == 0)
+		printf("grant %lld %s: %s granted %s from the %s (%s) on %s\n", id,
+		       tbctl_str(x, "state"), earner, hours, payer, tbctl_str(x, "category"),
+		       tbctl_str(x, "performed_on"));
+	else if (strcmp(kind, "reversal") == 0)
+		printf("reversal %lld %s: %s back from %s to %s (reverses %lld)\n", id,
+		       tbctl_str(x, "state"), hours, payer, earner,
+		       (long long)json_integer_value(json_object_get(x, "reverses")));
+	else
+		printf("exchange %lld %s: %s received %s of help from %s (%s) on %s\n", id,
+		       tbctl_str(x, "state"), payer, hours, earner, tbctl_str(x, "category"),
+		       tbctl_str(x, "performed_on"));
 	if (tbctl_str(x, "description")[0] != '\0')
 		printf("  %s\n", tbctl_str(x, "description"));
 	if (tbctl_str(x, "reason")[0] != '\0')
@@ -51,7 +60,7 @@ static void list_row(const json_t *x)
  * while timebankd or its database is away: the key makes every retry safe,
  * so the write lands once. Prints the result with show(). */
 static int send_once(const struct tbctl *t, const char *path, json_t *body,
-		     void (*show)(const json_t *))
+                     void (*show)(const json_t *))
 {
 	struct tbctl_reply reply;
 	unsigned char raw[16];
@@ -80,9 +89,10 @@ static int send_once(const struct tbctl *t, const char *path, json_t *body,
 	}
 	if (reply.status == 0 || reply.status == 503) {
 		rc = tbctl_fail(&reply);
-		fprintf(stderr, "tbctl: it may or may not be recorded; run the same command "
-				"with --key %s to record it exactly once\n",
-			key);
+		fprintf(stderr,
+		        "tbctl: it may or may not be recorded; run the same command "
+		        "with --key %s to record it exactly once\n",
+		        key);
 		return rc;
 	}
 	if (reply.status >= 300)
@@ -105,8 +115,7 @@ static void show_group(const json_t *g)
 	printf("group of %zu exchanges settled: %s in all\n",
 	       json_array_size(json_object_get(g, "items")),
 	       tbctl_hours(json_integer_value(json_object_get(g, "minutes"))));
-	json_array_foreach(json_object_get(g, "items"), i, x)
-		show_exchange(x);
+	json_array_foreach(json_object_get(g, "items"), i, x) show_exchange(x);
 }
 
 /* "--earner 5" or "--earner 5:1h30m" into a group's earner item. */
@@ -122,9 +131,14 @@ static json_t *group_earner(const char *text)
 static int exchange_record(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"payer", "payer"},	      {"earner", "earner"},	  {"hours", "hours"},
-		{"category", "category"},     {"description", "description"},
-		{"date", "performed_on"},     {"key", "idempotency_key"}, {NULL, NULL},
+	    {"payer", "payer"},
+	    {"earner", "earner"},
+	    {"hours", "hours"},
+	    {"category", "category"},
+	    {"description", "description"},
+	    {"date", "performed_on"},
+	    {"key", "idempotency_key"},
+	    {NULL, NULL},
 	};
 	json_t *body = json_object(), *earner, *earners;
 	const char *path = "/v1/exchanges";
@@ -143,7 +157,7 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 		if (json_is_array(earner)) {
 			json_t *e;
 			json_array_foreach(earner, i, e)
-				json_array_append_new(earners, group_earner(json_string_value(e)));
+			    json_array_append_new(earners, group_earner(json_string_value(e)));
 		} else {
 			json_array_append_new(earners, group_earner(json_string_value(earner)));
 		}
@@ -160,7 +174,9 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"reason", "reason"}, {"key", "idempotency_key"}, {NULL, NULL},
+	    {"reason", "reason"},
+	    {"key", "idempotency_key"},
+	    {NULL, NULL},
 	};
 	json_t *body = json_object();
 	char path[64];
@@ -182,9 +198,10 @@ static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 int tbctl_grant(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"member", "member"},	      {"hours", "hours"},   {"reason", "reason"},
-		{"category", "category"},     {"description", "description"},
-		{"date", "performed_on"},     {"key", "idempotency_key"}, {NULL, NULL},
+	    {"member", "member"},           {"hours", "hours"},
+	    {"reason", "reason"},           {"category", "category"},
+	    {"description", "description"}, {"date", "performed_on"},
+	    {"key", "idempotency_key"},     {NULL, NULL},
 	};
 	json_t *body = json_object();
 	int first, rc;
@@ -220,7 +237,7 @@ static int exchange_list(const struct tbctl *t, int argc, char **argv)
 	    {NULL, NULL},
 	};
 	return tbctl_list_command(t, argc, argv, fields, "/v1/exchanges", NULL, list_header,
-				  list_row);
+	                          list_row);
 }
 
 int tbctl_exchange(const struct tbctl *t, int argc, char **argv)

@@ -7,21 +7,21 @@
 #include <string.h>
 
 static const struct tbctl_field member_fields[] = {
-	{"name", "name"},
-	{"number", "number"},
-	{"email", "email"},
-	{"phone", "phone"},
-	{"address", "address"},
-	{"skills", "skills"},
-	{"needs", "needs"},
-	{"availability", "availability"},
-	{"notes", "notes"},
-	{"floor", "floor"},
-	{"joined", "joined_on"},
-	{"status", "status"},
-	{"kind", "kind"},
-	{"referred-by", "referred_by"},
-	{NULL, NULL},
+    {"name", "name"},
+    {"number", "number"},
+    {"email", "email"},
+    {"phone", "phone"},
+    {"address", "address"},
+    {"skills", "skills"},
+    {"needs", "needs"},
+    {"availability", "availability"},
+    {"notes", "notes"},
+    {"floor", "floor"},
+    {"joined", "joined_on"},
+    {"status", "status"},
+    {"kind", "kind"},
+    {"referred-by", "referred_by"},
+    {NULL, NULL},
 };
 
 static const char *kind_word(const json_t *m)
@@ -31,14 +31,14 @@ static const char *kind_word(const json_t *m)
 
 static void show_member(const json_t *m)
 {
-	static const char *const fields[] = {"email", "phone",	      "address", "skills",
-					     "needs", "availability", "notes"};
+	static const char *const fields[] = {"email", "phone",        "address", "skills",
+	                                     "needs", "availability", "notes"};
 	const json_t *floor = json_object_get(m, "floor_minutes");
 
 	printf("%s %lld: %s (%s)\n", kind_word(m),
 	       (long long)json_integer_value(json_object_get(m, "number")),
 	       json_is_true(json_object_get(m, "erased")) ? "former member (erased)"
-							  : tbctl_str(m, "name"),
+	                                                  : tbctl_str(m, "name"),
 	       tbctl_str(m, "status"));
 	printf("  %-13s %s\n", "joined", tbctl_str(m, "joined_on"));
 	if (json_is_integer(json_object_get(m, "referred_by")))
@@ -148,11 +148,11 @@ static int member_show(const struct tbctl *t, int argc, char **argv)
 static int member_list(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-	    {"status", "status"}, {"kind", "kind"}, {"search", "q"}, {"limit", "limit"},
-	    {"cursor", "cursor"}, {NULL, NULL},
+	    {"status", "status"}, {"kind", "kind"},     {"search", "q"},
+	    {"limit", "limit"},   {"cursor", "cursor"}, {NULL, NULL},
 	};
 	return tbctl_list_command(t, argc, argv, fields, "/v1/members", NULL, list_header,
-				  list_row);
+	                          list_row);
 }
 
 /* Everything held about a member, as the API's JSON. */
@@ -210,11 +210,14 @@ int tbctl_org(const struct tbctl *t, int argc, char **argv)
 		return member_add(t, argc - 1, argv + 1, "organisation");
 	if (strcmp(sub, "list") == 0) {
 		static const struct tbctl_field fields[] = {
-			{"status", "status"}, {"limit", "limit"}, {"cursor", "cursor"}, {NULL, NULL},
+		    {"status", "status"},
+		    {"limit", "limit"},
+		    {"cursor", "cursor"},
+		    {NULL, NULL},
 		};
 		json_t *preset = json_pack("{ss}", "kind", "organisation");
 		int rc = tbctl_list_command(t, argc - 1, argv + 1, fields, "/v1/members", preset,
-					    list_header, list_row);
+		                            list_header, list_row);
 		json_decref(preset);
 		return rc;
 	}
@@ -243,6 +246,6 @@ int tbctl_member(const struct tbctl *t, int argc, char **argv)
 	if (strcmp(sub, "activate") == 0)
 		return member_update(t, argc - 1, argv + 1, "activate");
 	fprintf(stderr, "tbctl: member needs add, show, list, update, suspend, activate, export "
-			"or erase\n");
+	                "or erase\n");
 	return TBCTL_USAGE;
 }

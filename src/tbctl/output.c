@@ -24,11 +24,12 @@ int tbctl_format(const char *value, enum tbctl_format *format)
 
 void tbctl_csv_text(FILE *out, const char *text, int last)
 {
-	int quote = strpbrk(text, ",\"\r\n") != NULL || strchr("=+-@", text[0]) != NULL;
+	int formula = text[0] != '\0' && strchr("=+-@", text[0]) != NULL;
+	int quote = formula || strpbrk(text, ",\"\r\n") != NULL;
 
 	if (quote) {
 		fputc('"', out);
-		if (text[0] != '\0' && strchr("=+-@", text[0]) != NULL)
+		if (formula)
 			fputc('\'', out);
 		for (const char *c = text; *c; c++) {
 			if (*c == '"')
@@ -49,7 +50,7 @@ void tbctl_csv_hours(FILE *out, json_int_t minutes, int last)
 	json_int_t hundredths = (m * 100 + 30) / 60;
 
 	fprintf(out, "%s%lld.%02lld%s", minutes < 0 ? "-" : "", (long long)(hundredths / 100),
-		(long long)(hundredths % 100), last ? "\r\n" : ",");
+	        (long long)(hundredths % 100), last ? "\r\n" : ",");
 }
 
 int tbctl_month(const char *month, char *from, char *to)

@@ -19,39 +19,39 @@ struct report {
 };
 
 static const struct column categories[] = {
-	{"month", "month", COL_TEXT},
-	{"category", "category", COL_TEXT},
-	{"exchanges", "exchanges", COL_COUNT},
-	{"minutes", "hours", COL_MINUTES},
-	{NULL, NULL, 0},
+    {"month", "month", COL_TEXT},
+    {"category", "category", COL_TEXT},
+    {"exchanges", "exchanges", COL_COUNT},
+    {"minutes", "hours", COL_MINUTES},
+    {NULL, NULL, 0},
 };
 static const struct column active[] = {
-	{"active_members", "active_members", COL_COUNT},
-	{"registered_members", "registered_members", COL_COUNT},
-	{"active_organisations", "active_organisations", COL_COUNT},
-	{NULL, NULL, 0},
+    {"active_members", "active_members", COL_COUNT},
+    {"registered_members", "registered_members", COL_COUNT},
+    {"active_organisations", "active_organisations", COL_COUNT},
+    {NULL, NULL, 0},
 };
 static const struct column new_members[] = {
-	{"month", "month", COL_TEXT},
-	{"new_members", "new_members", COL_COUNT},
-	{"new_organisations", "new_organisations", COL_COUNT},
-	{NULL, NULL, 0},
+    {"month", "month", COL_TEXT},
+    {"new_members", "new_members", COL_COUNT},
+    {"new_organisations", "new_organisations", COL_COUNT},
+    {NULL, NULL, 0},
 };
 static const struct column referrals[] = {
-	{"source", "referral_source", COL_TEXT},
-	{"members", "members", COL_COUNT},
-	{"new_members", "new_members", COL_COUNT},
-	{"minutes_given", "hours_given", COL_MINUTES},
-	{"minutes_received", "hours_received", COL_MINUTES},
-	{NULL, NULL, 0},
+    {"source", "referral_source", COL_TEXT},
+    {"members", "members", COL_COUNT},
+    {"new_members", "new_members", COL_COUNT},
+    {"minutes_given", "hours_given", COL_MINUTES},
+    {"minutes_received", "hours_received", COL_MINUTES},
+    {NULL, NULL, 0},
 };
 
 static const struct report reports[] = {
-	{"categories", "/v1/reports/categories", categories},
-	{"active", "/v1/reports/active", active},
-	{"new-members", "/v1/reports/new-members", new_members},
-	{"referrals", "/v1/reports/referrals", referrals},
-	{NULL, NULL, NULL},
+    {"categories", "/v1/reports/categories", categories},
+    {"active", "/v1/reports/active", active},
+    {"new-members", "/v1/reports/new-members", new_members},
+    {"referrals", "/v1/reports/referrals", referrals},
+    {NULL, NULL, NULL},
 };
 
 static void print_table(const struct report *rep, const json_t *body)
@@ -66,18 +66,18 @@ static void print_table(const struct report *rep, const json_t *body)
 	else
 		printf("%s, %s to %s\n", rep->name, tbctl_str(body, "from"), tbctl_str(body, "to"));
 	for (const struct column *c = rep->cols; c->key; c++)
-		printf(c->type == COL_TEXT ? "%-24s" : "%20s", c->title);
+		printf(c->type == COL_TEXT ? "%-24s  " : "%22s  ", c->title);
 	putchar('\n');
 	json_array_foreach(json_object_get(body, "rows"), i, row)
 	{
 		for (const struct column *c = rep->cols; c->key; c++) {
 			json_int_t v = json_integer_value(json_object_get(row, c->key));
 			if (c->type == COL_TEXT)
-				printf("%-24.24s", tbctl_str(row, c->key));
+				printf("%-24.24s  ", tbctl_str(row, c->key));
 			else if (c->type == COL_COUNT)
-				printf("%20lld", (long long)v);
+				printf("%22lld  ", (long long)v);
 			else
-				printf("%20s", tbctl_hours(v));
+				printf("%22s  ", tbctl_hours(v));
 		}
 		putchar('\n');
 	}
@@ -108,9 +108,8 @@ static void print_csv(const struct report *rep, const json_t *body)
 int tbctl_report(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"from", "from"},   {"to", "to"},	  {"month", "month"},
-		{"days", "days"},   {"as-of", "as_of"}, {"format", "format"},
-		{NULL, NULL},
+	    {"from", "from"},   {"to", "to"},         {"month", "month"}, {"days", "days"},
+	    {"as-of", "as_of"}, {"format", "format"}, {NULL, NULL},
 	};
 	const char *name = argc > 1 ? argv[1] : "";
 	const struct report *rep = reports;
@@ -123,13 +122,14 @@ int tbctl_report(const struct tbctl *t, int argc, char **argv)
 	while (rep->name != NULL && strcmp(rep->name, name) != 0)
 		rep++;
 	if (rep->name == NULL) {
-		fprintf(stderr, "tbctl: report needs categories, active, new-members or referrals\n");
+		fprintf(stderr,
+		        "tbctl: report needs categories, active, new-members or referrals\n");
 		goto done;
 	}
 	if (tbctl_fields(argc - 1, argv + 1, fields, query, &first) == -1 || first != argc - 1)
 		goto done;
 	if (tbctl_format(t->json ? "json" : json_string_value(json_object_get(query, "format")),
-			 &format) == -1)
+	                 &format) == -1)
 		goto done;
 	json_object_del(query, "format");
 	month = json_object_get(query, "month");

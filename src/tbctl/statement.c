@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 
 static void text_line(FILE *out, const char *date, const char *with, const char *category,
-		      const char *description, const char *in, const char *outs,
-		      const char *balance)
+                      const char *description, const char *in, const char *outs,
+                      const char *balance)
 {
 	fprintf(out, "%-10s  %-28.28s  %-14.14s  %-26.26s  %7s  %7s  %8s\n", date, with, category,
-		description, in, outs, balance);
+	        description, in, outs, balance);
 }
 
 static void print_text(FILE *out, const json_t *st)
@@ -25,27 +25,28 @@ static void print_text(FILE *out, const json_t *st)
 
 	fprintf(out, "%s\n\n", tbctl_str(bank, "name"));
 	fprintf(out, "Time statement for %s (%s %lld)\n", tbctl_str(m, "name"),
-		strcmp(tbctl_str(m, "kind"), "organisation") == 0 ? "organisation" : "member",
-		(long long)json_integer_value(json_object_get(m, "number")));
+	        strcmp(tbctl_str(m, "kind"), "organisation") == 0 ? "organisation" : "member",
+	        (long long)json_integer_value(json_object_get(m, "number")));
 	if (tbctl_str(m, "address")[0] != '\0')
 		fprintf(out, "%s\n", tbctl_str(m, "address"));
 	fprintf(out, "\nPeriod: %s to %s\n\n", tbctl_str(st, "from"), tbctl_str(st, "to"));
 	text_line(out, "Date", "With", "Category", "Description", "In", "Out", "Balance");
 	text_line(out, "", "", "", "Opening balance", "", "",
-		  tbctl_hours(json_integer_value(json_object_get(st, "opening_minutes"))));
+	          tbctl_hours(json_integer_value(json_object_get(st, "opening_minutes"))));
 	json_array_foreach(json_object_get(st, "lines"), i, l)
 	{
 		minutes = json_integer_value(json_object_get(l, "minutes"));
 		text_line(out, tbctl_str(l, "date"), tbctl_str(l, "other_party"),
-			  tbctl_str(l, "category"), tbctl_str(l, "description"),
-			  minutes > 0 ? tbctl_hours(minutes) : "", minutes < 0 ? tbctl_hours(-minutes) : "",
-			  tbctl_hours(json_integer_value(json_object_get(l, "balance_minutes"))));
+		          tbctl_str(l, "category"), tbctl_str(l, "description"),
+		          minutes > 0 ? tbctl_hours(minutes) : "",
+		          minutes < 0 ? tbctl_hours(-minutes) : "",
+		          tbctl_hours(json_integer_value(json_object_get(l, "balance_minutes"))));
 	}
 	text_line(out, "", "", "", "Closing balance", "", "",
-		  tbctl_hours(json_integer_value(json_object_get(st, "closing_minutes"))));
-	fprintf(out, "\nHours given: %s   Hours received: %s\n",
-		tbctl_hours(json_integer_value(json_object_get(st, "in_minutes"))),
-		tbctl_hours(json_integer_value(json_object_get(st, "out_minutes"))));
+	          tbctl_hours(json_integer_value(json_object_get(st, "closing_minutes"))));
+	fprintf(out, "\nTotal in: %s   Total out: %s\n",
+	        tbctl_hours(json_integer_value(json_object_get(st, "in_minutes"))),
+	        tbctl_hours(json_integer_value(json_object_get(st, "out_minutes"))));
 	fprintf(out, "One hour given earns one time credit. Thank you for your time.\n");
 }
 
@@ -113,7 +114,7 @@ static int period_of(const json_t *opts, char *from, char *to)
 }
 
 static int fetch(const struct tbctl *t, long long number, const char *from, const char *to,
-		 struct tbctl_reply *reply)
+                 struct tbctl_reply *reply)
 {
 	char path[128];
 
@@ -124,8 +125,8 @@ static int fetch(const struct tbctl *t, long long number, const char *from, cons
 }
 
 static const struct tbctl_field statement_fields[] = {
-	{"from", "from"}, {"to", "to"}, {"month", "month"}, {"format", "format"},
-	{"out", "out"},	  {NULL, NULL},
+    {"from", "from"},     {"to", "to"},   {"month", "month"},
+    {"format", "format"}, {"out", "out"}, {NULL, NULL},
 };
 
 int tbctl_statement(const struct tbctl *t, int argc, char **argv)
@@ -145,7 +146,7 @@ int tbctl_statement(const struct tbctl *t, int argc, char **argv)
 	}
 	if (period_of(opts, from, to) == -1 ||
 	    tbctl_format(t->json ? "json" : json_string_value(json_object_get(opts, "format")),
-			 &format) == -1)
+	                 &format) == -1)
 		goto done;
 	rc = fetch(t, (long long)number, from, to, &reply);
 	if (rc == TBCTL_OK) {
@@ -159,7 +160,7 @@ done:
 
 /* Writes one member's statement into dir; 0 or an exit code. */
 static int write_one(const struct tbctl *t, const char *dir, const char *month, long long number,
-		     const char *from, const char *to, enum tbctl_format format)
+                     const char *from, const char *to, enum tbctl_format format)
 {
 	static const char *const ext[] = {"txt", "csv", "json"};
 	struct tbctl_reply reply;
@@ -179,6 +180,23 @@ static int write_one(const struct tbctl *t, const char *dir, const char *month, 
 	print_statement(out, reply.body, format);
 	json_decref(reply.body);
 	return fclose(out) == 0 ? TBCTL_OK : TBCTL_REFUSED;
+}
+
+/* mkdir -p: statements hold members' addresses, so only the user may read. */
+static int make_dirs(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(path, 0700) == -1 && errno != EEXIST ? -1 : 0;
 }
 
 int tbctl_statements(const struct tbctl *t, int argc, char **argv)
@@ -201,7 +219,7 @@ int tbctl_statements(const struct tbctl *t, int argc, char **argv)
 	}
 	if (tbctl_format(json_string_value(json_object_get(opts, "format")), &format) == -1)
 		goto done;
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+	if (make_dirs(dir) == -1) {
 		fprintf(stderr, "tbctl: cannot make %s: %s\n", dir, strerror(errno));
 		rc = TBCTL_REFUSED;
 		goto done;
@@ -209,15 +227,16 @@ int tbctl_statements(const struct tbctl *t, int argc, char **argv)
 	/* Every active member, page by page. */
 	for (;;) {
 		snprintf(path, sizeof(path), "/v1/members?status=active&limit=500%s%s",
-			 cursor[0] ? "&cursor=" : "", cursor);
+		         cursor[0] ? "&cursor=" : "", cursor);
 		if (tbctl_http(t, "GET", path, NULL, &reply) == -1 || reply.status >= 300) {
 			rc = tbctl_fail(&reply);
 			goto done;
 		}
 		json_array_foreach(json_object_get(reply.body, "items"), i, m)
 		{
-			rc = write_one(t, dir, month, (long long)json_integer_value(json_object_get(m, "number")),
-				       from, to, format);
+			rc = write_one(t, dir, month,
+			               (long long)json_integer_value(json_object_get(m, "number")),
+			               from, to, format);
 			if (rc != TBCTL_OK) {
 				json_decref(reply.body);
 				goto done;

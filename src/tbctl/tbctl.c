@@ -8,44 +8,45 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: tbctl [--url URL] [--token TOKEN] [--json] COMMAND ...\n"
-	      "\n"
-	      "members and organisations:\n"
-	      "  member add --name NAME [--number N] [--email E] [--phone P] [--address A]\n"
-	      "             [--skills S] [--needs N] [--availability A] [--notes N]\n"
-	      "             [--floor HOURS] [--joined YYYY-MM-DD] [--referred-by ORG]\n"
-	      "  member show NUMBER\n"
-	      "  member list [--status S] [--kind person|organisation] [--search TEXT]\n"
-	      "              [--limit N] [--cursor C] [--all]\n"
-	      "  member update NUMBER [--name ...] [--status S] [--floor HOURS|default] ...\n"
-	      "  member suspend NUMBER | member activate NUMBER\n"
-	      "  member export NUMBER\n"
-	      "  member erase NUMBER [--force --reason R]\n"
-	      "  org add --name NAME [...as member add]   org list [--all]\n"
-	      "exchanges:\n"
-	      "  exchange record --payer N --earner N[:HOURS] [--earner ...] --hours H\n"
-	      "                  --category C [--description D] [--date YYYY-MM-DD] [--key KEY]\n"
-	      "  exchange reverse ID --reason R [--key KEY]\n"
-	      "  exchange show ID\n"
-	      "  exchange list [--member N] [--limit N] [--cursor C] [--all]\n"
-	      "  grant --member N --hours H [--reason R] [--category C] [--date D] [--key KEY]\n"
-	      "accounts and reports:\n"
-	      "  balance NUMBER\n"
-	      "  history NUMBER [--limit N] [--cursor C] [--all]\n"
-	      "  statement NUMBER (--month YYYY-MM | --from D --to D) [--format text|csv|json]\n"
-	      "  statements --month YYYY-MM --out DIR [--format text|csv|json]\n"
-	      "  report categories|new-members|referrals [--month M | --from D --to D]\n"
-	      "  report active [--days N] [--as-of D]          (all with [--format text|csv|json])\n"
-	      "  audit\n"
-	      "tokens:\n"
-	      "  token create --name NAME --role coordinator|broker|viewer\n"
-	      "  token list\n"
-	      "  token revoke NAME\n"
-	      "\n"
-	      "Hours are written 2, 1.5, 1h30m or 90m. The environment variables TBCTL_URL\n"
-	      "and TBCTL_TOKEN stand in for --url and --token. Exit status: 0 done, 1 refused\n"
-	      "(or the audit failed), 2 usage, 3 timebankd or its database unreachable.\n",
-	      out);
+	fputs(
+	    "usage: tbctl [--url URL] [--token TOKEN] [--json] COMMAND ...\n"
+	    "\n"
+	    "members and organisations:\n"
+	    "  member add --name NAME [--number N] [--email E] [--phone P] [--address A]\n"
+	    "             [--skills S] [--needs N] [--availability A] [--notes N]\n"
+	    "             [--floor HOURS] [--joined YYYY-MM-DD] [--referred-by ORG]\n"
+	    "  member show NUMBER\n"
+	    "  member list [--status S] [--kind person|organisation] [--search TEXT]\n"
+	    "              [--limit N] [--cursor C] [--all]\n"
+	    "  member update NUMBER [--name ...] [--status S] [--floor HOURS|default] ...\n"
+	    "  member suspend NUMBER | member activate NUMBER\n"
+	    "  member export NUMBER\n"
+	    "  member erase NUMBER [--force --reason R]\n"
+	    "  org add --name NAME [...as member add]   org list [--all]\n"
+	    "exchanges:\n"
+	    "  exchange record --payer N --earner N[:HOURS] [--earner ...] --hours H\n"
+	    "                  --category C [--description D] [--date YYYY-MM-DD] [--key KEY]\n"
+	    "  exchange reverse ID --reason R [--key KEY]\n"
+	    "  exchange show ID\n"
+	    "  exchange list [--member N] [--limit N] [--cursor C] [--all]\n"
+	    "  grant --member N --hours H [--reason R] [--category C] [--date D] [--key KEY]\n"
+	    "accounts and reports:\n"
+	    "  balance NUMBER\n"
+	    "  history NUMBER [--limit N] [--cursor C] [--all]\n"
+	    "  statement NUMBER (--month YYYY-MM | --from D --to D) [--format text|csv|json]\n"
+	    "  statements --month YYYY-MM --out DIR [--format text|csv|json]\n"
+	    "  report categories|new-members|referrals [--month M | --from D --to D]\n"
+	    "  report active [--days N] [--as-of D]          (all with [--format text|csv|json])\n"
+	    "  audit\n"
+	    "tokens:\n"
+	    "  token create --name NAME --role coordinator|broker|viewer\n"
+	    "  token list\n"
+	    "  token revoke NAME\n"
+	    "\n"
+	    "Hours are written 2, 1.5, 1h30m or 90m. The environment variables TBCTL_URL\n"
+	    "and TBCTL_TOKEN stand in for --url and --token. Exit status: 0 done, 1 refused\n"
+	    "(or the audit failed), 2 usage, 3 timebankd or its database unreachable.\n",
+	    out);
 }
 
 /* Takes --url, --token and --json from anywhere in argv; returns the new argc. */
@@ -86,10 +87,17 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},   {"exchange", tbctl_exchange}, {"balance", tbctl_balance},
-	    {"history", tbctl_history}, {"audit", tbctl_audit}, {"grant", tbctl_grant},
-	    {"org", tbctl_org}, {"statement", tbctl_statement}, {"statements", tbctl_statements},
-	    {"report", tbctl_report}, {"token", tbctl_token},
+	    {"member", tbctl_member},
+	    {"exchange", tbctl_exchange},
+	    {"balance", tbctl_balance},
+	    {"history", tbctl_history},
+	    {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},
+	    {"org", tbctl_org},
+	    {"statement", tbctl_statement},
+	    {"statements", tbctl_statements},
+	    {"report", tbctl_report},
+	    {"token", tbctl_token},
 	};
 
 	argc = take_globals(&t, argc, argv);

@@ -8,8 +8,8 @@ static void show_created(const json_t *t)
 {
 	printf("%s\n", tbctl_str(t, "token"));
 	fprintf(stderr,
-		"tbctl: %s token '%s' made; it is shown once, above, and stored only as a hash\n",
-		tbctl_str(t, "role"), tbctl_str(t, "name"));
+	        "tbctl: %s token '%s' made; it is shown once, above, and stored only as a hash\n",
+	        tbctl_str(t, "role"), tbctl_str(t, "name"));
 }
 
 static void list_header(void)
@@ -30,7 +30,8 @@ static void show_revoked(const json_t *t)
 
 int tbctl_token(const struct tbctl *t, int argc, char **argv)
 {
-	static const struct tbctl_field fields[] = {{"name", "name"}, {"role", "role"}, {NULL, NULL}};
+	static const struct tbctl_field fields[] = {
+	    {"name", "name"}, {"role", "role"}, {NULL, NULL}};
 	const char *sub = argc > 1 ? argv[1] : "";
 	json_t *body;
 	char path[128];
@@ -38,8 +39,9 @@ int tbctl_token(const struct tbctl *t, int argc, char **argv)
 
 	if (strcmp(sub, "create") == 0) {
 		body = json_object();
-		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 || first != argc - 1 ||
-		    json_object_get(body, "name") == NULL || json_object_get(body, "role") == NULL) {
+		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 ||
+		    first != argc - 1 || json_object_get(body, "name") == NULL ||
+		    json_object_get(body, "role") == NULL) {
 			fprintf(stderr, "tbctl: token create needs --name NAME and --role ROLE\n");
 			json_decref(body);
 			return TBCTL_USAGE;
@@ -50,7 +52,7 @@ int tbctl_token(const struct tbctl *t, int argc, char **argv)
 	}
 	if (strcmp(sub, "list") == 0)
 		return tbctl_list_command(t, argc - 1, argv + 1, fields + 2, "/v1/tokens", NULL,
-					  list_header, list_row);
+		                          list_header, list_row);
 	if (strcmp(sub, "revoke") == 0 && argc == 3 && strchr(argv[2], '/') == NULL) {
 		snprintf(path, sizeof(path), "/v1/tokens/%.64s/revoke", argv[2]);
 		return tbctl_call(t, "POST", path, NULL, show_revoked);

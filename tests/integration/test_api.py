@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -19,6 +20,20 @@ ENDPOINTS = [
     ("GET", "/v1/exchanges", "broker", None),
     ("GET", "/v1/exchanges/1", "broker", None),
     ("GET", "/v1/audit", "viewer", None),
+    ("GET", "/v1/members/1/statement?from=2025-01-01&to=2025-12-31", "broker", None),
+    ("GET", "/v1/members/1/export", "coordinator", None),
+    ("POST", "/v1/members/1/erase", "coordinator", {}),
+    ("POST", "/v1/exchanges/group", "broker",
+     {"payer": 1, "earners": [2], "hours": 1, "category": "x"}),
+    ("POST", "/v1/exchanges/1/reverse", "coordinator", {"reason": "test"}),
+    ("POST", "/v1/grants", "coordinator", {"member": 1, "hours": 1}),
+    ("GET", "/v1/reports/categories", "viewer", None),
+    ("GET", "/v1/reports/active", "viewer", None),
+    ("GET", "/v1/reports/new-members", "viewer", None),
+    ("GET", "/v1/reports/referrals", "viewer", None),
+    ("GET", "/v1/tokens", "coordinator", None),
+    ("POST", "/v1/tokens", "coordinator", {"name": "made-in-test", "role": "viewer"}),
+    ("POST", "/v1/tokens/nobody/revoke", "coordinator", None),
 ]
 RANK = {"viewer": 1, "broker": 2, "coordinator": 3}
 
@@ -27,6 +42,7 @@ RANK = {"viewer": 1, "broker": 2, "coordinator": 3}
 def test_every_endpoint_needs_a_token_and_its_role(bank, method, path, role, body):
     bank.add_member("Ann")
     bank.add_member("Bob")
+    bank.exchange(1, 2, "1")
     before = bank.snapshot()
     status, err = bank.api(method, path, body, token="")
     assert (status, err["error"]["code"]) == (401, "unauthorized")
@@ -100,9 +116,14 @@ def test_errors_are_json_with_code_and_message(bank):
 def test_health_and_metrics_need_no_token(bank):
     status, body = bank.api("GET", "/v1/health", token="")
     assert status == 200 and body == {"status": "ok", "bank": "colchester", "database": "up"}
-    conn = http.client.HTTPConnection("127.0.0.1", bank.port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    deadline = time.time() + 10
+    while True:  # the pool's other connections come up just after the first
+        conn = http.client.HTTPConnection("127.0.0.1", bank.port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        if "timebankd_db_connections_up 4" in text or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert "timebankd_db_connections_up 4" in text
     assert 'timebankd_http_replies_total{class="2xx"}' in text
 

@@ -22,7 +22,11 @@ static const char *good = "[bank]\n"
                           "\n"
                           "[ledger]\n"
                           "default_floor = -5h\n"
-                          "max_exchange = 1h30m\n";
+                          "community_floor = -200h\n"
+                          "max_exchange = 1h30m\n"
+                          "\n"
+                          "[reports]\n"
+                          "active_days = 30\n";
 
 static int has_problem(const struct config_problems *p, int line, const char *part)
 {
@@ -50,6 +54,8 @@ static void test_config_parses_a_good_file(void **state)
 	assert_string_equal(cfg->token_file, "/etc/timebankd/tokens");
 	assert_int_equal(cfg->default_floor, -300);
 	assert_int_equal(cfg->max_exchange, 90);
+	assert_int_equal(cfg->community_floor, -200 * 60);
+	assert_int_equal(cfg->active_days, 30);
 	config_free(cfg);
 }
 

@@ -200,6 +200,99 @@ static void test_req_valid_date_knows_the_calendar(void **state)
 	assert_false(req_valid_date("26-01-01xx"));
 }
 
+static const char *error_of(json_t *(*fn)(const json_t *, int64_t, struct req_error *),
+                            const char *text)
+{
+	static struct req_error err;
+	json_t *body = parse(text), *out = fn(body, 1440, &err);
+
+	json_decref(body);
+	if (out != NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	return err.code;
+}
+
+static void test_req_group_gives_each_earner_minutes(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"payer\": 1, \"earners\": [2, \"3\", {\"earner\": 4, "
+	                     "\"hours\": \"1h\"}], \"hours\": 3, \"category\": \"Gardening\"}");
+	json_t *out = req_group(body, 1440, &err), *e;
+
+	(void)state;
+	assert_non_null(out);
+	e = json_object_get(out, "earners");
+	assert_int_equal(json_array_size(e), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(e, 1), "earner")), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(e, 1), "minutes")), 180);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(e, 2), "minutes")), 60);
+	assert_string_equal(json_string_value(json_object_get(out, "category")), "gardening");
+	json_decref(out);
+	json_decref(body);
+}
+
+static void test_req_group_refuses_repeats_and_the_payer(void **state)
+{
+	(void)state;
+	assert_string_equal(error_of(req_group, "{\"payer\":1,\"earners\":[2,2],\"hours\":1,"
+	                                        "\"category\":\"x\"}"),
+	                    "duplicate_earner");
+	assert_string_equal(error_of(req_group, "{\"payer\":1,\"earners\":[2,1],\"hours\":1,"
+	                                        "\"category\":\"x\"}"),
+	                    "same_member");
+	assert_string_equal(error_of(req_group, "{\"payer\":1,\"earners\":[],\"hours\":1,"
+	                                        "\"category\":\"x\"}"),
+	                    "invalid_request");
+	assert_string_equal(error_of(req_group, "{\"payer\":1,\"earners\":[2],"
+	                                        "\"category\":\"x\"}"),
+	                    "invalid_hours");
+	assert_string_equal(error_of(req_group, "{\"payer\":1,\"earners\":[{\"earner\":2,"
+	                                        "\"colour\":1}],\"hours\":1,\"category\":\"x\"}"),
+	                    "unknown_field");
+}
+
+static void test_req_grant_defaults_its_category(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"member\": 5, \"hours\": \"2\", \"reason\": \"welcome\"}");
+	json_t *out = req_grant(body, 1440, &err);
+
+	(void)state;
+	assert_non_null(out);
+	assert_string_equal(json_string_value(json_object_get(out, "category")), "grant");
+	assert_int_equal(json_integer_value(json_object_get(out, "minutes")), 120);
+	assert_string_equal(json_string_value(json_object_get(out, "reason")), "welcome");
+	json_decref(out);
+	json_decref(body);
+	assert_string_equal(error_of(req_grant, "{\"member\": 5}"), "invalid_hours");
+	assert_string_equal(error_of(req_grant, "{\"hours\": 1}"), "invalid_member_number");
+}
+
+static void test_req_reverse_and_erase_need_reasons(void **state)
+{
+	struct req_error err;
+	json_t *none = parse("{}"), *forced = parse("{\"force\": true}");
+	json_t *ok = parse("{\"force\": true, \"reason\": \"moved\"}"), *out;
+
+	(void)state;
+	assert_null(req_reverse(none, &err));
+	assert_string_equal(err.code, "invalid_reason");
+	assert_null(req_erase(forced, &err));
+	assert_string_equal(err.code, "invalid_reason");
+	out = req_erase(none, &err);
+	assert_non_null(out);
+	assert_true(json_is_false(json_object_get(out, "force")));
+	json_decref(out);
+	out = req_erase(ok, &err);
+	assert_true(json_is_true(json_object_get(out, "force")));
+	json_decref(out);
+	json_decref(none);
+	json_decref(forced);
+	json_decref(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +304,10 @@ int main(void)
 	    cmocka_unit_test(test_req_member_refuses_bad_fields),
 	    cmocka_unit_test(test_req_member_update_checks_status_and_emptiness),
 	    cmocka_unit_test(test_req_valid_date_knows_the_calendar),
+	    cmocka_unit_test(test_req_group_gives_each_earner_minutes),
+	    cmocka_unit_test(test_req_group_refuses_repeats_and_the_payer),
+	    cmocka_unit_test(test_req_grant_defaults_its_category),
+	    cmocka_unit_test(test_req_reverse_and_erase_need_reasons),
 	};
 	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
 }
