@@ -27,14 +27,15 @@ PROTO_C := $(BUILD)/gen/federation.pb-c.c
 SQL := $(sort $(wildcard src/sql/*.sql))
 
 # Modules shared by the daemon and the tests.
-CORE := src/hours.c src/config.c src/log.c src/req.c src/auth.c
+CORE := src/hours.c src/config.c src/log.c src/req.c src/auth.c src/crypto.c src/frame.c \
+	src/envelope.c
 DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
 	src/api_books.c src/api_tokens.c
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-CORE_OBJ := $(call obj,$(CORE))
-GEN_OBJ := $(BUILD)/obj/gen/federation.pb-c.o $(BUILD)/obj/gen/schema_sql.o
+CORE_OBJ := $(call obj,$(CORE)) $(BUILD)/obj/gen/federation.pb-c.o
+GEN_OBJ := $(BUILD)/obj/gen/schema_sql.o
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 

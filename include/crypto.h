@@ -1,0 +1,41 @@
+/* crypto: Ed25519 message signatures and SHA-256, over OpenSSL. A key is
+ * known by its id: the first 8 bytes of the SHA-256 of its raw public key,
+ * in hex. */
+#ifndef TB_CRYPTO_H
+#define TB_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRYPTO_SIG_LEN 64
+#define CRYPTO_PUB_LEN 32
+#define CRYPTO_HASH_LEN 32
+#define CRYPTO_KEY_ID_LEN 16 /* hex characters */
+
+struct crypto_key;
+
+/* Loads a PEM Ed25519 private key (can sign) or public key (can verify).
+ * NULL with a reason in err. */
+struct crypto_key *crypto_key_load(const char *path, int private_key, char *err, size_t errlen);
+/* A public key from its 32 raw bytes, or NULL. */
+struct crypto_key *crypto_key_from_raw(const uint8_t *raw, size_t len);
+void crypto_key_free(struct crypto_key *key); /* accepts NULL */
+
+const char *crypto_key_id(const struct crypto_key *key);
+const uint8_t *crypto_key_raw(const struct crypto_key *key); /* CRYPTO_PUB_LEN bytes */
+
+/* Signs msg into sig (CRYPTO_SIG_LEN bytes) with a private key. 0 or -1. */
+int crypto_sign(const struct crypto_key *key, const uint8_t *msg, size_t len, uint8_t *sig)
+	__attribute__((warn_unused_result));
+/* 0 when sig is key's signature over msg, -1 otherwise. */
+int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len,
+		  const uint8_t *sig, size_t sig_len) __attribute__((warn_unused_result));
+
+void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out);
+
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
+void crypto_hex(const uint8_t *bytes, size_t len, char *out);
+/* Hex into bytes; returns the number of bytes, or -1. */
+long crypto_unhex(const char *hex, uint8_t *out, size_t max);
+
+#endif

@@ -1,0 +1,158 @@
+#include "crypto.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct crypto_key {
+	EVP_PKEY *pkey;
+	int private_key;
+	uint8_t raw[CRYPTO_PUB_LEN];
+	char id[CRYPTO_KEY_ID_LEN + 1];
+};
+
+void crypto_hex(const uint8_t *bytes, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[bytes[i] >> 4];
+		out[2 * i + 1] = digits[bytes[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long crypto_unhex(const char *hex, uint8_t *out, size_t max)
+{
+	size_t n = strlen(hex);
+
+	if (n % 2 != 0 || n / 2 > max)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (long)(n / 2);
+}
+
+void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out)
+{
+	unsigned int n = CRYPTO_HASH_LEN;
+
+	EVP_Digest(msg, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* Fills raw and id from pkey; -1 unless it is an Ed25519 key. */
+static int key_finish(struct crypto_key *k)
+{
+	uint8_t h[CRYPTO_HASH_LEN];
+	size_t len = CRYPTO_PUB_LEN;
+
+	if (EVP_PKEY_get_id(k->pkey) != EVP_PKEY_ED25519 ||
+	    EVP_PKEY_get_raw_public_key(k->pkey, k->raw, &len) != 1 || len != CRYPTO_PUB_LEN)
+		return -1;
+	crypto_sha256(k->raw, CRYPTO_PUB_LEN, h);
+	crypto_hex(h, CRYPTO_KEY_ID_LEN / 2, k->id);
+	return 0;
+}
+
+struct crypto_key *crypto_key_load(const char *path, int private_key, char *err, size_t errlen)
+{
+	struct crypto_key *k = calloc(1, sizeof(*k));
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot open", path);
+		free(k);
+		return NULL;
+	}
+	k->private_key = private_key;
+	k->pkey = private_key ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+			      : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	fclose(f);
+	if (k->pkey == NULL || key_finish(k) == -1) {
+		snprintf(err, errlen, "%s: not a PEM Ed25519 %s key", path,
+			 private_key ? "private" : "public");
+		crypto_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+struct crypto_key *crypto_key_from_raw(const uint8_t *raw, size_t len)
+{
+	struct crypto_key *k;
+
+	if (len != CRYPTO_PUB_LEN)
+		return NULL;
+	k = calloc(1, sizeof(*k));
+	k->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, len);
+	if (k->pkey == NULL || key_finish(k) == -1) {
+		crypto_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void crypto_key_free(struct crypto_key *key)
+{
+	if (key == NULL)
+		return;
+	EVP_PKEY_free(key->pkey);
+	free(key);
+}
+
+const char *crypto_key_id(const struct crypto_key *key)
+{
+	return key->id;
+}
+
+const uint8_t *crypto_key_raw(const struct crypto_key *key)
+{
+	return key->raw;
+}
+
+int crypto_sign(const struct crypto_key *key, const uint8_t *msg, size_t len, uint8_t *sig)
+{
+	EVP_MD_CTX *ctx;
+	size_t sig_len = CRYPTO_SIG_LEN;
+	int ok;
+
+	if (!key->private_key)
+		return -1;
+	ctx = EVP_MD_CTX_new();
+	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
+	     EVP_DigestSign(ctx, sig, &sig_len, msg, len) == 1 && sig_len == CRYPTO_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len,
+		  const uint8_t *sig, size_t sig_len)
+{
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	if (sig_len != CRYPTO_SIG_LEN)
+		return -1;
+	ctx = EVP_MD_CTX_new();
+	ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
+	     EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}

@@ -1,0 +1,161 @@
+#include "crypto.h"
+#include "envelope.h"
+#include "frame.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+/* A fresh Ed25519 key pair, loaded the way the daemon loads keys (PEM). */
+static struct crypto_key *new_key(struct crypto_key **pub)
+{
+	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	char priv_path[] = "/tmp/tb-test-key-XXXXXX", pub_path[] = "/tmp/tb-test-pub-XXXXXX";
+	char err[256];
+	FILE *f;
+	struct crypto_key *k;
+
+	f = fdopen(mkstemp(priv_path), "w");
+	PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	f = fdopen(mkstemp(pub_path), "w");
+	PEM_write_PUBKEY(f, pkey);
+	fclose(f);
+	k = crypto_key_load(priv_path, 1, err, sizeof(err));
+	*pub = crypto_key_load(pub_path, 0, err, sizeof(err));
+	unlink(priv_path);
+	unlink(pub_path);
+	EVP_PKEY_free(pkey);
+	assert_non_null(k);
+	assert_non_null(*pub);
+	return k;
+}
+
+static void test_frame_peek_checks_the_length_before_anything_else(void **state)
+{
+	uint8_t buf[16] = {0, 0, 0, 3, 'a', 'b', 'c'}, big[4], empty[4] = {0};
+	uint32_t len = 0;
+
+	(void)state;
+	assert_int_equal(frame_peek(buf, 3, FRAME_MAX, &len), FRAME_NEED_MORE);
+	assert_int_equal(frame_peek(buf, 6, FRAME_MAX, &len), FRAME_NEED_MORE);
+	assert_int_equal(frame_peek(buf, 7, FRAME_MAX, &len), FRAME_OK);
+	assert_int_equal(len, 3);
+	frame_header(FRAME_MAX + 1, big);
+	assert_int_equal(frame_peek(big, 4, FRAME_MAX, &len), FRAME_TOO_BIG);
+	frame_header(0xffffffffu, big);
+	assert_int_equal(frame_peek(big, 4, FRAME_MAX, &len), FRAME_TOO_BIG);
+	assert_int_equal(frame_peek(empty, 4, FRAME_MAX, &len), FRAME_EMPTY);
+	frame_header(FRAME_MAX, big);
+	assert_int_equal(frame_peek(big, 4, FRAME_MAX, &len), FRAME_NEED_MORE);
+}
+
+static void seal_test(const struct crypto_key *key, const char *from, const char *to, uint64_t seq,
+		      uint8_t **out, size_t *len, uint8_t *hash)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__TestMessage test = TIMEBANK__V1__TEST_MESSAGE__INIT;
+
+	test.n = seq;
+	test.text = "hello";
+	body.kind_case = TIMEBANK__V1__BODY__KIND_TEST;
+	body.test = &test;
+	assert_int_equal(env_seal(from, to, seq, NULL, 1234, &body, key, out, len, hash), 0);
+}
+
+static void test_envelope_seal_then_open_round_trips(void **state)
+{
+	struct crypto_key *pub, *key = new_key(&pub);
+	struct env_msg msg;
+	uint8_t *buf, hash[CRYPTO_HASH_LEN];
+	size_t len;
+	json_t *j;
+
+	(void)state;
+	seal_test(key, "colchester", "westminster", 7, &buf, &len, hash);
+	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg), ENV_OK);
+	assert_int_equal(msg.sp->sequence, 7);
+	assert_int_equal(msg.sp->sent_unix_ms, 1234);
+	assert_memory_equal(msg.hash, hash, CRYPTO_HASH_LEN);
+	assert_string_equal(msg.key_id, crypto_key_id(pub));
+	j = env_body_to_json(msg.sp->body);
+	assert_string_equal(json_string_value(json_object_get(j, "kind")), "test");
+	assert_int_equal(json_integer_value(json_object_get(j, "n")), 7);
+	json_decref(j);
+	env_msg_clear(&msg);
+	free(buf);
+	crypto_key_free(key);
+	crypto_key_free(pub);
+}
+
+static void test_envelope_refuses_tampering_strangers_and_misdirection(void **state)
+{
+	struct crypto_key *pub, *key = new_key(&pub), *other_pub, *other = new_key(&other_pub);
+	struct env_msg msg;
+	uint8_t *buf, hash[CRYPTO_HASH_LEN], junk[64];
+	size_t len;
+
+	(void)state;
+	seal_test(key, "colchester", "westminster", 1, &buf, &len, hash);
+	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "cheshire", &msg),
+			 ENV_WRONG_RECEIVER);
+	assert_int_equal(env_open(buf, len, &pub, 1, "cheshire", "westminster", &msg),
+			 ENV_WRONG_SENDER);
+	assert_int_equal(env_open(buf, len, &other_pub, 1, "colchester", "westminster", &msg),
+			 ENV_UNKNOWN_KEY);
+	/* Every single flipped byte is refused, whichever part it lands in. */
+	for (size_t i = 0; i < len; i++) {
+		buf[i] ^= 0x40;
+		assert_int_not_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg),
+				     ENV_OK);
+		buf[i] ^= 0x40;
+	}
+	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg), ENV_OK);
+	env_msg_clear(&msg);
+	memset(junk, 0xff, sizeof(junk));
+	assert_int_equal(env_open(junk, sizeof(junk), &pub, 1, "a", "b", &msg), ENV_MALFORMED);
+	free(buf);
+	/* Signed by a key the receiver does not hold for that sender. */
+	seal_test(other, "colchester", "westminster", 1, &buf, &len, hash);
+	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg),
+			 ENV_UNKNOWN_KEY);
+	free(buf);
+	crypto_key_free(key);
+	crypto_key_free(pub);
+	crypto_key_free(other);
+	crypto_key_free(other_pub);
+}
+
+static void test_crypto_hex_round_trips(void **state)
+{
+	uint8_t bytes[4] = {0, 0x7f, 0x80, 0xff}, back[4];
+	char hex[9];
+
+	(void)state;
+	crypto_hex(bytes, 4, hex);
+	assert_string_equal(hex, "007f80ff");
+	assert_int_equal(crypto_unhex(hex, back, sizeof(back)), 4);
+	assert_memory_equal(back, bytes, 4);
+	assert_int_equal(crypto_unhex("abc", back, sizeof(back)), -1);
+	assert_int_equal(crypto_unhex("zz", back, sizeof(back)), -1);
+	assert_int_equal(crypto_unhex("0011223344", back, sizeof(back)), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_frame_peek_checks_the_length_before_anything_else),
+	    cmocka_unit_test(test_envelope_seal_then_open_round_trips),
+	    cmocka_unit_test(test_envelope_refuses_tampering_strangers_and_misdirection),
+	    cmocka_unit_test(test_crypto_hex_round_trips),
+	};
+	return cmocka_run_group_tests_name("envelope", tests, NULL, NULL);
+}
