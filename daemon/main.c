@@ -4,6 +4,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "fed.h"
 #include "hours.h"
 #include "log.h"
 #include "pgm.h"
@@ -26,6 +27,7 @@ struct daemon {
 	struct event_base *base;
 	struct pgm *pgm;
 	struct db *db;
+	struct fed *fed;
 	struct api *api;
 	int stopping;
 };
@@ -122,6 +124,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_warn("reload: bank id, database or listen address changed: restart to apply");
 	limits = limits_of(cfg);
 	api_reload(d->api, auth, cfg->token_file, &limits);
+	if (d->fed != NULL && cfg->fed_crl != NULL && fed_reload_crl(d->fed, cfg->fed_crl) == -1)
+		log_error("reload: %s cannot be read; keeping the CRL in force", cfg->fed_crl);
 	hours_format(cfg->default_floor, floor, sizeof(floor));
 	hours_format(cfg->max_exchange, max, sizeof(max));
 	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes",
@@ -197,6 +201,16 @@ static int run(struct daemon *d)
 		pgm_stop(d->pgm);
 		fatal("cannot start the admin API");
 	}
+	if (d->cfg->fed_enabled) {
+		d->fed = fed_new(d->base, d->cfg, d->db);
+		if (d->fed == NULL) {
+			api_free(d->api);
+			db_free(d->db);
+			pgm_stop(d->pgm);
+			fatal("cannot start the federation link");
+		}
+		api_set_fed(d->api, d->fed);
+	}
 	ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
 	ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
 	ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -207,8 +221,11 @@ static int run(struct daemon *d)
 
 	event_base_dispatch(d->base);
 
+	/* The link stops first, so database answers after this are ignored. */
+	fed_stop(d->fed);
 	api_free(d->api);
 	db_free(d->db);
+	fed_free(d->fed);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

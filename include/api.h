@@ -27,6 +27,10 @@ struct api_limits {
 struct api *api_new(struct event_base *base, const char *bank_id, const char *bank_name,
                     const char *host, int port, struct db *db, struct auth *auth,
                     const char *token_file, const struct api_limits *limits);
+struct fed;
+/* Lets the API show the federation link (GET /v1/peers) and wake it. */
+void api_set_fed(struct api *api, struct fed *fed);
+
 /* Closes the listener and every connection. Accepts NULL. */
 void api_free(struct api *api);
 

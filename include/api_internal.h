@@ -46,10 +46,14 @@ void api_report_referrals(struct api_req *r);
 void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);
 void api_token_revoke(struct api_req *r);
+void api_peers(struct api_req *r);
+void api_test_messages(struct api_req *r);
 
 const struct api_limits *api_limits(const struct api *api);
 const char *api_bank_id(const struct api *api);
 const char *api_bank_name(const struct api *api);
+struct fed *api_fed(const struct api *api); /* NULL when not federated */
+struct db *api_db(const struct api *api);
 const char *api_token_file(const struct api *api);
 /* Re-reads the token file after the API changed it. 0, or -1 with err. */
 int api_reload_tokens(struct api *api, char *err, size_t errlen);

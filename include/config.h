@@ -20,6 +20,19 @@ struct config_problems {
 	struct config_problem items[CONFIG_MAX_PROBLEMS];
 };
 
+#define CONFIG_MAX_PEERS 64
+
+/* A [peer ID] section: another daemon of the network. */
+struct config_peer {
+	char *id;	       /* its bank id, as its certificate names it */
+	char *host;	       /* address = host:port, where to dial it */
+	int port;
+	char *signing_key;     /* its Ed25519 public key (PEM), pinned */
+	char *kind;	       /* "bank" or "observer" */
+	int64_t exposure_limit; /* minutes this bank lets it owe; for exchanges */
+	int line;	       /* where the section starts */
+};
+
 struct config {
 	char *bank_id;   /* [bank] id: lower-case letters, digits, '-' */
 	char *bank_name; /* [bank] name: shown to people */
@@ -43,6 +56,20 @@ struct config {
 	int64_t max_exchange;    /* [ledger] max_exchange, minutes */
 
 	int active_days; /* [reports] active_days: "active" = exchanged within this many days */
+
+	/* [federation]: absent, the daemon links to no one. */
+	int fed_enabled;
+	char *fed_role; /* "bank" or "observer" (the national body) */
+	char *fed_host; /* listen = host:port */
+	int fed_port;
+	char *fed_ca;		/* the network CA's certificate */
+	char *fed_crl;		/* its revocation list */
+	char *fed_cert;		/* this daemon's certificate */
+	char *fed_key;		/* and its private key */
+	char *fed_signing_key;	/* Ed25519 private key signing every message */
+	char *fed_previous_key; /* the key before a rotation, announced and then retired */
+	struct config_peer peers[CONFIG_MAX_PEERS];
+	int npeers;
 };
 
 /* Parses INI text. Relative paths are resolved against base_dir (NULL: as
@@ -51,6 +78,8 @@ struct config *config_parse(const char *text, const char *base_dir, struct confi
 /* Reads and parses a file; problems reading it are reported as line 0. */
 struct config *config_load(const char *path, struct config_problems *probs);
 void config_free(struct config *cfg);
+const struct config_peer *config_peer(const struct config *cfg, const char *id);
+
 /* Prints "path:line: message" for each problem. */
 void config_problems_print(FILE *out, const char *path, const struct config_problems *probs);
 

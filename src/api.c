@@ -19,6 +19,7 @@ struct api {
 	char *bank_id;
 	char *bank_name;
 	char *token_file;
+	struct fed *fed;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct db *db;
@@ -52,6 +53,21 @@ const struct api_limits *api_limits(const struct api *api)
 const char *api_bank_id(const struct api *api)
 {
 	return api->bank_id;
+}
+
+void api_set_fed(struct api *api, struct fed *fed)
+{
+	api->fed = fed;
+}
+
+struct fed *api_fed(const struct api *api)
+{
+	return api->fed;
+}
+
+struct db *api_db(const struct api *api)
+{
+	return api->db;
 }
 
 const char *api_bank_name(const struct api *api)

@@ -44,6 +44,14 @@ static const struct key keys[] = {
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
     {"reports", "active_days", KT_INT, OFF(active_days), 0, 1, 3660},
+    {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
+    {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
+    {"federation", "ca", KT_PATH, OFF(fed_ca), 0, 0, 0},
+    {"federation", "crl", KT_PATH, OFF(fed_crl), 0, 0, 0},
+    {"federation", "cert", KT_PATH, OFF(fed_cert), 0, 0, 0},
+    {"federation", "key", KT_PATH, OFF(fed_key), 0, 0, 0},
+    {"federation", "signing_key", KT_PATH, OFF(fed_signing_key), 0, 0, 0},
+    {"federation", "previous_signing_key", KT_PATH, OFF(fed_previous_key), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -96,21 +104,21 @@ static char *resolve_path(const char *base_dir, const char *value)
 	return out;
 }
 
-static int parse_listen(struct config *cfg, const char *value)
+static int parse_listen(const char *value, char **host, int *port)
 {
 	const char *colon = strrchr(value, ':');
 	char *end;
-	long port;
+	long n;
 
 	if (colon == NULL || colon == value)
 		return -1;
 	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || end == colon + 1 || port < 0 || port > 65535)
+	n = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || n < 0 || n > 65535)
 		return -1;
-	free(cfg->admin_host);
-	cfg->admin_host = strndup(value, (size_t)(colon - value));
-	cfg->admin_port = (int)port;
+	free(*host);
+	*host = strndup(value, (size_t)(colon - value));
+	*port = (int)n;
 	return 0;
 }
 
@@ -180,7 +188,10 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 		*(int64_t *)field = minutes;
 		return 0;
 	case KT_LISTEN:
-		if (parse_listen(p->cfg, value) == -1) {
+		if (parse_listen(value,
+				 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_host : &p->cfg->fed_host,
+				 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_port : &p->cfg->fed_port) ==
+		    -1) {
 			snprintf(err, len, "listen must be host:port, like 127.0.0.1:8401");
 			return -1;
 		}
@@ -189,10 +200,66 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 	return -1;
 }
 
+const struct config_peer *config_peer(const struct config *cfg, const char *id)
+{
+	for (int i = 0; i < cfg->npeers; i++)
+		if (strcmp(cfg->peers[i].id, id) == 0)
+			return &cfg->peers[i];
+	return NULL;
+}
+
+/* A key of a [peer ID] section. */
+static void on_peer_key(struct parse *p, const char *id, const char *name, const char *value)
+{
+	struct config_peer *peer = (struct config_peer *)config_peer(p->cfg, id);
+	int64_t minutes;
+
+	if (peer == NULL) {
+		if (!valid_bank_id(id)) {
+			problem(p->probs, p->line, "peer id '%s' must be 2-32 lower-case letters, "
+				"digits or '-'", id);
+			return;
+		}
+		if (p->cfg->npeers == CONFIG_MAX_PEERS) {
+			problem(p->probs, p->line, "more than %d peers", CONFIG_MAX_PEERS);
+			return;
+		}
+		peer = &p->cfg->peers[p->cfg->npeers++];
+		peer->id = strdup(id);
+		peer->kind = strdup("bank");
+		peer->exposure_limit = 100 * 60;
+		peer->line = p->line;
+	}
+	if (strcmp(name, "address") == 0) {
+		if (parse_listen(value, &peer->host, &peer->port) == -1)
+			problem(p->probs, p->line, "address must be host:port");
+	} else if (strcmp(name, "signing_key") == 0) {
+		free(peer->signing_key);
+		peer->signing_key = resolve_path(p->base_dir, value);
+	} else if (strcmp(name, "kind") == 0) {
+		if (strcmp(value, "bank") != 0 && strcmp(value, "observer") != 0)
+			problem(p->probs, p->line, "kind must be bank or observer");
+		free(peer->kind);
+		peer->kind = strdup(value);
+	} else if (strcmp(name, "exposure_limit") == 0) {
+		if (hours_parse(value, &minutes) == -1 || minutes < 0)
+			problem(p->probs, p->line, "exposure_limit must be hours, like 50h");
+		else
+			peer->exposure_limit = minutes;
+	} else {
+		problem(p->probs, p->line, "unknown key '%s' in [peer %s]", name, id);
+	}
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
 	char err[160];
+
+	if (strncmp(section, "peer ", 5) == 0) {
+		on_peer_key(p, section + 5, name, value);
+		return 1;
+	}
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
@@ -244,6 +311,38 @@ static void set_defaults(struct config *cfg)
 	cfg->active_days = 90;
 }
 
+static void check_federation(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+	const char *need[] = {"listen", "ca", "crl", "cert", "key", "signing_key"};
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].section, "federation") == 0 && p->seen[i])
+			cfg->fed_enabled = 1;
+	if (!cfg->fed_enabled && cfg->npeers > 0)
+		problem(p->probs, cfg->peers[0].line, "peers need a [federation] section");
+	if (!cfg->fed_enabled)
+		return;
+	for (size_t n = 0; n < sizeof(need) / sizeof(need[0]); n++)
+		for (size_t i = 0; i < NKEYS; i++)
+			if (strcmp(keys[i].section, "federation") == 0 &&
+			    strcmp(keys[i].name, need[n]) == 0 && !p->seen[i])
+				problem(p->probs, 0, "missing '%s' in [federation]", need[n]);
+	if (cfg->fed_role == NULL)
+		cfg->fed_role = strdup("bank");
+	else if (strcmp(cfg->fed_role, "bank") != 0 && strcmp(cfg->fed_role, "observer") != 0)
+		problem(p->probs, 0, "role in [federation] must be bank or observer");
+	for (int i = 0; i < cfg->npeers; i++) {
+		struct config_peer *peer = &cfg->peers[i];
+		if (peer->host == NULL)
+			problem(p->probs, peer->line, "[peer %s] needs an address", peer->id);
+		if (peer->signing_key == NULL)
+			problem(p->probs, peer->line, "[peer %s] needs its signing_key", peer->id);
+		if (cfg->bank_id != NULL && strcmp(peer->id, cfg->bank_id) == 0)
+			problem(p->probs, peer->line, "a bank cannot be its own peer");
+	}
+}
+
 static void check_whole(struct parse *p)
 {
 	struct config *cfg = p->cfg;
@@ -262,6 +361,7 @@ static void check_whole(struct parse *p)
 		cfg->pg_user = strdup("postgres");
 	if (cfg->log_level == NULL)
 		cfg->log_level = strdup("info");
+	check_federation(p);
 }
 
 struct config *config_parse(const char *text, const char *base_dir, struct config_problems *probs)
@@ -341,6 +441,20 @@ void config_free(struct config *cfg)
 	free(cfg->pg_user);
 	free(cfg->admin_host);
 	free(cfg->token_file);
+	free(cfg->fed_role);
+	free(cfg->fed_host);
+	free(cfg->fed_ca);
+	free(cfg->fed_crl);
+	free(cfg->fed_cert);
+	free(cfg->fed_key);
+	free(cfg->fed_signing_key);
+	free(cfg->fed_previous_key);
+	for (int i = 0; i < cfg->npeers; i++) {
+		free(cfg->peers[i].id);
+		free(cfg->peers[i].host);
+		free(cfg->peers[i].signing_key);
+		free(cfg->peers[i].kind);
+	}
 	free(cfg);
 }
 

@@ -1,0 +1,34 @@
+/* fed: the federation link. Mutual TLS 1.3 to every configured peer, a
+ * session state machine per peer, and over it the durable exactly-once
+ * channel whose state lives in the ledger database (src/sql/003). */
+#ifndef TB_FED_H
+#define TB_FED_H
+
+#include "config.h"
+#include "db.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+
+struct fed;
+
+/* Starts listening and dialing. Borrows db; copies what it needs of cfg.
+ * NULL with the reason logged (start-up only). */
+struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db *db);
+/* Stops the link: closes every session. Database answers that come later
+ * are ignored. Call before freeing the db. */
+void fed_stop(struct fed *fed);
+void fed_free(struct fed *fed); /* accepts NULL */
+
+/* New messages were queued: seal and send them now rather than at the next
+ * tick. */
+void fed_kick(struct fed *fed);
+
+/* Each peer's link as tbctl peers shows it, merged with the channel's
+ * counters from the database (tb_fed_state(), may be NULL). New reference. */
+json_t *fed_peers_json(const struct fed *fed, const json_t *db_state);
+
+/* Re-reads the CRL (SIGHUP): new connections use it. 0 or -1. */
+int fed_reload_crl(struct fed *fed, const char *crl_path);
+
+#endif

@@ -1,0 +1,126 @@
+/* fed_internal: what the federation link's files share (fed.c: connections
+ * and sessions; fed_tls.c: TLS; fed_chan.c: the channel in the database).
+ * Not for other modules. */
+#ifndef TB_FED_INTERNAL_H
+#define TB_FED_INTERNAL_H
+
+#include "crypto.h"
+#include "envelope.h"
+#include "fed.h"
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#define FED_MAX_KEYS 4
+#define FED_MAX_REFUSALS 5 /* refusals on one session before it is dropped */
+
+enum peer_state {
+	PEER_IDLE,
+	PEER_CONNECTING, /* TCP and TLS to the peer */
+	PEER_HELLO,	 /* TLS up, hellos being exchanged */
+	PEER_ESTABLISHED,
+	PEER_BACKOFF, /* waiting before dialing again */
+};
+
+struct fed_peer;
+
+/* One TLS connection, dialed or accepted. */
+struct fed_conn {
+	struct fed *fed;
+	struct bufferevent *bev;
+	struct fed_peer *peer; /* known once TLS names it */
+	int outbound;
+	int closing; /* closed: freed when the loop comes round */
+	int hello_received;
+	uint64_t peer_applied; /* from the peer's hello */
+	int refusals;
+	char addr[64];
+	LIST_ENTRY(fed_conn) next;
+};
+
+struct fed_peer {
+	struct fed *fed;
+	char *id;
+	char *host;
+	int port;
+	char *kind;
+	struct crypto_key *keys[FED_MAX_KEYS]; /* pinned, plus rotated ones */
+	int nkeys;
+
+	enum peer_state state;
+	time_t since;
+	char last_error[256];
+	struct fed_conn *session; /* the one established session */
+	struct fed_conn *dialing; /* our outbound attempt, until established */
+	struct event *timer;	  /* the next dial */
+	int backoff_ms;
+	time_t penalty_until; /* misbehaved: refuse it until then */
+	unsigned generation;  /* bumped per session, to spot stale answers */
+
+	/* The channel (mirrors of fed_peers, kept by fed_chan.c). */
+	uint64_t in_applied;
+	uint64_t sealed;
+	uint64_t acked;
+	uint64_t send_after; /* sent to this session up to here */
+	int pumping;
+	int applying;
+	int acking;
+	json_t *pending; /* verified messages waiting to be applied */
+	char checkpoint[16];
+
+	/* Counters for tbctl peers and metrics. */
+	unsigned long long sent, received, duplicates, refused;
+};
+
+struct fed {
+	struct event_base *base;
+	struct db *db;
+	char *bank_id;
+	char *role;
+	SSL_CTX *ctx;
+	struct crypto_key *sign_key;
+	struct evconnlistener *listener;
+	struct fed_peer peers[CONFIG_MAX_PEERS];
+	int npeers;
+	LIST_HEAD(, fed_conn) conns;
+	struct event *tick;	/* sealing, checkpoints, pings */
+	struct event *kick;	/* seal now */
+	int loaded;		/* channel state read from the database */
+	int stopping;		/* shutting down: database answers are ignored */
+	int sealing;
+	time_t last_checkpoint;
+};
+
+/* fed_tls.c */
+SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen);
+/* The bank id a connected peer's certificate names; 0 or -1. */
+int fed_tls_peer_id(SSL *ssl, char *out, size_t len);
+/* Why a TLS connection failed, for the log and tbctl peers. */
+void fed_tls_error(struct bufferevent *bev, char *buf, size_t len);
+
+/* fed.c */
+void fed_conn_close(struct fed_conn *conn, const char *why);
+/* Seals and writes a session message (sequence 0) on conn. */
+void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body);
+void fed_conn_refuse(struct fed_conn *conn, const char *what);
+struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
+
+void fed_start_dialing(struct fed *fed);
+
+/* fed_chan.c */
+void fed_chan_load(struct fed *fed);
+void fed_chan_seal(struct fed *fed);
+void fed_chan_pump(struct fed_peer *peer);
+void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
+		       size_t raw_len);
+void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
+void fed_chan_checkpoint_send(struct fed_peer *peer);
+void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
+			       size_t head_len);
+void fed_chan_session_started(struct fed_peer *peer);
+
+#endif

@@ -1,0 +1,504 @@
+/* The federation channel over a session: sealing queued messages once and
+ * in order, sending them from where the peer says it stands, applying what
+ * arrives in order and acknowledging it after commit, and comparing signed
+ * checkpoints. The state is in the database (src/sql/003_federation.sql);
+ * the fields of struct fed_peer mirror it. */
+#include "fed_internal.h"
+
+#include "frame.h"
+#include "log.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define SEAL_BATCH 1000
+#define SEND_BATCH 500
+#define APPLY_BATCH 500
+#define PENDING_MAX 4000	     /* stop reading a peer with this many waiting */
+#define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
+
+/* A database call about one peer's session. */
+struct chan_call {
+	struct fed_peer *peer;
+	unsigned generation;
+	uint64_t seq;
+};
+
+static struct chan_call *call_new(struct fed_peer *peer, uint64_t seq)
+{
+	struct chan_call *c = malloc(sizeof(*c));
+
+	c->peer = peer;
+	c->generation = peer->generation;
+	c->seq = seq;
+	return c;
+}
+
+/* The same session as when the call was made, still up. */
+static int call_current(const struct chan_call *c)
+{
+	return c->peer->session != NULL && c->peer->generation == c->generation;
+}
+
+/* The JSON text of a one-value answer, or NULL. */
+static json_t *answer(const struct db_result *r, const char *what, const char *peer)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (r->status != DB_OK) {
+		log_warn("fed: %s%s%s: the database said no: %s", what, peer ? " for " : "",
+			 peer ? peer : "",
+			 r->status == DB_ERROR && r->message ? r->message : "unavailable");
+		return NULL;
+	}
+	j = json_loads(PQgetvalue(r->res, 0, 0), 0, &err);
+	return j;
+}
+
+static int query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
+		 void *arg)
+{
+	enum db_status st;
+
+	return db_query(fed->db, sql, n, params, cb, arg, &st);
+}
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static void on_loaded(void *arg, const struct db_result *r)
+{
+	struct fed *fed = arg;
+	json_t *rows, *row;
+	size_t i;
+
+	fed->sealing = 0;
+	if (fed->stopping || (rows = answer(r, "reading the channel state", NULL)) == NULL)
+		return; /* the next tick tries again */
+	json_array_foreach(rows, i, row)
+	{
+		struct fed_peer *peer =
+			fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
+		if (peer == NULL)
+			continue;
+		peer->in_applied = (uint64_t)json_integer_value(json_object_get(row, "applied"));
+		peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
+		peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
+		if (json_is_true(json_object_get(row, "diverged")))
+			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "diverged");
+	}
+	json_decref(rows);
+	fed->loaded = 1;
+	fed_start_dialing(fed);
+}
+
+void fed_chan_load(struct fed *fed)
+{
+	char ids[CONFIG_MAX_PEERS * 34 + 3];
+	size_t n = 0;
+	const char *params[1] = {ids};
+
+	if (fed->sealing)
+		return;
+	ids[n++] = '{';
+	for (int i = 0; i < fed->npeers; i++)
+		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
+				      fed->peers[i].id);
+	snprintf(ids + n, sizeof(ids) - n, "}");
+	if (query(fed, "SELECT tb_fed_peers($1::text[])::text", 1, params, on_loaded, fed) == 0)
+		fed->sealing = 1;
+}
+
+/* ---- sealing ---------------------------------------------------------- */
+
+static void on_sealed(void *arg, const struct db_result *r)
+{
+	struct fed *fed = arg;
+	json_t *rows, *row;
+	size_t i;
+
+	fed->sealing = 0;
+	if (fed->stopping || (rows = answer(r, "storing sealed messages", NULL)) == NULL)
+		return;
+	json_array_foreach(rows, i, row)
+	{
+		struct fed_peer *peer =
+			fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
+		if (peer != NULL) {
+			peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
+			fed_chan_pump(peer);
+		}
+	}
+	json_decref(rows);
+	fed_kick(fed); /* there may be more */
+}
+
+/* Signs one queued row; appends {peer, seq, envelope, hash} to items and
+ * leaves its hash in prev. -1 when the body is not a channel message. */
+static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_prev, json_t *items)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__TestMessage test;
+	const char *peer = json_string_value(json_object_get(row, "peer"));
+	uint64_t seq = (uint64_t)json_integer_value(json_object_get(row, "seq"));
+	uint8_t *env, hash[CRYPTO_HASH_LEN];
+	char hash_hex[2 * CRYPTO_HASH_LEN + 1], *env_hex;
+	size_t len;
+
+	if (env_body_from_json(json_object_get(row, "body"), &body, &test) == -1 ||
+	    env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, now_ms(), &body,
+		     fed->sign_key, &env, &len, hash) == -1)
+		return -1;
+	env_hex = malloc(2 * len + 1);
+	crypto_hex(env, len, env_hex);
+	crypto_hex(hash, sizeof(hash), hash_hex);
+	json_array_append_new(items, json_pack("{sssIssss}", "peer", peer, "seq", (json_int_t)seq,
+					       "envelope", env_hex, "hash", hash_hex));
+	free(env_hex);
+	free(env);
+	memcpy(prev, hash, CRYPTO_HASH_LEN);
+	return 0;
+}
+
+static void on_unsealed(void *arg, const struct db_result *r)
+{
+	struct fed *fed = arg;
+	json_t *rows, *row, *items;
+	uint8_t prev[CRYPTO_HASH_LEN];
+	const char *current = "";
+	int has_prev = 0;
+	char *text;
+	size_t i;
+
+	fed->sealing = 0;
+	if (fed->stopping || (rows = answer(r, "reading the outbox", NULL)) == NULL)
+		return;
+	items = json_array();
+	/* Each peer's rows chain on from the head already sealed. */
+	json_array_foreach(rows, i, row)
+	{
+		const char *peer = json_string_value(json_object_get(row, "peer"));
+		if (strcmp(peer, current) != 0) {
+			current = peer;
+			has_prev = crypto_unhex(json_string_value(json_object_get(row, "prev")), prev,
+						sizeof(prev)) == CRYPTO_HASH_LEN;
+		}
+		if (seal_row(fed, row, prev, has_prev, items) == -1) {
+			log_error("fed: message %lld to %s cannot be sealed; its stream waits",
+				  (long long)json_integer_value(json_object_get(row, "seq")), peer);
+			break;
+		}
+		has_prev = 1;
+	}
+	json_decref(rows);
+	if (json_array_size(items) > 0) {
+		text = json_dumps(items, JSON_COMPACT);
+		const char *params[1] = {text};
+		if (query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed, fed) == 0)
+			fed->sealing = 1;
+		free(text);
+	}
+	json_decref(items);
+}
+
+void fed_chan_seal(struct fed *fed)
+{
+	char lim[16];
+	const char *params[1] = {lim};
+
+	if (!fed->loaded || fed->sealing || fed->stopping)
+		return;
+	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
+	if (query(fed, "SELECT tb_fed_unsealed($1::int)::text", 1, params, on_unsealed, fed) == 0)
+		fed->sealing = 1;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void on_outbox(void *arg, const struct db_result *r)
+{
+	struct chan_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *rows, *row;
+	uint8_t header[FRAME_HEADER], *env;
+	size_t i;
+
+	peer->pumping = 0;
+	if (peer->fed->stopping) {
+		free(c);
+		return;
+	}
+	rows = answer(r, "reading sealed messages", peer->id);
+	if (rows != NULL && call_current(c)) {
+		json_array_foreach(rows, i, row)
+		{
+			uint64_t seq = (uint64_t)json_integer_value(json_array_get(row, 0));
+			const char *hex = json_string_value(json_array_get(row, 1));
+			size_t len = strlen(hex) / 2;
+			if (seq <= peer->send_after)
+				continue;
+			env = malloc(len);
+			crypto_unhex(hex, env, len);
+			frame_header((uint32_t)len, header);
+			bufferevent_write(peer->session->bev, header, sizeof(header));
+			bufferevent_write(peer->session->bev, env, len);
+			free(env);
+			peer->send_after = seq;
+			peer->sent++;
+		}
+	}
+	json_decref(rows);
+	free(c);
+	if (r->status == DB_OK)
+		fed_chan_pump(peer);
+}
+
+void fed_chan_pump(struct fed_peer *peer)
+{
+	char after[24], lim[16];
+	const char *params[3] = {peer->id, after, lim};
+	struct chan_call *c;
+
+	if (peer->session == NULL || peer->pumping || peer->send_after >= peer->sealed ||
+	    peer->fed->stopping ||
+	    evbuffer_get_length(bufferevent_get_output(peer->session->bev)) > SEND_BUFFER)
+		return;
+	snprintf(after, sizeof(after), "%llu", (unsigned long long)peer->send_after);
+	snprintf(lim, sizeof(lim), "%d", SEND_BATCH);
+	c = call_new(peer, 0);
+	if (query(peer->fed, "SELECT tb_fed_outbox($1, $2::bigint, $3::int)::text", 3, params,
+		  on_outbox, c) == 0)
+		peer->pumping = 1;
+	else
+		free(c);
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+static void apply_next(struct fed_peer *peer);
+
+static void send_ack(struct fed_peer *peer, uint64_t seq)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__Ack ack = TIMEBANK__V1__ACK__INIT;
+
+	ack.sequence = seq;
+	body.kind_case = TIMEBANK__V1__BODY__KIND_ACK;
+	body.ack = &ack;
+	fed_conn_send(peer->session, &body);
+}
+
+static void on_applied(void *arg, const struct db_result *r)
+{
+	struct chan_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *res;
+	const char *err;
+
+	peer->applying = 0;
+	if (peer->fed->stopping) {
+		free(c);
+		return;
+	}
+	res = answer(r, "applying messages", peer->id);
+	if (res == NULL) {
+		/* Nothing was applied: the peer sends it all again next session. */
+		if (call_current(c))
+			fed_conn_close(peer->session, "the database could not apply its messages");
+		free(c);
+		return;
+	}
+	peer->in_applied = (uint64_t)json_integer_value(json_object_get(res, "applied"));
+	peer->duplicates += (unsigned long long)json_integer_value(json_object_get(res, "duplicates"));
+	err = json_string_value(json_object_get(res, "error"));
+	if (call_current(c)) {
+		send_ack(peer, peer->in_applied);
+		if (err != NULL) {
+			char what[96];
+			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)", err,
+				 (long long)json_integer_value(json_object_get(res, "error_seq")),
+				 (unsigned long long)peer->in_applied);
+			/* What followed the bad message cannot apply either. */
+			json_array_clear(peer->pending);
+			fed_conn_refuse(peer->session, what);
+		}
+		if (peer->session != NULL)
+			bufferevent_enable(peer->session->bev, EV_READ);
+	}
+	json_decref(res);
+	free(c);
+	apply_next(peer);
+}
+
+static void apply_next(struct fed_peer *peer)
+{
+	size_t n = json_array_size(peer->pending);
+	json_t *batch;
+	char *text;
+	struct chan_call *c;
+
+	if (peer->applying || n == 0 || peer->session == NULL)
+		return;
+	if (n > APPLY_BATCH)
+		n = APPLY_BATCH;
+	batch = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append(batch, json_array_get(peer->pending, i));
+	for (size_t i = 0; i < n; i++)
+		json_array_remove(peer->pending, 0);
+	text = json_dumps(batch, JSON_COMPACT);
+	json_decref(batch);
+	const char *params[2] = {peer->id, text};
+	c = call_new(peer, 0);
+	if (query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
+		  c) == 0) {
+		peer->applying = 1;
+	} else {
+		free(c);
+		fed_conn_close(peer->session, "the database is unavailable");
+	}
+	free(text);
+}
+
+void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
+		       size_t raw_len)
+{
+	struct fed_peer *peer = conn->peer;
+	json_t *body = env_body_to_json(msg->sp->body);
+	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1], *env;
+
+	peer->received++;
+	crypto_hex(msg->hash, CRYPTO_HASH_LEN, hash);
+	crypto_hex(msg->sp->prev_hash.data, msg->sp->prev_hash.len, prev);
+	env = malloc(2 * raw_len + 1);
+	crypto_hex(raw, raw_len, env);
+	json_array_append_new(peer->pending,
+			      json_pack("{sIsssssoso}", "seq", (json_int_t)msg->sp->sequence,
+					"prev", prev, "hash", hash, "envelope", json_string(env),
+					"body", body));
+	free(env);
+	/* Back-pressure: a peer far ahead of the database waits. */
+	if (json_array_size(peer->pending) >= PENDING_MAX)
+		bufferevent_disable(conn->bev, EV_READ);
+	apply_next(peer);
+}
+
+/* ---- acknowledgements and checkpoints ----------------------------------- */
+
+static void on_acked(void *arg, const struct db_result *r)
+{
+	struct chan_call *c = arg;
+	struct fed_peer *peer = c->peer;
+
+	peer->acking = 0;
+	if (!peer->fed->stopping && r->status == DB_OK && peer->acked > c->seq)
+		fed_chan_ack(peer, peer->acked); /* a later ack came meanwhile */
+	free(c);
+}
+
+void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
+{
+	char s[24];
+	const char *params[2] = {peer->id, s};
+	struct chan_call *c;
+
+	if (seq > peer->sealed) {
+		log_warn("fed: %s acknowledged %llu, beyond the %llu we sent; ignored", peer->id,
+			 (unsigned long long)seq, (unsigned long long)peer->sealed);
+		return;
+	}
+	if (seq > peer->acked)
+		peer->acked = seq;
+	if (peer->acking)
+		return;
+	snprintf(s, sizeof(s), "%llu", (unsigned long long)peer->acked);
+	c = call_new(peer, peer->acked);
+	if (query(peer->fed, "SELECT tb_fed_acked($1, $2::bigint)", 2, params, on_acked, c) == 0)
+		peer->acking = 1;
+	else
+		free(c);
+}
+
+static void on_checkpoint(void *arg, const struct db_result *r)
+{
+	struct chan_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *cp = peer->fed->stopping ? NULL : answer(r, "reading a checkpoint", peer->id);
+	uint8_t head[CRYPTO_HASH_LEN];
+	long n;
+
+	if (cp != NULL && call_current(c)) {
+		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+		Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
+		n = crypto_unhex(json_string_value(json_object_get(cp, "head")), head, sizeof(head));
+		checkpoint.sequence = (uint64_t)json_integer_value(json_object_get(cp, "seq"));
+		checkpoint.chain_head.data = head;
+		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
+		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
+		body.checkpoint = &checkpoint;
+		fed_conn_send(peer->session, &body);
+	}
+	json_decref(cp);
+	free(c);
+}
+
+void fed_chan_checkpoint_send(struct fed_peer *peer)
+{
+	const char *params[1] = {peer->id};
+	struct chan_call *c = call_new(peer, 0);
+
+	if (query(peer->fed, "SELECT tb_fed_checkpoint($1)::text", 1, params, on_checkpoint, c) ==
+	    -1)
+		free(c);
+}
+
+static void on_checkpoint_checked(void *arg, const struct db_result *r)
+{
+	struct chan_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	const char *verdict;
+
+	if (!peer->fed->stopping && r->status == DB_OK) {
+		verdict = PQgetvalue(r->res, 0, 0);
+		if (strcmp(verdict, "diverged") == 0 && strcmp(peer->checkpoint, "diverged") != 0)
+			log_error("fed: peer %s has DIVERGED: its checkpoint at %llu does not match "
+				  "what we applied; no new proposals go to it",
+				  peer->id, (unsigned long long)c->seq);
+		if (strcmp(peer->checkpoint, "diverged") != 0)
+			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s", verdict);
+	}
+	free(c);
+}
+
+void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
+			       size_t head_len)
+{
+	char s[24], hex[2 * CRYPTO_HASH_LEN + 1];
+	const char *params[3] = {peer->id, s, hex};
+	struct chan_call *c;
+
+	if (head_len > CRYPTO_HASH_LEN)
+		head_len = 0;
+	crypto_hex(head, head_len, hex);
+	snprintf(s, sizeof(s), "%llu", (unsigned long long)seq);
+	c = call_new(peer, seq);
+	if (query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
+		  on_checkpoint_checked, c) == -1)
+		free(c);
+}
+
+void fed_chan_session_started(struct fed_peer *peer)
+{
+	fed_chan_checkpoint_send(peer);
+	fed_chan_pump(peer);
+}
