@@ -91,6 +91,8 @@ int tbctl_statement(const struct tbctl *t, int argc, char **argv);
 int tbctl_statements(const struct tbctl *t, int argc, char **argv);
 int tbctl_report(const struct tbctl *t, int argc, char **argv);
 int tbctl_token(const struct tbctl *t, int argc, char **argv);
+int tbctl_peers(const struct tbctl *t, int argc, char **argv);
+int tbctl_federation(const struct tbctl *t, int argc, char **argv);
 
 /* Output formats for statements and reports. */
 enum tbctl_format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };

@@ -38,6 +38,10 @@ static void usage(FILE *out)
 	    "  report categories|new-members|referrals [--month M | --from D --to D]\n"
 	    "  report active [--days N] [--as-of D]          (all with [--format text|csv|json])\n"
 	    "  audit\n"
+	    "federation:\n"
+	    "  peers                      each peer's link, channel and checkpoint\n"
+	    "  federation test PEER [--count N] [--text T]\n"
+	    "                             send test messages over the channel to PEER\n"
 	    "tokens:\n"
 	    "  token create --name NAME --role coordinator|broker|viewer\n"
 	    "  token list\n"
@@ -96,7 +100,8 @@ int main(int argc, char **argv)
 	    {"org", tbctl_org},
 	    {"statement", tbctl_statement},
 	    {"statements", tbctl_statements},
-	    {"report", tbctl_report},
+	    {"report", tbctl_report}, {"peers", tbctl_peers},
+	    {"federation", tbctl_federation},
 	    {"token", tbctl_token},
 	};
 
