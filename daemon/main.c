@@ -49,8 +49,27 @@ static struct api_limits limits_of(const struct config *cfg)
 	return l;
 }
 
+/* Every configured peer has its channel row before anything can queue to it. */
+static void register_peers(PGconn *c, const struct config *cfg)
+{
+	char ids[CONFIG_MAX_PEERS * 34 + 3];
+	const char *params[1] = {ids};
+	size_t n = 0;
+	PGresult *r;
+
+	ids[n++] = '{';
+	for (int i = 0; i < cfg->npeers; i++)
+		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
+				      cfg->peers[i].id);
+	snprintf(ids + n, sizeof(ids) - n, "}");
+	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[])", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fatal("cannot register the peers: %s", PQresultErrorMessage(r));
+	PQclear(r);
+}
+
 /* Start-up only: waits for the database, then brings its schema up to date. */
-static void migrate(const char *conninfo)
+static void migrate(const char *conninfo, const struct config *cfg)
 {
 	time_t deadline = time(NULL) + CONNECT_WAIT_SECONDS;
 	PGconn *c;
@@ -68,6 +87,8 @@ static void migrate(const char *conninfo)
 		PQfinish(c);
 		fatal("the database schema could not be brought up to date; not starting");
 	}
+	if (cfg->fed_enabled)
+		register_peers(c, cfg);
 	PQfinish(c);
 }
 
@@ -189,7 +210,7 @@ static int run(struct daemon *d)
 	} else {
 		conninfo = strdup(d->cfg->database);
 	}
-	migrate(conninfo);
+	migrate(conninfo, d->cfg);
 
 	d->base = event_base_new();
 	d->db = db_new(d->base, conninfo, d->cfg->db_pool);

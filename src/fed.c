@@ -135,6 +135,8 @@ void fed_conn_refuse(struct fed_conn *conn, const char *what)
 {
 	struct fed_peer *peer = conn->peer;
 
+	if (conn->closing)
+		return;
 	peer->refused++;
 	log_warn("fed: refused a message from %s: %s", peer->id, what);
 	if (++conn->refusals >= FED_MAX_REFUSALS) {
@@ -330,6 +332,10 @@ static void on_connected(struct fed_conn *conn)
 			return;
 		}
 		conn->peer = peer;
+		if (!conn->fed->loaded) {
+			fed_conn_close(conn, "not ready: the channel state is still being read");
+			return;
+		}
 		if (peer->penalty_until > time(NULL)) {
 			fed_conn_close(conn, "it misbehaved recently; refused for now");
 			return;

@@ -318,8 +318,14 @@ static void on_applied(void *arg, const struct db_result *r)
 		free(c);
 		return;
 	}
-	peer->in_applied = (uint64_t)json_integer_value(json_object_get(res, "applied"));
-	peer->duplicates += (unsigned long long)json_integer_value(json_object_get(res, "duplicates"));
+	uint64_t applied = (uint64_t)json_integer_value(json_object_get(res, "applied"));
+	uint64_t dups = (uint64_t)json_integer_value(json_object_get(res, "duplicates"));
+	/* c->seq: how many the batch held, so what the database skipped after a
+	 * refused message is refused too. */
+	uint64_t skipped = c->seq - (applied - peer->in_applied) - dups;
+
+	peer->in_applied = applied;
+	peer->duplicates += dups;
 	err = json_string_value(json_object_get(res, "error"));
 	if (call_current(c)) {
 		send_ack(peer, peer->in_applied);
@@ -328,9 +334,12 @@ static void on_applied(void *arg, const struct db_result *r)
 			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)", err,
 				 (long long)json_integer_value(json_object_get(res, "error_seq")),
 				 (unsigned long long)peer->in_applied);
-			/* What followed the bad message cannot apply either. */
-			json_array_clear(peer->pending);
 			fed_conn_refuse(peer->session, what);
+			/* What followed the bad message cannot apply either. */
+			skipped += json_array_size(peer->pending);
+			json_array_clear(peer->pending);
+			for (uint64_t i = 1; i < skipped && peer->session != NULL; i++)
+				fed_conn_refuse(peer->session, "a message after a refused one");
 		}
 		if (peer->session != NULL)
 			bufferevent_enable(peer->session->bev, EV_READ);
@@ -359,7 +368,7 @@ static void apply_next(struct fed_peer *peer)
 	text = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	const char *params[2] = {peer->id, text};
-	c = call_new(peer, 0);
+	c = call_new(peer, n);
 	if (query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
 		  c) == 0) {
 		peer->applying = 1;

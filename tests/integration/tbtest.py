@@ -206,3 +206,42 @@ def ledger_snapshot(cluster, db):
         " || (SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '') FROM transfers t)"
         " || (SELECT coalesce(md5(string_agg(e::text, '|' ORDER BY id)), '') FROM entries e)",
         db).stdout
+
+
+TBPKI = os.path.join(REPO, "deploy", "pki", "tbpki")
+
+
+def make_pki(root, banks):
+    """A network CA under root/ca and, for each bank, root/BANK/ keys."""
+    subprocess.run([TBPKI, "ca", f"{root}/ca"], check=True, stdout=subprocess.DEVNULL)
+    for b in banks:
+        subprocess.run([TBPKI, "issue", f"{root}/ca", b, f"{root}/{b}"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return root
+
+
+def federation_config(pki, bank, port, peers):
+    """The [federation] and [peer] sections for bank; peers maps id to port."""
+    text = (f"\n[federation]\nlisten = 127.0.0.1:{port}\nca = {pki}/ca/ca.crt\n"
+            f"crl = {pki}/ca/crl.pem\ncert = {pki}/{bank}/{bank}.crt\n"
+            f"key = {pki}/{bank}/{bank}.key\nsigning_key = {pki}/{bank}/{bank}.sign.key\n")
+    for peer, peer_port in peers.items():
+        text += (f"\n[peer {peer}]\naddress = 127.0.0.1:{peer_port}\n"
+                 f"signing_key = {pki}/{peer}/{peer}.sign.pub\n")
+    return text
+
+
+def wait_for(check, timeout=60, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def peer_state(bank, peer):
+    for p in bank.api("GET", "/v1/peers")[1]["peers"]:
+        if p["peer"] == peer:
+            return p
+    raise AssertionError(f"{bank.url} has no peer {peer}")
