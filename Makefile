@@ -41,7 +41,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo demo-up demo-down bench format install clean
+.PHONY: all check unit integration deps demo demo-up demo-down bench fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -83,6 +83,19 @@ integration: all
 check: deps
 	$(MAKE) all unit
 	$(MAKE) integration
+
+# A libFuzzer target (clang) for framing and envelope opening, run for a
+# bounded time; a crash or a leak fails it.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := src/crypto.c src/frame.c src/envelope.c
+fuzz: deps $(PROTO_C)
+	@mkdir -p build/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+		-I$(BUILD)/gen $(shell pkg-config --cflags jansson libprotobuf-c) \
+		-o build/fuzz/fuzz_envelope tests/fuzz/fuzz_envelope.c $(FUZZ_SRC) $(PROTO_C) \
+		$(shell pkg-config --libs openssl jansson libprotobuf-c)
+	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		-print_final_stats=1 build/fuzz/corpus
 
 bench: deps all
 	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench_exchanges.py
