@@ -60,7 +60,7 @@ static void register_peers(PGconn *c, const struct config *cfg)
 	ids[n++] = '{';
 	for (int i = 0; i < cfg->npeers; i++)
 		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
-				      cfg->peers[i].id);
+		                      cfg->peers[i].id);
 	snprintf(ids + n, sizeof(ids) - n, "}");
 	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[])", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)

@@ -24,13 +24,13 @@ struct config_problems {
 
 /* A [peer ID] section: another daemon of the network. */
 struct config_peer {
-	char *id;	       /* its bank id, as its certificate names it */
-	char *host;	       /* address = host:port, where to dial it */
+	char *id;   /* its bank id, as its certificate names it */
+	char *host; /* address = host:port, where to dial it */
 	int port;
-	char *signing_key;     /* its Ed25519 public key (PEM), pinned */
-	char *kind;	       /* "bank" or "observer" */
+	char *signing_key;      /* its Ed25519 public key (PEM), pinned */
+	char *kind;             /* "bank" or "observer" */
 	int64_t exposure_limit; /* minutes this bank lets it owe; for exchanges */
-	int line;	       /* where the section starts */
+	int line;               /* where the section starts */
 };
 
 struct config {
@@ -62,11 +62,11 @@ struct config {
 	char *fed_role; /* "bank" or "observer" (the national body) */
 	char *fed_host; /* listen = host:port */
 	int fed_port;
-	char *fed_ca;		/* the network CA's certificate */
-	char *fed_crl;		/* its revocation list */
-	char *fed_cert;		/* this daemon's certificate */
-	char *fed_key;		/* and its private key */
-	char *fed_signing_key;	/* Ed25519 private key signing every message */
+	char *fed_ca;           /* the network CA's certificate */
+	char *fed_crl;          /* its revocation list */
+	char *fed_cert;         /* this daemon's certificate */
+	char *fed_key;          /* and its private key */
+	char *fed_signing_key;  /* Ed25519 private key signing every message */
 	char *fed_previous_key; /* the key before a rotation, announced and then retired */
 	struct config_peer peers[CONFIG_MAX_PEERS];
 	int npeers;

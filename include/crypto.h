@@ -26,10 +26,10 @@ const uint8_t *crypto_key_raw(const struct crypto_key *key); /* CRYPTO_PUB_LEN b
 
 /* Signs msg into sig (CRYPTO_SIG_LEN bytes) with a private key. 0 or -1. */
 int crypto_sign(const struct crypto_key *key, const uint8_t *msg, size_t len, uint8_t *sig)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* 0 when sig is key's signature over msg, -1 otherwise. */
-int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len,
-		  const uint8_t *sig, size_t sig_len) __attribute__((warn_unused_result));
+int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len, const uint8_t *sig,
+                  size_t sig_len) __attribute__((warn_unused_result));
 
 void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out);
 

@@ -16,32 +16,32 @@
 /* Each maps to one reason a message is refused, named in logs and metrics. */
 enum env_result {
 	ENV_OK,
-	ENV_MALFORMED,	    /* not an envelope, or its signed part does not parse */
+	ENV_MALFORMED,      /* not an envelope, or its signed part does not parse */
 	ENV_UNKNOWN_KEY,    /* signed with a key we do not hold for the sender */
 	ENV_BAD_SIGNATURE,  /* the signature does not match the signed bytes */
 	ENV_WRONG_SENDER,   /* signed part names another sender */
 	ENV_WRONG_RECEIVER, /* addressed to another bank */
-	ENV_NO_BODY,	    /* no message inside */
+	ENV_NO_BODY,        /* no message inside */
 };
 
 /* An opened message. Owns sp; free with env_msg_clear. */
 struct env_msg {
 	Timebank__V1__SignedPart *sp;
 	uint8_t hash[CRYPTO_HASH_LEN]; /* SHA-256 of the whole envelope */
-	const char *key_id;	       /* into keys[], which outlive the message */
+	const char *key_id;            /* into keys[], which outlive the message */
 };
 
 /* Seals a message: serialises the signed part, signs it with key, and
  * serialises the envelope into *out (malloc'd, caller frees), with its hash.
  * prev is NULL (first message, or sequence 0) or CRYPTO_HASH_LEN bytes. */
 int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8_t *prev,
-	     int64_t sent_ms, const Timebank__V1__Body *body, const struct crypto_key *key,
-	     uint8_t **out, size_t *out_len, uint8_t *hash) __attribute__((warn_unused_result));
+             int64_t sent_ms, const Timebank__V1__Body *body, const struct crypto_key *key,
+             uint8_t **out, size_t *out_len, uint8_t *hash) __attribute__((warn_unused_result));
 
 /* Opens an envelope of len bytes (len already within the frame cap) from
  * sender to receiver, signed by one of keys[0..nkeys). */
 enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *const *keys, int nkeys,
-			 const char *sender, const char *receiver, struct env_msg *out);
+                         const char *sender, const char *receiver, struct env_msg *out);
 void env_msg_clear(struct env_msg *msg);
 const char *env_result_name(enum env_result r);
 
@@ -51,6 +51,6 @@ json_t *env_body_to_json(const Timebank__V1__Body *body);
 /* The reverse: fills body (and its parts, from store) from JSON; -1 for a
  * kind that is not a channel message. Pointers into json stay borrowed. */
 int env_body_from_json(const json_t *json, Timebank__V1__Body *body,
-		       Timebank__V1__TestMessage *test) __attribute__((warn_unused_result));
+                       Timebank__V1__TestMessage *test) __attribute__((warn_unused_result));
 
 #endif

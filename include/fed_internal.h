@@ -21,7 +21,7 @@
 enum peer_state {
 	PEER_IDLE,
 	PEER_CONNECTING, /* TCP and TLS to the peer */
-	PEER_HELLO,	 /* TLS up, hellos being exchanged */
+	PEER_HELLO,      /* TLS up, hellos being exchanged */
 	PEER_ESTABLISHED,
 	PEER_BACKOFF, /* waiting before dialing again */
 };
@@ -49,6 +49,7 @@ struct fed_peer {
 	int port;
 	char *kind;
 	struct crypto_key *keys[FED_MAX_KEYS]; /* pinned, plus rotated ones */
+	time_t key_expires[FED_MAX_KEYS];      /* 0: no end; else refused after */
 	int nkeys;
 
 	enum peer_state state;
@@ -56,7 +57,7 @@ struct fed_peer {
 	char last_error[256];
 	struct fed_conn *session; /* the one established session */
 	struct fed_conn *dialing; /* our outbound attempt, until established */
-	struct event *timer;	  /* the next dial */
+	struct event *timer;      /* the next dial */
 	int backoff_ms;
 	time_t penalty_until; /* misbehaved: refuse it until then */
 	unsigned generation;  /* bumped per session, to spot stale answers */
@@ -83,14 +84,15 @@ struct fed {
 	char *role;
 	SSL_CTX *ctx;
 	struct crypto_key *sign_key;
+	struct crypto_key *previous_key; /* during a rotation: announces sign_key */
 	struct evconnlistener *listener;
 	struct fed_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 	LIST_HEAD(, fed_conn) conns;
-	struct event *tick;	/* sealing, checkpoints, pings */
-	struct event *kick;	/* seal now */
-	int loaded;		/* channel state read from the database */
-	int stopping;		/* shutting down: database answers are ignored */
+	struct event *tick; /* sealing, checkpoints, pings */
+	struct event *kick; /* seal now */
+	int loaded;         /* channel state read from the database */
+	int stopping;       /* shutting down: database answers are ignored */
 	int sealing;
 	time_t last_checkpoint;
 };
@@ -110,17 +112,24 @@ void fed_conn_refuse(struct fed_conn *conn, const char *what);
 struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
 
 void fed_start_dialing(struct fed *fed);
+#define FED_KEY_GRACE_DAYS 7
+/* Accepts a peer's new signing key, announced (signed) by replaces; the
+ * replaced key stays good for grace_seconds. */
+void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
+                      long grace_seconds);
 
 /* fed_chan.c */
 void fed_chan_load(struct fed *fed);
 void fed_chan_seal(struct fed *fed);
 void fed_chan_pump(struct fed_peer *peer);
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
-		       size_t raw_len);
+                       size_t raw_len);
 void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-			       size_t head_len);
+                               size_t head_len);
 void fed_chan_session_started(struct fed_peer *peer);
+void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
+                          const char *replaces);
 
 #endif

@@ -10,10 +10,10 @@
 #define FRAME_MAX (1024 * 1024)
 
 enum frame_result {
-	FRAME_OK,	 /* a whole frame is there: *len payload bytes after the header */
+	FRAME_OK,        /* a whole frame is there: *len payload bytes after the header */
 	FRAME_NEED_MORE, /* not yet */
-	FRAME_TOO_BIG,	 /* the length is over the cap: drop the connection */
-	FRAME_EMPTY,	 /* a zero length: not a message, drop the connection */
+	FRAME_TOO_BIG,   /* the length is over the cap: drop the connection */
+	FRAME_EMPTY,     /* a zero length: not a message, drop the connection */
 };
 
 /* Looks at the first avail bytes of a stream, checking the length against

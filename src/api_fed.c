@@ -31,8 +31,8 @@ void api_peers(struct api_req *r)
 	enum db_status st;
 
 	if (api_fed(r->api) == NULL) {
-		json_t *j = json_pack("{sssss[]}", "bank", api_bank_id(r->api), "role", "none",
-				      "peers");
+		json_t *j =
+		    json_pack("{sssss[]}", "bank", api_bank_id(r->api), "role", "none", "peers");
 		char *text = json_dumps(j, JSON_COMPACT);
 		api_reply_text(r, 200, text);
 		free(text);
@@ -59,8 +59,9 @@ void api_test_messages(struct api_req *r)
 	}
 	if (peer == NULL || !json_is_integer(count) || json_integer_value(count) < 1 ||
 	    json_integer_value(count) > 10000 || (text != NULL && strlen(text) > 200)) {
-		api_reply_error(r, 400, "invalid_request",
-				"give peer, count (1 to 10000) and optionally text (200 characters)");
+		api_reply_error(
+		    r, 400, "invalid_request",
+		    "give peer, count (1 to 10000) and optionally text (200 characters)");
 		return;
 	}
 	const char *params[3] = {peer, API_I64(n, json_integer_value(count)), text ? text : ""};

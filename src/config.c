@@ -189,9 +189,10 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 		return 0;
 	case KT_LISTEN:
 		if (parse_listen(value,
-				 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_host : &p->cfg->fed_host,
-				 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_port : &p->cfg->fed_port) ==
-		    -1) {
+		                 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_host
+		                                                  : &p->cfg->fed_host,
+		                 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_port
+		                                                  : &p->cfg->fed_port) == -1) {
 			snprintf(err, len, "listen must be host:port, like 127.0.0.1:8401");
 			return -1;
 		}
@@ -216,8 +217,10 @@ static void on_peer_key(struct parse *p, const char *id, const char *name, const
 
 	if (peer == NULL) {
 		if (!valid_bank_id(id)) {
-			problem(p->probs, p->line, "peer id '%s' must be 2-32 lower-case letters, "
-				"digits or '-'", id);
+			problem(p->probs, p->line,
+			        "peer id '%s' must be 2-32 lower-case letters, "
+			        "digits or '-'",
+			        id);
 			return;
 		}
 		if (p->cfg->npeers == CONFIG_MAX_PEERS) {

@@ -83,11 +83,11 @@ struct crypto_key *crypto_key_load(const char *path, int private_key, char *err,
 	}
 	k->private_key = private_key;
 	k->pkey = private_key ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
-			      : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	                      : PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	fclose(f);
 	if (k->pkey == NULL || key_finish(k) == -1) {
 		snprintf(err, errlen, "%s: not a PEM Ed25519 %s key", path,
-			 private_key ? "private" : "public");
+		         private_key ? "private" : "public");
 		crypto_key_free(k);
 		return NULL;
 	}
@@ -142,8 +142,8 @@ int crypto_sign(const struct crypto_key *key, const uint8_t *msg, size_t len, ui
 	return ok ? 0 : -1;
 }
 
-int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len,
-		  const uint8_t *sig, size_t sig_len)
+int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len, const uint8_t *sig,
+                  size_t sig_len)
 {
 	EVP_MD_CTX *ctx;
 	int ok;

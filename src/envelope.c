@@ -4,8 +4,7 @@
 #include <string.h>
 
 static const char *const result_names[] = {
-	"ok",		  "malformed",	     "unknown_key", "bad_signature",
-	"wrong_sender",	  "wrong_receiver",  "no_body",
+    "ok", "malformed", "unknown_key", "bad_signature", "wrong_sender", "wrong_receiver", "no_body",
 };
 
 const char *env_result_name(enum env_result r)
@@ -14,8 +13,8 @@ const char *env_result_name(enum env_result r)
 }
 
 int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8_t *prev,
-	     int64_t sent_ms, const Timebank__V1__Body *body, const struct crypto_key *key,
-	     uint8_t **out, size_t *out_len, uint8_t *hash)
+             int64_t sent_ms, const Timebank__V1__Body *body, const struct crypto_key *key,
+             uint8_t **out, size_t *out_len, uint8_t *hash)
 {
 	Timebank__V1__SignedPart sp = TIMEBANK__V1__SIGNED_PART__INIT;
 	Timebank__V1__Envelope env = TIMEBANK__V1__ENVELOPE__INIT;
@@ -50,7 +49,7 @@ int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8
 }
 
 enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *const *keys, int nkeys,
-			 const char *sender, const char *receiver, struct env_msg *out)
+                         const char *sender, const char *receiver, struct env_msg *out)
 {
 	Timebank__V1__Envelope *env = timebank__v1__envelope__unpack(NULL, len, buf);
 	const struct crypto_key *key = NULL;
@@ -65,11 +64,11 @@ enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *cons
 	if (key == NULL)
 		r = ENV_UNKNOWN_KEY;
 	else if (crypto_verify(key, env->signed_part.data, env->signed_part.len,
-			       env->signature.data, env->signature.len) == -1)
+	                       env->signature.data, env->signature.len) == -1)
 		r = ENV_BAD_SIGNATURE;
 	/* Only now, with the signature good, is the signed part parsed. */
 	else if ((out->sp = timebank__v1__signed_part__unpack(NULL, env->signed_part.len,
-							      env->signed_part.data)) == NULL)
+	                                                      env->signed_part.data)) == NULL)
 		r = ENV_MALFORMED;
 	else if (out->sp->prev_hash.len != 0 && out->sp->prev_hash.len != CRYPTO_HASH_LEN)
 		r = ENV_MALFORMED;
@@ -78,7 +77,7 @@ enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *cons
 	else if (strcmp(out->sp->receiver, receiver) != 0)
 		r = ENV_WRONG_RECEIVER;
 	else if (out->sp->body == NULL ||
-		 out->sp->body->kind_case == TIMEBANK__V1__BODY__KIND__NOT_SET)
+	         out->sp->body->kind_case == TIMEBANK__V1__BODY__KIND__NOT_SET)
 		r = ENV_NO_BODY;
 	if (r == ENV_OK) {
 		crypto_sha256(buf, len, out->hash);
@@ -102,14 +101,14 @@ json_t *env_body_to_json(const Timebank__V1__Body *body)
 	switch (body->kind_case) {
 	case TIMEBANK__V1__BODY__KIND_TEST:
 		return json_pack("{sssIss}", "kind", "test", "n", (json_int_t)body->test->n, "text",
-				 body->test->text != NULL ? body->test->text : "");
+		                 body->test->text != NULL ? body->test->text : "");
 	default:
 		return NULL;
 	}
 }
 
 int env_body_from_json(const json_t *json, Timebank__V1__Body *body,
-		       Timebank__V1__TestMessage *test)
+                       Timebank__V1__TestMessage *test)
 {
 	const char *kind = json_string_value(json_object_get(json, "kind"));
 

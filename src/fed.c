@@ -20,7 +20,7 @@
 #define IDLE_SECONDS 30 /* a session silent this long is dead (pings every 10 s) */
 
 static const char *const state_names[] = {"idle", "connecting", "hello", "established",
-					  "backing_off"};
+                                          "backing_off"};
 
 static int64_t now_ms(void)
 {
@@ -36,7 +36,7 @@ static void change_state(struct fed_peer *peer, enum peer_state state, const cha
 	if (peer->state == state)
 		return;
 	log_info("fed: peer %s: %s -> %s%s%s", peer->id, state_names[peer->state],
-		 state_names[state], why != NULL ? ": " : "", why != NULL ? why : "");
+	         state_names[state], why != NULL ? ": " : "", why != NULL ? why : "");
 	peer->state = state;
 	peer->since = time(NULL);
 }
@@ -65,8 +65,8 @@ static void schedule_dial(struct fed_peer *peer)
 
 	change_state(peer, PEER_BACKOFF, peer->last_error[0] ? peer->last_error : NULL);
 	evtimer_add(peer->timer, &tv);
-	peer->backoff_ms = peer->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-								 : peer->backoff_ms * 2;
+	peer->backoff_ms =
+	    peer->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : peer->backoff_ms * 2;
 }
 
 static void conn_free(evutil_socket_t fd, short what, void *arg)
@@ -92,7 +92,7 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 	conn->closing = 1;
 	if (why != NULL)
 		log_warn("fed: %s%s%s: closing: %s", conn->addr, peer ? " (" : "",
-			 peer ? peer->id : "", why);
+		         peer ? peer->id : "", why);
 	if (why != NULL && peer != NULL)
 		snprintf(peer->last_error, sizeof(peer->last_error), "%.250s", why);
 	if (why != NULL && peer == NULL)
@@ -114,14 +114,15 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 	}
 }
 
-void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body)
+static void send_signed(struct fed_conn *conn, const Timebank__V1__Body *body,
+                        const struct crypto_key *key)
 {
 	struct fed *fed = conn->fed;
 	uint8_t *buf, hash[CRYPTO_HASH_LEN], header[FRAME_HEADER];
 	size_t len;
 
-	if (env_seal(fed->bank_id, conn->peer->id, 0, NULL, now_ms(), body, fed->sign_key, &buf,
-		     &len, hash) == -1) {
+	if (env_seal(fed->bank_id, conn->peer->id, 0, NULL, now_ms(), body, key, &buf, &len,
+	             hash) == -1) {
 		log_error("fed: cannot sign a message to %s", conn->peer->id);
 		return;
 	}
@@ -129,6 +130,72 @@ void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body)
 	bufferevent_write(conn->bev, header, sizeof(header));
 	bufferevent_write(conn->bev, buf, len);
 	free(buf);
+}
+
+void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body)
+{
+	send_signed(conn, body, conn->fed->sign_key);
+}
+
+/* During a rotation, each session starts by announcing the new key, signed
+ * with the old one, which the peer still holds. */
+static void announce_key(struct fed_conn *conn)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__KeyRotation rot = TIMEBANK__V1__KEY_ROTATION__INIT;
+
+	rot.new_public_key.data = (uint8_t *)crypto_key_raw(conn->fed->sign_key);
+	rot.new_public_key.len = CRYPTO_PUB_LEN;
+	body.kind_case = TIMEBANK__V1__BODY__KIND_KEY_ROTATION;
+	body.key_rotation = &rot;
+	send_signed(conn, &body, conn->fed->previous_key);
+}
+
+void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
+                      long grace_seconds)
+{
+	struct crypto_key *key = crypto_key_from_raw(raw, len);
+
+	if (key == NULL)
+		return;
+	for (int i = 0; i < peer->nkeys; i++) {
+		/* The grace starts at the first announcement, not at every repeat. */
+		if (strcmp(crypto_key_id(peer->keys[i]), replaces) == 0 &&
+		    peer->key_expires[i] == 0)
+			peer->key_expires[i] = time(NULL) + grace_seconds;
+		if (strcmp(crypto_key_id(peer->keys[i]), crypto_key_id(key)) == 0) {
+			crypto_key_free(key); /* known already */
+			return;
+		}
+	}
+	if (peer->nkeys == FED_MAX_KEYS) {
+		log_warn("fed: peer %s announced more keys than are kept; ignored", peer->id);
+		crypto_key_free(key);
+		return;
+	}
+	peer->key_expires[peer->nkeys] = 0;
+	peer->keys[peer->nkeys++] = key;
+}
+
+static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
+{
+	const Timebank__V1__KeyRotation *rot = msg->sp->body->key_rotation;
+	struct fed_peer *peer = conn->peer;
+	int before = peer->nkeys;
+
+	if (rot->new_public_key.len != CRYPTO_PUB_LEN) {
+		fed_conn_refuse(conn, "a key rotation without a key");
+		return;
+	}
+	fed_peer_add_key(peer, rot->new_public_key.data, rot->new_public_key.len, msg->key_id,
+	                 FED_KEY_GRACE_DAYS * 86400L);
+	if (peer->nkeys > before) {
+		log_info("fed: peer %s announced a new signing key %s, signed by %s; both are "
+		         "accepted for %d days",
+		         peer->id, crypto_key_id(peer->keys[peer->nkeys - 1]), msg->key_id,
+		         FED_KEY_GRACE_DAYS);
+		fed_chan_key_learned(peer, peer->keys[peer->nkeys - 1], msg->key_id);
+	}
 }
 
 void fed_conn_refuse(struct fed_conn *conn, const char *what)
@@ -179,7 +246,7 @@ static void establish(struct fed_conn *conn)
 			return;
 		}
 		log_info("fed: peer %s: keeping the session dialed by %s", peer->id,
-			 conn->outbound ? conn->fed->bank_id : peer->id);
+		         conn->outbound ? conn->fed->bank_id : peer->id);
 		struct fed_conn *old = peer->session;
 		peer->session = NULL;
 		fed_conn_close(old, NULL);
@@ -218,9 +285,16 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 {
 	struct fed_peer *peer = conn->peer;
+	struct crypto_key *keys[FED_MAX_KEYS];
 	struct env_msg msg;
-	enum env_result r = env_open(buf, len, peer->keys, peer->nkeys, peer->id,
-				     conn->fed->bank_id, &msg);
+	time_t now = time(NULL);
+	int nkeys = 0;
+
+	/* A key replaced in a rotation is good until its grace period ends. */
+	for (int i = 0; i < peer->nkeys; i++)
+		if (peer->key_expires[i] == 0 || peer->key_expires[i] > now)
+			keys[nkeys++] = peer->keys[i];
+	enum env_result r = env_open(buf, len, keys, nkeys, peer->id, conn->fed->bank_id, &msg);
 	const Timebank__V1__Body *body;
 
 	if (r != ENV_OK) {
@@ -228,7 +302,9 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		return;
 	}
 	body = msg.sp->body;
-	if (!conn->hello_received && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
+	if (body->kind_case == TIMEBANK__V1__BODY__KIND_KEY_ROTATION && msg.sp->sequence == 0) {
+		on_key_rotation(conn, &msg);
+	} else if (!conn->hello_received && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		fed_conn_refuse(conn, "a message before the hello");
 	} else if (msg.sp->sequence == 0 && body->kind_case == TIMEBANK__V1__BODY__KIND_TEST) {
 		fed_conn_refuse(conn, "a channel message without a sequence");
@@ -246,8 +322,8 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 			break;
 		case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
 			fed_chan_checkpoint_check(peer, body->checkpoint->sequence,
-						  body->checkpoint->chain_head.data,
-						  body->checkpoint->chain_head.len);
+			                          body->checkpoint->chain_head.data,
+			                          body->checkpoint->chain_head.len);
 			break;
 		case TIMEBANK__V1__BODY__KIND_TEST:
 			fed_chan_received(conn, &msg, buf, len);
@@ -319,7 +395,7 @@ static void on_connected(struct fed_conn *conn)
 		if (strcmp(id, conn->peer->id) != 0) {
 			char why[160];
 			snprintf(why, sizeof(why), "its certificate names %s, not %s", id,
-				 conn->peer->id);
+			         conn->peer->id);
 			fed_conn_close(conn, why);
 			return;
 		}
@@ -327,7 +403,8 @@ static void on_connected(struct fed_conn *conn)
 		peer = fed_peer_find(conn->fed, id);
 		if (peer == NULL) {
 			char why[160];
-			snprintf(why, sizeof(why), "its certificate names %s, which is not a peer", id);
+			snprintf(why, sizeof(why), "its certificate names %s, which is not a peer",
+			         id);
 			fed_conn_close(conn, why);
 			return;
 		}
@@ -343,6 +420,8 @@ static void on_connected(struct fed_conn *conn)
 	}
 	if (conn->outbound || conn->peer->session == NULL)
 		change_state(conn->peer, PEER_HELLO, NULL);
+	if (conn->fed->previous_key != NULL)
+		announce_key(conn);
 	send_hello(conn);
 }
 
@@ -397,13 +476,13 @@ static void peer_dial(struct fed_peer *peer)
 	snprintf(addr, sizeof(addr), "%s:%d", peer->host, peer->port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
 		snprintf(peer->last_error, sizeof(peer->last_error),
-			 "address %.200s is not an IP address and port", addr);
+		         "address %.200s is not an IP address and port", addr);
 		schedule_dial(peer);
 		return;
 	}
 	ssl = SSL_new(fed->ctx);
 	bev = bufferevent_openssl_socket_new(fed->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-					     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	peer->dialing = conn_new(fed, bev, 1);
 	peer->dialing->peer = peer;
 	snprintf(peer->dialing->addr, sizeof(peer->dialing->addr), "%.63s", addr);
@@ -413,13 +492,13 @@ static void peer_dial(struct fed_peer *peer)
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int socklen, void *arg)
+                      int socklen, void *arg)
 {
 	struct fed *fed = arg;
 	SSL *ssl = SSL_new(fed->ctx);
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		fed->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	struct bufferevent *bev =
+	    bufferevent_openssl_socket_new(fed->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	struct fed_conn *conn = conn_new(fed, bev, 0);
 	char host[INET6_ADDRSTRLEN] = "?";
 
@@ -428,7 +507,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
 	snprintf(conn->addr, sizeof(conn->addr), "%s:%d", host,
-		 sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0);
+	         sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -528,6 +607,15 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: signing key: %s", err);
 		goto fail;
 	}
+	if (cfg->fed_previous_key != NULL) {
+		fed->previous_key = crypto_key_load(cfg->fed_previous_key, 1, err, sizeof(err));
+		if (fed->previous_key == NULL) {
+			log_error("fed: previous signing key: %s", err);
+			goto fail;
+		}
+		log_info("fed: rotating signing keys: announcing %s, signed by %s",
+		         crypto_key_id(fed->sign_key), crypto_key_id(fed->previous_key));
+	}
 	for (int i = 0; i < cfg->npeers; i++) {
 		fed->npeers++;
 		if (load_peer(fed, &fed->peers[i], &cfg->peers[i]) == -1)
@@ -538,9 +626,9 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: listen address %s is not an IP address and port", addr);
 		goto fail;
 	}
-	fed->listener = evconnlistener_new_bind(base, on_accept, fed,
-						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
-						(struct sockaddr *)&ss, sslen);
+	fed->listener =
+	    evconnlistener_new_bind(base, on_accept, fed, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	                            64, (struct sockaddr *)&ss, sslen);
 	if (fed->listener == NULL) {
 		log_error("fed: cannot listen on %s", addr);
 		goto fail;
@@ -549,7 +637,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 	fed->kick = event_new(base, -1, 0, on_kick, fed);
 	event_add(fed->tick, &tick);
 	log_info("fed: %s %s listening on %s with %d peers (signing key %s)", fed->role,
-		 fed->bank_id, addr, fed->npeers, crypto_key_id(fed->sign_key));
+	         fed->bank_id, addr, fed->npeers, crypto_key_id(fed->sign_key));
 	fed_chan_load(fed);
 	return fed;
 fail:
@@ -565,7 +653,7 @@ void fed_stop(struct fed *fed)
 		return;
 	fed->stopping = 1;
 	LIST_FOREACH(conn, &fed->conns, next)
-		fed_conn_close(conn, NULL);
+	fed_conn_close(conn, NULL);
 	for (int i = 0; i < fed->npeers; i++)
 		evtimer_del(fed->peers[i].timer);
 }
@@ -600,6 +688,7 @@ void fed_free(struct fed *fed)
 	if (fed->kick != NULL)
 		event_free(fed->kick);
 	crypto_key_free(fed->sign_key);
+	crypto_key_free(fed->previous_key);
 	SSL_CTX_free(fed->ctx);
 	free(fed->bank_id);
 	free(fed->role);
@@ -618,23 +707,23 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		size_t j;
 		gmtime_r(&peer->since, &tm);
 		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_array_foreach((json_t *)db_state, j, item)
-			if (strcmp(json_string_value(json_object_get(item, "peer")), peer->id) == 0)
-				row = item;
+		json_array_foreach(
+		    (json_t *)db_state, j,
+		    item) if (strcmp(json_string_value(json_object_get(item, "peer")), peer->id) ==
+		              0) row = item;
 		item = json_pack("{ss ss ss ss ss sI sI sI sI sI ss}", "peer", peer->id, "kind",
-				 peer->kind,
-				 "state", state_names[peer->state], "since", since, "last_error",
-				 peer->last_error, "sent", (json_int_t)peer->sent, "received",
-				 (json_int_t)peer->received, "duplicates",
-				 (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
-				 "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
+		                 peer->kind, "state", state_names[peer->state], "since", since,
+		                 "last_error", peer->last_error, "sent", (json_int_t)peer->sent,
+		                 "received", (json_int_t)peer->received, "duplicates",
+		                 (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
+		                 "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
 		json_object_set_new(item, "address", json_sprintf("%s:%d", peer->host, peer->port));
 		if (row != NULL) {
 			json_object_set(item, "applied", json_object_get(row, "applied"));
 			json_object_set(item, "outbox_depth", json_object_get(row, "outbox_depth"));
 			json_object_set(item, "diverged", json_object_get(row, "diverged"));
 			json_object_set(item, "diverged_reason",
-					json_object_get(row, "diverged_reason"));
+			                json_object_get(row, "diverged_reason"));
 		}
 		json_array_append_new(items, item);
 	}

@@ -16,7 +16,7 @@
 #define SEAL_BATCH 1000
 #define SEND_BATCH 500
 #define APPLY_BATCH 500
-#define PENDING_MAX 4000	     /* stop reading a peer with this many waiting */
+#define PENDING_MAX 4000         /* stop reading a peer with this many waiting */
 #define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
 
 /* A database call about one peer's session. */
@@ -50,8 +50,8 @@ static json_t *answer(const struct db_result *r, const char *what, const char *p
 
 	if (r->status != DB_OK) {
 		log_warn("fed: %s%s%s: the database said no: %s", what, peer ? " for " : "",
-			 peer ? peer : "",
-			 r->status == DB_ERROR && r->message ? r->message : "unavailable");
+		         peer ? peer : "",
+		         r->status == DB_ERROR && r->message ? r->message : "unavailable");
 		return NULL;
 	}
 	j = json_loads(PQgetvalue(r->res, 0, 0), 0, &err);
@@ -59,7 +59,7 @@ static json_t *answer(const struct db_result *r, const char *what, const char *p
 }
 
 static int query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
-		 void *arg)
+                 void *arg)
 {
 	enum db_status st;
 
@@ -76,6 +76,26 @@ static int64_t now_ms(void)
 
 /* ---- loading ---------------------------------------------------------- */
 
+/* Keys this peer announced in past rotations. */
+static void load_keys(struct fed_peer *peer, const json_t *keys)
+{
+	const json_t *k;
+	uint8_t raw[CRYPTO_PUB_LEN];
+	size_t i;
+
+	json_array_foreach(keys, i, k)
+	{
+		if (crypto_unhex(json_string_value(json_object_get(k, "public_key")), raw,
+		                 sizeof(raw)) != CRYPTO_PUB_LEN)
+			continue;
+		/* An ended grace period leaves the replaced key refused at once. */
+		long grace = (long)json_number_value(json_object_get(k, "grace_seconds"));
+		fed_peer_add_key(peer, raw, sizeof(raw),
+		                 json_string_value(json_object_get(k, "replaces")),
+		                 grace > 0 ? grace : -1);
+	}
+}
+
 static void on_loaded(void *arg, const struct db_result *r)
 {
 	struct fed *fed = arg;
@@ -88,7 +108,7 @@ static void on_loaded(void *arg, const struct db_result *r)
 	json_array_foreach(rows, i, row)
 	{
 		struct fed_peer *peer =
-			fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
+		    fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
 		if (peer == NULL)
 			continue;
 		peer->in_applied = (uint64_t)json_integer_value(json_object_get(row, "applied"));
@@ -96,6 +116,7 @@ static void on_loaded(void *arg, const struct db_result *r)
 		peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
 		if (json_is_true(json_object_get(row, "diverged")))
 			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "diverged");
+		load_keys(peer, json_object_get(row, "keys"));
 	}
 	json_decref(rows);
 	fed->loaded = 1;
@@ -113,7 +134,7 @@ void fed_chan_load(struct fed *fed)
 	ids[n++] = '{';
 	for (int i = 0; i < fed->npeers; i++)
 		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
-				      fed->peers[i].id);
+		                      fed->peers[i].id);
 	snprintf(ids + n, sizeof(ids) - n, "}");
 	if (query(fed, "SELECT tb_fed_peers($1::text[])::text", 1, params, on_loaded, fed) == 0)
 		fed->sealing = 1;
@@ -133,7 +154,7 @@ static void on_sealed(void *arg, const struct db_result *r)
 	json_array_foreach(rows, i, row)
 	{
 		struct fed_peer *peer =
-			fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
+		    fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
 		if (peer != NULL) {
 			peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
 			fed_chan_pump(peer);
@@ -157,13 +178,13 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 
 	if (env_body_from_json(json_object_get(row, "body"), &body, &test) == -1 ||
 	    env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, now_ms(), &body,
-		     fed->sign_key, &env, &len, hash) == -1)
+	             fed->sign_key, &env, &len, hash) == -1)
 		return -1;
 	env_hex = malloc(2 * len + 1);
 	crypto_hex(env, len, env_hex);
 	crypto_hex(hash, sizeof(hash), hash_hex);
 	json_array_append_new(items, json_pack("{sssIssss}", "peer", peer, "seq", (json_int_t)seq,
-					       "envelope", env_hex, "hash", hash_hex));
+	                                       "envelope", env_hex, "hash", hash_hex));
 	free(env_hex);
 	free(env);
 	memcpy(prev, hash, CRYPTO_HASH_LEN);
@@ -190,12 +211,12 @@ static void on_unsealed(void *arg, const struct db_result *r)
 		const char *peer = json_string_value(json_object_get(row, "peer"));
 		if (strcmp(peer, current) != 0) {
 			current = peer;
-			has_prev = crypto_unhex(json_string_value(json_object_get(row, "prev")), prev,
-						sizeof(prev)) == CRYPTO_HASH_LEN;
+			has_prev = crypto_unhex(json_string_value(json_object_get(row, "prev")),
+			                        prev, sizeof(prev)) == CRYPTO_HASH_LEN;
 		}
 		if (seal_row(fed, row, prev, has_prev, items) == -1) {
 			log_error("fed: message %lld to %s cannot be sealed; its stream waits",
-				  (long long)json_integer_value(json_object_get(row, "seq")), peer);
+			          (long long)json_integer_value(json_object_get(row, "seq")), peer);
 			break;
 		}
 		has_prev = 1;
@@ -204,7 +225,8 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	if (json_array_size(items) > 0) {
 		text = json_dumps(items, JSON_COMPACT);
 		const char *params[1] = {text};
-		if (query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed, fed) == 0)
+		if (query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed, fed) ==
+		    0)
 			fed->sealing = 1;
 		free(text);
 	}
@@ -277,7 +299,7 @@ void fed_chan_pump(struct fed_peer *peer)
 	snprintf(lim, sizeof(lim), "%d", SEND_BATCH);
 	c = call_new(peer, 0);
 	if (query(peer->fed, "SELECT tb_fed_outbox($1, $2::bigint, $3::int)::text", 3, params,
-		  on_outbox, c) == 0)
+	          on_outbox, c) == 0)
 		peer->pumping = 1;
 	else
 		free(c);
@@ -331,9 +353,10 @@ static void on_applied(void *arg, const struct db_result *r)
 		send_ack(peer, peer->in_applied);
 		if (err != NULL) {
 			char what[96];
-			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)", err,
-				 (long long)json_integer_value(json_object_get(res, "error_seq")),
-				 (unsigned long long)peer->in_applied);
+			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)",
+			         err,
+			         (long long)json_integer_value(json_object_get(res, "error_seq")),
+			         (unsigned long long)peer->in_applied);
 			fed_conn_refuse(peer->session, what);
 			/* What followed the bad message cannot apply either. */
 			skipped += json_array_size(peer->pending);
@@ -370,7 +393,7 @@ static void apply_next(struct fed_peer *peer)
 	const char *params[2] = {peer->id, text};
 	c = call_new(peer, n);
 	if (query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
-		  c) == 0) {
+	          c) == 0) {
 		peer->applying = 1;
 	} else {
 		free(c);
@@ -380,7 +403,7 @@ static void apply_next(struct fed_peer *peer)
 }
 
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
-		       size_t raw_len)
+                       size_t raw_len)
 {
 	struct fed_peer *peer = conn->peer;
 	json_t *body = env_body_to_json(msg->sp->body);
@@ -392,9 +415,9 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	env = malloc(2 * raw_len + 1);
 	crypto_hex(raw, raw_len, env);
 	json_array_append_new(peer->pending,
-			      json_pack("{sIsssssoso}", "seq", (json_int_t)msg->sp->sequence,
-					"prev", prev, "hash", hash, "envelope", json_string(env),
-					"body", body));
+	                      json_pack("{sIsssssoso}", "seq", (json_int_t)msg->sp->sequence,
+	                                "prev", prev, "hash", hash, "envelope", json_string(env),
+	                                "body", body));
 	free(env);
 	/* Back-pressure: a peer far ahead of the database waits. */
 	if (json_array_size(peer->pending) >= PENDING_MAX)
@@ -423,7 +446,7 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 
 	if (seq > peer->sealed) {
 		log_warn("fed: %s acknowledged %llu, beyond the %llu we sent; ignored", peer->id,
-			 (unsigned long long)seq, (unsigned long long)peer->sealed);
+		         (unsigned long long)seq, (unsigned long long)peer->sealed);
 		return;
 	}
 	if (seq > peer->acked)
@@ -449,7 +472,8 @@ static void on_checkpoint(void *arg, const struct db_result *r)
 	if (cp != NULL && call_current(c)) {
 		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 		Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
-		n = crypto_unhex(json_string_value(json_object_get(cp, "head")), head, sizeof(head));
+		n = crypto_unhex(json_string_value(json_object_get(cp, "head")), head,
+		                 sizeof(head));
 		checkpoint.sequence = (uint64_t)json_integer_value(json_object_get(cp, "seq"));
 		checkpoint.chain_head.data = head;
 		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
@@ -480,9 +504,10 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 	if (!peer->fed->stopping && r->status == DB_OK) {
 		verdict = PQgetvalue(r->res, 0, 0);
 		if (strcmp(verdict, "diverged") == 0 && strcmp(peer->checkpoint, "diverged") != 0)
-			log_error("fed: peer %s has DIVERGED: its checkpoint at %llu does not match "
-				  "what we applied; no new proposals go to it",
-				  peer->id, (unsigned long long)c->seq);
+			log_error(
+			    "fed: peer %s has DIVERGED: its checkpoint at %llu does not match "
+			    "what we applied; no new proposals go to it",
+			    peer->id, (unsigned long long)c->seq);
 		if (strcmp(peer->checkpoint, "diverged") != 0)
 			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s", verdict);
 	}
@@ -490,7 +515,7 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 }
 
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-			       size_t head_len)
+                               size_t head_len)
 {
 	char s[24], hex[2 * CRYPTO_HASH_LEN + 1];
 	const char *params[3] = {peer->id, s, hex};
@@ -502,7 +527,7 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)seq);
 	c = call_new(peer, seq);
 	if (query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
-		  on_checkpoint_checked, c) == -1)
+	          on_checkpoint_checked, c) == -1)
 		free(c);
 }
 
@@ -510,4 +535,25 @@ void fed_chan_session_started(struct fed_peer *peer)
 {
 	fed_chan_checkpoint_send(peer);
 	fed_chan_pump(peer);
+}
+
+static void on_key_stored(void *arg, const struct db_result *r)
+{
+	struct fed_peer *peer = arg;
+
+	if (!peer->fed->stopping && r->status != DB_OK)
+		log_error(
+		    "fed: the new key of %s could not be stored; it is accepted until restart",
+		    peer->id);
+}
+
+void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key, const char *replaces)
+{
+	char hex[2 * CRYPTO_PUB_LEN + 1], days[8];
+	const char *params[5] = {peer->id, crypto_key_id(key), hex, replaces, days};
+
+	crypto_hex(crypto_key_raw(key), CRYPTO_PUB_LEN, hex);
+	snprintf(days, sizeof(days), "%d", FED_KEY_GRACE_DAYS);
+	(void)query(peer->fed, "SELECT tb_fed_key_learned($1, $2, $3, $4, $5::int)", 5, params,
+	            on_key_stored, peer);
 }

@@ -36,7 +36,7 @@ SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen)
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->fed_cert) != 1)
 		what = cfg->fed_cert;
 	else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->fed_key, SSL_FILETYPE_PEM) != 1 ||
-		 SSL_CTX_check_private_key(ctx) != 1)
+	         SSL_CTX_check_private_key(ctx) != 1)
 		what = cfg->fed_key;
 	else if (SSL_CTX_load_verify_locations(ctx, cfg->fed_ca, NULL) != 1)
 		what = cfg->fed_ca;
@@ -93,7 +93,8 @@ int fed_tls_peer_id(SSL *ssl, char *out, size_t len)
 		if (n > (int)strlen(BANK_URI) && n - strlen(BANK_URI) < len &&
 		    strncmp(uri, BANK_URI, strlen(BANK_URI)) == 0 &&
 		    memchr(uri, '\0', (size_t)n) == NULL) {
-			snprintf(out, len, "%.*s", n - (int)strlen(BANK_URI), uri + strlen(BANK_URI));
+			snprintf(out, len, "%.*s", n - (int)strlen(BANK_URI),
+			         uri + strlen(BANK_URI));
 			found = 0;
 		}
 	}

@@ -53,12 +53,38 @@ CREATE TABLE fed_test_received (
     PRIMARY KEY (peer, seq)
 );
 
-CREATE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+-- Signing keys peers announced in a rotation, each signed by the key it
+-- replaces; the replaced key is accepted beside it until grace_until.
+CREATE TABLE fed_peer_keys (
+    peer        text NOT NULL REFERENCES fed_peers (peer),
+    key_id      text NOT NULL,
+    public_key  bytea NOT NULL,
+    replaces    text NOT NULL,
+    learned_at  timestamptz NOT NULL DEFAULT now(),
+    grace_until timestamptz NOT NULL,
+    PRIMARY KEY (peer, key_id)
+);
+
+CREATE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'peer', p.peer, 'queued', p.out_next_seq - 1, 'sealed', p.out_sealed,
         'acked', p.out_acked, 'outbox_depth', p.out_next_seq - 1 - p.out_acked,
         'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
-        'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason)
+        'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
+        'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                              'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
+                              'replaces', k.replaces,
+                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())))
+                              ORDER BY k.learned_at)
+                            FROM fed_peer_keys k WHERE k.peer = p.peer), '[]'))
+$$;
+
+CREATE FUNCTION tb_fed_key_learned(from_peer text, kid text, public_hex text, old_kid text,
+                                   grace_days int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO fed_peer_keys (peer, key_id, public_key, replaces, grace_until)
+         VALUES (from_peer, kid, decode(public_hex, 'hex'), old_kid,
+                 now() + make_interval(days => grace_days))
+    ON CONFLICT DO NOTHING
 $$;
 
 -- Makes sure every configured peer has its row; answers every peer's state.

@@ -20,11 +20,12 @@ static void show_peers(const json_t *body)
 	json_array_foreach(json_object_get(body, "peers"), i, p)
 	{
 		const char *checkpoint = json_is_true(json_object_get(p, "diverged"))
-					       ? "DIVERGED"
-					       : tbctl_str(p, "checkpoint");
+		                             ? "DIVERGED"
+		                             : tbctl_str(p, "checkpoint");
 		printf("%-14s %-9s %-12s %-20s %9lld %9lld %9lld %7lld %7lld %-10s %s\n",
 		       tbctl_str(p, "peer"), tbctl_str(p, "kind"), tbctl_str(p, "state"),
-		       tbctl_str(p, "since"), (long long)json_integer_value(json_object_get(p, "sent")),
+		       tbctl_str(p, "since"),
+		       (long long)json_integer_value(json_object_get(p, "sent")),
 		       (long long)json_integer_value(json_object_get(p, "acked")),
 		       (long long)json_integer_value(json_object_get(p, "received")),
 		       (long long)json_integer_value(json_object_get(p, "outbox_depth")),
@@ -56,7 +57,9 @@ static void show_queued(const json_t *body)
 int tbctl_federation(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-		{"count", "count"}, {"text", "text"}, {NULL, NULL},
+	    {"count", "count"},
+	    {"text", "text"},
+	    {NULL, NULL},
 	};
 	json_t *body = json_object();
 	int first, rc = TBCTL_USAGE;
@@ -65,7 +68,7 @@ int tbctl_federation(const struct tbctl *t, int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "test") != 0 ||
 	    tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 || first != argc - 2 ||
 	    sscanf(tbctl_str(body, "count")[0] ? tbctl_str(body, "count") : "1", "%lld", &count) !=
-		    1) {
+	        1) {
 		fprintf(stderr, "tbctl: federation test PEER [--count N] [--text T]\n");
 		json_decref(body);
 		return rc;

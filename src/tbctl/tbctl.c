@@ -100,7 +100,8 @@ int main(int argc, char **argv)
 	    {"org", tbctl_org},
 	    {"statement", tbctl_statement},
 	    {"statements", tbctl_statements},
-	    {"report", tbctl_report}, {"peers", tbctl_peers},
+	    {"report", tbctl_report},
+	    {"peers", tbctl_peers},
 	    {"federation", tbctl_federation},
 	    {"token", tbctl_token},
 	};

@@ -291,3 +291,35 @@ def test_broken_chain_is_refused(net):
              what="the refusal")
     assert received(col, "cheshire") == (1, [1], True)
     imp.close()
+
+
+def test_signing_key_rotation_is_announced_and_accepted(net):
+    col, wes = net.banks["colchester"], net.banks["westminster"]
+    wait_for(lambda: established(wes, "colchester"), what="the link")
+    col.tbctl("federation", "test", "westminster", "--count", "5", check=True)
+    wait_for(lambda: received(wes, "colchester")[0] == 5, what="delivery")
+    assert col.stop() == 0
+    # A new signing key; westminster's config still pins the old one.
+    new = os.path.join(net.workdir, "newkey")
+    subprocess.run([TBPKI, "signing-key", "colchester", new], check=True)
+    old = f"{net.pki}/colchester/colchester.sign.key"
+    with open(col.config) as f:
+        text = f.read()
+    with open(col.config, "w") as f:
+        f.write(text.replace(f"signing_key = {old}", f"signing_key = {new}/colchester.sign.key"
+                             f"\nprevious_signing_key = {old}"))
+    col.start()
+    wait_for(lambda: established(wes, "colchester"), what="the link after the rotation")
+    col.tbctl("federation", "test", "westminster", "--count", "5", check=True)
+    wait_for(lambda: received(wes, "colchester")[0] == 10, what="delivery with the new key")
+    assert received(wes, "colchester") == (10, list(range(1, 11)), True)
+    assert "announced a new signing key" in wes.log_text()
+    # Westminster keeps the key it learned across a restart.
+    assert wes.stop() == 0
+    wes.start()
+    wait_for(lambda: established(wes, "colchester"), what="the link after a restart")
+    col.tbctl("federation", "test", "westminster", "--count", "5", check=True)
+    wait_for(lambda: received(wes, "colchester")[0] == 15, what="delivery after the restart")
+    keys = wes.cluster.psql("SELECT count(*) FROM fed_peer_keys WHERE peer = 'colchester'",
+                            wes.db).stdout.strip()
+    assert keys == "1"

@@ -59,7 +59,7 @@ static void test_frame_peek_checks_the_length_before_anything_else(void **state)
 }
 
 static void seal_test(const struct crypto_key *key, const char *from, const char *to, uint64_t seq,
-		      uint8_t **out, size_t *len, uint8_t *hash)
+                      uint8_t **out, size_t *len, uint8_t *hash)
 {
 	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 	Timebank__V1__TestMessage test = TIMEBANK__V1__TEST_MESSAGE__INIT;
@@ -106,16 +106,16 @@ static void test_envelope_refuses_tampering_strangers_and_misdirection(void **st
 	(void)state;
 	seal_test(key, "colchester", "westminster", 1, &buf, &len, hash);
 	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "cheshire", &msg),
-			 ENV_WRONG_RECEIVER);
+	                 ENV_WRONG_RECEIVER);
 	assert_int_equal(env_open(buf, len, &pub, 1, "cheshire", "westminster", &msg),
-			 ENV_WRONG_SENDER);
+	                 ENV_WRONG_SENDER);
 	assert_int_equal(env_open(buf, len, &other_pub, 1, "colchester", "westminster", &msg),
-			 ENV_UNKNOWN_KEY);
+	                 ENV_UNKNOWN_KEY);
 	/* Every single flipped byte is refused, whichever part it lands in. */
 	for (size_t i = 0; i < len; i++) {
 		buf[i] ^= 0x40;
 		assert_int_not_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg),
-				     ENV_OK);
+		                     ENV_OK);
 		buf[i] ^= 0x40;
 	}
 	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg), ENV_OK);
@@ -126,7 +126,7 @@ static void test_envelope_refuses_tampering_strangers_and_misdirection(void **st
 	/* Signed by a key the receiver does not hold for that sender. */
 	seal_test(other, "colchester", "westminster", 1, &buf, &len, hash);
 	assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg),
-			 ENV_UNKNOWN_KEY);
+	                 ENV_UNKNOWN_KEY);
 	free(buf);
 	crypto_key_free(key);
 	crypto_key_free(pub);
