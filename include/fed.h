@@ -28,6 +28,10 @@ void fed_kick(struct fed *fed);
  * counters from the database (tb_fed_state(), may be NULL). New reference. */
 json_t *fed_peers_json(const struct fed *fed, const json_t *db_state);
 
+/* Appends each peer's Prometheus metrics to out (an evbuffer). */
+struct evbuffer;
+void fed_metrics(const struct fed *fed, struct evbuffer *out);
+
 /* Re-reads the CRL (SIGHUP): new connections use it. 0 or -1. */
 int fed_reload_crl(struct fed *fed, const char *crl_path);
 

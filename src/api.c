@@ -1,5 +1,6 @@
 #include "api_internal.h"
 
+#include "fed.h"
 #include "log.h"
 #include "req.h"
 
@@ -342,6 +343,8 @@ static void reply_metrics(struct api_req *r)
 	                    "# TYPE timebankd_db_connections_up gauge\n"
 	                    "timebankd_db_connections_up %d\n",
 	                    api->inflight - 1, db_live(api->db));
+	if (api->fed != NULL)
+		fed_metrics(api->fed, buf);
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	                  "text/plain; version=0.0.4");
 	evhttp_send_reply(r->req, 200, "OK", buf);

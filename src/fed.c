@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
@@ -728,4 +729,42 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		json_array_append_new(items, item);
 	}
 	return json_pack("{ssssso}", "bank", fed->bank_id, "role", fed->role, "peers", items);
+}
+
+void fed_metrics(const struct fed *fed, struct evbuffer *out)
+{
+	static const struct {
+		const char *name, *help;
+		size_t offset;
+	} counters[] = {
+		{"sent", "Channel messages sent to the peer.", offsetof(struct fed_peer, sent)},
+		{"received", "Channel messages received from the peer.",
+		 offsetof(struct fed_peer, received)},
+		{"duplicates", "Messages received again and skipped.",
+		 offsetof(struct fed_peer, duplicates)},
+		{"refused", "Messages and frames refused from the peer.",
+		 offsetof(struct fed_peer, refused)},
+	};
+
+	evbuffer_add_printf(out, "# HELP timebankd_peer_established 1 when the session is up.\n"
+				 "# TYPE timebankd_peer_established gauge\n");
+	for (int i = 0; i < fed->npeers; i++)
+		evbuffer_add_printf(out, "timebankd_peer_established{peer=\"%s\"} %d\n",
+				    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
+	evbuffer_add_printf(out, "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
+				 "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");
+	for (int i = 0; i < fed->npeers; i++)
+		evbuffer_add_printf(out, "timebankd_peer_diverged{peer=\"%s\"} %d\n", fed->peers[i].id,
+				    strcmp(fed->peers[i].checkpoint, "diverged") == 0);
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		evbuffer_add_printf(out, "# HELP timebankd_peer_messages_%s_total %s\n"
+					 "# TYPE timebankd_peer_messages_%s_total counter\n",
+				    counters[c].name, counters[c].help, counters[c].name);
+		for (int i = 0; i < fed->npeers; i++) {
+			const unsigned long long *v =
+				(const void *)((const char *)&fed->peers[i] + counters[c].offset);
+			evbuffer_add_printf(out, "timebankd_peer_messages_%s_total{peer=\"%s\"} %llu\n",
+					    counters[c].name, fed->peers[i].id, *v);
+		}
+	}
 }

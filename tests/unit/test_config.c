@@ -138,6 +138,64 @@ static void test_config_load_reports_a_missing_file(void **state)
 	assert_true(has_problem(&probs, 0, "cannot open"));
 }
 
+static void test_config_reads_federation_and_peers(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = colchester\nname = C\n"
+					  "[database]\nconninfo = host=/tmp\n"
+					  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n"
+					  "[federation]\nlisten = 127.0.0.1:9401\nca = ca.crt\n"
+					  "crl = crl.pem\ncert = c.crt\nkey = c.key\n"
+					  "signing_key = c.sign.key\n"
+					  "[peer westminster]\naddress = 10.0.0.2:9402\n"
+					  "signing_key = w.sign.pub\nexposure_limit = 50h\n"
+					  "[peer national]\naddress = 10.0.0.9:9404\n"
+					  "signing_key = n.sign.pub\nkind = observer\n",
+					  "/etc/tb", &probs);
+	const struct config_peer *w;
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_true(cfg->fed_enabled);
+	assert_string_equal(cfg->fed_role, "bank");
+	assert_int_equal(cfg->fed_port, 9401);
+	assert_string_equal(cfg->fed_crl, "/etc/tb/crl.pem");
+	assert_int_equal(cfg->npeers, 2);
+	w = config_peer(cfg, "westminster");
+	assert_non_null(w);
+	assert_string_equal(w->host, "10.0.0.2");
+	assert_int_equal(w->port, 9402);
+	assert_string_equal(w->signing_key, "/etc/tb/w.sign.pub");
+	assert_int_equal(w->exposure_limit, 50 * 60);
+	assert_string_equal(config_peer(cfg, "national")->kind, "observer");
+	assert_null(config_peer(cfg, "cheshire"));
+	config_free(cfg);
+}
+
+static void test_config_reports_federation_problems(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = colchester\nname = C\n"	/* 1-3 */
+					  "[database]\nconninfo = host=/tmp\n"	/* 4-5 */
+					  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n" /* 6-8 */
+					  "[federation]\nlisten = 127.0.0.1:9401\n"	/* 9-10 */
+					  "role = referee\n"			/* 11 */
+					  "[peer colchester]\naddress = x\n"		/* 12-13 */
+					  "[peer Bad!]\naddress = 1.2.3.4:5\n"	/* 14-15 */
+					  "[peer cheshire]\nkind = bank\nflavour = x\n", /* 16-18 */
+					  NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 0, "missing 'ca' in [federation]"));
+	assert_true(has_problem(&probs, 0, "role in [federation]"));
+	assert_true(has_problem(&probs, 13, "address must be host:port"));
+	assert_true(has_problem(&probs, 13, "cannot be its own peer"));
+	assert_true(has_problem(&probs, 15, "peer id 'Bad!'"));
+	assert_true(has_problem(&probs, 17, "[peer cheshire] needs an address"));
+	assert_true(has_problem(&probs, 18, "unknown key 'flavour' in [peer cheshire]"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +205,8 @@ int main(void)
 	    cmocka_unit_test(test_config_reports_a_key_set_twice),
 	    cmocka_unit_test(test_config_reports_a_syntax_error_line),
 	    cmocka_unit_test(test_config_load_reports_a_missing_file),
+	    cmocka_unit_test(test_config_reads_federation_and_peers),
+	    cmocka_unit_test(test_config_reports_federation_problems),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
