@@ -20,7 +20,8 @@
 
 enum peer_state {
 	PEER_IDLE,
-	PEER_CONNECTING, /* TCP and TLS to the peer */
+	PEER_CONNECTING, /* TCP to the peer */
+	PEER_TLS,        /* the TLS handshake, both certificates checked */
 	PEER_HELLO,      /* TLS up, hellos being exchanged */
 	PEER_ESTABLISHED,
 	PEER_BACKOFF, /* waiting before dialing again */
@@ -34,7 +35,8 @@ struct fed_conn {
 	struct bufferevent *bev;
 	struct fed_peer *peer; /* known once TLS names it */
 	int outbound;
-	int closing; /* closed: freed when the loop comes round */
+	int tcp_only; /* dialing: TCP not yet up, bev is plain and owns no fd */
+	int closing;  /* closed: freed when the loop comes round */
 	int hello_received;
 	uint64_t peer_applied; /* from the peer's hello */
 	int refusals;

@@ -20,8 +20,8 @@
 #define BACKOFF_MAX_MS 30000
 #define IDLE_SECONDS 30 /* a session silent this long is dead (pings every 10 s) */
 
-static const char *const state_names[] = {"idle", "connecting", "hello", "established",
-                                          "backing_off"};
+static const char *const state_names[] = {"idle",  "connecting",  "tls",
+                                          "hello", "established", "backing_off"};
 
 static int64_t now_ms(void)
 {
@@ -77,6 +77,8 @@ static void conn_free(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	LIST_REMOVE(conn, next);
+	if (conn->tcp_only && bufferevent_getfd(conn->bev) != -1)
+		evutil_closesocket(bufferevent_getfd(conn->bev));
 	bufferevent_free(conn->bev);
 	free(conn);
 }
@@ -463,33 +465,68 @@ static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int o
 	return conn;
 }
 
+/* TCP is up (or failed): start TLS on the connected socket. */
+static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
+{
+	struct fed_conn *conn = arg;
+	struct timeval idle = {IDLE_SECONDS, 0};
+	evutil_socket_t fd;
+	char why[300];
+
+	if (!(what & BEV_EVENT_CONNECTED)) {
+		snprintf(why, sizeof(why), "%s",
+			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		fed_conn_close(conn, why);
+		return;
+	}
+	fd = bufferevent_getfd(plain);
+	bufferevent_setcb(plain, NULL, NULL, NULL, NULL);
+	bufferevent_free(plain); /* not the socket: it was not given to plain */
+	conn->tcp_only = 0;
+	conn->bev = bufferevent_openssl_socket_new(conn->fed->base, fd, SSL_new(conn->fed->ctx),
+						   BUFFEREVENT_SSL_CONNECTING,
+						   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+	bufferevent_setcb(conn->bev, on_read, on_write, on_event, conn);
+	bufferevent_set_timeouts(conn->bev, &idle, NULL);
+	bufferevent_setwatermark(conn->bev, EV_WRITE, 256 * 1024, 0);
+	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	change_state(conn->peer, PEER_TLS, NULL);
+}
+
 static void peer_dial(struct fed_peer *peer)
 {
 	struct fed *fed = peer->fed;
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
 	char addr[300];
-	SSL *ssl;
-	struct bufferevent *bev;
+	struct bufferevent *plain;
+	struct fed_conn *conn;
 
 	if (peer->session != NULL || peer->dialing != NULL || !fed->loaded)
 		return;
 	snprintf(addr, sizeof(addr), "%s:%d", peer->host, peer->port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
 		snprintf(peer->last_error, sizeof(peer->last_error),
-		         "address %.200s is not an IP address and port", addr);
+			 "address %.200s is not an IP address and port", addr);
 		schedule_dial(peer);
 		return;
 	}
-	ssl = SSL_new(fed->ctx);
-	bev = bufferevent_openssl_socket_new(fed->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-	                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	peer->dialing = conn_new(fed, bev, 1);
-	peer->dialing->peer = peer;
-	snprintf(peer->dialing->addr, sizeof(peer->dialing->addr), "%.63s", addr);
+	/* TCP first, so a peer that is down reads as such, not as a TLS failure. */
+	plain = bufferevent_socket_new(fed->base, -1, BEV_OPT_DEFER_CALLBACKS);
+	conn = calloc(1, sizeof(*conn));
+	conn->fed = fed;
+	conn->bev = plain;
+	conn->outbound = 1;
+	conn->tcp_only = 1;
+	conn->peer = peer;
+	snprintf(conn->addr, sizeof(conn->addr), "%.63s", addr);
+	LIST_INSERT_HEAD(&fed->conns, conn, next);
+	peer->dialing = conn;
+	bufferevent_setcb(plain, NULL, NULL, on_tcp_event, conn);
 	change_state(peer, PEER_CONNECTING, NULL);
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sslen) == -1)
-		fed_conn_close(peer->dialing, "cannot connect");
+	if (bufferevent_socket_connect(plain, (struct sockaddr *)&ss, sslen) == -1)
+		fed_conn_close(conn, "cannot connect");
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -666,11 +703,8 @@ void fed_free(struct fed *fed)
 	if (fed == NULL)
 		return;
 	/* Connections closed but not yet freed: the loop has stopped. */
-	while ((conn = LIST_FIRST(&fed->conns)) != NULL) {
-		LIST_REMOVE(conn, next);
-		bufferevent_free(conn->bev);
-		free(conn);
-	}
+	while ((conn = LIST_FIRST(&fed->conns)) != NULL)
+		conn_free(-1, 0, conn);
 	for (int i = 0; i < fed->npeers; i++) {
 		struct fed_peer *peer = &fed->peers[i];
 		for (int k = 0; k < peer->nkeys; k++)
