@@ -49,20 +49,31 @@ static struct api_limits limits_of(const struct config *cfg)
 	return l;
 }
 
-/* Every configured peer has its channel row before anything can queue to it. */
+/* Every configured peer has its channel row (and, for a bank, its clearing
+ * account with the exposure limit as its floor) before anything can queue
+ * to it. */
 static void register_peers(PGconn *c, const struct config *cfg)
 {
-	char ids[CONFIG_MAX_PEERS * 34 + 3];
-	const char *params[1] = {ids};
-	size_t n = 0;
+	char ids[CONFIG_MAX_PEERS * 34 + 3], kinds[CONFIG_MAX_PEERS * 10 + 3];
+	char limits[CONFIG_MAX_PEERS * 22 + 3];
+	const char *params[3] = {ids, kinds, limits};
+	size_t n = 0, k = 0, l = 0;
 	PGresult *r;
 
-	ids[n++] = '{';
-	for (int i = 0; i < cfg->npeers; i++)
-		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
-		                      cfg->peers[i].id);
+	ids[n++] = kinds[k++] = limits[l++] = '{';
+	for (int i = 0; i < cfg->npeers; i++) {
+		const char *sep = i ? "," : "";
+		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", sep, cfg->peers[i].id);
+		k +=
+		    (size_t)snprintf(kinds + k, sizeof(kinds) - k, "%s%s", sep, cfg->peers[i].kind);
+		l += (size_t)snprintf(limits + l, sizeof(limits) - l, "%s%lld", sep,
+		                      (long long)cfg->peers[i].exposure_limit);
+	}
 	snprintf(ids + n, sizeof(ids) - n, "}");
-	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[])", 1, NULL, params, NULL, NULL, 0);
+	snprintf(kinds + k, sizeof(kinds) - k, "}");
+	snprintf(limits + l, sizeof(limits) - l, "}");
+	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[], $2::text[], $3::bigint[])", 3, NULL,
+	                 params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		fatal("cannot register the peers: %s", PQresultErrorMessage(r));
 	PQclear(r);

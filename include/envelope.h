@@ -48,9 +48,11 @@ const char *env_result_name(enum env_result r);
 /* A channel message's body as the ledger's JSON ({"kind": "test", ...}), or
  * NULL for a body that is not a channel message. Caller owns the result. */
 json_t *env_body_to_json(const Timebank__V1__Body *body);
-/* The reverse: fills body (and its parts, from store) from JSON; -1 for a
- * kind that is not a channel message. Pointers into json stay borrowed. */
-int env_body_from_json(const json_t *json, Timebank__V1__Body *body,
-                       Timebank__V1__TestMessage *test) __attribute__((warn_unused_result));
+/* The reverse: fills body from JSON, allocating its parts (free them with
+ * env_body_release); -1 for a kind that is not a channel message. Strings
+ * stay borrowed from json. */
+int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
+    __attribute__((warn_unused_result));
+void env_body_release(Timebank__V1__Body *body);
 
 #endif

@@ -129,7 +129,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len);
+                               size_t head_len, int64_t clearing);
 void fed_chan_session_started(struct fed_peer *peer);
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
                           const char *replaces);

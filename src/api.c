@@ -43,7 +43,8 @@ static const struct {
     {"same_member", 422},          {"invalid_date", 422},       {"already_reversed", 409},
     {"not_reversible", 422},       {"already_erased", 409},     {"member_not_left", 409},
     {"balance_not_zero", 409},     {"member_erased", 409},      {"invalid_referrer", 422},
-    {"invalid_period", 400},
+    {"invalid_period", 400},       {"peer_not_found", 404},     {"unknown_bank", 422},
+    {"peer_diverged", 409},
 };
 
 const struct api_limits *api_limits(const struct api *api)

@@ -3,6 +3,7 @@
  * src/sql/). The route table for every endpoint is at the end. */
 #include "api_internal.h"
 
+#include "fed.h"
 #include "req.h"
 
 #include <stdlib.h>
@@ -182,11 +183,43 @@ static void exchange_record(struct api_req *r)
 {
 	struct req_error err;
 	char floor[24];
-	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
+	json_t *p = req_exchange(r->body, api_limits(r->api)->max_exchange, &err);
+	const char *bank = p != NULL ? json_string_value(json_object_get(p, "bank")) : NULL;
 
-	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text",
-	              req_exchange(r->body, api_limits(r->api)->max_exchange, &err), &err, 2,
+	/* A member of this bank named as BANK:NUMBER is simply a local member. */
+	if (bank != NULL && strcmp(bank, api_bank_id(r->api)) == 0) {
+		json_object_del(p, "bank");
+		bank = NULL;
+	}
+	if (bank != NULL) {
+		const char *extra[3] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor),
+		                        api_bank_id(r->api)};
+		sql_with_json(r, "SELECT tb_xb_record($1::jsonb, $2, $3::bigint, $4)::text", p,
+		              &err, 3, extra);
+		fed_kick(api_fed(r->api));
+		return;
+	}
+	if (p != NULL && json_integer_value(json_object_get(p, "payer")) ==
+	                     json_integer_value(json_object_get(p, "earner"))) {
+		json_decref(p);
+		api_reply_error(r, 422, "same_member", "payer and earner are the same member");
+		return;
+	}
+	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
+	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p, &err, 2,
 	              extra);
+}
+
+static void exchange_get_cross_bank(struct api_req *r)
+{
+	const char *params[1] = {r->name};
+
+	api_sql(r, "SELECT tb_xb_get($1)::text", 1, params);
+}
+
+static void audit_federation(struct api_req *r)
+{
+	api_sql(r, "SELECT tb_fed_audit()::text", 0, NULL);
 }
 
 static void exchange_group(struct api_req *r)
@@ -277,9 +310,11 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/exchanges/group", ROLE_BROKER, 1, exchange_group},
     {"GET", "/v1/exchanges", ROLE_BROKER, 0, exchange_list},
     {"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
+    {"GET", "/v1/exchanges/*", ROLE_BROKER, 0, exchange_get_cross_bank},
     {"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
     {"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
     {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
+    {"GET", "/v1/audit/federation", ROLE_VIEWER, 0, audit_federation},
     {"GET", "/v1/reports/categories", ROLE_VIEWER, 0, api_report_categories},
     {"GET", "/v1/reports/active", ROLE_VIEWER, 0, api_report_active},
     {"GET", "/v1/reports/new-members", ROLE_VIEWER, 0, api_report_new_members},

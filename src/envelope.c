@@ -98,29 +98,133 @@ void env_msg_clear(struct env_msg *msg)
 
 json_t *env_body_to_json(const Timebank__V1__Body *body)
 {
+	json_t *items;
+
 	switch (body->kind_case) {
 	case TIMEBANK__V1__BODY__KIND_TEST:
 		return json_pack("{sssIss}", "kind", "test", "n", (json_int_t)body->test->n, "text",
 		                 body->test->text != NULL ? body->test->text : "");
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
+		items = json_array();
+		for (size_t i = 0; i < body->exchange_proposals->n_items; i++) {
+			const Timebank__V1__ExchangeProposal *x =
+			    body->exchange_proposals->items[i];
+			json_array_append_new(items, json_pack("{sssIsIssss}", "xid", x->xid,
+			                                       "earner", (json_int_t)x->earner,
+			                                       "minutes", (json_int_t)x->minutes,
+			                                       "category", x->category,
+			                                       "performed_on", x->performed_on));
+		}
+		return json_pack("{ssso}", "kind", "xb_propose", "items", items);
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
+		items = json_array();
+		for (size_t i = 0; i < body->exchange_answers->n_items; i++) {
+			const Timebank__V1__ExchangeAnswer *a = body->exchange_answers->items[i];
+			json_array_append_new(items, json_pack("{sssbss}", "xid", a->xid,
+			                                       "accepted", a->accepted, "reason",
+			                                       a->reason != NULL ? a->reason : ""));
+		}
+		return json_pack("{ssso}", "kind", "xb_answer", "items", items);
 	default:
 		return NULL;
 	}
 }
 
-int env_body_from_json(const json_t *json, Timebank__V1__Body *body,
-                       Timebank__V1__TestMessage *test)
+static char *str(const json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return (char *)(s != NULL ? s : "");
+}
+
+static int proposals_from_json(const json_t *items, Timebank__V1__Body *body)
+{
+	Timebank__V1__ExchangeProposals *p = malloc(sizeof(*p));
+	size_t n = json_array_size(items);
+
+	timebank__v1__exchange_proposals__init(p);
+	p->n_items = n;
+	p->items = calloc(n > 0 ? n : 1, sizeof(*p->items));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *it = json_array_get(items, i);
+		Timebank__V1__ExchangeProposal *x = malloc(sizeof(*x));
+		timebank__v1__exchange_proposal__init(x);
+		x->xid = str(it, "xid");
+		x->earner = (uint64_t)json_integer_value(json_object_get(it, "earner"));
+		x->minutes = (uint64_t)json_integer_value(json_object_get(it, "minutes"));
+		x->category = str(it, "category");
+		x->performed_on = str(it, "performed_on");
+		p->items[i] = x;
+	}
+	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS;
+	body->exchange_proposals = p;
+	return 0;
+}
+
+static int answers_from_json(const json_t *items, Timebank__V1__Body *body)
+{
+	Timebank__V1__ExchangeAnswers *a = malloc(sizeof(*a));
+	size_t n = json_array_size(items);
+
+	timebank__v1__exchange_answers__init(a);
+	a->n_items = n;
+	a->items = calloc(n > 0 ? n : 1, sizeof(*a->items));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *it = json_array_get(items, i);
+		Timebank__V1__ExchangeAnswer *x = malloc(sizeof(*x));
+		timebank__v1__exchange_answer__init(x);
+		x->xid = str(it, "xid");
+		x->accepted = json_is_true(json_object_get(it, "accepted"));
+		x->reason = str(it, "reason");
+		a->items[i] = x;
+	}
+	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS;
+	body->exchange_answers = a;
+	return 0;
+}
+
+int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
 {
 	const char *kind = json_string_value(json_object_get(json, "kind"));
 
-	if (kind != NULL && strcmp(kind, "test") == 0) {
+	if (kind == NULL)
+		return -1;
+	if (strcmp(kind, "test") == 0) {
+		Timebank__V1__TestMessage *test = malloc(sizeof(*test));
 		timebank__v1__test_message__init(test);
 		test->n = (uint64_t)json_integer_value(json_object_get(json, "n"));
-		test->text = (char *)json_string_value(json_object_get(json, "text"));
-		if (test->text == NULL)
-			test->text = "";
+		test->text = str(json, "text");
 		body->kind_case = TIMEBANK__V1__BODY__KIND_TEST;
 		body->test = test;
 		return 0;
 	}
+	if (strcmp(kind, "xb_propose") == 0)
+		return proposals_from_json(json_object_get(json, "items"), body);
+	if (strcmp(kind, "xb_answer") == 0)
+		return answers_from_json(json_object_get(json, "items"), body);
 	return -1;
+}
+
+void env_body_release(Timebank__V1__Body *body)
+{
+	switch (body->kind_case) {
+	case TIMEBANK__V1__BODY__KIND_TEST:
+		free(body->test);
+		break;
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
+		for (size_t i = 0; i < body->exchange_proposals->n_items; i++)
+			free(body->exchange_proposals->items[i]);
+		free(body->exchange_proposals->items);
+		free(body->exchange_proposals);
+		break;
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
+		for (size_t i = 0; i < body->exchange_answers->n_items; i++)
+			free(body->exchange_answers->items[i]);
+		free(body->exchange_answers->items);
+		free(body->exchange_answers);
+		break;
+	default:
+		break;
+	}
+	body->kind_case = TIMEBANK__V1__BODY__KIND__NOT_SET;
 }

@@ -111,9 +111,13 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 		} else {
 			peer->dialing = NULL;
 		}
-		if (peer->session == NULL && !peer->fed->stopping &&
+		/* Our own dial still under way will establish or fail by itself. */
+		if (peer->session == NULL && peer->dialing == NULL && !peer->fed->stopping &&
 		    !evtimer_pending(peer->timer, NULL))
 			schedule_dial(peer);
+		else if (peer->session == NULL && peer->dialing != NULL)
+			change_state(peer, peer->dialing->tcp_only ? PEER_CONNECTING : PEER_TLS,
+			             "a surplus session closed; our dial goes on");
 	}
 }
 
@@ -285,6 +289,14 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 	establish(conn);
 }
 
+/* Messages that travel on the ordered channel, with a sequence. */
+static int channel_kind(const Timebank__V1__Body *body)
+{
+	return body->kind_case == TIMEBANK__V1__BODY__KIND_TEST ||
+	       body->kind_case == TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS ||
+	       body->kind_case == TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS;
+}
+
 static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 {
 	struct fed_peer *peer = conn->peer;
@@ -309,9 +321,9 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		on_key_rotation(conn, &msg);
 	} else if (!conn->hello_received && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		fed_conn_refuse(conn, "a message before the hello");
-	} else if (msg.sp->sequence == 0 && body->kind_case == TIMEBANK__V1__BODY__KIND_TEST) {
+	} else if (msg.sp->sequence == 0 && channel_kind(body)) {
 		fed_conn_refuse(conn, "a channel message without a sequence");
-	} else if (msg.sp->sequence != 0 && body->kind_case != TIMEBANK__V1__BODY__KIND_TEST) {
+	} else if (msg.sp->sequence != 0 && !channel_kind(body)) {
 		fed_conn_refuse(conn, "a session message with a sequence");
 	} else if (peer->session != conn && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		/* A session being replaced: what it sends now is sent again. */
@@ -324,11 +336,13 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 			fed_chan_ack(peer, body->ack->sequence);
 			break;
 		case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
-			fed_chan_checkpoint_check(peer, body->checkpoint->sequence,
-			                          body->checkpoint->chain_head.data,
-			                          body->checkpoint->chain_head.len);
+			fed_chan_checkpoint_check(
+			    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
+			    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes);
 			break;
 		case TIMEBANK__V1__BODY__KIND_TEST:
+		case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
+		case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
 			fed_chan_received(conn, &msg, buf, len);
 			break;
 		default: /* pings keep the session alive; nothing else to do */
@@ -474,18 +488,22 @@ static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
 	char why[300];
 
 	if (!(what & BEV_EVENT_CONNECTED)) {
-		snprintf(why, sizeof(why), "%s",
-			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof(why), "no answer to connect");
+		else
+			snprintf(why, sizeof(why), "%s",
+			         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		fed_conn_close(conn, why);
 		return;
 	}
 	fd = bufferevent_getfd(plain);
+	bufferevent_set_timeouts(plain, NULL, NULL);
 	bufferevent_setcb(plain, NULL, NULL, NULL, NULL);
 	bufferevent_free(plain); /* not the socket: it was not given to plain */
 	conn->tcp_only = 0;
 	conn->bev = bufferevent_openssl_socket_new(conn->fed->base, fd, SSL_new(conn->fed->ctx),
-						   BUFFEREVENT_SSL_CONNECTING,
-						   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	                                           BUFFEREVENT_SSL_CONNECTING,
+	                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
 	bufferevent_setcb(conn->bev, on_read, on_write, on_event, conn);
 	bufferevent_set_timeouts(conn->bev, &idle, NULL);
@@ -508,7 +526,7 @@ static void peer_dial(struct fed_peer *peer)
 	snprintf(addr, sizeof(addr), "%s:%d", peer->host, peer->port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
 		snprintf(peer->last_error, sizeof(peer->last_error),
-			 "address %.200s is not an IP address and port", addr);
+		         "address %.200s is not an IP address and port", addr);
 		schedule_dial(peer);
 		return;
 	}
@@ -524,6 +542,9 @@ static void peer_dial(struct fed_peer *peer)
 	LIST_INSERT_HEAD(&fed->conns, conn, next);
 	peer->dialing = conn;
 	bufferevent_setcb(plain, NULL, NULL, on_tcp_event, conn);
+	/* A connect nobody answers gives up after this (the write timeout). */
+	struct timeval connect_limit = {10, 0};
+	bufferevent_set_timeouts(plain, &connect_limit, &connect_limit);
 	change_state(peer, PEER_CONNECTING, NULL);
 	if (bufferevent_socket_connect(plain, (struct sockaddr *)&ss, sslen) == -1)
 		fed_conn_close(conn, "cannot connect");
@@ -771,34 +792,38 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 		const char *name, *help;
 		size_t offset;
 	} counters[] = {
-		{"sent", "Channel messages sent to the peer.", offsetof(struct fed_peer, sent)},
-		{"received", "Channel messages received from the peer.",
-		 offsetof(struct fed_peer, received)},
-		{"duplicates", "Messages received again and skipped.",
-		 offsetof(struct fed_peer, duplicates)},
-		{"refused", "Messages and frames refused from the peer.",
-		 offsetof(struct fed_peer, refused)},
+	    {"sent", "Channel messages sent to the peer.", offsetof(struct fed_peer, sent)},
+	    {"received", "Channel messages received from the peer.",
+	     offsetof(struct fed_peer, received)},
+	    {"duplicates", "Messages received again and skipped.",
+	     offsetof(struct fed_peer, duplicates)},
+	    {"refused", "Messages and frames refused from the peer.",
+	     offsetof(struct fed_peer, refused)},
 	};
 
 	evbuffer_add_printf(out, "# HELP timebankd_peer_established 1 when the session is up.\n"
-				 "# TYPE timebankd_peer_established gauge\n");
+	                         "# TYPE timebankd_peer_established gauge\n");
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(out, "timebankd_peer_established{peer=\"%s\"} %d\n",
-				    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
-	evbuffer_add_printf(out, "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
-				 "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");
+		                    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
+	evbuffer_add_printf(out,
+	                    "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
+	                    "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");
 	for (int i = 0; i < fed->npeers; i++)
-		evbuffer_add_printf(out, "timebankd_peer_diverged{peer=\"%s\"} %d\n", fed->peers[i].id,
-				    strcmp(fed->peers[i].checkpoint, "diverged") == 0);
+		evbuffer_add_printf(out, "timebankd_peer_diverged{peer=\"%s\"} %d\n",
+		                    fed->peers[i].id,
+		                    strcmp(fed->peers[i].checkpoint, "diverged") == 0);
 	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
-		evbuffer_add_printf(out, "# HELP timebankd_peer_messages_%s_total %s\n"
-					 "# TYPE timebankd_peer_messages_%s_total counter\n",
-				    counters[c].name, counters[c].help, counters[c].name);
+		evbuffer_add_printf(out,
+		                    "# HELP timebankd_peer_messages_%s_total %s\n"
+		                    "# TYPE timebankd_peer_messages_%s_total counter\n",
+		                    counters[c].name, counters[c].help, counters[c].name);
 		for (int i = 0; i < fed->npeers; i++) {
 			const unsigned long long *v =
-				(const void *)((const char *)&fed->peers[i] + counters[c].offset);
-			evbuffer_add_printf(out, "timebankd_peer_messages_%s_total{peer=\"%s\"} %llu\n",
-					    counters[c].name, fed->peers[i].id, *v);
+			    (const void *)((const char *)&fed->peers[i] + counters[c].offset);
+			evbuffer_add_printf(out,
+			                    "timebankd_peer_messages_%s_total{peer=\"%s\"} %llu\n",
+			                    counters[c].name, fed->peers[i].id, *v);
 		}
 	}
 }

@@ -125,18 +125,10 @@ static void on_loaded(void *arg, const struct db_result *r)
 
 void fed_chan_load(struct fed *fed)
 {
-	char ids[CONFIG_MAX_PEERS * 34 + 3];
-	size_t n = 0;
-	const char *params[1] = {ids};
-
+	/* The daemon registered every configured peer at start-up. */
 	if (fed->sealing)
 		return;
-	ids[n++] = '{';
-	for (int i = 0; i < fed->npeers; i++)
-		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", i ? "," : "",
-		                      fed->peers[i].id);
-	snprintf(ids + n, sizeof(ids) - n, "}");
-	if (query(fed, "SELECT tb_fed_peers($1::text[])::text", 1, params, on_loaded, fed) == 0)
+	if (query(fed, "SELECT tb_fed_state()::text", 0, NULL, on_loaded, fed) == 0)
 		fed->sealing = 1;
 }
 
@@ -169,16 +161,19 @@ static void on_sealed(void *arg, const struct db_result *r)
 static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_prev, json_t *items)
 {
 	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
-	Timebank__V1__TestMessage test;
 	const char *peer = json_string_value(json_object_get(row, "peer"));
 	uint64_t seq = (uint64_t)json_integer_value(json_object_get(row, "seq"));
 	uint8_t *env, hash[CRYPTO_HASH_LEN];
 	char hash_hex[2 * CRYPTO_HASH_LEN + 1], *env_hex;
 	size_t len;
+	int sealed;
 
-	if (env_body_from_json(json_object_get(row, "body"), &body, &test) == -1 ||
-	    env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, now_ms(), &body,
-	             fed->sign_key, &env, &len, hash) == -1)
+	if (env_body_from_json(json_object_get(row, "body"), &body) == -1)
+		return -1;
+	sealed = env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, now_ms(), &body,
+	                  fed->sign_key, &env, &len, hash);
+	env_body_release(&body);
+	if (sealed == -1)
 		return -1;
 	env_hex = malloc(2 * len + 1);
 	crypto_hex(env, len, env_hex);
@@ -477,6 +472,7 @@ static void on_checkpoint(void *arg, const struct db_result *r)
 		checkpoint.sequence = (uint64_t)json_integer_value(json_object_get(cp, "seq"));
 		checkpoint.chain_head.data = head;
 		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
+		checkpoint.clearing_minutes = json_integer_value(json_object_get(cp, "clearing"));
 		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
 		body.checkpoint = &checkpoint;
 		fed_conn_send(peer->session, &body);
@@ -514,12 +510,24 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 	free(c);
 }
 
-void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len)
+static void on_clearing_stored(void *arg, const struct db_result *r)
 {
-	char s[24], hex[2 * CRYPTO_HASH_LEN + 1];
+	(void)arg;
+	(void)r; /* kept for the next audit; the next checkpoint replaces it anyway */
+}
+
+void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
+                               size_t head_len, int64_t clearing)
+{
+	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24];
 	const char *params[3] = {peer->id, s, hex};
+	const char *cparams[2] = {peer->id, c_text};
 	struct chan_call *c;
+
+	/* Its clearing balance for us, for tbctl audit --federation. */
+	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
+	(void)query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
+	            on_clearing_stored, NULL);
 
 	if (head_len > CRYPTO_HASH_LEN)
 		head_len = 0;

@@ -339,27 +339,55 @@ static json_t *with_fields(const json_t *body, json_t *out, struct req_error *er
 	return out;
 }
 
+/* "westminster:204": a member of another bank. 1 with bank and number set,
+ * 0 when text is not of that form. */
+static int remote_member(const json_t *v, char *bank, size_t len, int64_t *number)
+{
+	const char *text = json_string_value(v), *colon;
+	size_t n;
+
+	if (text == NULL || (colon = strchr(text, ':')) == NULL)
+		return 0;
+	n = (size_t)(colon - text);
+	if (n < 2 || n >= len || n > 32 || !islower((unsigned char)text[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!islower((unsigned char)text[i]) && !isdigit((unsigned char)text[i]) &&
+		    text[i] != '-')
+			return 0;
+	if (req_parse_int(colon + 1, 1, 999999999, number) == -1)
+		return 0;
+	memcpy(bank, text, n);
+	bank[n] = '\0';
+	return 1;
+}
+
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
 	static const char *const allowed[] = {"payer",        "earner",          "hours",
 	                                      "minutes",      "category",        "description",
 	                                      "performed_on", "idempotency_key", NULL};
 	int64_t payer, earner, minutes;
+	char bank[40] = "";
+	json_t *out;
 
 	if (only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
 		return fail(err, "invalid_member_number", "payer must be a member number");
-	if (req_member_number(json_object_get(body, "earner"), &earner) == -1)
-		return fail(err, "invalid_member_number", "earner must be a member number");
-	if (payer == earner)
+	if (!remote_member(json_object_get(body, "earner"), bank, sizeof(bank), &earner) &&
+	    req_member_number(json_object_get(body, "earner"), &earner) == -1)
+		return fail(err, "invalid_member_number",
+		            "earner must be a member number, or BANK:NUMBER for another bank's");
+	if (payer == earner && bank[0] == '\0')
 		return fail(err, "same_member", "payer and earner are the same member");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
-	return with_fields(body,
-	                   json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner",
-	                             (json_int_t)earner, "minutes", (json_int_t)minutes),
-	                   err);
+	out = json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
+	                "minutes", (json_int_t)minutes);
+	if (bank[0] != '\0')
+		json_object_set_new(out, "bank", json_string(bank));
+	return with_fields(body, out, err);
 }
 
 #define GROUP_MAX_EARNERS 100

@@ -82,6 +82,62 @@ int tbctl_history(const struct tbctl *t, int argc, char **argv)
 	return rc;
 }
 
+/* tbctl audit --federation: our clearing position with each peer against
+ * the peer's signed checkpoint of its own. */
+static int audit_federation(const struct tbctl *t)
+{
+	struct tbctl_reply reply;
+	const json_t *p;
+	int diverged = 0;
+	size_t i;
+
+	if (tbctl_http(t, "GET", "/v1/audit/federation", NULL, &reply) == -1 || reply.status >= 300)
+		return tbctl_fail(&reply);
+	json_array_foreach(json_object_get(reply.body, "peers"), i, p)
+	{
+		json_int_t position = json_integer_value(json_object_get(p, "position"));
+		json_int_t in_flight = json_integer_value(json_object_get(p, "in_flight"));
+		const json_t *theirs = json_object_get(p, "peer_clearing");
+		json_int_t diff = position + json_integer_value(theirs);
+		const char *verdict;
+
+		if (json_is_true(json_object_get(p, "diverged")))
+			verdict = "diverged";
+		else if (!json_is_integer(theirs))
+			verdict = "no checkpoint yet";
+		else if (diff == 0)
+			verdict = "agree";
+		else if ((diff <= in_flight && -diff <= in_flight) ||
+		         json_is_true(json_object_get(p, "checkpoint_stale")))
+			verdict = "in flight";
+		else
+			verdict = "diverged";
+		diverged |= strcmp(verdict, "diverged") == 0;
+		json_object_set_new((json_t *)p, "verdict", json_string(verdict));
+		json_object_set_new((json_t *)p, "difference", json_integer(diff));
+		if (t->json)
+			continue;
+		if (strcmp(verdict, "in flight") == 0)
+			printf("%s: differ by in-flight %lld minutes (ours %s, theirs %s)\n",
+			       tbctl_str(p, "peer"), (long long)(diff < 0 ? -diff : diff),
+			       tbctl_hours(position), tbctl_hours(json_integer_value(theirs)));
+		else
+			printf("%s: %s (ours %s, theirs %s)\n", tbctl_str(p, "peer"), verdict,
+			       tbctl_hours(position),
+			       json_is_integer(theirs) ? tbctl_hours(json_integer_value(theirs))
+			                               : "?");
+	}
+	json_object_set_new(reply.body, "ok", json_boolean(!diverged));
+	if (t->json) {
+		json_dumpf(reply.body, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		printf("federation audit: %s\n", diverged ? "DIVERGED" : "ok");
+	}
+	json_decref(reply.body);
+	return diverged ? TBCTL_REFUSED : TBCTL_OK;
+}
+
 int tbctl_audit(const struct tbctl *t, int argc, char **argv)
 {
 	struct tbctl_reply reply;
@@ -89,9 +145,10 @@ int tbctl_audit(const struct tbctl *t, int argc, char **argv)
 	size_t i, j;
 	int ok;
 
-	(void)argv;
+	if (argc == 2 && strcmp(argv[1], "--federation") == 0)
+		return audit_federation(t);
 	if (argc != 1) {
-		fprintf(stderr, "tbctl: audit takes no arguments\n");
+		fprintf(stderr, "tbctl: audit takes no arguments, or --federation\n");
 		return TBCTL_USAGE;
 	}
 	if (tbctl_http(t, "GET", "/v1/audit", NULL, &reply) == -1 || reply.status >= 300)

@@ -19,6 +19,15 @@ static void show_exchange(const json_t *x)
 	long long id = (long long)json_integer_value(json_object_get(x, "id"));
 
 	/* The payer received help and pays; the earner gave it and earns. */
+	if (json_is_true(json_object_get(x, "cross_bank"))) {
+		printf("exchange %s %s: %s received %s of help from %s (%s) on %s\n",
+		       tbctl_str(x, "id"), tbctl_str(x, "state"), payer, hours, earner,
+		       tbctl_str(x, "category"), tbctl_str(x, "performed_on"));
+		if (tbctl_str(x, "reason")[0] != '\0')
+			printf("  refused by %s: %s\n", tbctl_str(x, "peer"),
+			       tbctl_str(x, "reason"));
+		return;
+	}
 	if (strcmp(kind, "grant") == 0)
 		printf("grant %lld %s: %s granted %s from the %s (%s) on %s\n", id,
 		       tbctl_str(x, "state"), earner, hours, payer, tbctl_str(x, "category"),
@@ -118,6 +127,20 @@ static void show_group(const json_t *g)
 	json_array_foreach(json_object_get(g, "items"), i, x) show_exchange(x);
 }
 
+/* "5:1h30m" (a member with their own hours), as against "westminster:204"
+ * (a member of another bank). */
+static int own_hours(const char *earner)
+{
+	const char *colon = strchr(earner, ':');
+
+	if (colon == NULL || colon == earner)
+		return 0;
+	for (const char *c = earner; c < colon; c++)
+		if (*c < '0' || *c > '9')
+			return 0;
+	return 1;
+}
+
 /* "--earner 5" or "--earner 5:1h30m" into a group's earner item. */
 static json_t *group_earner(const char *text)
 {
@@ -152,7 +175,7 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 	}
 	earner = json_object_get(body, "earner");
 	/* Several earners, or one with its own hours: one group activity. */
-	if (json_is_array(earner) || strchr(tbctl_str(body, "earner"), ':') != NULL) {
+	if (json_is_array(earner) || own_hours(tbctl_str(body, "earner"))) {
 		earners = json_array();
 		if (json_is_array(earner)) {
 			json_t *e;
@@ -217,14 +240,17 @@ int tbctl_grant(const struct tbctl *t, int argc, char **argv)
 
 static int exchange_show(const struct tbctl *t, int argc, char **argv)
 {
-	char path[64];
+	char path[128];
 	int64_t id;
 
-	if (argc != 2 || req_parse_int(argv[1], 1, INT64_MAX, &id) == -1) {
+	/* A local id (12) or a cross-bank one (colchester:12). */
+	if (argc != 2 || (req_parse_int(argv[1], 1, INT64_MAX, &id) == -1 &&
+	                  (strchr(argv[1], ':') == NULL || strlen(argv[1]) > 60 ||
+	                   strchr(argv[1], '/') != NULL))) {
 		fprintf(stderr, "tbctl: exchange show needs one exchange ID\n");
 		return TBCTL_USAGE;
 	}
-	snprintf(path, sizeof(path), "/v1/exchanges/%lld", (long long)id);
+	snprintf(path, sizeof(path), "/v1/exchanges/%s", argv[1]);
 	return tbctl_call(t, "GET", path, NULL, show_exchange);
 }
 

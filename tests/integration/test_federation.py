@@ -92,10 +92,13 @@ def test_channel_delivers_both_ways_in_order_exactly_once(net):
     # Checkpoints are exchanged every 10 s and agree.
     wait_for(lambda: peer_state(wes, "colchester")["checkpoint"] == "agree", timeout=30,
              what="a checkpoint")
-    conn = http.client.HTTPConnection("127.0.0.1", wes.port, timeout=10)
-    conn.request("GET", "/metrics")
-    metrics = conn.getresponse().read().decode()
-    assert 'timebankd_peer_established{peer="colchester"} 1' in metrics
+    def metrics():
+        conn = http.client.HTTPConnection("127.0.0.1", wes.port, timeout=10)
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    wait_for(lambda: 'timebankd_peer_established{peer="colchester"} 1' in metrics(),
+             what="the established gauge")
+    metrics = metrics()
     assert 'timebankd_peer_diverged{peer="colchester"} 0' in metrics
     assert 'timebankd_peer_messages_received_total{peer="colchester"} 300' in metrics
     # Both ledgers are untouched by test messages.

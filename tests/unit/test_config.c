@@ -142,16 +142,16 @@ static void test_config_reads_federation_and_peers(void **state)
 {
 	struct config_problems probs;
 	struct config *cfg = config_parse("[bank]\nid = colchester\nname = C\n"
-					  "[database]\nconninfo = host=/tmp\n"
-					  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n"
-					  "[federation]\nlisten = 127.0.0.1:9401\nca = ca.crt\n"
-					  "crl = crl.pem\ncert = c.crt\nkey = c.key\n"
-					  "signing_key = c.sign.key\n"
-					  "[peer westminster]\naddress = 10.0.0.2:9402\n"
-					  "signing_key = w.sign.pub\nexposure_limit = 50h\n"
-					  "[peer national]\naddress = 10.0.0.9:9404\n"
-					  "signing_key = n.sign.pub\nkind = observer\n",
-					  "/etc/tb", &probs);
+	                                  "[database]\nconninfo = host=/tmp\n"
+	                                  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n"
+	                                  "[federation]\nlisten = 127.0.0.1:9401\nca = ca.crt\n"
+	                                  "crl = crl.pem\ncert = c.crt\nkey = c.key\n"
+	                                  "signing_key = c.sign.key\n"
+	                                  "[peer westminster]\naddress = 10.0.0.2:9402\n"
+	                                  "signing_key = w.sign.pub\nexposure_limit = 50h\n"
+	                                  "[peer national]\naddress = 10.0.0.9:9404\n"
+	                                  "signing_key = n.sign.pub\nkind = observer\n",
+	                                  "/etc/tb", &probs);
 	const struct config_peer *w;
 
 	(void)state;
@@ -175,15 +175,15 @@ static void test_config_reads_federation_and_peers(void **state)
 static void test_config_reports_federation_problems(void **state)
 {
 	struct config_problems probs;
-	struct config *cfg = config_parse("[bank]\nid = colchester\nname = C\n"	/* 1-3 */
-					  "[database]\nconninfo = host=/tmp\n"	/* 4-5 */
-					  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n" /* 6-8 */
-					  "[federation]\nlisten = 127.0.0.1:9401\n"	/* 9-10 */
-					  "role = referee\n"			/* 11 */
-					  "[peer colchester]\naddress = x\n"		/* 12-13 */
-					  "[peer Bad!]\naddress = 1.2.3.4:5\n"	/* 14-15 */
-					  "[peer cheshire]\nkind = bank\nflavour = x\n", /* 16-18 */
-					  NULL, &probs);
+	struct config *cfg = config_parse("[bank]\nid = colchester\nname = C\n"          /* 1-3 */
+	                                  "[database]\nconninfo = host=/tmp\n"           /* 4-5 */
+	                                  "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n"  /* 6-8 */
+	                                  "[federation]\nlisten = 127.0.0.1:9401\n"      /* 9-10 */
+	                                  "role = referee\n"                             /* 11 */
+	                                  "[peer colchester]\naddress = x\n"             /* 12-13 */
+	                                  "[peer Bad!]\naddress = 1.2.3.4:5\n"           /* 14-15 */
+	                                  "[peer cheshire]\nkind = bank\nflavour = x\n", /* 16-18 */
+	                                  NULL, &probs);
 
 	(void)state;
 	assert_null(cfg);

@@ -1,0 +1,239 @@
+"""Cross-bank exchanges between two real banks over the federation link:
+reserved at the payer's bank, decided by the earner's, followed by the
+payer's; applied exactly once whatever is stopped or killed."""
+
+import json
+import random
+import signal
+import threading
+import time
+
+from tbtest import wait_for
+from test_federation import established, start_network
+
+import pytest
+
+
+@pytest.fixture
+def pair(cluster, workdir):
+    n = start_network(cluster, workdir)
+    col, wes = n.banks["colchester"], n.banks["westminster"]
+    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+             what="the link")
+    yield n
+    for b in n.banks.values():
+        if b.proc is not None:
+            assert b.stop() == 0, b.log_text()
+
+
+def xb(bank, xid):
+    return bank.tbctl_json("exchange", "show", xid)
+
+
+def settled_or_rejected(bank, xid):
+    return xb(bank, xid)["state"] in ("settled", "rejected")
+
+
+def balance(bank, n):
+    return bank.tbctl_json("balance", str(n))
+
+
+def test_cross_bank_exchange_settles_at_both_banks(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ann = col.add_member("Ann")
+    wendy = wes.add_member("Wendy")
+    out = col.tbctl_json("exchange", "record", "--payer", str(ann), "--earner",
+                         f"westminster:{wendy}", "--hours", "2", "--category", "lifts",
+                         "--description", "lift to the surgery")
+    assert out["state"] == "pending" and out["id"].startswith("colchester:")
+    wait_for(lambda: settled_or_rejected(col, out["id"]), what="the answer")
+    done = xb(col, out["id"])
+    assert done["state"] == "settled" and done["earner_label"] == f"westminster member {wendy}"
+    assert balance(col, ann)["balance_minutes"] == -120
+    assert balance(col, ann)["pending_minutes"] == 0
+    assert balance(wes, wendy)["balance_minutes"] == 120
+    # The earner's bank shows the payer only as "a colchester member".
+    theirs = xb(wes, out["id"])
+    assert theirs["state"] == "settled" and theirs["payer_label"] == "colchester member"
+    hist = wes.tbctl_json("history", str(wendy))["items"]
+    assert hist[0]["other_party"] == "colchester clearing account"
+    assert "Ann" not in str(wes.tbctl_json("exchange", "list"))
+    assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
+    # Checkpoints carry each side's clearing balance; the books agree.
+    def verdict():
+        r = col.tbctl("--json", "audit", "--federation")
+        assert r.returncode == 0, r.stdout  # never diverged, even while checkpoints lag
+        return [p["verdict"] for p in json.loads(r.stdout)["peers"] if p["peer"] == "westminster"]
+    wait_for(lambda: verdict() == ["agree"], timeout=30, what="agreement")
+    text = col.tbctl("audit", "--federation", check=True).stdout
+    assert "westminster: agree (ours 2h, theirs -2h)" in text
+
+
+def test_refusals_by_the_other_bank_release_the_reservation(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ann = col.add_member("Ann")
+    away = wes.add_member("Away")
+    wes.tbctl("member", "suspend", str(away), check=True)
+    cases = [(f"westminster:{away}", "member_inactive"), ("westminster:999", "member_not_found")]
+    for earner, reason in cases:
+        out = col.tbctl_json("exchange", "record", "--payer", str(ann), "--earner", earner,
+                             "--hours", "1", "--category", "lifts")
+        wait_for(lambda: settled_or_rejected(col, out["id"]), what="the answer")
+        assert xb(col, out["id"])["state"] == "rejected"
+        assert xb(col, out["id"])["reason"] == reason
+        text = col.tbctl("exchange", "show", out["id"], check=True).stdout
+        assert f"refused by westminster: {reason}" in text
+    b = balance(col, ann)
+    assert b["balance_minutes"] == 0 and b["pending_minutes"] == 0
+    assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
+
+
+def test_exposure_limit_is_enforced_by_the_earners_bank(cluster, workdir):
+    n = start_network(cluster, workdir)
+    col, wes = n.banks["colchester"], n.banks["westminster"]
+    try:
+        # Westminster lets colchester's members owe its members at most 3h.
+        assert wes.stop() == 0
+        with open(wes.config) as f:
+            text = f.read()
+        with open(wes.config, "w") as f:
+            f.write(text.replace("[peer colchester]\n", "[peer colchester]\nexposure_limit = 3h\n"))
+        wes.start()
+        wait_for(lambda: established(col, "westminster"), what="the link")
+        ann = col.add_member("Ann")
+        wendy = wes.add_member("Wendy")
+        ids = [col.tbctl_json("exchange", "record", "--payer", str(ann), "--earner",
+                              f"westminster:{wendy}", "--hours", h, "--category", "lifts")["id"]
+               for h in ("2", "2")]
+        wait_for(lambda: all(settled_or_rejected(col, i) for i in ids), what="answers")
+        assert [xb(col, i)["state"] for i in ids] == ["settled", "rejected"]
+        assert xb(col, ids[1])["reason"] == "exposure_limit"
+        assert balance(col, ann)["balance_minutes"] == -120
+        assert wes.tbctl_json("audit")["ok"]
+    finally:
+        for b in n.banks.values():
+            assert b.stop() == 0
+
+
+def test_refusals_at_the_payers_bank_change_nothing(pair):
+    col = pair.banks["colchester"]
+    ann, bob = col.add_member("Ann"), col.add_member("Bob", floor="-1h")
+    col.tbctl("member", "suspend", str(bob), check=True)
+    before = None
+    cases = [
+        (["--payer", str(ann), "--earner", "nowhere:1", "--hours", "1"], "unknown_bank"),
+        (["--payer", str(ann), "--earner", "westminster:1", "--hours", "25"], "invalid_hours"),
+        (["--payer", str(ann), "--earner", "westminster:1", "--hours", "11"], "below_floor"),
+        (["--payer", str(bob), "--earner", "westminster:1", "--hours", "1"], "member_inactive"),
+        (["--payer", "99", "--earner", "westminster:1", "--hours", "1"], "member_not_found"),
+        (["--payer", str(ann), "--earner", "westminster:x", "--hours", "1"],
+         "invalid_member_number"),
+    ]
+    for args, code in cases:
+        r = col.tbctl("exchange", "record", *args, "--category", "lifts")
+        assert r.returncode == 1 and code in r.stderr, (args, r.stderr)
+    assert col.cluster.psql("SELECT count(*) FROM xb_exchanges", col.db).stdout.strip() == "0"
+    assert col.cluster.psql("SELECT count(*) FROM fed_outbox", col.db).stdout.strip() == "0"
+    assert before is None or col.snapshot() == before
+
+
+def test_pending_counts_against_the_floor_and_settles_when_the_peer_returns(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ann = col.add_member("Ann", floor="-3h")
+    wendy = wes.add_member("Wendy")
+    assert wes.stop() == 0  # westminster is offline
+    first = col.tbctl_json("exchange", "record", "--payer", str(ann), "--earner",
+                           f"westminster:{wendy}", "--hours", "2", "--category", "lifts")
+    time.sleep(1)
+    assert xb(col, first["id"])["state"] == "pending"
+    assert balance(col, ann)["pending_minutes"] == 120
+    # The pending 2h count against Ann's 3h floor.
+    r = col.tbctl("exchange", "record", "--payer", str(ann), "--earner", f"westminster:{wendy}",
+                  "--hours", "2", "--category", "lifts")
+    assert r.returncode == 1 and "below_floor" in r.stderr
+    wes.start()
+    wait_for(lambda: settled_or_rejected(col, first["id"]), what="settling after the return")
+    assert xb(col, first["id"])["state"] == "settled"
+    assert balance(col, ann)["balance_minutes"] == -120
+    assert balance(wes, wendy)["balance_minutes"] == 120
+
+
+def test_cross_bank_exchanges_apply_exactly_once_through_kills(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    rng = random.Random(11)
+    col_members = [col.add_member(f"C{i}", floor="-500h") for i in range(5)]
+    wes_members = [wes.add_member(f"W{i}", floor="-500h") for i in range(5)]
+    stop = threading.Event()
+    kills = [0]
+
+    def chaos():
+        while not stop.is_set():
+            time.sleep(rng.uniform(0.7, 1.5))
+            if stop.is_set():
+                break
+            victim = rng.choice([col, wes])
+            victim.stop(signal.SIGKILL)
+            kills[0] += 1
+            time.sleep(rng.uniform(0.1, 0.5))
+            victim.start(wait=False)
+
+    t = threading.Thread(target=chaos)
+    t.start()
+    asked = {}  # key -> (payer bank, minutes), for requests answered 201
+    for i in range(300):
+        bank, other, mine, theirs = ((col, "westminster", col_members, wes_members)
+                                     if i % 2 == 0 else
+                                     (wes, "colchester", wes_members, col_members))
+        key = f"k{i}"
+        minutes = rng.choice([15, 30, 60])
+        body = {"payer": rng.choice(mine), "earner": f"{other}:{rng.choice(theirs)}",
+                "minutes": minutes, "category": "help", "idempotency_key": key}
+        for _ in range(100):  # retry with the same key until the bank answers
+            try:
+                status, out = bank.api("POST", "/v1/exchanges", body)
+            except OSError:
+                status = None
+            if status == 201:
+                asked[key] = (bank, out["id"], minutes)
+                break
+            time.sleep(0.1)
+    stop.set()
+    t.join()
+    for bank in (col, wes):
+        if bank.proc is None or bank.proc.poll() is not None:
+            bank.proc = None
+            bank.start(wait=False)
+        bank.wait_healthy()
+    assert kills[0] >= 3 and len(asked) == 300
+
+    def all_decided():
+        for bank in (col, wes):
+            if bank.cluster.psql("SELECT count(*) FROM xb_exchanges WHERE state = 'pending'",
+                                 bank.db).stdout.strip() != "0":
+                return False
+        return True
+    wait_for(all_decided, timeout=120, what="every exchange decided")
+    for bank, xid, minutes in asked.values():
+        other = wes if bank is col else col
+        mine, theirs = xb(bank, xid), xb(other, xid)
+        assert mine["state"] == theirs["state"] == "settled", (xid, mine, theirs)
+    # Each posted once at each bank: one transfer per exchange per bank.
+    for bank in (col, wes):
+        dup = bank.cluster.psql("SELECT count(*) FROM (SELECT xb_id FROM transfers WHERE xb_id "
+                                "IS NOT NULL GROUP BY xb_id HAVING count(*) > 1) d",
+                                bank.db).stdout.strip()
+        assert dup == "0"
+        assert bank.tbctl_json("audit")["ok"]
+    total = sum(m for _, _, m in asked.values())
+    col_clearing = int(col.cluster.psql(
+        "SELECT balance_minutes FROM accounts a JOIN fed_peers p ON p.clearing_account = a.id "
+        "WHERE p.peer = 'westminster'", col.db).stdout)
+    wes_clearing = int(wes.cluster.psql(
+        "SELECT balance_minutes FROM accounts a JOIN fed_peers p ON p.clearing_account = a.id "
+        "WHERE p.peer = 'colchester'", wes.db).stdout)
+    assert col_clearing + wes_clearing == 0  # invariant 4, nothing in flight
+    settled = col.cluster.psql("SELECT coalesce(sum(minutes), 0) FROM xb_exchanges WHERE "
+                               "state = 'settled' AND side = 'payer'", col.db).stdout.strip()
+    settled_w = wes.cluster.psql("SELECT coalesce(sum(minutes), 0) FROM xb_exchanges WHERE "
+                                 "state = 'settled' AND side = 'payer'", wes.db).stdout.strip()
+    assert int(settled) + int(settled_w) == total
