@@ -23,7 +23,8 @@ struct api_req {
 	int64_t id;                /* '#' in the path: a number or id */
 	char name[AUTH_NAME_MAX];  /* '*' in the path: a token name */
 	struct evkeyvalq query;
-	json_t *body; /* parsed JSON body, or NULL */
+	json_t *body;                /* parsed JSON body, or NULL */
+	const char *failpoint_after; /* a crash-test step once the ledger answered */
 	int ok_status;
 };
 

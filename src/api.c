@@ -1,5 +1,6 @@
 #include "api_internal.h"
 
+#include "failpoint.h"
 #include "fed.h"
 #include "log.h"
 #include "req.h"
@@ -167,6 +168,8 @@ static void on_sql(void *arg, const struct db_result *res)
 
 	switch (res->status) {
 	case DB_OK:
+		if (r->failpoint_after != NULL)
+			failpoint(r->failpoint_after);
 		if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
 			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
 			return;

@@ -3,6 +3,7 @@
  * src/sql/). The route table for every endpoint is at the end. */
 #include "api_internal.h"
 
+#include "failpoint.h"
 #include "fed.h"
 #include "req.h"
 
@@ -194,6 +195,8 @@ static void exchange_record(struct api_req *r)
 	if (bank != NULL) {
 		const char *extra[3] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor),
 		                        api_bank_id(r->api)};
+		failpoint("reserve_before");
+		r->failpoint_after = "reserve_after";
 		sql_with_json(r, "SELECT tb_xb_record($1::jsonb, $2, $3::bigint, $4)::text", p,
 		              &err, 3, extra);
 		fed_kick(api_fed(r->api));

@@ -3,6 +3,7 @@
  * session per peer, reading frames, refusing what is wrong. */
 #include "fed_internal.h"
 
+#include "failpoint.h"
 #include "frame.h"
 #include "log.h"
 
@@ -393,7 +394,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct fed_conn *conn = arg;
 
-	(void)bev;
+	if (conn->peer != NULL && conn->peer->sent > 0 &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		failpoint("send_after"); /* what was written has gone to the socket */
 	if (conn->peer != NULL && conn->peer->session == conn)
 		fed_chan_pump(conn->peer);
 }

@@ -5,6 +5,7 @@
  * the fields of struct fed_peer mirror it. */
 #include "fed_internal.h"
 
+#include "failpoint.h"
 #include "frame.h"
 #include "log.h"
 
@@ -256,6 +257,8 @@ static void on_outbox(void *arg, const struct db_result *r)
 		return;
 	}
 	rows = answer(r, "reading sealed messages", peer->id);
+	if (rows != NULL && json_array_size(rows) > 0)
+		failpoint("send_before");
 	if (rows != NULL && call_current(c)) {
 		json_array_foreach(rows, i, row)
 		{
@@ -327,6 +330,8 @@ static void on_applied(void *arg, const struct db_result *r)
 		free(c);
 		return;
 	}
+	if (r->status == DB_OK)
+		failpoint("apply_after"); /* committed, not yet acknowledged */
 	res = answer(r, "applying messages", peer->id);
 	if (res == NULL) {
 		/* Nothing was applied: the peer sends it all again next session. */
@@ -383,6 +388,7 @@ static void apply_next(struct fed_peer *peer)
 		json_array_append(batch, json_array_get(peer->pending, i));
 	for (size_t i = 0; i < n; i++)
 		json_array_remove(peer->pending, 0);
+	failpoint("apply_before");
 	text = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	const char *params[2] = {peer->id, text};

@@ -379,3 +379,87 @@ LANGUAGE sql AS $$
     UPDATE fed_peers SET peer_clearing = clearing, peer_clearing_at = now()
      WHERE peer = from_peer
 $$;
+
+-- Histories and statements name the other bank's member of a cross-bank
+-- line as "westminster member 204" (the number our coordinator was told)
+-- or "a colchester member" (the payer's bank never says who).
+CREATE FUNCTION tb_xb_party(xb bigint) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE side WHEN 'payer' THEN peer || ' member ' || remote_member
+                     ELSE 'a ' || peer || ' member' END
+      FROM xb_exchanges WHERE id = xb
+$$;
+
+CREATE OR REPLACE FUNCTION tb_history(num bigint, cursor bigint, lim int)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m members := tb_find_member(num);
+    rows jsonb;
+BEGIN
+    SELECT jsonb_agg(to_jsonb(x) ORDER BY x.entry DESC) INTO rows FROM (
+        SELECT * FROM (
+            SELECT e.id AS entry, t.id AS exchange, t.performed_on, t.category, t.description,
+                   e.minutes, sum(e.minutes) OVER (ORDER BY e.id) AS balance_after,
+                   coalesce(tb_xb_party(t.xb_id), tb_account_label(other.account_id))
+                       AS other_party,
+                   (SELECT name FROM members WHERE account_id = other.account_id) AS other_name
+              FROM entries e JOIN transfers t ON t.id = e.transfer_id
+              CROSS JOIN LATERAL (SELECT o.account_id FROM entries o
+                                   WHERE o.transfer_id = t.id AND o.account_id <> e.account_id
+                                   LIMIT 1) other
+             WHERE e.account_id = m.account_id) lines
+         WHERE cursor IS NULL OR entry < cursor
+         ORDER BY entry DESC LIMIT lim + 1) x;
+    rows := coalesce(rows, '[]');
+    RETURN jsonb_build_object(
+        'number', m.number, 'name', m.name,
+        'items', coalesce((SELECT jsonb_agg(r ORDER BY ord)
+                             FROM jsonb_array_elements(rows) WITH ORDINALITY AS a(r, ord)
+                            WHERE ord <= lim), '[]'),
+        'next_cursor', CASE WHEN jsonb_array_length(rows) > lim
+                            THEN rows->(lim - 1)->>'entry' END);
+END $$;
+
+CREATE OR REPLACE FUNCTION tb_statement(num bigint, from_date date, to_date date, bank_id text,
+                             bank_name text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m members := tb_find_member(num);
+    opening bigint;
+    lines jsonb;
+    total_in bigint;
+    total_out bigint;
+BEGIN
+    IF from_date > to_date THEN
+        PERFORM tb_raise('invalid_period', 'the period ends before it starts');
+    END IF;
+    SELECT coalesce(sum(e.minutes), 0) INTO opening
+      FROM entries e JOIN transfers t ON t.id = e.transfer_id
+     WHERE e.account_id = m.account_id AND t.performed_on < from_date;
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'date', performed_on, 'transfer', transfer, 'kind', kind,
+               'other_party', other_party, 'category', category, 'description', description,
+               'minutes', minutes, 'balance_minutes', opening + running)
+               ORDER BY performed_on, entry), '[]'),
+           coalesce(sum(minutes) FILTER (WHERE minutes > 0), 0),
+           coalesce(-sum(minutes) FILTER (WHERE minutes < 0), 0)
+      INTO lines, total_in, total_out
+      FROM (SELECT e.id AS entry, t.id AS transfer, t.kind, t.performed_on, t.category,
+                   t.description, e.minutes,
+                   sum(e.minutes) OVER (ORDER BY t.performed_on, e.id) AS running,
+                   coalesce(tb_xb_party(t.xb_id), tb_party_name(other.account_id))
+                       AS other_party
+              FROM entries e JOIN transfers t ON t.id = e.transfer_id
+             CROSS JOIN LATERAL (SELECT o.account_id FROM entries o
+                                  WHERE o.transfer_id = t.id AND o.account_id <> e.account_id
+                                  LIMIT 1) other
+             WHERE e.account_id = m.account_id
+               AND t.performed_on BETWEEN from_date AND to_date) x;
+    RETURN jsonb_build_object(
+        'bank', jsonb_build_object('id', bank_id, 'name', bank_name),
+        'member', jsonb_build_object('number', m.number, 'kind', m.kind,
+                                     'name', coalesce(m.name, 'former member'),
+                                     'address', m.address, 'status', m.status),
+        'from', from_date, 'to', to_date, 'opening_minutes', opening,
+        'in_minutes', total_in, 'out_minutes', total_out,
+        'closing_minutes', opening + total_in - total_out, 'lines', lines);
+END $$;

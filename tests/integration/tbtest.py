@@ -117,10 +117,10 @@ class Bank:
                     f"[admin]\nlisten = 127.0.0.1:{self.port}\ntokens = {self.tokens_file}\n\n"
                     f"[ledger]\ndefault_floor = {floor}\nmax_exchange = {max_exchange}\n{extra}")
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([TIMEBANKD, "-c", self.config], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
         if wait:
             self.wait_healthy()
         return self

@@ -56,7 +56,12 @@ def test_cross_bank_exchange_settles_at_both_banks(pair):
     theirs = xb(wes, out["id"])
     assert theirs["state"] == "settled" and theirs["payer_label"] == "colchester member"
     hist = wes.tbctl_json("history", str(wendy))["items"]
-    assert hist[0]["other_party"] == "colchester clearing account"
+    assert hist[0]["other_party"] == "a colchester member"
+    mine = col.tbctl_json("history", str(ann))["items"]
+    assert mine[0]["other_party"] == f"westminster member {wendy}"
+    st = col.tbctl_json("statement", str(ann), "--from", "2000-01-01", "--to", "2099-12-31")
+    assert st["lines"][0]["other_party"] == f"westminster member {wendy}"
+    assert st["closing_minutes"] == -120
     assert "Ann" not in str(wes.tbctl_json("exchange", "list"))
     assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
     # Checkpoints carry each side's clearing balance; the books agree.
@@ -237,3 +242,57 @@ def test_cross_bank_exchanges_apply_exactly_once_through_kills(pair):
     settled_w = wes.cluster.psql("SELECT coalesce(sum(minutes), 0) FROM xb_exchanges WHERE "
                                  "state = 'settled' AND side = 'payer'", wes.db).stdout.strip()
     assert int(settled) + int(settled_w) == total
+
+
+# Where each step happens: the payer's bank records, reserves and proposes;
+# the earner's bank applies proposals and sends answers; then the payer's
+# bank applies the answers. Each failpoint is tried at every bank where its
+# step happens.
+FAILPOINTS = [
+    ("colchester", "reserve_before"), ("colchester", "reserve_after"),
+    ("colchester", "send_before"), ("colchester", "send_after"),
+    ("westminster", "apply_before"), ("westminster", "apply_after"),
+    ("westminster", "send_before"), ("westminster", "send_after"),
+    ("colchester", "apply_before"), ("colchester", "apply_after"),
+]
+
+
+@pytest.mark.parametrize("where,step", FAILPOINTS)
+def test_crash_at_every_step_settles_exactly_once(pair, where, step):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ann, wendy = col.add_member("Ann"), wes.add_member("Wendy")
+    crashing = pair.banks[where]
+    assert crashing.stop() == 0
+    crashing.start(env={"TIMEBANKD_FAILPOINT": step})
+    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+             what="the link")
+    body = {"payer": ann, "earner": f"westminster:{wendy}", "minutes": 90,
+            "category": "lifts", "idempotency_key": f"fp-{where}-{step}"}
+    try:
+        col.api("POST", "/v1/exchanges", body)
+    except OSError:
+        pass  # the payer's bank died while answering: the key makes a retry safe
+    wait_for(lambda: crashing.proc.poll() is not None, timeout=30, what=f"the crash at {step}")
+    assert crashing.proc.returncode == 86, crashing.log_text()[-2000:]
+    crashing.proc = None
+    crashing.start()
+    for _ in range(50):  # the exchange is recorded exactly once, whatever the crash
+        try:
+            status, out = col.api("POST", "/v1/exchanges", body)
+        except OSError:
+            status = None
+        if status == 201:
+            break
+        time.sleep(0.2)
+    assert status == 201
+    wait_for(lambda: settled_or_rejected(col, out["id"]) and
+             xb(wes, out["id"])["state"] == "settled", timeout=60, what="settling")
+    assert xb(col, out["id"])["state"] == "settled"
+    for bank in (col, wes):
+        posted = bank.cluster.psql("SELECT count(*) FROM transfers WHERE xb_id IS NOT NULL",
+                                   bank.db).stdout.strip()
+        assert posted == "1", (bank.url, step)
+        assert bank.tbctl_json("audit")["ok"]
+    assert balance(col, ann)["balance_minutes"] == -90
+    assert balance(col, ann)["pending_minutes"] == 0
+    assert balance(wes, wendy)["balance_minutes"] == 90
