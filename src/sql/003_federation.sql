@@ -185,7 +185,8 @@ DECLARE
     err text;
     err_seq bigint;
 BEGIN
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR UPDATE;
+    -- NO KEY UPDATE: foreign-key checks (KEY SHARE) on this row must not wait.
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
     END IF;

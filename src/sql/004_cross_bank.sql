@@ -30,6 +30,7 @@ CREATE TABLE xb_exchanges (
     reason         text,
     transfer_id    bigint REFERENCES transfers (id),
     answer_seq     bigint,        -- earner side: the channel sequence of our answer
+    proposed_seq   bigint,        -- payer side: the message that carried it; NULL: not yet
     recorded_by    text NOT NULL,
     idempotency_key text UNIQUE,
     fingerprint    text,
@@ -174,11 +175,37 @@ BEGIN
                  (p->>'earner')::bigint, minutes, p->>'category', p->>'description',
                  coalesce((p->>'performed_on')::date, current_date), 'pending', actor, key, fp)
       RETURNING * INTO x;
-    PERFORM tb_fed_enqueue(peer.peer, jsonb_build_object('kind', 'xb_propose', 'items',
-        jsonb_build_array(jsonb_build_object(
-            'xid', x.xid, 'earner', x.remote_member, 'minutes', x.minutes,
-            'category', x.category, 'performed_on', x.performed_on::text))));
+    -- Proposed by the next tb_xb_batch, with whatever else is waiting.
     RETURN tb_xb_json(x);
+END $$;
+
+-- Turns every reservation not yet proposed into one proposal message per
+-- peer, in one transaction: many exchanges travel, and are decided, together.
+CREATE FUNCTION tb_xb_batch(lim int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    to_peer text;
+    items jsonb;
+    ids bigint[];
+    s bigint;
+    n int := 0;
+BEGIN
+    FOR to_peer IN SELECT DISTINCT peer FROM xb_exchanges
+                    WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL LOOP
+        SELECT jsonb_agg(jsonb_build_object(
+                   'xid', xid, 'earner', remote_member, 'minutes', minutes,
+                   'category', category, 'performed_on', performed_on::text) ORDER BY id),
+               array_agg(id)
+          INTO items, ids
+          FROM (SELECT * FROM xb_exchanges
+                 WHERE peer = to_peer AND side = 'payer' AND state = 'pending'
+                   AND proposed_seq IS NULL
+                 ORDER BY id LIMIT lim FOR UPDATE SKIP LOCKED) q;
+        CONTINUE WHEN ids IS NULL;
+        s := tb_fed_enqueue(to_peer, jsonb_build_object('kind', 'xb_propose', 'items', items));
+        UPDATE xb_exchanges SET proposed_seq = s WHERE id = ANY (ids);
+        n := n + cardinality(ids);
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- At the earner's bank, inside tb_fed_apply: decide one proposal. Returns
@@ -290,7 +317,8 @@ DECLARE
     kind text;
     answer_seq bigint;
 BEGIN
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR UPDATE;
+    -- NO KEY UPDATE: foreign-key checks (KEY SHARE) on this row must not wait.
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
     END IF;

@@ -296,3 +296,39 @@ def test_crash_at_every_step_settles_exactly_once(pair, where, step):
     assert balance(col, ann)["balance_minutes"] == -90
     assert balance(col, ann)["pending_minutes"] == 0
     assert balance(wes, wendy)["balance_minutes"] == 90
+
+
+def test_proposals_and_answers_travel_in_batches(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    payers = [col.add_member(f"C{i}", floor="-100h") for i in range(4)]
+    earners = [wes.add_member(f"W{i}") for i in range(4)]
+    ids, failures = [], []
+
+    def record(i):
+        status, out = col.api("POST", "/v1/exchanges", {
+            "payer": payers[i % 4], "earner": f"westminster:{earners[i % 4]}", "minutes": 30,
+            "category": "help", "idempotency_key": f"batch-{i}"})
+        if status != 201:
+            failures.append((status, out))
+            return
+        ids.append(out["id"])
+
+    threads = [threading.Thread(target=lambda k=k: [record(k * 25 + j) for j in range(25)])
+               for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert len(ids) == 200
+    wait_for(lambda: col.cluster.psql("SELECT count(*) FROM xb_exchanges WHERE state = "
+                                      "'settled'", col.db).stdout.strip() == "200",
+             timeout=60, what="all settled")
+    proposals = int(wes.cluster.psql("SELECT count(*) FROM fed_inbox WHERE body->>'kind' = "
+                                     "'xb_propose'", wes.db).stdout)
+    answers = int(col.cluster.psql("SELECT count(*) FROM fed_inbox WHERE body->>'kind' = "
+                                   "'xb_answer'", col.db).stdout)
+    assert proposals < 100 and answers <= proposals  # many exchanges per message
+    items = int(wes.cluster.psql("SELECT sum(jsonb_array_length(body->'items')) FROM fed_inbox "
+                                 "WHERE body->>'kind' = 'xb_propose'", wes.db).stdout)
+    assert items == 200
