@@ -202,6 +202,8 @@ def test_cross_bank_exchanges_apply_exactly_once_through_kills(pair):
                 asked[key] = (bank, out["id"], minutes)
                 break
             time.sleep(0.1)
+    # Faults go on while the last exchanges are decided, then stop.
+    wait_for(lambda: kills[0] >= 3, timeout=60, what="faults")
     stop.set()
     t.join()
     for bank in (col, wes):
