@@ -438,7 +438,8 @@ static void on_connected(struct fed_conn *conn)
 			return;
 		}
 	}
-	if (conn->outbound || conn->peer->session == NULL)
+	/* A second connection to a peer already in session changes nothing yet. */
+	if (conn->peer->session == NULL)
 		change_state(conn->peer, PEER_HELLO, NULL);
 	if (conn->fed->previous_key != NULL)
 		announce_key(conn);
@@ -512,7 +513,8 @@ static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
 	bufferevent_set_timeouts(conn->bev, &idle, NULL);
 	bufferevent_setwatermark(conn->bev, EV_WRITE, 256 * 1024, 0);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-	change_state(conn->peer, PEER_TLS, NULL);
+	if (conn->peer->session == NULL)
+		change_state(conn->peer, PEER_TLS, NULL);
 }
 
 static void peer_dial(struct fed_peer *peer)

@@ -266,8 +266,12 @@ def test_crash_at_every_step_settles_exactly_once(pair, where, step):
     crashing = pair.banks[where]
     assert crashing.stop() == 0
     crashing.start(env={"TIMEBANKD_FAILPOINT": step})
-    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
-             what="the link")
+    try:
+        wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+                 what="the link")
+    except (AssertionError, OSError):
+        raise AssertionError("no link:\n" + col.log_text()[-3000:] + "\n----\n" +
+                             wes.log_text()[-3000:])
     body = {"payer": ann, "earner": f"westminster:{wendy}", "minutes": 90,
             "category": "lifts", "idempotency_key": f"fp-{where}-{step}"}
     try:
@@ -334,3 +338,128 @@ def test_proposals_and_answers_travel_in_batches(pair):
     items = int(wes.cluster.psql("SELECT sum(jsonb_array_length(body->'items')) FROM fed_inbox "
                                  "WHERE body->>'kind' = 'xb_propose'", wes.db).stdout)
     assert items == 200
+
+
+def clearing(bank, peer):
+    return int(bank.cluster.psql(
+        "SELECT a.balance_minutes FROM accounts a JOIN fed_peers p ON p.clearing_account = a.id "
+        f"WHERE p.peer = '{peer}'", bank.db).stdout)
+
+
+def test_three_banks_5000_exchanges_through_kills_and_a_database_restart(own_cluster, workdir):
+    n = start_network(own_cluster, workdir, running=("colchester", "westminster", "cheshire"))
+    banks = n.banks
+    names = list(banks)
+    for a in names:
+        wait_for(lambda a=a: all(established(banks[a], b) for b in names if b != a),
+                 what="the links")
+    rng = random.Random(5000)
+    members = {b: [banks[b].add_member(f"{b} {i}", floor="-1000h") for i in range(6)]
+               for b in names}
+    # One member at each bank is suspended: exchanges with them are refused.
+    suspended = {b: members[b][5] for b in names}
+    for b in names:
+        banks[b].tbctl("member", "suspend", str(suspended[b]), check=True)
+    stop = threading.Event()
+    faults = {"kills": 0, "pg": 0}
+
+    def chaos():
+        while not stop.is_set():
+            time.sleep(rng.uniform(1.0, 2.5))
+            if stop.is_set():
+                break
+            if faults["kills"] == 4 and faults["pg"] == 0:
+                own_cluster.stop("fast")
+                time.sleep(1)
+                own_cluster.start()
+                faults["pg"] += 1
+                continue
+            victim = banks[rng.choice(names)]
+            victim.stop(signal.SIGKILL)
+            faults["kills"] += 1
+            time.sleep(rng.uniform(0.1, 0.6))
+            victim.start(wait=False)
+
+    asked = {}  # xid -> (payer bank, minutes)
+    lock = threading.Lock()
+
+    def load(worker):
+        wrng = random.Random(worker)
+        for i in range(1250):
+            payer_bank, earner_bank = wrng.sample(names, 2)
+            body = {"payer": wrng.choice(members[payer_bank][:5]),
+                    "earner": f"{earner_bank}:{wrng.choice(members[earner_bank])}",
+                    "minutes": wrng.choice([15, 30, 60, 90]), "category": "help",
+                    "idempotency_key": f"w{worker}-{i}"}
+            for _ in range(300):
+                try:
+                    status, out = banks[payer_bank].api("POST", "/v1/exchanges", body)
+                except OSError:
+                    status = None
+                if status == 201:
+                    with lock:
+                        asked[out["id"]] = (payer_bank, body["minutes"])
+                    break
+                time.sleep(0.1)
+
+    t = threading.Thread(target=chaos)
+    t.start()
+    workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=600)
+    wait_for(lambda: faults["kills"] >= 5 and faults["pg"] == 1, timeout=60, what="faults")
+    stop.set()
+    t.join()
+    for b in banks.values():
+        if b.proc is None or b.proc.poll() is not None:
+            b.proc = None
+            b.start(wait=False)
+        b.wait_healthy()
+    assert len(asked) == 5000
+
+    def quiet():
+        return all(own_cluster.psql("SELECT count(*) FROM xb_exchanges WHERE state = 'pending'",
+                                    b.db).stdout.strip() == "0" for b in banks.values())
+    wait_for(quiet, timeout=300, what="every exchange decided")
+    # What each payer's bank was told, against what both banks did.
+    settled = rejected = 0
+    told = {}
+    for b in names:
+        rows = own_cluster.psql("SELECT xid, state, minutes FROM xb_exchanges WHERE side = "
+                                "'payer'", banks[b].db).stdout.split()
+        for row in rows:
+            xid, state, minutes = row.split("|")
+            told[xid] = (state, int(minutes))
+    assert set(told) == set(asked)
+    for xid, (state, minutes) in told.items():
+        if state == "settled":
+            settled += minutes
+        else:
+            rejected += minutes
+    assert settled + rejected == sum(m for _, m in asked.values())
+    assert rejected > 0 and settled > 0
+    # Both banks of every exchange agree, and each posted it once.
+    for b in names:
+        other_rows = own_cluster.psql("SELECT xid, state FROM xb_exchanges WHERE side = "
+                                      "'earner'", banks[b].db).stdout.split()
+        for row in other_rows:
+            xid, state = row.split("|")
+            assert told[xid][0] == state, xid
+        dup = own_cluster.psql("SELECT count(*) FROM (SELECT xb_id FROM transfers WHERE xb_id "
+                               "IS NOT NULL GROUP BY xb_id HAVING count(*) > 1) d",
+                               banks[b].db).stdout.strip()
+        assert dup == "0"
+        assert banks[b].tbctl_json("audit")["ok"]  # invariants 1 to 3
+    for a in names:  # invariant 4: each pair's clearing accounts cancel out
+        for b in names:
+            if a < b:
+                assert clearing(banks[a], b) + clearing(banks[b], a) == 0
+    settled_posted = sum(int(own_cluster.psql(
+        "SELECT coalesce(sum(minutes), 0) FROM transfers WHERE xb_id IS NOT NULL AND "
+        "payer_account IN (SELECT account_id FROM members)", banks[b].db).stdout)
+        for b in names)
+    assert settled_posted == settled  # invariant 5: posted once, at both ends
+    for b in banks.values():
+        assert b.stop() == 0

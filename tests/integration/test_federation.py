@@ -333,3 +333,14 @@ def test_signing_key_rotation_is_announced_and_accepted(net):
     keys = wes.cluster.psql("SELECT count(*) FROM fed_peer_keys WHERE peer = 'colchester'",
                             wes.db).stdout.strip()
     assert keys == "1"
+
+
+def test_both_dialing_leaves_one_session_shown_established(net):
+    col, wes = net.banks["colchester"], net.banks["westminster"]
+    for _ in range(3):  # restarts make both sides dial at once
+        assert col.stop() == 0
+        col.start()
+        wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+                 what="the link")
+        time.sleep(1.5)  # surplus sessions are closed by now
+        assert established(col, "westminster") and established(wes, "colchester")
