@@ -220,6 +220,26 @@ static void exchange_get_cross_bank(struct api_req *r)
 	api_sql(r, "SELECT tb_xb_get($1)::text", 1, params);
 }
 
+static void exchange_reverse_cross_bank(struct api_req *r)
+{
+	struct req_error err;
+	char floor[24], *text;
+	json_t *p = req_reverse(r->body, &err);
+
+	if (p == NULL) {
+		reply_invalid(r, &err);
+		return;
+	}
+	text = json_dumps(p, JSON_COMPACT);
+	const char *params[5] = {r->name, text, r->actor,
+	                         API_I64(floor, api_limits(r->api)->default_floor),
+	                         api_bank_id(r->api)};
+	api_sql(r, "SELECT tb_xb_reverse($1, $2::jsonb, $3, $4::bigint, $5)::text", 5, params);
+	free(text);
+	json_decref(p);
+	fed_kick(api_fed(r->api));
+}
+
 static void audit_federation(struct api_req *r)
 {
 	api_sql(r, "SELECT tb_fed_audit()::text", 0, NULL);
@@ -315,6 +335,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/exchanges/#", ROLE_BROKER, 0, exchange_get},
     {"GET", "/v1/exchanges/*", ROLE_BROKER, 0, exchange_get_cross_bank},
     {"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
+    {"POST", "/v1/exchanges/*/reverse", ROLE_COORDINATOR, 1, exchange_reverse_cross_bank},
     {"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
     {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
     {"GET", "/v1/audit/federation", ROLE_VIEWER, 0, audit_federation},

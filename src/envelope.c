@@ -109,11 +109,13 @@ json_t *env_body_to_json(const Timebank__V1__Body *body)
 		for (size_t i = 0; i < body->exchange_proposals->n_items; i++) {
 			const Timebank__V1__ExchangeProposal *x =
 			    body->exchange_proposals->items[i];
-			json_array_append_new(items, json_pack("{sssIsIssss}", "xid", x->xid,
-			                                       "earner", (json_int_t)x->earner,
-			                                       "minutes", (json_int_t)x->minutes,
-			                                       "category", x->category,
-			                                       "performed_on", x->performed_on));
+			json_t *item =
+			    json_pack("{sssIsIssss}", "xid", x->xid, "earner",
+			              (json_int_t)x->earner, "minutes", (json_int_t)x->minutes,
+			              "category", x->category, "performed_on", x->performed_on);
+			if (x->reverses != NULL && x->reverses[0] != '\0')
+				json_object_set_new(item, "reverses", json_string(x->reverses));
+			json_array_append_new(items, item);
 		}
 		return json_pack("{ssso}", "kind", "xb_propose", "items", items);
 	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
@@ -154,6 +156,7 @@ static int proposals_from_json(const json_t *items, Timebank__V1__Body *body)
 		x->minutes = (uint64_t)json_integer_value(json_object_get(it, "minutes"));
 		x->category = str(it, "category");
 		x->performed_on = str(it, "performed_on");
+		x->reverses = str(it, "reverses");
 		p->items[i] = x;
 	}
 	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS;

@@ -31,6 +31,7 @@ CREATE TABLE xb_exchanges (
     transfer_id    bigint REFERENCES transfers (id),
     answer_seq     bigint,        -- earner side: the channel sequence of our answer
     proposed_seq   bigint,        -- payer side: the message that carried it; NULL: not yet
+    reverses       text UNIQUE,   -- the settled exchange this reverses (at most once)
     recorded_by    text NOT NULL,
     idempotency_key text UNIQUE,
     fingerprint    text,
@@ -99,11 +100,13 @@ CREATE FUNCTION tb_xb_json(x xb_exchanges) RETURNS jsonb LANGUAGE sql STABLE AS 
         'payer_label', CASE WHEN x.side = 'payer' THEN tb_account_label(x.member_account)
                             ELSE x.peer || ' member' END,
         'earner_label', CASE WHEN x.side = 'earner' THEN tb_account_label(x.member_account)
+                             WHEN x.remote_member IS NULL THEN 'a ' || x.peer || ' member'
                              ELSE x.peer || ' member ' || x.remote_member END,
         'minutes', x.minutes, 'category', x.category, 'description', x.description,
         'performed_on', x.performed_on, 'recorded_by', x.recorded_by,
         'idempotency_key', x.idempotency_key, 'created_at', x.created_at,
-        'decided_at', x.decided_at, 'transfer', x.transfer_id)
+        'decided_at', x.decided_at, 'transfer', x.transfer_id, 'reverses', x.reverses,
+        'reversed_by', (SELECT r.xid FROM xb_exchanges r WHERE r.reverses = x.xid))
 $$;
 
 CREATE FUNCTION tb_xb_get(want text) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
@@ -192,8 +195,9 @@ BEGIN
     FOR to_peer IN SELECT DISTINCT peer FROM xb_exchanges
                     WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL LOOP
         SELECT jsonb_agg(jsonb_build_object(
-                   'xid', xid, 'earner', remote_member, 'minutes', minutes,
-                   'category', category, 'performed_on', performed_on::text) ORDER BY id),
+                   'xid', xid, 'earner', coalesce(remote_member, 0), 'minutes', minutes,
+                   'category', category, 'performed_on', performed_on::text,
+                   'reverses', coalesce(reverses, '')) ORDER BY id),
                array_agg(id)
           INTO items, ids
           FROM (SELECT * FROM xb_exchanges
@@ -214,6 +218,7 @@ CREATE FUNCTION tb_xb_on_propose(from_peer text, item jsonb, answer_seq bigint) 
 LANGUAGE plpgsql AS $$
 DECLARE
     peer fed_peers;
+    orig xb_exchanges;
     em members;
     clearing accounts;
     minutes bigint := (item->>'minutes')::bigint;
@@ -222,10 +227,24 @@ DECLARE
     xid_id bigint;
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    SELECT * INTO em FROM members WHERE number = (item->>'earner')::bigint;
-    IF peer.kind <> 'bank' OR peer.clearing_account IS NULL THEN
+    IF coalesce(item->>'reverses', '') <> '' THEN
+        -- A reversal: the earner is the payer of the exchange it reverses.
+        SELECT * INTO orig FROM xb_exchanges
+         WHERE xid = item->>'reverses' AND side = 'payer' AND xb_exchanges.peer = from_peer;
+        SELECT * INTO em FROM members WHERE account_id = orig.member_account;
+        IF orig.id IS NULL OR orig.state <> 'settled' THEN
+            reason := 'exchange_not_found';
+        ELSIF EXISTS (SELECT 1 FROM xb_exchanges WHERE reverses = orig.xid) THEN
+            reason := 'already_reversed';
+        END IF;
+    ELSE
+        SELECT * INTO em FROM members WHERE number = (item->>'earner')::bigint;
+    END IF;
+    IF reason IS NOT NULL THEN
+        NULL;
+    ELSIF peer.kind <> 'bank' OR peer.clearing_account IS NULL THEN
         reason := 'unknown_bank';
-    ELSIF NOT FOUND OR em.erased_at IS NOT NULL THEN
+    ELSIF em.number IS NULL OR em.erased_at IS NOT NULL THEN
         reason := 'member_not_found';
     ELSIF minutes IS NULL OR minutes <= 0 THEN
         reason := 'invalid_hours';
@@ -233,7 +252,8 @@ BEGIN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
         SELECT * INTO em FROM members WHERE number = em.number;
         SELECT * INTO clearing FROM accounts WHERE id = peer.clearing_account;
-        IF em.status <> 'active' THEN
+        -- Reversals are corrections: the member's status does not matter.
+        IF em.status <> 'active' AND coalesce(item->>'reverses', '') = '' THEN
             reason := 'member_inactive';
         ELSIF clearing.balance_minutes - minutes < clearing.floor_minutes THEN
             reason := 'exposure_limit';
@@ -254,12 +274,13 @@ BEGIN
     END IF;
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
                               description, performed_on, state, reason, transfer_id,
-                              answer_seq, recorded_by, decided_at)
+                              answer_seq, recorded_by, decided_at, reverses)
          VALUES (xid_id, item->>'xid', 'earner', from_peer, em.account_id, greatest(minutes, 1),
                  item->>'category', 'from a ' || from_peer || ' member',
                  coalesce((item->>'performed_on')::date, current_date),
                  CASE WHEN reason IS NULL THEN 'settled' ELSE 'rejected' END, reason, tid,
-                 answer_seq, 'federation:' || from_peer, now());
+                 answer_seq, 'federation:' || from_peer, now(),
+                 CASE WHEN reason IS NULL THEN nullif(item->>'reverses', '') END);
     RETURN jsonb_build_object('xid', item->>'xid', 'accepted', reason IS NULL,
                               'reason', coalesce(reason, ''));
 END $$;
@@ -412,8 +433,9 @@ $$;
 -- line as "westminster member 204" (the number our coordinator was told)
 -- or "a colchester member" (the payer's bank never says who).
 CREATE FUNCTION tb_xb_party(xb bigint) RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT CASE side WHEN 'payer' THEN peer || ' member ' || remote_member
-                     ELSE 'a ' || peer || ' member' END
+    SELECT CASE WHEN side = 'payer' AND remote_member IS NOT NULL
+                THEN peer || ' member ' || remote_member
+                ELSE 'a ' || peer || ' member' END
       FROM xb_exchanges WHERE id = xb
 $$;
 
@@ -490,4 +512,65 @@ BEGIN
         'from', from_date, 'to', to_date, 'opening_minutes', opening,
         'in_minutes', total_in, 'out_minutes', total_out,
         'closing_minutes', opening + total_in - total_out, 'lines', lines);
+END $$;
+
+-- Reverses a settled cross-bank exchange: proposed by the bank whose member
+-- earned it (that member pays the hours back), decided by the other bank.
+-- The original never changes; an exchange is reversed at most once.
+CREATE FUNCTION tb_xb_reverse(want text, p jsonb, actor text, default_floor bigint,
+                              own_bank text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    key text := coalesce(p->>'idempotency_key', gen_random_uuid()::text);
+    fp text := md5((p || jsonb_build_object('reverses', want) - 'idempotency_key')::text);
+    orig xb_exchanges;
+    done xb_exchanges;
+    pa accounts;
+    fl bigint;
+    xid_id bigint;
+    x xb_exchanges;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext(key));
+    SELECT * INTO done FROM xb_exchanges WHERE idempotency_key = key;
+    IF FOUND THEN
+        IF done.fingerprint <> fp THEN
+            PERFORM tb_raise('idempotency_conflict', format(
+                'idempotency key %s was already used for a different request', key));
+        END IF;
+        RETURN tb_xb_json(done);
+    END IF;
+    SELECT * INTO orig FROM xb_exchanges WHERE xid = want;
+    IF NOT FOUND OR orig.state <> 'settled' THEN
+        PERFORM tb_raise('exchange_not_found', format('there is no settled exchange %s', want));
+    END IF;
+    IF orig.side = 'payer' THEN
+        PERFORM tb_raise('not_reversible', format(
+            'reverse %s at %s, where the hours were earned: that bank proposes the reversal',
+            want, orig.peer));
+    END IF;
+    IF orig.reverses IS NOT NULL THEN
+        PERFORM tb_raise('not_reversible', format(
+            '%s is itself a reversal; record a new exchange instead', want));
+    END IF;
+    IF EXISTS (SELECT 1 FROM xb_exchanges WHERE reverses = want) THEN
+        PERFORM tb_raise('already_reversed', format('exchange %s was already reversed', want));
+    END IF;
+    SELECT * INTO pa FROM accounts WHERE id = orig.member_account FOR UPDATE;
+    fl := coalesce(pa.floor_minutes, default_floor);
+    IF pa.balance_minutes - pa.pending_minutes - orig.minutes < fl THEN
+        PERFORM tb_raise('below_floor', format(
+            '%s has %s to spend above the floor of %s; the reversal needs %s',
+            tb_account_label(pa.id),
+            tb_hours(greatest(pa.balance_minutes - pa.pending_minutes - fl, 0)),
+            tb_hours(fl), tb_hours(orig.minutes)));
+    END IF;
+    UPDATE accounts SET pending_minutes = pending_minutes + orig.minutes WHERE id = pa.id;
+    xid_id := nextval('xb_exchanges_id_seq');
+    INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
+                              description, performed_on, state, reason, recorded_by,
+                              idempotency_key, fingerprint, reverses)
+         VALUES (xid_id, own_bank || ':' || xid_id, 'payer', orig.peer, pa.id, orig.minutes,
+                 orig.category, 'reversal of ' || want, current_date, 'pending',
+                 p->>'reason', actor, key, fp, want)
+      RETURNING * INTO x;
+    RETURN tb_xb_json(x);
 END $$;

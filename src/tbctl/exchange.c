@@ -206,13 +206,16 @@ static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 	int64_t id;
 	int first, rc;
 
+	/* A local id (12) or a cross-bank one (colchester:12). */
 	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc - 1 ||
-	    req_parse_int(argv[first], 1, INT64_MAX, &id) == -1) {
+	    (req_parse_int(argv[first], 1, INT64_MAX, &id) == -1 &&
+	     (strchr(argv[first], ':') == NULL || strlen(argv[first]) > 60 ||
+	      strchr(argv[first], '/') != NULL))) {
 		fprintf(stderr, "tbctl: exchange reverse needs one exchange ID and --reason\n");
 		json_decref(body);
 		return TBCTL_USAGE;
 	}
-	snprintf(path, sizeof(path), "/v1/exchanges/%lld/reverse", (long long)id);
+	snprintf(path, sizeof(path), "/v1/exchanges/%s/reverse", argv[first]);
 	rc = send_once(t, path, body, show_exchange);
 	json_decref(body);
 	return rc;

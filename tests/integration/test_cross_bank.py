@@ -463,3 +463,30 @@ def test_three_banks_5000_exchanges_through_kills_and_a_database_restart(own_clu
     assert settled_posted == settled  # invariant 5: posted once, at both ends
     for b in banks.values():
         assert b.stop() == 0
+
+
+def test_a_settled_cross_bank_exchange_is_reversed_once(pair):
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ann, wendy = col.add_member("Ann"), wes.add_member("Wendy")
+    out = col.tbctl_json("exchange", "record", "--payer", str(ann), "--earner",
+                         f"westminster:{wendy}", "--hours", "2", "--category", "lifts")
+    xid = out["id"]
+    wait_for(lambda: settled_or_rejected(col, xid), what="settling")
+    # The payer's bank cannot propose it: the earner's bank does.
+    r = col.tbctl("exchange", "reverse", xid, "--reason", "not given")
+    assert r.returncode == 1 and "not_reversible" in r.stderr and "westminster" in r.stderr
+    rev = wes.tbctl_json("exchange", "reverse", xid, "--reason", "the lift did not happen")
+    assert rev["state"] == "pending" and rev["reverses"] == xid
+    assert rev["earner_label"] == "a colchester member"  # colchester's number never travels
+    wait_for(lambda: xb(wes, rev["id"])["state"] != "pending", what="the other bank's answer")
+    assert xb(wes, rev["id"])["state"] == "settled"
+    assert xb(col, rev["id"])["state"] == "settled"
+    assert xb(col, xid)["reversed_by"] == rev["id"] and xb(col, xid)["state"] == "settled"
+    assert balance(col, ann)["balance_minutes"] == 0
+    assert balance(wes, wendy)["balance_minutes"] == 0
+    r = wes.tbctl("exchange", "reverse", xid, "--reason", "again")
+    assert r.returncode == 1 and "already_reversed" in r.stderr
+    r = wes.tbctl("exchange", "reverse", rev["id"], "--reason", "undo")
+    assert r.returncode == 1 and "not_reversible" in r.stderr
+    for bank in (col, wes):
+        assert bank.tbctl_json("audit")["ok"]
