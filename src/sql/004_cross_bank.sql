@@ -212,6 +212,18 @@ BEGIN
     RETURN n;
 END $$;
 
+-- A date from a peer, or NULL: what a peer sends must never raise inside
+-- tb_fed_apply, or one bad message would hold up the channel for good.
+CREATE FUNCTION tb_safe_date(t text) RETURNS date LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN t::date;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $$;
+
 -- At the earner's bank, inside tb_fed_apply: decide one proposal. Returns
 -- the answer {xid, accepted, reason}.
 CREATE FUNCTION tb_xb_on_propose(from_peer text, item jsonb, answer_seq bigint) RETURNS jsonb
@@ -227,6 +239,23 @@ DECLARE
     xid_id bigint;
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
+    -- A peer names its own exchanges only; one it sent before gets the same
+    -- answer again; a malformed one is refused without being recorded.
+    IF coalesce(item->>'xid', '') !~ ('^' || from_peer || ':[0-9]{1,18}$') THEN
+        RETURN jsonb_build_object('xid', left(coalesce(item->>'xid', ''), 80),
+                                  'accepted', false, 'reason', 'invalid_request');
+    END IF;
+    SELECT * INTO orig FROM xb_exchanges WHERE xid = item->>'xid';
+    IF FOUND THEN
+        RETURN jsonb_build_object('xid', orig.xid, 'accepted', orig.state = 'settled',
+                                  'reason', coalesce(orig.reason, ''));
+    END IF;
+    orig := NULL;
+    IF tb_safe_date(item->>'performed_on') IS NULL OR tb_safe_date(item->>'performed_on') > current_date + 1
+       OR coalesce(item->>'category', '') !~ '^[^[:cntrl:]]{1,40}$' THEN
+        RETURN jsonb_build_object('xid', item->>'xid', 'accepted', false,
+                                  'reason', 'invalid_request');
+    END IF;
     IF coalesce(item->>'reverses', '') <> '' THEN
         -- A reversal: the earner is the payer of the exchange it reverses.
         SELECT * INTO orig FROM xb_exchanges
@@ -316,7 +345,7 @@ BEGIN
         UPDATE xb_exchanges SET state = 'settled', transfer_id = tid, decided_at = now()
          WHERE id = x.id;
     ELSE
-        UPDATE xb_exchanges SET state = 'rejected', reason = nullif(item->>'reason', ''),
+        UPDATE xb_exchanges SET state = 'rejected', reason = left(nullif(item->>'reason', ''), 100),
                                 decided_at = now()
          WHERE id = x.id;
     END IF;

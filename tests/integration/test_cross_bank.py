@@ -2,16 +2,19 @@
 reserved at the payer's bank, decided by the earner's, followed by the
 payer's; applied exactly once whatever is stopped or killed."""
 
+import hashlib
 import json
 import random
 import signal
 import threading
 import time
 
-from tbtest import ledger_snapshot, wait_for
+from tbtest import ledger_snapshot, peer_state, wait_for
 from test_federation import established, start_network
 
 import pytest
+
+import wire
 
 
 @pytest.fixture
@@ -490,3 +493,28 @@ def test_a_settled_cross_bank_exchange_is_reversed_once(pair):
     assert r.returncode == 1 and "not_reversible" in r.stderr
     for bank in (col, wes):
         assert bank.tbctl_json("audit")["ok"]
+
+
+def test_malformed_proposals_are_refused_and_the_channel_goes_on(pair):
+    col = pair.banks["colchester"]
+    ann = col.add_member("Ann")
+    imp = wire.Impostor(pair.ports["colchester"], pair.pki, "cheshire", "colchester")
+    wait_for(lambda: established(col, "cheshire"), what="the session")
+    bad = wire.proposals([
+        ("cheshire:1", ann, 60, "lifts", "2026-02-30"),        # no such date
+        ("westminster:7", ann, 60, "lifts", "2026-01-05"),     # another bank's id
+        ("cheshire:2", ann, 60, "x" * 5000, "2026-01-05"),     # a category far too long
+    ])
+    env1 = wire.envelope(imp.key, "cheshire", "colchester", 1, b"", bad)
+    h1 = hashlib.sha256(env1).digest()
+    imp.send_raw(wire.frame(env1))
+    good, _ = imp.message(2, h1, 2)
+    imp.send_raw(wire.frame(good))
+    # Both applied: the bad proposals were refused, and the channel goes on.
+    wait_for(lambda: peer_state(col, "cheshire")["applied"] == 2, what="both applied")
+    answers = col.cluster.psql("SELECT body FROM fed_outbox WHERE peer = 'cheshire'",
+                               col.db).stdout
+    assert answers.count("invalid_request") == 3 and '"accepted": true' not in answers
+    assert balance(col, ann)["balance_minutes"] == 0
+    assert col.tbctl_json("audit")["ok"]
+    imp.close()

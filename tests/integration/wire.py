@@ -123,3 +123,12 @@ class Impostor:
 
     def close(self):
         self.sock.close()
+
+
+def proposals(items):
+    """An ExchangeProposals body; items are (xid, earner, minutes, category, date)."""
+    out = b""
+    for xid, earner, minutes, category, date in items:
+        out += field(1, field(1, xid) + field(2, earner) + field(3, minutes) +
+                     field(4, category) + field(5, date))
+    return field(17, out)
