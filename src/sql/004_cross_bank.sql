@@ -120,6 +120,45 @@ BEGIN
     RETURN tb_xb_json(x);
 END $$;
 
+-- A cross-bank request already made under this key, or NULL when the key is
+-- new; the same key for a different request is idempotency_conflict.
+CREATE FUNCTION tb_xb_replay(key text, fp text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    done xb_exchanges;
+BEGIN
+    -- Same key, one at a time: a retry waits for the first try and sees it.
+    PERFORM pg_advisory_xact_lock(hashtext(key));
+    SELECT * INTO done FROM xb_exchanges WHERE idempotency_key = key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF done.fingerprint <> fp THEN
+        PERFORM tb_raise('idempotency_conflict', format(
+            'idempotency key %s was already used for a different request', key));
+    END IF;
+    RETURN tb_xb_json(done);
+END $$;
+
+-- Reserves minutes on a member's account: a pending debit, counted against
+-- the floor from the moment it is made.
+CREATE FUNCTION tb_xb_reserve(acct bigint, minutes bigint, default_floor bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pa accounts;
+    fl bigint;
+BEGIN
+    SELECT * INTO pa FROM accounts WHERE id = acct FOR UPDATE;
+    fl := coalesce(pa.floor_minutes, default_floor);
+    IF pa.balance_minutes - pa.pending_minutes - minutes < fl THEN
+        PERFORM tb_raise('below_floor', format(
+            '%s has %s to spend above the floor of %s; this needs %s',
+            tb_account_label(pa.id),
+            tb_hours(greatest(pa.balance_minutes - pa.pending_minutes - fl, 0)),
+            tb_hours(fl), tb_hours(minutes)));
+    END IF;
+    UPDATE accounts SET pending_minutes = pending_minutes + minutes WHERE id = acct;
+END $$;
+
 -- At the payer's bank: reserve the minutes and propose, in one transaction.
 CREATE FUNCTION tb_xb_record(p jsonb, actor text, default_floor bigint, own_bank text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -127,22 +166,14 @@ DECLARE
     key text := coalesce(p->>'idempotency_key', gen_random_uuid()::text);
     fp text := md5((p - 'idempotency_key')::text);
     minutes bigint := (p->>'minutes')::bigint;
+    answer jsonb := tb_xb_replay(key, fp);
     peer fed_peers;
-    done xb_exchanges;
     pm members;
-    pa accounts;
-    fl bigint;
     xid_id bigint;
     x xb_exchanges;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext(key));
-    SELECT * INTO done FROM xb_exchanges WHERE idempotency_key = key;
-    IF FOUND THEN
-        IF done.fingerprint <> fp THEN
-            PERFORM tb_raise('idempotency_conflict', format(
-                'idempotency key %s was already used for a different request', key));
-        END IF;
-        RETURN tb_xb_json(done);
+    IF answer IS NOT NULL THEN
+        RETURN answer;
     END IF;
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = p->>'bank' AND kind = 'bank';
     IF NOT FOUND THEN
@@ -158,23 +189,14 @@ BEGIN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     pm := tb_find_member((p->>'payer')::bigint);
-    SELECT * INTO pa FROM accounts WHERE id = pm.account_id FOR UPDATE;
+    PERFORM 1 FROM accounts WHERE id = pm.account_id FOR UPDATE;
     pm := tb_active_member(pm.number, 'payer');
-    fl := coalesce(pa.floor_minutes, default_floor);
-    -- The reservation counts against the floor from the moment it is made.
-    IF pa.balance_minutes - pa.pending_minutes - minutes < fl THEN
-        PERFORM tb_raise('below_floor', format(
-            '%s has %s to spend above the floor of %s; this needs %s',
-            tb_account_label(pa.id),
-            tb_hours(greatest(pa.balance_minutes - pa.pending_minutes - fl, 0)),
-            tb_hours(fl), tb_hours(minutes)));
-    END IF;
-    UPDATE accounts SET pending_minutes = pending_minutes + minutes WHERE id = pa.id;
+    PERFORM tb_xb_reserve(pm.account_id, minutes, default_floor);
     xid_id := nextval('xb_exchanges_id_seq');
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
                               category, description, performed_on, state, recorded_by,
                               idempotency_key, fingerprint)
-         VALUES (xid_id, own_bank || ':' || xid_id, 'payer', peer.peer, pa.id,
+         VALUES (xid_id, own_bank || ':' || xid_id, 'payer', peer.peer, pm.account_id,
                  (p->>'earner')::bigint, minutes, p->>'category', p->>'description',
                  coalesce((p->>'performed_on')::date, current_date), 'pending', actor, key, fp)
       RETURNING * INTO x;
@@ -551,21 +573,13 @@ CREATE FUNCTION tb_xb_reverse(want text, p jsonb, actor text, default_floor bigi
 DECLARE
     key text := coalesce(p->>'idempotency_key', gen_random_uuid()::text);
     fp text := md5((p || jsonb_build_object('reverses', want) - 'idempotency_key')::text);
+    answer jsonb := tb_xb_replay(key, fp);
     orig xb_exchanges;
-    done xb_exchanges;
-    pa accounts;
-    fl bigint;
     xid_id bigint;
     x xb_exchanges;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext(key));
-    SELECT * INTO done FROM xb_exchanges WHERE idempotency_key = key;
-    IF FOUND THEN
-        IF done.fingerprint <> fp THEN
-            PERFORM tb_raise('idempotency_conflict', format(
-                'idempotency key %s was already used for a different request', key));
-        END IF;
-        RETURN tb_xb_json(done);
+    IF answer IS NOT NULL THEN
+        RETURN answer;
     END IF;
     SELECT * INTO orig FROM xb_exchanges WHERE xid = want;
     IF NOT FOUND OR orig.state <> 'settled' THEN
@@ -583,21 +597,13 @@ BEGIN
     IF EXISTS (SELECT 1 FROM xb_exchanges WHERE reverses = want) THEN
         PERFORM tb_raise('already_reversed', format('exchange %s was already reversed', want));
     END IF;
-    SELECT * INTO pa FROM accounts WHERE id = orig.member_account FOR UPDATE;
-    fl := coalesce(pa.floor_minutes, default_floor);
-    IF pa.balance_minutes - pa.pending_minutes - orig.minutes < fl THEN
-        PERFORM tb_raise('below_floor', format(
-            '%s has %s to spend above the floor of %s; the reversal needs %s',
-            tb_account_label(pa.id),
-            tb_hours(greatest(pa.balance_minutes - pa.pending_minutes - fl, 0)),
-            tb_hours(fl), tb_hours(orig.minutes)));
-    END IF;
-    UPDATE accounts SET pending_minutes = pending_minutes + orig.minutes WHERE id = pa.id;
+    PERFORM tb_xb_reserve(orig.member_account, orig.minutes, default_floor);
     xid_id := nextval('xb_exchanges_id_seq');
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
                               description, performed_on, state, reason, recorded_by,
                               idempotency_key, fingerprint, reverses)
-         VALUES (xid_id, own_bank || ':' || xid_id, 'payer', orig.peer, pa.id, orig.minutes,
+         VALUES (xid_id, own_bank || ':' || xid_id, 'payer', orig.peer, orig.member_account,
+                 orig.minutes,
                  orig.category, 'reversal of ' || want, current_date, 'pending',
                  p->>'reason', actor, key, fp, want)
       RETURNING * INTO x;
