@@ -27,10 +27,10 @@ PROTO_C := $(BUILD)/gen/federation.pb-c.c
 SQL := $(sort $(wildcard src/sql/*.sql))
 
 # Modules shared by the daemon and the tests.
-CORE := src/hours.c src/config.c src/log.c src/req.c src/auth.c src/crypto.c src/frame.c \
+CORE := src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
 	src/envelope.c
 DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
-	src/api_books.c src/api_tokens.c src/api_fed.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c
+	src/api_books.c src/api_tokens.c src/api_fed.c src/api_claims.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

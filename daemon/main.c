@@ -52,13 +52,14 @@ static struct api_limits limits_of(const struct config *cfg)
 /* Every configured peer has its channel row (and, for a bank, its clearing
  * account with the exposure limit as its floor) before anything can queue
  * to it. */
-static void register_peers(PGconn *c, const struct config *cfg)
+static int register_peers(PGconn *c, const struct config *cfg)
 {
 	char ids[CONFIG_MAX_PEERS * 34 + 3], kinds[CONFIG_MAX_PEERS * 10 + 3];
 	char limits[CONFIG_MAX_PEERS * 22 + 3];
 	const char *params[3] = {ids, kinds, limits};
 	size_t n = 0, k = 0, l = 0;
 	PGresult *r;
+	int ok;
 
 	ids[n++] = kinds[k++] = limits[l++] = '{';
 	for (int i = 0; i < cfg->npeers; i++) {
@@ -74,33 +75,48 @@ static void register_peers(PGconn *c, const struct config *cfg)
 	snprintf(limits + l, sizeof(limits) - l, "}");
 	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[], $2::text[], $3::bigint[])", 3, NULL,
 	                 params, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		fatal("cannot register the peers: %s", PQresultErrorMessage(r));
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		log_error("cannot register the peers: %s", PQresultErrorMessage(r));
 	PQclear(r);
+	return ok ? 0 : -1;
 }
 
-/* Start-up only: waits for the database, then brings its schema up to date. */
+/* Start-up only: waits for the database, then brings its schema up to date
+ * and registers the peers. A failure part way (the database restarting, or
+ * a deadlock with what a killed predecessor left running) is tried again
+ * until the deadline; a database newer than this binary stops the daemon. */
 static void migrate(const char *conninfo, const struct config *cfg)
 {
 	time_t deadline = time(NULL) + CONNECT_WAIT_SECONDS;
 	PGconn *c;
 
 	for (;;) {
+		int rc;
+
 		c = PQconnectdb(conninfo);
-		if (PQstatus(c) == CONNECTION_OK)
-			break;
-		if (time(NULL) >= deadline)
-			fatal("cannot connect to the database: %s", PQerrorMessage(c));
+		if (PQstatus(c) != CONNECTION_OK) {
+			if (time(NULL) >= deadline)
+				fatal("cannot connect to the database: %s", PQerrorMessage(c));
+			PQfinish(c);
+			sleep(1);
+			continue;
+		}
+		rc = schema_migrate(c);
+		if (rc == 0 && cfg->fed_enabled)
+			rc = register_peers(c, cfg);
+		if (rc == 0) {
+			PQfinish(c);
+			return;
+		}
+		if (rc == SCHEMA_TOO_NEW || time(NULL) >= deadline) {
+			PQfinish(c);
+			fatal("the database schema could not be brought up to date; not starting");
+		}
+		log_warn("schema: start-up did not complete; trying again");
 		PQfinish(c);
 		sleep(1);
 	}
-	if (schema_migrate(c) == -1) {
-		PQfinish(c);
-		fatal("the database schema could not be brought up to date; not starting");
-	}
-	if (cfg->fed_enabled)
-		register_peers(c, cfg);
-	PQfinish(c);
 }
 
 static void on_drained(void *arg)

@@ -4,6 +4,7 @@
 #define TB_API_INTERNAL_H
 
 #include "api.h"
+#include "req.h"
 
 #include <event2/http.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@ struct api_req {
 	struct evkeyvalq query;
 	json_t *body;                /* parsed JSON body, or NULL */
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
+	int kicks_fed;               /* success may have queued federation messages */
 	int ok_status;
 };
 
@@ -38,7 +40,8 @@ struct api_route {
 
 extern const struct api_route api_routes[];
 
-/* Handlers kept in their own files (api_books.c, api_tokens.c). */
+/* Handlers kept in their own files (api_books.c, api_tokens.c, api_fed.c,
+ * api_claims.c). */
 void api_statement(struct api_req *r);
 void api_report_categories(struct api_req *r);
 void api_report_active(struct api_req *r);
@@ -48,6 +51,11 @@ void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);
 void api_token_revoke(struct api_req *r);
 void api_peers(struct api_req *r);
+void api_claim_record(struct api_req *r);
+void api_claim_list(struct api_req *r);
+void api_claim_get(struct api_req *r);
+void api_claim_approve(struct api_req *r);
+void api_claim_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
 
 const struct api_limits *api_limits(const struct api *api);
@@ -67,6 +75,11 @@ void api_reply_text(struct api_req *r, int status, const char *json_text);
 /* Runs one ledger SQL statement returning a single jsonb value and answers
  * with it (status r->ok_status), or with the mapped error. Takes r. */
 void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params);
+
+/* api_sql with the validated body p (taken) as $1, then extra[0..nextra).
+ * NULL p means validation failed with err: 400 (422 for same_member). */
+void api_sql_body(struct api_req *r, const char *sql, json_t *p, const struct req_error *err,
+                  int nextra, const char *const *extra);
 
 /* A list's page from ?cursor= and ?limit=, as SQL parameter text. */
 struct api_page {

@@ -45,6 +45,10 @@ enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *cons
 void env_msg_clear(struct env_msg *msg);
 const char *env_result_name(enum env_result r);
 
+/* 1 when body is a channel message (ordered, with a sequence, applied by
+ * the ledger), 0 for a session message (hello, ack, ping, ...). */
+int env_is_channel(const Timebank__V1__Body *body);
+
 /* A channel message's body as the ledger's JSON ({"kind": "test", ...}), or
  * NULL for a body that is not a channel message. Caller owns the result. */
 json_t *env_body_to_json(const Timebank__V1__Body *body);

@@ -19,6 +19,11 @@ json_t *req_member(const json_t *body, int for_update, struct req_error *err);
  * configured maximum per exchange. Returns a new object or NULL with err. */
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err);
 
+/* A claim from this bank's member (earner, a number) on another bank's
+ * member (payer, BANK:NUMBER): the exchange fields and an optional message
+ * for that bank's broker. Adds "bank". */
+json_t *req_claim(const json_t *body, int64_t max_minutes, struct req_error *err);
+
 /* A group exchange: one payer, several earners, all posted or none. Each
  * earner is a number (taking the request's hours) or {"earner": N, "hours"
  * or "minutes"}. Returns a new object with earners as [{earner, minutes}]. */
@@ -29,6 +34,16 @@ json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err
 
 /* A reversal: a reason (required) and an optional idempotency key. */
 json_t *req_reverse(const json_t *body, struct req_error *err);
+
+/* A directory offer or request: member, category, text (checked for
+ * personal details), area, availability (normalised), visibility,
+ * expires_on. For an update, any of them but member. */
+#define DIR_TEXT_MAX 280
+json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err);
+
+/* A contact request for a shared item: handle, bank (optional), for (the
+ * member asking), message (checked like an item's text). */
+json_t *req_contact(const json_t *body, struct req_error *err);
 
 /* An erasure: force (boolean) needs a reason. */
 json_t *req_erase(const json_t *body, struct req_error *err);

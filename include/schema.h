@@ -14,9 +14,10 @@ struct schema_migration {
 extern const struct schema_migration schema_migrations[];
 extern const int schema_migration_count;
 
-/* Brings the database up to this binary's newest version. Refuses (-1, with
- * a message logged) when the database is newer than this binary. Blocking:
- * for start-up only. */
+/* Brings the database up to this binary's newest version: 0. Refuses with
+ * SCHEMA_TOO_NEW (a message logged) when the database is newer than this
+ * binary; -1 when a statement failed (logged). Blocking: for start-up only. */
+#define SCHEMA_TOO_NEW (-2)
 int schema_migrate(PGconn *conn) __attribute__((warn_unused_result));
 
 /* The newest version this binary knows. */

@@ -85,6 +85,18 @@ int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
                        const struct tbctl_field *fields, const char *path, const json_t *preset,
                        void (*header)(void), void (*row)(const json_t *item));
 
+/* POSTs a write with an idempotency key (made here unless given), retrying
+ * while timebankd or its database is away: the key makes every retry safe,
+ * so the write lands once. Prints the result with show(). */
+int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
+                    void (*show)(const json_t *));
+
+/* An exchange id as the user wrote it: local (12) or cross-bank
+ * (colchester:12); claims too (westminster:c3). 1 when usable in a path. */
+int tbctl_exchange_id(const char *text);
+
+int tbctl_claim(const struct tbctl *t, int argc, char **argv);
+int tbctl_exchange_claim(const struct tbctl *t, int argc, char **argv);
 int tbctl_grant(const struct tbctl *t, int argc, char **argv);
 int tbctl_org(const struct tbctl *t, int argc, char **argv);
 int tbctl_statement(const struct tbctl *t, int argc, char **argv);

@@ -45,7 +45,8 @@ static const struct {
     {"not_reversible", 422},       {"already_erased", 409},     {"member_not_left", 409},
     {"balance_not_zero", 409},     {"member_erased", 409},      {"invalid_referrer", 422},
     {"invalid_period", 400},       {"peer_not_found", 404},     {"unknown_bank", 422},
-    {"peer_diverged", 409},
+    {"peer_diverged", 409},        {"claim_not_found", 404},    {"claim_already_decided", 409},
+    {"invalid_hours", 422},
 };
 
 const struct api_limits *api_limits(const struct api *api)
@@ -170,6 +171,8 @@ static void on_sql(void *arg, const struct db_result *res)
 	case DB_OK:
 		if (r->failpoint_after != NULL)
 			failpoint(r->failpoint_after);
+		if (r->kicks_fed)
+			fed_kick(r->api->fed); /* committed: something may be queued */
 		if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
 			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
 			return;

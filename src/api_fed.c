@@ -65,6 +65,6 @@ void api_test_messages(struct api_req *r)
 		return;
 	}
 	const char *params[3] = {peer, API_I64(n, json_integer_value(count)), text ? text : ""};
+	r->kicks_fed = 1;
 	api_sql(r, "SELECT tb_fed_test_enqueue($1, $2::int, $3)::text", 3, params);
-	fed_kick(api_fed(r->api));
 }

@@ -22,10 +22,8 @@ static void reply_invalid(struct api_req *r, const struct req_error *err)
 	api_reply_error(r, status, err->code, "%s", err->message);
 }
 
-/* Runs sql with params: the validated body p (taken, freed here), then
- * extra[0..nextra). NULL p means validation failed with err. */
-static void sql_with_json(struct api_req *r, const char *sql, json_t *p,
-                          const struct req_error *err, int nextra, const char *const *extra)
+void api_sql_body(struct api_req *r, const char *sql, json_t *p, const struct req_error *err,
+                  int nextra, const char *const *extra)
 {
 	const char *params[6];
 	char *text;
@@ -48,8 +46,8 @@ static void member_add(struct api_req *r)
 	struct req_error err;
 	const char *extra[1] = {r->actor};
 
-	sql_with_json(r, "SELECT tb_member_add($1::jsonb, $2)::text", req_member(r->body, 0, &err),
-	              &err, 1, extra);
+	api_sql_body(r, "SELECT tb_member_add($1::jsonb, $2)::text", req_member(r->body, 0, &err),
+	             &err, 1, extra);
 }
 
 static void member_get(struct api_req *r)
@@ -197,9 +195,9 @@ static void exchange_record(struct api_req *r)
 		                        api_bank_id(r->api)};
 		failpoint("reserve_before");
 		r->failpoint_after = "reserve_after";
-		sql_with_json(r, "SELECT tb_xb_record($1::jsonb, $2, $3::bigint, $4)::text", p,
-		              &err, 3, extra);
-		fed_kick(api_fed(r->api));
+		r->kicks_fed = 1;
+		api_sql_body(r, "SELECT tb_xb_record($1::jsonb, $2, $3::bigint, $4)::text", p, &err,
+		             3, extra);
 		return;
 	}
 	if (p != NULL && json_integer_value(json_object_get(p, "payer")) ==
@@ -209,8 +207,8 @@ static void exchange_record(struct api_req *r)
 		return;
 	}
 	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
-	sql_with_json(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p, &err, 2,
-	              extra);
+	api_sql_body(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p, &err, 2,
+	             extra);
 }
 
 static void exchange_get_cross_bank(struct api_req *r)
@@ -231,13 +229,13 @@ static void exchange_reverse_cross_bank(struct api_req *r)
 		return;
 	}
 	text = json_dumps(p, JSON_COMPACT);
+	r->kicks_fed = 1;
 	const char *params[5] = {r->name, text, r->actor,
 	                         API_I64(floor, api_limits(r->api)->default_floor),
 	                         api_bank_id(r->api)};
 	api_sql(r, "SELECT tb_xb_reverse($1, $2::jsonb, $3, $4::bigint, $5)::text", 5, params);
 	free(text);
 	json_decref(p);
-	fed_kick(api_fed(r->api));
 }
 
 static void audit_federation(struct api_req *r)
@@ -251,8 +249,8 @@ static void exchange_group(struct api_req *r)
 	char floor[24];
 	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
 
-	sql_with_json(r, "SELECT tb_exchange_group($1::jsonb, $2, $3::bigint)::text",
-	              req_group(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+	api_sql_body(r, "SELECT tb_exchange_group($1::jsonb, $2, $3::bigint)::text",
+	             req_group(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
 }
 
 static void exchange_reverse(struct api_req *r)
@@ -282,8 +280,8 @@ static void grant(struct api_req *r)
 	char community[24];
 	const char *extra[2] = {r->actor, API_I64(community, api_limits(r->api)->community_floor)};
 
-	sql_with_json(r, "SELECT tb_grant($1::jsonb, $2, $3::bigint)::text",
-	              req_grant(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
+	api_sql_body(r, "SELECT tb_grant($1::jsonb, $2, $3::bigint)::text",
+	             req_grant(r->body, api_limits(r->api)->max_exchange, &err), &err, 2, extra);
 }
 
 static void exchange_get(struct api_req *r)
@@ -336,6 +334,11 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/exchanges/*", ROLE_BROKER, 0, exchange_get_cross_bank},
     {"POST", "/v1/exchanges/#/reverse", ROLE_COORDINATOR, 1, exchange_reverse},
     {"POST", "/v1/exchanges/*/reverse", ROLE_COORDINATOR, 1, exchange_reverse_cross_bank},
+    {"POST", "/v1/claims", ROLE_BROKER, 1, api_claim_record},
+    {"GET", "/v1/claims", ROLE_BROKER, 0, api_claim_list},
+    {"GET", "/v1/claims/*", ROLE_BROKER, 0, api_claim_get},
+    {"POST", "/v1/claims/*/approve", ROLE_BROKER, 0, api_claim_approve},
+    {"POST", "/v1/claims/*/decline", ROLE_BROKER, 1, api_claim_decline},
     {"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
     {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
     {"GET", "/v1/audit/federation", ROLE_VIEWER, 0, audit_federation},

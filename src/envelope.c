@@ -96,6 +96,20 @@ void env_msg_clear(struct env_msg *msg)
 	memset(msg, 0, sizeof(*msg));
 }
 
+int env_is_channel(const Timebank__V1__Body *body)
+{
+	switch (body->kind_case) {
+	case TIMEBANK__V1__BODY__KIND_TEST:
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
+	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 json_t *env_body_to_json(const Timebank__V1__Body *body)
 {
 	json_t *items;
@@ -115,6 +129,8 @@ json_t *env_body_to_json(const Timebank__V1__Body *body)
 			              "category", x->category, "performed_on", x->performed_on);
 			if (x->reverses != NULL && x->reverses[0] != '\0')
 				json_object_set_new(item, "reverses", json_string(x->reverses));
+			if (x->claim != NULL && x->claim[0] != '\0')
+				json_object_set_new(item, "claim", json_string(x->claim));
 			json_array_append_new(items, item);
 		}
 		return json_pack("{ssso}", "kind", "xb_propose", "items", items);
@@ -127,6 +143,28 @@ json_t *env_body_to_json(const Timebank__V1__Body *body)
 			                                       a->reason != NULL ? a->reason : ""));
 		}
 		return json_pack("{ssso}", "kind", "xb_answer", "items", items);
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
+		items = json_array();
+		for (size_t i = 0; i < body->exchange_claims->n_items; i++) {
+			const Timebank__V1__ExchangeClaim *c = body->exchange_claims->items[i];
+			json_array_append_new(
+			    items, json_pack("{sssIsIsIssssss}", "claim_id", c->claim_id, "payer",
+			                     (json_int_t)c->payer, "earner", (json_int_t)c->earner,
+			                     "minutes", (json_int_t)c->minutes, "category",
+			                     c->category, "performed_on", c->performed_on,
+			                     "message", c->message != NULL ? c->message : ""));
+		}
+		return json_pack("{ssso}", "kind", "xb_claim", "items", items);
+	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
+		items = json_array();
+		for (size_t i = 0; i < body->claim_answers->n_items; i++) {
+			const Timebank__V1__ClaimAnswer *a = body->claim_answers->items[i];
+			json_array_append_new(items,
+			                      json_pack("{ssssss}", "claim_id", a->claim_id,
+			                                "reason", a->reason, "message",
+			                                a->message != NULL ? a->message : ""));
+		}
+		return json_pack("{ssso}", "kind", "xb_claim_answer", "items", items);
 	default:
 		return NULL;
 	}
@@ -157,6 +195,7 @@ static int proposals_from_json(const json_t *items, Timebank__V1__Body *body)
 		x->category = str(it, "category");
 		x->performed_on = str(it, "performed_on");
 		x->reverses = str(it, "reverses");
+		x->claim = str(it, "claim");
 		p->items[i] = x;
 	}
 	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS;
@@ -186,6 +225,54 @@ static int answers_from_json(const json_t *items, Timebank__V1__Body *body)
 	return 0;
 }
 
+static int claims_from_json(const json_t *items, Timebank__V1__Body *body)
+{
+	Timebank__V1__ExchangeClaims *c = malloc(sizeof(*c));
+	size_t n = json_array_size(items);
+
+	timebank__v1__exchange_claims__init(c);
+	c->n_items = n;
+	c->items = calloc(n > 0 ? n : 1, sizeof(*c->items));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *it = json_array_get(items, i);
+		Timebank__V1__ExchangeClaim *x = malloc(sizeof(*x));
+		timebank__v1__exchange_claim__init(x);
+		x->claim_id = str(it, "claim_id");
+		x->payer = (uint64_t)json_integer_value(json_object_get(it, "payer"));
+		x->earner = (uint64_t)json_integer_value(json_object_get(it, "earner"));
+		x->minutes = (uint64_t)json_integer_value(json_object_get(it, "minutes"));
+		x->category = str(it, "category");
+		x->performed_on = str(it, "performed_on");
+		x->message = str(it, "message");
+		c->items[i] = x;
+	}
+	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS;
+	body->exchange_claims = c;
+	return 0;
+}
+
+static int claim_answers_from_json(const json_t *items, Timebank__V1__Body *body)
+{
+	Timebank__V1__ClaimAnswers *a = malloc(sizeof(*a));
+	size_t n = json_array_size(items);
+
+	timebank__v1__claim_answers__init(a);
+	a->n_items = n;
+	a->items = calloc(n > 0 ? n : 1, sizeof(*a->items));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *it = json_array_get(items, i);
+		Timebank__V1__ClaimAnswer *x = malloc(sizeof(*x));
+		timebank__v1__claim_answer__init(x);
+		x->claim_id = str(it, "claim_id");
+		x->reason = str(it, "reason");
+		x->message = str(it, "message");
+		a->items[i] = x;
+	}
+	body->kind_case = TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS;
+	body->claim_answers = a;
+	return 0;
+}
+
 int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
 {
 	const char *kind = json_string_value(json_object_get(json, "kind"));
@@ -205,6 +292,10 @@ int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
 		return proposals_from_json(json_object_get(json, "items"), body);
 	if (strcmp(kind, "xb_answer") == 0)
 		return answers_from_json(json_object_get(json, "items"), body);
+	if (strcmp(kind, "xb_claim") == 0)
+		return claims_from_json(json_object_get(json, "items"), body);
+	if (strcmp(kind, "xb_claim_answer") == 0)
+		return claim_answers_from_json(json_object_get(json, "items"), body);
 	return -1;
 }
 
@@ -225,6 +316,18 @@ void env_body_release(Timebank__V1__Body *body)
 			free(body->exchange_answers->items[i]);
 		free(body->exchange_answers->items);
 		free(body->exchange_answers);
+		break;
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
+		for (size_t i = 0; i < body->exchange_claims->n_items; i++)
+			free(body->exchange_claims->items[i]);
+		free(body->exchange_claims->items);
+		free(body->exchange_claims);
+		break;
+	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
+		for (size_t i = 0; i < body->claim_answers->n_items; i++)
+			free(body->claim_answers->items[i]);
+		free(body->claim_answers->items);
+		free(body->claim_answers);
 		break;
 	default:
 		break;

@@ -290,14 +290,6 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 	establish(conn);
 }
 
-/* Messages that travel on the ordered channel, with a sequence. */
-static int channel_kind(const Timebank__V1__Body *body)
-{
-	return body->kind_case == TIMEBANK__V1__BODY__KIND_TEST ||
-	       body->kind_case == TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS ||
-	       body->kind_case == TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS;
-}
-
 static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 {
 	struct fed_peer *peer = conn->peer;
@@ -322,9 +314,9 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		on_key_rotation(conn, &msg);
 	} else if (!conn->hello_received && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		fed_conn_refuse(conn, "a message before the hello");
-	} else if (msg.sp->sequence == 0 && channel_kind(body)) {
+	} else if (msg.sp->sequence == 0 && env_is_channel(body)) {
 		fed_conn_refuse(conn, "a channel message without a sequence");
-	} else if (msg.sp->sequence != 0 && !channel_kind(body)) {
+	} else if (msg.sp->sequence != 0 && !env_is_channel(body)) {
 		fed_conn_refuse(conn, "a session message with a sequence");
 	} else if (peer->session != conn && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		/* A session being replaced: what it sends now is sent again. */
@@ -341,12 +333,10 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 			    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
 			    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes);
 			break;
-		case TIMEBANK__V1__BODY__KIND_TEST:
-		case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
-		case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
-			fed_chan_received(conn, &msg, buf, len);
-			break;
-		default: /* pings keep the session alive; nothing else to do */
+		default:
+			/* Pings keep the session alive; nothing else to do. */
+			if (env_is_channel(body))
+				fed_chan_received(conn, &msg, buf, len);
 			break;
 		}
 	}

@@ -1,5 +1,6 @@
 #include "req.h"
 
+#include "dir_text.h"
 #include "hours.h"
 
 #include <ctype.h>
@@ -390,6 +391,36 @@ json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *
 	return with_fields(body, out, err);
 }
 
+json_t *req_claim(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {
+	    "payer",       "earner",  "hours",        "minutes",         "category",
+	    "description", "message", "performed_on", "idempotency_key", NULL};
+	const json_t *message = json_object_get(body, "message");
+	int64_t payer, earner, minutes;
+	char bank[40] = "";
+	json_t *out;
+
+	if (only_fields(body, allowed, err) == -1)
+		return NULL;
+	if (req_member_number(json_object_get(body, "earner"), &earner) == -1)
+		return fail(err, "invalid_member_number",
+		            "earner must be the number of a member of this bank");
+	if (!remote_member(json_object_get(body, "payer"), bank, sizeof(bank), &payer))
+		return fail(err, "invalid_member_number",
+		            "payer must be BANK:NUMBER, a member of another bank");
+	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
+		return NULL;
+	if (message != NULL && !json_is_null(message) &&
+	    (!json_is_string(message) || !valid_text(json_string_value(message), 500, 1)))
+		return fail(err, "invalid_field", "message must be text of at most 500 characters");
+	out = json_pack("{sI sI sI ss}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
+	                "minutes", (json_int_t)minutes, "bank", bank);
+	if (message != NULL && !json_is_null(message))
+		json_object_set(out, "message", (json_t *)message);
+	return with_fields(body, out, err);
+}
+
 #define GROUP_MAX_EARNERS 100
 
 /* One earner of a group: a number, or an object with its own hours. */
@@ -544,6 +575,149 @@ json_t *req_erase(const json_t *body, struct req_error *err)
 	if (reason_of(body, out, json_is_true(force), err) == -1)
 		goto bad;
 	json_object_set_new(out, "force", json_boolean(json_is_true(force)));
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+/* Text that leaves the bank (an item's, a contact's message): 1 to max
+ * characters, nothing that identifies or reaches the member. 0, or -1 with
+ * err set. */
+static int dir_text_ok(const json_t *v, const char *field, int max, json_t *out,
+                       struct req_error *err)
+{
+	char what[80];
+	enum dir_detail d;
+
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    !valid_text(json_string_value(v), (size_t)max, 0)) {
+		fail(err, "invalid_field", "%s must be text of 1 to %d characters on one line",
+		     field, max);
+		return -1;
+	}
+	d = dir_personal_detail(json_string_value(v), what, sizeof(what));
+	if (d != DIR_CLEAN) {
+		fail(err, "personal_details",
+		     "%s contains %s (%s); remove it: members are reached through their brokers",
+		     field, dir_detail_name(d), what);
+		return -1;
+	}
+	return json_object_set(out, field, (json_t *)v);
+}
+
+json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
+{
+	static const char *const allowed[] = {"member",       "category",   "text",       "area",
+	                                      "availability", "visibility", "expires_on", NULL};
+	const json_t *v;
+	json_t *out = json_object();
+	int64_t member;
+	char norm[DIR_AVAILABILITY_MAX * 2], bad[40];
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (for_update && json_object_size(body) == 0) {
+		fail(err, "invalid_request", "give at least one field to change");
+		goto bad;
+	}
+	if ((v = json_object_get(body, "member")) != NULL || !for_update) {
+		if (for_update) {
+			fail(err, "invalid_field", "an item stays with its member");
+			goto bad;
+		}
+		if (req_member_number(v, &member) == -1) {
+			fail(err, "invalid_member_number", "member must be a member number");
+			goto bad;
+		}
+		json_object_set_new(out, "member", json_integer((json_int_t)member));
+	}
+	if ((v = json_object_get(body, "category")) != NULL || !for_update) {
+		if (!json_is_string(v) || json_string_length(v) == 0 ||
+		    !valid_text(json_string_value(v), 40, 0)) {
+			fail(err, "invalid_category",
+			     "category must be one of the directory's "
+			     "categories (tbctl directory categories)");
+			goto bad;
+		}
+		json_object_set(out, "category", (json_t *)v);
+	}
+	if (((v = json_object_get(body, "text")) != NULL || !for_update) &&
+	    dir_text_ok(v, "text", DIR_TEXT_MAX, out, err) == -1)
+		goto bad;
+	if ((v = json_object_get(body, "area")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v) ||
+		    dir_area(json_string_value(v), norm, sizeof(norm)) == -1) {
+			fail(err, "invalid_area",
+			     "area must be a postcode district such as CO1 or SW1A, never a full "
+			     "postcode");
+			goto bad;
+		}
+		json_object_set_new(out, "area", json_string(norm));
+	}
+	if ((v = json_object_get(body, "availability")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v) || dir_availability(json_string_value(v), norm, sizeof(norm),
+		                                           bad, sizeof(bad)) == -1) {
+			fail(err, "invalid_availability",
+			     "availability is days and parts of the day, such as \"tue am, thu pm, "
+			     "weekends\"; '%s' is not one",
+			     json_is_string(v) ? bad : "?");
+			goto bad;
+		}
+		json_object_set_new(out, "availability", json_string(norm));
+	}
+	if ((v = json_object_get(body, "visibility")) != NULL) {
+		if (!json_is_string(v) || (strcmp(json_string_value(v), "bank") != 0 &&
+		                           strcmp(json_string_value(v), "federation") != 0)) {
+			fail(err, "invalid_visibility",
+			     "visibility must be bank (this bank only) or federation");
+			goto bad;
+		}
+		json_object_set(out, "visibility", (json_t *)v);
+	}
+	if ((v = json_object_get(body, "expires_on")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
+			fail(err, "invalid_date", "expires_on must be a date written YYYY-MM-DD");
+			goto bad;
+		}
+		json_object_set(out, "expires_on", (json_t *)v);
+	}
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *req_contact(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"handle", "bank", "for", "message", NULL};
+	const json_t *handle = json_object_get(body, "handle"),
+	             *bank = json_object_get(body, "bank");
+	json_t *out = json_object();
+	int64_t member;
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (!json_is_string(handle) || !valid_key(json_string_value(handle)) ||
+	    json_string_length(handle) > 40) {
+		fail(err, "invalid_handle", "handle must be a directory item's handle");
+		goto bad;
+	}
+	json_object_set(out, "handle", (json_t *)handle);
+	if (bank != NULL && !json_is_null(bank)) {
+		if (!json_is_string(bank) || !valid_key(json_string_value(bank))) {
+			fail(err, "invalid_field", "bank must be a bank id");
+			goto bad;
+		}
+		json_object_set(out, "bank", (json_t *)bank);
+	}
+	if (req_member_number(json_object_get(body, "for"), &member) == -1) {
+		fail(err, "invalid_member_number", "for must be the number of the member asking");
+		goto bad;
+	}
+	json_object_set_new(out, "for", json_integer((json_int_t)member));
+	if (dir_text_ok(json_object_get(body, "message"), "message", 500, out, err) == -1)
+		goto bad;
 	return out;
 bad:
 	json_decref(out);

@@ -84,7 +84,9 @@ int schema_migrate(PGconn *conn)
 		log_error("schema: the database is at schema version %d but this timebankd knows "
 		          "only up to %d; install the newer timebankd that wrote it",
 		          version, latest);
-		goto fail;
+		(void)exec_ok(conn, "SELECT pg_advisory_unlock(hashtext('timebankd_schema'))",
+		              "unlock");
+		return SCHEMA_TOO_NEW;
 	}
 	for (int i = 0; i < schema_migration_count; i++)
 		if (schema_migrations[i].version > version &&

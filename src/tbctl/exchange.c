@@ -3,6 +3,7 @@
 
 #include "req.h"
 
+#include <ctype.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,11 +66,8 @@ static void list_row(const json_t *x)
 	       tbctl_str(x, "category"));
 }
 
-/* Sends a write with an idempotency key (made here unless given), retrying
- * while timebankd or its database is away: the key makes every retry safe,
- * so the write lands once. Prints the result with show(). */
-static int send_once(const struct tbctl *t, const char *path, json_t *body,
-                     void (*show)(const json_t *))
+int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
+                    void (*show)(const json_t *))
 {
 	struct tbctl_reply reply;
 	unsigned char raw[16];
@@ -189,9 +187,24 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 		path = "/v1/exchanges/group";
 		show = show_group;
 	}
-	rc = send_once(t, path, body, show);
+	rc = tbctl_send_once(t, path, body, show);
 	json_decref(body);
 	return rc;
+}
+
+int tbctl_exchange_id(const char *text)
+{
+	int64_t id;
+	size_t n = strlen(text);
+
+	if (req_parse_int(text, 1, INT64_MAX, &id) == 0)
+		return 1;
+	if (strchr(text, ':') == NULL || n > 60)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)text[i]) && text[i] != ':' && text[i] != '-')
+			return 0;
+	return 1;
 }
 
 static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
@@ -203,20 +216,16 @@ static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 	};
 	json_t *body = json_object();
 	char path[64];
-	int64_t id;
 	int first, rc;
 
-	/* A local id (12) or a cross-bank one (colchester:12). */
 	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc - 1 ||
-	    (req_parse_int(argv[first], 1, INT64_MAX, &id) == -1 &&
-	     (strchr(argv[first], ':') == NULL || strlen(argv[first]) > 60 ||
-	      strchr(argv[first], '/') != NULL))) {
+	    !tbctl_exchange_id(argv[first])) {
 		fprintf(stderr, "tbctl: exchange reverse needs one exchange ID and --reason\n");
 		json_decref(body);
 		return TBCTL_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/exchanges/%s/reverse", argv[first]);
-	rc = send_once(t, path, body, show_exchange);
+	rc = tbctl_send_once(t, path, body, show_exchange);
 	json_decref(body);
 	return rc;
 }
@@ -236,7 +245,7 @@ int tbctl_grant(const struct tbctl *t, int argc, char **argv)
 		json_decref(body);
 		return TBCTL_USAGE;
 	}
-	rc = send_once(t, "/v1/grants", body, show_exchange);
+	rc = tbctl_send_once(t, "/v1/grants", body, show_exchange);
 	json_decref(body);
 	return rc;
 }
@@ -244,12 +253,8 @@ int tbctl_grant(const struct tbctl *t, int argc, char **argv)
 static int exchange_show(const struct tbctl *t, int argc, char **argv)
 {
 	char path[128];
-	int64_t id;
 
-	/* A local id (12) or a cross-bank one (colchester:12). */
-	if (argc != 2 || (req_parse_int(argv[1], 1, INT64_MAX, &id) == -1 &&
-	                  (strchr(argv[1], ':') == NULL || strlen(argv[1]) > 60 ||
-	                   strchr(argv[1], '/') != NULL))) {
+	if (argc != 2 || !tbctl_exchange_id(argv[1])) {
 		fprintf(stderr, "tbctl: exchange show needs one exchange ID\n");
 		return TBCTL_USAGE;
 	}
@@ -281,6 +286,8 @@ int tbctl_exchange(const struct tbctl *t, int argc, char **argv)
 		return exchange_list(t, argc - 1, argv + 1);
 	if (strcmp(sub, "reverse") == 0)
 		return exchange_reverse(t, argc - 1, argv + 1);
-	fprintf(stderr, "tbctl: exchange needs record, show, list or reverse\n");
+	if (strcmp(sub, "claim") == 0)
+		return tbctl_exchange_claim(t, argc - 1, argv + 1);
+	fprintf(stderr, "tbctl: exchange needs record, show, list, reverse or claim\n");
 	return TBCTL_USAGE;
 }

@@ -26,9 +26,14 @@ static void usage(FILE *out)
 	    "exchanges:\n"
 	    "  exchange record --payer N --earner N[:HOURS] [--earner ...] --hours H\n"
 	    "                  --category C [--description D] [--date YYYY-MM-DD] [--key KEY]\n"
+	    "                  (--earner BANK:N: a member of another bank)\n"
 	    "  exchange reverse ID --reason R [--key KEY]\n"
 	    "  exchange show ID\n"
 	    "  exchange list [--member N] [--limit N] [--cursor C] [--all]\n"
+	    "  exchange claim --earner N --payer BANK:N --hours H --category C\n"
+	    "                 [--description D] [--message M] [--date D] [--key KEY]\n"
+	    "  claim list [--outgoing] [--state open|all] [--limit N] [--cursor C] [--all]\n"
+	    "  claim show ID | claim approve ID | claim decline ID --reason R\n"
 	    "  grant --member N --hours H [--reason R] [--category C] [--date D] [--key KEY]\n"
 	    "accounts and reports:\n"
 	    "  balance NUMBER\n"
@@ -37,7 +42,7 @@ static void usage(FILE *out)
 	    "  statements --month YYYY-MM --out DIR [--format text|csv|json]\n"
 	    "  report categories|new-members|referrals [--month M | --from D --to D]\n"
 	    "  report active [--days N] [--as-of D]          (all with [--format text|csv|json])\n"
-	    "  audit\n"
+	    "  audit [--federation]\n"
 	    "federation:\n"
 	    "  peers                      each peer's link, channel and checkpoint\n"
 	    "  federation test PEER [--count N] [--text T]\n"
@@ -91,19 +96,13 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},
-	    {"exchange", tbctl_exchange},
-	    {"balance", tbctl_balance},
-	    {"history", tbctl_history},
-	    {"audit", tbctl_audit},
-	    {"grant", tbctl_grant},
-	    {"org", tbctl_org},
-	    {"statement", tbctl_statement},
-	    {"statements", tbctl_statements},
-	    {"report", tbctl_report},
-	    {"peers", tbctl_peers},
-	    {"federation", tbctl_federation},
-	    {"token", tbctl_token},
+	    {"member", tbctl_member},         {"exchange", tbctl_exchange},
+	    {"claim", tbctl_claim},           {"balance", tbctl_balance},
+	    {"history", tbctl_history},       {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},           {"org", tbctl_org},
+	    {"statement", tbctl_statement},   {"statements", tbctl_statements},
+	    {"report", tbctl_report},         {"peers", tbctl_peers},
+	    {"federation", tbctl_federation}, {"token", tbctl_token},
 	};
 
 	argc = take_globals(&t, argc, argv);

@@ -378,12 +378,16 @@ def test_three_banks_5000_exchanges_through_kills_and_a_database_restart(own_clu
                 faults["pg"] += 1
                 continue
             victim = banks[rng.choice(names)]
+            if victim.proc.poll() is not None:  # it must only ever die when killed
+                died.append((victim.proc.returncode, victim.log_text()[-3000:]))
             victim.stop(signal.SIGKILL)
             faults["kills"] += 1
             time.sleep(rng.uniform(0.1, 0.6))
             victim.start(wait=False)
 
     asked = {}  # xid -> (payer bank, minutes)
+    unanswered = []  # (request, the answers it had)
+    died = []
     lock = threading.Lock()
 
     def load(worker):
@@ -394,16 +398,20 @@ def test_three_banks_5000_exchanges_through_kills_and_a_database_restart(own_clu
                     "earner": f"{earner_bank}:{wrng.choice(members[earner_bank])}",
                     "minutes": wrng.choice([15, 30, 60, 90]), "category": "help",
                     "idempotency_key": f"w{worker}-{i}"}
+            seen = set()
             for _ in range(300):
                 try:
                     status, out = banks[payer_bank].api("POST", "/v1/exchanges", body)
-                except OSError:
-                    status = None
+                except OSError as e:
+                    status, out = None, type(e).__name__
                 if status == 201:
                     with lock:
                         asked[out["id"]] = (payer_bank, body["minutes"])
                     break
+                seen.add((status, str(out)[:200]))
                 time.sleep(0.1)
+            else:
+                unanswered.append((payer_bank, body, seen))
 
     t = threading.Thread(target=chaos)
     t.start()
@@ -420,6 +428,8 @@ def test_three_banks_5000_exchanges_through_kills_and_a_database_restart(own_clu
             b.proc = None
             b.start(wait=False)
         b.wait_healthy()
+    assert not died, died
+    assert not unanswered, unanswered
     assert len(asked) == 5000
 
     def quiet():

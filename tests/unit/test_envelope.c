@@ -96,6 +96,52 @@ static void test_envelope_seal_then_open_round_trips(void **state)
 	crypto_key_free(pub);
 }
 
+/* Each ledger body the outbox holds as JSON goes onto the wire as protobuf
+ * and comes back out as the same JSON. */
+static void test_ledger_bodies_round_trip_through_protobuf(void **state)
+{
+	static const char *const bodies[] = {
+	    "{\"kind\": \"xb_propose\", \"items\": [{\"xid\": \"colchester:7\", \"earner\": 204, "
+	    "\"minutes\": 120, \"category\": \"lifts\", \"performed_on\": \"2026-11-20\"}, "
+	    "{\"xid\": \"colchester:8\", \"earner\": 0, \"minutes\": 60, \"category\": \"diy\", "
+	    "\"performed_on\": \"2026-11-21\", \"claim\": \"westminster:c3\"}]}",
+	    "{\"kind\": \"xb_answer\", \"items\": [{\"xid\": \"colchester:7\", \"accepted\": "
+	    "false, \"reason\": \"exposure_limit\"}]}",
+	    "{\"kind\": \"xb_claim\", \"items\": [{\"claim_id\": \"westminster:c3\", \"payer\": "
+	    "17, \"earner\": 204, \"minutes\": 90, \"category\": \"gardening\", \"performed_on\": "
+	    "\"2026-11-19\", \"message\": \"hedge at the allotment\"}]}",
+	    "{\"kind\": \"xb_claim_answer\", \"items\": [{\"claim_id\": \"westminster:c3\", "
+	    "\"reason\": \"declined\", \"message\": \"no record of this\"}]}",
+	};
+	struct crypto_key *pub, *key = new_key(&pub);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+		json_t *in = json_loads(bodies[i], 0, NULL), *out;
+		struct env_msg msg;
+		uint8_t *buf, hash[CRYPTO_HASH_LEN];
+		size_t len;
+
+		assert_non_null(in);
+		assert_int_equal(env_body_from_json(in, &body), 0);
+		assert_int_equal(
+		    env_seal("colchester", "westminster", 1, NULL, 1, &body, key, &buf, &len, hash),
+		    0);
+		env_body_release(&body);
+		assert_int_equal(env_open(buf, len, &pub, 1, "colchester", "westminster", &msg),
+		                 ENV_OK);
+		out = env_body_to_json(msg.sp->body);
+		assert_true(json_equal(in, out));
+		json_decref(in);
+		json_decref(out);
+		env_msg_clear(&msg);
+		free(buf);
+	}
+	crypto_key_free(key);
+	crypto_key_free(pub);
+}
+
 static void test_envelope_refuses_tampering_strangers_and_misdirection(void **state)
 {
 	struct crypto_key *pub, *key = new_key(&pub), *other_pub, *other = new_key(&other_pub);
@@ -154,6 +200,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_frame_peek_checks_the_length_before_anything_else),
 	    cmocka_unit_test(test_envelope_seal_then_open_round_trips),
+	    cmocka_unit_test(test_ledger_bodies_round_trip_through_protobuf),
 	    cmocka_unit_test(test_envelope_refuses_tampering_strangers_and_misdirection),
 	    cmocka_unit_test(test_crypto_hex_round_trips),
 	};

@@ -1,0 +1,187 @@
+/* Checks on what a shared directory item may say, and the normal forms of
+ * its area and availability. Pure: no I/O. */
+#include "dir_text.h"
+
+#include <ctype.h>
+#include <regex.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Copies match m of text into what[len], trimmed. */
+static void copy_match(const char *text, const regmatch_t *m, char *what, size_t len)
+{
+	size_t n = (size_t)(m->rm_eo - m->rm_so);
+
+	if (n >= len)
+		n = len - 1;
+	memcpy(what, text + m->rm_so, n);
+	what[n] = '\0';
+}
+
+static int count_digits(const char *s, size_t n)
+{
+	int d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d += isdigit((unsigned char)s[i]) != 0;
+	return d;
+}
+
+enum dir_detail dir_personal_detail(const char *text, char *what, size_t len)
+{
+	static const char *const patterns[] = {
+	    /* an e-mail address, also written with spaces around the @ */
+	    "[a-z0-9._%+-]+ ?@ ?[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}",
+	    /* a phone number: a run of digits, spaces, dots, dashes and brackets,
+	     * checked below for at least 9 digits */
+	    "\\+?[0-9(][0-9 ().-]{7,}[0-9]",
+	    /* a full UK postcode: outward code, space optional, inward code */
+	    "(^|[^a-z0-9])([a-z]{1,2}[0-9][a-z0-9]? ?[0-9][abd-hjlnp-uw-z]{2})($|[^a-z0-9])",
+	};
+	static const enum dir_detail kinds[] = {DIR_EMAIL, DIR_PHONE, DIR_POSTCODE};
+	enum dir_detail found = DIR_CLEAN;
+
+	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]) && found == DIR_CLEAN; i++) {
+		regex_t re;
+		regmatch_t m[3];
+		const char *at = text;
+
+		if (regcomp(&re, patterns[i], REG_EXTENDED | REG_ICASE) != 0)
+			return DIR_EMAIL; /* cannot check: refuse rather than leak */
+		while (found == DIR_CLEAN &&
+		       regexec(&re, at, 3, m, at == text ? 0 : REG_NOTBOL) == 0) {
+			const regmatch_t *hit = kinds[i] == DIR_POSTCODE ? &m[2] : &m[0];
+			if (kinds[i] != DIR_PHONE ||
+			    count_digits(at + hit->rm_so, (size_t)(hit->rm_eo - hit->rm_so)) >= 9) {
+				copy_match(at, hit, what, len);
+				found = kinds[i];
+			}
+			at += m[0].rm_eo > 0 ? m[0].rm_eo : 1;
+			if (*at == '\0')
+				break;
+		}
+		regfree(&re);
+	}
+	return found;
+}
+
+const char *dir_detail_name(enum dir_detail d)
+{
+	switch (d) {
+	case DIR_EMAIL:
+		return "an e-mail address";
+	case DIR_PHONE:
+		return "a phone number";
+	case DIR_POSTCODE:
+		return "a full postcode";
+	default:
+		return "nothing personal";
+	}
+}
+
+int dir_area(const char *in, char *out, size_t len)
+{
+	size_t n = strlen(in), i = 0, letters = 0;
+
+	if (n < 2 || n > 4 || len < n + 1)
+		return -1;
+	while (i < n && isalpha((unsigned char)in[i]))
+		i++, letters++;
+	if (letters < 1 || letters > 2 || i >= n || !isdigit((unsigned char)in[i]))
+		return -1;
+	for (i++; i < n; i++)
+		if (!isalnum((unsigned char)in[i]))
+			return -1;
+	for (i = 0; i <= n; i++)
+		out[i] = (char)toupper((unsigned char)in[i]);
+	return 0;
+}
+
+static const struct {
+	const char *word;
+	const char *day;
+} day_words[] = {
+    {"mon", "monday"},       {"tue", "tuesday"},  {"tues", "tuesday"},    {"wed", "wednesday"},
+    {"weds", "wednesday"},   {"thu", "thursday"}, {"thur", "thursday"},   {"thurs", "thursday"},
+    {"fri", "friday"},       {"sat", "saturday"}, {"sun", "sunday"},      {"weekday", "weekdays"},
+    {"weekend", "weekends"}, {"any", "any day"},  {"anytime", "any day"}, {"daily", "any day"},
+};
+
+static const struct {
+	const char *word;
+	const char *part;
+} part_words[] = {
+    {"am", "morning"},  {"morning", "morning"}, {"pm", "afternoon"},  {"afternoon", "afternoon"},
+    {"eve", "evening"}, {"evening", "evening"}, {"night", "evening"},
+};
+
+/* One word, lower case and without a plural s, into its normal form. */
+static const char *day_or_part(const char *word, int *is_day)
+{
+	char w[16];
+	size_t n = strlen(word);
+
+	if (n == 0 || n >= sizeof(w))
+		return NULL;
+	for (size_t i = 0; i <= n; i++)
+		w[i] = (char)tolower((unsigned char)word[i]);
+	for (int pass = 0; pass < 2; pass++) {
+		static const char *const full[] = {"monday", "tuesday",  "wednesday", "thursday",
+		                                   "friday", "saturday", "sunday"};
+		for (size_t i = 0; i < sizeof(full) / sizeof(full[0]); i++)
+			if (strcmp(w, full[i]) == 0)
+				return *is_day = 1, full[i];
+		for (size_t i = 0; i < sizeof(day_words) / sizeof(day_words[0]); i++)
+			if (strcmp(w, day_words[i].word) == 0)
+				return *is_day = 1, day_words[i].day;
+		for (size_t i = 0; i < sizeof(part_words) / sizeof(part_words[0]); i++)
+			if (strcmp(w, part_words[i].word) == 0)
+				return *is_day = 0, part_words[i].part;
+		if (n > 1 && w[n - 1] == 's') /* "tuesdays", "mornings" */
+			w[--n] = '\0';
+		else
+			break;
+	}
+	return NULL;
+}
+
+int dir_availability(const char *in, char *out, size_t len, char *bad, size_t badlen)
+{
+	char buf[DIR_AVAILABILITY_MAX + 1], *save = NULL;
+	size_t o = 0;
+
+	if (strlen(in) > DIR_AVAILABILITY_MAX) {
+		snprintf(bad, badlen, "%.20s...", in);
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s", in);
+	out[0] = '\0';
+	for (char *slot = strtok_r(buf, ",;", &save); slot != NULL;
+	     slot = strtok_r(NULL, ",;", &save)) {
+		char *wsave = NULL;
+		const char *day = NULL, *part = NULL;
+		for (char *word = strtok_r(slot, " \t/", &wsave); word != NULL;
+		     word = strtok_r(NULL, " \t/", &wsave)) {
+			int is_day;
+			const char *norm = day_or_part(word, &is_day);
+			if (norm == NULL || (is_day && day != NULL) || (!is_day && part != NULL)) {
+				snprintf(bad, badlen, "%s", word);
+				return -1;
+			}
+			if (is_day)
+				day = norm;
+			else
+				part = norm;
+		}
+		if (day == NULL && part == NULL)
+			continue;
+		o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s%s%s", o ? ", " : "",
+		                      day != NULL ? day : "any day", part != NULL ? " " : "",
+		                      part != NULL ? part : "");
+		if (o >= len) {
+			snprintf(bad, badlen, "%.20s...", in);
+			return -1;
+		}
+	}
+	return 0;
+}
