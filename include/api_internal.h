@@ -27,6 +27,7 @@ struct api_req {
 	json_t *body;                /* parsed JSON body, or NULL */
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
 	int kicks_fed;               /* success may have queued federation messages */
+	int dir_changes;             /* success may have changed the shared directory */
 	int ok_status;
 };
 
@@ -41,7 +42,7 @@ struct api_route {
 extern const struct api_route api_routes[];
 
 /* Handlers kept in their own files (api_books.c, api_tokens.c, api_fed.c,
- * api_claims.c). */
+ * api_claims.c, api_dir.c). */
 void api_statement(struct api_req *r);
 void api_report_categories(struct api_req *r);
 void api_report_active(struct api_req *r);
@@ -56,6 +57,24 @@ void api_claim_list(struct api_req *r);
 void api_claim_get(struct api_req *r);
 void api_claim_approve(struct api_req *r);
 void api_claim_decline(struct api_req *r);
+void api_offer_add(struct api_req *r);
+void api_offer_update(struct api_req *r);
+void api_offer_withdraw(struct api_req *r);
+void api_offer_get(struct api_req *r);
+void api_offer_list(struct api_req *r);
+void api_request_add(struct api_req *r);
+void api_request_update(struct api_req *r);
+void api_request_withdraw(struct api_req *r);
+void api_request_get(struct api_req *r);
+void api_request_list(struct api_req *r);
+void api_request_matches(struct api_req *r);
+void api_directory_search(struct api_req *r);
+void api_directory_categories(struct api_req *r);
+void api_contact_request(struct api_req *r);
+void api_contact_list(struct api_req *r);
+void api_contact_get(struct api_req *r);
+void api_contact_accept(struct api_req *r);
+void api_contact_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
 
 const struct api_limits *api_limits(const struct api *api);

@@ -59,4 +59,12 @@ int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
     __attribute__((warn_unused_result));
 void env_body_release(Timebank__V1__Body *body);
 
+/* Any message as JSON (keys are the proto field names; every field is
+ * written), and back: env_msg_from_json allocates the message and its
+ * parts, borrowing strings from json; free with env_msg_release. NULL when
+ * json does not fit. */
+json_t *env_msg_to_json(const ProtobufCMessage *m);
+ProtobufCMessage *env_msg_from_json(const json_t *json, const ProtobufCMessageDescriptor *d);
+void env_msg_release(ProtobufCMessage *m);
+
 #endif

@@ -24,6 +24,9 @@ void fed_free(struct fed *fed); /* accepts NULL */
  * tick. */
 void fed_kick(struct fed *fed);
 
+/* This bank's shared directory changed: tell the peers, who pull. */
+void fed_dir_changed(struct fed *fed);
+
 /* Each peer's link as tbctl peers shows it, merged with the channel's
  * counters from the database (tb_fed_state(), may be NULL). New reference. */
 json_t *fed_peers_json(const struct fed *fed, const json_t *db_state);

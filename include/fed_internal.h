@@ -5,6 +5,7 @@
 #define TB_FED_INTERNAL_H
 
 #include "crypto.h"
+#include "db.h"
 #include "envelope.h"
 #include "fed.h"
 
@@ -75,6 +76,13 @@ struct fed_peer {
 	json_t *pending; /* verified messages waiting to be applied */
 	char checkpoint[16];
 
+	/* The peer's directory (kept by fed_dir.c). */
+	uint64_t dir_version; /* the peer's version we applied up to */
+	int dir_pulling;
+	int dir_again; /* the peer changed again during a pull */
+	time_t dir_pull_at;
+	unsigned long long dir_applied, dir_served;
+
 	/* Counters for tbctl peers and metrics. */
 	unsigned long long sent, received, duplicates, refused;
 };
@@ -121,6 +129,19 @@ void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, con
                       long grace_seconds);
 
 /* fed_chan.c */
+/* A database call about one peer's session; freed by its callback. */
+struct fed_call {
+	struct fed_peer *peer;
+	unsigned generation;
+	uint64_t seq;
+};
+struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq);
+/* The same session as when the call was made, still up. */
+int fed_call_current(const struct fed_call *c);
+/* The JSON of a one-value answer, or NULL (logged). */
+json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer);
+int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
+              void *arg);
 void fed_chan_load(struct fed *fed);
 void fed_chan_seal(struct fed *fed);
 void fed_chan_pump(struct fed_peer *peer);
@@ -133,5 +154,11 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 void fed_chan_session_started(struct fed_peer *peer);
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
                           const char *replaces);
+
+/* fed_dir.c */
+/* Asks the peer for its directory changes since our cursor. */
+void fed_dir_pull(struct fed_peer *peer);
+/* A directory pull, page or notice from the peer. */
+void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body);
 
 #endif

@@ -44,6 +44,11 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err);
 /* A contact request for a shared item: handle, bank (optional), for (the
  * member asking), message (checked like an item's text). */
 json_t *req_contact(const json_t *body, struct req_error *err);
+/* A broker's answer to a contact request: message (required to accept). */
+json_t *req_contact_answer(const json_t *body, int required, struct req_error *err);
+/* An exchange from an accepted contact: contact, hours or minutes, and the
+ * exchange fields (category defaults to the item's). */
+json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req_error *err);
 
 /* An erasure: force (boolean) needs a reason. */
 json_t *req_erase(const json_t *body, struct req_error *err);

@@ -96,6 +96,11 @@ int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
 int tbctl_exchange_id(const char *text);
 
 int tbctl_claim(const struct tbctl *t, int argc, char **argv);
+int tbctl_offer(const struct tbctl *t, int argc, char **argv);
+int tbctl_request(const struct tbctl *t, int argc, char **argv);
+int tbctl_directory(const struct tbctl *t, int argc, char **argv);
+int tbctl_match(const struct tbctl *t, int argc, char **argv);
+int tbctl_contact(const struct tbctl *t, int argc, char **argv);
 int tbctl_exchange_claim(const struct tbctl *t, int argc, char **argv);
 int tbctl_grant(const struct tbctl *t, int argc, char **argv);
 int tbctl_org(const struct tbctl *t, int argc, char **argv);

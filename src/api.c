@@ -39,14 +39,37 @@ static const struct {
 	const char *code;
 	int status;
 } ledger_codes[] = {
-    {"member_not_found", 404},     {"exchange_not_found", 404}, {"duplicate_member_number", 409},
-    {"idempotency_conflict", 409}, {"below_floor", 422},        {"member_inactive", 422},
-    {"same_member", 422},          {"invalid_date", 422},       {"already_reversed", 409},
-    {"not_reversible", 422},       {"already_erased", 409},     {"member_not_left", 409},
-    {"balance_not_zero", 409},     {"member_erased", 409},      {"invalid_referrer", 422},
-    {"invalid_period", 400},       {"peer_not_found", 404},     {"unknown_bank", 422},
-    {"peer_diverged", 409},        {"claim_not_found", 404},    {"claim_already_decided", 409},
+    {"member_not_found", 404},
+    {"exchange_not_found", 404},
+    {"duplicate_member_number", 409},
+    {"idempotency_conflict", 409},
+    {"below_floor", 422},
+    {"member_inactive", 422},
+    {"same_member", 422},
+    {"invalid_date", 422},
+    {"already_reversed", 409},
+    {"not_reversible", 422},
+    {"already_erased", 409},
+    {"member_not_left", 409},
+    {"balance_not_zero", 409},
+    {"member_erased", 409},
+    {"invalid_referrer", 422},
+    {"invalid_period", 400},
+    {"peer_not_found", 404},
+    {"unknown_bank", 422},
+    {"peer_diverged", 409},
+    {"claim_not_found", 404},
+    {"claim_already_decided", 409},
     {"invalid_hours", 422},
+    {"item_not_found", 404},
+    {"item_withdrawn", 409},
+    {"contact_not_found", 404},
+    {"contact_already_decided", 409},
+    {"contact_not_accepted", 409},
+    {"own_item", 422},
+    {"ambiguous_handle", 422},
+    {"wrong_bank", 422},
+    {"invalid_category", 422},
 };
 
 const struct api_limits *api_limits(const struct api *api)
@@ -173,6 +196,8 @@ static void on_sql(void *arg, const struct db_result *res)
 			failpoint(r->failpoint_after);
 		if (r->kicks_fed)
 			fed_kick(r->api->fed); /* committed: something may be queued */
+		if (r->dir_changes)
+			fed_dir_changed(r->api->fed);
 		if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
 			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
 			return;

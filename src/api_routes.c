@@ -11,13 +11,14 @@
 #include <string.h>
 
 /* Answers a validation failure: 422 when the request is well formed but
- * names one member twice, else 400. */
+ * names one member twice or would share personal details, else 400. */
 static void reply_invalid(struct api_req *r, const struct req_error *err)
 {
-	int status =
-	    strcmp(err->code, "same_member") == 0 || strcmp(err->code, "duplicate_earner") == 0
-	        ? 422
-	        : 400;
+	int status = strcmp(err->code, "same_member") == 0 ||
+	                     strcmp(err->code, "duplicate_earner") == 0 ||
+	                     strcmp(err->code, "personal_details") == 0
+	                 ? 422
+	                 : 400;
 
 	api_reply_error(r, status, err->code, "%s", err->message);
 }
@@ -107,6 +108,7 @@ static void member_update_with(struct api_req *r, json_t *p, const struct req_er
 	}
 	char *text = json_dumps(p, JSON_COMPACT);
 	const char *params[4] = {extra[0], text, extra[1], extra[2]};
+	r->dir_changes = 1; /* a status change shares or hides the member's items */
 	api_sql(r, "SELECT tb_member_update($1::bigint, $2::jsonb, $3, $4::bigint)::text", 4,
 	        params);
 	free(text);
@@ -172,6 +174,7 @@ static void member_erase(struct api_req *r)
 		return;
 	}
 	text = json_dumps(p, JSON_COMPACT);
+	r->dir_changes = 1;
 	const char *params[3] = {API_I64(num, r->id), text, r->actor};
 	api_sql(r, "SELECT tb_member_erase($1::bigint, $2::jsonb, $3)::text", 3, params);
 	free(text);
@@ -182,6 +185,17 @@ static void exchange_record(struct api_req *r)
 {
 	struct req_error err;
 	char floor[24];
+
+	/* From an accepted contact: the other bank's member is not retyped. */
+	if (json_object_get(r->body, "contact") != NULL) {
+		const char *extra[3] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor),
+		                        api_bank_id(r->api)};
+		r->kicks_fed = 1;
+		api_sql_body(r, "SELECT tb_xb_record_contact($1::jsonb, $2, $3::bigint, $4)::text",
+		             req_exchange_contact(r->body, api_limits(r->api)->max_exchange, &err),
+		             &err, 3, extra);
+		return;
+	}
 	json_t *p = req_exchange(r->body, api_limits(r->api)->max_exchange, &err);
 	const char *bank = p != NULL ? json_string_value(json_object_get(p, "bank")) : NULL;
 
@@ -339,6 +353,24 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/claims/*", ROLE_BROKER, 0, api_claim_get},
     {"POST", "/v1/claims/*/approve", ROLE_BROKER, 0, api_claim_approve},
     {"POST", "/v1/claims/*/decline", ROLE_BROKER, 1, api_claim_decline},
+    {"POST", "/v1/offers", ROLE_BROKER, 1, api_offer_add},
+    {"GET", "/v1/offers", ROLE_BROKER, 0, api_offer_list},
+    {"GET", "/v1/offers/#", ROLE_BROKER, 0, api_offer_get},
+    {"PATCH", "/v1/offers/#", ROLE_BROKER, 1, api_offer_update},
+    {"POST", "/v1/offers/#/withdraw", ROLE_BROKER, 0, api_offer_withdraw},
+    {"POST", "/v1/requests", ROLE_BROKER, 1, api_request_add},
+    {"GET", "/v1/requests", ROLE_BROKER, 0, api_request_list},
+    {"GET", "/v1/requests/#", ROLE_BROKER, 0, api_request_get},
+    {"PATCH", "/v1/requests/#", ROLE_BROKER, 1, api_request_update},
+    {"POST", "/v1/requests/#/withdraw", ROLE_BROKER, 0, api_request_withdraw},
+    {"GET", "/v1/requests/#/matches", ROLE_BROKER, 0, api_request_matches},
+    {"GET", "/v1/directory", ROLE_BROKER, 0, api_directory_search},
+    {"GET", "/v1/directory/categories", ROLE_VIEWER, 0, api_directory_categories},
+    {"POST", "/v1/contacts", ROLE_BROKER, 1, api_contact_request},
+    {"GET", "/v1/contacts", ROLE_BROKER, 0, api_contact_list},
+    {"GET", "/v1/contacts/*", ROLE_BROKER, 0, api_contact_get},
+    {"POST", "/v1/contacts/*/accept", ROLE_BROKER, 1, api_contact_accept},
+    {"POST", "/v1/contacts/*/decline", ROLE_BROKER, 0, api_contact_decline},
     {"POST", "/v1/grants", ROLE_COORDINATOR, 1, grant},
     {"GET", "/v1/audit", ROLE_VIEWER, 0, audit},
     {"GET", "/v1/audit/federation", ROLE_VIEWER, 0, audit_federation},

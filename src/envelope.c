@@ -96,241 +96,235 @@ void env_msg_clear(struct env_msg *msg)
 	memset(msg, 0, sizeof(*msg));
 }
 
+/* ---- bodies as the ledger's JSON ---------------------------------------
+ *
+ * The ledger keeps each channel message's body as JSON ({"kind": "xb_propose",
+ * "items": [...]}) and the wire carries protobuf. The two are converted
+ * field by field from protobuf-c's descriptors: JSON keys are the proto
+ * field names, and every field is written, defaults included. */
+
+static const struct {
+	const char *kind;
+	Timebank__V1__Body__KindCase field;
+} channel_kinds[] = {
+    {"test", TIMEBANK__V1__BODY__KIND_TEST},
+    {"xb_propose", TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS},
+    {"xb_answer", TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS},
+    {"xb_claim", TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS},
+    {"xb_claim_answer", TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS},
+    {"dir_contact", TIMEBANK__V1__BODY__KIND_CONTACT_REQUESTS},
+    {"dir_contact_answer", TIMEBANK__V1__BODY__KIND_CONTACT_ANSWERS},
+};
+#define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
+
 int env_is_channel(const Timebank__V1__Body *body)
 {
-	switch (body->kind_case) {
-	case TIMEBANK__V1__BODY__KIND_TEST:
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
-	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
-		return 1;
+	for (size_t i = 0; i < NKINDS; i++)
+		if (channel_kinds[i].field == body->kind_case)
+			return 1;
+	return 0;
+}
+
+static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *v)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *s = *(char *const *)v;
+		return json_string(s != NULL ? s : "");
+	}
+	case PROTOBUF_C_TYPE_UINT64:
+		return json_integer((json_int_t) * (const uint64_t *)v);
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+		return json_integer((json_int_t) * (const int64_t *)v);
+	case PROTOBUF_C_TYPE_UINT32:
+		return json_integer((json_int_t) * (const uint32_t *)v);
+	case PROTOBUF_C_TYPE_BOOL:
+		return json_boolean(*(const protobuf_c_boolean *)v);
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *m = *(ProtobufCMessage *const *)v;
+		return m != NULL ? env_msg_to_json(m) : json_null();
+	}
 	default:
+		return json_null();
+	}
+}
+
+static size_t value_size(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+		return sizeof(uint64_t);
+	case PROTOBUF_C_TYPE_UINT32:
+		return sizeof(uint32_t);
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	default:
+		return sizeof(void *);
+	}
+}
+
+json_t *env_msg_to_json(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	json_t *out = json_object();
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *at = (const char *)m + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+			const char *items = *(char *const *)at;
+			json_t *list = json_array();
+			for (size_t j = 0; j < n; j++)
+				json_array_append_new(list,
+				                      value_to_json(f, items + j * value_size(f)));
+			json_object_set_new(out, f->name, list);
+		} else {
+			json_object_set_new(out, f->name, value_to_json(f, at));
+		}
+	}
+	return out;
+}
+
+static int value_from_json(const ProtobufCFieldDescriptor *f, const json_t *j, void *v)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *s = json_string_value(j);
+		*(char **)v = (char *)(s != NULL ? s : "");
 		return 0;
 	}
+	case PROTOBUF_C_TYPE_UINT64:
+		*(uint64_t *)v = (uint64_t)json_integer_value(j);
+		return 0;
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+		*(int64_t *)v = (int64_t)json_integer_value(j);
+		return 0;
+	case PROTOBUF_C_TYPE_UINT32:
+		*(uint32_t *)v = (uint32_t)json_integer_value(j);
+		return 0;
+	case PROTOBUF_C_TYPE_BOOL:
+		*(protobuf_c_boolean *)v = json_is_true(j);
+		return 0;
+	case PROTOBUF_C_TYPE_MESSAGE:
+		*(ProtobufCMessage **)v = env_msg_from_json(j, f->descriptor);
+		return *(ProtobufCMessage **)v != NULL ? 0 : -1;
+	default:
+		return -1;
+	}
+}
+
+ProtobufCMessage *env_msg_from_json(const json_t *json, const ProtobufCMessageDescriptor *d)
+{
+	ProtobufCMessage *m;
+
+	if (!json_is_object(json))
+		return NULL;
+	m = calloc(1, d->sizeof_message);
+	d->message_init(m);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const json_t *j = json_object_get(json, f->name);
+		char *at = (char *)m + f->offset;
+		int bad = 0;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = json_array_size(j);
+			char *items = calloc(n > 0 ? n : 1, value_size(f));
+			*(size_t *)((char *)m + f->quantifier_offset) = n;
+			*(char **)at = items;
+			for (size_t k = 0; k < n && !bad; k++)
+				bad = value_from_json(f, json_array_get(j, k),
+				                      items + k * value_size(f));
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE && j == NULL) {
+			continue; /* an absent sub-message stays absent */
+		} else {
+			bad = value_from_json(f, j, at);
+		}
+		if (bad) {
+			env_msg_release(m);
+			return NULL;
+		}
+	}
+	return m;
+}
+
+void env_msg_release(ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d;
+
+	if (m == NULL)
+		return;
+	d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		char *at = (char *)m + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(size_t *)((char *)m + f->quantifier_offset);
+			ProtobufCMessage **items = *(ProtobufCMessage ***)at;
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE && items != NULL)
+				for (size_t k = 0; k < n; k++)
+					env_msg_release(items[k]);
+			free(*(void **)at);
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			env_msg_release(*(ProtobufCMessage **)at);
+		}
+	}
+	free(m);
+}
+
+/* The body's one field: its descriptor, and where its message pointer is. */
+static const ProtobufCFieldDescriptor *body_field(Timebank__V1__Body__KindCase kind)
+{
+	return protobuf_c_message_descriptor_get_field(&timebank__v1__body__descriptor,
+	                                               (unsigned)kind);
 }
 
 json_t *env_body_to_json(const Timebank__V1__Body *body)
 {
-	json_t *items;
-
-	switch (body->kind_case) {
-	case TIMEBANK__V1__BODY__KIND_TEST:
-		return json_pack("{sssIss}", "kind", "test", "n", (json_int_t)body->test->n, "text",
-		                 body->test->text != NULL ? body->test->text : "");
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
-		items = json_array();
-		for (size_t i = 0; i < body->exchange_proposals->n_items; i++) {
-			const Timebank__V1__ExchangeProposal *x =
-			    body->exchange_proposals->items[i];
-			json_t *item =
-			    json_pack("{sssIsIssss}", "xid", x->xid, "earner",
-			              (json_int_t)x->earner, "minutes", (json_int_t)x->minutes,
-			              "category", x->category, "performed_on", x->performed_on);
-			if (x->reverses != NULL && x->reverses[0] != '\0')
-				json_object_set_new(item, "reverses", json_string(x->reverses));
-			if (x->claim != NULL && x->claim[0] != '\0')
-				json_object_set_new(item, "claim", json_string(x->claim));
-			json_array_append_new(items, item);
-		}
-		return json_pack("{ssso}", "kind", "xb_propose", "items", items);
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
-		items = json_array();
-		for (size_t i = 0; i < body->exchange_answers->n_items; i++) {
-			const Timebank__V1__ExchangeAnswer *a = body->exchange_answers->items[i];
-			json_array_append_new(items, json_pack("{sssbss}", "xid", a->xid,
-			                                       "accepted", a->accepted, "reason",
-			                                       a->reason != NULL ? a->reason : ""));
-		}
-		return json_pack("{ssso}", "kind", "xb_answer", "items", items);
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
-		items = json_array();
-		for (size_t i = 0; i < body->exchange_claims->n_items; i++) {
-			const Timebank__V1__ExchangeClaim *c = body->exchange_claims->items[i];
-			json_array_append_new(
-			    items, json_pack("{sssIsIsIssssss}", "claim_id", c->claim_id, "payer",
-			                     (json_int_t)c->payer, "earner", (json_int_t)c->earner,
-			                     "minutes", (json_int_t)c->minutes, "category",
-			                     c->category, "performed_on", c->performed_on,
-			                     "message", c->message != NULL ? c->message : ""));
-		}
-		return json_pack("{ssso}", "kind", "xb_claim", "items", items);
-	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
-		items = json_array();
-		for (size_t i = 0; i < body->claim_answers->n_items; i++) {
-			const Timebank__V1__ClaimAnswer *a = body->claim_answers->items[i];
-			json_array_append_new(items,
-			                      json_pack("{ssssss}", "claim_id", a->claim_id,
-			                                "reason", a->reason, "message",
-			                                a->message != NULL ? a->message : ""));
-		}
-		return json_pack("{ssso}", "kind", "xb_claim_answer", "items", items);
-	default:
-		return NULL;
+	for (size_t i = 0; i < NKINDS; i++) {
+		const ProtobufCFieldDescriptor *f;
+		json_t *out;
+		if (channel_kinds[i].field != body->kind_case)
+			continue;
+		f = body_field(body->kind_case);
+		out = env_msg_to_json(*(ProtobufCMessage *const *)((const char *)body + f->offset));
+		json_object_set_new(out, "kind", json_string(channel_kinds[i].kind));
+		return out;
 	}
-}
-
-static char *str(const json_t *obj, const char *key)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-
-	return (char *)(s != NULL ? s : "");
-}
-
-static int proposals_from_json(const json_t *items, Timebank__V1__Body *body)
-{
-	Timebank__V1__ExchangeProposals *p = malloc(sizeof(*p));
-	size_t n = json_array_size(items);
-
-	timebank__v1__exchange_proposals__init(p);
-	p->n_items = n;
-	p->items = calloc(n > 0 ? n : 1, sizeof(*p->items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *it = json_array_get(items, i);
-		Timebank__V1__ExchangeProposal *x = malloc(sizeof(*x));
-		timebank__v1__exchange_proposal__init(x);
-		x->xid = str(it, "xid");
-		x->earner = (uint64_t)json_integer_value(json_object_get(it, "earner"));
-		x->minutes = (uint64_t)json_integer_value(json_object_get(it, "minutes"));
-		x->category = str(it, "category");
-		x->performed_on = str(it, "performed_on");
-		x->reverses = str(it, "reverses");
-		x->claim = str(it, "claim");
-		p->items[i] = x;
-	}
-	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS;
-	body->exchange_proposals = p;
-	return 0;
-}
-
-static int answers_from_json(const json_t *items, Timebank__V1__Body *body)
-{
-	Timebank__V1__ExchangeAnswers *a = malloc(sizeof(*a));
-	size_t n = json_array_size(items);
-
-	timebank__v1__exchange_answers__init(a);
-	a->n_items = n;
-	a->items = calloc(n > 0 ? n : 1, sizeof(*a->items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *it = json_array_get(items, i);
-		Timebank__V1__ExchangeAnswer *x = malloc(sizeof(*x));
-		timebank__v1__exchange_answer__init(x);
-		x->xid = str(it, "xid");
-		x->accepted = json_is_true(json_object_get(it, "accepted"));
-		x->reason = str(it, "reason");
-		a->items[i] = x;
-	}
-	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS;
-	body->exchange_answers = a;
-	return 0;
-}
-
-static int claims_from_json(const json_t *items, Timebank__V1__Body *body)
-{
-	Timebank__V1__ExchangeClaims *c = malloc(sizeof(*c));
-	size_t n = json_array_size(items);
-
-	timebank__v1__exchange_claims__init(c);
-	c->n_items = n;
-	c->items = calloc(n > 0 ? n : 1, sizeof(*c->items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *it = json_array_get(items, i);
-		Timebank__V1__ExchangeClaim *x = malloc(sizeof(*x));
-		timebank__v1__exchange_claim__init(x);
-		x->claim_id = str(it, "claim_id");
-		x->payer = (uint64_t)json_integer_value(json_object_get(it, "payer"));
-		x->earner = (uint64_t)json_integer_value(json_object_get(it, "earner"));
-		x->minutes = (uint64_t)json_integer_value(json_object_get(it, "minutes"));
-		x->category = str(it, "category");
-		x->performed_on = str(it, "performed_on");
-		x->message = str(it, "message");
-		c->items[i] = x;
-	}
-	body->kind_case = TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS;
-	body->exchange_claims = c;
-	return 0;
-}
-
-static int claim_answers_from_json(const json_t *items, Timebank__V1__Body *body)
-{
-	Timebank__V1__ClaimAnswers *a = malloc(sizeof(*a));
-	size_t n = json_array_size(items);
-
-	timebank__v1__claim_answers__init(a);
-	a->n_items = n;
-	a->items = calloc(n > 0 ? n : 1, sizeof(*a->items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *it = json_array_get(items, i);
-		Timebank__V1__ClaimAnswer *x = malloc(sizeof(*x));
-		timebank__v1__claim_answer__init(x);
-		x->claim_id = str(it, "claim_id");
-		x->reason = str(it, "reason");
-		x->message = str(it, "message");
-		a->items[i] = x;
-	}
-	body->kind_case = TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS;
-	body->claim_answers = a;
-	return 0;
+	return NULL;
 }
 
 int env_body_from_json(const json_t *json, Timebank__V1__Body *body)
 {
 	const char *kind = json_string_value(json_object_get(json, "kind"));
 
-	if (kind == NULL)
-		return -1;
-	if (strcmp(kind, "test") == 0) {
-		Timebank__V1__TestMessage *test = malloc(sizeof(*test));
-		timebank__v1__test_message__init(test);
-		test->n = (uint64_t)json_integer_value(json_object_get(json, "n"));
-		test->text = str(json, "text");
-		body->kind_case = TIMEBANK__V1__BODY__KIND_TEST;
-		body->test = test;
+	for (size_t i = 0; kind != NULL && i < NKINDS; i++) {
+		const ProtobufCFieldDescriptor *f;
+		ProtobufCMessage *m;
+		if (strcmp(channel_kinds[i].kind, kind) != 0)
+			continue;
+		f = body_field(channel_kinds[i].field);
+		m = env_msg_from_json(json, f->descriptor);
+		if (m == NULL)
+			return -1;
+		body->kind_case = channel_kinds[i].field;
+		*(ProtobufCMessage **)((char *)body + f->offset) = m;
 		return 0;
 	}
-	if (strcmp(kind, "xb_propose") == 0)
-		return proposals_from_json(json_object_get(json, "items"), body);
-	if (strcmp(kind, "xb_answer") == 0)
-		return answers_from_json(json_object_get(json, "items"), body);
-	if (strcmp(kind, "xb_claim") == 0)
-		return claims_from_json(json_object_get(json, "items"), body);
-	if (strcmp(kind, "xb_claim_answer") == 0)
-		return claim_answers_from_json(json_object_get(json, "items"), body);
 	return -1;
 }
 
 void env_body_release(Timebank__V1__Body *body)
 {
-	switch (body->kind_case) {
-	case TIMEBANK__V1__BODY__KIND_TEST:
-		free(body->test);
-		break;
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
-		for (size_t i = 0; i < body->exchange_proposals->n_items; i++)
-			free(body->exchange_proposals->items[i]);
-		free(body->exchange_proposals->items);
-		free(body->exchange_proposals);
-		break;
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
-		for (size_t i = 0; i < body->exchange_answers->n_items; i++)
-			free(body->exchange_answers->items[i]);
-		free(body->exchange_answers->items);
-		free(body->exchange_answers);
-		break;
-	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
-		for (size_t i = 0; i < body->exchange_claims->n_items; i++)
-			free(body->exchange_claims->items[i]);
-		free(body->exchange_claims->items);
-		free(body->exchange_claims);
-		break;
-	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
-		for (size_t i = 0; i < body->claim_answers->n_items; i++)
-			free(body->claim_answers->items[i]);
-		free(body->claim_answers->items);
-		free(body->claim_answers);
-		break;
-	default:
-		break;
+	if (body->kind_case != TIMEBANK__V1__BODY__KIND__NOT_SET) {
+		const ProtobufCFieldDescriptor *f = body_field(body->kind_case);
+		ProtobufCMessage **m = (ProtobufCMessage **)((char *)body + f->offset);
+		env_msg_release(*m);
+		*m = NULL;
 	}
 	body->kind_case = TIMEBANK__V1__BODY__KIND__NOT_SET;
 }

@@ -269,6 +269,8 @@ static void establish(struct fed_conn *conn)
 	peer->send_after = conn->peer_applied;
 	change_state(peer, PEER_ESTABLISHED, conn->outbound ? "we dialed" : "it dialed");
 	fed_chan_session_started(peer);
+	peer->dir_pulling = 0;
+	fed_dir_pull(peer);
 }
 
 static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
@@ -327,6 +329,11 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 			break;
 		case TIMEBANK__V1__BODY__KIND_ACK:
 			fed_chan_ack(peer, body->ack->sequence);
+			break;
+		case TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL:
+		case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
+		case TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE:
+			fed_dir_received(peer, body);
 			break;
 		case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
 			fed_chan_checkpoint_check(
@@ -590,6 +597,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			body.ping = &ping;
 			fed_conn_send(peer->session, &body);
 			fed_chan_checkpoint_send(peer);
+			fed_dir_pull(peer);
 		}
 		fed_chan_pump(peer);
 	}
@@ -775,6 +783,7 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 			json_object_set(item, "diverged", json_object_get(row, "diverged"));
 			json_object_set(item, "diverged_reason",
 			                json_object_get(row, "diverged_reason"));
+			json_object_set(item, "directory", json_object_get(row, "directory"));
 		}
 		json_array_append_new(items, item);
 	}
@@ -821,4 +830,18 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 			                    counters[c].name, fed->peers[i].id, *v);
 		}
 	}
+	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_applied_total Directory "
+	                         "items pulled from the peer and applied.\n"
+	                         "# TYPE timebankd_peer_directory_items_applied_total counter\n");
+	for (int i = 0; i < fed->npeers; i++)
+		evbuffer_add_printf(
+		    out, "timebankd_peer_directory_items_applied_total{peer=\"%s\"} %llu\n",
+		    fed->peers[i].id, fed->peers[i].dir_applied);
+	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_served_total Directory "
+	                         "items of ours sent to the peer.\n"
+	                         "# TYPE timebankd_peer_directory_items_served_total counter\n");
+	for (int i = 0; i < fed->npeers; i++)
+		evbuffer_add_printf(
+		    out, "timebankd_peer_directory_items_served_total{peer=\"%s\"} %llu\n",
+		    fed->peers[i].id, fed->peers[i].dir_served);
 }

@@ -20,16 +20,9 @@
 #define PENDING_MAX 4000         /* stop reading a peer with this many waiting */
 #define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
 
-/* A database call about one peer's session. */
-struct chan_call {
-	struct fed_peer *peer;
-	unsigned generation;
-	uint64_t seq;
-};
-
-static struct chan_call *call_new(struct fed_peer *peer, uint64_t seq)
+struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
 {
-	struct chan_call *c = malloc(sizeof(*c));
+	struct fed_call *c = malloc(sizeof(*c));
 
 	c->peer = peer;
 	c->generation = peer->generation;
@@ -37,14 +30,12 @@ static struct chan_call *call_new(struct fed_peer *peer, uint64_t seq)
 	return c;
 }
 
-/* The same session as when the call was made, still up. */
-static int call_current(const struct chan_call *c)
+int fed_call_current(const struct fed_call *c)
 {
 	return c->peer->session != NULL && c->peer->generation == c->generation;
 }
 
-/* The JSON text of a one-value answer, or NULL. */
-static json_t *answer(const struct db_result *r, const char *what, const char *peer)
+json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer)
 {
 	json_error_t err;
 	json_t *j;
@@ -59,8 +50,8 @@ static json_t *answer(const struct db_result *r, const char *what, const char *p
 	return j;
 }
 
-static int query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
-                 void *arg)
+int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
+              void *arg)
 {
 	enum db_status st;
 
@@ -104,7 +95,7 @@ static void on_loaded(void *arg, const struct db_result *r)
 	size_t i;
 
 	fed->sealing = 0;
-	if (fed->stopping || (rows = answer(r, "reading the channel state", NULL)) == NULL)
+	if (fed->stopping || (rows = fed_db_answer(r, "reading the channel state", NULL)) == NULL)
 		return; /* the next tick tries again */
 	json_array_foreach(rows, i, row)
 	{
@@ -129,7 +120,7 @@ void fed_chan_load(struct fed *fed)
 	/* The daemon registered every configured peer at start-up. */
 	if (fed->sealing)
 		return;
-	if (query(fed, "SELECT tb_fed_state()::text", 0, NULL, on_loaded, fed) == 0)
+	if (fed_query(fed, "SELECT tb_fed_state()::text", 0, NULL, on_loaded, fed) == 0)
 		fed->sealing = 1;
 }
 
@@ -142,7 +133,7 @@ static void on_sealed(void *arg, const struct db_result *r)
 	size_t i;
 
 	fed->sealing = 0;
-	if (fed->stopping || (rows = answer(r, "storing sealed messages", NULL)) == NULL)
+	if (fed->stopping || (rows = fed_db_answer(r, "storing sealed messages", NULL)) == NULL)
 		return;
 	json_array_foreach(rows, i, row)
 	{
@@ -198,7 +189,7 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	size_t i;
 
 	fed->sealing = 0;
-	if (fed->stopping || (rows = answer(r, "reading the outbox", NULL)) == NULL)
+	if (fed->stopping || (rows = fed_db_answer(r, "reading the outbox", NULL)) == NULL)
 		return;
 	items = json_array();
 	/* Each peer's rows chain on from the head already sealed. */
@@ -221,8 +212,8 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	if (json_array_size(items) > 0) {
 		text = json_dumps(items, JSON_COMPACT);
 		const char *params[1] = {text};
-		if (query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed, fed) ==
-		    0)
+		if (fed_query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed,
+		              fed) == 0)
 			fed->sealing = 1;
 		free(text);
 	}
@@ -242,7 +233,8 @@ static void on_batched(void *arg, const struct db_result *r)
 		log_warn("fed: batching proposals: %s",
 		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
 	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
-	if (query(fed, "SELECT tb_fed_unsealed($1::int)::text", 1, params, on_unsealed, fed) == 0)
+	if (fed_query(fed, "SELECT tb_fed_unsealed($1::int)::text", 1, params, on_unsealed, fed) ==
+	    0)
 		fed->sealing = 1;
 }
 
@@ -256,7 +248,7 @@ void fed_chan_seal(struct fed *fed)
 	if (!fed->loaded || fed->sealing || fed->stopping)
 		return;
 	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
-	if (query(fed, "SELECT tb_xb_batch($1::int)", 1, params, on_batched, fed) == 0)
+	if (fed_query(fed, "SELECT tb_xb_batch($1::int)", 1, params, on_batched, fed) == 0)
 		fed->sealing = 1;
 }
 
@@ -264,7 +256,7 @@ void fed_chan_seal(struct fed *fed)
 
 static void on_outbox(void *arg, const struct db_result *r)
 {
-	struct chan_call *c = arg;
+	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 	json_t *rows, *row;
 	uint8_t header[FRAME_HEADER], *env;
@@ -275,10 +267,10 @@ static void on_outbox(void *arg, const struct db_result *r)
 		free(c);
 		return;
 	}
-	rows = answer(r, "reading sealed messages", peer->id);
+	rows = fed_db_answer(r, "reading sealed messages", peer->id);
 	if (rows != NULL && json_array_size(rows) > 0)
 		failpoint("send_before");
-	if (rows != NULL && call_current(c)) {
+	if (rows != NULL && fed_call_current(c)) {
 		json_array_foreach(rows, i, row)
 		{
 			uint64_t seq = (uint64_t)json_integer_value(json_array_get(row, 0));
@@ -306,7 +298,7 @@ void fed_chan_pump(struct fed_peer *peer)
 {
 	char after[24], lim[16];
 	const char *params[3] = {peer->id, after, lim};
-	struct chan_call *c;
+	struct fed_call *c;
 
 	if (peer->session == NULL || peer->pumping || peer->send_after >= peer->sealed ||
 	    peer->fed->stopping ||
@@ -314,9 +306,9 @@ void fed_chan_pump(struct fed_peer *peer)
 		return;
 	snprintf(after, sizeof(after), "%llu", (unsigned long long)peer->send_after);
 	snprintf(lim, sizeof(lim), "%d", SEND_BATCH);
-	c = call_new(peer, 0);
-	if (query(peer->fed, "SELECT tb_fed_outbox($1, $2::bigint, $3::int)::text", 3, params,
-	          on_outbox, c) == 0)
+	c = fed_call_new(peer, 0);
+	if (fed_query(peer->fed, "SELECT tb_fed_outbox($1, $2::bigint, $3::int)::text", 3, params,
+	              on_outbox, c) == 0)
 		peer->pumping = 1;
 	else
 		free(c);
@@ -339,7 +331,7 @@ static void send_ack(struct fed_peer *peer, uint64_t seq)
 
 static void on_applied(void *arg, const struct db_result *r)
 {
-	struct chan_call *c = arg;
+	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 	json_t *res;
 	const char *err;
@@ -351,10 +343,10 @@ static void on_applied(void *arg, const struct db_result *r)
 	}
 	if (r->status == DB_OK)
 		failpoint("apply_after"); /* committed, not yet acknowledged */
-	res = answer(r, "applying messages", peer->id);
+	res = fed_db_answer(r, "applying messages", peer->id);
 	if (res == NULL) {
 		/* Nothing was applied: the peer sends it all again next session. */
-		if (call_current(c))
+		if (fed_call_current(c))
 			fed_conn_close(peer->session, "the database could not apply its messages");
 		free(c);
 		return;
@@ -368,7 +360,7 @@ static void on_applied(void *arg, const struct db_result *r)
 	peer->in_applied = applied;
 	peer->duplicates += dups;
 	err = json_string_value(json_object_get(res, "error"));
-	if (call_current(c)) {
+	if (fed_call_current(c)) {
 		send_ack(peer, peer->in_applied);
 		if (err != NULL) {
 			char what[96];
@@ -396,7 +388,7 @@ static void apply_next(struct fed_peer *peer)
 	size_t n = json_array_size(peer->pending);
 	json_t *batch;
 	char *text;
-	struct chan_call *c;
+	struct fed_call *c;
 
 	if (peer->applying || n == 0 || peer->session == NULL)
 		return;
@@ -411,9 +403,9 @@ static void apply_next(struct fed_peer *peer)
 	text = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	const char *params[2] = {peer->id, text};
-	c = call_new(peer, n);
-	if (query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
-	          c) == 0) {
+	c = fed_call_new(peer, n);
+	if (fed_query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
+	              c) == 0) {
 		peer->applying = 1;
 	} else {
 		free(c);
@@ -449,7 +441,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 
 static void on_acked(void *arg, const struct db_result *r)
 {
-	struct chan_call *c = arg;
+	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 
 	peer->acking = 0;
@@ -462,7 +454,7 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 {
 	char s[24];
 	const char *params[2] = {peer->id, s};
-	struct chan_call *c;
+	struct fed_call *c;
 
 	if (seq > peer->sealed) {
 		log_warn("fed: %s acknowledged %llu, beyond the %llu we sent; ignored", peer->id,
@@ -474,8 +466,9 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 	if (peer->acking)
 		return;
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)peer->acked);
-	c = call_new(peer, peer->acked);
-	if (query(peer->fed, "SELECT tb_fed_acked($1, $2::bigint)", 2, params, on_acked, c) == 0)
+	c = fed_call_new(peer, peer->acked);
+	if (fed_query(peer->fed, "SELECT tb_fed_acked($1, $2::bigint)", 2, params, on_acked, c) ==
+	    0)
 		peer->acking = 1;
 	else
 		free(c);
@@ -483,13 +476,14 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 
 static void on_checkpoint(void *arg, const struct db_result *r)
 {
-	struct chan_call *c = arg;
+	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
-	json_t *cp = peer->fed->stopping ? NULL : answer(r, "reading a checkpoint", peer->id);
+	json_t *cp =
+	    peer->fed->stopping ? NULL : fed_db_answer(r, "reading a checkpoint", peer->id);
 	uint8_t head[CRYPTO_HASH_LEN];
 	long n;
 
-	if (cp != NULL && call_current(c)) {
+	if (cp != NULL && fed_call_current(c)) {
 		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 		Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
 		n = crypto_unhex(json_string_value(json_object_get(cp, "head")), head,
@@ -509,16 +503,16 @@ static void on_checkpoint(void *arg, const struct db_result *r)
 void fed_chan_checkpoint_send(struct fed_peer *peer)
 {
 	const char *params[1] = {peer->id};
-	struct chan_call *c = call_new(peer, 0);
+	struct fed_call *c = fed_call_new(peer, 0);
 
-	if (query(peer->fed, "SELECT tb_fed_checkpoint($1)::text", 1, params, on_checkpoint, c) ==
-	    -1)
+	if (fed_query(peer->fed, "SELECT tb_fed_checkpoint($1)::text", 1, params, on_checkpoint,
+	              c) == -1)
 		free(c);
 }
 
 static void on_checkpoint_checked(void *arg, const struct db_result *r)
 {
-	struct chan_call *c = arg;
+	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 	const char *verdict;
 
@@ -547,20 +541,20 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24];
 	const char *params[3] = {peer->id, s, hex};
 	const char *cparams[2] = {peer->id, c_text};
-	struct chan_call *c;
+	struct fed_call *c;
 
 	/* Its clearing balance for us, for tbctl audit --federation. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
-	(void)query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
-	            on_clearing_stored, NULL);
+	(void)fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
+	                on_clearing_stored, NULL);
 
 	if (head_len > CRYPTO_HASH_LEN)
 		head_len = 0;
 	crypto_hex(head, head_len, hex);
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)seq);
-	c = call_new(peer, seq);
-	if (query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
-	          on_checkpoint_checked, c) == -1)
+	c = fed_call_new(peer, seq);
+	if (fed_query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
+	              on_checkpoint_checked, c) == -1)
 		free(c);
 }
 
@@ -587,6 +581,6 @@ void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key, c
 
 	crypto_hex(crypto_key_raw(key), CRYPTO_PUB_LEN, hex);
 	snprintf(days, sizeof(days), "%d", FED_KEY_GRACE_DAYS);
-	(void)query(peer->fed, "SELECT tb_fed_key_learned($1, $2, $3, $4, $5::int)", 5, params,
-	            on_key_stored, peer);
+	(void)fed_query(peer->fed, "SELECT tb_fed_key_learned($1, $2, $3, $4, $5::int)", 5, params,
+	                on_key_stored, peer);
 }

@@ -581,22 +581,23 @@ bad:
 	return NULL;
 }
 
-/* Text that leaves the bank (an item's, a contact's message): 1 to max
- * characters, nothing that identifies or reaches the member. 0, or -1 with
- * err set. */
-static int dir_text_ok(const json_t *v, const char *field, int max, json_t *out,
+/* Text that leaves the bank: 1 to max characters on one line (a broker's
+ * message: multiline), and for an item's text nothing that identifies or
+ * reaches the member (a broker may choose to write such things). 0, or -1
+ * with err set. */
+static int dir_text_ok(const json_t *v, const char *field, int max, int is_item, json_t *out,
                        struct req_error *err)
 {
 	char what[80];
 	enum dir_detail d;
 
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
-	    !valid_text(json_string_value(v), (size_t)max, 0)) {
-		fail(err, "invalid_field", "%s must be text of 1 to %d characters on one line",
-		     field, max);
+	    !valid_text(json_string_value(v), (size_t)max, !is_item)) {
+		fail(err, "invalid_field", "%s must be text of 1 to %d characters%s", field, max,
+		     is_item ? " on one line" : "");
 		return -1;
 	}
-	d = dir_personal_detail(json_string_value(v), what, sizeof(what));
+	d = is_item ? dir_personal_detail(json_string_value(v), what, sizeof(what)) : DIR_CLEAN;
 	if (d != DIR_CLEAN) {
 		fail(err, "personal_details",
 		     "%s contains %s (%s); remove it: members are reached through their brokers",
@@ -643,7 +644,7 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
 		json_object_set(out, "category", (json_t *)v);
 	}
 	if (((v = json_object_get(body, "text")) != NULL || !for_update) &&
-	    dir_text_ok(v, "text", DIR_TEXT_MAX, out, err) == -1)
+	    dir_text_ok(v, "text", DIR_TEXT_MAX, 1, out, err) == -1)
 		goto bad;
 	if ((v = json_object_get(body, "area")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v) ||
@@ -716,10 +717,63 @@ json_t *req_contact(const json_t *body, struct req_error *err)
 		goto bad;
 	}
 	json_object_set_new(out, "for", json_integer((json_int_t)member));
-	if (dir_text_ok(json_object_get(body, "message"), "message", 500, out, err) == -1)
+	if (dir_text_ok(json_object_get(body, "message"), "message", 500, 0, out, err) == -1)
 		goto bad;
 	return out;
 bad:
 	json_decref(out);
 	return NULL;
+}
+
+json_t *req_contact_answer(const json_t *body, int required, struct req_error *err)
+{
+	static const char *const allowed[] = {"message", NULL};
+	const json_t *message = json_object_get(body, "message");
+	json_t *out = json_object();
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (((message != NULL && !json_is_null(message)) || required) &&
+	    dir_text_ok(message, "message", 500, 0, out, err) == -1) {
+		if (required)
+			fail(err, "invalid_field",
+			     "message (1 to 500 characters) must say how the members will meet");
+		goto bad;
+	}
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req_error *err)
+{
+	static const char *const allowed[] = {"contact",         "hours",       "minutes",
+	                                      "category",        "description", "performed_on",
+	                                      "idempotency_key", NULL};
+	const json_t *contact = json_object_get(body, "contact");
+	int64_t minutes;
+	json_t *out, *fields;
+
+	if (only_fields(body, allowed, err) == -1)
+		return NULL;
+	if (!json_is_string(contact) || !valid_key(json_string_value(contact)))
+		return fail(err, "invalid_field",
+		            "contact must be a contact id such as cheshire:k3");
+	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
+		return NULL;
+	out = json_pack("{sOsI}", "contact", contact, "minutes", (json_int_t)minutes);
+	/* The category defaults to the item's: check the others alone. */
+	fields = json_deep_copy(body);
+	if (json_object_get(fields, "category") == NULL)
+		json_object_set_new(fields, "category", json_string("-"));
+	if (exchange_fields(fields, out, err) == NULL) {
+		json_decref(fields);
+		json_decref(out);
+		return NULL;
+	}
+	if (json_object_get(body, "category") == NULL)
+		json_object_del(out, "category");
+	json_decref(fields);
+	return out;
 }

@@ -14,15 +14,23 @@ static void show_peers(const json_t *body)
 		printf("no peers: this daemon has no [federation] links\n");
 		return;
 	}
-	printf("%-14s %-9s %-12s %-20s %9s %9s %9s %7s %7s %-10s %s\n", "PEER", "KIND", "STATE",
-	       "SINCE", "SENT", "ACKED", "RECEIVED", "OUTBOX", "REFUSED", "CHECKPOINT",
-	       "LAST ERROR");
+	printf("%-14s %-9s %-12s %-20s %9s %9s %9s %7s %7s %-10s %-18s %s\n", "PEER", "KIND",
+	       "STATE", "SINCE", "SENT", "ACKED", "RECEIVED", "OUTBOX", "REFUSED", "CHECKPOINT",
+	       "DIRECTORY", "LAST ERROR");
 	json_array_foreach(json_object_get(body, "peers"), i, p)
 	{
 		const char *checkpoint = json_is_true(json_object_get(p, "diverged"))
 		                             ? "DIVERGED"
 		                             : tbctl_str(p, "checkpoint");
-		printf("%-14s %-9s %-12s %-20s %9lld %9lld %9lld %7lld %7lld %-10s %s\n",
+		const json_t *dir = json_object_get(p, "directory");
+		char directory[40] = "-";
+		/* The peer's directory version we hold, and its item count. */
+		if (json_is_object(dir))
+			snprintf(directory, sizeof(directory), "v%lld, %lld item%s",
+			         (long long)json_integer_value(json_object_get(dir, "version")),
+			         (long long)json_integer_value(json_object_get(dir, "items")),
+			         json_integer_value(json_object_get(dir, "items")) == 1 ? "" : "s");
+		printf("%-14s %-9s %-12s %-20s %9lld %9lld %9lld %7lld %7lld %-10s %-18s %s\n",
 		       tbctl_str(p, "peer"), tbctl_str(p, "kind"), tbctl_str(p, "state"),
 		       tbctl_str(p, "since"),
 		       (long long)json_integer_value(json_object_get(p, "sent")),
@@ -30,7 +38,7 @@ static void show_peers(const json_t *body)
 		       (long long)json_integer_value(json_object_get(p, "received")),
 		       (long long)json_integer_value(json_object_get(p, "outbox_depth")),
 		       (long long)json_integer_value(json_object_get(p, "refused")), checkpoint,
-		       tbctl_str(p, "last_error"));
+		       directory, tbctl_str(p, "last_error"));
 	}
 }
 

@@ -35,6 +35,20 @@ static void usage(FILE *out)
 	    "  claim list [--outgoing] [--state open|all] [--limit N] [--cursor C] [--all]\n"
 	    "  claim show ID | claim approve ID | claim decline ID --reason R\n"
 	    "  grant --member N --hours H [--reason R] [--category C] [--date D] [--key KEY]\n"
+	    "offers, requests and the shared directory:\n"
+	    "  offer add --member N --category C --text T [--area CO1] [--availability A]\n"
+	    "            [--visibility bank|federation] [--expires YYYY-MM-DD]\n"
+	    "  offer list [--member N] [--state active|all] | offer show ID\n"
+	    "  offer update ID [--text ...] [the options of add] | offer withdraw ID\n"
+	    "  request add|list|show|update|withdraw ...      (as offer)\n"
+	    "  directory search [TEXT] [--category C] [--area PREFIX] [--bank B]\n"
+	    "                   [--kind offer|request] [--limit N] [--cursor C] [--all]\n"
+	    "  directory categories\n"
+	    "  match REQUEST_ID           offers that could meet a member's request\n"
+	    "  contact request HANDLE --for MEMBER --message M [--bank B]\n"
+	    "  contact list [--outgoing] [--state open|all] | contact show ID\n"
+	    "  contact accept ID --message M | contact decline ID [--message M]\n"
+	    "  exchange record --contact ID --hours H [--category C] [--description D]\n"
 	    "accounts and reports:\n"
 	    "  balance NUMBER\n"
 	    "  history NUMBER [--limit N] [--cursor C] [--all]\n"
@@ -96,13 +110,25 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},         {"exchange", tbctl_exchange},
-	    {"claim", tbctl_claim},           {"balance", tbctl_balance},
-	    {"history", tbctl_history},       {"audit", tbctl_audit},
-	    {"grant", tbctl_grant},           {"org", tbctl_org},
-	    {"statement", tbctl_statement},   {"statements", tbctl_statements},
-	    {"report", tbctl_report},         {"peers", tbctl_peers},
-	    {"federation", tbctl_federation}, {"token", tbctl_token},
+	    {"member", tbctl_member},
+	    {"exchange", tbctl_exchange},
+	    {"claim", tbctl_claim},
+	    {"balance", tbctl_balance},
+	    {"offer", tbctl_offer},
+	    {"request", tbctl_request},
+	    {"directory", tbctl_directory},
+	    {"match", tbctl_match},
+	    {"contact", tbctl_contact},
+	    {"history", tbctl_history},
+	    {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},
+	    {"org", tbctl_org},
+	    {"statement", tbctl_statement},
+	    {"statements", tbctl_statements},
+	    {"report", tbctl_report},
+	    {"peers", tbctl_peers},
+	    {"federation", tbctl_federation},
+	    {"token", tbctl_token},
 	};
 
 	argc = take_globals(&t, argc, argv);

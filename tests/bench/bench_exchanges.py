@@ -56,7 +56,7 @@ def main():
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing; run deploy/install-deps as root")
     root = make_tempdir("tb-bench-")
-    cluster = Cluster(root)
+    cluster = Cluster(root, durable=True)
     cluster.start()
     try:
         db = cluster.new_database()

@@ -42,10 +42,12 @@ def as_pg_user(cmd):
 
 
 class Cluster:
-    """A PostgreSQL cluster of the tests' own, on a unix socket only."""
+    """A PostgreSQL cluster of the tests' own, on a unix socket only. Tests
+    run it with fsync off; benchmarks (durable) with PostgreSQL's defaults."""
 
-    def __init__(self, root):
+    def __init__(self, root, durable=False):
         self.root = root
+        self.durable = durable
         self.data = os.path.join(root, "pgdata")
         self.sock = os.path.join(root, "sock")
         self.log = os.path.join(root, "postgres.log")
@@ -64,7 +66,9 @@ class Cluster:
         self.names = itertools.count(1)
 
     def start(self):
-        opts = f"-k {self.sock} -c listen_addresses='' -c fsync=off -c max_connections=200"
+        opts = f"-k {self.sock} -c listen_addresses='' -c max_connections=200"
+        if not self.durable:
+            opts += " -c fsync=off"
         subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w",
                                    "-o", opts, "start"]), check=True, stdout=subprocess.DEVNULL,
                        cwd="/")

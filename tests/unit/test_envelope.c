@@ -102,9 +102,11 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 {
 	static const char *const bodies[] = {
 	    "{\"kind\": \"xb_propose\", \"items\": [{\"xid\": \"colchester:7\", \"earner\": 204, "
-	    "\"minutes\": 120, \"category\": \"lifts\", \"performed_on\": \"2026-11-20\"}, "
+	    "\"minutes\": 120, \"category\": \"lifts\", \"performed_on\": \"2026-11-20\", "
+	    "\"reverses\": \"\", \"claim\": \"\", \"contact\": \"\"}, "
 	    "{\"xid\": \"colchester:8\", \"earner\": 0, \"minutes\": 60, \"category\": \"diy\", "
-	    "\"performed_on\": \"2026-11-21\", \"claim\": \"westminster:c3\"}]}",
+	    "\"performed_on\": \"2026-11-21\", \"reverses\": \"\", \"claim\": \"westminster:c3\", "
+	    "\"contact\": \"\"}]}",
 	    "{\"kind\": \"xb_answer\", \"items\": [{\"xid\": \"colchester:7\", \"accepted\": "
 	    "false, \"reason\": \"exposure_limit\"}]}",
 	    "{\"kind\": \"xb_claim\", \"items\": [{\"claim_id\": \"westminster:c3\", \"payer\": "
@@ -112,6 +114,11 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	    "\"2026-11-19\", \"message\": \"hedge at the allotment\"}]}",
 	    "{\"kind\": \"xb_claim_answer\", \"items\": [{\"claim_id\": \"westminster:c3\", "
 	    "\"reason\": \"declined\", \"message\": \"no record of this\"}]}",
+	    "{\"kind\": \"dir_contact\", \"items\": [{\"contact_id\": \"cheshire:k2\", \"handle\": "
+	    "\"3f9a0c21b7d4\", \"message\": \"Ann needs a lift\\non Tuesday\"}]}",
+	    "{\"kind\": \"dir_contact_answer\", \"items\": [{\"contact_id\": \"cheshire:k2\", "
+	    "\"accepted\": true, \"reason\": \"\", \"message\": \"Wendy will ring Ann\"}]}",
+	    "{\"kind\": \"test\", \"n\": 5, \"text\": \"hello\"}",
 	};
 	struct crypto_key *pub, *key = new_key(&pub);
 
@@ -140,6 +147,41 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	}
 	crypto_key_free(key);
 	crypto_key_free(pub);
+}
+
+/* A directory page as tb_dir_page writes it survives the trip to protobuf
+ * and back; JSON that does not fit the message is refused. */
+static void test_directory_page_round_trips_and_misfits_are_refused(void **state)
+{
+	const char *text =
+	    "{\"since\": 10, \"next\": 12, \"more\": false, \"items\": [{\"handle\": "
+	    "\"3f9a0c21b7d4\", \"withdrawn\": false, \"kind\": \"offer\", \"category\": \"lifts\", "
+	    "\"text\": \"Lifts to the surgery\", \"area\": \"CO1\", \"availability\": \"tuesday "
+	    "morning\", \"expires_on\": \"2027-05-22\", \"version\": 11}, {\"handle\": "
+	    "\"aa11bb22cc33\", \"withdrawn\": true, \"kind\": \"\", \"category\": \"\", \"text\": "
+	    "\"\", \"area\": \"\", \"availability\": \"\", \"expires_on\": \"\", \"version\": "
+	    "12}]}";
+	json_t *in = json_loads(text, 0, NULL), *out, *bad;
+	ProtobufCMessage *m = env_msg_from_json(in, &timebank__v1__directory_page__descriptor);
+	uint8_t buf[1024];
+	size_t len;
+	Timebank__V1__DirectoryPage *back;
+
+	(void)state;
+	assert_non_null(m);
+	len = protobuf_c_message_pack(m, buf);
+	back = timebank__v1__directory_page__unpack(NULL, len, buf);
+	assert_non_null(back);
+	assert_int_equal(back->n_items, 2);
+	out = env_msg_to_json(&back->base);
+	assert_true(json_equal(in, out));
+	json_decref(out);
+	timebank__v1__directory_page__free_unpacked(back, NULL);
+	env_msg_release(m);
+	bad = json_loads("{\"since\": 1, \"items\": [\"not an object\"]}", 0, NULL);
+	assert_null(env_msg_from_json(bad, &timebank__v1__directory_page__descriptor));
+	json_decref(bad);
+	json_decref(in);
 }
 
 static void test_envelope_refuses_tampering_strangers_and_misdirection(void **state)
@@ -201,6 +243,7 @@ int main(void)
 	    cmocka_unit_test(test_frame_peek_checks_the_length_before_anything_else),
 	    cmocka_unit_test(test_envelope_seal_then_open_round_trips),
 	    cmocka_unit_test(test_ledger_bodies_round_trip_through_protobuf),
+	    cmocka_unit_test(test_directory_page_round_trips_and_misfits_are_refused),
 	    cmocka_unit_test(test_envelope_refuses_tampering_strangers_and_misdirection),
 	    cmocka_unit_test(test_crypto_hex_round_trips),
 	};

@@ -1,0 +1,174 @@
+/* The shared directory over the link: each bank pulls its peers' changes
+ * since the version it last applied, a page at a time, on session start,
+ * when a peer says its directory changed, and every checkpoint round. The
+ * pages are session messages: one lost with its session is asked for
+ * again, and applying a page twice changes nothing (src/sql/006). */
+#include "fed_internal.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIR_PAGE 1000
+#define DIR_PULL_PATIENCE 30 /* seconds before a pull with no page is given up */
+
+static int is_bank(const struct fed_peer *peer)
+{
+	return strcmp(peer->kind, "bank") == 0;
+}
+
+static void send_body(struct fed_peer *peer, Timebank__V1__Body *body)
+{
+	if (peer->session != NULL)
+		fed_conn_send(peer->session, body);
+}
+
+static void on_cursor(void *arg, const struct db_result *r)
+{
+	struct fed_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__DirectoryPull pull = TIMEBANK__V1__DIRECTORY_PULL__INIT;
+
+	if (!peer->fed->stopping && fed_call_current(c) && r->status == DB_OK &&
+	    !PQgetisnull(r->res, 0, 0)) {
+		pull.since = strtoull(PQgetvalue(r->res, 0, 0), NULL, 10);
+		pull.limit = DIR_PAGE;
+		body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL;
+		body.directory_pull = &pull;
+		send_body(peer, &body);
+	} else if (!peer->fed->stopping) {
+		peer->dir_pulling = 0;
+	}
+	free(c);
+}
+
+void fed_dir_pull(struct fed_peer *peer)
+{
+	time_t now = time(NULL);
+	const char *params[1] = {peer->id};
+
+	if (peer->session == NULL || !is_bank(peer))
+		return;
+	if (peer->dir_pulling && now - peer->dir_pull_at < DIR_PULL_PATIENCE) {
+		peer->dir_again = 1; /* once this pull is done */
+		return;
+	}
+	peer->dir_pulling = 1;
+	peer->dir_again = 0;
+	peer->dir_pull_at = now;
+	if (fed_query(peer->fed, "SELECT tb_dir_cursor($1)", 1, params, on_cursor,
+	              fed_call_new(peer, 0)) == -1)
+		peer->dir_pulling = 0;
+}
+
+/* ---- serving a peer's pull -------------------------------------------- */
+
+static void on_page(void *arg, const struct db_result *r)
+{
+	struct fed_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *page = peer->fed->stopping ? NULL : fed_db_answer(r, "reading directory", peer->id);
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+
+	if (page != NULL && fed_call_current(c)) {
+		body.directory_page = (Timebank__V1__DirectoryPage *)env_msg_from_json(
+		    page, &timebank__v1__directory_page__descriptor);
+		if (body.directory_page != NULL) {
+			body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE;
+			send_body(peer, &body);
+			peer->dir_served += body.directory_page->n_items;
+			env_msg_release(&body.directory_page->base);
+		}
+	}
+	json_decref(page);
+	free(c);
+}
+
+static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull *pull)
+{
+	char since[24], limit[16];
+	const char *params[3] = {peer->id, since, limit};
+	unsigned lim = pull->limit > 0 && pull->limit < DIR_PAGE ? pull->limit : DIR_PAGE;
+
+	if (!is_bank(peer))
+		return;
+	snprintf(since, sizeof(since), "%llu", (unsigned long long)pull->since);
+	snprintf(limit, sizeof(limit), "%u", lim);
+	(void)fed_query(peer->fed, "SELECT tb_dir_page($1, $2::bigint, $3::int)::text", 3, params,
+	                on_page, fed_call_new(peer, 0));
+}
+
+/* ---- applying a peer's page ------------------------------------------- */
+
+static void on_applied(void *arg, const struct db_result *r)
+{
+	struct fed_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *res = peer->fed->stopping ? NULL : fed_db_answer(r, "applying directory", peer->id);
+
+	if (!peer->fed->stopping) {
+		peer->dir_pulling = 0;
+		if (res != NULL) {
+			peer->dir_version =
+			    (uint64_t)json_integer_value(json_object_get(res, "cursor"));
+			peer->dir_applied +=
+			    (uint64_t)json_integer_value(json_object_get(res, "applied"));
+		}
+		if (res != NULL && (json_is_true(json_object_get(res, "more")) || peer->dir_again))
+			fed_dir_pull(peer);
+	}
+	json_decref(res);
+	free(c);
+}
+
+static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage *page)
+{
+	json_t *json;
+	char *text;
+	const char *params[2] = {peer->id, NULL};
+
+	if (!is_bank(peer))
+		return;
+	json = env_msg_to_json(&page->base);
+	text = json_dumps(json, JSON_COMPACT);
+	params[1] = text;
+	if (fed_query(peer->fed, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params, on_applied,
+	              fed_call_new(peer, 0)) == -1)
+		peer->dir_pulling = 0;
+	free(text);
+	json_decref(json);
+}
+
+void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body)
+{
+	switch (body->kind_case) {
+	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL:
+		serve_pull(peer, body->directory_pull);
+		break;
+	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
+		apply_page(peer, body->directory_page);
+		break;
+	case TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE:
+		fed_dir_pull(peer);
+		break;
+	default:
+		break;
+	}
+}
+
+void fed_dir_changed(struct fed *fed)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__DirectoryNotice notice = TIMEBANK__V1__DIRECTORY_NOTICE__INIT;
+
+	if (fed == NULL)
+		return;
+	body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE;
+	body.directory_notice = &notice;
+	for (int i = 0; i < fed->npeers; i++)
+		if (is_bank(&fed->peers[i]))
+			send_body(&fed->peers[i], &body);
+}
