@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+import tbtest
 from tbtest import Bank, Cluster, ledger_snapshot, make_tempdir
 
 
@@ -16,6 +17,17 @@ def cluster():
     yield c
     c.stop("immediate")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left():
+    """A test that fails half way leaves no timebankd running after it."""
+    yield
+    while tbtest.STARTED:
+        proc = tbtest.STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -93,6 +93,10 @@ class Cluster:
         return name
 
 
+# Every daemon started, so none outlives the tests however they end.
+STARTED = []
+
+
 class Bank:
     """One timebankd, its config, tokens of each role, and ways to drive it."""
 
@@ -125,6 +129,7 @@ class Bank:
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([TIMEBANKD, "-c", self.config], stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
+        STARTED.append(self.proc)
         if wait:
             self.wait_healthy()
         return self
