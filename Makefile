@@ -30,7 +30,7 @@ SQL := $(sort $(wildcard src/sql/*.sql))
 CORE := src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
 	src/envelope.c
 DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
-	src/api_books.c src/api_tokens.c src/api_fed.c src/api_claims.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c src/fed_dir.c src/api_dir.c
+	src/api_books.c src/api_tokens.c src/api_fed.c src/api_claims.c src/api_batch.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c src/fed_dir.c src/api_dir.c
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -97,9 +97,12 @@ fuzz: deps $(PROTO_C)
 	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 build/fuzz/corpus
 
-bench: deps all
-	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench_exchanges.py
-	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench_directory.py
+$(BUILD)/tbload: tests/bench/tbload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
+
+bench: deps all $(BUILD)/tbload
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py
 
 demo: deps all
 	deploy/demo/demo run

@@ -86,6 +86,21 @@ const char *api_token_file(const struct api *api);
 /* Re-reads the token file after the API changed it. 0, or -1 with err. */
 int api_reload_tokens(struct api *api, char *err, size_t errlen);
 
+/* api_batch.c: exchanges recorded in batches, one transaction each. */
+struct api_batch;
+struct api_batch *api_batch_new(struct api *api, struct event_base *base);
+void api_batch_free(struct api_batch *b);
+/* Records the validated exchange p (taken) in the next batch; answers r. */
+void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank);
+void api_batch_stats(const struct api_batch *b, unsigned long long *batches,
+                     unsigned long long *exchanges);
+struct api_batch *api_batcher(const struct api *api);
+
+/* Answers r with a ledger refusal (its code's status) or with what a failed
+ * database call means (503 to retry, 500); takes r. */
+void api_reply_ledger_error(struct api_req *r, const char *code, const char *detail);
+void api_reply_failure(struct api_req *r, const struct db_result *res);
+
 /* Answers and frees r. */
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -32,6 +32,7 @@ struct api {
 	void (*done)(void *);
 	void *done_arg;
 	unsigned long long by_class[6]; /* replies by status class: [2] = 2xx ... */
+	struct api_batch *batch;
 };
 
 /* Stable error codes raised by the ledger, and the HTTP status of each. */
@@ -71,6 +72,11 @@ static const struct {
     {"wrong_bank", 422},
     {"invalid_category", 422},
 };
+
+struct api_batch *api_batcher(const struct api *api)
+{
+	return api->batch;
+}
 
 const struct api_limits *api_limits(const struct api *api)
 {
@@ -186,29 +192,22 @@ static int retryable_sqlstate(const char *s)
 	                     strncmp(s, "53", 2) == 0 || strncmp(s, "40", 2) == 0);
 }
 
-static void on_sql(void *arg, const struct db_result *res)
+void api_reply_ledger_error(struct api_req *r, const char *code, const char *detail)
 {
-	struct api_req *r = arg;
+	api_reply_error(r, ledger_status(code), code, "%s", detail[0] != '\0' ? detail : code);
+}
 
+void api_reply_failure(struct api_req *r, const struct db_result *res)
+{
 	switch (res->status) {
 	case DB_OK:
-		if (r->failpoint_after != NULL)
-			failpoint(r->failpoint_after);
-		if (r->kicks_fed)
-			fed_kick(r->api->fed); /* committed: something may be queued */
-		if (r->dir_changes)
-			fed_dir_changed(r->api->fed);
-		if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
-			api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
-			return;
-		}
 		log_error("api: the ledger gave no answer for %s", evhttp_request_get_uri(r->req));
 		api_reply_error(r, 500, "internal_error", "the ledger gave no answer");
 		return;
 	case DB_ERROR:
 		if (res->sqlstate != NULL && strcmp(res->sqlstate, "TB000") == 0) {
-			api_reply_error(r, ledger_status(res->message), res->message, "%s",
-			                res->detail != NULL ? res->detail : res->message);
+			api_reply_ledger_error(r, res->message,
+			                       res->detail != NULL ? res->detail : res->message);
 			return;
 		}
 		if (retryable_sqlstate(res->sqlstate))
@@ -226,6 +225,23 @@ static void on_sql(void *arg, const struct db_result *res)
 	}
 	api_reply_error(r, 503, "database_unavailable",
 	                "the ledger database is unavailable; retry with the same idempotency key");
+}
+
+static void on_sql(void *arg, const struct db_result *res)
+{
+	struct api_req *r = arg;
+
+	if (res->status == DB_OK && PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
+		if (r->failpoint_after != NULL)
+			failpoint(r->failpoint_after);
+		if (r->kicks_fed)
+			fed_kick(r->api->fed); /* committed: something may be queued */
+		if (r->dir_changes)
+			fed_dir_changed(r->api->fed);
+		api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
+		return;
+	}
+	api_reply_failure(r, res);
 }
 
 void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params)
@@ -516,6 +532,7 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;
+	api->batch = api_batch_new(api, base);
 	api->http = evhttp_new(base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
@@ -541,6 +558,7 @@ void api_free(struct api *api)
 		return;
 	if (api->http != NULL)
 		evhttp_free(api->http);
+	api_batch_free(api->batch);
 	auth_free(api->auth);
 	free(api->bank_id);
 	free(api->bank_name);

@@ -199,30 +199,24 @@ static void exchange_record(struct api_req *r)
 	json_t *p = req_exchange(r->body, api_limits(r->api)->max_exchange, &err);
 	const char *bank = p != NULL ? json_string_value(json_object_get(p, "bank")) : NULL;
 
+	if (p == NULL) {
+		reply_invalid(r, &err);
+		return;
+	}
 	/* A member of this bank named as BANK:NUMBER is simply a local member. */
 	if (bank != NULL && strcmp(bank, api_bank_id(r->api)) == 0) {
 		json_object_del(p, "bank");
 		bank = NULL;
 	}
-	if (bank != NULL) {
-		const char *extra[3] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor),
-		                        api_bank_id(r->api)};
-		failpoint("reserve_before");
-		r->failpoint_after = "reserve_after";
-		r->kicks_fed = 1;
-		api_sql_body(r, "SELECT tb_xb_record($1::jsonb, $2, $3::bigint, $4)::text", p, &err,
-		             3, extra);
-		return;
-	}
-	if (p != NULL && json_integer_value(json_object_get(p, "payer")) ==
-	                     json_integer_value(json_object_get(p, "earner"))) {
+	if (bank == NULL && json_integer_value(json_object_get(p, "payer")) ==
+	                        json_integer_value(json_object_get(p, "earner"))) {
 		json_decref(p);
 		api_reply_error(r, 422, "same_member", "payer and earner are the same member");
 		return;
 	}
-	const char *extra[2] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor)};
-	api_sql_body(r, "SELECT tb_exchange_record($1::jsonb, $2, $3::bigint)::text", p, &err, 2,
-	             extra);
+	if (bank != NULL)
+		failpoint("reserve_before");
+	api_batch_exchange(r, p, bank != NULL);
 }
 
 static void exchange_get_cross_bank(struct api_req *r)

@@ -5,6 +5,7 @@ over 1,000,000 items cached from 50 banks, through timebankd's API against
 the same search function called directly by pgbench in the same run."""
 
 import os
+import platform
 import random
 import shutil
 import statistics
@@ -16,7 +17,16 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from tbtest import (PG_BIN, Bank, Cluster, federation_config, free_port,  # noqa: E402
                     make_pki, make_tempdir)
-from bench_exchanges import machine  # noqa: E402
+
+def machine():
+    model = "unknown cpu"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
 
 SYNC_ITEMS = int(os.environ.get("BENCH_DIR_SYNC", "100000"))
 CACHED_ITEMS = int(os.environ.get("BENCH_DIR_CACHED", "1000000"))
@@ -164,7 +174,8 @@ def search(cluster, col, root):
             percentile(direct, 99))
 
 
-def main():
+def run():
+    """The directory's figures, printed and as a dict."""
     root = make_tempdir("tb-bench-dir-")
     cluster = Cluster(root, durable=True)
     cluster.start()
@@ -172,19 +183,24 @@ def main():
         pki = make_pki(os.path.join(root, "pki"), ["colchester", "westminster"])
         seconds, col = sync(cluster, root, pki)
         api50, api99, sql50, sql99 = search(cluster, col, root)
-        print(f"bench: the shared directory; machine: {machine()}")
-        print(f"  sync {SYNC_ITEMS} offers from one peer over the link   {seconds:7.1f} s"
-              f"   {SYNC_ITEMS / seconds:9.0f} items/s")
-        print(f"  search over {CACHED_ITEMS} items from {CACHED_BANKS} banks, {SEARCHES} "
-              f"queries, one at a time:")
-        print(f"    baseline  tb_dir_search direct (pgbench)   p50 {sql50:6.1f} ms"
+        print(f"  directory  sync {SYNC_ITEMS} offers from one peer   {seconds:7.1f} s"
+              f"   {SYNC_ITEMS / seconds:8.0f} items/s")
+        print(f"  directory  search over {CACHED_ITEMS} items from {CACHED_BANKS} banks, "
+              f"{SEARCHES} queries one at a time:")
+        print(f"               baseline tb_dir_search direct (pgbench)  p50 {sql50:6.1f} ms"
               f"   p99 {sql99:6.1f} ms")
-        print(f"    timebankd GET /v1/directory                p50 {api50:6.1f} ms"
-              f"   p99 {api99:6.1f} ms   ratio {api50 / sql50:.2f} of baseline (p50)")
+        print(f"               GET /v1/directory                        p50 {api50:6.1f} ms"
+              f"   p99 {api99:6.1f} ms   {api50 / sql50:.2f}x the baseline's time (p50)")
+        return {"sync_items": SYNC_ITEMS, "sync_seconds": seconds,
+                "sync_items_per_second": SYNC_ITEMS / seconds, "cached_items": CACHED_ITEMS,
+                "cached_banks": CACHED_BANKS, "searches": SEARCHES,
+                "search_api_p50_ms": api50, "search_api_p99_ms": api99,
+                "search_direct_p50_ms": sql50, "search_direct_p99_ms": sql99}
     finally:
         cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    print(f"bench: the shared directory; {machine()}")
+    run()

@@ -69,6 +69,8 @@ class Cluster:
         opts = f"-k {self.sock} -c listen_addresses='' -c max_connections=200"
         if not self.durable:
             opts += " -c fsync=off"
+        if os.environ.get("BENCH_PROFILE"):
+            opts += " -c track_functions=all"
         subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w",
                                    "-o", opts, "start"]), check=True, stdout=subprocess.DEVNULL,
                        cwd="/")

@@ -1,0 +1,159 @@
+/* Exchanges recorded through the API go to the ledger in batches: every
+ * POST /v1/exchanges that arrives while a batch is in the database waits
+ * for the next, and a batch is one call (tb_exchange_batch, src/sql/007)
+ * and one commit, each exchange with its own answer. One batch is in the
+ * database at a time, so batches never wait on each other's locks. */
+#include "api_internal.h"
+
+#include "failpoint.h"
+#include "fed.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_MAX 500
+
+struct waiting {
+	struct api_req *r;
+	json_t *item; /* {"xb": bool, "actor": ..., "p": ...} */
+};
+
+struct api_batch {
+	struct api *api;
+	struct event *flush;
+	struct waiting *queue; /* waiting for the next batch */
+	size_t n, cap;
+	struct waiting *sent; /* the batch in the database */
+	size_t nsent;
+	int in_flight;
+	unsigned long long batches, exchanges;
+};
+
+static void flush(evutil_socket_t fd, short what, void *arg);
+
+struct api_batch *api_batch_new(struct api *api, struct event_base *base)
+{
+	struct api_batch *b = calloc(1, sizeof(*b));
+
+	b->api = api;
+	b->flush = event_new(base, -1, 0, flush, b);
+	return b;
+}
+
+void api_batch_free(struct api_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		json_decref(b->queue[i].item);
+	event_free(b->flush);
+	free(b->queue);
+	free(b->sent);
+	free(b);
+}
+
+static void answer(struct api_batch *b, struct waiting *w, const json_t *a)
+{
+	char *text;
+
+	if (json_is_true(json_object_get(a, "ok"))) {
+		text = json_dumps(json_object_get(a, "result"), JSON_COMPACT);
+		api_reply_text(w->r, w->r->ok_status, text);
+		free(text);
+	} else {
+		const char *code = json_string_value(json_object_get(a, "code"));
+		const char *detail = json_string_value(json_object_get(a, "detail"));
+		api_reply_ledger_error(w->r, code != NULL ? code : "internal_error",
+		                       detail != NULL ? detail : "");
+	}
+	(void)b;
+}
+
+static void on_batch(void *arg, const struct db_result *res)
+{
+	struct api_batch *b = arg;
+	json_t *answers = NULL;
+	int cross_bank = 0;
+
+	b->in_flight = 0;
+	if (res->status == DB_OK && PQntuples(res->res) == 1)
+		answers = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
+	for (size_t i = 0; i < b->nsent; i++)
+		cross_bank |= json_is_true(json_object_get(b->sent[i].item, "xb"));
+	if (answers != NULL && cross_bank)
+		failpoint("reserve_after");
+	for (size_t i = 0; i < b->nsent; i++) {
+		struct waiting *w = &b->sent[i];
+		if (json_array_size(answers) == b->nsent)
+			answer(b, w, json_array_get(answers, i));
+		else
+			api_reply_failure(w->r, res);
+		json_decref(w->item);
+	}
+	if (answers != NULL && cross_bank)
+		fed_kick(api_fed(b->api));
+	json_decref(answers);
+	b->nsent = 0;
+	if (b->n > 0)
+		event_active(b->flush, EV_TIMEOUT, 0);
+}
+
+static void flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct api_batch *b = arg;
+	size_t n = b->n < BATCH_MAX ? b->n : BATCH_MAX;
+	json_t *items = json_array();
+	char floor[24], *text;
+	enum db_status st;
+
+	(void)fd;
+	(void)what;
+	if (b->in_flight || n == 0) {
+		json_decref(items);
+		return;
+	}
+	free(b->sent);
+	b->sent = malloc(n * sizeof(*b->sent));
+	memcpy(b->sent, b->queue, n * sizeof(*b->sent));
+	memmove(b->queue, b->queue + n, (b->n - n) * sizeof(*b->queue));
+	b->n -= n;
+	b->nsent = n;
+	for (size_t i = 0; i < n; i++)
+		json_array_append(items, b->sent[i].item);
+	text = json_dumps(items, JSON_COMPACT);
+	json_decref(items);
+	const char *params[3] = {text, API_I64(floor, api_limits(b->api)->default_floor),
+	                         api_bank_id(b->api)};
+	b->in_flight = 1;
+	b->batches++;
+	b->exchanges += n;
+	if (db_query(api_db(b->api), "SELECT tb_exchange_batch($1::jsonb, $2::bigint, $3)::text", 3,
+	             params, on_batch, b, &st) == -1) {
+		struct db_result res = {.status = st};
+		on_batch(b, &res);
+	}
+	free(text);
+}
+
+void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank)
+{
+	struct api_batch *b = api_batcher(r->api);
+
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->queue = realloc(b->queue, b->cap * sizeof(*b->queue));
+	}
+	b->queue[b->n].r = r;
+	b->queue[b->n].item = json_pack("{sbssso}", "xb", cross_bank, "actor", r->actor, "p", p);
+	b->n++;
+	if (!b->in_flight)
+		event_active(b->flush, EV_TIMEOUT, 0);
+}
+
+void api_batch_stats(const struct api_batch *b, unsigned long long *batches,
+                     unsigned long long *exchanges)
+{
+	*batches = b->batches;
+	*exchanges = b->exchanges;
+}
