@@ -169,8 +169,17 @@ DECLARE
     reply_kind text;
     answer_seq bigint;
 BEGIN
-    -- NO KEY UPDATE: foreign-key checks (KEY SHARE) on this row must not wait.
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
+    -- One apply at a time per peer. Proposals are answered in one message
+    -- whose sequence is fixed now: nothing else may queue to the peer until
+    -- this commits, so the peer's row is locked (NO KEY UPDATE: foreign-key
+    -- checks on it need not wait). Other runs leave the row free.
+    PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
+                WHERE i->'body'->>'kind' = 'xb_propose') THEN
+        SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
+    ELSE
+        SELECT * INTO st FROM fed_peers WHERE peer = from_peer;
+    END IF;
     IF NOT FOUND THEN
         PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
     END IF;
@@ -310,3 +319,127 @@ BEGIN
             'reversed_by', (SELECT r.xid FROM xb_exchanges r WHERE r.reverses = x.xid),
             'claim', x.claim, 'contact', x.contact);
 END $$;
+
+-- ---- a peer's channel state, split by who writes it ---------------------
+--
+-- One row of fed_peers held all of a peer's channel state, and applying a
+-- run of messages locked it for the whole transaction: sealing, enqueueing
+-- and acknowledging all waited there. Sealing and acknowledging now write
+-- rows of their own; an apply locks the peer's row only when it will
+-- answer exchange proposals (their answer's sequence is fixed in advance),
+-- and otherwise is kept one at a time by an advisory lock.
+
+CREATE TABLE fed_sealed (
+    peer       text PRIMARY KEY REFERENCES fed_peers (peer),
+    out_sealed bigint NOT NULL DEFAULT 0,  -- sealed (signed) up to here
+    out_head   bytea NOT NULL DEFAULT ''   -- hash of the envelope at out_sealed
+);
+CREATE TABLE fed_acked (
+    peer      text PRIMARY KEY REFERENCES fed_peers (peer),
+    out_acked bigint NOT NULL DEFAULT 0    -- the peer applied up to here
+);
+INSERT INTO fed_sealed (peer, out_sealed, out_head) SELECT peer, out_sealed, out_head FROM fed_peers;
+INSERT INTO fed_acked (peer, out_acked) SELECT peer, out_acked FROM fed_peers;
+ALTER TABLE fed_peers DROP COLUMN out_sealed, DROP COLUMN out_head, DROP COLUMN out_acked;
+
+CREATE FUNCTION tb_fed_peer_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fed_sealed (peer) VALUES (NEW.peer);
+    INSERT INTO fed_acked (peer) VALUES (NEW.peer);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fed_peer_rows AFTER INSERT ON fed_peers
+    FOR EACH ROW EXECUTE FUNCTION tb_fed_peer_rows();
+
+CREATE OR REPLACE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s fed_sealed;
+    a fed_acked;
+BEGIN
+    SELECT * INTO s FROM fed_sealed WHERE peer = p.peer;
+    SELECT * INTO a FROM fed_acked WHERE peer = p.peer;
+    RETURN jsonb_build_object(
+        'peer', p.peer, 'queued', p.out_next_seq - 1, 'sealed', s.out_sealed,
+        'acked', a.out_acked, 'outbox_depth', p.out_next_seq - 1 - a.out_acked,
+        'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
+        'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
+        'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                              'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
+                              'replaces', k.replaces,
+                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())))
+                              ORDER BY k.learned_at)
+                            FROM fed_peer_keys k WHERE k.peer = p.peer), '[]'),
+        'directory', CASE WHEN p.kind = 'bank' THEN jsonb_build_object(
+                         'version', p.dir_cursor, 'synced_at', p.dir_synced_at,
+                         'items', (SELECT count(*) FROM dir_remote r WHERE r.peer = p.peer))
+                     END);
+END $$;
+
+CREATE OR REPLACE FUNCTION tb_fed_unsealed(lim int) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'peer', o.peer, 'seq', o.seq, 'body', o.body,
+               'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
+               ORDER BY o.peer, o.seq), '[]')
+      FROM (SELECT * FROM fed_outbox WHERE envelope IS NULL ORDER BY peer, seq LIMIT lim) o
+      JOIN fed_sealed s USING (peer)
+$$;
+
+CREATE OR REPLACE FUNCTION tb_fed_seal(items jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    item jsonb;
+    n int;
+BEGIN
+    FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
+        UPDATE fed_sealed SET out_sealed = (item->>'seq')::bigint,
+                              out_head = decode(item->>'hash', 'hex')
+         WHERE peer = item->>'peer' AND out_sealed = (item->>'seq')::bigint - 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> 1 THEN
+            PERFORM tb_raise('seal_out_of_order', format('sealing %s to %s out of order',
+                                                         item->>'seq', item->>'peer'));
+        END IF;
+        UPDATE fed_outbox SET envelope = decode(item->>'envelope', 'hex'),
+                              hash = decode(item->>'hash', 'hex')
+         WHERE peer = item->>'peer' AND seq = (item->>'seq')::bigint AND envelope IS NULL;
+    END LOOP;
+    RETURN tb_fed_state();
+END $$;
+
+CREATE OR REPLACE FUNCTION tb_fed_acked(to_peer text, seq bigint) RETURNS bigint
+LANGUAGE sql AS $$
+    UPDATE fed_acked a
+       SET out_acked = greatest(a.out_acked,
+                                least(seq, (SELECT out_sealed FROM fed_sealed s
+                                             WHERE s.peer = to_peer)))
+     WHERE a.peer = to_peer RETURNING a.out_acked
+$$;
+
+CREATE OR REPLACE FUNCTION tb_fed_checkpoint(to_peer text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('seq', a.out_acked,
+               'head', coalesce((SELECT encode(hash, 'hex') FROM fed_outbox o
+                                  WHERE o.peer = p.peer AND o.seq = a.out_acked), ''),
+               'clearing', (SELECT balance_minutes FROM accounts WHERE id = p.clearing_account))
+      FROM fed_peers p JOIN fed_acked a USING (peer) WHERE p.peer = to_peer
+$$;
+
+CREATE OR REPLACE FUNCTION tb_fed_audit() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('peers', coalesce(jsonb_agg(r ORDER BY r.peer), '[]'))
+      FROM (SELECT p.peer, a.balance_minutes AS position, p.peer_clearing,
+                   p.peer_clearing_at, p.diverged_at IS NOT NULL AS diverged,
+                   coalesce((SELECT sum(minutes) FROM xb_exchanges x
+                              WHERE x.peer = p.peer AND x.side = 'payer'
+                                AND x.state = 'pending'), 0)
+                 + coalesce((SELECT sum(minutes) FROM xb_exchanges x
+                              WHERE x.peer = p.peer AND x.side = 'earner'
+                                AND x.state = 'settled' AND x.answer_seq > k.out_acked), 0)
+                   AS in_flight,
+                   -- A checkpoint older than our last change with the peer
+                   -- cannot show divergence, only that something is in flight.
+                   coalesce(p.peer_clearing_at < (SELECT max(greatest(x.created_at, x.decided_at))
+                                                    FROM xb_exchanges x WHERE x.peer = p.peer),
+                            false) AS checkpoint_stale
+              FROM fed_peers p JOIN accounts a ON a.id = p.clearing_account
+              JOIN fed_acked k ON k.peer = p.peer
+             WHERE p.kind = 'bank') r
+$$;
