@@ -391,6 +391,16 @@ static void reply_metrics(struct api_req *r)
 	                    "# TYPE timebankd_db_connections_up gauge\n"
 	                    "timebankd_db_connections_up %d\n",
 	                    api->inflight - 1, db_live(api->db));
+	unsigned long long batches, exchanges;
+	api_batch_stats(api->batch, &batches, &exchanges);
+	evbuffer_add_printf(buf,
+	                    "# HELP timebankd_exchange_batches_total Batches of exchanges sent to "
+	                    "the ledger.\n# TYPE timebankd_exchange_batches_total counter\n"
+	                    "timebankd_exchange_batches_total %llu\n"
+	                    "# HELP timebankd_exchanges_batched_total Exchanges sent in those "
+	                    "batches.\n# TYPE timebankd_exchanges_batched_total counter\n"
+	                    "timebankd_exchanges_batched_total %llu\n",
+	                    batches, exchanges);
 	if (api->fed != NULL)
 		fed_metrics(api->fed, buf);
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",

@@ -81,6 +81,10 @@ static void on_batch(void *arg, const struct db_result *res)
 		answers = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
 	for (size_t i = 0; i < b->nsent; i++)
 		cross_bank |= json_is_true(json_object_get(b->sent[i].item, "xb"));
+	if (res->status == DB_OK && json_array_size(answers) != b->nsent)
+		log_error("api: a batch of %zu exchanges had %zu answers: %.200s", b->nsent,
+		          json_array_size(answers),
+		          PQntuples(res->res) == 1 ? PQgetvalue(res->res, 0, 0) : "(no row)");
 	if (answers != NULL && cross_bank)
 		failpoint("reserve_after");
 	for (size_t i = 0; i < b->nsent; i++) {

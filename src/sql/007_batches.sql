@@ -36,8 +36,11 @@ BEGIN
           FROM it LEFT JOIN members pm ON pm.number = it.payer
                   LEFT JOIN members em ON em.number = it.earner),
     need AS (SELECT pa, sum(minutes) AS total FROM m GROUP BY pa)
-    SELECT coalesce(bool_and(ps = 'active' AND es = 'active'
-                             AND (performed_on IS NULL OR performed_on <= current_date)), false)
+    -- A member not found is NULL here: bool_and skips NULLs, so each is
+    -- made false first.
+    SELECT coalesce(bool_and(coalesce(ps = 'active' AND es = 'active'
+                                      AND (performed_on IS NULL
+                                           OR performed_on <= current_date), false)), false)
            AND count(DISTINCT key) = count(*)
            AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.idempotency_key IN (SELECT key FROM it))
            AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
@@ -87,6 +90,78 @@ BEGIN
     RETURN result;
 END $$;
 
+-- The same for a batch of cross-bank exchanges recorded at the payer's
+-- bank: each reserved against its payer's floor and left for the next
+-- proposal, as tb_xb_record does one at a time.
+CREATE FUNCTION tb_xb_batch_record(items jsonb, default_floor bigint, own_bank text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+    ids bigint[];
+    result jsonb;
+BEGIN
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
+                WHERE NOT (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext(k))
+       FROM (SELECT DISTINCT i->'p'->>'idempotency_key' AS k
+               FROM jsonb_array_elements(items) i ORDER BY 1) keys;
+    WITH it AS (
+        SELECT (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
+               (x->'p'->>'minutes')::bigint AS minutes, x->'p'->>'idempotency_key' AS key,
+               (x->'p'->>'performed_on')::date AS performed_on
+          FROM jsonb_array_elements(items) x),
+    m AS (
+        SELECT it.*, pm.account_id AS pa, pm.status AS ps, fp.peer AS peer,
+               fp.kind AS peer_kind, fp.diverged_at
+          FROM it LEFT JOIN members pm ON pm.number = it.payer
+                  LEFT JOIN fed_peers fp ON fp.peer = it.bank),
+    need AS (SELECT pa, sum(minutes) AS total FROM m GROUP BY pa)
+    SELECT coalesce(bool_and(coalesce(ps = 'active' AND peer_kind = 'bank'
+                                      AND diverged_at IS NULL
+                                      AND (performed_on IS NULL
+                                           OR performed_on <= current_date), false)), false)
+           AND count(DISTINCT key) = count(*)
+           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x WHERE x.idempotency_key IN (SELECT key FROM it))
+           AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
+                            WHERE a.balance_minutes - a.pending_minutes - need.total
+                                  < coalesce(a.floor_minutes, default_floor))
+      INTO ok FROM m;
+    IF NOT ok THEN
+        RETURN NULL;
+    END IF;
+    UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
+      FROM (SELECT pm.account_id AS pa, sum((x->'p'->>'minutes')::bigint) AS total
+              FROM jsonb_array_elements(items) x
+              JOIN members pm ON pm.number = (x->'p'->>'payer')::bigint
+             GROUP BY pm.account_id) need
+     WHERE a.id = need.pa;
+    WITH it AS (
+        SELECT n, nextval('xb_exchanges_id_seq') AS id, x->>'actor' AS actor,
+               (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
+               (x->'p'->>'earner')::bigint AS earner, (x->'p'->>'minutes')::bigint AS minutes,
+               x->'p'->>'category' AS category, x->'p'->>'description' AS description,
+               (x->'p'->>'performed_on')::date AS performed_on,
+               x->'p'->>'idempotency_key' AS key, md5(((x->'p') - 'idempotency_key')::text) AS fp
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
+    ins AS (
+        INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
+                                  category, description, performed_on, state, recorded_by,
+                                  idempotency_key, fingerprint)
+        SELECT it.id, own_bank || ':' || it.id, 'payer', it.bank, pm.account_id, it.earner,
+               it.minutes, it.category, it.description, coalesce(it.performed_on, current_date),
+               'pending', it.actor, it.key, it.fp
+          FROM it JOIN members pm ON pm.number = it.payer
+         ORDER BY it.n
+        RETURNING id)
+    SELECT array_agg(it.id ORDER BY it.n) INTO ids FROM it JOIN ins ON ins.id = it.id;
+    SELECT jsonb_agg(jsonb_build_object('ok', true, 'result', tb_xb_json(x))
+                     ORDER BY array_position(ids, x.id))
+      INTO result FROM xb_exchanges x WHERE x.id = ANY (ids);
+    RETURN result;
+END $$;
+
 -- Exchanges to record, each {"xb": bool, "actor": text, "p": the validated
 -- request}: a list of {"ok": true, "result": ...} or {"ok": false, "code",
 -- "detail"}, in order. A refusal undoes that exchange only.
@@ -108,7 +183,8 @@ BEGIN
                                         FROM jsonb_array_elements(items) i
                                        WHERE NOT (i->>'xb')::boolean))
      ORDER BY id FOR UPDATE;
-    fast := tb_exchange_batch_local(items, default_floor);
+    fast := coalesce(tb_exchange_batch_local(items, default_floor),
+                     tb_xb_batch_record(items, default_floor, own_bank));
     IF fast IS NOT NULL THEN
         RETURN fast;
     END IF;
@@ -135,16 +211,154 @@ END $$;
 -- whole run, an exchange batch's answers first (their sequence is known
 -- in advance: answer_seq).
 
+-- A message of plain proposals, all of them acceptable, decided and posted
+-- set-wise: new and distinct ids of the peer's, well formed, our members
+-- there and active, and the peer's exposure within its limit for all of
+-- them together. The answers are those tb_xb_on_propose gives one at a
+-- time. NULL when the message is not that simple.
+CREATE FUNCTION tb_xb_propose_batch(from_peer text, items jsonb, answer_seq bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    peer fed_peers;
+    ok boolean;
+BEGIN
+    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
+    IF peer.kind <> 'bank' OR peer.clearing_account IS NULL
+       OR jsonb_typeof(items) <> 'array' OR jsonb_array_length(items) = 0 THEN
+        RETURN NULL;
+    END IF;
+    WITH it AS (
+        SELECT x->>'xid' AS xid, x->>'earner' AS earner, x->>'minutes' AS minutes,
+               x->>'category' AS category, x->>'performed_on' AS performed_on,
+               coalesce(x->>'reverses', '') AS reverses, coalesce(x->>'claim', '') AS claim,
+               coalesce(x->>'contact', '') AS contact
+          FROM jsonb_array_elements(items) x),
+    m AS (
+        SELECT it.*, em.status, em.erased_at, em.number
+          -- What a peer sent must never raise: casts only behind CASE.
+          FROM it LEFT JOIN members em
+            ON em.number = CASE WHEN it.earner ~ '^[0-9]{1,18}$' THEN it.earner::bigint END)
+    SELECT coalesce(bool_and(coalesce(
+               xid ~ ('^' || from_peer || ':[0-9]{1,18}$')
+               AND reverses = '' AND claim = '' AND contact = ''
+               AND CASE WHEN minutes ~ '^[0-9]{1,12}$' THEN minutes::bigint > 0 END
+               AND tb_safe_date(performed_on) IS NOT NULL
+               AND tb_safe_date(performed_on) <= current_date + 1
+               AND coalesce(category, '') ~ '^[^[:cntrl:]]{1,40}$'
+               AND number IS NOT NULL AND erased_at IS NULL AND status = 'active', false)), false)
+           AND count(DISTINCT xid) = count(*)
+           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x WHERE x.xid IN (SELECT xid FROM it))
+           AND (SELECT a.balance_minutes - sum(CASE WHEN m.minutes ~ '^[0-9]{1,12}$'
+                                                  THEN m.minutes::bigint END)
+                       >= a.floor_minutes
+                  FROM accounts a WHERE a.id = peer.clearing_account)
+      INTO ok FROM m;
+    IF NOT ok THEN
+        RETURN NULL;
+    END IF;
+    WITH it AS (
+        SELECT n, nextval('xb_exchanges_id_seq') AS id, x->>'xid' AS xid, x AS item,
+               (x->>'minutes')::bigint AS minutes, x->>'category' AS category,
+               (x->>'performed_on')::date AS performed_on, em.account_id AS earner
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
+          JOIN members em ON em.number = (x->>'earner')::bigint),
+    tr AS (
+        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
+                               description, performed_on, recorded_by, idempotency_key,
+                               fingerprint, xb_id)
+        SELECT 'exchange', peer.clearing_account, it.earner, it.minutes, it.category,
+               'from a ' || from_peer || ' member', it.performed_on, 'federation:' || from_peer,
+               'xb:' || it.xid, md5(it.item::text), it.id
+          FROM it ORDER BY it.n
+        RETURNING id, xb_id, payer_account, earner_account, minutes),
+    ent AS (
+        INSERT INTO entries (transfer_id, account_id, minutes)
+        SELECT id, payer_account, -minutes FROM tr
+        UNION ALL
+        SELECT id, earner_account, minutes FROM tr)
+    INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
+                              description, performed_on, state, transfer_id, answer_seq,
+                              recorded_by, decided_at)
+    SELECT it.id, it.xid, 'earner', from_peer, it.earner, it.minutes, it.category,
+           'from a ' || from_peer || ' member', it.performed_on, 'settled', tr.id, answer_seq,
+           'federation:' || from_peer, now()
+      FROM it JOIN tr ON tr.xb_id = it.id ORDER BY it.n;
+    RETURN (SELECT jsonb_agg(jsonb_build_object('xid', x->>'xid', 'accepted', true,
+                                                'reason', '') ORDER BY n)
+              FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n));
+END $$;
+
 CREATE FUNCTION tb_on_xb_propose(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
     answers jsonb[] := '{}';
+    fast jsonb := tb_xb_propose_batch(from_peer, body->'items', answer_seq);
 BEGIN
+    IF fast IS NOT NULL THEN
+        RETURN jsonb_build_object('xb_answer', fast);
+    END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
         answers := answers || tb_xb_on_propose(from_peer, x, answer_seq);
     END LOOP;
     RETURN jsonb_build_object('xb_answer', to_jsonb(answers));
+END $$;
+
+-- A message of answers to our pending proposals, applied set-wise: every
+-- item names a distinct exchange of ours with that peer still pending. The
+-- reservations are released, the accepted ones posted, the rest marked
+-- rejected with the peer's reason, as tb_xb_on_answer does one at a time.
+-- false when the message is not that simple.
+CREATE FUNCTION tb_xb_answer_batch(from_peer text, items jsonb) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    peer fed_peers;
+    ok boolean;
+BEGIN
+    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
+    IF peer.clearing_account IS NULL OR jsonb_typeof(items) <> 'array'
+       OR jsonb_array_length(items) = 0 THEN
+        RETURN false;
+    END IF;
+    SELECT coalesce(bool_and(coalesce(x.state = 'pending' AND x.side = 'payer'
+                                      AND x.peer = from_peer, false)), false)
+           AND count(DISTINCT i->>'xid') = count(*)
+      INTO ok
+      FROM jsonb_array_elements(items) i LEFT JOIN xb_exchanges x ON x.xid = i->>'xid';
+    IF NOT ok THEN
+        RETURN false;
+    END IF;
+    UPDATE accounts a SET pending_minutes = a.pending_minutes - s.total
+      FROM (SELECT x.member_account, sum(x.minutes) AS total
+              FROM jsonb_array_elements(items) i JOIN xb_exchanges x ON x.xid = i->>'xid'
+             GROUP BY x.member_account) s
+     WHERE a.id = s.member_account;
+    WITH acc AS (
+        SELECT x.*
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)
+          JOIN xb_exchanges x ON x.xid = i->>'xid'
+         WHERE i->>'accepted' = 'true' ORDER BY n),
+    tr AS (
+        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
+                               description, performed_on, recorded_by, idempotency_key,
+                               fingerprint, xb_id)
+        SELECT 'exchange', x.member_account, peer.clearing_account, x.minutes, x.category,
+               x.description, x.performed_on, x.recorded_by, 'xb:' || x.xid, x.fingerprint,
+               x.id
+          FROM acc x
+        RETURNING id, xb_id, payer_account, earner_account, minutes),
+    ent AS (
+        INSERT INTO entries (transfer_id, account_id, minutes)
+        SELECT id, payer_account, -minutes FROM tr
+        UNION ALL
+        SELECT id, earner_account, minutes FROM tr)
+    UPDATE xb_exchanges x SET state = 'settled', transfer_id = tr.id, decided_at = now()
+      FROM tr WHERE x.id = tr.xb_id;
+    UPDATE xb_exchanges x
+       SET state = 'rejected', reason = left(nullif(i->>'reason', ''), 100), decided_at = now()
+      FROM jsonb_array_elements(items) i
+     WHERE x.xid = i->>'xid' AND coalesce(i->>'accepted', '') <> 'true';
+    RETURN true;
 END $$;
 
 CREATE FUNCTION tb_on_xb_answer(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
@@ -152,6 +366,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
 BEGIN
+    IF tb_xb_answer_batch(from_peer, body->'items') THEN
+        RETURN '{}';
+    END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
         PERFORM tb_xb_on_answer(from_peer, x);
     END LOOP;
@@ -547,3 +764,8 @@ BEGIN
 END $$;
 CREATE TRIGGER entries_post AFTER INSERT ON entries REFERENCING NEW TABLE AS added
     FOR EACH STATEMENT EXECUTE FUNCTION tb_post_entries();
+
+-- Reservations waiting to be proposed, found without reading every pending
+-- exchange (tb_xb_batch runs whenever anything is queued).
+CREATE INDEX xb_unproposed ON xb_exchanges (peer, id)
+    WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL;

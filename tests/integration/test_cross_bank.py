@@ -528,3 +528,37 @@ def test_malformed_proposals_are_refused_and_the_channel_goes_on(pair):
     assert balance(col, ann)["balance_minutes"] == 0
     assert col.tbctl_json("audit")["ok"]
     imp.close()
+
+
+def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
+    import concurrent.futures
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    payers = [col.add_member(f"Payer {i}") for i in range(4)]
+    away = col.add_member("Away")
+    col.tbctl("member", "suspend", str(away), check=True)
+    wendy = wes.add_member("Wendy")
+    reqs = []
+    for i in range(80):
+        k = i % 4
+        if k == 0:
+            reqs.append((dict(payer=payers[0], earner="narnia:1", minutes=15, category="x",
+                              idempotency_key=f"x{i}"), 422, "unknown_bank"))
+        elif k == 1:
+            reqs.append((dict(payer=away, earner=f"westminster:{wendy}", minutes=15,
+                              category="x", idempotency_key=f"x{i}"), 422, "member_inactive"))
+        else:
+            reqs.append((dict(payer=payers[i % 4], earner=f"westminster:{wendy}", minutes=15,
+                              category="x", idempotency_key=f"x{i}"), 201, None))
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda r: col.api("POST", "/v1/exchanges", r[0]), reqs))
+    xids = []
+    for (body, status, code), (got, out) in zip(reqs, answers):
+        if status == 201:
+            assert got == 201 and out["state"] == "pending", out
+            xids.append(out["id"])
+        else:
+            assert (got, out["error"]["code"]) == (status, code), (body, out)
+    assert len(set(xids)) == 40
+    wait_for(lambda: all(settled_or_rejected(col, x) for x in xids), what="the answers")
+    assert wes.tbctl_json("balance", str(wendy))["balance_minutes"] == 40 * 15
+    assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]

@@ -1,6 +1,9 @@
 """Exchanges, balances, history and the audit."""
 
+import concurrent.futures
 import random
+import re
+import urllib.request
 
 
 def test_exchange_record_moves_hours_and_answers_settled(bank):
@@ -190,3 +193,57 @@ def test_journal_is_append_only_in_the_database_itself(bank):
         r = bank.cluster.psql(sql, bank.db, check=False)
         assert r.returncode != 0 and "append-only" in r.stderr, sql
     assert bank.snapshot() == before
+
+
+def test_concurrent_exchanges_share_batches_and_keep_their_own_answers(bank):
+    payers = [bank.add_member(f"Payer {i}", floor="-100h") for i in range(6)]
+    earner = bank.add_member("Earner")
+    away = bank.add_member("Away")
+    poor = bank.add_member("Poor", floor="-1h")
+    bank.tbctl("member", "suspend", str(away), check=True)
+    before = int(bank.cluster.psql("SELECT count(*) FROM transfers", bank.db).stdout)
+    reqs = []
+    for i in range(120):
+        kind = i % 6
+        if kind == 0:
+            reqs.append((dict(payer=away, earner=earner, hours=1, category="x",
+                              idempotency_key=f"c{i}"), 422, "member_inactive"))
+        elif kind == 1:
+            reqs.append((dict(payer=poor, earner=earner, hours=2, category="x",
+                              idempotency_key=f"c{i}"), 422, "below_floor"))
+        elif kind == 2:
+            reqs.append((dict(payer=999, earner=earner, hours=1, category="x",
+                              idempotency_key=f"c{i}"), 404, "member_not_found"))
+        else:
+            reqs.append((dict(payer=payers[i % 6], earner=earner, minutes=30, category="x",
+                              idempotency_key=f"c{i}"), 201, None))
+    # The same key twice: the same request is answered alike, a different one refused.
+    reqs.append((dict(payer=payers[3], earner=earner, minutes=30, category="x",
+                      idempotency_key="c3"), 201, None))
+    reqs.append((dict(payer=payers[1], earner=earner, minutes=45, category="x",
+                      idempotency_key="c4"), 409, "idempotency_conflict"))
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda r: bank.api("POST", "/v1/exchanges", r[0]), reqs))
+    ids, earned = {}, 0
+    c4 = []
+    for (body, status, code), (got, out) in zip(reqs, answers):
+        if body["idempotency_key"] == "c4":
+            c4.append((got, out))  # whichever came first was recorded
+        elif status == 201:
+            assert got == 201 and out["state"] == "settled", (out, bank.log_text()[-1500:])
+            ids.setdefault(body["idempotency_key"], set()).add(out["id"])
+        else:
+            assert (got, out["error"]["code"]) == (status, code), (body, out)
+    assert sorted(g for g, _ in c4) == [201, 409]
+    assert [o["error"]["code"] for g, o in c4 if g == 409] == ["idempotency_conflict"]
+    earned = sum(o["minutes"] for g, o in c4 if g == 201) + 30 * (len(ids))
+    assert all(len(v) == 1 for v in ids.values()), bank.log_text()[-2000:]
+    after = int(bank.cluster.psql("SELECT count(*) FROM transfers", bank.db).stdout)
+    assert after - before == 60
+    assert bank.tbctl_json("balance", str(earner))["balance_minutes"] == earned
+    assert bank.tbctl_json("audit")["ok"]
+    with urllib.request.urlopen(bank.url + "/metrics") as r:
+        metrics = r.read().decode()
+    batches = int(re.search(r"timebankd_exchange_batches_total (\d+)", metrics).group(1))
+    batched = int(re.search(r"timebankd_exchanges_batched_total (\d+)", metrics).group(1))
+    assert batched >= 122 and batches < batched  # some batches carried several
