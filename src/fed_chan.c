@@ -359,6 +359,9 @@ static void on_applied(void *arg, const struct db_result *r)
 
 	peer->in_applied = applied;
 	peer->duplicates += dups;
+	/* Answers queued by the apply go now, not at the next tick. */
+	if (json_integer_value(json_object_get(res, "queued")) > 0)
+		fed_kick(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
 	if (fed_call_current(c)) {
 		send_ack(peer, peer->in_applied);

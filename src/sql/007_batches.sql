@@ -472,6 +472,7 @@ DECLARE
     replies jsonb := '{}';
     reply_kind text;
     answer_seq bigint;
+    queued int := 0;
 BEGIN
     -- One apply at a time per peer. Proposals are answered in one message
     -- whose sequence is fixed now: nothing else may queue to the peer until
@@ -533,16 +534,19 @@ BEGIN
         IF answer_seq <> st.out_next_seq THEN
             PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
         END IF;
+        queued := queued + 1;
     END IF;
     FOR reply_kind IN SELECT k FROM jsonb_object_keys(replies) k WHERE k <> 'xb_answer'
                        ORDER BY k LOOP
         IF jsonb_array_length(replies->reply_kind) > 0 THEN
             PERFORM tb_fed_enqueue(from_peer, jsonb_build_object('kind', reply_kind,
                                                                  'items', replies->reply_kind));
+            queued := queued + 1;
         END IF;
     END LOOP;
+    -- queued: replies waiting to be sealed and sent now.
     RETURN jsonb_build_object('applied', st.in_applied, 'duplicates', dup, 'error', err,
-                              'error_seq', err_seq);
+                              'error_seq', err_seq, 'queued', queued);
 END $$;
 
 -- ---- cheaper answers ----------------------------------------------------
