@@ -23,8 +23,8 @@ BEGIN
         RETURN NULL;
     END IF;
     -- Same key, one at a time, as tb_replay does it.
-    PERFORM pg_advisory_xact_lock(hashtext(k))
-       FROM (SELECT DISTINCT i->'p'->>'idempotency_key' AS k
+    PERFORM pg_advisory_xact_lock(h)
+       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
                FROM jsonb_array_elements(items) i ORDER BY 1) keys;
     WITH it AS (
         SELECT (x->'p'->>'payer')::bigint AS payer, (x->'p'->>'earner')::bigint AS earner,
@@ -104,8 +104,8 @@ BEGIN
                 WHERE NOT (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext(k))
-       FROM (SELECT DISTINCT i->'p'->>'idempotency_key' AS k
+    PERFORM pg_advisory_xact_lock(h)
+       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
                FROM jsonb_array_elements(items) i ORDER BY 1) keys;
     WITH it AS (
         SELECT (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
@@ -183,6 +183,12 @@ BEGIN
                                         FROM jsonb_array_elements(items) i
                                        WHERE NOT (i->>'xb')::boolean))
      ORDER BY id FOR UPDATE;
+    -- Then every key the batch names, in one order too: a second batch in
+    -- the database at the same time waits at worst, never in a cycle.
+    PERFORM pg_advisory_xact_lock(h)
+       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
+               FROM jsonb_array_elements(items) i
+              WHERE i->'p'->>'idempotency_key' IS NOT NULL ORDER BY 1) keys;
     fast := coalesce(tb_exchange_batch_local(items, default_floor),
                      tb_xb_batch_record(items, default_floor, own_bank));
     IF fast IS NOT NULL THEN
