@@ -730,7 +730,8 @@ BEGIN
     END IF;
 END $$;
 
--- tb_xb_on_propose, finding the earner with tb_xb_proposed_earner.
+-- tb_xb_on_propose, finding the earner with tb_xb_proposed_earner: a
+-- member's number, an approved claim of ours, or an accepted contact.
 CREATE OR REPLACE FUNCTION tb_xb_on_propose(from_peer text, item jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -832,7 +833,9 @@ BEGIN
                               'reason', coalesce(reason, ''));
 END $$;
 
--- tb_xb_batch, with the contact a proposal comes from.
+-- Claims waiting to go, and reservations not yet proposed (naming the
+-- claim or contact they come from): one message of each kind per peer, in
+-- one transaction. Messages are applied by tb_fed_apply (migration 7).
 CREATE OR REPLACE FUNCTION tb_xb_batch(lim int) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     to_peer text;
@@ -881,124 +884,3 @@ BEGIN
     END LOOP;
     RETURN n;
 END $$;
-
--- tb_fed_apply, now also for contact requests and answers.
-CREATE OR REPLACE FUNCTION tb_fed_apply(from_peer text, items jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    st fed_peers;
-    item jsonb;
-    x jsonb;
-    s bigint;
-    dup int := 0;
-    err text;
-    err_seq bigint;
-    answers jsonb := '[]';
-    claim_answers jsonb := '[]';
-    contact_answers jsonb := '[]';
-    refused jsonb;
-    kind text;
-    answer_seq bigint;
-BEGIN
-    -- NO KEY UPDATE: foreign-key checks (KEY SHARE) on this row must not wait.
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
-    END IF;
-    FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
-        s := (item->>'seq')::bigint;
-        kind := item->'body'->>'kind';
-        IF s <= st.in_applied THEN
-            dup := dup + 1;
-            CONTINUE;
-        END IF;
-        IF s <> st.in_applied + 1 THEN
-            err := 'gap';
-        ELSIF decode(item->>'prev', 'hex') <> st.in_head THEN
-            err := 'broken_chain';
-        ELSIF kind = 'test' THEN
-            INSERT INTO fed_test_received (peer, seq, n)
-                 VALUES (from_peer, s, (item->'body'->>'n')::bigint);
-        ELSIF kind = 'xb_propose' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                -- fed_peers is locked: the batch's answer will get this sequence.
-                answers := answers || tb_xb_on_propose(from_peer, x, st.out_next_seq);
-            END LOOP;
-        ELSIF kind = 'xb_answer' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                PERFORM tb_xb_on_answer(from_peer, x);
-            END LOOP;
-        ELSIF kind = 'xb_claim' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                refused := tb_claim_on_receive(from_peer, x);
-                IF refused IS NOT NULL THEN
-                    claim_answers := claim_answers || refused;
-                END IF;
-            END LOOP;
-        ELSIF kind = 'xb_claim_answer' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                PERFORM tb_claim_on_answer(from_peer, x);
-            END LOOP;
-        ELSIF kind = 'dir_contact' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                refused := tb_contact_on_receive(from_peer, x);
-                IF refused IS NOT NULL THEN
-                    contact_answers := contact_answers || refused;
-                END IF;
-            END LOOP;
-        ELSIF kind = 'dir_contact_answer' THEN
-            FOR x IN SELECT * FROM jsonb_array_elements(item->'body'->'items') LOOP
-                PERFORM tb_contact_on_answer(from_peer, x);
-            END LOOP;
-        ELSE
-            err := 'unknown_kind';
-        END IF;
-        IF err IS NOT NULL THEN
-            err_seq := s;
-            EXIT;
-        END IF;
-        INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
-             VALUES (from_peer, s, decode(item->>'hash', 'hex'),
-                     decode(item->>'envelope', 'hex'), item->'body');
-        st.in_applied := s;
-        st.in_head := decode(item->>'hash', 'hex');
-    END LOOP;
-    UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
-    IF jsonb_array_length(answers) > 0 THEN
-        answer_seq := tb_fed_enqueue(from_peer, jsonb_build_object('kind', 'xb_answer',
-                                                                   'items', answers));
-        IF answer_seq <> st.out_next_seq THEN
-            PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
-        END IF;
-    END IF;
-    IF jsonb_array_length(claim_answers) > 0 THEN
-        PERFORM tb_fed_enqueue(from_peer, jsonb_build_object('kind', 'xb_claim_answer',
-                                                             'items', claim_answers));
-    END IF;
-    IF jsonb_array_length(contact_answers) > 0 THEN
-        PERFORM tb_fed_enqueue(from_peer, jsonb_build_object('kind', 'dir_contact_answer',
-                                                             'items', contact_answers));
-    END IF;
-    RETURN jsonb_build_object('applied', st.in_applied, 'duplicates', dup, 'error', err,
-                              'error_seq', err_seq);
-END $$;
-
--- Each peer's state for tbctl peers, now with its directory: the version
--- we applied up to, how many of its items we hold, when it last synced.
-CREATE OR REPLACE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'peer', p.peer, 'queued', p.out_next_seq - 1, 'sealed', p.out_sealed,
-        'acked', p.out_acked, 'outbox_depth', p.out_next_seq - 1 - p.out_acked,
-        'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
-        'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
-        'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                              'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
-                              'replaces', k.replaces,
-                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())))
-                              ORDER BY k.learned_at)
-                            FROM fed_peer_keys k WHERE k.peer = p.peer), '[]'),
-        'directory', CASE WHEN p.kind = 'bank' THEN jsonb_build_object(
-                         'version', p.dir_cursor, 'synced_at', p.dir_synced_at,
-                         'items', (SELECT count(*) FROM dir_remote r WHERE r.peer = p.peer))
-                     END)
-$$;
