@@ -61,7 +61,7 @@ void api_batch_free(struct api_batch *b)
 	free(b);
 }
 
-static void answer(struct api_batch *b, struct waiting *w, const json_t *a)
+static void answer(struct waiting *w, const json_t *a)
 {
 	char *text;
 
@@ -75,7 +75,6 @@ static void answer(struct api_batch *b, struct waiting *w, const json_t *a)
 		api_reply_ledger_error(w->r, code != NULL ? code : "internal_error",
 		                       detail != NULL ? detail : "");
 	}
-	(void)b;
 }
 
 static void on_batch(void *arg, const struct db_result *res)
@@ -99,7 +98,7 @@ static void on_batch(void *arg, const struct db_result *res)
 	for (size_t i = 0; i < sent->n; i++) {
 		struct waiting *w = &sent->items[i];
 		if (json_array_size(answers) == sent->n)
-			answer(b, w, json_array_get(answers, i));
+			answer(w, json_array_get(answers, i));
 		else
 			api_reply_failure(w->r, res);
 		json_decref(w->item);

@@ -27,9 +27,11 @@ static int count_digits(const char *s, size_t n)
 	return d;
 }
 
+#define NPATTERNS 3
+
 enum dir_detail dir_personal_detail(const char *text, char *what, size_t len)
 {
-	static const char *const patterns[] = {
+	static const char *const patterns[NPATTERNS] = {
 	    /* an e-mail address, also written with spaces around the @ */
 	    "[a-z0-9._%+-]+ ?@ ?[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}",
 	    /* a phone number: a run of digits, spaces, dots, dashes and brackets,
@@ -38,18 +40,25 @@ enum dir_detail dir_personal_detail(const char *text, char *what, size_t len)
 	    /* a full UK postcode: outward code, space optional, inward code */
 	    "(^|[^a-z0-9])([a-z]{1,2}[0-9][a-z0-9]? ?[0-9][abd-hjlnp-uw-z]{2})($|[^a-z0-9])",
 	};
-	static const enum dir_detail kinds[] = {DIR_EMAIL, DIR_PHONE, DIR_POSTCODE};
+	static const enum dir_detail kinds[NPATTERNS] = {DIR_EMAIL, DIR_PHONE, DIR_POSTCODE};
+	static regex_t compiled[NPATTERNS]; /* compiled once, kept for the process */
+	static int ready = -1;              /* -1 not yet, 0 failed, 1 ready */
 	enum dir_detail found = DIR_CLEAN;
 
-	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]) && found == DIR_CLEAN; i++) {
-		regex_t re;
+	if (ready == -1) {
+		ready = 1;
+		for (size_t i = 0; i < NPATTERNS; i++)
+			if (regcomp(&compiled[i], patterns[i], REG_EXTENDED | REG_ICASE) != 0)
+				ready = 0;
+	}
+	if (!ready)
+		return DIR_EMAIL; /* cannot check: refuse rather than leak */
+	for (size_t i = 0; i < NPATTERNS && found == DIR_CLEAN; i++) {
 		regmatch_t m[3];
 		const char *at = text;
 
-		if (regcomp(&re, patterns[i], REG_EXTENDED | REG_ICASE) != 0)
-			return DIR_EMAIL; /* cannot check: refuse rather than leak */
 		while (found == DIR_CLEAN &&
-		       regexec(&re, at, 3, m, at == text ? 0 : REG_NOTBOL) == 0) {
+		       regexec(&compiled[i], at, 3, m, at == text ? 0 : REG_NOTBOL) == 0) {
 			const regmatch_t *hit = kinds[i] == DIR_POSTCODE ? &m[2] : &m[0];
 			if (kinds[i] != DIR_PHONE ||
 			    count_digits(at + hit->rm_so, (size_t)(hit->rm_eo - hit->rm_so)) >= 9) {
@@ -60,7 +69,6 @@ enum dir_detail dir_personal_detail(const char *text, char *what, size_t len)
 			if (*at == '\0')
 				break;
 		}
-		regfree(&re);
 	}
 	return found;
 }

@@ -279,12 +279,17 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 	char lower[41];
 	size_t n;
 
-	if (!json_is_string(cat) || (n = json_string_length(cat)) == 0 || n > 40 ||
-	    !valid_text(json_string_value(cat), 40, 0))
+	/* An exchange from a contact may leave the category to the item's. */
+	if (cat == NULL && json_object_get(out, "contact") != NULL) {
+		/* nothing to check */
+	} else if (!json_is_string(cat) || (n = json_string_length(cat)) == 0 || n > 40 ||
+	           !valid_text(json_string_value(cat), 40, 0)) {
 		return fail(err, "invalid_category", "category must be text of 1 to 40 characters");
-	for (size_t i = 0; i <= n; i++)
-		lower[i] = (char)tolower((unsigned char)json_string_value(cat)[i]);
-	json_object_set_new(out, "category", json_string(lower));
+	} else {
+		for (size_t i = 0; i <= n; i++)
+			lower[i] = (char)tolower((unsigned char)json_string_value(cat)[i]);
+		json_object_set_new(out, "category", json_string(lower));
+	}
 	if (desc != NULL && !json_is_null(desc)) {
 		if (!json_is_string(desc) || !valid_text(json_string_value(desc), 500, 1))
 			return fail(err, "invalid_field",
@@ -753,7 +758,7 @@ json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req
 	                                      "idempotency_key", NULL};
 	const json_t *contact = json_object_get(body, "contact");
 	int64_t minutes;
-	json_t *out, *fields;
+	json_t *out;
 
 	if (only_fields(body, allowed, err) == -1)
 		return NULL;
@@ -763,17 +768,5 @@ json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	out = json_pack("{sOsI}", "contact", contact, "minutes", (json_int_t)minutes);
-	/* The category defaults to the item's: check the others alone. */
-	fields = json_deep_copy(body);
-	if (json_object_get(fields, "category") == NULL)
-		json_object_set_new(fields, "category", json_string("-"));
-	if (exchange_fields(fields, out, err) == NULL) {
-		json_decref(fields);
-		json_decref(out);
-		return NULL;
-	}
-	if (json_object_get(body, "category") == NULL)
-		json_object_del(out, "category");
-	json_decref(fields);
-	return out;
+	return with_fields(body, out, err);
 }

@@ -22,10 +22,7 @@ BEGIN
                 WHERE (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
         RETURN NULL;
     END IF;
-    -- Same key, one at a time, as tb_replay does it.
-    PERFORM pg_advisory_xact_lock(h)
-       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
-               FROM jsonb_array_elements(items) i ORDER BY 1) keys;
+    -- tb_exchange_batch, the caller, holds every key's lock already.
     WITH it AS (
         SELECT (x->'p'->>'payer')::bigint AS payer, (x->'p'->>'earner')::bigint AS earner,
                (x->'p'->>'minutes')::bigint AS minutes, x->'p'->>'idempotency_key' AS key,
@@ -104,9 +101,7 @@ BEGIN
                 WHERE NOT (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock(h)
-       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
-               FROM jsonb_array_elements(items) i ORDER BY 1) keys;
+    -- tb_exchange_batch, the caller, holds every key's lock already.
     WITH it AS (
         SELECT (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
                (x->'p'->>'minutes')::bigint AS minutes, x->'p'->>'idempotency_key' AS key,
