@@ -61,51 +61,42 @@ void api_batch_free(struct api_batch *b)
 	free(b);
 }
 
-static void answer(struct waiting *w, const json_t *a)
+/* Row i of a batch's answer: ok, body (the answer's JSON, sent as it is),
+ * code, detail. */
+static void answer(struct waiting *w, const PGresult *res, int i)
 {
-	char *text;
-
-	if (json_is_true(json_object_get(a, "ok"))) {
-		text = json_dumps(json_object_get(a, "result"), JSON_COMPACT);
-		api_reply_text(w->r, w->r->ok_status, text);
-		free(text);
-	} else {
-		const char *code = json_string_value(json_object_get(a, "code"));
-		const char *detail = json_string_value(json_object_get(a, "detail"));
-		api_reply_ledger_error(w->r, code != NULL ? code : "internal_error",
-		                       detail != NULL ? detail : "");
-	}
+	if (PQgetvalue(res, i, 0)[0] == 't')
+		api_reply_text(w->r, w->r->ok_status, PQgetvalue(res, i, 1));
+	else
+		api_reply_ledger_error(w->r, PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
 }
 
 static void on_batch(void *arg, const struct db_result *res)
 {
 	struct sent *sent = arg;
 	struct api_batch *b = sent->b;
-	json_t *answers = NULL;
-	int cross_bank = 0;
+	int answered, cross_bank = 0;
 
 	b->in_flight--;
-	if (res->status == DB_OK && PQntuples(res->res) == 1)
-		answers = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
+	answered =
+	    res->status == DB_OK && PQntuples(res->res) == (int)sent->n && PQnfields(res->res) == 4;
 	for (size_t i = 0; i < sent->n; i++)
 		cross_bank |= json_is_true(json_object_get(sent->items[i].item, "xb"));
-	if (res->status == DB_OK && json_array_size(answers) != sent->n)
-		log_error("api: a batch of %zu exchanges had %zu answers: %.200s", sent->n,
-		          json_array_size(answers),
-		          PQntuples(res->res) == 1 ? PQgetvalue(res->res, 0, 0) : "(no row)");
-	if (answers != NULL && cross_bank)
+	if (res->status == DB_OK && !answered)
+		log_error("api: a batch of %zu exchanges had %d answers", sent->n,
+		          PQntuples(res->res));
+	if (answered && cross_bank)
 		failpoint("reserve_after");
 	for (size_t i = 0; i < sent->n; i++) {
 		struct waiting *w = &sent->items[i];
-		if (json_array_size(answers) == sent->n)
-			answer(w, json_array_get(answers, i));
+		if (answered)
+			answer(w, res->res, (int)i);
 		else
 			api_reply_failure(w->r, res);
 		json_decref(w->item);
 	}
-	if (answers != NULL && cross_bank)
+	if (answered && cross_bank)
 		fed_kick(api_fed(b->api));
-	json_decref(answers);
 	free(sent->items);
 	free(sent);
 	if (b->n > 0)
@@ -142,8 +133,10 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	b->in_flight++;
 	b->batches++;
 	b->exchanges += n;
-	if (db_query(api_db(b->api), "SELECT tb_exchange_batch($1::jsonb, $2::bigint, $3)::text", 3,
-	             params, on_batch, sent, &st) == -1) {
+	if (db_query(
+	        api_db(b->api),
+	        "SELECT ok, body, code, detail FROM tb_exchange_batch($1::jsonb, $2::bigint, $3)",
+	        3, params, on_batch, sent, &st) == -1) {
 		struct db_result res = {.status = st};
 		on_batch(sent, &res);
 	}
