@@ -5,7 +5,9 @@
  * batches are in the database at once; each locks its accounts, then its
  * keys, in order, so batches wait on each other at worst, never in a cycle.
  * One at a time is as fast as two where the database's CPU is the limit
- * (measured with make bench), and keeps batches large. */
+ * (measured with make bench), and keeps batches large. A batch frees its
+ * accounts when it commits, and its clients hear once it is durable
+ * (on_batch). */
 #include "api_internal.h"
 
 #include "failpoint.h"
@@ -37,6 +39,7 @@ struct sent {
 	struct api_batch *b;
 	struct waiting *items;
 	size_t n;
+	PGresult *answers; /* kept from commit until the commit is durable */
 };
 
 static void flush(evutil_socket_t fd, short what, void *arg);
@@ -71,36 +74,76 @@ static void answer(struct waiting *w, const PGresult *res, int i)
 		api_reply_ledger_error(w->r, PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
 }
 
+static int cross_bank(const struct sent *sent)
+{
+	for (size_t i = 0; i < sent->n; i++)
+		if (json_is_true(json_object_get(sent->items[i].item, "xb")))
+			return 1;
+	return 0;
+}
+
+/* Answers every exchange of the batch: from its row when the batch is
+ * durable, or with the failure (the keys make a retry safe). */
+static void finish(struct sent *sent, const struct db_result *failure)
+{
+	int xb = cross_bank(sent);
+
+	if (failure == NULL && xb)
+		failpoint("reserve_after");
+	for (size_t i = 0; i < sent->n; i++) {
+		struct waiting *w = &sent->items[i];
+		if (failure == NULL)
+			answer(w, sent->answers, (int)i);
+		else
+			api_reply_failure(w->r, failure);
+		json_decref(w->item);
+	}
+	if (failure == NULL && xb)
+		fed_kick(api_fed(sent->b->api));
+	PQclear(sent->answers);
+	free(sent->items);
+	free(sent);
+}
+
+/* Committed but not known to be durable: the client retries with its key,
+ * and hears the exchange recorded or records it then. */
+static void on_durable(void *arg, const struct db_result *res)
+{
+	struct db_result unknown = {.status = DB_UNAVAILABLE};
+
+	finish(arg, res->status == DB_OK ? NULL : &unknown);
+}
+
+/* The batch has committed without waiting for its WAL to reach the disk
+ * (tb_exchange_batch commits asynchronously), so the accounts it locked are
+ * free for the next batch at once. Nobody hears of it until it is durable:
+ * a transaction that commits synchronously flushes the WAL up to its own
+ * commit record, and so the batch's too. */
 static void on_batch(void *arg, const struct db_result *res)
 {
 	struct sent *sent = arg;
 	struct api_batch *b = sent->b;
-	int answered, cross_bank = 0;
+	enum db_status st;
 
 	b->in_flight--;
-	answered =
-	    res->status == DB_OK && PQntuples(res->res) == (int)sent->n && PQnfields(res->res) == 4;
-	for (size_t i = 0; i < sent->n; i++)
-		cross_bank |= json_is_true(json_object_get(sent->items[i].item, "xb"));
-	if (res->status == DB_OK && !answered)
-		log_error("api: a batch of %zu exchanges had %d answers", sent->n,
-		          PQntuples(res->res));
-	if (answered && cross_bank)
-		failpoint("reserve_after");
-	for (size_t i = 0; i < sent->n; i++) {
-		struct waiting *w = &sent->items[i];
-		if (answered)
-			answer(w, res->res, (int)i);
-		else
-			api_reply_failure(w->r, res);
-		json_decref(w->item);
-	}
-	if (answered && cross_bank)
-		fed_kick(api_fed(b->api));
-	free(sent->items);
-	free(sent);
 	if (b->n > 0)
 		event_active(b->flush, EV_TIMEOUT, 0);
+	if (res->status != DB_OK) {
+		finish(sent, res);
+		return;
+	}
+	if (PQntuples(res->res) != (int)sent->n || PQnfields(res->res) != 4) {
+		log_error("api: a batch of %zu exchanges had %d answers", sent->n,
+		          PQntuples(res->res));
+		finish(sent, res); /* answered 500: no answer */
+		return;
+	}
+	sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+	if (db_query(api_db(b->api), "SELECT txid_current()", 0, NULL, on_durable, sent, &st) ==
+	    -1) {
+		struct db_result unknown = {.status = DB_UNAVAILABLE};
+		finish(sent, &unknown);
+	}
 }
 
 static void flush(evutil_socket_t fd, short what, void *arg)
@@ -119,6 +162,7 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	sent = malloc(sizeof(*sent));
 	sent->b = b;
 	sent->n = n;
+	sent->answers = NULL;
 	sent->items = malloc(n * sizeof(*sent->items));
 	memcpy(sent->items, b->queue, n * sizeof(*sent->items));
 	memmove(b->queue, b->queue + n, (b->n - n) * sizeof(*b->queue));

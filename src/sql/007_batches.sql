@@ -3,7 +3,9 @@
 -- sends them together (tb_exchange_batch): one call, one commit, and each
 -- keeps its own answer. Every writer that locks several accounts locks
 -- them in account order first, so batches, channel applies and single
--- requests never wait on each other in a cycle.
+-- requests never wait on each other in a cycle. The set-wise functions
+-- keep one plan (plan_cache_mode): their statements' shapes never change,
+-- and planning them at every call was a twentieth of a batch's work.
 
 -- A batch of exchanges between members of this bank, posted set-wise:
 -- a few statements for the whole batch. Only when nothing in it can be
@@ -13,7 +15,7 @@
 -- The answers are those tb_exchange_record gives. NULL when the batch is
 -- not that simple: it then goes one exchange at a time.
 CREATE FUNCTION tb_exchange_batch_local(items jsonb, default_floor bigint) RETURNS text[]
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     ok boolean;
     result text[];
@@ -68,20 +70,24 @@ BEGIN
         SELECT id, payer_account, -minutes FROM ins
         UNION ALL
         SELECT id, earner_account, minutes FROM ins)
-    -- json, not jsonb: built as text in the order given, several times
-    -- cheaper, and sent to the client as it is.
-    SELECT array_agg(json_build_object(
-               'id', ins.id, 'kind', 'exchange', 'state', 'settled',
-               'payer', pm.number, 'earner', em.number,
-               'payer_label', CASE WHEN pm.kind = 'organisation' THEN 'organisation '
-                                   ELSE 'member ' END || pm.number,
-               'earner_label', CASE WHEN em.kind = 'organisation' THEN 'organisation '
-                                    ELSE 'member ' END || em.number,
-               'minutes', ins.minutes, 'category', ins.category,
-               'description', ins.description, 'performed_on', ins.performed_on,
-               'recorded_by', ins.recorded_by, 'idempotency_key', ins.idempotency_key,
-               'created_at', ins.created_at, 'reverses', NULL, 'reason', NULL,
-               'group_key', NULL, 'reversed_by', NULL)::text ORDER BY it.n)
+    -- The answers as JSON text, sent to the clients as they are: the same
+    -- object as tb_exchange_json's, written out here because building it
+    -- with json_build_object looks up every value's type again for every
+    -- exchange, a tenth of the batch's work.
+    SELECT array_agg('{"id":' || ins.id || ',"kind":"exchange","state":"settled","payer":'
+                     || pm.number || ',"earner":' || em.number || ',"payer_label":"'
+                     || CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
+                     || pm.number || '","earner_label":"'
+                     || CASE WHEN em.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
+                     || em.number || '","minutes":' || ins.minutes
+                     || ',"category":' || to_json(ins.category)::text
+                     || ',"description":' || coalesce(to_json(ins.description)::text, 'null')
+                     || ',"performed_on":' || to_json(ins.performed_on)::text
+                     || ',"recorded_by":' || to_json(ins.recorded_by)::text
+                     || ',"idempotency_key":' || to_json(ins.idempotency_key)::text
+                     || ',"created_at":' || to_json(ins.created_at)::text
+                     || ',"reverses":null,"reason":null,"group_key":null,"reversed_by":null}'
+                     ORDER BY it.n)
       INTO result
       FROM ins JOIN it ON it.key = ins.idempotency_key
       JOIN members pm ON pm.account_id = ins.payer_account
@@ -93,7 +99,7 @@ END $$;
 -- bank: each reserved against its payer's floor and left for the next
 -- proposal, as tb_xb_record does one at a time.
 CREATE FUNCTION tb_xb_batch_record(items jsonb, default_floor bigint, own_bank text)
-RETURNS text[] LANGUAGE plpgsql AS $$
+RETURNS text[] LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     ok boolean;
     ids bigint[];
@@ -162,12 +168,21 @@ END $$;
 -- request}: a row for each, in order, either ok and the answer's JSON text
 -- (sent to the client as it is) or refused with a code and a detail. A
 -- refusal undoes that exchange only.
+--
+-- The batch commits without waiting for the disk, so that the accounts it
+-- locks are free for the next batch while the WAL is written: its caller
+-- must tell nobody of it until a synchronous commit has followed it (any
+-- transaction with an id, such as SELECT txid_current()), which flushes
+-- the WAL up to that later commit and so this one too. Whatever reads the
+-- batch's effects and commits after it is ordered after it in the WAL, so
+-- a crash loses both or neither.
 CREATE FUNCTION tb_exchange_batch(items jsonb, default_floor bigint, own_bank text)
 RETURNS TABLE (ok boolean, body text, code text, detail text) LANGUAGE plpgsql AS $$
 DECLARE
     it jsonb;
     fast text[];
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM 1 FROM accounts
      WHERE id IN (SELECT m.account_id FROM members m
                    WHERE m.number IN (SELECT (i->'p'->>'payer')::bigint
@@ -763,7 +778,8 @@ $$;
 -- up a statement's entries per account and updates each account once, at
 -- the same moment (the end of the statement that wrote them).
 DROP TRIGGER entries_post ON entries;
-CREATE FUNCTION tb_post_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION tb_post_entries() RETURNS trigger LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     UPDATE accounts a SET balance_minutes = a.balance_minutes + s.total
       FROM (SELECT account_id, sum(minutes) AS total FROM added GROUP BY account_id) s
@@ -777,3 +793,45 @@ CREATE TRIGGER entries_post AFTER INSERT ON entries REFERENCING NEW TABLE AS add
 -- exchange (tb_xb_batch runs whenever anything is queued).
 CREATE INDEX xb_unproposed ON xb_exchanges (peer, id)
     WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL;
+
+-- ---- the journal's links, checked by the audit ----------------------------
+--
+-- Transfers and their entries are written only by the ledger's functions,
+-- the entries from the transfer they record in the same statement, all to
+-- accounts found through their members, and accounts are never deleted.
+-- The foreign keys proving that cost six lookups per exchange, a third of
+-- posting a batch (counted with callgrind); the audit proves it instead,
+-- for the whole journal: a transfer or entry whose account is missing, or
+-- an entry whose transfer is, fails invariant 2.
+ALTER TABLE entries DROP CONSTRAINT entries_transfer_id_fkey,
+                    DROP CONSTRAINT entries_account_id_fkey;
+ALTER TABLE transfers DROP CONSTRAINT transfers_payer_account_fkey,
+                      DROP CONSTRAINT transfers_earner_account_fkey;
+ALTER FUNCTION tb_audit(bigint, bigint) RENAME TO tb_audit_balances;
+CREATE FUNCTION tb_audit(default_floor bigint, community_floor bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    result jsonb := tb_audit_balances(default_floor, community_floor);
+    orphans jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(what ORDER BY n), '[]') INTO orphans FROM (
+        (SELECT 1 AS n, format('entry %s: no transfer %s', e.id, e.transfer_id) AS what
+           FROM entries e WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = e.transfer_id)
+          LIMIT 50)
+        UNION ALL
+        (SELECT 2, format('entry %s: no account %s', e.id, e.account_id)
+           FROM entries e WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)
+          LIMIT 50)
+        UNION ALL
+        (SELECT 3, format('transfer %s: no account %s', t.id, acct)
+           FROM transfers t, LATERAL (VALUES (t.payer_account), (t.earner_account)) v(acct)
+          WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = acct)
+          LIMIT 50)) o;
+    IF jsonb_array_length(orphans) = 0 THEN
+        RETURN result;
+    END IF;
+    -- Invariant 2 is the second check.
+    RETURN jsonb_set(jsonb_set(jsonb_set(result, '{checks,1,ok}', 'false'),
+                               '{checks,1,failing}', result #> '{checks,1,failing}' || orphans),
+                     '{ok}', 'false');
+END $$;

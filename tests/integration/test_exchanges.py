@@ -173,6 +173,20 @@ def test_audit_names_the_accounts_that_fail(bank):
     assert "audit: FAILED" in r.stdout
 
 
+def test_audit_finds_journal_entries_without_their_transfer(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    bank.exchange(a, b, "2")
+    # Entries that balance, and move the cached balances with them, but
+    # record no transfer: only the journal's links show them.
+    bank.cluster.psql("INSERT INTO entries (transfer_id, account_id, minutes) "
+                      f"SELECT 999999, account_id, m FROM members, (VALUES ({a}, -60), ({b}, 60)) "
+                      "v(n, m) WHERE number = v.n", bank.db)
+    r = bank.tbctl("audit")
+    assert r.returncode == 1
+    assert "invariant 1 FAILED" not in r.stdout and "invariant 2 FAILED" in r.stdout
+    assert "no transfer 999999" in r.stdout and "audit: FAILED" in r.stdout
+
+
 def test_audit_reports_a_balance_below_its_floor(bank):
     a, b = bank.add_member("Ann"), bank.add_member("Bob")
     bank.exchange(a, b, "8")
@@ -247,3 +261,22 @@ def test_concurrent_exchanges_share_batches_and_keep_their_own_answers(bank):
     batches = int(re.search(r"timebankd_exchange_batches_total (\d+)", metrics).group(1))
     batched = int(re.search(r"timebankd_exchanges_batched_total (\d+)", metrics).group(1))
     assert batched >= 122 and batches < batched  # some batches carried several
+
+
+def test_set_wise_answers_are_the_exchanges_as_read_back(bank):
+    """Batches with nothing to refuse are posted set-wise and answered from
+    JSON written out by hand: each answer is the exchange as read back."""
+    org = bank.add_member("Village Hall", kind="organisation", floor="-100h")
+    people = [bank.add_member(f"Neighbour {i}", floor="-100h") for i in range(4)]
+    reqs = [dict(payer=(org if i % 3 == 0 else people[i % 4]), earner=people[(i + 1) % 4],
+                 minutes=15 + i, category="gardening",
+                 description=None if i % 2 else f'weeding "bed" {i}\\ \u00e9',
+                 idempotency_key=f"sw-{i}") for i in range(40)]
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda r: bank.api("POST", "/v1/exchanges", r), reqs))
+    for body, (status, out) in zip(reqs, answers):
+        assert status == 201, out
+        got, stored = bank.api("GET", f"/v1/exchanges/{out['id']}")
+        assert got == 200 and out == stored
+        assert (out["minutes"], out["description"]) == (body["minutes"], body["description"])
+    assert bank.tbctl_json("audit")["ok"]
