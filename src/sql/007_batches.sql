@@ -3,9 +3,7 @@
 -- sends them together (tb_exchange_batch): one call, one commit, and each
 -- keeps its own answer. Every writer that locks several accounts locks
 -- them in account order first, so batches, channel applies and single
--- requests never wait on each other in a cycle. The set-wise functions
--- keep one plan (plan_cache_mode): their statements' shapes never change,
--- and planning them at every call was a twentieth of a batch's work.
+-- requests never wait on each other in a cycle.
 
 -- A batch of exchanges between members of this bank, posted set-wise:
 -- a few statements for the whole batch. Only when nothing in it can be
@@ -15,7 +13,7 @@
 -- The answers are those tb_exchange_record gives. NULL when the batch is
 -- not that simple: it then goes one exchange at a time.
 CREATE FUNCTION tb_exchange_batch_local(items jsonb, default_floor bigint) RETURNS text[]
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     ok boolean;
     result text[];
@@ -99,10 +97,9 @@ END $$;
 -- bank: each reserved against its payer's floor and left for the next
 -- proposal, as tb_xb_record does one at a time.
 CREATE FUNCTION tb_xb_batch_record(items jsonb, default_floor bigint, own_bank text)
-RETURNS text[] LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     ok boolean;
-    ids bigint[];
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -157,10 +154,29 @@ BEGIN
                'pending', it.actor, it.key, it.fp
           FROM it JOIN members pm ON pm.number = it.payer
          ORDER BY it.n
-        RETURNING id)
-    SELECT array_agg(it.id ORDER BY it.n) INTO ids FROM it JOIN ins ON ins.id = it.id;
-    SELECT array_agg(tb_xb_json(x)::text ORDER BY array_position(ids, x.id))
-      INTO result FROM xb_exchanges x WHERE x.id = ANY (ids);
+        RETURNING *)
+    -- tb_xb_json's object for a new pending exchange, written out as the
+    -- local batch's answers are.
+    SELECT array_agg('{"id":' || to_json(ins.xid)::text || ',"cross_bank":true'
+                     || ',"state":"pending","reason":null,"peer":' || to_json(ins.peer)::text
+                     || ',"side":"payer","payer":' || pm.number || ',"earner":null'
+                     || ',"payer_label":"'
+                     || CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
+                     || pm.number || '","earner_label":'
+                     || to_json(CASE WHEN ins.remote_member IS NULL THEN 'a ' || ins.peer || ' member'
+                                     ELSE ins.peer || ' member ' || ins.remote_member END)::text
+                     || ',"minutes":' || ins.minutes
+                     || ',"category":' || to_json(ins.category)::text
+                     || ',"description":' || coalesce(to_json(ins.description)::text, 'null')
+                     || ',"performed_on":' || to_json(ins.performed_on)::text
+                     || ',"recorded_by":' || to_json(ins.recorded_by)::text
+                     || ',"idempotency_key":' || to_json(ins.idempotency_key)::text
+                     || ',"created_at":' || to_json(ins.created_at)::text
+                     || ',"decided_at":null,"transfer":null,"reverses":null,"reversed_by":null'
+                     || ',"claim":null,"contact":null}'
+                     ORDER BY it.n)
+      INTO result
+      FROM it JOIN ins ON ins.id = it.id JOIN members pm ON pm.account_id = ins.member_account;
     RETURN result;
 END $$;
 
@@ -778,8 +794,7 @@ $$;
 -- up a statement's entries per account and updates each account once, at
 -- the same moment (the end of the statement that wrote them).
 DROP TRIGGER entries_post ON entries;
-CREATE FUNCTION tb_post_entries() RETURNS trigger LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan AS $$
+CREATE FUNCTION tb_post_entries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE accounts a SET balance_minutes = a.balance_minutes + s.total
       FROM (SELECT account_id, sum(minutes) AS total FROM added GROUP BY account_id) s

@@ -2,6 +2,7 @@
 reserved at the payer's bank, decided by the earner's, followed by the
 payer's; applied exactly once whatever is stopped or killed."""
 
+import concurrent.futures
 import hashlib
 import json
 import random
@@ -531,7 +532,6 @@ def test_malformed_proposals_are_refused_and_the_channel_goes_on(pair):
 
 
 def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
-    import concurrent.futures
     col, wes = pair.banks["colchester"], pair.banks["westminster"]
     payers = [col.add_member(f"Payer {i}") for i in range(4)]
     away = col.add_member("Away")
@@ -561,4 +561,33 @@ def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
     assert len(set(xids)) == 40
     wait_for(lambda: all(settled_or_rejected(col, x) for x in xids), what="the answers")
     assert wes.tbctl_json("balance", str(wendy))["balance_minutes"] == 40 * 15
+    assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
+
+
+def test_batched_answers_are_the_exchanges_as_read_back(pair):
+    """Cross-bank exchanges recorded together are answered from JSON written
+    out by hand: each answer is the exchange as read back at once."""
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    payers = [col.add_member(f"Payer {i}", floor="-50h") for i in range(3)]
+    org = col.add_member("Surgery", kind="organisation", floor="-50h")
+    earner = wes.add_member("Wendy")
+    reqs = [dict(payer=(org if i % 4 == 0 else payers[i % 3]), earner=f"westminster:{earner}",
+                 minutes=20 + i, category="lifts",
+                 description=None if i % 2 else f'to the "surgery" {i}',
+                 idempotency_key=f"xbw-{i}") for i in range(24)]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda r: col.api("POST", "/v1/exchanges", r), reqs))
+    for body, (status, out) in zip(reqs, answers):
+        assert status == 201, out
+        assert out["state"] == "pending" and out["minutes"] == body["minutes"]
+        got, stored = col.api("GET", f"/v1/exchanges/{out['id']}")
+        assert got == 200
+        if stored["state"] == "pending":  # it may have settled since
+            assert out == stored
+        else:
+            changed = ("state", "decided_at", "transfer")
+            assert {k: v for k, v in out.items() if k not in changed} == \
+                {k: v for k, v in stored.items() if k not in changed}
+    for _, out in answers:
+        wait_for(lambda: settled_or_rejected(col, out["id"]), what="settling")
     assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
