@@ -850,3 +850,19 @@ BEGIN
                                '{checks,1,failing}', result #> '{checks,1,failing}' || orphans),
                      '{ok}', 'false');
 END $$;
+
+-- ---- plans for tables that grow --------------------------------------------
+--
+-- The exchange paths look up a batch's few dozen rows in tables that grow
+-- by thousands a minute. Planned by the statistics of a younger table,
+-- each lookup became a read of the whole table into a hash (a new bank's
+-- xb_exchanges, read whole to settle each message of answers, until its
+-- statistics were next gathered). These functions, and what they call,
+-- join by nested loops over the indexes, at the price of a page read
+-- from memory rather than disk.
+ALTER FUNCTION tb_exchange_batch(jsonb, bigint, text)
+    SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1;
+ALTER FUNCTION tb_xb_batch(int)
+    SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1;
+ALTER FUNCTION tb_fed_apply(text, jsonb)
+    SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1;
