@@ -2,8 +2,9 @@
 -- exchanges recorded through its API while a batch is in the database and
 -- sends them together (tb_exchange_batch): one call, one commit, and each
 -- keeps its own answer. Every writer that locks several accounts locks
--- them in account order first, so batches, channel applies and single
--- requests never wait on each other in a cycle.
+-- them in account order first, and a peer's row (fed_peers) only after
+-- its accounts, so batches, channel applies and single requests never
+-- wait on each other in a cycle.
 
 -- A batch of exchanges between members of this bank, posted set-wise:
 -- a few statements for the whole batch. Only when nothing in it can be
@@ -94,12 +95,18 @@ BEGIN
 END $$;
 
 -- The same for a batch of cross-bank exchanges recorded at the payer's
--- bank: each reserved against its payer's floor and left for the next
--- proposal, as tb_xb_record does one at a time.
+-- bank: each reserved against its payer's floor, as tb_xb_record does one
+-- at a time, and proposed at once: one message to each peer, queued in
+-- the same transaction (what tb_xb_batch would send next, saved a
+-- transaction and a second write of every row). Enqueueing takes the
+-- peer's row after the accounts, the order channel applies keep too.
 CREATE FUNCTION tb_xb_batch_record(items jsonb, default_floor bigint, own_bank text)
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     ok boolean;
+    ids bigint[];
+    seqs jsonb := '{}';
+    to_peer text;
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -137,8 +144,25 @@ BEGIN
               JOIN members pm ON pm.number = (x->'p'->>'payer')::bigint
              GROUP BY pm.account_id) need
      WHERE a.id = need.pa;
+    ids := ARRAY(SELECT nextval('xb_exchanges_id_seq')
+                   FROM generate_series(1, jsonb_array_length(items)));
+    -- The proposals, as tb_xb_batch writes them.
+    FOR to_peer IN SELECT DISTINCT x->'p'->>'bank' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
+        seqs := seqs || jsonb_build_object(to_peer, tb_fed_enqueue(to_peer, jsonb_build_object(
+            'kind', 'xb_propose', 'items', (
+                SELECT jsonb_agg(jsonb_build_object(
+                           'xid', own_bank || ':' || ids[n],
+                           'earner', coalesce((x->'p'->>'earner')::bigint, 0),
+                           'minutes', (x->'p'->>'minutes')::bigint,
+                           'category', x->'p'->>'category',
+                           'performed_on', coalesce((x->'p'->>'performed_on')::date,
+                                                    current_date)::text,
+                           'reverses', '', 'claim', '', 'contact', '') ORDER BY n)
+                  FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
+                 WHERE x->'p'->>'bank' = to_peer))));
+    END LOOP;
     WITH it AS (
-        SELECT n, nextval('xb_exchanges_id_seq') AS id, x->>'actor' AS actor,
+        SELECT n, ids[n] AS id, x->>'actor' AS actor,
                (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
                (x->'p'->>'earner')::bigint AS earner, (x->'p'->>'minutes')::bigint AS minutes,
                x->'p'->>'category' AS category, x->'p'->>'description' AS description,
@@ -148,10 +172,10 @@ BEGIN
     ins AS (
         INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
                                   category, description, performed_on, state, recorded_by,
-                                  idempotency_key, fingerprint)
+                                  idempotency_key, fingerprint, proposed_seq)
         SELECT it.id, own_bank || ':' || it.id, 'payer', it.bank, pm.account_id, it.earner,
                it.minutes, it.category, it.description, coalesce(it.performed_on, current_date),
-               'pending', it.actor, it.key, it.fp
+               'pending', it.actor, it.key, it.fp, (seqs->>it.bank)::bigint
           FROM it JOIN members pm ON pm.number = it.payer
          ORDER BY it.n
         RETURNING *)
@@ -513,7 +537,10 @@ BEGIN
     -- whose sequence is fixed now: nothing else may queue to the peer until
     -- this commits, so the peer's row is locked (NO KEY UPDATE: foreign-key
     -- checks on it need not wait). Other runs leave the row free.
+    -- Accounts before the peer's row, as everything that takes both does
+    -- (an exchange batch proposes what it records: tb_xb_batch_record).
     PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
+    PERFORM tb_fed_prelock(from_peer, items);
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
                 WHERE i->'body'->>'kind' = 'xb_propose') THEN
         SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
@@ -523,7 +550,6 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
     END IF;
-    PERFORM tb_fed_prelock(from_peer, items);
     FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
         s := (item->>'seq')::bigint;
         kind := item->'body'->>'kind';
