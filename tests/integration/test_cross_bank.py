@@ -591,3 +591,26 @@ def test_batched_answers_are_the_exchanges_as_read_back(pair):
     for _, out in answers:
         wait_for(lambda: settled_or_rejected(col, out["id"]), what="settling")
     assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
+
+
+def test_both_ways_at_once_nobody_waits_in_a_cycle(pair):
+    """Each bank records exchanges to the other while applying the other's
+    proposals and answers: batches and applies take accounts, then the
+    peer's row, in one order, so every request is answered 201."""
+    col, wes = pair.banks["colchester"], pair.banks["westminster"]
+    ours = {b: [bank.add_member(f"{b} {i}", floor="-50h") for i in range(6)]
+            for b, bank in (("colchester", col), ("westminster", wes))}
+    reqs = []
+    for i in range(160):
+        bank, other = (col, "westminster") if i % 2 else (wes, "colchester")
+        mine = ours["colchester" if bank is col else "westminster"]
+        reqs.append((bank, dict(payer=mine[i % 6], earner=f"{other}:{ours[other][(i + 1) % 6]}",
+                                minutes=10, category="lifts", idempotency_key=f"bw-{i}")))
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda r: r[0].api("POST", "/v1/exchanges", r[1]), reqs))
+    assert [s for s, _ in answers] == [201] * len(reqs), [o for s, o in answers if s != 201][:3]
+    for (bank, _), (_, out) in zip(reqs, answers):
+        wait_for(lambda: xb(bank, out["id"])["state"] == "settled", what="settling")
+    for b, bank in (("colchester", col), ("westminster", wes)):
+        assert bank.tbctl_json("audit")["ok"]
+        assert "deadlock" not in bank.log_text()
