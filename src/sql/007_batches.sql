@@ -892,3 +892,13 @@ ALTER FUNCTION tb_xb_batch(int)
     SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1;
 ALTER FUNCTION tb_fed_apply(text, jsonb)
     SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1;
+
+-- A pending cross-bank exchange may change (it is decided once); the guard
+-- refuses every other change. Settling a message of answers fired it for
+-- every row only to let it through: it now runs only for the changes it
+-- refuses, found by the trigger's own condition.
+DROP TRIGGER xb_decided ON xb_exchanges;
+CREATE TRIGGER xb_decided BEFORE UPDATE ON xb_exchanges
+    FOR EACH ROW WHEN (OLD.state <> 'pending') EXECUTE FUNCTION tb_xb_guard();
+CREATE TRIGGER xb_never_deleted BEFORE DELETE ON xb_exchanges
+    FOR EACH ROW EXECUTE FUNCTION tb_xb_guard();

@@ -76,6 +76,13 @@ def test_cross_bank_exchange_settles_at_both_banks(pair):
     wait_for(lambda: verdict() == ["agree"], timeout=30, what="agreement")
     text = col.tbctl("audit", "--federation", check=True).stdout
     assert "westminster: agree (ours 2h, theirs -2h)" in text
+    # Decided, it never changes, whoever asks.
+    for bank in (col, wes):
+        for sql in ("UPDATE xb_exchanges SET minutes = 1", "UPDATE xb_exchanges SET state = "
+                    "'rejected'", "DELETE FROM xb_exchanges"):
+            r = bank.cluster.psql(sql, bank.db, check=False)
+            assert r.returncode != 0 and "cannot change" in r.stderr, sql
+        assert xb(bank, out["id"])["state"] == "settled"
 
 
 def test_refusals_by_the_other_bank_release_the_reservation(pair):
