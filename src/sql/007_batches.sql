@@ -902,3 +902,14 @@ CREATE TRIGGER xb_decided BEFORE UPDATE ON xb_exchanges
     FOR EACH ROW WHEN (OLD.state <> 'pending') EXECUTE FUNCTION tb_xb_guard();
 CREATE TRIGGER xb_never_deleted BEFORE DELETE ON xb_exchanges
     FOR EACH ROW EXECUTE FUNCTION tb_xb_guard();
+
+-- Unique where given: a reversal's original, a cross-bank exchange's key
+-- (the earner's side has none). Every exchange wrote an empty entry into
+-- each of these indexes; now only those that name one do.
+ALTER TABLE transfers DROP CONSTRAINT transfers_reverses_key;
+CREATE UNIQUE INDEX transfers_reverses ON transfers (reverses) WHERE reverses IS NOT NULL;
+ALTER TABLE xb_exchanges DROP CONSTRAINT xb_exchanges_reverses_key,
+                         DROP CONSTRAINT xb_exchanges_idempotency_key_key;
+CREATE UNIQUE INDEX xb_reverses ON xb_exchanges (reverses) WHERE reverses IS NOT NULL;
+CREATE UNIQUE INDEX xb_idempotency_key ON xb_exchanges (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
