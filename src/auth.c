@@ -1,5 +1,7 @@
 #include "auth.h"
 
+#include "crypto.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,13 +62,6 @@ static int unhex(const char *s, unsigned char *out, size_t n)
 		out[i] = (unsigned char)v;
 	}
 	return s[2 * n] == '\0' ? 0 : -1;
-}
-
-static void sha256(const char *s, unsigned char out[32])
-{
-	unsigned int len = 32;
-
-	EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL);
 }
 
 /* One "NAME ROLE sha256:HEX [created=TIME]" line into t; 0, 1 for a blank
@@ -171,7 +166,7 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 
 	if (bearer == NULL || strlen(bearer) > 256)
 		return NULL;
-	sha256(bearer, h);
+	crypto_sha256((const uint8_t *)bearer, strlen(bearer), h);
 	for (int i = 0; i < auth->n; i++)
 		if (CRYPTO_memcmp(h, auth->tokens[i].hash, 32) == 0)
 			found = &auth->tokens[i];
@@ -206,7 +201,7 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(out + 3 + 2 * i, 3, "%02x", raw[i]);
 	OPENSSL_cleanse(raw, sizeof(raw));
-	sha256(out, h);
+	crypto_sha256((const uint8_t *)out, strlen(out), h);
 	gmtime_r(&now, &tm);
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	n = snprintf(line, sizeof(line), "%s %s sha256:", name, auth_role_name(role));

@@ -50,11 +50,16 @@ long crypto_unhex(const char *hex, uint8_t *out, size_t max)
 	return (long)(n / 2);
 }
 
+/* SHA-256 fetched from the provider once: EVP_sha256() is fetched again at
+ * every digest, a lookup that cost more than hashing an API token. */
 void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out)
 {
+	static EVP_MD *md;
 	unsigned int n = CRYPTO_HASH_LEN;
 
-	EVP_Digest(msg, len, out, &n, EVP_sha256(), NULL);
+	if (md == NULL)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	EVP_Digest(msg, len, out, &n, md != NULL ? md : EVP_sha256(), NULL);
 }
 
 /* Fills raw and id from pkey; -1 unless it is an Ed25519 key. */
