@@ -2,10 +2,11 @@
  * POST /v1/exchanges that arrives while a batch is in the database waits
  * for the next, and a batch is one call (tb_exchange_batch, src/sql/007)
  * and one commit, each exchange with its own answer. Up to BATCHES_IN_FLIGHT
- * batches are in the database at once; each locks its accounts, then its
- * keys, in order, so batches wait on each other at worst, never in a cycle.
- * One at a time is as fast as two where the database's CPU is the limit
- * (measured with make bench), and keeps batches large. A batch frees its
+ * batches are in the database at once; each locks its keys, then its
+ * accounts, in order, so batches wait on each other at worst, never in a
+ * cycle. One at a time is as fast as two where the database's CPU is the
+ * limit (measured with make bench, also with the accounts locked only for
+ * the journal's part of a batch), and keeps batches large. A batch frees its
  * accounts when it commits, and its clients hear once it is durable
  * (on_batch). */
 #include "api_internal.h"

@@ -223,6 +223,15 @@ DECLARE
     fast text[];
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- Every key the batch names first, in one order, as a single request
+    -- takes its key before its accounts (tb_replay): a retry waits for its
+    -- first try, and two batches wait on each other at worst, never in a
+    -- cycle.
+    PERFORM pg_advisory_xact_lock(h)
+       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
+               FROM jsonb_array_elements(items) i
+              WHERE i->'p'->>'idempotency_key' IS NOT NULL ORDER BY 1) keys;
+    -- Then the accounts, in order, before anything else locks one.
     PERFORM 1 FROM accounts
      WHERE id IN (SELECT m.account_id FROM members m
                    WHERE m.number IN (SELECT (i->'p'->>'payer')::bigint
@@ -232,12 +241,6 @@ BEGIN
                                         FROM jsonb_array_elements(items) i
                                        WHERE NOT (i->>'xb')::boolean))
      ORDER BY id FOR UPDATE;
-    -- Then every key the batch names, in one order too: a second batch in
-    -- the database at the same time waits at worst, never in a cycle.
-    PERFORM pg_advisory_xact_lock(h)
-       FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
-               FROM jsonb_array_elements(items) i
-              WHERE i->'p'->>'idempotency_key' IS NOT NULL ORDER BY 1) keys;
     fast := coalesce(tb_exchange_batch_local(items, default_floor),
                      tb_xb_batch_record(items, default_floor, own_bank));
     IF fast IS NOT NULL THEN
