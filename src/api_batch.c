@@ -140,8 +140,8 @@ static void on_batch(void *arg, const struct db_result *res)
 		return;
 	}
 	sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-	if (db_query(api_db(b->api), "SELECT txid_current()", 0, NULL, on_durable, sent, &st) ==
-	    -1) {
+	if (sent->answers == NULL || db_query(api_db(b->api), "SELECT txid_current()", 0, NULL,
+	                                      on_durable, sent, &st) == -1) {
 		struct db_result unknown = {.status = DB_UNAVAILABLE};
 		finish(sent, &unknown);
 	}
