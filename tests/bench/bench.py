@@ -4,7 +4,8 @@ own commit rate, measured in one run. Two banks, colchester and
 westminster, each with a PostgreSQL cluster of its own (fsync and
 synchronous_commit on, as PostgreSQL ships), linked over mutual TLS:
 
-1. the baseline: pgbench's TPC-B-like rate, 8 clients, on colchester's cluster;
+1. the baseline: pgbench's TPC-B-like rate, 8 clients, on colchester's cluster,
+   the mean of a run before the daemons' loads and one after;
 2. local exchanges per second through colchester's admin API, from many
    keep-alive connections (tbload, the project's load generator), p50/p99;
 3. cross-bank exchanges per second from submission at colchester until
@@ -36,14 +37,18 @@ TBLOAD = os.path.join(BUILD, "tbload")
 CLUSTERS = []
 
 
-def tpcb(cluster):
-    db = cluster.new_database()
-    subprocess.run([f"{PG_BIN}/pgbench", "-i", "-q", "-s", "8", cluster.conninfo(db)],
-                   check=True, capture_output=True)
+def tpcb(cluster, db=None):
+    if db is None:
+        db = cluster.new_database()
+        subprocess.run([f"{PG_BIN}/pgbench", "-i", "-q", "-s", "8", cluster.conninfo(db)],
+                       check=True, capture_output=True)
+    # Each run starts with nothing left for the checkpointer to write: not
+    # pgbench's load, nor the daemons'.
+    cluster.psql("CHECKPOINT", db)
     r = subprocess.run([f"{PG_BIN}/pgbench", "-n", "-c", "8", "-j", "2", "-T",
                         str(int(SECONDS)), cluster.conninfo(db)],
                        capture_output=True, text=True, check=True)
-    return float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1))
+    return float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1)), db
 
 
 def tbload(bank, *args):
@@ -126,11 +131,16 @@ def main():
     try:
         banks = network(root)
         col, wes = banks["colchester"], banks["westminster"]
-        base = tpcb(col.cluster)
+        # The baseline before and after the daemons' loads: the machine's
+        # disk speed drifts over minutes, and the mean of the two brackets
+        # the loads.
+        before, tpcb_db = tpcb(col.cluster)
         local = tbload(col)
         xids = os.path.join(root, "xids")
         cross = tbload(col, "--earner-bank", "westminster", "--xids", xids)
         x_rate, x50, x99, rejected = settled(col, xids)
+        after, _ = tpcb(col.cluster, tpcb_db)
+        base = (before + after) / 2
         rss = {b: peak_rss_mib(bank) for b, bank in banks.items()}
         if os.environ.get("BENCH_PROFILE"):
             time.sleep(1)  # function statistics are flushed once a second
@@ -145,7 +155,7 @@ def main():
         banks = {}
         results = {
             "machine": machine(), "seconds": SECONDS, "connections": CONNECTIONS,
-            "baseline_tpcb_tps": base,
+            "baseline_tpcb_tps": base, "baseline_before_after": [before, after],
             "local": dict(local, ratio=local["rate"] / base),
             "cross_bank": {"submitted": cross["recorded"], "submit": cross,
                            "settled_rate": x_rate, "ratio": x_rate / base,
@@ -153,7 +163,8 @@ def main():
             "peak_rss_mib": rss, "audits_ok": audits,
         }
         print(f"bench: {machine()}; {CONNECTIONS} connections, {SECONDS:g} s per load")
-        print(f"  baseline   pgbench TPC-B-like, 8 clients        {base:8.0f} tps")
+        print(f"  baseline   pgbench TPC-B-like, 8 clients        {base:8.0f} tps"
+              f"   (before the loads {before:.0f}, after {after:.0f})")
         print(f"  local      POST /v1/exchanges                   {local['rate']:8.0f} /s"
               f"   {local['rate'] / base:5.2f}x   p50 {local['p50_ms']:6.1f} ms"
               f"   p99 {local['p99_ms']:6.1f} ms   refused {local['errors'] or 'none'}")
