@@ -833,6 +833,17 @@ BEGIN
                               'reason', coalesce(reason, ''));
 END $$;
 
+-- One proposal as it travels, read by the earner's bank (tb_xb_on_propose).
+CREATE FUNCTION tb_xb_proposal(xid text, earner bigint, minutes bigint, category text,
+                               performed_on date, reverses text, claim text, contact text)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+               'xid', xid, 'earner', coalesce(earner, 0), 'minutes', minutes,
+               'category', category, 'performed_on', performed_on::text,
+               'reverses', coalesce(reverses, ''), 'claim', coalesce(claim, ''),
+               'contact', coalesce(contact, ''))
+$$;
+
 -- Claims waiting to go, and reservations not yet proposed (naming the
 -- claim or contact they come from): one message of each kind per peer, in
 -- one transaction. Messages are applied by tb_fed_apply (migration 7).
@@ -865,12 +876,8 @@ BEGIN
     END LOOP;
     FOR to_peer IN SELECT DISTINCT peer FROM xb_exchanges
                     WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL LOOP
-        SELECT jsonb_agg(jsonb_build_object(
-                   'xid', xid, 'earner', coalesce(remote_member, 0), 'minutes', minutes,
-                   'category', category, 'performed_on', performed_on::text,
-                   'reverses', coalesce(reverses, ''), 'claim', coalesce(claim, ''),
-                   'contact', coalesce(contact, ''))
-                   ORDER BY id),
+        SELECT jsonb_agg(tb_xb_proposal(xid, remote_member, minutes, category, performed_on,
+                                        reverses, claim, contact) ORDER BY id),
                array_agg(id)
           INTO items, ids
           FROM (SELECT * FROM xb_exchanges

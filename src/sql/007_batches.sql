@@ -146,18 +146,14 @@ BEGIN
      WHERE a.id = need.pa;
     ids := ARRAY(SELECT nextval('xb_exchanges_id_seq')
                    FROM generate_series(1, jsonb_array_length(items)));
-    -- The proposals, as tb_xb_batch writes them.
     FOR to_peer IN SELECT DISTINCT x->'p'->>'bank' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
         seqs := seqs || jsonb_build_object(to_peer, tb_fed_enqueue(to_peer, jsonb_build_object(
             'kind', 'xb_propose', 'items', (
-                SELECT jsonb_agg(jsonb_build_object(
-                           'xid', own_bank || ':' || ids[n],
-                           'earner', coalesce((x->'p'->>'earner')::bigint, 0),
-                           'minutes', (x->'p'->>'minutes')::bigint,
-                           'category', x->'p'->>'category',
-                           'performed_on', coalesce((x->'p'->>'performed_on')::date,
-                                                    current_date)::text,
-                           'reverses', '', 'claim', '', 'contact', '') ORDER BY n)
+                SELECT jsonb_agg(tb_xb_proposal(
+                           own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
+                           (x->'p'->>'minutes')::bigint, x->'p'->>'category',
+                           coalesce((x->'p'->>'performed_on')::date, current_date),
+                           NULL, NULL, NULL) ORDER BY n)
                   FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
                  WHERE x->'p'->>'bank' = to_peer))));
     END LOOP;
