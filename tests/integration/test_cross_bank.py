@@ -538,6 +538,34 @@ def test_malformed_proposals_are_refused_and_the_channel_goes_on(pair):
     imp.close()
 
 
+def test_audit_finds_cross_bank_exchanges_without_their_links(pair):
+    col = pair.banks["colchester"]
+    assert col.tbctl_json("audit")["ok"]
+    # A record no function of the daemon writes: its member's account, its
+    # posting and its peer are all missing.
+    col.cluster.psql("INSERT INTO xb_exchanges (xid, side, peer, member_account, minutes, "
+                     "category, performed_on, state, transfer_id, recorded_by) VALUES "
+                     "('nowhere:1', 'earner', 'nowhere', 999999, 60, 'lifts', current_date, "
+                     "'settled', 888888, 'federation:nowhere')", col.db)
+    r = col.tbctl("audit")
+    assert r.returncode == 1
+    assert "invariant 1 FAILED" not in r.stdout and "invariant 2 FAILED" in r.stdout
+    for what in ("no account 999999", "no transfer 888888", "no peer nowhere"):
+        assert f"cross-bank exchange nowhere:1: {what}" in r.stdout
+
+
+def test_dates_from_a_peer_are_read_without_raising(pair):
+    col = pair.banks["colchester"]
+    cases = {"2024-02-29": "2024-02-29", "2000-02-29": "2000-02-29", "1900-02-29": "",
+             "2023-02-29": "", "2026-04-31": "", "2026-12-31": "2026-12-31", "2026-13-01": "",
+             "2026-00-10": "", "0000-01-01": "", "0001-01-01": "0001-01-01", "2026-1-5": "",
+             "2026-01-05x": "", "tomorrow": "", "": ""}
+    for text, want in cases.items():
+        got = col.cluster.psql(f"SELECT tb_safe_date('{text}')", col.db).stdout.strip()
+        assert got == want, text
+    assert col.cluster.psql("SELECT tb_safe_date(NULL) IS NULL", col.db).stdout.strip() == "t"
+
+
 def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
     col, wes = pair.banks["colchester"], pair.banks["westminster"]
     payers = [col.add_member(f"Payer {i}") for i in range(4)]
