@@ -126,31 +126,89 @@ void fed_chan_load(struct fed *fed)
 
 /* ---- sealing ---------------------------------------------------------- */
 
+/* Envelopes just sealed, kept until their seal commits: each then goes
+ * straight to its peer's session when it is the next that session needs,
+ * rather than being read back from the outbox. */
+struct sealed {
+	struct fed *fed;
+	size_t n, cap;
+	struct sealed_env {
+		char *peer;
+		uint64_t seq;
+		uint8_t *env;
+		size_t len;
+	} * envs;
+};
+
+static void sealed_free(struct sealed *sd)
+{
+	for (size_t i = 0; i < sd->n; i++) {
+		free(sd->envs[i].peer);
+		free(sd->envs[i].env);
+	}
+	free(sd->envs);
+	free(sd);
+}
+
+/* Frames one envelope onto the session; the peer's sent mark moves. */
+static void send_envelope(struct fed_peer *peer, uint64_t seq, const uint8_t *env, size_t len)
+{
+	uint8_t header[FRAME_HEADER];
+
+	frame_header((uint32_t)len, header);
+	bufferevent_write(peer->session->bev, header, sizeof(header));
+	bufferevent_write(peer->session->bev, env, len);
+	peer->send_after = seq;
+	peer->sent++;
+}
+
+/* What a peer's session may be sent now without reading the outbox: the
+ * next in order, while the output is not backed up. */
+static int sendable(const struct fed_peer *peer, uint64_t seq)
+{
+	return peer->session != NULL && !peer->pumping && seq == peer->send_after + 1 &&
+	       evbuffer_get_length(bufferevent_get_output(peer->session->bev)) <= SEND_BUFFER;
+}
+
 static void on_sealed(void *arg, const struct db_result *r)
 {
-	struct fed *fed = arg;
+	struct sealed *sd = arg;
+	struct fed *fed = sd->fed;
 	json_t *rows, *row;
 	size_t i;
 
 	fed->sealing = 0;
-	if (fed->stopping || (rows = fed_db_answer(r, "storing sealed messages", NULL)) == NULL)
+	if (fed->stopping || (rows = fed_db_answer(r, "storing sealed messages", NULL)) == NULL) {
+		sealed_free(sd);
 		return;
+	}
 	json_array_foreach(rows, i, row)
 	{
 		struct fed_peer *peer =
 		    fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
-		if (peer != NULL) {
+		if (peer != NULL)
 			peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
-			fed_chan_pump(peer);
-		}
 	}
 	json_decref(rows);
+	if (sd->n > 0)
+		failpoint("send_before");
+	for (i = 0; i < sd->n; i++) {
+		struct sealed_env *e = &sd->envs[i];
+		struct fed_peer *peer = fed_peer_find(fed, e->peer);
+		if (peer != NULL && sendable(peer, e->seq))
+			send_envelope(peer, e->seq, e->env, e->len);
+	}
+	for (i = 0; i < (size_t)fed->npeers; i++)
+		fed_chan_pump(&fed->peers[i]); /* whatever the sessions still lack */
+	sealed_free(sd);
 	fed_kick(fed); /* there may be more */
 }
 
-/* Signs one queued row; appends {peer, seq, envelope, hash} to items and
- * leaves its hash in prev. -1 when the body is not a channel message. */
-static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_prev, json_t *items)
+/* Signs one queued row; appends {peer, seq, envelope, hash} to items, keeps
+ * the envelope in sd, and leaves its hash in prev. -1 when the body is not
+ * a channel message. */
+static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_prev, json_t *items,
+                    struct sealed *sd)
 {
 	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 	const char *peer = json_string_value(json_object_get(row, "peer"));
@@ -173,7 +231,11 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 	json_array_append_new(items, json_pack("{sssIssss}", "peer", peer, "seq", (json_int_t)seq,
 	                                       "envelope", env_hex, "hash", hash_hex));
 	free(env_hex);
-	free(env);
+	if (sd->n == sd->cap) {
+		sd->cap = sd->cap ? 2 * sd->cap : 8;
+		sd->envs = realloc(sd->envs, sd->cap * sizeof(*sd->envs));
+	}
+	sd->envs[sd->n++] = (struct sealed_env){strdup(peer), seq, env, len};
 	memcpy(prev, hash, CRYPTO_HASH_LEN);
 	return 0;
 }
@@ -187,11 +249,14 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	int has_prev = 0;
 	char *text;
 	size_t i;
+	struct sealed *sd;
 
 	fed->sealing = 0;
 	if (fed->stopping || (rows = fed_db_answer(r, "reading the outbox", NULL)) == NULL)
 		return;
 	items = json_array();
+	sd = calloc(1, sizeof(*sd));
+	sd->fed = fed;
 	/* Each peer's rows chain on from the head already sealed. */
 	json_array_foreach(rows, i, row)
 	{
@@ -201,7 +266,7 @@ static void on_unsealed(void *arg, const struct db_result *r)
 			has_prev = crypto_unhex(json_string_value(json_object_get(row, "prev")),
 			                        prev, sizeof(prev)) == CRYPTO_HASH_LEN;
 		}
-		if (seal_row(fed, row, prev, has_prev, items) == -1) {
+		if (seal_row(fed, row, prev, has_prev, items, sd) == -1) {
 			log_error("fed: message %lld to %s cannot be sealed; its stream waits",
 			          (long long)json_integer_value(json_object_get(row, "seq")), peer);
 			break;
@@ -213,10 +278,14 @@ static void on_unsealed(void *arg, const struct db_result *r)
 		text = json_dumps(items, JSON_COMPACT);
 		const char *params[1] = {text};
 		if (fed_query(fed, "SELECT tb_fed_seal($1::jsonb)::text", 1, params, on_sealed,
-		              fed) == 0)
+		              sd) == 0) {
 			fed->sealing = 1;
+			sd = NULL;
+		}
 		free(text);
 	}
+	if (sd != NULL)
+		sealed_free(sd);
 	json_decref(items);
 }
 
@@ -259,7 +328,7 @@ static void on_outbox(void *arg, const struct db_result *r)
 	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 	json_t *rows, *row;
-	uint8_t header[FRAME_HEADER], *env;
+	uint8_t *env;
 	size_t i;
 
 	peer->pumping = 0;
@@ -280,12 +349,8 @@ static void on_outbox(void *arg, const struct db_result *r)
 				continue;
 			env = malloc(len);
 			crypto_unhex(hex, env, len);
-			frame_header((uint32_t)len, header);
-			bufferevent_write(peer->session->bev, header, sizeof(header));
-			bufferevent_write(peer->session->bev, env, len);
+			send_envelope(peer, seq, env, len);
 			free(env);
-			peer->send_after = seq;
-			peer->sent++;
 		}
 	}
 	json_decref(rows);
