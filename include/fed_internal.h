@@ -66,7 +66,8 @@ struct fed_peer {
 	unsigned generation;  /* bumped per session, to spot stale answers */
 
 	/* The channel (mirrors of fed_peers, kept by fed_chan.c). */
-	uint64_t in_applied;
+	uint64_t in_applied; /* what the database applied, as far as we know */
+	uint64_t in_durable; /* ...and known durable: what the peer hears */
 	uint64_t sealed;
 	uint64_t acked;
 	uint64_t send_after; /* sent to this session up to here */

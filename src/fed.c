@@ -228,7 +228,7 @@ static void send_hello(struct fed_conn *conn)
 
 	hello.protocol_version = ENV_PROTOCOL_VERSION;
 	hello.bank_id = conn->fed->bank_id;
-	hello.last_applied = conn->peer->in_applied;
+	hello.last_applied = conn->peer->in_durable;
 	body.kind_case = TIMEBANK__V1__BODY__KIND_HELLO;
 	body.hello = &hello;
 	fed_conn_send(conn, &body);

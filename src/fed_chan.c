@@ -104,6 +104,7 @@ static void on_loaded(void *arg, const struct db_result *r)
 		if (peer == NULL)
 			continue;
 		peer->in_applied = (uint64_t)json_integer_value(json_object_get(row, "applied"));
+		peer->in_durable = peer->in_applied;
 		peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
 		peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
 		if (json_is_true(json_object_get(row, "diverged")))
@@ -394,6 +395,36 @@ static void send_ack(struct fed_peer *peer, uint64_t seq)
 	fed_conn_send(peer->session, &body);
 }
 
+/* The apply committed without waiting for the disk (tb_fed_apply), so the
+ * accounts it locked were free at once and the next apply could start; the
+ * peer hears it applied only now, once a synchronous commit after it has
+ * flushed the log past it. If that fails the apply may be lost with the
+ * database: the session closes, and the next one starts from what is
+ * known durable. */
+static void on_flushed(void *arg, const struct db_result *r)
+{
+	struct fed_call *c = arg;
+	struct fed_peer *peer = c->peer;
+
+	if (peer->fed->stopping) {
+		free(c);
+		return;
+	}
+	if (r->status != DB_OK) {
+		log_warn("fed: applies from %s could not be confirmed durable: %s", peer->id,
+		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		peer->in_applied = peer->in_durable;
+		if (fed_call_current(c))
+			fed_conn_close(peer->session, "the database could not confirm its applies");
+	} else {
+		if (c->seq > peer->in_durable)
+			peer->in_durable = c->seq;
+		if (fed_call_current(c))
+			send_ack(peer, peer->in_durable);
+	}
+	free(c);
+}
+
 static void on_applied(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -429,7 +460,13 @@ static void on_applied(void *arg, const struct db_result *r)
 		fed_kick(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
 	if (fed_call_current(c)) {
-		send_ack(peer, peer->in_applied);
+		struct fed_call *flush = fed_call_new(peer, applied);
+		if (fed_query(peer->fed, "SELECT txid_current()", 0, NULL, on_flushed, flush) == -1) {
+			struct db_result unknown = {.status = DB_UNAVAILABLE};
+			on_flushed(flush, &unknown);
+		}
+	}
+	if (fed_call_current(c)) {
 		if (err != NULL) {
 			char what[96];
 			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)",

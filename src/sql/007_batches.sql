@@ -591,6 +591,12 @@ BEGIN
     -- account, and then posts what it settled, with all its accounts
     -- locked at once, in order, as the run's last step. An answer that is
     -- not simple is applied one item at a time, after that same lock.
+    --
+    -- It commits without waiting for the disk, as an exchange batch does,
+    -- so that what it locked is free at commit: the daemon acknowledges it
+    -- only after a synchronous commit has followed it, and whatever reads
+    -- it (the answers it queued, sealed and sent) commits after it.
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
     IF NOT deferred THEN
         PERFORM tb_fed_prelock(from_peer, items);
