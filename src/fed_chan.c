@@ -290,26 +290,8 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	json_decref(items);
 }
 
-static void on_batched(void *arg, const struct db_result *r)
-{
-	struct fed *fed = arg;
-	char lim[16];
-	const char *params[1] = {lim};
-
-	fed->sealing = 0;
-	if (fed->stopping)
-		return;
-	if (r->status != DB_OK)
-		log_warn("fed: batching proposals: %s",
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
-	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
-	if (fed_query(fed, "SELECT tb_fed_unsealed($1::int)::text", 1, params, on_unsealed, fed) ==
-	    0)
-		fed->sealing = 1;
-}
-
-/* Proposals waiting become one message per peer; then everything queued is
- * sealed in order. */
+/* Proposals waiting become one message per peer, and everything queued is
+ * read to be sealed in order: one call (tb_fed_to_seal). */
 void fed_chan_seal(struct fed *fed)
 {
 	char lim[16];
@@ -318,7 +300,8 @@ void fed_chan_seal(struct fed *fed)
 	if (!fed->loaded || fed->sealing || fed->stopping)
 		return;
 	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
-	if (fed_query(fed, "SELECT tb_xb_batch($1::int)", 1, params, on_batched, fed) == 0)
+	if (fed_query(fed, "SELECT tb_fed_to_seal($1::int)::text", 1, params, on_unsealed, fed) ==
+	    0)
 		fed->sealing = 1;
 }
 

@@ -859,6 +859,20 @@ BEGIN
               JOIN fed_sealed s USING (peer));
 END $$;
 
+-- What the daemon seals next, in one call: reservations not yet proposed
+-- become messages (tb_xb_batch), then everything unsealed, in order. A
+-- failure to batch proposals is logged and leaves them for the next call;
+-- what is queued is sealed regardless.
+CREATE FUNCTION tb_fed_to_seal(lim int) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM tb_xb_batch(lim);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'batching proposals: %', SQLERRM;
+    END;
+    RETURN tb_fed_unsealed(lim);
+END $$;
+
 CREATE OR REPLACE FUNCTION tb_fed_outbox(to_peer text, after_seq bigint, lim int) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -894,11 +908,14 @@ BEGIN
               FROM fed_sealed);
 END $$;
 
+-- Acknowledgements commit without waiting for the disk: one lost in a
+-- crash only means resending what the peer then skips as applied.
 CREATE OR REPLACE FUNCTION tb_fed_acked(to_peer text, seq bigint) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     acked bigint;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE fed_acked a
        SET out_acked = greatest(a.out_acked,
                                 least(seq, (SELECT out_sealed FROM fed_sealed s
