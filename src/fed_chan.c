@@ -444,7 +444,8 @@ static void on_applied(void *arg, const struct db_result *r)
 	err = json_string_value(json_object_get(res, "error"));
 	if (fed_call_current(c)) {
 		struct fed_call *flush = fed_call_new(peer, applied);
-		if (fed_query(peer->fed, "SELECT txid_current()", 0, NULL, on_flushed, flush) == -1) {
+		if (fed_query(peer->fed, "SELECT txid_current()", 0, NULL, on_flushed, flush) ==
+		    -1) {
 			struct db_result unknown = {.status = DB_UNAVAILABLE};
 			on_flushed(flush, &unknown);
 		}

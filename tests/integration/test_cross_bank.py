@@ -566,6 +566,42 @@ def test_dates_from_a_peer_are_read_without_raising(pair):
     assert col.cluster.psql("SELECT tb_safe_date(NULL) IS NULL", col.db).stdout.strip() == "t"
 
 
+def test_a_run_of_answers_simple_or_not_settles_each_once(pair):
+    """Answers in one run: simple messages are settled first and posted at
+    the run's end; one naming something unknown is applied item by item."""
+    col = pair.banks["colchester"]
+    ann, bob = col.add_member("Ann"), col.add_member("Bob")
+    imp = wire.Impostor(pair.ports["colchester"], pair.pki, "cheshire", "colchester")
+    wait_for(lambda: established(col, "cheshire"), what="the session")
+    xids = []
+    for payer in (ann, bob, ann, bob):
+        status, body = col.exchange(payer, "cheshire:5", "1")
+        assert status == 201 and body["state"] == "pending", body
+        xids.append(body["id"])
+    bodies = [wire.answers([(xids[0], True, "")]),
+              wire.answers([(xids[1], True, ""), ("colchester:999999", True, "")]),
+              wire.answers([(xids[2], False, "member_not_found"), (xids[2], True, "")]),
+              wire.answers([(xids[3], True, "")])]
+    prev, frames = b"", b""
+    for seq, body in enumerate(bodies, 1):
+        env = wire.envelope(imp.key, "cheshire", "colchester", seq, prev, body)
+        prev = hashlib.sha256(env).digest()
+        frames += wire.frame(env)
+    imp.send_raw(frames)
+    wait_for(lambda: peer_state(col, "cheshire")["applied"] == 4, what="all four applied")
+    states = [xb(col, x)["state"] for x in xids]
+    assert states == ["settled", "settled", "rejected", "settled"], states
+    # Each settled exchange posted once: Ann 1h, Bob 2h, nothing pending.
+    assert balance(col, ann)["balance_minutes"] == -60
+    assert balance(col, bob)["balance_minutes"] == -120
+    assert balance(col, ann)["pending_minutes"] == 0 == balance(col, bob)["pending_minutes"]
+    posted = col.cluster.psql("SELECT count(*) FROM transfers WHERE xb_id IS NOT NULL",
+                              col.db).stdout.strip()
+    assert posted == "3"
+    assert col.tbctl_json("audit")["ok"]
+    imp.close()
+
+
 def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
     col, wes = pair.banks["colchester"], pair.banks["westminster"]
     payers = [col.add_member(f"Payer {i}") for i in range(4)]

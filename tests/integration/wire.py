@@ -132,3 +132,11 @@ def proposals(items):
         out += field(1, field(1, xid) + field(2, earner) + field(3, minutes) +
                      field(4, category) + field(5, date))
     return field(17, out)
+
+
+def answers(items):
+    """An ExchangeAnswers body; items are (xid, accepted, reason)."""
+    out = b""
+    for xid, accepted, reason in items:
+        out += field(1, field(1, xid) + field(2, int(accepted)) + field(3, reason))
+    return field(18, out)
