@@ -41,7 +41,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo demo-up demo-down bench fuzz format install clean
+.PHONY: all check unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -103,6 +103,9 @@ $(BUILD)/tbload: tests/bench/tbload.c
 
 bench: deps all $(BUILD)/tbload
 	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py
+
+profile: deps all
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/profile.py
 
 demo: deps all
 	deploy/demo/demo run
