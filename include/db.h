@@ -38,6 +38,13 @@ void db_free(struct db *db);
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
              void *arg, enum db_status *status) __attribute__((warn_unused_result));
 
+/* Makes sure everything committed before it is on disk: a transaction that
+ * commits synchronously, which flushes the write-ahead log up to its own
+ * commit record, and so past every earlier commit, asynchronous ones
+ * included. cb hears DB_OK once that is so. Queued as db_query is. */
+int db_durable(struct db *db, db_cb cb, void *arg, enum db_status *status)
+    __attribute__((warn_unused_result));
+
 /* Connections up now. */
 int db_live(const struct db *db);
 

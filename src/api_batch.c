@@ -117,9 +117,8 @@ static void on_durable(void *arg, const struct db_result *res)
 
 /* The batch has committed without waiting for its WAL to reach the disk
  * (tb_exchange_batch commits asynchronously), so the accounts it locked are
- * free for the next batch at once. Nobody hears of it until it is durable:
- * a transaction that commits synchronously flushes the WAL up to its own
- * commit record, and so the batch's too. */
+ * free for the next batch at once. Nobody hears of it until it is durable
+ * (db_durable). */
 static void on_batch(void *arg, const struct db_result *res)
 {
 	struct sent *sent = arg;
@@ -140,8 +139,7 @@ static void on_batch(void *arg, const struct db_result *res)
 		return;
 	}
 	sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-	if (sent->answers == NULL || db_query(api_db(b->api), "SELECT txid_current()", 0, NULL,
-	                                      on_durable, sent, &st) == -1) {
+	if (sent->answers == NULL || db_durable(api_db(b->api), on_durable, sent, &st) == -1) {
 		struct db_result unknown = {.status = DB_UNAVAILABLE};
 		finish(sent, &unknown);
 	}

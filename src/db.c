@@ -347,6 +347,11 @@ void db_free(struct db *db)
 	free(db);
 }
 
+int db_durable(struct db *db, db_cb cb, void *arg, enum db_status *status)
+{
+	return db_query(db, "SELECT txid_current()", 0, NULL, cb, arg, status);
+}
+
 int db_live(const struct db *db)
 {
 	return db->live;

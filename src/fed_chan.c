@@ -442,13 +442,12 @@ static void on_applied(void *arg, const struct db_result *r)
 	if (json_integer_value(json_object_get(res, "queued")) > 0)
 		fed_kick(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
-	if (fed_call_current(c)) {
-		struct fed_call *flush = fed_call_new(peer, applied);
-		if (fed_query(peer->fed, "SELECT txid_current()", 0, NULL, on_flushed, flush) ==
-		    -1) {
-			struct db_result unknown = {.status = DB_UNAVAILABLE};
-			on_flushed(flush, &unknown);
-		}
+	/* Durable even if this session ended meanwhile: the next hello says so. */
+	struct fed_call *flush = fed_call_new(peer, applied);
+	enum db_status st;
+	if (db_durable(peer->fed->db, on_flushed, flush, &st) == -1) {
+		struct db_result unknown = {.status = st};
+		on_flushed(flush, &unknown); /* may close the session */
 	}
 	if (fed_call_current(c)) {
 		if (err != NULL) {
