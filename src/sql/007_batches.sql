@@ -341,7 +341,9 @@ BEGIN
             ON em.number = CASE WHEN length(it.earner) <= 18 AND it.earner ~ '^[0-9]+$'
                                 THEN it.earner::bigint END)
     SELECT coalesce(bool_and(coalesce(
-               xid ~ ('^' || from_peer || ':[0-9]{1,18}$')
+               left(xid, length(from_peer) + 1) = from_peer || ':'
+               AND length(xid) - length(from_peer) BETWEEN 2 AND 19
+               AND substr(xid, length(from_peer) + 2) !~ '[^0-9]'
                AND reverses = '' AND claim = '' AND contact = ''
                AND mins > 0
                AND tb_safe_date(performed_on) <= current_date + 1
@@ -369,7 +371,8 @@ BEGIN
                'from a ' || from_peer || ' member', it.performed_on, 'federation:' || from_peer,
                'xb:' || it.xid, md5(it.item::text), it.id
           FROM it ORDER BY it.n
-        RETURNING id, xb_id, payer_account, earner_account, minutes),
+        RETURNING id, xb_id, payer_account, earner_account, minutes, category, description,
+                  performed_on, recorded_by, idempotency_key),
     ent AS (
         INSERT INTO entries (transfer_id, account_id, minutes)
         SELECT id, payer_account, -minutes FROM tr
@@ -378,10 +381,10 @@ BEGIN
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
                               description, performed_on, state, transfer_id, answer_seq,
                               recorded_by, decided_at)
-    SELECT it.id, it.xid, 'earner', from_peer, it.earner, it.minutes, it.category,
-           'from a ' || from_peer || ' member', it.performed_on, 'settled', tr.id, answer_seq,
-           'federation:' || from_peer, now()
-      FROM it JOIN tr ON tr.xb_id = it.id ORDER BY it.n;
+    SELECT tr.xb_id, substr(tr.idempotency_key, 4), 'earner', from_peer, tr.earner_account,
+           tr.minutes, tr.category, tr.description, tr.performed_on, 'settled', tr.id,
+           answer_seq, tr.recorded_by, now()
+      FROM tr ORDER BY tr.id;
     RETURN (SELECT jsonb_agg(jsonb_build_object('xid', x->>'xid', 'accepted', true,
                                                 'reason', '') ORDER BY n)
               FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n));
@@ -408,79 +411,112 @@ END $$;
 -- Settling writes the accepted ones' transfers and marks each exchange
 -- settled or rejected (with the peer's reason), as tb_xb_on_answer does one
 -- at a time, and touches no account: posting them (tb_xb_answer_post) does
--- that, with the accounts locked. false when the message is not that
--- simple, having changed nothing.
-CREATE FUNCTION tb_xb_answer_settle(from_peer text, items jsonb) RETURNS boolean
+-- that, with the accounts locked. Returns the exchanges' ids, found once
+-- here and used by the steps that follow; NULL when the message is not
+-- that simple, having changed nothing.
+CREATE FUNCTION tb_xb_answer_settle(from_peer text, items jsonb) RETURNS bigint[]
 LANGUAGE plpgsql AS $$
 DECLARE
     peer fed_peers;
     ok boolean;
+    ids bigint[];
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
     IF peer.clearing_account IS NULL OR jsonb_typeof(items) <> 'array'
        OR jsonb_array_length(items) = 0 THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
     SELECT coalesce(bool_and(coalesce(x.state = 'pending' AND x.side = 'payer'
                                       AND x.peer = from_peer, false)), false)
-           AND count(DISTINCT i->>'xid') = count(*)
-      INTO ok
-      FROM jsonb_array_elements(items) i LEFT JOIN xb_exchanges x ON x.xid = i->>'xid';
+           AND count(DISTINCT i->>'xid') = count(*),
+           array_agg(x.id ORDER BY n)
+      INTO ok, ids
+      FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)
+           LEFT JOIN xb_exchanges x ON x.xid = i->>'xid';
     IF NOT ok THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
-    WITH acc AS (
-        SELECT x.*
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)
-          JOIN xb_exchanges x ON x.xid = i->>'xid'
-         WHERE i->>'accepted' = 'true' ORDER BY n),
+    -- Each answer beside its exchange's id, in one pass over both; an
+    -- accepted one's transfer id drawn here, so that nothing joins the
+    -- transfers written back to the exchanges.
+    WITH d AS (
+        SELECT x.*, t.a->>'accepted' = 'true' AS accepted, t.a->>'reason' AS why,
+               CASE WHEN t.a->>'accepted' = 'true' THEN nextval('transfers_id_seq') END AS tid
+          FROM ROWS FROM (jsonb_array_elements(items), unnest(ids)) WITH ORDINALITY
+               AS t(a, id, n)
+          JOIN xb_exchanges x ON x.id = t.id
+         ORDER BY t.n),
     tr AS (
-        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
+        INSERT INTO transfers (id, kind, payer_account, earner_account, minutes, category,
                                description, performed_on, recorded_by, idempotency_key,
                                fingerprint, xb_id)
-        SELECT 'exchange', x.member_account, peer.clearing_account, x.minutes, x.category,
-               x.description, x.performed_on, x.recorded_by, 'xb:' || x.xid, x.fingerprint,
-               x.id
-          FROM acc x
-        RETURNING id, xb_id)
-    UPDATE xb_exchanges x SET state = 'settled', transfer_id = tr.id, decided_at = now()
-      FROM tr WHERE x.id = tr.xb_id;
+        SELECT d.tid, 'exchange', d.member_account, peer.clearing_account, d.minutes,
+               d.category, d.description, d.performed_on, d.recorded_by, 'xb:' || d.xid,
+               d.fingerprint, d.id
+          FROM d WHERE d.accepted)
     UPDATE xb_exchanges x
-       SET state = 'rejected', reason = left(nullif(i->>'reason', ''), 100), decided_at = now()
-      FROM jsonb_array_elements(items) i
-     WHERE x.xid = i->>'xid' AND coalesce(i->>'accepted', '') <> 'true';
-    RETURN true;
+       SET state = CASE WHEN d.accepted THEN 'settled' ELSE 'rejected' END,
+           transfer_id = d.tid,
+           reason = CASE WHEN NOT d.accepted THEN left(nullif(d.why, ''), 100) END,
+           decided_at = now()
+      FROM d WHERE x.id = d.id;
+    RETURN ids;
 END $$;
 
--- Posts what settling answered (items: the answers, {xid, ...}): each
--- reservation released, each accepted exchange's transfer into the journal.
--- The caller holds the accounts' locks (tb_fed_prelock).
-CREATE FUNCTION tb_xb_answer_post(items jsonb) RETURNS void LANGUAGE plpgsql AS $$
+-- Posts what settling decided (ids: the exchanges tb_xb_answer_settle
+-- returned): each accepted exchange's transfer into the journal, and every
+-- reservation released. Each account changes once, its balance and what
+-- it has pending together, so the journal's trigger leaves the balances to
+-- this statement (tb.balances_posted). The caller holds the accounts' locks
+-- (tb_fed_prelock, tb_xb_answer_lock).
+CREATE FUNCTION tb_xb_answer_post(from_peer text, ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
 BEGIN
-    UPDATE accounts a SET pending_minutes = a.pending_minutes - s.total
-      FROM (SELECT x.member_account, sum(x.minutes) AS total
-              FROM jsonb_array_elements(items) i JOIN xb_exchanges x ON x.xid = i->>'xid'
-             GROUP BY x.member_account) s
-     WHERE a.id = s.member_account;
-    WITH tr AS (
-        SELECT t.id, t.payer_account, t.earner_account, t.minutes
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS v(i, n)
-          JOIN xb_exchanges x ON x.xid = i->>'xid'
-          JOIN transfers t ON t.id = x.transfer_id
-         ORDER BY n)
-    INSERT INTO entries (transfer_id, account_id, minutes)
-    SELECT id, payer_account, -minutes FROM tr
-    UNION ALL
-    SELECT id, earner_account, minutes FROM tr;
+    PERFORM set_config('tb.balances_posted', 'on', true);
+    WITH d AS (
+        SELECT x.member_account, x.minutes, x.transfer_id, x.state = 'settled' AS posted
+          FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id),
+    ent AS (
+        INSERT INTO entries (transfer_id, account_id, minutes)
+        SELECT d.transfer_id, d.member_account, -d.minutes FROM d WHERE d.posted
+        UNION ALL
+        SELECT d.transfer_id, clearing, d.minutes FROM d WHERE d.posted),
+    s AS (
+        SELECT d.member_account AS account_id,
+               sum(CASE WHEN d.posted THEN -d.minutes ELSE 0 END) AS posted,
+               sum(d.minutes) AS released
+          FROM d GROUP BY d.member_account
+        UNION ALL
+        SELECT clearing, sum(d.minutes), 0 FROM d WHERE d.posted HAVING count(*) > 0)
+    UPDATE accounts a SET balance_minutes = a.balance_minutes + s.posted,
+                          pending_minutes = a.pending_minutes - s.released
+      FROM s WHERE a.id = s.account_id;
+    PERFORM set_config('tb.balances_posted', 'off', true);
+END $$;
+
+-- The accounts posting a run of settled answers changes (tb_xb_answer_post),
+-- locked in order, as tb_fed_prelock does from the messages themselves.
+CREATE FUNCTION tb_xb_answer_lock(from_peer text, ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM accounts
+     WHERE id IN (SELECT clearing_account FROM fed_peers WHERE peer = from_peer
+                  UNION ALL
+                  SELECT x.member_account FROM xb_exchanges x WHERE x.id = ANY (ids))
+     ORDER BY id FOR UPDATE;
 END $$;
 
 CREATE FUNCTION tb_on_xb_answer(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
+    ids bigint[];
 BEGIN
-    IF tb_xb_answer_settle(from_peer, body->'items') THEN
-        PERFORM tb_xb_answer_post(body->'items');
+    ids := tb_xb_answer_settle(from_peer, body->'items');
+    IF ids IS NOT NULL THEN
+        PERFORM tb_xb_answer_post(from_peer, ids);
         RETURN '{}';
     END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
@@ -593,7 +629,8 @@ DECLARE
     deferred boolean := NOT EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
                                      WHERE i->'body'->>'kind' IS DISTINCT FROM 'xb_answer');
     locked boolean := false;
-    settled jsonb := '[]';
+    settled bigint[] := '{}';
+    got_ids bigint[];
 BEGIN
     -- One apply at a time per peer. Proposals are answered in one message
     -- whose sequence is fixed now: nothing else may queue to the peer until
@@ -649,8 +686,9 @@ BEGIN
                      VALUES (from_peer, s, (item->'body'->>'n')::bigint);
             END IF;
             IF deferred AND NOT locked THEN
-                IF tb_xb_answer_settle(from_peer, item->'body'->'items') THEN
-                    settled := settled || (item->'body'->'items');
+                got_ids := tb_xb_answer_settle(from_peer, item->'body'->'items');
+                IF got_ids IS NOT NULL THEN
+                    settled := settled || got_ids;
                     got := '{}';
                 ELSE
                     PERFORM tb_fed_prelock(from_peer, items);
@@ -677,11 +715,11 @@ BEGIN
         st.in_applied := s;
         st.in_head := decode(item->>'hash', 'hex');
     END LOOP;
-    IF jsonb_array_length(settled) > 0 THEN
+    IF cardinality(settled) > 0 THEN
         IF NOT locked THEN
-            PERFORM tb_fed_prelock(from_peer, items);
+            PERFORM tb_xb_answer_lock(from_peer, settled);
         END IF;
-        PERFORM tb_xb_answer_post(settled);
+        PERFORM tb_xb_answer_post(from_peer, settled);
     END IF;
     UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
     IF jsonb_array_length(coalesce(replies->'xb_answer', '[]')) > 0 THEN
@@ -965,6 +1003,10 @@ $$;
 DROP TRIGGER entries_post ON entries;
 CREATE FUNCTION tb_post_entries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Unless the statement that wrote them posts their balances itself.
+    IF current_setting('tb.balances_posted', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     UPDATE accounts a SET balance_minutes = a.balance_minutes + s.total
       FROM (SELECT account_id, sum(minutes) AS total FROM added GROUP BY account_id) s
      WHERE a.id = s.account_id;
