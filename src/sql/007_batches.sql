@@ -52,7 +52,8 @@ BEGIN
                                       AND (performed_on IS NULL
                                            OR performed_on <= current_date), false)), false)
            AND count(DISTINCT key) = count(*)
-           AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.idempotency_key IN (SELECT key FROM it))
+           AND NOT EXISTS (SELECT 1 FROM transfers t
+                            WHERE t.idempotency_key = ANY (ARRAY(SELECT key FROM it)))
            AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
                             WHERE a.balance_minutes - a.pending_minutes - need.total
                                   < coalesce(a.floor_minutes, default_floor)),
@@ -149,7 +150,8 @@ BEGIN
                                       AND (performed_on IS NULL
                                            OR performed_on <= current_date), false)), false)
            AND count(DISTINCT key) = count(*)
-           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x WHERE x.idempotency_key IN (SELECT key FROM it))
+           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
+                            WHERE x.idempotency_key = ANY (ARRAY(SELECT key FROM it)))
            AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
                             WHERE a.balance_minutes - a.pending_minutes - need.total
                                   < coalesce(a.floor_minutes, default_floor)),
@@ -246,14 +248,16 @@ BEGIN
                FROM jsonb_array_elements(items) i
               WHERE i->'p'->>'idempotency_key' IS NOT NULL ORDER BY 1) keys;
     -- Then the accounts, in order, before anything else locks one.
+    -- Each set of keys looked up in one scan of its index (= ANY), which
+    -- returns the accounts in order.
     PERFORM 1 FROM accounts
-     WHERE id IN (SELECT m.account_id FROM members m
-                   WHERE m.number IN (SELECT (i->'p'->>'payer')::bigint
-                                        FROM jsonb_array_elements(items) i
-                                      UNION
-                                      SELECT (i->'p'->>'earner')::bigint
-                                        FROM jsonb_array_elements(items) i
-                                       WHERE NOT (i->>'xb')::boolean))
+     WHERE id = ANY (ARRAY(
+               SELECT m.account_id FROM members m
+                WHERE m.number = ANY (ARRAY(
+                      SELECT (i->'p'->>'payer')::bigint FROM jsonb_array_elements(items) i
+                      UNION ALL
+                      SELECT (i->'p'->>'earner')::bigint FROM jsonb_array_elements(items) i
+                       WHERE NOT (i->>'xb')::boolean))))
      ORDER BY id FOR UPDATE;
     fast := coalesce(tb_exchange_batch_local(items, default_floor),
                      tb_xb_batch_record(items, default_floor, own_bank));
@@ -350,7 +354,8 @@ BEGIN
                AND length(category) BETWEEN 1 AND 40 AND category !~ '[[:cntrl:]]'
                AND number IS NOT NULL AND erased_at IS NULL AND status = 'active', false)), false)
            AND count(DISTINCT xid) = count(*)
-           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x WHERE x.xid IN (SELECT xid FROM it))
+           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
+                            WHERE x.xid = ANY (ARRAY(SELECT xid FROM it)))
            AND (SELECT a.balance_minutes - sum(m.mins) >= a.floor_minutes
                   FROM accounts a WHERE a.id = peer.clearing_account)
       INTO ok FROM m;
@@ -591,21 +596,26 @@ $$;
 CREATE FUNCTION tb_fed_prelock(from_peer text, items jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Each set of keys looked up in one scan of its index (= ANY), the
+    -- accounts too, which that scan returns in order.
     PERFORM 1 FROM accounts
-     WHERE id IN (SELECT clearing_account FROM fed_peers WHERE peer = from_peer
-                  UNION ALL
-                  SELECT (SELECT x.member_account FROM xb_exchanges x
-                           WHERE x.xid = a->>'xid' AND x.side = 'payer')
-                    FROM jsonb_array_elements(items) i,
-                         jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_answer'
-                                                   THEN i->'body'->'items' ELSE '[]' END) a
-                  UNION ALL
-                  SELECT (SELECT m.account_id FROM members m
-                           WHERE m.number = (p->>'earner')::bigint)
-                    FROM jsonb_array_elements(items) i,
-                         jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_propose'
-                                                   THEN i->'body'->'items' ELSE '[]' END) p
-                   WHERE length(p->>'earner') <= 18 AND p->>'earner' ~ '^[0-9]+$')
+     WHERE id = ANY (ARRAY(
+               SELECT clearing_account FROM fed_peers WHERE peer = from_peer
+               UNION ALL
+               SELECT x.member_account FROM xb_exchanges x
+                WHERE x.side = 'payer' AND x.xid = ANY (ARRAY(
+                      SELECT a->>'xid'
+                        FROM jsonb_array_elements(items) i,
+                             jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_answer'
+                                                       THEN i->'body'->'items' ELSE '[]' END) a))
+               UNION ALL
+               SELECT m.account_id FROM members m
+                WHERE m.number = ANY (ARRAY(
+                      SELECT (p->>'earner')::bigint
+                        FROM jsonb_array_elements(items) i,
+                             jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_propose'
+                                                       THEN i->'body'->'items' ELSE '[]' END) p
+                       WHERE length(p->>'earner') <= 18 AND p->>'earner' ~ '^[0-9]+$'))))
      ORDER BY id FOR UPDATE;
 END $$;
 
