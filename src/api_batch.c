@@ -117,8 +117,11 @@ static void on_durable(void *arg, const struct db_result *res)
 
 /* The batch has committed without waiting for its WAL to reach the disk
  * (tb_exchange_batch commits asynchronously), so the accounts it locked are
- * free for the next batch at once. Nobody hears of it until it is durable
- * (db_durable). */
+ * free for the next batch at once, which goes now, before this loop turns
+ * to the requests and answers waiting: sent from the next turn, it waited
+ * behind them, and the database sat idle about a quarter of the time (local
+ * exchanges 5,215/s before, 5,669/s after, averages of six make bench runs
+ * each). Nobody hears of this batch until it is durable (db_durable). */
 static void on_batch(void *arg, const struct db_result *res)
 {
 	struct sent *sent = arg;
@@ -126,8 +129,7 @@ static void on_batch(void *arg, const struct db_result *res)
 	enum db_status st;
 
 	b->in_flight--;
-	if (b->n > 0)
-		event_active(b->flush, EV_TIMEOUT, 0);
+	flush(-1, 0, b);
 	if (res->status != DB_OK) {
 		finish(sent, res);
 		return;
