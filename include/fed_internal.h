@@ -101,10 +101,10 @@ struct fed {
 	int npeers;
 	LIST_HEAD(, fed_conn) conns;
 	struct event *tick; /* sealing, checkpoints, pings */
-	struct event *kick; /* seal now */
 	int loaded;         /* channel state read from the database */
 	int stopping;       /* shutting down: database answers are ignored */
 	int sealing;
+	int reseal; /* asked to seal while sealing: again once done */
 	time_t last_checkpoint;
 };
 

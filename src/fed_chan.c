@@ -288,6 +288,8 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	if (sd != NULL)
 		sealed_free(sd);
 	json_decref(items);
+	if (!fed->sealing && fed->reseal)
+		fed_chan_seal(fed); /* queued since this call read the outbox */
 }
 
 /* Proposals waiting become one message per peer, and everything queued is
@@ -297,8 +299,13 @@ void fed_chan_seal(struct fed *fed)
 	char lim[16];
 	const char *params[1] = {lim};
 
-	if (!fed->loaded || fed->sealing || fed->stopping)
+	if (!fed->loaded || fed->stopping)
 		return;
+	if (fed->sealing) {
+		fed->reseal = 1;
+		return;
+	}
+	fed->reseal = 0;
 	snprintf(lim, sizeof(lim), "%d", SEAL_BATCH);
 	if (fed_query(fed, "SELECT tb_fed_to_seal($1::int)::text", 1, params, on_unsealed, fed) ==
 	    0)
