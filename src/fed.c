@@ -779,7 +779,9 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		}
 		json_array_append_new(items, item);
 	}
-	return json_pack("{ssssso}", "bank", fed->bank_id, "role", fed->role, "peers", items);
+	/* ready: the channel's state is read, so peers are dialed and accepted. */
+	return json_pack("{sssssbso}", "bank", fed->bank_id, "role", fed->role, "ready",
+	                 fed->loaded, "peers", items);
 }
 
 void fed_metrics(const struct fed *fed, struct evbuffer *out)
