@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,31 @@ AS_ROOT = os.geteuid() == 0
 PG_USER = "postgres"
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, below the kernel's range for outgoing
+    connections. A port from that range can be taken between this pick and
+    the daemon's listen by any connection, even a daemon's own dial of a
+    peer not yet up (which then connects to itself)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        first_ephemeral = int(f.read().split()[0])
+    if first_ephemeral - 1024 < 2000:  # no room below: the kernel's pick
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    while True:
+        port = random.randrange(max(1024, first_ephemeral - 20000), first_ephemeral)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
 
 
 def make_tempdir(prefix):
