@@ -51,6 +51,15 @@ def tpcb(cluster, db=None):
     return float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1)), db
 
 
+def checkpoint(banks):
+    """Each load starts, as each pgbench run does, with nothing left for
+    the checkpointer to write from the load before it. Without this, the
+    WAL of pgbench's run and the local load (about 250 MB each) asked for a
+    checkpoint that fell in the cross-bank load."""
+    for bank in banks.values():
+        bank.cluster.psql("CHECKPOINT", bank.db)
+
+
 def tbload(bank, *args):
     r = subprocess.run([TBLOAD, "--url", bank.url, "--token", bank.token, "--connections",
                         str(CONNECTIONS), "--seconds", str(SECONDS),
@@ -135,8 +144,10 @@ def main():
         # disk speed drifts over minutes, and the mean of the two brackets
         # the loads.
         before, tpcb_db = tpcb(col.cluster)
+        checkpoint(banks)
         local = tbload(col)
         xids = os.path.join(root, "xids")
+        checkpoint(banks)
         cross = tbload(col, "--earner-bank", "westminster", "--xids", xids)
         x_rate, x50, x99, rejected = settled(col, xids)
         after, _ = tpcb(col.cluster, tpcb_db)

@@ -76,6 +76,31 @@ static long pick(struct range r, unsigned *seed)
 
 static void send_one(struct client *c);
 
+/* The recorded exchange's id and when it was sent (wall clock, µs). The
+ * ledger writes each answer with its id first, so that is read in place;
+ * parsing all of every answer cost this process a quarter of its CPU. Any
+ * other shape is parsed whole. */
+static void write_xid(FILE *out, struct evbuffer *in, uint64_t sent)
+{
+	static const char head[] = "{\"id\":\"";
+	size_t len = evbuffer_get_length(in);
+	const char *body = (const char *)evbuffer_pullup(in, -1);
+	const char *end;
+
+	if (len > sizeof(head) - 1 && memcmp(body, head, sizeof(head) - 1) == 0 &&
+	    (end = memchr(body + sizeof(head) - 1, '"', len - (sizeof(head) - 1))) != NULL &&
+	    memchr(body, '\\', (size_t)(end - body)) == NULL) {
+		fprintf(out, "%.*s %" PRIu64 "\n", (int)(end - body - (sizeof(head) - 1)),
+		        body + sizeof(head) - 1, sent);
+		return;
+	}
+	json_t *answer = json_loadb(body, len, 0, NULL);
+	const char *id = json_string_value(json_object_get(answer, "id"));
+	if (id != NULL)
+		fprintf(out, "%s %" PRIu64 "\n", id, sent);
+	json_decref(answer);
+}
+
 static void on_done(struct evhttp_request *req, void *arg)
 {
 	struct client *c = arg;
@@ -94,16 +119,9 @@ static void on_done(struct evhttp_request *req, void *arg)
 	l->latencies[l->nlat++] = took > UINT32_MAX ? UINT32_MAX : (uint32_t)took;
 	if (status == 201) {
 		l->ok++;
-		if (l->xids != NULL) {
-			struct evbuffer *in = evhttp_request_get_input_buffer(req);
-			size_t len = evbuffer_get_length(in);
-			json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
-			const char *id = json_string_value(json_object_get(body, "id"));
-			if (id != NULL)
-				fprintf(l->xids, "%s %" PRIu64 "\n", id,
-				        wall_us() - (now_us() - c->sent_us));
-			json_decref(body);
-		}
+		if (l->xids != NULL)
+			write_xid(l->xids, evhttp_request_get_input_buffer(req),
+			          wall_us() - (now_us() - c->sent_us));
 	}
 	if (l->stopping) {
 		if (l->in_flight == 0)
