@@ -100,7 +100,7 @@ CREATE FUNCTION tb_fed_state() RETURNS jsonb LANGUAGE sql STABLE AS $$
 $$;
 
 -- Queues one message to a peer, in the caller's transaction.
-CREATE FUNCTION tb_fed_enqueue(to_peer text, body jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+CREATE FUNCTION tb_fed_enqueue(to_peer text, body json) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     s bigint;
 BEGIN
@@ -111,6 +111,11 @@ BEGIN
     END IF;
     INSERT INTO fed_outbox (peer, seq, body) VALUES (to_peer, s, body);
     RETURN s;
+END $$;
+-- A body built as jsonb is queued as its text.
+CREATE FUNCTION tb_fed_enqueue(to_peer text, body jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN tb_fed_enqueue(to_peer, body::json);
 END $$;
 
 -- count test messages to a peer in one transaction; each carries n = its

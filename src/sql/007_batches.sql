@@ -168,9 +168,9 @@ BEGIN
     ids := ARRAY(SELECT nextval('xb_exchanges_id_seq')
                    FROM generate_series(1, jsonb_array_length(items)));
     FOR to_peer IN SELECT DISTINCT x->'p'->>'bank' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
-        seqs := seqs || jsonb_build_object(to_peer, tb_fed_enqueue(to_peer, jsonb_build_object(
+        seqs := seqs || jsonb_build_object(to_peer, tb_fed_enqueue(to_peer, json_build_object(
             'kind', 'xb_propose', 'items', (
-                SELECT jsonb_agg(tb_xb_proposal(
+                SELECT json_agg(tb_xb_proposal(
                            own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
                            (x->'p'->>'minutes')::bigint, x->'p'->>'category',
                            coalesce((x->'p'->>'performed_on')::date, current_date),
@@ -675,6 +675,40 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
     END IF;
+    -- A run of several messages of proposals, each next in the stream and
+    -- chained to the one before, is decided as one message would be: one
+    -- set-wise check and one posting for all their items, answered in the
+    -- run's one answer as before. Each message cost its own statements
+    -- otherwise: under make bench (runs of about 2.7 messages) the earner
+    -- spent 63-72 µs of CPU per exchange in PostgreSQL, 54-56 µs this way.
+    -- Anything else, or proposals that are not all simple together, goes
+    -- message by message below.
+    IF jsonb_array_length(items) > 1
+       AND (SELECT count(*) FROM (
+                SELECT n, i, lag(i->>'hash') OVER (ORDER BY n) AS prev_hash
+                  FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)) r
+             WHERE i->'body'->>'kind' = 'xb_propose'
+               AND jsonb_typeof(i->'body'->'items') = 'array'
+               AND i->>'seq' = (st.in_applied + n)::text
+               AND i->>'prev' = coalesce(prev_hash, encode(st.in_head, 'hex')))
+           = jsonb_array_length(items) THEN
+        got := tb_xb_propose_batch(
+                   from_peer, (SELECT jsonb_agg(p ORDER BY n, m)
+                                 FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n),
+                                      jsonb_array_elements(i->'body'->'items')
+                                          WITH ORDINALITY AS u(p, m)),
+                   st.out_next_seq);
+        IF got IS NOT NULL THEN
+            replies := jsonb_build_object('xb_answer', got);
+            INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
+            SELECT from_peer, (i->>'seq')::bigint, decode(i->>'hash', 'hex'),
+                   decode(i->>'envelope', 'hex'), i->'body'
+              FROM jsonb_array_elements(items) i;
+            st.in_applied := (items->-1->>'seq')::bigint;
+            st.in_head := decode(items->-1->>'hash', 'hex');
+            items := '[]';
+        END IF;
+    END IF;
     FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
         s := (item->>'seq')::bigint;
         kind := item->'body'->>'kind';
@@ -896,9 +930,14 @@ BEGIN
               FROM fed_peers p);
 END $$;
 
-CREATE OR REPLACE FUNCTION tb_fed_unsealed(lim int) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+-- Messages' bodies are kept as the JSON text they were written as (json,
+-- not jsonb): put into what is sealed as they are, where a jsonb body was
+-- printed again for every message (25 µs a message of 29 proposals, 1 µs
+-- now).
+DROP FUNCTION tb_fed_unsealed(int);
+CREATE FUNCTION tb_fed_unsealed(lim int) RETURNS json LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object(
+    RETURN (SELECT coalesce(json_agg(json_build_object(
                        'peer', o.peer, 'seq', o.seq, 'body', o.body,
                        'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
                        ORDER BY o.peer, o.seq), '[]')
@@ -910,14 +949,23 @@ END $$;
 -- What the daemon seals next, in one call: reservations not yet proposed
 -- become messages (tb_xb_batch), then everything unsealed, in order. A
 -- failure to batch proposals is logged and leaves them for the next call;
--- what is queued is sealed regardless.
-CREATE FUNCTION tb_fed_to_seal(lim int) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- what is queued is sealed regardless. Batches of exchanges queue their
+-- own proposals, so there is seldom anything to batch: the exception
+-- block (a subtransaction) and tb_xb_batch's reads run only when there is
+-- (each call took 208 µs before, 110 µs now, by pg_stat_statements under
+-- make bench's cross-bank load).
+CREATE FUNCTION tb_fed_to_seal(lim int) RETURNS json LANGUAGE plpgsql AS $$
 BEGIN
-    BEGIN
-        PERFORM tb_xb_batch(lim);
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'batching proposals: %', SQLERRM;
-    END;
+    IF EXISTS (SELECT 1 FROM xb_claims
+                WHERE side = 'earner' AND state = 'open' AND sent_seq IS NULL)
+       OR EXISTS (SELECT 1 FROM xb_exchanges
+                   WHERE side = 'payer' AND proposed_seq IS NULL AND state = 'pending') THEN
+        BEGIN
+            PERFORM tb_xb_batch(lim);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'batching proposals: %', SQLERRM;
+        END;
+    END IF;
     RETURN tb_fed_unsealed(lim);
 END $$;
 
@@ -1048,6 +1096,10 @@ ALTER TABLE xb_exchanges SET (fillfactor = 50);
 -- compressed as they are stored, a few kilobytes each. lz4 does that in a
 -- fraction of the time PostgreSQL's own compression takes (which was 2% of
 -- applying proposals, counted with callgrind), for much the same size.
+-- What is queued keeps its body as the JSON text it was written as
+-- (tb_fed_unsealed); a body given as jsonb is printed once, as it is
+-- queued (tb_fed_enqueue).
+ALTER TABLE fed_outbox ALTER COLUMN body TYPE json USING body::json;
 ALTER TABLE fed_outbox ALTER COLUMN body SET COMPRESSION lz4,
                        ALTER COLUMN envelope SET COMPRESSION lz4;
 ALTER TABLE fed_inbox ALTER COLUMN body SET COMPRESSION lz4,
@@ -1135,6 +1187,9 @@ ALTER FUNCTION tb_exchange_batch(jsonb, bigint, text)
     SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
     SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION tb_xb_batch(int)
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+    SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION tb_fed_to_seal(int)
     SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
     SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION tb_fed_apply(text, jsonb)

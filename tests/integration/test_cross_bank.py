@@ -530,9 +530,10 @@ def test_malformed_proposals_are_refused_and_the_channel_goes_on(pair):
     imp.send_raw(wire.frame(good))
     # Both applied: the bad proposals were refused, and the channel goes on.
     wait_for(lambda: peer_state(col, "cheshire")["applied"] == 2, what="both applied")
-    answers = col.cluster.psql("SELECT body FROM fed_outbox WHERE peer = 'cheshire'",
-                               col.db).stdout
-    assert answers.count("invalid_request") == 3 and '"accepted": true' not in answers
+    answers = [a for row in col.cluster.psql("SELECT body FROM fed_outbox WHERE peer = "
+                                             "'cheshire'", col.db).stdout.splitlines()
+               for a in json.loads(row)["items"]]
+    assert [(a["accepted"], a["reason"]) for a in answers] == [(False, "invalid_request")] * 3
     assert balance(col, ann)["balance_minutes"] == 0
     assert col.tbctl_json("audit")["ok"]
     imp.close()
@@ -598,6 +599,61 @@ def test_a_run_of_answers_simple_or_not_settles_each_once(pair):
     posted = col.cluster.psql("SELECT count(*) FROM transfers WHERE xb_id IS NOT NULL",
                               col.db).stdout.strip()
     assert posted == "3"
+    assert col.tbctl_json("audit")["ok"]
+    imp.close()
+
+
+def test_a_run_of_proposals_is_decided_as_its_messages_one_by_one_would_be(pair):
+    """Proposal messages applied in one run are decided together when all
+    their items are acceptable together, and message by message otherwise:
+    the answers are the same either way, each exchange posted once."""
+    col = pair.banks["colchester"]
+    ann, bob = col.add_member("Ann"), col.add_member("Bob")
+    imp = wire.Impostor(pair.ports["colchester"], pair.pki, "cheshire", "colchester")
+    wait_for(lambda: established(col, "cheshire"), what="the session")
+    day = time.strftime("%Y-%m-%d")
+    prev = b""
+
+    def send(messages, first_seq):
+        nonlocal prev
+        frames = b""
+        for seq, items in enumerate(messages, first_seq):
+            env = wire.envelope(imp.key, "cheshire", "colchester", seq, prev,
+                                wire.proposals([(x, e, m, "lifts", day) for x, e, m in items]))
+            prev = hashlib.sha256(env).digest()
+            frames += wire.frame(env)
+        imp.send_raw(frames)
+
+    def answers():
+        rows = col.cluster.psql("SELECT body FROM fed_outbox WHERE peer = 'cheshire' "
+                                "ORDER BY seq", col.db).stdout.splitlines()
+        return {a["xid"]: a["reason"] or "accepted"
+                for row in rows for a in json.loads(row).get("items", [])}
+
+    # All acceptable together.
+    send([[("cheshire:1", ann, 60)], [("cheshire:2", bob, 90), ("cheshire:3", ann, 30)],
+          [("cheshire:4", bob, 60)]], 1)
+    wait_for(lambda: peer_state(col, "cheshire")["applied"] == 3, what="three applied")
+    assert answers() == {f"cheshire:{i}": "accepted" for i in range(1, 5)}
+    assert balance(col, ann)["balance_minutes"] == 90
+    assert balance(col, bob)["balance_minutes"] == 150
+    # Not together: the third message's hours pass the 100h this bank lets
+    # cheshire's members owe, and the second names nobody here.
+    send([[("cheshire:5", ann, 60 * 60)],
+          [("cheshire:6", bob, 30 * 60), ("cheshire:7", 999999, 60)],
+          [("cheshire:8", ann, 20 * 60)]], 4)
+    wait_for(lambda: peer_state(col, "cheshire")["applied"] == 6, what="six applied")
+    got = answers()
+    assert [got[f"cheshire:{i}"] for i in range(5, 9)] == [
+        "accepted", "accepted", "member_not_found", "exposure_limit"], got
+    assert balance(col, ann)["balance_minutes"] == 90 + 60 * 60
+    assert balance(col, bob)["balance_minutes"] == 150 + 30 * 60
+    posted = col.cluster.psql("SELECT count(*) FROM transfers WHERE xb_id IS NOT NULL",
+                              col.db).stdout.strip()
+    assert posted == "6"
+    kept = col.cluster.psql("SELECT count(*) FROM fed_inbox WHERE peer = 'cheshire'",
+                            col.db).stdout.strip()
+    assert kept == "6"
     assert col.tbctl_json("audit")["ok"]
     imp.close()
 
