@@ -468,26 +468,48 @@ BEGIN
     RETURN ids;
 END $$;
 
+-- The accounts posting a run of settled answers changes (tb_xb_answer_post),
+-- locked in order, as tb_fed_prelock does from the messages themselves.
+CREATE FUNCTION tb_xb_answer_lock(from_peer text, ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM accounts
+     WHERE id IN (SELECT clearing_account FROM fed_peers WHERE peer = from_peer
+                  UNION ALL
+                  SELECT x.member_account FROM xb_exchanges x WHERE x.id = ANY (ids))
+     ORDER BY id FOR UPDATE;
+END $$;
+
 -- Posts what settling decided (ids: the exchanges tb_xb_answer_settle
 -- returned): each accepted exchange's transfer into the journal, and every
 -- reservation released. Each account changes once, its balance and what
 -- it has pending together, so the journal's trigger leaves the balances to
--- this statement (tb.balances_posted). The caller holds the accounts' locks
--- (tb_fed_prelock, tb_xb_answer_lock).
-CREATE FUNCTION tb_xb_answer_post(from_peer text, ids bigint[]) RETURNS void
+-- this statement (tb.balances_posted).
+--
+-- The journal's entries name no account lock: they go first. The accounts
+-- are then locked in order (lock: tb_xb_answer_lock, unless the caller
+-- holds them already, as tb_fed_prelock does) and changed, the only part
+-- an exchange batch reserving against the same members waits for.
+CREATE FUNCTION tb_xb_answer_post(from_peer text, ids bigint[], lock boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
 BEGIN
+    -- Until its end, the balances are this function's to post, not the
+    -- journal trigger's.
     PERFORM set_config('tb.balances_posted', 'on', true);
+    INSERT INTO entries (transfer_id, account_id, minutes)
+    SELECT e.transfer_id, e.account_id, e.minutes
+      FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id,
+           LATERAL (VALUES (x.transfer_id, x.member_account, -x.minutes),
+                           (x.transfer_id, clearing, x.minutes)) AS e(transfer_id, account_id, minutes)
+     WHERE x.state = 'settled';
+    IF lock THEN
+        PERFORM tb_xb_answer_lock(from_peer, ids);
+    END IF;
     WITH d AS (
-        SELECT x.member_account, x.minutes, x.transfer_id, x.state = 'settled' AS posted
+        SELECT x.member_account, x.minutes, x.state = 'settled' AS posted
           FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id),
-    ent AS (
-        INSERT INTO entries (transfer_id, account_id, minutes)
-        SELECT d.transfer_id, d.member_account, -d.minutes FROM d WHERE d.posted
-        UNION ALL
-        SELECT d.transfer_id, clearing, d.minutes FROM d WHERE d.posted),
     s AS (
         SELECT d.member_account AS account_id,
                sum(CASE WHEN d.posted THEN -d.minutes ELSE 0 END) AS posted,
@@ -501,18 +523,6 @@ BEGIN
     PERFORM set_config('tb.balances_posted', 'off', true);
 END $$;
 
--- The accounts posting a run of settled answers changes (tb_xb_answer_post),
--- locked in order, as tb_fed_prelock does from the messages themselves.
-CREATE FUNCTION tb_xb_answer_lock(from_peer text, ids bigint[]) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM 1 FROM accounts
-     WHERE id IN (SELECT clearing_account FROM fed_peers WHERE peer = from_peer
-                  UNION ALL
-                  SELECT x.member_account FROM xb_exchanges x WHERE x.id = ANY (ids))
-     ORDER BY id FOR UPDATE;
-END $$;
-
 CREATE FUNCTION tb_on_xb_answer(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -521,7 +531,7 @@ DECLARE
 BEGIN
     ids := tb_xb_answer_settle(from_peer, body->'items');
     IF ids IS NOT NULL THEN
-        PERFORM tb_xb_answer_post(from_peer, ids);
+        PERFORM tb_xb_answer_post(from_peer, ids, false);
         RETURN '{}';
     END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
@@ -760,10 +770,7 @@ BEGIN
         st.in_head := decode(item->>'hash', 'hex');
     END LOOP;
     IF cardinality(settled) > 0 THEN
-        IF NOT locked THEN
-            PERFORM tb_xb_answer_lock(from_peer, settled);
-        END IF;
-        PERFORM tb_xb_answer_post(from_peer, settled);
+        PERFORM tb_xb_answer_post(from_peer, settled, NOT locked);
     END IF;
     UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
     IF jsonb_array_length(coalesce(replies->'xb_answer', '[]')) > 0 THEN
