@@ -114,6 +114,17 @@ END $$;
 -- the same transaction (what tb_xb_batch would send next, saved a
 -- transaction and a second write of every row). Enqueueing takes the
 -- peer's row after the accounts, the order channel applies keep too.
+--
+-- The payers' accounts are locked here, not by the caller, and only once
+-- everything that needs no lock is done: the members and peers looked
+-- up, the keys checked (the caller holds each key's lock), the ids drawn,
+-- the proposals and the answers written out. Runs of answers from the
+-- peer lock the same members' accounts to post, and under make bench's
+-- cross-bank load each waited on the other for much of its time. What
+-- follows the lock is what must: the members still active and every
+-- payer's floor enough, then the reservations, the messages and the rows.
+-- NULL when the batch is not that simple, having changed nothing (ids
+-- drawn are left unused); the caller then locks and goes item by item.
 CREATE FUNCTION tb_xb_batch_record(items jsonb, default_floor bigint, own_bank text)
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
@@ -121,8 +132,8 @@ DECLARE
     -- Per item, in order: found once while checking, used by what follows.
     payers bigint[];
     payer_accounts bigint[];
-    payer_labels text[];
     ids bigint[];
+    proposals json;
     seqs jsonb := '{}';
     to_peer text;
     result text[];
@@ -131,92 +142,99 @@ BEGIN
                 WHERE NOT (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
         RETURN NULL;
     END IF;
-    -- tb_exchange_batch, the caller, holds every key's lock already.
-    WITH it AS (
-        SELECT n, (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
-               (x->'p'->>'minutes')::bigint AS minutes, x->'p'->>'idempotency_key' AS key,
-               (x->'p'->>'performed_on')::date AS performed_on
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
-    m AS (
-        SELECT it.*, pm.account_id AS pa, pm.status AS ps, fp.peer AS peer,
-               fp.kind AS peer_kind, fp.diverged_at,
-               CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
-               || it.payer AS pl
-          FROM it LEFT JOIN members pm ON pm.number = it.payer
-                  LEFT JOIN fed_peers fp ON fp.peer = it.bank),
-    need AS (SELECT pa, sum(minutes) AS total FROM m GROUP BY pa)
-    SELECT coalesce(bool_and(coalesce(ps = 'active' AND peer_kind = 'bank'
-                                      AND diverged_at IS NULL
-                                      AND (performed_on IS NULL
-                                           OR performed_on <= current_date), false)), false)
-           AND count(DISTINCT key) = count(*)
-           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
-                            WHERE x.idempotency_key = ANY (ARRAY(SELECT key FROM it)))
-           AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
-                            WHERE a.balance_minutes - a.pending_minutes - need.total
-                                  < coalesce(a.floor_minutes, default_floor)),
-           array_agg(payer ORDER BY n), array_agg(pa ORDER BY n), array_agg(pl ORDER BY n)
-      INTO ok, payers, payer_accounts, payer_labels FROM m;
-    IF NOT ok THEN
-        RETURN NULL;
-    END IF;
-    UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
-      FROM (SELECT payer_accounts[n] AS pa, sum((x->'p'->>'minutes')::bigint) AS total
-              FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
-             GROUP BY payer_accounts[n]) need
-     WHERE a.id = need.pa;
     ids := ARRAY(SELECT nextval('xb_exchanges_id_seq')
                    FROM generate_series(1, jsonb_array_length(items)));
-    FOR to_peer IN SELECT DISTINCT x->'p'->>'bank' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
-        seqs := seqs || jsonb_build_object(to_peer, tb_fed_enqueue(to_peer, json_build_object(
-            'kind', 'xb_propose', 'items', (
-                SELECT json_agg(tb_xb_proposal(
-                           own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
-                           (x->'p'->>'minutes')::bigint, x->'p'->>'category',
-                           coalesce((x->'p'->>'performed_on')::date, current_date),
-                           NULL, NULL, NULL) ORDER BY n)
-                  FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
-                 WHERE x->'p'->>'bank' = to_peer))));
-    END LOOP;
     WITH it AS (
         SELECT n, ids[n] AS id, x->>'actor' AS actor,
                (x->'p'->>'payer')::bigint AS payer, x->'p'->>'bank' AS bank,
                (x->'p'->>'earner')::bigint AS earner, (x->'p'->>'minutes')::bigint AS minutes,
                x->'p'->>'category' AS category, x->'p'->>'description' AS description,
-               (x->'p'->>'performed_on')::date AS performed_on,
-               x->'p'->>'idempotency_key' AS key, md5(((x->'p') - 'idempotency_key')::text) AS fp
+               coalesce((x->'p'->>'performed_on')::date, current_date) AS performed_on,
+               (x->'p'->>'performed_on')::date > current_date AS future,
+               x->'p'->>'idempotency_key' AS key
           FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
-    ins AS (
-        INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
-                                  category, description, performed_on, state, recorded_by,
-                                  idempotency_key, fingerprint, proposed_seq)
-        SELECT it.id, own_bank || ':' || it.id, 'payer', it.bank, payer_accounts[it.n], it.earner,
-               it.minutes, it.category, it.description, coalesce(it.performed_on, current_date),
-               'pending', it.actor, it.key, it.fp, (seqs->>it.bank)::bigint
-          FROM it ORDER BY it.n
-        RETURNING *),
-    done AS (SELECT ins.*, row_number() OVER (ORDER BY ins.id) AS n FROM ins)
+    m AS (
+        SELECT it.*, pm.account_id AS pa, fp.peer AS peer, fp.kind AS peer_kind,
+               fp.diverged_at,
+               CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
+               || it.payer AS pl
+          FROM it LEFT JOIN members pm ON pm.number = it.payer
+                  LEFT JOIN fed_peers fp ON fp.peer = it.bank)
     -- tb_xb_json's object for a new pending exchange, written out as the
-    -- local batch's answers are; in the items' order, which is the ids'
-    -- (drawn in that order above).
-    SELECT array_agg('{"id":' || to_json(d.xid)::text || ',"cross_bank":true'
-                     || ',"state":"pending","reason":null,"peer":' || to_json(d.peer)::text
-                     || ',"side":"payer","payer":' || payers[d.n] || ',"earner":null'
-                     || ',"payer_label":"' || payer_labels[d.n] || '","earner_label":'
-                     || to_json(CASE WHEN d.remote_member IS NULL THEN 'a ' || d.peer || ' member'
-                                     ELSE d.peer || ' member ' || d.remote_member END)::text
-                     || ',"minutes":' || d.minutes
-                     || ',"category":' || to_json(d.category)::text
-                     || ',"description":' || coalesce(to_json(d.description)::text, 'null')
-                     || ',"performed_on":' || to_json(d.performed_on)::text
-                     || ',"recorded_by":' || to_json(d.recorded_by)::text
-                     || ',"idempotency_key":' || to_json(d.idempotency_key)::text
-                     || ',"created_at":' || to_json(d.created_at)::text
+    -- local batch's answers are, in the items' order; created_at is the
+    -- transaction's start, as the row's default.
+    SELECT coalesce(bool_and(coalesce(pa IS NOT NULL AND peer_kind = 'bank'
+                                      AND diverged_at IS NULL AND future IS NOT TRUE, false)),
+                    false)
+           AND count(DISTINCT key) = count(*)
+           AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
+                            WHERE x.idempotency_key = ANY (ARRAY(SELECT key FROM it))),
+           array_agg(pa ORDER BY n),
+           array_agg('{"id":' || to_json(own_bank || ':' || id)::text || ',"cross_bank":true'
+                     || ',"state":"pending","reason":null,"peer":' || to_json(bank)::text
+                     || ',"side":"payer","payer":' || payer || ',"earner":null'
+                     || ',"payer_label":"' || pl || '","earner_label":'
+                     || to_json(CASE WHEN earner IS NULL THEN 'a ' || bank || ' member'
+                                     ELSE bank || ' member ' || earner END)::text
+                     || ',"minutes":' || minutes
+                     || ',"category":' || to_json(category)::text
+                     || ',"description":' || coalesce(to_json(description)::text, 'null')
+                     || ',"performed_on":' || to_json(performed_on)::text
+                     || ',"recorded_by":' || to_json(actor)::text
+                     || ',"idempotency_key":' || to_json(key)::text
+                     || ',"created_at":' || to_json(now())::text
                      || ',"decided_at":null,"transfer":null,"reverses":null,"reversed_by":null'
                      || ',"claim":null,"contact":null}'
-                     ORDER BY d.n)
-      INTO result
-      FROM done d;
+                     ORDER BY n),
+           array_agg(payer ORDER BY n)
+      INTO ok, payer_accounts, result, payers FROM m;
+    IF NOT ok THEN
+        RETURN NULL;
+    END IF;
+    -- Each peer's message of proposals, written out before any lock too.
+    SELECT json_object_agg(q.bank, q.body) INTO proposals
+      FROM (SELECT x->'p'->>'bank' AS bank,
+                   json_build_object('kind', 'xb_propose', 'items', json_agg(tb_xb_proposal(
+                       own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
+                       (x->'p'->>'minutes')::bigint, x->'p'->>'category',
+                       coalesce((x->'p'->>'performed_on')::date, current_date),
+                       NULL, NULL, NULL) ORDER BY n)) AS body
+              FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
+             GROUP BY x->'p'->>'bank') q;
+    PERFORM 1 FROM accounts WHERE id = ANY (payer_accounts) ORDER BY id FOR UPDATE;
+    WITH need AS (SELECT u.pa, sum((x->'p'->>'minutes')::bigint) AS total
+                    FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts))
+                         AS u(x, pa)
+                   GROUP BY u.pa)
+    SELECT NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
+                        WHERE a.balance_minutes - a.pending_minutes - need.total
+                              < coalesce(a.floor_minutes, default_floor))
+           -- A member's status changes under their account's lock.
+           AND NOT EXISTS (SELECT 1 FROM members pm
+                            WHERE pm.number = ANY (payers) AND pm.status <> 'active')
+      INTO ok;
+    IF NOT ok THEN
+        RETURN NULL;
+    END IF;
+    UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
+      FROM (SELECT u.pa, sum((x->'p'->>'minutes')::bigint) AS total
+              FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts)) AS u(x, pa)
+             GROUP BY u.pa) need
+     WHERE a.id = need.pa;
+    FOR to_peer IN SELECT k FROM json_object_keys(proposals) k ORDER BY 1 LOOP
+        seqs := seqs || jsonb_build_object(to_peer,
+                                           tb_fed_enqueue(to_peer, proposals->to_peer));
+    END LOOP;
+    INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
+                              category, description, performed_on, state, recorded_by,
+                              idempotency_key, fingerprint, proposed_seq)
+    SELECT ids[n], own_bank || ':' || ids[n], 'payer', x->'p'->>'bank', payer_accounts[n],
+           (x->'p'->>'earner')::bigint, (x->'p'->>'minutes')::bigint, x->'p'->>'category',
+           x->'p'->>'description', coalesce((x->'p'->>'performed_on')::date, current_date),
+           'pending', x->>'actor', x->'p'->>'idempotency_key',
+           md5(((x->'p') - 'idempotency_key')::text), (seqs->>(x->'p'->>'bank'))::bigint
+      FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
+     ORDER BY n;
     RETURN result;
 END $$;
 
@@ -247,20 +265,24 @@ BEGIN
        FROM (SELECT DISTINCT hashtext(i->'p'->>'idempotency_key') AS h
                FROM jsonb_array_elements(items) i
               WHERE i->'p'->>'idempotency_key' IS NOT NULL ORDER BY 1) keys;
-    -- Then the accounts, in order, before anything else locks one.
-    -- Each set of keys looked up in one scan of its index (= ANY), which
-    -- returns the accounts in order.
-    PERFORM 1 FROM accounts
-     WHERE id = ANY (ARRAY(
-               SELECT m.account_id FROM members m
-                WHERE m.number = ANY (ARRAY(
-                      SELECT (i->'p'->>'payer')::bigint FROM jsonb_array_elements(items) i
-                      UNION ALL
-                      SELECT (i->'p'->>'earner')::bigint FROM jsonb_array_elements(items) i
-                       WHERE NOT (i->>'xb')::boolean))))
-     ORDER BY id FOR UPDATE;
-    fast := coalesce(tb_exchange_batch_local(items, default_floor),
-                     tb_xb_batch_record(items, default_floor, own_bank));
+    -- A batch of cross-bank exchanges locks its payers' accounts itself,
+    -- once it has done what needs no lock. Anything else takes the
+    -- accounts, in order, before anything else locks one: each set of keys
+    -- looked up in one scan of its index (= ANY), which returns the
+    -- accounts in order.
+    fast := tb_xb_batch_record(items, default_floor, own_bank);
+    IF fast IS NULL THEN
+        PERFORM 1 FROM accounts
+         WHERE id = ANY (ARRAY(
+                   SELECT m.account_id FROM members m
+                    WHERE m.number = ANY (ARRAY(
+                          SELECT (i->'p'->>'payer')::bigint FROM jsonb_array_elements(items) i
+                          UNION ALL
+                          SELECT (i->'p'->>'earner')::bigint FROM jsonb_array_elements(items) i
+                           WHERE NOT (i->>'xb')::boolean))))
+         ORDER BY id FOR UPDATE;
+        fast := tb_exchange_batch_local(items, default_floor);
+    END IF;
     IF fast IS NOT NULL THEN
         RETURN QUERY SELECT true, f.b, NULL::text, NULL::text
                        FROM unnest(fast) WITH ORDINALITY AS f(b, n) ORDER BY f.n;
