@@ -132,6 +132,8 @@ DECLARE
     -- Per item, in order: found once while checking, used by what follows.
     payers bigint[];
     payer_accounts bigint[];
+    need_accounts bigint[];
+    need_totals bigint[];
     ids bigint[];
     proposals json;
     seqs jsonb := '{}';
@@ -202,11 +204,14 @@ BEGIN
               FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
              GROUP BY x->'p'->>'bank') q;
     PERFORM 1 FROM accounts WHERE id = ANY (payer_accounts) ORDER BY id FOR UPDATE;
-    WITH need AS (SELECT u.pa, sum((x->'p'->>'minutes')::bigint) AS total
-                    FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts))
-                         AS u(x, pa)
-                   GROUP BY u.pa)
-    SELECT NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
+    -- What each payer's account needs for the whole batch, found once.
+    SELECT array_agg(g.pa ORDER BY g.pa), array_agg(g.total ORDER BY g.pa)
+      INTO need_accounts, need_totals
+      FROM (SELECT u.pa, sum((u.x->'p'->>'minutes')::bigint) AS total
+              FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts)) AS u(x, pa)
+             GROUP BY u.pa) g;
+    SELECT NOT EXISTS (SELECT 1 FROM unnest(need_accounts, need_totals) AS need(pa, total)
+                         JOIN accounts a ON a.id = need.pa
                         WHERE a.balance_minutes - a.pending_minutes - need.total
                               < coalesce(a.floor_minutes, default_floor))
            -- A member's status changes under their account's lock.
@@ -217,9 +222,7 @@ BEGIN
         RETURN NULL;
     END IF;
     UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
-      FROM (SELECT u.pa, sum((x->'p'->>'minutes')::bigint) AS total
-              FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts)) AS u(x, pa)
-             GROUP BY u.pa) need
+      FROM unnest(need_accounts, need_totals) AS need(pa, total)
      WHERE a.id = need.pa;
     FOR to_peer IN SELECT k FROM json_object_keys(proposals) k ORDER BY 1 LOOP
         seqs := seqs || jsonb_build_object(to_peer,
