@@ -8,7 +8,19 @@
  * limit (measured with make bench, also with the accounts locked only for
  * the journal's part of a batch), and keeps batches large. A batch frees its
  * accounts when it commits, and its clients hear once it is durable
- * (on_batch). */
+ * (on_batch).
+ *
+ * So under a steady load the clients fall into two halves, each in every
+ * other batch: when a batch commits, its own clients have not yet heard,
+ * and the next batch takes only the other half. When fewer than half as
+ * many exchanges wait as the batch that just went held, the next batch
+ * waits for the rest (its clients come back once they hear), until as many
+ * wait or BATCH_WAIT_US has passed. Every message of proposals, sealing and
+ * answer between banks is one per batch, so a cross-bank exchange costs
+ * less CPU in larger ones: 64 clients, three alternated runs each, 285 to
+ * 255 µs of CPU per exchange in all processes, 5,814 to 6,313 settled a
+ * second; local exchanges did not change (15,141/s and 14,876/s). A lone
+ * client never waits: fewer than half of one is none. */
 #include "api_internal.h"
 
 #include "failpoint.h"
@@ -20,6 +32,7 @@
 
 #define BATCH_MAX 500
 #define BATCHES_IN_FLIGHT 1
+#define BATCH_WAIT_US 2000
 
 struct waiting {
 	struct api_req *r;
@@ -29,6 +42,9 @@ struct waiting {
 struct api_batch {
 	struct api *api;
 	struct event *flush;
+	struct event *wait; /* the next batch's wait for more (BATCH_WAIT_US) */
+	enum { GO, WAITING, WAITED } state;
+	size_t last_n; /* how many the last batch held */
 	struct waiting *queue; /* waiting for the next batch */
 	size_t n, cap;
 	int in_flight;
@@ -45,12 +61,23 @@ struct sent {
 
 static void flush(evutil_socket_t fd, short what, void *arg);
 
+static void waited(evutil_socket_t fd, short what, void *arg)
+{
+	struct api_batch *b = arg;
+
+	(void)fd;
+	(void)what;
+	b->state = WAITED;
+	flush(-1, 0, b);
+}
+
 struct api_batch *api_batch_new(struct api *api, struct event_base *base)
 {
 	struct api_batch *b = calloc(1, sizeof(*b));
 
 	b->api = api;
 	b->flush = event_new(base, -1, 0, flush, b);
+	b->wait = evtimer_new(base, waited, b);
 	return b;
 }
 
@@ -61,6 +88,7 @@ void api_batch_free(struct api_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		json_decref(b->queue[i].item);
 	event_free(b->flush);
+	event_free(b->wait);
 	free(b->queue);
 	free(b);
 }
@@ -158,8 +186,16 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (b->in_flight >= BATCHES_IN_FLIGHT || n == 0)
+	if (b->in_flight >= BATCHES_IN_FLIGHT || n == 0 || b->state == WAITING)
 		return;
+	if (b->state == GO && n < b->last_n / 2) {
+		struct timeval tv = {0, BATCH_WAIT_US};
+		b->state = WAITING;
+		evtimer_add(b->wait, &tv);
+		return;
+	}
+	b->state = GO;
+	b->last_n = n;
 	sent = malloc(sizeof(*sent));
 	sent->b = b;
 	sent->n = n;
@@ -202,6 +238,10 @@ void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank)
 	b->queue[b->n].r = r;
 	b->queue[b->n].item = json_pack("{sbssso}", "xb", cross_bank, "actor", r->actor, "p", p);
 	b->n++;
+	if (b->state == WAITING && b->n >= b->last_n) {
+		evtimer_del(b->wait);
+		b->state = WAITED;
+	}
 	if (b->in_flight < BATCHES_IN_FLIGHT)
 		event_active(b->flush, EV_TIMEOUT, 0);
 }
