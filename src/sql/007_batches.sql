@@ -24,6 +24,8 @@ DECLARE
     earner_accounts bigint[];
     payer_labels text[];
     earner_labels text[];
+    -- Every transfer's created_at: the transaction's start (the default).
+    created text := to_json(now())::text;
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -100,7 +102,7 @@ BEGIN
                      || ',"performed_on":' || to_json(d.performed_on)::text
                      || ',"recorded_by":' || to_json(d.recorded_by)::text
                      || ',"idempotency_key":' || to_json(d.idempotency_key)::text
-                     || ',"created_at":' || to_json(d.created_at)::text
+                     || ',"created_at":' || created
                      || ',"reverses":null,"reason":null,"group_key":null,"reversed_by":null}'
                      ORDER BY d.n)
       INTO result
@@ -135,9 +137,11 @@ DECLARE
     need_accounts bigint[];
     need_totals bigint[];
     ids bigint[];
-    proposals json;
+    -- Each peer's message of proposals, in the peers' order.
+    banks text[];
+    bodies json[];
     seqs jsonb := '{}';
-    to_peer text;
+    created text := to_json(now())::text;
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -164,7 +168,9 @@ BEGIN
                   LEFT JOIN fed_peers fp ON fp.peer = it.bank)
     -- tb_xb_json's object for a new pending exchange, written out as the
     -- local batch's answers are, in the items' order; created_at is the
-    -- transaction's start, as the row's default.
+    -- transaction's start, as the row's default. Bank ids need no escaping
+    -- (lower-case letters, digits and dashes: the config's rule), and only
+    -- a configured peer's id gets this far.
     SELECT coalesce(bool_and(coalesce(pa IS NOT NULL AND peer_kind = 'bank'
                                       AND diverged_at IS NULL AND future IS NOT TRUE, false)),
                     false)
@@ -172,19 +178,19 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
                             WHERE x.idempotency_key = ANY (ARRAY(SELECT key FROM it))),
            array_agg(pa ORDER BY n),
-           array_agg('{"id":' || to_json(own_bank || ':' || id)::text || ',"cross_bank":true'
-                     || ',"state":"pending","reason":null,"peer":' || to_json(bank)::text
-                     || ',"side":"payer","payer":' || payer || ',"earner":null'
-                     || ',"payer_label":"' || pl || '","earner_label":'
-                     || to_json(CASE WHEN earner IS NULL THEN 'a ' || bank || ' member'
-                                     ELSE bank || ' member ' || earner END)::text
-                     || ',"minutes":' || minutes
+           array_agg('{"id":"' || own_bank || ':' || id || '","cross_bank":true'
+                     || ',"state":"pending","reason":null,"peer":"' || bank
+                     || '","side":"payer","payer":' || payer || ',"earner":null'
+                     || ',"payer_label":"' || pl || '","earner_label":"'
+                     || CASE WHEN earner IS NULL THEN 'a ' || bank || ' member'
+                             ELSE bank || ' member ' || earner END
+                     || '","minutes":' || minutes
                      || ',"category":' || to_json(category)::text
                      || ',"description":' || coalesce(to_json(description)::text, 'null')
                      || ',"performed_on":' || to_json(performed_on)::text
                      || ',"recorded_by":' || to_json(actor)::text
                      || ',"idempotency_key":' || to_json(key)::text
-                     || ',"created_at":' || to_json(now())::text
+                     || ',"created_at":' || created
                      || ',"decided_at":null,"transfer":null,"reverses":null,"reversed_by":null'
                      || ',"claim":null,"contact":null}'
                      ORDER BY n),
@@ -193,8 +199,11 @@ BEGIN
     IF NOT ok THEN
         RETURN NULL;
     END IF;
-    -- Each peer's message of proposals, written out before any lock too.
-    SELECT json_object_agg(q.bank, q.body) INTO proposals
+    -- Each peer's message of proposals, written out before any lock too,
+    -- as arrays: an object of them was parsed again for its keys and then
+    -- for each peer's message (json is text).
+    SELECT array_agg(q.bank ORDER BY q.bank), array_agg(q.body ORDER BY q.bank)
+      INTO banks, bodies
       FROM (SELECT x->'p'->>'bank' AS bank,
                    json_build_object('kind', 'xb_propose', 'items', json_agg(tb_xb_proposal(
                        own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
@@ -224,9 +233,8 @@ BEGIN
     UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
       FROM unnest(need_accounts, need_totals) AS need(pa, total)
      WHERE a.id = need.pa;
-    FOR to_peer IN SELECT k FROM json_object_keys(proposals) k ORDER BY 1 LOOP
-        seqs := seqs || jsonb_build_object(to_peer,
-                                           tb_fed_enqueue(to_peer, proposals->to_peer));
+    FOR i IN 1 .. cardinality(banks) LOOP
+        seqs := seqs || jsonb_build_object(banks[i], tb_fed_enqueue(banks[i], bodies[i]));
     END LOOP;
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, remote_member, minutes,
                               category, description, performed_on, state, recorded_by,
