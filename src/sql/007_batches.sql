@@ -505,55 +505,51 @@ BEGIN
     RETURN ids;
 END $$;
 
--- The accounts posting a run of settled answers changes (tb_xb_answer_post),
--- locked in order, as tb_fed_prelock does from the messages themselves.
-CREATE FUNCTION tb_xb_answer_lock(from_peer text, ids bigint[]) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM 1 FROM accounts
-     WHERE id IN (SELECT clearing_account FROM fed_peers WHERE peer = from_peer
-                  UNION ALL
-                  SELECT x.member_account FROM xb_exchanges x WHERE x.id = ANY (ids))
-     ORDER BY id FOR UPDATE;
-END $$;
-
 -- Posts what settling decided (ids: the exchanges tb_xb_answer_settle
 -- returned): each accepted exchange's transfer into the journal, and every
 -- reservation released. Each account changes once, its balance and what
 -- it has pending together, so the journal's trigger leaves the balances to
 -- this statement (tb.balances_posted).
 --
+-- The exchanges' rows are read once, into arrays, for all three steps.
 -- The journal's entries name no account lock: they go first. The accounts
--- are then locked in order (lock: tb_xb_answer_lock, unless the caller
--- holds them already, as tb_fed_prelock does) and changed, the only part
--- an exchange batch reserving against the same members waits for.
+-- are then locked in order (lock; unless the caller holds them already, as
+-- tb_fed_prelock does) and changed, the only part an exchange batch
+-- reserving against the same members waits for.
 CREATE FUNCTION tb_xb_answer_post(from_peer text, ids bigint[], lock boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
+    members bigint[];
+    mins bigint[];
+    tids bigint[];
+    posted boolean[];
 BEGIN
+    SELECT array_agg(x.member_account), array_agg(x.minutes), array_agg(x.transfer_id),
+           array_agg(x.state = 'settled')
+      INTO members, mins, tids, posted
+      FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id;
     -- Until its end, the balances are this function's to post, not the
     -- journal trigger's.
     PERFORM set_config('tb.balances_posted', 'on', true);
     INSERT INTO entries (transfer_id, account_id, minutes)
     SELECT e.transfer_id, e.account_id, e.minutes
-      FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id,
-           LATERAL (VALUES (x.transfer_id, x.member_account, -x.minutes),
-                           (x.transfer_id, clearing, x.minutes)) AS e(transfer_id, account_id, minutes)
-     WHERE x.state = 'settled';
+      FROM unnest(tids, members, mins, posted) AS d(tid, member, mins, posted),
+           LATERAL (VALUES (d.tid, d.member, -d.mins),
+                           (d.tid, clearing, d.mins)) AS e(transfer_id, account_id, minutes)
+     WHERE d.posted;
     IF lock THEN
-        PERFORM tb_xb_answer_lock(from_peer, ids);
+        PERFORM 1 FROM accounts
+         WHERE id = ANY (array_append(members, clearing)) ORDER BY id FOR UPDATE;
     END IF;
-    WITH d AS (
-        SELECT x.member_account, x.minutes, x.state = 'settled' AS posted
-          FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id),
+    WITH d AS (SELECT * FROM unnest(members, mins, posted) AS d(member, mins, posted)),
     s AS (
-        SELECT d.member_account AS account_id,
-               sum(CASE WHEN d.posted THEN -d.minutes ELSE 0 END) AS posted,
-               sum(d.minutes) AS released
-          FROM d GROUP BY d.member_account
+        SELECT d.member AS account_id,
+               sum(CASE WHEN d.posted THEN -d.mins ELSE 0 END) AS posted,
+               sum(d.mins) AS released
+          FROM d GROUP BY d.member
         UNION ALL
-        SELECT clearing, sum(d.minutes), 0 FROM d WHERE d.posted HAVING count(*) > 0)
+        SELECT clearing, sum(d.mins), 0 FROM d WHERE d.posted HAVING count(*) > 0)
     UPDATE accounts a SET balance_minutes = a.balance_minutes + s.posted,
                           pending_minutes = a.pending_minutes - s.released
       FROM s WHERE a.id = s.account_id;
