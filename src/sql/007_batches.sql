@@ -355,6 +355,8 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     peer fed_peers;
     ok boolean;
+    -- Each item's earner's account, in order: found once while checking.
+    earners bigint[];
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
     IF peer.kind <> 'bank' OR peer.clearing_account IS NULL
@@ -362,16 +364,16 @@ BEGIN
         RETURN NULL;
     END IF;
     WITH it AS (
-        SELECT x->>'xid' AS xid, x->>'earner' AS earner, x->>'minutes' AS minutes,
+        SELECT n, x->>'xid' AS xid, x->>'earner' AS earner, x->>'minutes' AS minutes,
                x->>'category' AS category, x->>'performed_on' AS performed_on,
                coalesce(x->>'reverses', '') AS reverses, coalesce(x->>'claim', '') AS claim,
                coalesce(x->>'contact', '') AS contact
-          FROM jsonb_array_elements(items) x),
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
     m AS (
         -- What a peer sent must never raise: casts only behind CASE. The
         -- tests are the cheap forms of the single proposal's (a bounded
         -- regular expression costs its bound again in states).
-        SELECT it.*, em.status, em.erased_at, em.number,
+        SELECT it.*, em.status, em.erased_at, em.number, em.account_id,
                CASE WHEN length(it.minutes) <= 12 AND it.minutes ~ '^[0-9]+$'
                     THEN it.minutes::bigint END AS mins
           FROM it LEFT JOIN members em
@@ -390,17 +392,17 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
                             WHERE x.xid = ANY (ARRAY(SELECT xid FROM it)))
            AND (SELECT a.balance_minutes - sum(m.mins) >= a.floor_minutes
-                  FROM accounts a WHERE a.id = peer.clearing_account)
-      INTO ok FROM m;
+                  FROM accounts a WHERE a.id = peer.clearing_account),
+           array_agg(account_id ORDER BY n)
+      INTO ok, earners FROM m;
     IF NOT ok THEN
         RETURN NULL;
     END IF;
     WITH it AS (
         SELECT n, nextval('xb_exchanges_id_seq') AS id, x->>'xid' AS xid, x AS item,
                (x->>'minutes')::bigint AS minutes, x->>'category' AS category,
-               (x->>'performed_on')::date AS performed_on, em.account_id AS earner
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
-          JOIN members em ON em.number = (x->>'earner')::bigint),
+               (x->>'performed_on')::date AS performed_on, earners[n] AS earner
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
     tr AS (
         INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
                                description, performed_on, recorded_by, idempotency_key,
