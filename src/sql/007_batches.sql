@@ -522,37 +522,39 @@ CREATE FUNCTION tb_xb_answer_post(from_peer text, ids bigint[], lock boolean) RE
 LANGUAGE plpgsql AS $$
 DECLARE
     clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
-    members bigint[];
-    mins bigint[];
+    -- The exchanges' member accounts, minutes, transfers and whether each
+    -- was settled, in one order.
+    accts bigint[];
+    amounts bigint[];
     tids bigint[];
-    posted boolean[];
+    settled boolean[];
 BEGIN
     SELECT array_agg(x.member_account), array_agg(x.minutes), array_agg(x.transfer_id),
            array_agg(x.state = 'settled')
-      INTO members, mins, tids, posted
+      INTO accts, amounts, tids, settled
       FROM unnest(ids) AS u(id) JOIN xb_exchanges x ON x.id = u.id;
     -- Until its end, the balances are this function's to post, not the
     -- journal trigger's.
     PERFORM set_config('tb.balances_posted', 'on', true);
     INSERT INTO entries (transfer_id, account_id, minutes)
     SELECT e.transfer_id, e.account_id, e.minutes
-      FROM unnest(tids, members, mins, posted) AS d(tid, member, mins, posted),
-           LATERAL (VALUES (d.tid, d.member, -d.mins),
-                           (d.tid, clearing, d.mins)) AS e(transfer_id, account_id, minutes)
+      FROM unnest(tids, accts, amounts, settled) AS d(tid, acct, amount, posted),
+           LATERAL (VALUES (d.tid, d.acct, -d.amount),
+                           (d.tid, clearing, d.amount)) AS e(transfer_id, account_id, minutes)
      WHERE d.posted;
     IF lock THEN
         PERFORM 1 FROM accounts
-         WHERE id = ANY (array_append(members, clearing)) ORDER BY id FOR UPDATE;
+         WHERE id = ANY (array_append(accts, clearing)) ORDER BY id FOR UPDATE;
     END IF;
-    WITH d AS (SELECT * FROM unnest(members, mins, posted) AS d(member, mins, posted)),
+    WITH d AS (SELECT * FROM unnest(accts, amounts, settled) AS d(acct, amount, posted)),
     s AS (
-        SELECT d.member AS account_id,
-               sum(CASE WHEN d.posted THEN -d.mins ELSE 0 END) AS posted,
-               sum(d.mins) AS released
-          FROM d GROUP BY d.member
+        SELECT d.acct AS account_id,
+               sum(CASE WHEN d.posted THEN -d.amount ELSE 0 END) AS change,
+               sum(d.amount) AS released
+          FROM d GROUP BY d.acct
         UNION ALL
-        SELECT clearing, sum(d.mins), 0 FROM d WHERE d.posted HAVING count(*) > 0)
-    UPDATE accounts a SET balance_minutes = a.balance_minutes + s.posted,
+        SELECT clearing, sum(d.amount), 0 FROM d WHERE d.posted HAVING count(*) > 0)
+    UPDATE accounts a SET balance_minutes = a.balance_minutes + s.change,
                           pending_minutes = a.pending_minutes - s.released
       FROM s WHERE a.id = s.account_id;
     PERFORM set_config('tb.balances_posted', 'off', true);
