@@ -8,7 +8,10 @@ Two banks are made as make bench makes them (colchester and westminster,
 100 members each, linked), then stopped. Each path runs in a single-user
 PostgreSQL backend on a copy of its bank's database, once with 10 messages
 of 32 exchanges and once with 40; the difference, divided by 960, is the
-cost of one exchange with the start-up and the first plans left out:
+cost of one exchange with the start-up and the first plans left out. The
+same with messages of one exchange, less that, is what each message (a
+batch, at the payer's bank) costs beyond its exchanges: the part that
+larger batches share out.
 
   local   batches of exchanges between members (tb_exchange_batch)
   payer   at colchester: batches of cross-bank exchanges recorded and
@@ -56,7 +59,7 @@ def seal(peer):
     ]
 
 
-def workload(path, messages):
+def workload(path, messages, items_per_message):
     """One statement a line, as postgres --single reads them."""
     rnd = random.Random(7)
     out = []
@@ -66,7 +69,7 @@ def workload(path, messages):
         prev = chain(i - 1) if i > 1 else ""
         if path == "local":
             items = []
-            for j in range(ITEMS):
+            for j in range(items_per_message):
                 payer, earner = rnd.randint(1, 100), rnd.randint(1, 99)
                 earner += earner >= payer
                 items.append({"xb": False, "actor": "profile", "p": {
@@ -78,7 +81,8 @@ def workload(path, messages):
             items = [{"xb": True, "actor": "profile", "p": {
                 "payer": rnd.randint(1, 100), "bank": "westminster",
                 "earner": rnd.randint(1, 100), "minutes": 15 * rnd.randint(1, 4),
-                "category": "bench", "idempotency_key": f"k-{i}-{j}"}} for j in range(ITEMS)]
+                "category": "bench", "idempotency_key": f"k-{i}-{j}"}}
+                for j in range(items_per_message)]
             out.append("SELECT count(*) FROM tb_exchange_batch('%s'::jsonb, -60000000, "
                        "'colchester');" % json.dumps(items))
             out += seal("westminster")
@@ -90,10 +94,11 @@ def workload(path, messages):
                 "'reason', '') ORDER BY id) FROM xb_exchanges WHERE state = 'pending' "
                 "AND side = 'payer')))))::text);")
         else:
-            items = [{"xid": f"colchester:{(i - 1) * ITEMS + j + 1}",
+            items = [{"xid": f"colchester:{(i - 1) * items_per_message + j + 1}",
                       "earner": rnd.randint(1, 100), "minutes": 15 * rnd.randint(1, 4),
                       "category": "bench", "performed_on": time.strftime("%Y-%m-%d"),
-                      "reverses": "", "claim": "", "contact": ""} for j in range(ITEMS)]
+                      "reverses": "", "claim": "", "contact": ""}
+                     for j in range(items_per_message)]
             message = [{"seq": i, "prev": prev, "hash": chain(i), "envelope": envelope(i),
                         "body": {"kind": "xb_propose", "items": items}}]
             out.append("SELECT length(tb_fed_apply('colchester', '%s'::jsonb)::text);"
@@ -119,13 +124,13 @@ def templates(net):
     return made
 
 
-def instructions(template, db, path, messages, root):
+def instructions(template, db, path, messages, items_per_message, root):
     """callgrind's count for one single-user backend running the workload."""
-    run = os.path.join(root, f"{path}-{messages}")
+    run = os.path.join(root, f"{path}-{messages}x{items_per_message}")
     subprocess.run(["cp", "-a", template, run], check=True)
-    script = os.path.join(root, f"{path}-{messages}.sql")
+    script = run + ".sql"
     with open(script, "w") as f:
-        f.write(workload(path, messages))
+        f.write(workload(path, messages, items_per_message))
     os.chmod(script, 0o644)
     out = run + ".callgrind"
     with open(script) as stdin:
@@ -150,19 +155,24 @@ def main():
         os.chown(root, pw.pw_uid, pw.pw_gid)
     try:
         made = templates(net)
-        results = {}
+        results, fixed = {}, {}
         for path in ("local", "payer", "earner"):
             data, db = made[BANK_OF[path]]
-            few = instructions(data, db, path, FEW, root)
-            many = instructions(data, db, path, MANY, root)
+            few = instructions(data, db, path, FEW, ITEMS, root)
+            many = instructions(data, db, path, MANY, ITEMS, root)
             results[path] = (many - few) // ((MANY - FEW) * ITEMS)
+            # Messages of one exchange: what a message costs beyond its
+            # exchanges, the part larger batches share out.
+            few = instructions(data, db, path, FEW, 1, root)
+            many = instructions(data, db, path, MANY, 1, root)
+            fixed[path] = (many - few) // (MANY - FEW) - results[path]
             print(f"profile: {path:7s} {results[path]:>10,} instructions per exchange "
-                  f"(messages of {ITEMS})", flush=True)
+                  f"(messages of {ITEMS}), {fixed[path]:>10,} per message", flush=True)
         out = os.path.join(bench.BUILD, "bench")
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "profile.json"), "w") as f:
-            json.dump({"items_per_message": ITEMS, "instructions_per_exchange": results}, f,
-                      indent=2)
+            json.dump({"items_per_message": ITEMS, "instructions_per_exchange": results,
+                       "instructions_per_message": fixed}, f, indent=2)
     finally:
         for cluster in bench.CLUSTERS:
             shutil.rmtree(cluster.root, ignore_errors=True)
