@@ -69,6 +69,7 @@ struct sent {
 	struct api_batch *b;
 	struct waiting *items;
 	size_t n;
+	int xb;            /* whether it holds a cross-bank exchange */
 	PGresult *answers; /* kept from commit until the commit is durable */
 };
 
@@ -128,9 +129,7 @@ static int cross_bank(const struct sent *sent)
  * durable, or with the failure (the keys make a retry safe). */
 static void finish(struct sent *sent, const struct db_result *failure)
 {
-	int xb = cross_bank(sent);
-
-	if (failure == NULL && xb)
+	if (failure == NULL && sent->xb)
 		failpoint("reserve_after");
 	for (size_t i = 0; i < sent->n; i++) {
 		struct waiting *w = &sent->items[i];
@@ -140,7 +139,7 @@ static void finish(struct sent *sent, const struct db_result *failure)
 			api_reply_failure(w->r, failure);
 		json_decref(w->item);
 	}
-	if (failure == NULL && xb)
+	if (failure == NULL && sent->xb)
 		fed_kick(api_fed(sent->b->api));
 	PQclear(sent->answers);
 	free(sent->items);
@@ -217,7 +216,8 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	memcpy(sent->items, b->queue, n * sizeof(*sent->items));
 	memmove(b->queue, b->queue + n, (b->n - n) * sizeof(*b->queue));
 	b->n -= n;
-	b->last_xb = cross_bank(sent);
+	sent->xb = cross_bank(sent);
+	b->last_xb = sent->xb;
 	items = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append(items, sent->items[i].item);
