@@ -91,8 +91,11 @@ def workload(path, messages, items_per_message):
                 f"'seq', {i}, 'prev', '{prev}', 'hash', '{chain(i)}', "
                 f"'envelope', '{envelope(i)}', 'body', jsonb_build_object('kind', 'xb_answer', "
                 "'items', (SELECT jsonb_agg(jsonb_build_object('xid', xid, 'accepted', true, "
-                "'reason', '') ORDER BY id) FROM xb_exchanges WHERE state = 'pending' "
-                "AND side = 'payer')))))::text);")
+                "'reason', '') ORDER BY id) FROM xb_exchanges "
+                # The batch just recorded, found by key: reading the table for
+                # its pending rows counted a scan that grows with every batch.
+                f"WHERE id > (SELECT max(id) FROM xb_exchanges) - {items_per_message} "
+                "AND state = 'pending' AND side = 'payer')))))::text);")
         else:
             items = [{"xid": f"colchester:{(i - 1) * items_per_message + j + 1}",
                       "earner": rnd.randint(1, 100), "minutes": 15 * rnd.randint(1, 4),
