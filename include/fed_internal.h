@@ -70,7 +70,10 @@ struct fed_peer {
 	uint64_t in_durable; /* ...and known durable: what the peer hears */
 	uint64_t sealed;
 	uint64_t acked;
-	uint64_t send_after; /* sent to this session up to here */
+	uint64_t send_after;     /* sent to this session up to here */
+	uint64_t ack_sent;       /* acknowledged to this session up to here */
+	int64_t ack_ms;          /* when the last acknowledgement went */
+	struct event *ack_timer; /* the next one, when it waits (ACK_GAP_MS) */
 	int pumping;
 	int applying;
 	int acking;
@@ -149,6 +152,7 @@ void fed_chan_pump(struct fed_peer *peer);
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
                        size_t raw_len);
 void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
+void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
                                size_t head_len, int64_t clearing);

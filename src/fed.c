@@ -634,6 +634,7 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 	}
 	peer->nkeys = 1;
 	peer->timer = evtimer_new(fed->base, on_dial_timer, peer);
+	peer->ack_timer = evtimer_new(fed->base, fed_chan_ack_due, peer);
 	peer->backoff_ms = BACKOFF_MIN_MS;
 	peer->pending = json_array();
 	peer->since = time(NULL);
@@ -729,6 +730,8 @@ void fed_free(struct fed *fed)
 			crypto_key_free(peer->keys[k]);
 		if (peer->timer != NULL)
 			event_free(peer->timer);
+		if (peer->ack_timer != NULL)
+			event_free(peer->ack_timer);
 		json_decref(peer->pending);
 		free(peer->id);
 		free(peer->host);

@@ -19,6 +19,7 @@
 #define APPLY_BATCH 500
 #define PENDING_MAX 4000         /* stop reading a peer with this many waiting */
 #define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
+#define ACK_GAP_MS 50            /* at most one acknowledgement this often, under load */
 
 struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
 {
@@ -374,15 +375,50 @@ void fed_chan_pump(struct fed_peer *peer)
 
 static void apply_next(struct fed_peer *peer);
 
-static void send_ack(struct fed_peer *peer, uint64_t seq)
+static void send_ack(struct fed_peer *peer)
 {
 	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 	Timebank__V1__Ack ack = TIMEBANK__V1__ACK__INIT;
 
-	ack.sequence = seq;
+	ack.sequence = peer->in_durable;
 	body.kind_case = TIMEBANK__V1__BODY__KIND_ACK;
 	body.ack = &ack;
 	fed_conn_send(peer->session, &body);
+	peer->ack_sent = peer->in_durable;
+	peer->ack_ms = now_ms();
+}
+
+/* What is durable is acknowledged at once after a quiet spell, and
+ * otherwise at most every ACK_GAP_MS. Each acknowledgement is an envelope
+ * signed here and verified and recorded by the peer (about 140 µs of
+ * Ed25519, and a transaction), and under make bench's cross-bank load one
+ * went for nearly every apply: tb_fed_acked ran 797 times at the two banks
+ * for 1,284 batches of exchanges, and 373 times for 1,281 with the gap.
+ * Hearing later costs the peer nothing: it only counts what is still in
+ * flight, and a new session starts from what its hello says. */
+static void ack_soon(struct fed_peer *peer)
+{
+	int64_t since = now_ms() - peer->ack_ms;
+	struct timeval tv = {0, 0};
+
+	if (peer->in_durable <= peer->ack_sent || evtimer_pending(peer->ack_timer, NULL))
+		return;
+	if (since < 0 || since >= ACK_GAP_MS) {
+		send_ack(peer);
+		return;
+	}
+	tv.tv_usec = (suseconds_t)(ACK_GAP_MS - since) * 1000;
+	evtimer_add(peer->ack_timer, &tv);
+}
+
+void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct fed_peer *peer = arg;
+
+	(void)fd;
+	(void)what;
+	if (peer->session != NULL && !peer->fed->stopping && peer->in_durable > peer->ack_sent)
+		send_ack(peer);
 }
 
 /* The apply committed without waiting for the disk (tb_fed_apply), so the
@@ -410,7 +446,7 @@ static void on_flushed(void *arg, const struct db_result *r)
 		if (c->seq > peer->in_durable)
 			peer->in_durable = c->seq;
 		if (fed_call_current(c))
-			send_ack(peer, peer->in_durable);
+			ack_soon(peer);
 	}
 	free(c);
 }
@@ -655,6 +691,7 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 
 void fed_chan_session_started(struct fed_peer *peer)
 {
+	peer->ack_sent = 0; /* this session has heard only the hello */
 	fed_chan_checkpoint_send(peer);
 	fed_chan_pump(peer);
 }
