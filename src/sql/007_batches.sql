@@ -739,12 +739,13 @@ BEGIN
                AND i->>'seq' = (st.in_applied + n)::text
                AND i->>'prev' = coalesce(prev_hash, encode(st.in_head, 'hex')))
            = jsonb_array_length(items) THEN
-        got := tb_xb_propose_batch(
-                   from_peer, (SELECT jsonb_agg(p ORDER BY n, m)
-                                 FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n),
-                                      jsonb_array_elements(i->'body'->'items')
-                                          WITH ORDINALITY AS u(p, m)),
-                   st.out_next_seq);
+        -- The run's items in order, message after message: a path query
+        -- copies them as they are, where jsonb_agg over the unnested items
+        -- took each apart and sorted them first (runs of two messages of
+        -- 32: 494,416 to 476,836 instructions per exchange).
+        got := tb_xb_propose_batch(from_peer,
+                                   jsonb_path_query_array(items, '$[*].body.items[*]'),
+                                   st.out_next_seq);
         IF got IS NOT NULL THEN
             replies := jsonb_build_object('xb_answer', got);
             INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
