@@ -74,6 +74,9 @@ struct fed_peer {
 	uint64_t ack_sent;       /* acknowledged to this session up to here */
 	int64_t ack_ms;          /* when the last acknowledgement went */
 	struct event *ack_timer; /* the next one, when it waits (ACK_GAP_MS) */
+	struct event *apply_timer; /* a lone message's wait for a run (APPLY_WAIT_MS) */
+	int64_t recv_ms;           /* when the last message came */
+	int close_behind;          /* ...less than APPLY_WAIT_MS after the one before */
 	int pumping;
 	int applying;
 	int acking;
@@ -153,6 +156,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
                        size_t raw_len);
 void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
 void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg);
+void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
                                size_t head_len, int64_t clearing);

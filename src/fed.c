@@ -635,6 +635,7 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 	peer->nkeys = 1;
 	peer->timer = evtimer_new(fed->base, on_dial_timer, peer);
 	peer->ack_timer = evtimer_new(fed->base, fed_chan_ack_due, peer);
+	peer->apply_timer = evtimer_new(fed->base, fed_chan_apply_due, peer);
 	peer->backoff_ms = BACKOFF_MIN_MS;
 	peer->pending = json_array();
 	peer->since = time(NULL);
@@ -732,6 +733,8 @@ void fed_free(struct fed *fed)
 			event_free(peer->timer);
 		if (peer->ack_timer != NULL)
 			event_free(peer->ack_timer);
+		if (peer->apply_timer != NULL)
+			event_free(peer->apply_timer);
 		json_decref(peer->pending);
 		free(peer->id);
 		free(peer->host);

@@ -20,6 +20,7 @@
 #define PENDING_MAX 4000         /* stop reading a peer with this many waiting */
 #define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
 #define ACK_GAP_MS 50            /* at most one acknowledgement this often, under load */
+#define APPLY_WAIT_MS 30         /* a lone message waits this long for the next, under load */
 
 struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
 {
@@ -519,6 +520,49 @@ static void on_applied(void *arg, const struct db_result *r)
 	apply_next(peer);
 }
 
+/* Whether a lone message waits for the next, to be applied with it as one
+ * run. Only while the peer's messages come close together: the last came
+ * less than APPLY_WAIT_MS after the one before. It then waits until a
+ * second is here, or APPLY_WAIT_MS after it came; one after a quiet spell
+ * is applied at once.
+ *
+ * Each apply costs the same again whatever it holds: a transaction, its
+ * durable flush, and at a payer's bank a message of answers, signed, sent,
+ * verified and applied there; a run of proposals is also decided in one
+ * pass (tb_fed_apply). Under make bench's cross-bank load on its own,
+ * messages came about every 8 ms, and two in three were applied alone.
+ * Waiting up to 30 ms, the earner's bank applied runs of 2.4 messages, the
+ * payer's of 1.6, and both banks together spent about a fifth less CPU per
+ * exchange: twelve alternated runs, four of each, settled 6,180/s with no
+ * wait, 6,654/s waiting up to 20 ms and 7,373/s up to 30 ms (p50 37, 54
+ * and 58 ms). Waiting for runs of three, or up to 50 ms, gained nothing. */
+static int waits_for_run(struct fed_peer *peer)
+{
+	int64_t waited = now_ms() - peer->recv_ms;
+	struct timeval tv = {0, 0};
+
+	if (json_array_size(peer->pending) >= 2 || !peer->close_behind || waited < 0 ||
+	    waited >= APPLY_WAIT_MS) {
+		evtimer_del(peer->apply_timer);
+		return 0;
+	}
+	if (!evtimer_pending(peer->apply_timer, NULL)) {
+		tv.tv_usec = (suseconds_t)(APPLY_WAIT_MS - waited) * 1000;
+		evtimer_add(peer->apply_timer, &tv);
+	}
+	return 1;
+}
+
+void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct fed_peer *peer = arg;
+
+	(void)fd;
+	(void)what;
+	peer->close_behind = 0;
+	apply_next(peer);
+}
+
 static void apply_next(struct fed_peer *peer)
 {
 	size_t n = json_array_size(peer->pending);
@@ -526,7 +570,7 @@ static void apply_next(struct fed_peer *peer)
 	char *text;
 	struct fed_call *c;
 
-	if (peer->applying || n == 0 || peer->session == NULL)
+	if (peer->applying || n == 0 || peer->session == NULL || waits_for_run(peer))
 		return;
 	if (n > APPLY_BATCH)
 		n = APPLY_BATCH;
@@ -556,6 +600,10 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	struct fed_peer *peer = conn->peer;
 	json_t *body = env_body_to_json(msg->sp->body);
 	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1], *env;
+	int64_t t = now_ms();
+
+	peer->close_behind = t - peer->recv_ms < APPLY_WAIT_MS;
+	peer->recv_ms = t;
 
 	peer->received++;
 	crypto_hex(msg->hash, CRYPTO_HASH_LEN, hash);
