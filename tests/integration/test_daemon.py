@@ -1,6 +1,7 @@
 """The daemon as an operator sees it: config checks, schema versions,
 reloads, shutdown under load, database restarts, a managed cluster."""
 
+import json
 import os
 import signal
 import subprocess
@@ -218,3 +219,71 @@ def test_managed_database_is_made_started_and_stopped_by_the_daemon(workdir):
     assert "adopting the cluster" in bank.log_text()
     assert bank.tbctl_json("audit")["ok"] is True
     assert bank.stop() == 0
+
+
+def database_at(cluster, version):
+    """A new database with the shipped migrations up to version applied, as
+    a daemon of that version left it."""
+    db = cluster.new_database()
+    cluster.psql("CREATE TABLE schema_version (version int PRIMARY KEY, name text NOT NULL, "
+                 "applied_at timestamptz NOT NULL DEFAULT now())", db)
+    for f in sorted(os.listdir(os.path.join(REPO, "src", "sql"))):
+        if f.endswith(".sql") and int(f.split("_")[0]) <= version:
+            with open(os.path.join(REPO, "src", "sql", f)) as sql:
+                cluster.psql(sql.read(), db)
+            cluster.psql(f"INSERT INTO schema_version VALUES ({int(f.split('_')[0])}, "
+                         f"'{f[:-4]}')", db)
+    return db
+
+
+def journal_and_balances(cluster, db):
+    return cluster.psql(
+        "SELECT (SELECT string_agg(format('%s %s %s', transfer_id, account_id, minutes), ','"
+        "                          ORDER BY transfer_id, minutes) FROM entries)"
+        " || ' / ' || (SELECT string_agg(id || ':' || balance_minutes, ',' ORDER BY id)"
+        "              FROM accounts)", db).stdout.strip()
+
+
+def test_migration_8_reads_the_journal_from_its_transfers(cluster, workdir):
+    db = database_at(cluster, 7)
+    # A ledger written by version 7.
+    cluster.psql("SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test') "
+                 "FROM generate_series(1, 4) g", db)
+    items = [{"xb": False, "actor": "test", "p": {"payer": p, "earner": e, "minutes": 30 * (i + 1),
+              "category": "lifts", "idempotency_key": f"k{i}"}}
+             for i, (p, e) in enumerate([(1, 2), (2, 3), (3, 4), (4, 1), (1, 3)])]
+    cluster.psql("SELECT count(*) FROM tb_exchange_batch('%s'::jsonb, -600, 'colchester')"
+                 % json.dumps(items), db)
+    before = journal_and_balances(cluster, db)
+    assert before.count(",") > 10
+    bank = Bank(workdir, cluster.conninfo(db)).start()
+    assert "applied migration 008_journal" in bank.log_text()
+    assert journal_and_balances(cluster, db) == before
+    status, _ = bank.exchange(2, 4, "1")
+    assert status == 201
+    assert bank.tbctl_json("balance", "4")["balance_minutes"] == 90 - 120 + 60
+    r = bank.tbctl("audit")
+    assert r.returncode == 0 and "12 journal entries sum to 0" in r.stdout
+    assert bank.stop() == 0
+
+
+def test_migration_8_refuses_a_journal_that_does_not_match_its_transfers(cluster, workdir):
+    db = database_at(cluster, 7)
+    cluster.psql("SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test') "
+                 "FROM generate_series(1, 2) g", db)
+    cluster.psql("SELECT count(*) FROM tb_exchange_batch('[{\"xb\": false, \"actor\": \"t\", "
+                 "\"p\": {\"payer\": 1, \"earner\": 2, \"minutes\": 60, \"category\": \"lifts\", "
+                 "\"idempotency_key\": \"k\"}}]'::jsonb, -600, 'colchester')", db)
+    # Entries that balance but record no transfer, as only a tampered
+    # journal holds: the migration must not hide them.
+    cluster.psql("INSERT INTO entries (transfer_id, account_id, minutes) "
+                 "SELECT 999999, account_id, m FROM members, (VALUES (1, -60), (2, 60)) v(n, m) "
+                 "WHERE number = v.n", db)
+    before = journal_and_balances(cluster, db)
+    bank = Bank(workdir, cluster.conninfo(db))
+    proc = subprocess.run([TIMEBANKD, "-c", bank.config], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "journal_mismatch" in proc.stderr
+    assert cluster.psql("SELECT max(version) FROM schema_version", db).stdout.strip() == "7"
+    assert journal_and_balances(cluster, db) == before
