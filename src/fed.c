@@ -712,8 +712,11 @@ void fed_stop(struct fed *fed)
 	fed->stopping = 1;
 	LIST_FOREACH(conn, &fed->conns, next)
 	fed_conn_close(conn, NULL);
-	for (int i = 0; i < fed->npeers; i++)
+	for (int i = 0; i < fed->npeers; i++) {
 		evtimer_del(fed->peers[i].timer);
+		evtimer_del(fed->peers[i].ack_timer);
+		evtimer_del(fed->peers[i].apply_timer);
+	}
 }
 
 void fed_free(struct fed *fed)
