@@ -531,11 +531,13 @@ static void on_applied(void *arg, const struct db_result *r)
  * verified and applied there; a run of proposals is also decided in one
  * pass (tb_fed_apply). Under make bench's cross-bank load on its own,
  * messages came about every 8 ms, and two in three were applied alone.
- * Waiting up to 30 ms, the earner's bank applied runs of 2.4 messages, the
- * payer's of 1.6, and both banks together spent about a fifth less CPU per
- * exchange: twelve alternated runs, four of each, settled 6,180/s with no
- * wait, 6,654/s waiting up to 20 ms and 7,373/s up to 30 ms (p50 37, 54
- * and 58 ms). Waiting for runs of three, or up to 50 ms, gained nothing. */
+ * Waiting up to 30 ms, the earner's bank applied runs of 2.4 messages and
+ * the payer's of 1.6. Twelve alternated runs, four of each, settled
+ * 6,180/s with no wait, 6,654/s waiting up to 20 ms and 7,373/s up to 30
+ * ms (CPU per exchange in all processes 250, 228 and 204 µs; p50 37, 54
+ * and 58 ms); three later pairs, on a slower stretch, 6,380/s with no wait
+ * and 6,715/s with it (248 and 230 µs). Waiting for runs of three, or up to
+ * 50 ms, gained nothing. */
 static int waits_for_run(struct fed_peer *peer)
 {
 	int64_t waited = now_ms() - peer->recv_ms;
