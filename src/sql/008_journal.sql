@@ -3,12 +3,11 @@
 -- Every transfer was written with exactly two entries: its payer's debit
 -- and its earner's credit, never anything else, and neither can change
 -- (transfers are append-only, their parties and amounts above all). The
--- entries said again what each transfer row says, and writing them was a
--- third of the work of posting: two more rows and six more index entries
--- per exchange at each bank. Counted with callgrind (make profile), per
--- exchange: a local exchange 394,801 instructions with the entries table,
--- 327,638 without; at the payer's bank 826,928 and 750,600; at the
--- earner's 536,295 and 470,673.
+-- entries said again what each transfer row says, and writing them cost
+-- two more rows and six more index entries per exchange at each bank.
+-- Counted with callgrind (make profile), per exchange: a local exchange
+-- 393,113 instructions with the entries table, 332,685 without; at the
+-- payer's bank 824,708 and 749,331; at the earner's 535,450 and 475,700.
 --
 -- The journal is now read from the transfers: entries is a view, two rows
 -- for each transfer, in the same order as before (an entry's id is its
