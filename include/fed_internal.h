@@ -70,10 +70,10 @@ struct fed_peer {
 	uint64_t in_durable; /* ...and known durable: what the peer hears */
 	uint64_t sealed;
 	uint64_t acked;
-	uint64_t send_after;     /* sent to this session up to here */
-	uint64_t ack_sent;       /* acknowledged to this session up to here */
-	int64_t ack_ms;          /* when the last acknowledgement went */
-	struct event *ack_timer; /* the next one, when it waits (ACK_GAP_MS) */
+	uint64_t send_after;       /* sent to this session up to here */
+	uint64_t ack_sent;         /* acknowledged to this session up to here */
+	int64_t ack_ms;            /* when the last acknowledgement went */
+	struct event *ack_timer;   /* the next one, when it waits (ACK_GAP_MS) */
 	struct event *apply_timer; /* a lone message's wait for a run (APPLY_WAIT_MS) */
 	int64_t recv_ms;           /* when the last message came */
 	int close_behind;          /* ...less than APPLY_WAIT_MS after the one before */
