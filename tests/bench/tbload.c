@@ -28,6 +28,8 @@
 #define MAX_CONNECTIONS 1024
 #define ANSWER_MAX (1 << 20)
 #define TIMEOUT_S 60
+#define TOKEN_MAX 512 /* so that every request fits in a client's out */
+#define BANK_MAX 40
 
 struct range {
 	long lo, hi;
@@ -48,7 +50,7 @@ struct client {
 	unsigned long n;
 	uint64_t sent_us;
 	unsigned seed;
-	char out[1024];
+	char out[2048];
 	size_t out_len, out_off; /* what send() has not taken yet */
 	char *in;                /* the answer read so far */
 	size_t in_len, in_cap;
@@ -138,12 +140,26 @@ static void hang_up(struct client *c)
 	c->in_len = 0;
 }
 
+/* The socket registered for what (EV_READ, with EV_WRITE while a request
+ * is only partly sent); no answer within TIMEOUT_S is none. */
+static void watch(struct client *c, short what)
+{
+	struct timeval tv = {TIMEOUT_S, 0};
+
+	if (c->ev == NULL)
+		c->ev = event_new(c->load->base, c->fd, what | EV_PERSIST, on_socket, c);
+	else {
+		event_del(c->ev);
+		event_assign(c->ev, c->load->base, c->fd, what | EV_PERSIST, on_socket, c);
+	}
+	event_add(c->ev, &tv);
+}
+
 /* A connected socket, registered for reading (and for writing while a
  * request is only partly sent). -1 when the daemon cannot be reached. */
 static int dial(struct client *c)
 {
 	struct load *l = c->load;
-	struct timeval tv = {TIMEOUT_S, 0};
 	int one = 1;
 
 	c->fd = socket(l->addr->ai_family, l->addr->ai_socktype, l->addr->ai_protocol);
@@ -155,8 +171,7 @@ static int dial(struct client *c)
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evutil_make_socket_nonblocking(c->fd);
-	c->ev = event_new(l->base, c->fd, EV_READ | EV_PERSIST, on_socket, c);
-	event_add(c->ev, &tv);
+	watch(c, EV_READ);
 	return 0;
 }
 
@@ -253,12 +268,8 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 			answered(c, 0, NULL, 0, 0);
 			return;
 		}
-		if (got > 0 && (c->out_off += (size_t)got) == c->out_len) {
-			struct timeval tv = {TIMEOUT_S, 0};
-			event_del(c->ev);
-			event_assign(c->ev, c->load->base, fd, EV_READ | EV_PERSIST, on_socket, c);
-			event_add(c->ev, &tv);
-		}
+		if (got > 0 && (c->out_off += (size_t)got) == c->out_len)
+			watch(c, EV_READ);
 	}
 	if (what & EV_TIMEOUT) {
 		answered(c, 0, NULL, 0, 0);
@@ -327,12 +338,8 @@ static void send_one(struct client *c)
 		return;
 	}
 	c->out_off = sent > 0 ? (size_t)sent : 0;
-	if (c->out_off < c->out_len) { /* the rest when the socket has room */
-		struct timeval tv = {TIMEOUT_S, 0};
-		event_del(c->ev);
-		event_assign(c->ev, l->base, c->fd, EV_READ | EV_WRITE | EV_PERSIST, on_socket, c);
-		event_add(c->ev, &tv);
-	}
+	if (c->out_off < c->out_len) /* the rest when the socket has room */
+		watch(c, EV_READ | EV_WRITE);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -412,7 +419,8 @@ int main(int argc, char **argv)
 			usage();
 		i++;
 	}
-	if (url == NULL || l.token == NULL || l.connections < 1 ||
+	if (url == NULL || l.token == NULL || strlen(l.token) > TOKEN_MAX ||
+	    (l.earner_bank != NULL && strlen(l.earner_bank) > BANK_MAX) || l.connections < 1 ||
 	    l.connections > MAX_CONNECTIONS || seconds <= 0 ||
 	    sscanf(url, "http://%127[^:]:%d", l.host, &l.port) != 2)
 		usage();
