@@ -11,7 +11,11 @@ synchronous_commit on, as PostgreSQL ships), linked over mutual TLS:
 3. cross-bank exchanges per second from submission at colchester until
    settled at both banks, p50/p99;
 4. the shared directory (bench_directory.py): sync and search;
-5. each daemon's peak resident memory.
+5. each daemon's peak resident memory;
+6. for each load, the CPU each part of the machine spent per exchange (each
+   daemon, each PostgreSQL cluster, tbload) and how busy the cores were: a
+   load that keeps the cores busy is limited by CPU, so its rate moves with
+   the machine's speed while the disk-bound baseline need not.
 
 Rates are also given as ratios to the baseline. Everything goes to
 build/bench/results.json too."""
@@ -61,11 +65,74 @@ def checkpoint(banks):
 
 
 def tbload(bank, *args):
-    r = subprocess.run([TBLOAD, "--url", bank.url, "--token", bank.token, "--connections",
-                        str(CONNECTIONS), "--seconds", str(SECONDS),
-                        "--payers", f"1-{MEMBERS}", "--earners", f"1-{MEMBERS}", *args],
-                       capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)
+    """tbload's summary, with the CPU seconds it used itself (cpu_s)."""
+    p = subprocess.Popen([TBLOAD, "--url", bank.url, "--token", bank.token, "--connections",
+                          str(CONNECTIONS), "--seconds", str(SECONDS),
+                          "--payers", f"1-{MEMBERS}", "--earners", f"1-{MEMBERS}", *args],
+                         stdout=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close()
+    if p.returncode != 0:
+        sys.exit(f"bench: tbload failed ({p.returncode})")
+    return dict(json.loads(out), cpu_s=usage.ru_utime + usage.ru_stime)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """(parent pid, CPU seconds of pid, CPU seconds of its children it reaped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK,
+            (int(fields[13]) + int(fields[14])) / TICK)
+
+
+def cpu_snapshot(banks):
+    """CPU seconds so far of each daemon and each cluster (its postmaster,
+    every process it started, and those it has reaped), and the machine's
+    (busy, all) CPU seconds from /proc/stat."""
+    postmasters = {}
+    snap = {}
+    for b, bank in banks.items():
+        snap[f"{b} daemon"] = proc_cpu(bank.proc.pid)[1]
+        with open(os.path.join(bank.cluster.data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        _, own, reaped = proc_cpu(pm)
+        postmasters[pm] = f"{b} PostgreSQL"
+        snap[postmasters[pm]] = own + reaped
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            ppid, own, _ = proc_cpu(int(d))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid in postmasters:
+            snap[postmasters[ppid]] += own
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    snap["machine"] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))  # less idle and iowait
+    return snap
+
+
+def cpu_per_exchange(before, loaded, after, tbload_s, n):
+    """Microseconds of CPU per exchange for each part from before to after,
+    and in all; and the share of the machine's cores that were busy from
+    before until the load generator stopped (loaded)."""
+    us = {k: round((after[k] - before[k]) / n * 1e6, 1) for k in before if k != "machine"}
+    us["tbload"] = round(tbload_s / n * 1e6, 1)
+    us["in all"] = round(sum(us.values()), 1)
+    busy, ticks = (loaded["machine"][i] - before["machine"][i] for i in (0, 1))
+    return us, round(busy / ticks, 3)
+
+
+def cpu_line(us, busy):
+    return (f"               CPU per exchange, us: " +
+            ", ".join(f"{k} {v:.0f}" for k, v in us.items()) +
+            f"; cores busy {busy * 100:.0f}%")
 
 
 def peak_rss_mib(bank):
@@ -145,11 +212,19 @@ def main():
         # the loads.
         before, tpcb_db = tpcb(col.cluster)
         checkpoint(banks)
+        cpu0 = cpu_snapshot(banks)
         local = tbload(col)
+        cpu1 = cpu_snapshot(banks)
+        local_cpu = cpu_per_exchange(cpu0, cpu1, cpu1, local["cpu_s"], local["recorded"])
         xids = os.path.join(root, "xids")
         checkpoint(banks)
+        cpu0 = cpu_snapshot(banks)
         cross = tbload(col, "--earner-bank", "westminster", "--xids", xids)
+        cpu1 = cpu_snapshot(banks)
         x_rate, x50, x99, rejected = settled(col, xids)
+        # CPU until the last is settled: the settling is the load's work too.
+        cross_cpu = cpu_per_exchange(cpu0, cpu1, cpu_snapshot(banks), cross["cpu_s"],
+                                     cross["recorded"])
         after, _ = tpcb(col.cluster, tpcb_db)
         base = (before + after) / 2
         rss = {b: peak_rss_mib(bank) for b, bank in banks.items()}
@@ -167,10 +242,12 @@ def main():
         results = {
             "machine": machine(), "seconds": SECONDS, "connections": CONNECTIONS,
             "baseline_tpcb_tps": base, "baseline_before_after": [before, after],
-            "local": dict(local, ratio=local["rate"] / base),
+            "local": dict(local, ratio=local["rate"] / base,
+                          cpu_us_per_exchange=local_cpu[0], cores_busy=local_cpu[1]),
             "cross_bank": {"submitted": cross["recorded"], "submit": cross,
                            "settled_rate": x_rate, "ratio": x_rate / base,
-                           "p50_ms": x50, "p99_ms": x99, "rejected": rejected},
+                           "p50_ms": x50, "p99_ms": x99, "rejected": rejected,
+                           "cpu_us_per_exchange": cross_cpu[0], "cores_busy": cross_cpu[1]},
             "peak_rss_mib": rss, "audits_ok": audits,
         }
         print(f"bench: {machine()}; {CONNECTIONS} connections, {SECONDS:g} s per load")
@@ -179,9 +256,11 @@ def main():
         print(f"  local      POST /v1/exchanges                   {local['rate']:8.0f} /s"
               f"   {local['rate'] / base:5.2f}x   p50 {local['p50_ms']:6.1f} ms"
               f"   p99 {local['p99_ms']:6.1f} ms   refused {local['errors'] or 'none'}")
+        print(cpu_line(*local_cpu))
         print(f"  cross-bank submitted to settled at both banks  {x_rate:8.0f} /s"
               f"   {x_rate / base:5.2f}x   p50 {x50:6.1f} ms   p99 {x99:6.1f} ms"
               f"   ({cross['recorded']} exchanges, {rejected} rejected)")
+        print(cpu_line(*cross_cpu))
         print("  peak resident memory: " +
               ", ".join(f"{b} {m:.1f} MiB" for b, m in rss.items()))
         print(f"  audits after the run: {audits}")
