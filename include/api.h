@@ -1,4 +1,4 @@
-/* api: the admin HTTP/JSON API on evhttp. Bearer tokens with roles; errors
+/* api: the admin HTTP/JSON API (its HTTP/1.1 server: http.h). Bearer tokens with roles; errors
  * are {"error": {"code", "message"}} with a stable code; writes go to the
  * ledger as one SQL call each, so an error never leaves anything written. */
 #ifndef TB_API_H

@@ -18,7 +18,7 @@
 /* One request being answered. Freed by the reply. */
 struct api_req {
 	struct api *api;
-	struct evhttp_request *req;
+	struct http_req *req;
 	enum auth_role role;       /* copied: a reload may free the token */
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
 	int64_t id;                /* '#' in the path: a number or id */

@@ -2,6 +2,7 @@
 
 #include "failpoint.h"
 #include "fed.h"
+#include "http.h"
 #include "log.h"
 #include "req.h"
 
@@ -22,8 +23,7 @@ struct api {
 	char *bank_name;
 	char *token_file;
 	struct fed *fed;
-	struct evhttp *http;
-	struct evhttp_bound_socket *sock;
+	struct http_server *http;
 	struct db *db;
 	struct auth *auth;
 	struct api_limits limits;
@@ -142,18 +142,14 @@ static void req_free(struct api_req *r)
 
 void api_reply_text(struct api_req *r, int status, const char *json_text)
 {
-	struct evbuffer *buf = evbuffer_new();
-	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+	struct iovec body[2] = {{(void *)json_text, strlen(json_text)}, {"\n", 1}};
 
-	evhttp_add_header(out, "Content-Type", "application/json");
-	if (status == 503)
-		evhttp_add_header(out, "Retry-After", "1");
-	if (status == 401)
-		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
-	evbuffer_add(buf, json_text, strlen(json_text));
-	evbuffer_add(buf, "\n", 1);
-	evhttp_send_reply(r->req, status, NULL, buf);
-	evbuffer_free(buf);
+	http_reply(r->req, status,
+	           status == 503 ? "Content-Type: application/json\r\nRetry-After: 1\r\n"
+	           : status == 401
+	               ? "Content-Type: application/json\r\nWWW-Authenticate: Bearer\r\n"
+	               : "Content-Type: application/json\r\n",
+	           body, 2);
 	if (status / 100 < 6)
 		r->api->by_class[status / 100]++;
 	req_free(r);
@@ -201,7 +197,7 @@ void api_reply_failure(struct api_req *r, const struct db_result *res)
 {
 	switch (res->status) {
 	case DB_OK:
-		log_error("api: the ledger gave no answer for %s", evhttp_request_get_uri(r->req));
+		log_error("api: the ledger gave no answer for %s", http_req_target(r->req));
 		api_reply_error(r, 500, "internal_error", "the ledger gave no answer");
 		return;
 	case DB_ERROR:
@@ -213,7 +209,7 @@ void api_reply_failure(struct api_req *r, const struct db_result *res)
 		if (retryable_sqlstate(res->sqlstate))
 			break;
 		log_error("api: ledger error %s on %s: %s", res->sqlstate ? res->sqlstate : "?",
-		          evhttp_request_get_uri(r->req), res->message ? res->message : "");
+		          http_req_target(r->req), res->message ? res->message : "");
 		api_reply_error(r, 500, "internal_error",
 		                "the ledger could not do this; nothing was changed");
 		return;
@@ -312,24 +308,6 @@ int api_query_page(struct api_req *r, struct api_page *page)
 	return 0;
 }
 
-static const char *method_name(enum evhttp_cmd_type cmd)
-{
-	switch (cmd) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	default:
-		return "OTHER";
-	}
-}
-
 /* Matches path against a pattern: '#' takes a number into r->id, '*' a
  * token name into r->name. */
 static int path_match(const char *pattern, const char *path, struct api_req *r)
@@ -403,9 +381,8 @@ static void reply_metrics(struct api_req *r)
 	                    batches, exchanges);
 	if (api->fed != NULL)
 		fed_metrics(api->fed, buf);
-	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
-	                  "text/plain; version=0.0.4");
-	evhttp_send_reply(r->req, 200, "OK", buf);
+	struct iovec body = {evbuffer_pullup(buf, -1), evbuffer_get_length(buf)};
+	http_reply(r->req, 200, "Content-Type: text/plain; version=0.0.4\r\n", &body, 1);
 	evbuffer_free(buf);
 	api->by_class[2]++;
 	req_free(r);
@@ -414,8 +391,7 @@ static void reply_metrics(struct api_req *r)
 /* 0 with r->role and r->actor set, or -1 after answering 401. */
 static int authenticate(struct api_req *r)
 {
-	const char *h =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
+	const char *h = http_req_header(r->req, "Authorization");
 	const struct auth_token *t = NULL;
 
 	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
@@ -432,8 +408,8 @@ static int authenticate(struct api_req *r)
 /* 0 with r->body set, or -1 after answering 4xx. */
 static int read_body(struct api_req *r)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-	size_t len = evbuffer_get_length(in);
+	size_t len;
+	const char *body = http_req_body(r->req, &len);
 	json_error_t jerr;
 
 	if (len > r->api->limits.max_body) {
@@ -446,8 +422,7 @@ static int read_body(struct api_req *r)
 		                "the request body is empty; send a JSON object");
 		return -1;
 	}
-	r->body =
-	    json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	r->body = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (r->body == NULL) {
 		api_reply_error(r, 400, "invalid_json", "the request body is not valid JSON: %s",
 		                jerr.text);
@@ -458,7 +433,7 @@ static int read_body(struct api_req *r)
 
 static void route(struct api_req *r, const char *path)
 {
-	const char *method = method_name(evhttp_request_get_command(r->req));
+	const char *method = http_req_method(r->req);
 	const struct api_route *rt;
 	int path_known = 0;
 
@@ -490,19 +465,26 @@ static void route(struct api_req *r, const char *path)
 	rt->handle(r);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(struct http_req *req, void *arg)
 {
 	struct api *api = arg;
 	struct api_req *r = calloc(1, sizeof(*r));
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
+	const char *target = http_req_target(req), *mark = strchr(target, '?');
+	const char *query = mark != NULL ? mark + 1 : NULL;
+	size_t len = mark != NULL ? (size_t)(mark - target) : strlen(target);
+	char path[1024];
 
 	r->api = api;
 	r->req = req;
 	TAILQ_INIT(&r->query);
 	api->inflight++;
-	if (path == NULL)
-		path = "/";
+	if (len >= sizeof(path)) {
+		api_reply_error(r, 414, "uri_too_long", "the path is over %zu bytes",
+		                sizeof(path) - 1);
+		return;
+	}
+	memcpy(path, target, len);
+	path[len] = '\0';
 	if (api->draining) {
 		api_reply_error(r, 503, "shutting_down",
 		                "timebankd is shutting down; retry shortly");
@@ -520,13 +502,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 		route(r, path);
 }
 
-/* Bodies over max_body get a JSON 413 from read_body; evhttp's own cap, far
- * above it, only stops a client that sends without end (plain 413). */
+/* Bodies over max_body get a JSON 413 from read_body, the connection kept;
+ * the server's own cap, far above it, refuses before reading the body, so
+ * that a client sending without end is not read to the end. */
 static void set_hard_body_cap(struct api *api)
 {
 	size_t cap = api->limits.max_body * 4;
 
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)(cap < 1048576 ? 1048576 : cap));
+	http_server_set_max_body(api->http, cap < 1048576 ? 1048576 : cap);
 }
 
 struct api *api_new(struct event_base *base, const char *bank_id, const char *bank_name,
@@ -543,21 +526,14 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->auth = auth;
 	api->limits = *limits;
 	api->batch = api_batch_new(api, base);
-	api->http = evhttp_new(base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-	                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                          EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-	evhttp_set_max_headers_size(api->http, 16 * 1024);
-	set_hard_body_cap(api);
-	evhttp_set_timeout(api->http, 60);
-	evhttp_set_gencb(api->http, on_request, api);
-	api->sock = evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
-	if (api->sock == NULL) {
+	api->http = http_server_new(base, host, port, 1048576, 60, on_request, api);
+	if (api->http == NULL) {
 		log_error("api: cannot listen on %s:%d", host, port);
 		api_free(api);
 		return NULL;
 	}
+	set_hard_body_cap(api);
 	log_info("api: listening on %s:%d (%d tokens)", host, port, auth_count(auth));
 	return api;
 }
@@ -566,8 +542,7 @@ void api_free(struct api *api)
 {
 	if (api == NULL)
 		return;
-	if (api->http != NULL)
-		evhttp_free(api->http);
+	http_server_free(api->http);
 	api_batch_free(api->batch);
 	auth_free(api->auth);
 	free(api->bank_id);
@@ -589,10 +564,7 @@ void api_reload(struct api *api, struct auth *auth, const char *token_file,
 
 void api_drain(struct api *api, void (*done)(void *), void *arg)
 {
-	if (api->sock != NULL) {
-		evhttp_del_accept_socket(api->http, api->sock);
-		api->sock = NULL;
-	}
+	http_server_stop_accepting(api->http);
 	api->draining = 1;
 	api->done = done;
 	api->done_arg = arg;
