@@ -297,8 +297,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->state != ANSWERING)
-		conn_free(c); /* idle, stalled mid-request, or done discarding */
+	/* Idle, stalled mid-request, done discarding, or not reading its reply;
+	 * a request with the callback has no timer. */
+	conn_free(c);
 }
 
 /* The request answered, its reply out: on to the next, or closed. */
@@ -364,6 +365,8 @@ static int send_or_keep(struct http_conn *c, struct iovec *iov, int n)
 		c->out_len += iov[i].iov_len - skip;
 	}
 	event_add(c->wev, NULL);
+	if (c->state != DISCARDING)
+		arm_timer(c, c->srv->timeout_s); /* a client that stops reading is dropped */
 	return 0;
 }
 
@@ -747,8 +750,8 @@ void http_server_free(struct http_server *s)
 	while (s->conns != NULL) {
 		struct http_conn *c = s->conns;
 		unlink_conn(c);
-		if (c->state == ANSWERING && c->req.conn != NULL)
-			close_socket(c); /* freed by its reply */
+		if (c->state == ANSWERING && c->req.conn != NULL && c->out == NULL)
+			close_socket(c); /* the callback has the request: freed by its reply */
 		else
 			conn_free(c);
 	}
