@@ -25,6 +25,19 @@ static void send_body(struct fed_peer *peer, Timebank__V1__Body *body)
 		fed_conn_send(peer->session, body);
 }
 
+/* Queues a statement whose callback takes a call on peer (and frees it);
+ * -1, with nothing left behind, when it cannot be queued. */
+static int dir_query(struct fed_peer *peer, const char *sql, int n, const char *const *params,
+                     db_cb cb)
+{
+	struct fed_call *c = fed_call_new(peer, 0);
+
+	if (fed_query(peer->fed, sql, n, params, cb, c) == 0)
+		return 0;
+	free(c);
+	return -1;
+}
+
 static void on_cursor(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -59,8 +72,7 @@ void fed_dir_pull(struct fed_peer *peer)
 	peer->dir_pulling = 1;
 	peer->dir_again = 0;
 	peer->dir_pull_at = now;
-	if (fed_query(peer->fed, "SELECT tb_dir_cursor($1)", 1, params, on_cursor,
-	              fed_call_new(peer, 0)) == -1)
+	if (dir_query(peer, "SELECT tb_dir_cursor($1)", 1, params, on_cursor) == -1)
 		peer->dir_pulling = 0;
 }
 
@@ -97,8 +109,8 @@ static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull 
 		return;
 	snprintf(since, sizeof(since), "%llu", (unsigned long long)pull->since);
 	snprintf(limit, sizeof(limit), "%u", lim);
-	(void)fed_query(peer->fed, "SELECT tb_dir_page($1, $2::bigint, $3::int)::text", 3, params,
-	                on_page, fed_call_new(peer, 0));
+	(void)dir_query(peer, "SELECT tb_dir_page($1, $2::bigint, $3::int)::text", 3, params,
+	                on_page);
 }
 
 /* ---- applying a peer's page ------------------------------------------- */
@@ -135,8 +147,8 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 	json = env_msg_to_json(&page->base);
 	text = json_dumps(json, JSON_COMPACT);
 	params[1] = text;
-	if (fed_query(peer->fed, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params, on_applied,
-	              fed_call_new(peer, 0)) == -1)
+	if (dir_query(peer, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params, on_applied) ==
+	    -1)
 		peer->dir_pulling = 0;
 	free(text);
 	json_decref(json);
