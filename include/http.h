@@ -77,7 +77,8 @@ const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_body(const struct http_req *r, size_t *len);
 
 /* Answers r with status, the header lines headers ("Name: value\r\n" each,
- * or ""), Content-Length and the body's nbody parts, then frees r. */
+ * or ""), Content-Length and the body's nbody parts (at most 6), then frees
+ * r. */
 void http_reply(struct http_req *r, int status, const char *headers, const struct iovec *body,
                 int nbody);
 

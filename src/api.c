@@ -505,11 +505,11 @@ static void on_request(struct http_req *req, void *arg)
 /* Bodies over max_body get a JSON 413 from read_body, the connection kept;
  * the server's own cap, far above it, refuses before reading the body, so
  * that a client sending without end is not read to the end. */
-static void set_hard_body_cap(struct api *api)
+static size_t hard_body_cap(const struct api_limits *limits)
 {
-	size_t cap = api->limits.max_body * 4;
+	size_t cap = limits->max_body * 4;
 
-	http_server_set_max_body(api->http, cap < 1048576 ? 1048576 : cap);
+	return cap < 1048576 ? 1048576 : cap;
 }
 
 struct api *api_new(struct event_base *base, const char *bank_id, const char *bank_name,
@@ -527,13 +527,12 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->limits = *limits;
 	api->batch = api_batch_new(api, base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
-	api->http = http_server_new(base, host, port, 1048576, 60, on_request, api);
+	api->http = http_server_new(base, host, port, hard_body_cap(limits), 60, on_request, api);
 	if (api->http == NULL) {
 		log_error("api: cannot listen on %s:%d", host, port);
 		api_free(api);
 		return NULL;
 	}
-	set_hard_body_cap(api);
 	log_info("api: listening on %s:%d (%d tokens)", host, port, auth_count(auth));
 	return api;
 }
@@ -559,7 +558,7 @@ void api_reload(struct api *api, struct auth *auth, const char *token_file,
 	free(api->token_file);
 	api->token_file = strdup(token_file);
 	api->limits = *limits;
-	set_hard_body_cap(api);
+	http_server_set_max_body(api->http, hard_body_cap(limits));
 }
 
 void api_drain(struct api *api, void (*done)(void *), void *arg)

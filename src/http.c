@@ -355,7 +355,8 @@ static int send_or_keep(struct http_conn *c, struct iovec *iov, int n)
 		w = 0;
 	if ((size_t)w == total)
 		return 0;
-	c->out = malloc(total - (size_t)w);
+	if ((c->out = malloc(total - (size_t)w)) == NULL)
+		return -1;
 	c->out_len = 0;
 	c->out_off = 0;
 	for (int i = 0; i < n; i++) {
@@ -417,6 +418,8 @@ static const char *reason(int status)
 		return "Length Required";
 	case 413:
 		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
 	case 417:
 		return "Expectation Failed";
 	case 422:
