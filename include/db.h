@@ -1,6 +1,7 @@
 /* db: a small pool of asynchronous libpq connections driven by the libevent
- * loop (PQconnectStart / PQsendQueryParams / PQconsumeInput on PQsocket).
- * Lost connections are re-made with jittered, capped backoff. */
+ * loop (PQconnectStart / PQsendQueryParams / PQconsumeInput on PQsocket), in
+ * pipeline mode, one statement (and its barrier) at a time on each. Lost
+ * connections are re-made with jittered, capped backoff. */
 #ifndef TB_DB_H
 #define TB_DB_H
 
@@ -38,12 +39,22 @@ void db_free(struct db *db);
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
              void *arg, enum db_status *status) __attribute__((warn_unused_result));
 
-/* Makes sure everything committed before it is on disk: a transaction that
- * commits synchronously, which flushes the write-ahead log up to its own
- * commit record, and so past every earlier commit, asynchronous ones
- * included. cb hears DB_OK once that is so. Queued as db_query is. */
-int db_durable(struct db *db, db_cb cb, void *arg, enum db_status *status)
+/* As db_query, for a statement whose commit may be asynchronous: a barrier
+ * follows it on the same connection, so on the same server, and makes it,
+ * and everything committed before it, durable on disk (a transaction that
+ * writes WAL and commits synchronously). cb hears the statement. When that
+ * was DB_OK, durable_cb follows, exactly once: DB_OK once the commit is on
+ * disk; anything else, and its fate is unknown (a retry with its key, or a
+ * resend, settles it). When cb hears anything but DB_OK, durable_cb is not
+ * called. Both get arg. */
+int db_query_durable(struct db *db, const char *sql, int nparams, const char *const *params,
+                     db_cb cb, db_cb durable_cb, void *arg, enum db_status *status)
     __attribute__((warn_unused_result));
+
+/* cb(arg) runs whenever a connection that was up is lost. The server may
+ * have restarted, failed over or been restored from a backup meanwhile, so
+ * what was read from it before may no longer hold. One listener. */
+void db_on_lost(struct db *db, void (*cb)(void *arg), void *arg);
 
 /* Connections up now. */
 int db_live(const struct db *db);

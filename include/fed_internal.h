@@ -39,7 +39,7 @@ struct fed_conn {
 	int tcp_only; /* dialing: TCP not yet up, bev is plain and owns no fd */
 	int closing;  /* closed: freed when the loop comes round */
 	int hello_received;
-	uint64_t peer_applied; /* from the peer's hello */
+	uint64_t confirmed; /* what the peer says it applied: its hello, then its acks */
 	int refusals;
 	char addr[64];
 	LIST_ENTRY(fed_conn) next;
@@ -108,6 +108,7 @@ struct fed {
 	LIST_HEAD(, fed_conn) conns;
 	struct event *tick; /* sealing, checkpoints, pings */
 	int loaded;         /* channel state read from the database */
+	unsigned epoch;     /* bumped when a database connection is lost */
 	int stopping;       /* shutting down: database answers are ignored */
 	int sealing;
 	int reseal; /* asked to seal while sealing: again once done */

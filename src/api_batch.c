@@ -4,35 +4,20 @@
  * and one commit, each exchange with its own answer. Up to BATCHES_IN_FLIGHT
  * batches are in the database at once; each locks its keys, then its
  * accounts, in order, so batches wait on each other at worst, never in a
- * cycle. One at a time is as fast as two where the database's CPU is the
- * limit (measured with make bench, also with the accounts locked only for
- * the journal's part of a batch), and keeps batches large. A batch frees its
- * accounts when it commits, and its clients hear once it is durable
- * (on_batch).
+ * cycle. One at a time keeps batches large, and two are no faster where
+ * they lock the same accounts. A batch frees its accounts when it commits,
+ * without waiting for the disk, and its clients hear once the barrier sent
+ * behind it has made it durable (on_durable).
  *
- * So under a steady load the clients fall into two halves, each in every
- * other batch: when a batch commits, its own clients have not yet heard,
- * and the next batch takes only the other half. When fewer than half as
- * many exchanges wait as the batch that just went held, the next batch
- * waits for the rest (its clients come back once they hear), until as many
- * wait or BATCH_WAIT_US has passed. Every message of proposals, sealing and
- * answer between banks is one per batch, so a cross-bank exchange costs
- * less CPU in larger ones: 64 clients, three runs each alternated with the
- * code before, batches of 28 became 47, CPU per exchange in all processes
- * went from 276 to 243 µs and exchanges settled from 6,035 to 6,714 a
- * second; local exchanges did not change (batches of 31 became 35).
- *
- * After a batch that held a cross-bank exchange, the next waits whenever
- * fewer wait than that batch held, not only fewer than half: the clients
- * come back as one group, and each message between the banks carries more.
- * Eight runs of make bench's cross-bank load on its own (64 connections),
- * each alternated with the rule of half: batches of 44 became 52, CPU per
- * exchange in all processes went from 246 to 220 µs, exchanges settled from
- * 6,600 to 7,075 a second on average. Local batches keep the rule of half:
- * a batch of them costs the ledger little beyond its exchanges, and waiting
- * for all their clients left it idle (four runs: 14,374 local exchanges a
- * second on average became 12,296). A lone client never waits: fewer than
- * one is none. */
+ * When fewer than half as many exchanges wait as the batch that just went
+ * held, the next batch waits for more (its clients come back once they
+ * hear), up to BATCH_WAIT_US or until as many wait. After a batch that held
+ * a cross-bank exchange it waits whenever fewer wait than that batch held:
+ * its clients come back as one group, and every message of proposals,
+ * sealing and answers between the banks, one per batch, carries more,
+ * which costs the two banks less CPU per exchange than the wait does. A
+ * lone client never waits. (Measurements: the README's Performance
+ * section.) */
 #include "api_internal.h"
 
 #include "failpoint.h"
@@ -146,13 +131,18 @@ static void finish(struct sent *sent, const struct db_result *failure)
 	free(sent);
 }
 
-/* Committed but not known to be durable: the client retries with its key,
- * and hears the exchange recorded or records it then. */
+/* The barrier behind the batch has answered: its clients hear now, the
+ * batch being on disk. Otherwise the batch committed but may be lost: each
+ * client retries with its key, and hears it recorded, or records it then. */
 static void on_durable(void *arg, const struct db_result *res)
 {
-	struct db_result unknown = {.status = DB_UNAVAILABLE};
+	struct sent *sent = arg;
+	struct db_result unknown = {.status = DB_UNAVAILABLE}, no_answer = {.status = DB_OK};
 
-	finish(arg, res->status == DB_OK ? NULL : &unknown);
+	if (res->status != DB_OK)
+		finish(sent, &unknown);
+	else
+		finish(sent, sent->answers != NULL ? NULL : &no_answer); /* 500: no answer */
 }
 
 /* The batch has committed without waiting for its WAL to reach the disk
@@ -161,12 +151,12 @@ static void on_durable(void *arg, const struct db_result *res)
  * to the requests and answers waiting: sent from the next turn, it waited
  * behind them, and the database sat idle about a quarter of the time (local
  * exchanges 5,215/s before, 5,669/s after, averages of six make bench runs
- * each). Nobody hears of this batch until it is durable (db_durable). */
+ * each). Nobody hears of this batch until the barrier behind it has made it
+ * durable (on_durable). */
 static void on_batch(void *arg, const struct db_result *res)
 {
 	struct sent *sent = arg;
 	struct api_batch *b = sent->b;
-	enum db_status st;
 
 	b->in_flight--;
 	flush(-1, 0, b);
@@ -174,17 +164,11 @@ static void on_batch(void *arg, const struct db_result *res)
 		finish(sent, res);
 		return;
 	}
-	if (PQntuples(res->res) != (int)sent->n || PQnfields(res->res) != 4) {
+	if (PQntuples(res->res) != (int)sent->n || PQnfields(res->res) != 4)
 		log_error("api: a batch of %zu exchanges had %d answers", sent->n,
 		          PQntuples(res->res));
-		finish(sent, res); /* answered 500: no answer */
-		return;
-	}
-	sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
-	if (sent->answers == NULL || db_durable(api_db(b->api), on_durable, sent, &st) == -1) {
-		struct db_result unknown = {.status = DB_UNAVAILABLE};
-		finish(sent, &unknown);
-	}
+	else
+		sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
 }
 
 static void flush(evutil_socket_t fd, short what, void *arg)
@@ -228,10 +212,10 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	b->in_flight++;
 	b->batches++;
 	b->exchanges += n;
-	if (db_query(
+	if (db_query_durable(
 	        api_db(b->api),
 	        "SELECT ok, body, code, detail FROM tb_exchange_batch($1::jsonb, $2::bigint, $3)",
-	        3, params, on_batch, sent, &st) == -1) {
+	        3, params, on_batch, on_durable, sent, &st) == -1) {
 		struct db_result res = {.status = st};
 		on_batch(sent, &res);
 	}

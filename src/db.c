@@ -16,12 +16,20 @@ struct db_query {
 	int nparams;
 	char **params;
 	db_cb cb;
+	db_cb durable_cb; /* with a barrier after the statement (db_query_durable) */
 	void *arg;
 };
 
 TAILQ_HEAD(db_queue, db_query);
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+
+/* What the results coming in on a busy connection answer. */
+enum conn_step {
+	STEP_STATEMENT, /* the statement in flight */
+	STEP_BARRIER,   /* its barrier, the statement having answered DB_OK */
+	STEP_DISCARD,   /* its barrier, the statement having failed: nobody hears */
+};
 
 struct db_conn {
 	struct db *db;
@@ -33,7 +41,8 @@ struct db_conn {
 	struct event *retry; /* reconnect timer */
 	int backoff_ms;
 	struct db_query *q; /* statement in flight */
-	PGresult *res;      /* first result of the statement in flight */
+	enum conn_step step;
+	PGresult *res; /* first result of the step in flight */
 };
 
 struct db {
@@ -45,10 +54,44 @@ struct db {
 	struct db_conn *conns;
 	struct db_queue queue;
 	struct event *kick; /* starts queued statements from the loop */
+	void (*on_lost)(void *arg);
+	void *on_lost_arg;
 };
+
+/* The barrier. PostgreSQL flushes the WAL at commit only for a transaction
+ * that wrote WAL itself and commits synchronously (RecordTransactionCommit:
+ * wrote_xlog, and synchronous_commit above off); one that only took an xid,
+ * as txid_current() does, commits asynchronously, its commit record left in
+ * the WAL buffers. A transactional logical message is WAL the transaction
+ * writes, and takes it an xid, with no table touched; synchronous_commit is
+ * raised for this transaction where the server's setting is off. Its
+ * commit then waits for XLogFlush up to its own commit record, and the WAL
+ * is flushed in order, so everything committed before it, asynchronous
+ * commits included, is on disk (and at a synchronous standby, where the
+ * server's setting asks for one) when it answers. */
+static const char durable_sql[] =
+    "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+    "WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true), "
+    "pg_logical_emit_message(true, 'timebankd', '')";
 
 static void conn_connect(struct db_conn *c);
 static void conn_dispatch(struct db_conn *c);
+
+static struct db_query *query_new(const char *sql, int nparams, const char *const *params, db_cb cb,
+                                  db_cb durable_cb, void *arg)
+{
+	struct db_query *q = calloc(1, sizeof(*q));
+
+	q->sql = strdup(sql);
+	q->nparams = nparams;
+	q->params = calloc((size_t)(nparams > 0 ? nparams : 1), sizeof(char *));
+	for (int i = 0; i < nparams; i++)
+		q->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
+	q->cb = cb;
+	q->durable_cb = durable_cb;
+	q->arg = arg;
+	return q;
+}
 
 static void query_free(struct db_query *q)
 {
@@ -61,7 +104,7 @@ static void query_free(struct db_query *q)
 	free(q);
 }
 
-static void query_finish(struct db_query *q, enum db_status status, const PGresult *res)
+static void answer(struct db_query *q, db_cb cb, enum db_status status, const PGresult *res)
 {
 	struct db_result r = {.status = status, .res = res};
 
@@ -70,7 +113,18 @@ static void query_finish(struct db_query *q, enum db_status status, const PGresu
 		r.message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 		r.detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 	}
-	q->cb(q->arg, &r);
+	cb(q->arg, &r);
+}
+
+/* The connection is gone before q was answered: what is left to hear of it
+ * (its statement, or the barrier behind a statement that answered DB_OK)
+ * hears DB_UNAVAILABLE. Frees q. */
+static void query_lost(struct db_query *q, enum conn_step step)
+{
+	if (step == STEP_STATEMENT)
+		answer(q, q->cb, DB_UNAVAILABLE, NULL);
+	else if (step == STEP_BARRIER)
+		answer(q, q->durable_cb, DB_UNAVAILABLE, NULL);
 	query_free(q);
 }
 
@@ -91,7 +145,7 @@ static void db_fail_queue(struct db *db)
 	while ((q = TAILQ_FIRST(&db->queue)) != NULL) {
 		TAILQ_REMOVE(&db->queue, q, next);
 		db->queued--;
-		query_finish(q, DB_UNAVAILABLE, NULL);
+		query_lost(q, STEP_STATEMENT);
 	}
 }
 
@@ -112,6 +166,7 @@ static void conn_lost(struct db_conn *c, const char *why)
 {
 	struct db *db = c->db;
 	struct db_query *q = c->q;
+	enum conn_step step = c->step;
 	int was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
 	char msg[256];
 
@@ -129,10 +184,12 @@ static void conn_lost(struct db_conn *c, const char *why)
 	else
 		log_debug("db: connection %d down: %s", c->index, msg);
 	if (q != NULL)
-		query_finish(q, DB_UNAVAILABLE, NULL);
+		query_lost(q, step);
 	if (db->live == 0)
 		db_fail_queue(db);
 	conn_schedule_retry(c);
+	if (was_up && db->on_lost != NULL)
+		db->on_lost(db->on_lost_arg);
 }
 
 static void conn_on_retry(evutil_socket_t fd, short what, void *arg)
@@ -142,35 +199,57 @@ static void conn_on_retry(evutil_socket_t fd, short what, void *arg)
 	conn_connect(arg);
 }
 
-/* Drains results while they are complete; finishes the statement at the end. */
+/* The step in flight has all its results (the pipeline's sync has come):
+ * its callback hears them, and the connection goes on to the statement's
+ * barrier, or to the next statement. */
+static void conn_step_done(struct db_conn *c)
+{
+	struct db_query *q = c->q;
+	PGresult *res = c->res;
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	enum db_status status = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? DB_OK : DB_ERROR;
+
+	c->res = NULL;
+	if (c->step == STEP_STATEMENT) {
+		answer(q, q->cb, status, res);
+		if (q->durable_cb != NULL) {
+			c->step = status == DB_OK ? STEP_BARRIER : STEP_DISCARD;
+			PQclear(res);
+			return; /* the barrier's results follow */
+		}
+	} else if (c->step == STEP_BARRIER) {
+		answer(q, q->durable_cb, status, res);
+	}
+	PQclear(res);
+	query_free(q);
+	c->q = NULL;
+	c->state = CONN_IDLE;
+	conn_dispatch(c);
+}
+
+/* Drains results while they are complete. In pipeline mode each step ends
+ * with a NULL and then the sync's own result. */
 static void conn_read_results(struct db_conn *c)
 {
 	PGresult *res;
-	struct db_query *q;
+	int nulls = 0;
 
-	while (!PQisBusy(c->pg)) {
+	while (c->state == CONN_BUSY && !PQisBusy(c->pg)) {
 		res = PQgetResult(c->pg);
-		if (res != NULL) {
-			if (c->res == NULL)
-				c->res = res;
-			else
-				PQclear(res);
+		if (res == NULL) {
+			if (++nulls > 1)
+				return; /* nothing more until more input */
 			continue;
 		}
-		q = c->q;
-		res = c->res;
-		c->q = NULL;
-		c->res = NULL;
-		c->state = CONN_IDLE;
-		if (q != NULL) {
-			ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-			query_finish(
-			    q, st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? DB_OK : DB_ERROR,
-			    res);
+		nulls = 0;
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			conn_step_done(c);
+		} else if (c->res == NULL) {
+			c->res = res;
+		} else {
+			PQclear(res);
 		}
-		PQclear(res);
-		conn_dispatch(c);
-		return;
 	}
 }
 
@@ -215,7 +294,10 @@ static void conn_flush(struct db_conn *c)
 	}
 }
 
-/* Starts the next queued statement on an idle connection. */
+/* Starts the next queued statement on an idle connection, and its barrier
+ * behind it when it has one: sent together, the server runs the barrier as
+ * soon as the statement has committed, without waiting for us to read the
+ * answer and ask. */
 static void conn_dispatch(struct db_conn *c)
 {
 	struct db *db = c->db;
@@ -226,9 +308,14 @@ static void conn_dispatch(struct db_conn *c)
 	TAILQ_REMOVE(&db->queue, q, next);
 	db->queued--;
 	c->q = q;
+	c->step = STEP_STATEMENT;
 	c->state = CONN_BUSY;
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
-	                       NULL, NULL, 0)) {
+	                       NULL, NULL, 0) ||
+	    !PQpipelineSync(c->pg) ||
+	    (q->durable_cb != NULL &&
+	     (!PQsendQueryParams(c->pg, durable_sql, 0, NULL, NULL, NULL, NULL, 0) ||
+	      !PQpipelineSync(c->pg)))) {
 		conn_lost(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -239,7 +326,7 @@ static void conn_up(struct db_conn *c)
 {
 	struct db *db = c->db;
 
-	if (PQsetnonblocking(c->pg, 1) == -1) {
+	if (PQsetnonblocking(c->pg, 1) == -1 || !PQenterPipelineMode(c->pg)) {
 		conn_lost(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -337,7 +424,7 @@ void db_free(struct db *db)
 		event_free(c->retry);
 		PQclear(c->res);
 		if (c->q != NULL)
-			query_finish(c->q, DB_UNAVAILABLE, NULL);
+			query_lost(c->q, c->step);
 		PQfinish(c->pg);
 	}
 	db_fail_queue(db);
@@ -347,9 +434,10 @@ void db_free(struct db *db)
 	free(db);
 }
 
-int db_durable(struct db *db, db_cb cb, void *arg, enum db_status *status)
+void db_on_lost(struct db *db, void (*cb)(void *arg), void *arg)
 {
-	return db_query(db, "SELECT txid_current()", 0, NULL, cb, arg, status);
+	db->on_lost = cb;
+	db->on_lost_arg = arg;
 }
 
 int db_live(const struct db *db)
@@ -357,30 +445,33 @@ int db_live(const struct db *db)
 	return db->live;
 }
 
-int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
-             void *arg, enum db_status *status)
+static int enqueue(struct db *db, struct db_query *q, enum db_status *status)
 {
-	struct db_query *q;
-
 	if (db->live == 0) {
 		*status = DB_UNAVAILABLE;
+		query_free(q);
 		return -1;
 	}
 	if (db->queued >= DB_MAX_QUEUE) {
 		*status = DB_BUSY;
+		query_free(q);
 		return -1;
 	}
-	q = calloc(1, sizeof(*q));
-	q->sql = strdup(sql);
-	q->nparams = nparams;
-	q->params = calloc((size_t)(nparams > 0 ? nparams : 1), sizeof(char *));
-	for (int i = 0; i < nparams; i++)
-		q->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
-	q->cb = cb;
-	q->arg = arg;
 	TAILQ_INSERT_TAIL(&db->queue, q, next);
 	db->queued++;
-	/* Started from the loop, so cb never runs inside this call. */
+	/* Started from the loop, so no callback runs inside this call. */
 	event_active(db->kick, EV_TIMEOUT, 0);
 	return 0;
+}
+
+int db_query(struct db *db, const char *sql, int nparams, const char *const *params, db_cb cb,
+             void *arg, enum db_status *status)
+{
+	return enqueue(db, query_new(sql, nparams, params, cb, NULL, arg), status);
+}
+
+int db_query_durable(struct db *db, const char *sql, int nparams, const char *const *params,
+                     db_cb cb, db_cb durable_cb, void *arg, enum db_status *status)
+{
+	return enqueue(db, query_new(sql, nparams, params, cb, durable_cb, arg), status);
 }

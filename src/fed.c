@@ -266,7 +266,7 @@ static void establish(struct fed_conn *conn)
 	peer->backoff_ms = BACKOFF_MIN_MS;
 	peer->last_error[0] = '\0';
 	evtimer_del(peer->timer);
-	peer->send_after = conn->peer_applied;
+	peer->send_after = conn->confirmed;
 	change_state(peer, PEER_ESTABLISHED, conn->outbound ? "we dialed" : "it dialed");
 	fed_chan_session_started(peer);
 	peer->dir_pulling = 0;
@@ -288,7 +288,7 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 		return;
 	}
 	conn->hello_received = 1;
-	conn->peer_applied = hello->last_applied;
+	conn->confirmed = hello->last_applied;
 	establish(conn);
 }
 
@@ -611,6 +611,26 @@ void fed_kick(struct fed *fed)
 		fed_chan_seal(fed);
 }
 
+/* The server may have restarted, failed over or been put back to a backup
+ * since the channel's state was read, so what memory says was applied,
+ * sealed or acknowledged may be ahead of what the database holds. Every
+ * session closes, and none starts again (no hello, no acknowledgement)
+ * until that state has been read again. */
+static void on_db_lost(void *arg)
+{
+	struct fed *fed = arg;
+	struct fed_conn *conn;
+
+	fed->epoch++; /* a read of the state under way is read again */
+	if (fed->stopping || !fed->loaded)
+		return;
+	fed->loaded = 0;
+	log_warn("fed: a database connection was lost; closing every session and reading the "
+	         "channel's state again");
+	LIST_FOREACH(conn, &fed->conns, next)
+	fed_conn_close(conn, "the database connection was lost");
+}
+
 /* Called by fed_chan once the channel state is read. */
 void fed_start_dialing(struct fed *fed)
 {
@@ -692,6 +712,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: cannot listen on %s", addr);
 		goto fail;
 	}
+	db_on_lost(db, on_db_lost, fed);
 	fed->tick = event_new(base, -1, EV_PERSIST, on_tick, fed);
 	event_add(fed->tick, &tick);
 	log_info("fed: %s %s listening on %s with %d peers (signing key %s)", fed->role,
@@ -710,6 +731,7 @@ void fed_stop(struct fed *fed)
 	if (fed == NULL)
 		return;
 	fed->stopping = 1;
+	db_on_lost(fed->db, NULL, NULL);
 	LIST_FOREACH(conn, &fed->conns, next)
 	fed_conn_close(conn, NULL);
 	for (int i = 0; i < fed->npeers; i++) {

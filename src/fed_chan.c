@@ -90,16 +90,29 @@ static void load_keys(struct fed_peer *peer, const json_t *keys)
 	}
 }
 
-static void on_loaded(void *arg, const struct db_result *r)
+/* The channel's state as read, until the barrier behind the read has made
+ * it durable: a hello says only what is on disk. */
+struct load {
+	struct fed *fed;
+	unsigned epoch;
+	json_t *rows;
+};
+
+static void on_load_durable(void *arg, const struct db_result *r)
 {
-	struct fed *fed = arg;
-	json_t *rows, *row;
+	struct load *l = arg;
+	struct fed *fed = l->fed;
+	json_t *row;
 	size_t i;
 
 	fed->sealing = 0;
-	if (fed->stopping || (rows = fed_db_answer(r, "reading the channel state", NULL)) == NULL)
-		return; /* the next tick tries again */
-	json_array_foreach(rows, i, row)
+	/* Not read, or a connection lost since: read again, at the next tick. */
+	if (fed->stopping || r->status != DB_OK || l->rows == NULL || l->epoch != fed->epoch) {
+		json_decref(l->rows);
+		free(l);
+		return;
+	}
+	json_array_foreach(l->rows, i, row)
 	{
 		struct fed_peer *peer =
 		    fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
@@ -109,22 +122,44 @@ static void on_loaded(void *arg, const struct db_result *r)
 		peer->in_durable = peer->in_applied;
 		peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
 		peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
-		if (json_is_true(json_object_get(row, "diverged")))
-			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "diverged");
+		snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s",
+		         json_is_true(json_object_get(row, "diverged")) ? "diverged" : "unknown");
 		load_keys(peer, json_object_get(row, "keys"));
 	}
-	json_decref(rows);
+	json_decref(l->rows);
+	free(l);
 	fed->loaded = 1;
 	fed_start_dialing(fed);
 }
 
+static void on_loaded(void *arg, const struct db_result *r)
+{
+	struct load *l = arg;
+
+	if (!l->fed->stopping)
+		l->rows = fed_db_answer(r, "reading the channel state", NULL);
+	if (r->status != DB_OK) { /* no barrier follows: the next tick tries again */
+		l->fed->sealing = 0;
+		free(l);
+	}
+}
+
 void fed_chan_load(struct fed *fed)
 {
+	struct load *l;
+	enum db_status st;
+
 	/* The daemon registered every configured peer at start-up. */
 	if (fed->sealing)
 		return;
-	if (fed_query(fed, "SELECT tb_fed_state()::text", 0, NULL, on_loaded, fed) == 0)
+	l = calloc(1, sizeof(*l));
+	l->fed = fed;
+	l->epoch = fed->epoch;
+	if (db_query_durable(fed->db, "SELECT tb_fed_state()::text", 0, NULL, on_loaded,
+	                     on_load_durable, l, &st) == 0)
 		fed->sealing = 1;
+	else
+		free(l);
 }
 
 /* ---- sealing ---------------------------------------------------------- */
@@ -429,10 +464,10 @@ void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg)
 
 /* The apply committed without waiting for the disk (tb_fed_apply), so the
  * accounts it locked were free at once and the next apply could start; the
- * peer hears it applied only now, once a synchronous commit after it has
- * flushed the log past it. If that fails the apply may be lost with the
- * database: the session closes, and the next one starts from what is
- * known durable. */
+ * peer hears it applied only now, once the barrier behind it has made it
+ * durable (c->seq: what it applied up to). If that fails the apply may be
+ * lost with the database: the session closes, and the next one starts
+ * from what is known durable. */
 static void on_flushed(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -457,47 +492,51 @@ static void on_flushed(void *arg, const struct db_result *r)
 	free(c);
 }
 
+/* c->seq: how many messages the apply held. When the apply committed, the
+ * barrier's answer follows (on_flushed), which frees c. */
 static void on_applied(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
+	uint64_t held = c->seq;
 	json_t *res;
 	const char *err;
 
 	peer->applying = 0;
-	if (peer->fed->stopping) {
+	if (r->status != DB_OK) {
+		/* Nothing was applied, and no barrier follows: the peer sends it all
+		 * again next session. */
+		if (!peer->fed->stopping) {
+			(void)fed_db_answer(r, "applying messages", peer->id); /* logs why */
+			if (fed_call_current(c))
+				fed_conn_close(peer->session,
+				               "the database could not apply its messages");
+		}
 		free(c);
 		return;
 	}
-	if (r->status == DB_OK)
-		failpoint("apply_after"); /* committed, not yet acknowledged */
+	c->seq = 0; /* nothing known applied, until read below */
+	if (peer->fed->stopping)
+		return;
+	failpoint("apply_after"); /* committed, not yet acknowledged */
 	res = fed_db_answer(r, "applying messages", peer->id);
 	if (res == NULL) {
-		/* Nothing was applied: the peer sends it all again next session. */
 		if (fed_call_current(c))
-			fed_conn_close(peer->session, "the database could not apply its messages");
-		free(c);
+			fed_conn_close(peer->session, "the database could not read its applies");
 		return;
 	}
 	uint64_t applied = (uint64_t)json_integer_value(json_object_get(res, "applied"));
 	uint64_t dups = (uint64_t)json_integer_value(json_object_get(res, "duplicates"));
-	/* c->seq: how many the batch held, so what the database skipped after a
-	 * refused message is refused too. */
-	uint64_t skipped = c->seq - (applied - peer->in_applied) - dups;
+	/* What the database skipped after a refused message is refused too. */
+	uint64_t skipped = held - (applied - peer->in_applied) - dups;
 
+	c->seq = applied; /* durable even if this session ends meanwhile: the next hello says so */
 	peer->in_applied = applied;
 	peer->duplicates += dups;
 	/* Answers queued by the apply go now, not at the next tick. */
 	if (json_integer_value(json_object_get(res, "queued")) > 0)
 		fed_kick(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
-	/* Durable even if this session ended meanwhile: the next hello says so. */
-	struct fed_call *flush = fed_call_new(peer, applied);
-	enum db_status st;
-	if (db_durable(peer->fed->db, on_flushed, flush, &st) == -1) {
-		struct db_result unknown = {.status = st};
-		on_flushed(flush, &unknown); /* may close the session */
-	}
 	if (fed_call_current(c)) {
 		if (err != NULL) {
 			char what[96];
@@ -516,7 +555,6 @@ static void on_applied(void *arg, const struct db_result *r)
 			bufferevent_enable(peer->session->bev, EV_READ);
 	}
 	json_decref(res);
-	free(c);
 	apply_next(peer);
 }
 
@@ -571,6 +609,7 @@ static void apply_next(struct fed_peer *peer)
 	json_t *batch;
 	char *text;
 	struct fed_call *c;
+	enum db_status st;
 
 	if (peer->applying || n == 0 || peer->session == NULL || waits_for_run(peer))
 		return;
@@ -586,8 +625,8 @@ static void apply_next(struct fed_peer *peer)
 	json_decref(batch);
 	const char *params[2] = {peer->id, text};
 	c = fed_call_new(peer, n);
-	if (fed_query(peer->fed, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params, on_applied,
-	              c) == 0) {
+	if (db_query_durable(peer->fed->db, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params,
+	                     on_applied, on_flushed, c, &st) == 0) {
 		peer->applying = 1;
 	} else {
 		free(c);
@@ -649,6 +688,8 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 	}
 	if (seq > peer->acked)
 		peer->acked = seq;
+	if (peer->session != NULL && seq > peer->session->confirmed)
+		peer->session->confirmed = seq;
 	if (peer->acking)
 		return;
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)peer->acked);
@@ -660,40 +701,75 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 		free(c);
 }
 
-static void on_checkpoint(void *arg, const struct db_result *r)
+/* A checkpoint read, until the barrier behind the read has made what it
+ * says durable. */
+struct checkpoint {
+	struct fed_call *c;
+	json_t *cp; /* NULL: not to be sent */
+};
+
+static void checkpoint_free(struct checkpoint *k)
 {
-	struct fed_call *c = arg;
-	struct fed_peer *peer = c->peer;
-	json_t *cp =
-	    peer->fed->stopping ? NULL : fed_db_answer(r, "reading a checkpoint", peer->id);
+	json_decref(k->cp);
+	free(k->c);
+	free(k);
+}
+
+static void on_checkpoint_durable(void *arg, const struct db_result *r)
+{
+	struct checkpoint *k = arg;
+	struct fed_peer *peer = k->c->peer;
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
 	uint8_t head[CRYPTO_HASH_LEN];
 	long n;
 
-	if (cp != NULL && fed_call_current(c)) {
-		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
-		Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
-		n = crypto_unhex(json_string_value(json_object_get(cp, "head")), head,
+	if (k->cp != NULL && !peer->fed->stopping && r->status == DB_OK && fed_call_current(k->c)) {
+		n = crypto_unhex(json_string_value(json_object_get(k->cp, "head")), head,
 		                 sizeof(head));
-		checkpoint.sequence = (uint64_t)json_integer_value(json_object_get(cp, "seq"));
+		checkpoint.sequence = (uint64_t)json_integer_value(json_object_get(k->cp, "seq"));
 		checkpoint.chain_head.data = head;
 		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
-		checkpoint.clearing_minutes = json_integer_value(json_object_get(cp, "clearing"));
+		checkpoint.clearing_minutes =
+		    json_integer_value(json_object_get(k->cp, "clearing"));
 		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
 		body.checkpoint = &checkpoint;
 		fed_conn_send(peer->session, &body);
 	}
-	json_decref(cp);
-	free(c);
+	checkpoint_free(k);
+}
+
+static void on_checkpoint(void *arg, const struct db_result *r)
+{
+	struct checkpoint *k = arg;
+	struct fed_peer *peer = k->c->peer;
+
+	if (!peer->fed->stopping)
+		k->cp = fed_db_answer(r, "reading a checkpoint", peer->id);
+	/* A peer that says it applied less than it acknowledged before (its
+	 * database went back) is not told of more until it has said so again on
+	 * this session: it is being sent the rest, and would see a checkpoint
+	 * beyond them as a divergence. */
+	if (k->cp != NULL && (!fed_call_current(k->c) ||
+	                      (uint64_t)json_integer_value(json_object_get(k->cp, "seq")) >
+	                          peer->session->confirmed)) {
+		json_decref(k->cp);
+		k->cp = NULL;
+	}
+	if (r->status != DB_OK)
+		checkpoint_free(k); /* no barrier follows */
 }
 
 void fed_chan_checkpoint_send(struct fed_peer *peer)
 {
 	const char *params[1] = {peer->id};
-	struct fed_call *c = fed_call_new(peer, 0);
+	struct checkpoint *k = calloc(1, sizeof(*k));
+	enum db_status st;
 
-	if (fed_query(peer->fed, "SELECT tb_fed_checkpoint($1)::text", 1, params, on_checkpoint,
-	              c) == -1)
-		free(c);
+	k->c = fed_call_new(peer, 0);
+	if (db_query_durable(peer->fed->db, "SELECT tb_fed_checkpoint($1)::text", 1, params,
+	                     on_checkpoint, on_checkpoint_durable, k, &st) == -1)
+		checkpoint_free(k);
 }
 
 static void on_checkpoint_checked(void *arg, const struct db_result *r)

@@ -67,9 +67,10 @@ class Cluster:
     """A PostgreSQL cluster of the tests' own, on a unix socket only. Tests
     run it with fsync off; benchmarks (durable) with PostgreSQL's defaults."""
 
-    def __init__(self, root, durable=False):
+    def __init__(self, root, durable=False, settings=None):
         self.root = root
         self.durable = durable
+        self.settings = settings or {}
         self.data = os.path.join(root, "pgdata")
         self.sock = os.path.join(root, "sock")
         self.log = os.path.join(root, "postgres.log")
@@ -93,6 +94,8 @@ class Cluster:
             opts += " -c fsync=off"
         if os.environ.get("BENCH_PROFILE"):
             opts += " -c track_functions=all"
+        for name, value in self.settings.items():
+            opts += f" -c {name}={value}"
         subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w",
                                    "-o", opts, "start"]), check=True, stdout=subprocess.DEVNULL,
                        cwd="/")
