@@ -9,14 +9,14 @@
  * without waiting for the disk, and its clients hear once the barrier sent
  * behind it has made it durable (on_durable).
  *
- * When fewer than half as many exchanges wait as the batch that just went
- * held, the next batch waits for more (its clients come back once they
- * hear), up to BATCH_WAIT_US or until as many wait. After a batch that held
- * a cross-bank exchange it waits whenever fewer wait than that batch held:
- * its clients come back as one group, and every message of proposals,
- * sealing and answers between the banks, one per batch, carries more,
- * which costs the two banks less CPU per exchange than the wait does. A
- * lone client never waits. (Measurements: the README's Performance
+ * While a batch's clients wait for that barrier, the next batch takes the
+ * exchanges already waiting and keeps the ledger busy: after local
+ * exchanges the next batch never waits for more. After a batch that held a
+ * cross-bank exchange it waits, up to BATCH_WAIT_US, until as many wait as
+ * that batch held: its clients come back as one group, and every message of
+ * proposals, sealing and answers between the banks, one per batch, carries
+ * more, which costs the two banks less CPU per exchange than the wait does.
+ * A lone client never waits. (Measurements: the README's Performance
  * section.) */
 #include "api_internal.h"
 
@@ -184,7 +184,7 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (b->in_flight >= BATCHES_IN_FLIGHT || n == 0 || b->state == WAITING)
 		return;
-	if (b->state == GO && n < (b->last_xb ? b->last_n : b->last_n / 2)) {
+	if (b->state == GO && b->last_xb && n < b->last_n) {
 		struct timeval tv = {0, BATCH_WAIT_US};
 		b->state = WAITING;
 		evtimer_add(b->wait, &tv);
