@@ -259,6 +259,8 @@ static int run(struct daemon *d)
 		}
 		api_set_fed(d->api, d->fed);
 	}
+	if (d->pgm != NULL)
+		pgm_supervise(d->pgm, d->base);
 	ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
 	ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
 	ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -277,8 +279,8 @@ static int run(struct daemon *d)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
-	event_base_free(d->base);
 	pgm_stop(d->pgm);
+	event_base_free(d->base);
 	log_info("timebankd: stopped");
 	return 0;
 }

@@ -120,6 +120,42 @@ class Cluster:
         return name
 
 
+class Managed:
+    """A bank's managed cluster (conninfo = managed), under its data_dir,
+    reached as its daemon reaches it."""
+
+    def __init__(self, data_dir):
+        self.pgdata = os.path.join(data_dir, "postgres")
+        self.sock = os.path.join(data_dir, "run")
+
+    def conninfo(self, db="timebank"):
+        return f"host={self.sock} dbname={db} user=timebankd"
+
+    def psql(self, sql, db="timebank", check=True):
+        return Cluster.psql(self, sql, db, check)
+
+    def pg_ctl(self, *args):
+        return subprocess.run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.pgdata, *args]),
+                              capture_output=True, text=True, cwd="/")
+
+    def stop(self, mode="immediate"):
+        """Stops the postmaster running now. pg_ctl's own wait is not used:
+        it waits for the pid file to go, and the daemon may already have
+        started the cluster again."""
+        with open(os.path.join(self.pgdata, "postmaster.pid")) as f:
+            pid = int(f.readline())
+        r = self.pg_ctl("-m", mode, "-W", "stop")
+        assert r.returncode == 0, r.stderr
+
+        def gone():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+        wait_for(gone, timeout=60, what=f"postmaster {pid} to stop")
+
+
 # Every daemon started, so none outlives the tests however they end.
 STARTED = []
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tbtest import (Bank, Cluster, federation_config, free_port, make_pki, make_tempdir,
-                    peer_state, wait_for)
+from tbtest import (Bank, Cluster, Managed, federation_config, free_port, make_pki,
+                    make_tempdir, peer_state, wait_for)
 from test_federation import BANKS, established, received
 
 LAZY_WAL = {"wal_writer_delay": "10s"}
@@ -140,3 +140,24 @@ def test_a_bank_whose_database_went_back_says_so_in_its_hello(cluster, own_clust
     assert peer_state(wes, "colchester")["diverged"] is False
     for b in (col, wes):
         assert b.stop() == 0
+
+
+def test_a_managed_cluster_that_dies_is_started_again(workdir):
+    bank = Bank(workdir, "managed").start()
+    cluster = Managed(os.path.join(workdir, "colchester-data"))
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    assert bank.exchange(a, b, "2")[0] == 201
+    for n, mode in enumerate(("immediate", "fast"), 1):
+        cluster.stop(mode)
+        wait_for(lambda: bank.log_text().count("PostgreSQL is running again") == n,
+                 timeout=60, what="the cluster started again")
+        wait_for(lambda: bank.api("GET", "/v1/health")[0] == 200, timeout=30,
+                 what="the database back")
+        assert bank.exchange(a, b, "1")[0] == 201
+    assert bank.tbctl_json("balance", str(b))["balance_minutes"] == 240
+    log = bank.log_text()
+    assert log.count("database unavailable") == 2
+    assert log.count("is not running; starting it again") == 2
+    assert bank.proc.poll() is None
+    assert bank.stop() == 0
+    assert cluster.pg_ctl("status").returncode != 0  # stopped with the daemon
