@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <libgen.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -21,6 +22,23 @@ struct auth {
 	int n;
 	struct auth_token tokens[];
 };
+
+/* A file's new name (made, or renamed into place) is durable only once its
+ * directory is on disk too: without this a token answered as made, or as
+ * revoked, could be gone, or back, after a crash of the machine. */
+static int fsync_dir(const char *path)
+{
+	char copy[4096];
+	int fd, rc;
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+	if (fd == -1)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
 
 static const char *const role_names[] = {NULL, "viewer", "broker", "coordinator"};
 
@@ -209,7 +227,8 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", h[i]);
 	n += snprintf(line + n, sizeof(line) - (size_t)n, " created=%s\n", created);
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-	if (fd == -1 || write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
+	if (fd == -1 || write(fd, line, (size_t)n) != n || fsync(fd) == -1 ||
+	    fsync_dir(path) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd != -1)
 			close(fd);
@@ -224,16 +243,21 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 static int replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
 {
 	char tmp[4096];
-	int fd;
+	int fd, ok;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1 || write(fd, text, len) != (ssize_t)len || fsync(fd) == -1 ||
-	    close(fd) == -1 || rename(tmp, path) == -1) {
+	ok = fd != -1 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+	if (fd != -1 && close(fd) == -1)
+		ok = 0;
+	if (!ok || rename(tmp, path) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
 		unlink(tmp);
+		return -1;
+	}
+	if (fsync_dir(path) == -1) {
+		snprintf(err, errlen, "%s: written, but not yet safe on disk: %s", path,
+		         strerror(errno));
 		return -1;
 	}
 	return 0;
