@@ -82,6 +82,28 @@ static int register_peers(PGconn *c, const struct config *cfg)
 	return ok ? 0 : -1;
 }
 
+/* Every answer waits for the commit behind it to be on disk, which holds
+ * only while PostgreSQL's own settings keep that promise: say so when they
+ * do not (test and benchmark clusters may turn fsync off on purpose). */
+static void warn_if_not_durable(PGconn *c)
+{
+	PGresult *r = PQexec(c, "SELECT current_setting('fsync'), "
+	                        "current_setting('synchronous_commit')");
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		if (strcmp(PQgetvalue(r, 0, 0), "off") == 0)
+			log_warn(
+			    "the database runs with fsync off: a crash of its machine can lose "
+			    "exchanges already answered");
+		if (strcmp(PQgetvalue(r, 0, 1), "off") == 0)
+			log_warn(
+			    "the database commits with synchronous_commit off: a crash can lose "
+			    "members, claims and other changes already answered (set it on for "
+			    "the daemon's role: ALTER ROLE ... SET synchronous_commit = on)");
+	}
+	PQclear(r);
+}
+
 /* Start-up only: waits for the database, then brings its schema up to date
  * and registers the peers. A failure part way (the database restarting, or
  * a deadlock with what a killed predecessor left running) is tried again
@@ -106,6 +128,7 @@ static void migrate(const char *conninfo, const struct config *cfg)
 		if (rc == 0 && cfg->fed_enabled)
 			rc = register_peers(c, cfg);
 		if (rc == 0) {
+			warn_if_not_durable(c);
 			PQfinish(c);
 			return;
 		}
