@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 import wire
-from tbtest import (TBPKI, Bank, federation_config, free_port, make_pki, peer_state,
+from tbtest import (TBPKI, Bank, Managed, federation_config, free_port, make_pki, peer_state,
                     wait_for)
 
 BANKS = ["colchester", "westminster", "cheshire"]
@@ -25,7 +25,8 @@ BANKS = ["colchester", "westminster", "cheshire"]
 
 def start_network(cluster, workdir, running=("colchester", "westminster")):
     """colchester, westminster and cheshire peer with each other; only the
-    running ones are real daemons (a test may speak for the others)."""
+    running ones are real daemons (a test may speak for the others). Each
+    has a database on cluster, or with cluster None its own managed one."""
     pki = os.path.join(workdir, "pki")
     if not os.path.exists(pki):
         make_pki(pki, BANKS + ["mallory"])
@@ -33,10 +34,11 @@ def start_network(cluster, workdir, running=("colchester", "westminster")):
     banks = {}
     for b in running:
         peers = {p: ports[p] for p in BANKS if p != b}
-        db = cluster.new_database()
-        bank = Bank(workdir, cluster.conninfo(db), bank_id=b,
-                    extra=federation_config(pki, b, ports[b], peers))
-        bank.db, bank.cluster = db, cluster
+        db = cluster.new_database() if cluster is not None else "timebank"
+        bank = Bank(workdir, cluster.conninfo(db) if cluster is not None else "managed",
+                    bank_id=b, extra=federation_config(pki, b, ports[b], peers))
+        bank.db = db
+        bank.cluster = cluster or Managed(os.path.join(workdir, f"{b}-data"))
         banks[b] = bank.start()
     return SimpleNamespace(pki=pki, ports=ports, banks=banks, workdir=workdir, cluster=cluster)
 
