@@ -24,7 +24,12 @@ LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS_ALL := $(LDFLAGS) $(SANFLAGS)
 
 PROTO_C := $(BUILD)/gen/federation.pb-c.c
-SQL := $(sort $(wildcard src/sql/*.sql))
+# The schema: migrations in order of their numbers, then the rules, in this
+# order (a file's triggers may use functions of the files before it).
+SQL_MIGRATIONS := $(sort $(wildcard src/sql/migrations/*.sql))
+SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel.sql \
+	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql reports.sql \
+	audit.sql)
 
 # Modules shared by the daemon and the tests.
 CORE := src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
@@ -41,7 +46,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: all check sql-shape unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -65,9 +70,9 @@ $(PROTO_C): proto/federation.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
 
-$(BUILD)/gen/schema_sql.c: $(SQL) src/sql/embed.sh
+$(BUILD)/gen/schema_sql.c: $(SQL_MIGRATIONS) $(SQL_SOURCES) src/sql/embed.sh Makefile
 	@mkdir -p $(BUILD)/gen
-	sh src/sql/embed.sh $(SQL) > $@.tmp && mv $@.tmp $@
+	sh src/sql/embed.sh $(SQL_MIGRATIONS) -- $(SQL_SOURCES) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -80,8 +85,13 @@ unit: $(UNIT_TESTS)
 integration: all
 	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
+# The shape of src/sql: each function, view and trigger defined once, in the
+# rules; migrations hold only tables and data.
+sql-shape:
+	/usr/bin/python3 tests/sql/shape.py $(SQL_SOURCES)
+
 check: deps
-	$(MAKE) all unit
+	$(MAKE) sql-shape all unit
 	$(MAKE) integration
 
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak

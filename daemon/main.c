@@ -132,7 +132,7 @@ static void migrate(const char *conninfo, const struct config *cfg)
 			PQfinish(c);
 			return;
 		}
-		if (rc == SCHEMA_TOO_NEW || time(NULL) >= deadline) {
+		if (rc == SCHEMA_REFUSED || time(NULL) >= deadline) {
 			PQfinish(c);
 			fatal("the database schema could not be brought up to date; not starting");
 		}

@@ -1,6 +1,6 @@
 /* fed: the federation link. Mutual TLS 1.3 to every configured peer, a
  * session state machine per peer, and over it the durable exactly-once
- * channel whose state lives in the ledger database (src/sql/003). */
+ * channel whose state lives in the ledger database (src/sql/channel.sql). */
 #ifndef TB_FED_H
 #define TB_FED_H
 

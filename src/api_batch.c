@@ -1,6 +1,6 @@
 /* Exchanges recorded through the API go to the ledger in batches: every
  * POST /v1/exchanges that arrives while a batch is in the database waits
- * for the next, and a batch is one call (tb_exchange_batch, src/sql/007)
+ * for the next, and a batch is one call (tb_exchange_batch, src/sql/exchanges.sql)
  * and one commit, each exchange with its own answer. Up to BATCHES_IN_FLIGHT
  * batches are in the database at once; each locks its keys, then its
  * accounts, in order, so batches wait on each other at worst, never in a

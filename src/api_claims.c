@@ -1,6 +1,6 @@
 /* The admin API's claims: a member of this bank claims hours from a member
  * of another bank, and that bank's broker approves or declines. Each
- * handler is one SQL call (src/sql/005_claims.sql); whatever must travel is
+ * handler is one SQL call (src/sql/broker_requests.sql); whatever must travel is
  * queued in the same transaction and sent by the federation link. */
 #include "api_internal.h"
 

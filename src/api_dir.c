@@ -1,6 +1,6 @@
 /* The admin API's directory: members' offers and requests, search over
  * this bank's and every peer's shared items, matching, and contact through
- * the brokers. Each handler is one SQL call (src/sql/006_directory.sql). */
+ * the brokers. Each handler is one SQL call (src/sql/directory.sql). */
 #include "api_internal.h"
 
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* The federation channel over a session: sealing queued messages once and
  * in order, sending them from where the peer says it stands, applying what
  * arrives in order and acknowledging it after commit, and comparing signed
- * checkpoints. The state is in the database (src/sql/003_federation.sql);
+ * checkpoints. The state is in the database (src/sql/channel.sql);
  * the fields of struct fed_peer mirror it. */
 #include "fed_internal.h"
 

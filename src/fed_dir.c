@@ -2,7 +2,7 @@
  * since the version it last applied, a page at a time, on session start,
  * when a peer says its directory changed, and every checkpoint round. The
  * pages are session messages: one lost with its session is asked for
- * again, and applying a page twice changes nothing (src/sql/006). */
+ * again, and applying a page twice changes nothing (src/sql/directory.sql). */
 #include "fed_internal.h"
 
 #include "log.h"

@@ -1,8 +1,9 @@
 """The daemon as an operator sees it: config checks, schema versions,
 reloads, shutdown under load, database restarts, a managed cluster."""
 
-import json
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -59,7 +60,8 @@ def test_token_file_holds_only_hashes(bank):
 
 def test_daemon_refuses_a_database_newer_than_itself(bank):
     assert bank.stop() == 0
-    bank.cluster.psql("INSERT INTO schema_version (version, name) VALUES (999, 'future')", bank.db)
+    bank.cluster.psql("INSERT INTO schema_version (version, name, sha256) "
+                      "VALUES (999, 'future', '')", bank.db)
     proc = subprocess.run([TIMEBANKD, "-c", bank.config], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0
@@ -74,10 +76,9 @@ def test_restart_keeps_the_ledger_and_applies_no_migration_twice(bank):
     assert bank.stop() == 0
     bank.start()
     assert bank.snapshot() == before
-    versions = bank.cluster.psql("SELECT version FROM schema_version ORDER BY version",
-                                 bank.db).stdout.split()
-    shipped = sorted(f for f in os.listdir(os.path.join(REPO, "src", "sql")) if f.endswith(".sql"))
-    assert versions == [str(int(f.split("_")[0])) for f in shipped]
+    recorded = bank.cluster.psql("SELECT version, name, sha256 FROM schema_version "
+                                 "ORDER BY version", bank.db).stdout.split()
+    assert recorded == ["|".join(str(x) for x in m) for m in shipped_migrations()]
 
 
 def test_sighup_reloads_tokens_and_limits(bank):
@@ -221,69 +222,76 @@ def test_managed_database_is_made_started_and_stopped_by_the_daemon(workdir):
     assert bank.stop() == 0
 
 
-def database_at(cluster, version):
-    """A new database with the shipped migrations up to version applied, as
-    a daemon of that version left it."""
-    db = cluster.new_database()
-    cluster.psql("CREATE TABLE schema_version (version int PRIMARY KEY, name text NOT NULL, "
-                 "applied_at timestamptz NOT NULL DEFAULT now())", db)
-    for f in sorted(os.listdir(os.path.join(REPO, "src", "sql"))):
-        if f.endswith(".sql") and int(f.split("_")[0]) <= version:
-            with open(os.path.join(REPO, "src", "sql", f)) as sql:
-                cluster.psql(sql.read(), db)
-            cluster.psql(f"INSERT INTO schema_version VALUES ({int(f.split('_')[0])}, "
-                         f"'{f[:-4]}')", db)
-    return db
+def shipped_migrations():
+    """(version, name, sha256) of each migration this tree ships."""
+    root = os.path.join(REPO, "src", "sql", "migrations")
+    out = []
+    for f in sorted(os.listdir(root)):
+        with open(os.path.join(root, f), "rb") as sql:
+            out.append((int(f.split("_")[0]), f[:-4], hashlib.sha256(sql.read()).hexdigest()))
+    return out
 
 
-def journal_and_balances(cluster, db):
-    return cluster.psql(
-        "SELECT (SELECT string_agg(format('%s %s %s', transfer_id, account_id, minutes), ','"
-        "                          ORDER BY transfer_id, minutes) FROM entries)"
-        " || ' / ' || (SELECT string_agg(id || ':' || balance_minutes, ',' ORDER BY id)"
-        "              FROM accounts)", db).stdout.strip()
-
-
-def test_migration_8_reads_the_journal_from_its_transfers(cluster, workdir):
-    db = database_at(cluster, 7)
-    # A ledger written by version 7.
-    cluster.psql("SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test') "
-                 "FROM generate_series(1, 4) g", db)
-    items = [{"xb": False, "actor": "test", "p": {"payer": p, "earner": e, "minutes": 30 * (i + 1),
-              "category": "lifts", "idempotency_key": f"k{i}"}}
-             for i, (p, e) in enumerate([(1, 2), (2, 3), (3, 4), (4, 1), (1, 3)])]
-    cluster.psql("SELECT count(*) FROM tb_exchange_batch('%s'::jsonb, -600, 'colchester')"
-                 % json.dumps(items), db)
-    before = journal_and_balances(cluster, db)
-    assert before.count(",") > 10
-    bank = Bank(workdir, cluster.conninfo(db)).start()
-    assert "applied migration 008_journal" in bank.log_text()
-    assert journal_and_balances(cluster, db) == before
-    status, _ = bank.exchange(2, 4, "1")
-    assert status == 201
-    assert bank.tbctl_json("balance", "4")["balance_minutes"] == 90 - 120 + 60
-    r = bank.tbctl("audit")
-    assert r.returncode == 0 and "12 journal entries sum to 0" in r.stdout
-    assert bank.stop() == 0
-
-
-def test_migration_8_refuses_a_journal_that_does_not_match_its_transfers(cluster, workdir):
-    db = database_at(cluster, 7)
-    cluster.psql("SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test') "
-                 "FROM generate_series(1, 2) g", db)
-    cluster.psql("SELECT count(*) FROM tb_exchange_batch('[{\"xb\": false, \"actor\": \"t\", "
-                 "\"p\": {\"payer\": 1, \"earner\": 2, \"minutes\": 60, \"category\": \"lifts\", "
-                 "\"idempotency_key\": \"k\"}}]'::jsonb, -600, 'colchester')", db)
-    # Entries that balance but record no transfer, as only a tampered
-    # journal holds: the migration must not hide them.
-    cluster.psql("INSERT INTO entries (transfer_id, account_id, minutes) "
-                 "SELECT 999999, account_id, m FROM members, (VALUES (1, -60), (2, 60)) v(n, m) "
-                 "WHERE number = v.n", db)
-    before = journal_and_balances(cluster, db)
-    bank = Bank(workdir, cluster.conninfo(db))
+def start_fails(bank):
     proc = subprocess.run([TIMEBANKD, "-c", bank.config], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0
-    assert "journal_mismatch" in proc.stderr
-    assert cluster.psql("SELECT max(version) FROM schema_version", db).stdout.strip() == "7"
-    assert journal_and_balances(cluster, db) == before
+    return proc.stderr
+
+
+def test_daemon_refuses_a_migration_that_changed_since_it_was_applied(bank):
+    bank.add_member("Ann")
+    assert bank.stop() == 0
+    bank.cluster.psql("UPDATE schema_version SET sha256 = repeat('0', 64) WHERE version = 1",
+                      bank.db)
+    before = bank.cluster.psql("SELECT count(*) FROM pg_proc", bank.db).stdout
+    err = start_fails(bank)
+    assert "a released migration must never change" in err and "001_baseline" in err
+    assert bank.cluster.psql("SELECT count(*) FROM pg_proc", bank.db).stdout == before
+
+
+def test_daemon_refuses_a_database_made_before_the_baseline(cluster, workdir):
+    db = cluster.new_database()
+    cluster.psql("CREATE TABLE schema_version (version int PRIMARY KEY, name text NOT NULL, "
+                 "applied_at timestamptz NOT NULL DEFAULT now()); "
+                 "INSERT INTO schema_version VALUES (1, '001_ledger'), (8, '008_journal')", db)
+    err = start_fails(Bank(workdir, cluster.conninfo(db)))
+    assert "before its baseline migration" in err
+    assert cluster.psql("SELECT count(*) FROM schema_version", db).stdout.strip() == "2"
+
+
+def test_rules_are_made_again_from_the_shipped_sources_at_every_start(bank):
+    a, b = bank.add_member("Ann"), bank.add_member("Bob")
+    assert bank.exchange(a, b, "1")[0] == 201
+    assert bank.stop() == 0
+    # Behind the daemon's back: a stray function, a rule changed, a guard gone.
+    bank.cluster.psql("CREATE FUNCTION tb_stray() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
+                      "CREATE OR REPLACE FUNCTION tb_hours(m bigint) RETURNS text "
+                      "LANGUAGE sql IMMUTABLE AS $$ SELECT 'changed' $$; "
+                      "DROP TRIGGER transfers_append_only ON transfers", bank.db)
+    bank.start()
+    assert "files of rules applied" in bank.log_text()
+    assert bank.cluster.psql("SELECT count(*) FROM pg_proc WHERE proname = 'tb_stray'",
+                             bank.db).stdout.strip() == "0"
+    assert bank.cluster.psql("SELECT tb_hours(90)", bank.db).stdout.strip() == "1h30m"
+    r = bank.cluster.psql("UPDATE transfers SET minutes = 1", bank.db, check=False)
+    assert r.returncode != 0 and "journal_append_only" in r.stderr
+    assert bank.tbctl_json("audit")["ok"] is True
+
+
+def test_sql_shape_finds_a_rule_defined_twice(tmp_path):
+    root = tmp_path / "sql"
+    shutil.copytree(os.path.join(REPO, "src", "sql"), root)
+    sources = sorted(str(f) for f in root.glob("*.sql"))
+    shape = ["/usr/bin/python3", os.path.join(REPO, "tests", "sql", "shape.py"), "--root", str(root)]
+    ok = subprocess.run(shape + sources, capture_output=True, text=True)
+    assert ok.returncode == 0 and " 0 failed" in ok.stdout
+    with open(root / "reports.sql", "a") as f:
+        f.write("\nCREATE FUNCTION tb_hours(m bigint) RETURNS text LANGUAGE sql AS $$ SELECT '' $$;\n")
+    with open(root / "migrations" / "001_baseline.sql", "a") as f:
+        f.write("\nCREATE FUNCTION tb_late() RETURNS int LANGUAGE sql AS 'SELECT 1';\n")
+    bad = subprocess.run(shape + sources, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "function tb_hours is defined again (first in ledger.sql)" in bad.stdout
+    assert "defines function tb_late" in bad.stdout
+    assert " 2 failed" in bad.stdout

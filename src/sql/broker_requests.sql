@@ -1,34 +1,6 @@
--- Migration 5: claims from the earner's side. A member of this bank helped a
--- member of a peer bank, who has not recorded it: this bank claims the
--- hours. The peer's broker approves (the peer then proposes the exchange as
--- usual, naming the claim) or declines. A claim moves no hours by itself.
-
-CREATE TABLE xb_claims (
-    id             bigserial PRIMARY KEY,
-    claim_id       text NOT NULL UNIQUE,       -- "<earner bank>:c<id there>"
-    side           text NOT NULL CHECK (side IN ('earner', 'payer')),
-    peer           text NOT NULL REFERENCES fed_peers (peer),
-    member_account bigint REFERENCES accounts (id),  -- our member, when known
-    remote_member  bigint,        -- the other member's number at the peer
-    minutes        bigint NOT NULL CHECK (minutes > 0),
-    category       text NOT NULL,
-    description    text,          -- ours only: never sent
-    message        text,          -- the claimant's words for the other bank's broker
-    performed_on   date NOT NULL,
-    state          text NOT NULL CHECK (state IN ('open', 'approved', 'declined')),
-    reason         text,          -- declined: declined, member_not_found, ...
-    answer         text,          -- declined by a broker: the broker's words
-    xid            text,          -- approved: the exchange it became
-    sent_seq       bigint,        -- earner side: the message that carried it
-    recorded_by    text NOT NULL,
-    decided_by     text,
-    idempotency_key text UNIQUE,
-    fingerprint    text,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    decided_at     timestamptz
-);
-CREATE INDEX xb_claims_open ON xb_claims (side, id) WHERE state = 'open';
-CREATE SEQUENCE xb_claims_number;
+-- Requests that brokers decide between banks: claims (an earner's bank asks
+-- the payer's bank to record hours its member gave) and contacts (a bank
+-- asks for contact with the member behind another bank's shared item).
 
 -- Once decided, a claim never changes.
 CREATE FUNCTION tb_claim_guard() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -39,11 +11,9 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'claim_already_decided',
         DETAIL = format('claim %s was already %s', OLD.claim_id, OLD.state);
 END $$;
+
 CREATE TRIGGER xb_claim_decided BEFORE UPDATE OR DELETE ON xb_claims
     FOR EACH ROW EXECUTE FUNCTION tb_claim_guard();
-
--- The exchange a claim became, at either bank.
-ALTER TABLE xb_exchanges ADD COLUMN claim text;
 
 CREATE FUNCTION tb_claim_json(c xb_claims) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -202,7 +172,7 @@ BEGIN
      WHERE id = c.id RETURNING * INTO c;
     PERFORM tb_fed_enqueue(c.peer, jsonb_build_object('kind', 'xb_claim_answer', 'items',
         jsonb_build_array(jsonb_build_object('claim_id', c.claim_id, 'reason', 'declined',
-                                             'message', c.answer))));
+                                             'message', c.answer)))::json);
     RETURN tb_claim_json(c);
 END $$;
 
@@ -276,6 +246,226 @@ BEGIN
        AND state = 'open';
 END $$;
 
--- Sending claims (tb_xb_batch), approvals arriving with a proposal
--- (tb_xb_on_propose) and applying claim messages (tb_fed_apply) are
--- brought in with the directory's contacts in migrations 6 and 7.
+CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    x jsonb;
+    refused jsonb;
+    answers jsonb[] := '{}';
+BEGIN
+    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        refused := tb_claim_on_receive(from_peer, x);
+        IF refused IS NOT NULL THEN
+            answers := answers || refused;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('xb_claim_answer', to_jsonb(answers));
+END $$;
+
+CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, answer_seq bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    x jsonb;
+BEGIN
+    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        PERFORM tb_claim_on_answer(from_peer, x);
+    END LOOP;
+    RETURN '{}';
+END $$;
+
+CREATE FUNCTION tb_contact_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.state = 'open' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'contact_already_decided',
+        DETAIL = format('contact %s was already %s', OLD.contact_id, OLD.state);
+END $$;
+
+CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
+    FOR EACH ROW EXECUTE FUNCTION tb_contact_guard();
+
+CREATE FUNCTION tb_contact_json(c dir_contacts) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', c.contact_id, 'side', c.side, 'peer', c.peer, 'handle', c.handle,
+        'member', (SELECT number FROM members WHERE account_id = c.member_account),
+        'member_label', CASE WHEN c.member_account IS NULL THEN NULL
+                             ELSE tb_account_label(c.member_account) END,
+        'item', jsonb_build_object('kind', c.item_kind, 'category', c.item_category,
+                                   'text', c.item_text),
+        'message', c.message, 'state', c.state, 'reason', c.reason, 'answer', c.answer,
+        'sent', c.side = 'provider' OR c.sent_seq IS NOT NULL,
+        'recorded_by', c.recorded_by, 'decided_by', c.decided_by,
+        'created_at', c.created_at, 'decided_at', c.decided_at,
+        'exchanges', coalesce((SELECT jsonb_agg(jsonb_build_object('id', x.xid, 'state', x.state)
+                                                ORDER BY x.id)
+                                 FROM xb_exchanges x WHERE x.contact = c.contact_id), '[]'))
+$$;
+
+CREATE FUNCTION tb_contact_find(want text) RETURNS dir_contacts LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    c dir_contacts;
+BEGIN
+    SELECT * INTO c FROM dir_contacts WHERE contact_id = want;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('contact_not_found', format('there is no contact %s', want));
+    END IF;
+    RETURN c;
+END $$;
+
+CREATE FUNCTION tb_contact_get(want text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT tb_contact_json(tb_contact_find(want))
+$$;
+
+CREATE FUNCTION tb_contact_list(direction text, only_open boolean, cursor bigint, lim int)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH page AS (
+        SELECT * FROM dir_contacts
+         WHERE side = CASE direction WHEN 'outgoing' THEN 'requester' ELSE 'provider' END
+           AND (NOT only_open OR state = 'open')
+           AND (cursor IS NULL OR id < cursor)
+         ORDER BY id DESC LIMIT lim)
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(tb_contact_json(p) ORDER BY p.id DESC) FROM page p),
+                          '[]'),
+        'next_cursor', (SELECT CASE WHEN count(*) = lim THEN min(id)::text END FROM page))
+$$;
+
+-- At the requesting bank: ask for contact; the request travels in the same
+-- transaction.
+CREATE FUNCTION tb_contact_request(p jsonb, actor text, own_bank text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    m members := tb_active_member((p->>'for')::bigint, 'member');
+    item dir_remote;
+    n int;
+    c dir_contacts;
+BEGIN
+    IF p->>'bank' = own_bank OR (p->>'bank' IS NULL AND EXISTS (
+           SELECT 1 FROM dir_items WHERE handle = p->>'handle')) THEN
+        PERFORM tb_raise('own_item', format(
+            '%s is this bank''s own item: arrange it here (tbctl offer list / request list)',
+            p->>'handle'));
+    END IF;
+    SELECT count(*) INTO n FROM dir_remote
+     WHERE handle = p->>'handle' AND (p->>'bank' IS NULL OR peer = p->>'bank');
+    IF n = 0 THEN
+        PERFORM tb_raise('item_not_found', format(
+            'no peer bank shares an item %s (tbctl directory search finds them)',
+            p->>'handle'));
+    ELSIF n > 1 THEN
+        PERFORM tb_raise('ambiguous_handle', format(
+            'more than one bank shares an item %s; say which bank', p->>'handle'));
+    END IF;
+    SELECT * INTO item FROM dir_remote
+     WHERE handle = p->>'handle' AND (p->>'bank' IS NULL OR peer = p->>'bank');
+    INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
+                              item_category, item_text, message, state, recorded_by)
+         VALUES (own_bank || ':k' || nextval('dir_contacts_number'), 'requester', item.peer,
+                 item.handle, m.account_id, item.kind, item.category, item.text,
+                 p->>'message', 'open', actor)
+      RETURNING * INTO c;
+    UPDATE dir_contacts SET sent_seq = tb_fed_enqueue(c.peer, jsonb_build_object(
+               'kind', 'dir_contact', 'items', jsonb_build_array(jsonb_build_object(
+                   'contact_id', c.contact_id, 'handle', c.handle, 'message', c.message)))::json)
+     WHERE id = c.id RETURNING * INTO c;
+    RETURN tb_contact_json(c);
+END $$;
+
+-- At the providing bank: a broker accepts or declines, with words for the
+-- requesting bank.
+CREATE FUNCTION tb_contact_answer(want text, accept boolean, words text, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    c dir_contacts;
+BEGIN
+    SELECT * INTO c FROM dir_contacts WHERE contact_id = want AND side = 'provider' FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('contact_not_found', format(
+            'there is no contact %s asked of this bank', want));
+    END IF;
+    IF c.state <> 'open' THEN
+        PERFORM tb_raise('contact_already_decided', format('contact %s was already %s',
+                                                           want, c.state));
+    END IF;
+    UPDATE dir_contacts SET state = CASE WHEN accept THEN 'accepted' ELSE 'declined' END,
+                            reason = CASE WHEN accept THEN NULL ELSE 'declined' END,
+                            answer = words, decided_by = actor, decided_at = now()
+     WHERE id = c.id RETURNING * INTO c;
+    PERFORM tb_fed_enqueue(c.peer, jsonb_build_object('kind', 'dir_contact_answer', 'items',
+        jsonb_build_array(jsonb_build_object('contact_id', c.contact_id, 'accepted', accept,
+                                             'reason', coalesce(c.reason, ''),
+                                             'message', words)))::json);
+    RETURN tb_contact_json(c);
+END $$;
+
+-- At the providing bank, inside tb_fed_apply: take in a contact request.
+-- Returns an answer when refused at once (no such shared item), else NULL.
+CREATE FUNCTION tb_contact_on_receive(from_peer text, x jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    item dir_items;
+    m members;
+BEGIN
+    IF coalesce(x->>'contact_id', '') !~ ('^' || from_peer || ':k[0-9]{1,18}$') THEN
+        RETURN jsonb_build_object('contact_id', left(coalesce(x->>'contact_id', ''), 80),
+                                  'accepted', false, 'reason', 'invalid_request', 'message', '');
+    END IF;
+    IF EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id') THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
+    SELECT * INTO m FROM members WHERE account_id = item.member_account;
+    IF item.id IS NULL OR item.state <> 'active' OR item.visibility <> 'federation'
+       OR m.status <> 'active' OR item.expires_on < current_date THEN
+        RETURN jsonb_build_object('contact_id', x->>'contact_id', 'accepted', false,
+                                  'reason', 'item_not_found', 'message', '');
+    END IF;
+    INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
+                              item_category, item_text, message, state, recorded_by)
+         VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
+                 item.kind, item.category, item.text, left(coalesce(x->>'message', ''), 500),
+                 'open', 'federation:' || from_peer);
+    RETURN NULL;
+END $$;
+
+-- At the requesting bank, inside tb_fed_apply: the providing bank answered.
+CREATE FUNCTION tb_contact_on_answer(from_peer text, x jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dir_contacts
+       SET state = CASE WHEN (x->>'accepted')::text = 'true' THEN 'accepted' ELSE 'declined' END,
+           reason = CASE WHEN (x->>'accepted')::text = 'true' THEN NULL
+                         ELSE left(coalesce(nullif(x->>'reason', ''), 'declined'), 40) END,
+           answer = left(nullif(x->>'message', ''), 500),
+           decided_by = 'federation:' || from_peer, decided_at = now()
+     WHERE contact_id = x->>'contact_id' AND side = 'requester' AND peer = from_peer
+       AND state = 'open';
+END $$;
+
+CREATE FUNCTION tb_on_dir_contact(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    x jsonb;
+    refused jsonb;
+    answers jsonb[] := '{}';
+BEGIN
+    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        refused := tb_contact_on_receive(from_peer, x);
+        IF refused IS NOT NULL THEN
+            answers := answers || refused;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('dir_contact_answer', to_jsonb(answers));
+END $$;
+
+CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, answer_seq bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    x jsonb;
+BEGIN
+    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        PERFORM tb_contact_on_answer(from_peer, x);
+    END LOOP;
+    RETURN '{}';
+END $$;

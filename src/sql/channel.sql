@@ -1,0 +1,455 @@
+-- The channel at this end, one stream per direction per peer: peers and
+-- their keys, the outbox (queued, sealed, resent), applying a peer's
+-- messages in order, acknowledgements and checkpoints. The tables and how
+-- the stream works: migrations/001_baseline.sql.
+
+CREATE FUNCTION tb_fed_peers(ids text[], kinds text[], limits bigint[]) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    i int;
+    acct bigint;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
+        INSERT INTO fed_peers (peer, kind) VALUES (ids[i], kinds[i])
+        ON CONFLICT (peer) DO UPDATE SET kind = EXCLUDED.kind;
+        IF kinds[i] = 'bank' THEN
+            SELECT clearing_account INTO acct FROM fed_peers WHERE peer = ids[i];
+            IF acct IS NULL THEN
+                INSERT INTO accounts (kind) VALUES ('clearing') RETURNING id INTO acct;
+                UPDATE fed_peers SET clearing_account = acct WHERE peer = ids[i];
+            END IF;
+            UPDATE accounts SET floor_minutes = -limits[i] WHERE id = acct;
+        END IF;
+    END LOOP;
+    RETURN coalesce((SELECT jsonb_agg(tb_fed_peer_json(p) ORDER BY p.peer) FROM fed_peers p
+                      WHERE p.peer = ANY (ids)), '[]');
+END $$;
+
+CREATE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s fed_sealed;
+    a fed_acked;
+BEGIN
+    SELECT * INTO s FROM fed_sealed WHERE peer = p.peer;
+    SELECT * INTO a FROM fed_acked WHERE peer = p.peer;
+    RETURN jsonb_build_object(
+        'peer', p.peer, 'queued', p.out_next_seq - 1, 'sealed', s.out_sealed,
+        'acked', a.out_acked, 'outbox_depth', p.out_next_seq - 1 - a.out_acked,
+        'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
+        'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
+        'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                              'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
+                              'replaces', k.replaces,
+                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())))
+                              ORDER BY k.learned_at)
+                            FROM fed_peer_keys k WHERE k.peer = p.peer), '[]'),
+        'directory', CASE WHEN p.kind = 'bank' THEN jsonb_build_object(
+                         'version', p.dir_cursor, 'synced_at', p.dir_synced_at,
+                         'items', (SELECT count(*) FROM dir_remote r WHERE r.peer = p.peer))
+                     END);
+END $$;
+
+CREATE FUNCTION tb_fed_peer_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fed_sealed (peer) VALUES (NEW.peer);
+    INSERT INTO fed_acked (peer) VALUES (NEW.peer);
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER fed_peer_rows AFTER INSERT ON fed_peers
+    FOR EACH ROW EXECUTE FUNCTION tb_fed_peer_rows();
+
+CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
+    FOR EACH ROW EXECUTE FUNCTION tb_refuse_change();
+
+CREATE FUNCTION tb_fed_key_learned(from_peer text, kid text, public_hex text, old_kid text,
+                                   grace_days int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO fed_peer_keys (peer, key_id, public_key, replaces, grace_until)
+         VALUES (from_peer, kid, decode(public_hex, 'hex'), old_kid,
+                 now() + make_interval(days => grace_days))
+    ON CONFLICT DO NOTHING
+$$;
+
+-- The channel's calls, made for every message, are PL/pgSQL so that their
+-- plans are kept (an SQL function is planned afresh at every call).
+CREATE FUNCTION tb_fed_state() RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(tb_fed_peer_json(p) ORDER BY p.peer), '[]')
+              FROM fed_peers p);
+END $$;
+
+-- Queues one message to a peer, in the caller's transaction, kept as the
+-- JSON text it is given (a jsonb body cast to json gives its text).
+CREATE FUNCTION tb_fed_enqueue(to_peer text, body json) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    s bigint;
+BEGIN
+    UPDATE fed_peers SET out_next_seq = out_next_seq + 1 WHERE peer = to_peer
+    RETURNING out_next_seq - 1 INTO s;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('peer_not_found', format('there is no peer %s', to_peer));
+    END IF;
+    INSERT INTO fed_outbox (peer, seq, body) VALUES (to_peer, s, body);
+    RETURN s;
+END $$;
+
+
+-- count test messages to a peer in one transaction; each carries n = its
+-- sequence, so the receiver can prove order and exactly-once.
+CREATE FUNCTION tb_fed_test_enqueue(to_peer text, count int, note text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    first bigint;
+BEGIN
+    UPDATE fed_peers SET out_next_seq = out_next_seq + count WHERE peer = to_peer
+    RETURNING out_next_seq - count INTO first;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('peer_not_found', format('there is no peer %s', to_peer));
+    END IF;
+    INSERT INTO fed_outbox (peer, seq, body)
+    SELECT to_peer, first + i, jsonb_build_object('kind', 'test', 'n', first + i, 'text', note)
+      FROM generate_series(0, count - 1) i;
+    RETURN jsonb_build_object('peer', to_peer, 'first', first, 'last', first + count - 1);
+END $$;
+
+CREATE FUNCTION tb_on_test(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT '{}'::jsonb
+$$;
+
+CREATE FUNCTION tb_fed_unsealed(lim int) RETURNS json LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(json_agg(json_build_object(
+                       'peer', o.peer, 'seq', o.seq, 'body', o.body,
+                       'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
+                       ORDER BY o.peer, o.seq), '[]')
+              FROM (SELECT * FROM fed_outbox WHERE envelope IS NULL
+                     ORDER BY peer, seq LIMIT lim) o
+              JOIN fed_sealed s USING (peer));
+END $$;
+
+-- What the daemon seals next, in one call: reservations not yet proposed
+-- become messages (tb_xb_batch), then everything unsealed, in order. A
+-- failure to batch proposals is logged and leaves them for the next call;
+-- what is queued is sealed regardless. Batches of exchanges queue their
+-- own proposals, so there is seldom anything to batch: the exception
+-- block (a subtransaction) and tb_xb_batch's reads run only when there is.
+-- Plans: see tb_fed_apply.
+CREATE FUNCTION tb_fed_to_seal(lim int) RETURNS json LANGUAGE plpgsql
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM xb_claims
+                WHERE side = 'earner' AND state = 'open' AND sent_seq IS NULL)
+       OR EXISTS (SELECT 1 FROM xb_exchanges
+                   WHERE side = 'payer' AND proposed_seq IS NULL AND state = 'pending') THEN
+        BEGIN
+            PERFORM tb_xb_batch(lim);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'batching proposals: %', SQLERRM;
+        END;
+    END IF;
+    RETURN tb_fed_unsealed(lim);
+END $$;
+
+CREATE FUNCTION tb_fed_outbox(to_peer text, after_seq bigint, lim int) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_array(seq, encode(envelope, 'hex'))
+                                      ORDER BY seq), '[]')
+              FROM (SELECT seq, envelope FROM fed_outbox
+                     WHERE peer = to_peer AND seq > after_seq AND envelope IS NOT NULL
+                     ORDER BY seq LIMIT lim) o);
+END $$;
+
+CREATE FUNCTION tb_fed_seal(items jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    item jsonb;
+    n int;
+BEGIN
+    FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
+        UPDATE fed_sealed SET out_sealed = (item->>'seq')::bigint,
+                              out_head = decode(item->>'hash', 'hex')
+         WHERE peer = item->>'peer' AND out_sealed = (item->>'seq')::bigint - 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> 1 THEN
+            PERFORM tb_raise('seal_out_of_order', format('sealing %s to %s out of order',
+                                                         item->>'seq', item->>'peer'));
+        END IF;
+        UPDATE fed_outbox SET envelope = decode(item->>'envelope', 'hex'),
+                              hash = decode(item->>'hash', 'hex')
+         WHERE peer = item->>'peer' AND seq = (item->>'seq')::bigint AND envelope IS NULL;
+    END LOOP;
+    -- How far each peer's stream is sealed: all the daemon needs to go on
+    -- (tb_fed_state's directory counts read every remote item).
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('peer', peer, 'sealed', out_sealed)
+                                      ORDER BY peer), '[]')
+              FROM fed_sealed);
+END $$;
+
+-- The accounts a run of messages from a peer will change, locked in account
+-- order: the clearing account, and our members named by proposals (their
+-- numbers) and answers (our exchanges). Each is looked up from the
+-- messages' items by its key, never by reading a table for the items.
+CREATE FUNCTION tb_fed_prelock(from_peer text, items jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- Each set of keys looked up in one scan of its index (= ANY), the
+    -- accounts too, which that scan returns in order.
+    PERFORM 1 FROM accounts
+     WHERE id = ANY (ARRAY(
+               SELECT clearing_account FROM fed_peers WHERE peer = from_peer
+               UNION ALL
+               SELECT x.member_account FROM xb_exchanges x
+                WHERE x.side = 'payer' AND x.xid = ANY (ARRAY(
+                      SELECT a->>'xid'
+                        FROM jsonb_array_elements(items) i,
+                             jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_answer'
+                                                       THEN i->'body'->'items' ELSE '[]' END) a))
+               UNION ALL
+               SELECT m.account_id FROM members m
+                WHERE m.number = ANY (ARRAY(
+                      SELECT (p->>'earner')::bigint
+                        FROM jsonb_array_elements(items) i,
+                             jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_propose'
+                                                       THEN i->'body'->'items' ELSE '[]' END) p
+                       WHERE length(p->>'earner') <= 18 AND p->>'earner' ~ '^[0-9]+$'))))
+     ORDER BY id FOR UPDATE;
+END $$;
+
+-- Each kind of channel message has its handler tb_on_<kind>(from_peer,
+-- body, answer_seq) returning the replies it queues, as {reply kind:
+-- [items]}; tb_fed_apply runs them in order and queues the replies of the
+-- whole run, an exchange batch's answers first (their sequence is known
+-- in advance: answer_seq).
+--
+-- The busy paths (this, tb_fed_to_seal, tb_xb_batch, tb_exchange_batch)
+-- look up a few dozen rows in tables that grow by thousands a minute.
+-- Planned from a younger table's statistics, a lookup becomes a read of
+-- the whole table; so they use an index wherever there is one, join by
+-- nested loops, count a random page read as one from memory, and keep
+-- generic plans (their SET options).
+CREATE FUNCTION tb_fed_apply(from_peer text, items jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    st fed_peers;
+    item jsonb;
+    s bigint;
+    dup int := 0;
+    err text;
+    err_seq bigint;
+    kind text;
+    handler regprocedure;
+    got jsonb;
+    replies jsonb := '{}';
+    reply_kind text;
+    answer_seq bigint;
+    queued int := 0;
+    -- A run of nothing but answers takes no account until its end.
+    deferred boolean := NOT EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
+                                     WHERE i->'body'->>'kind' IS DISTINCT FROM 'xb_answer');
+    locked boolean := false;
+    settled bigint[] := '{}';
+    got_ids bigint[];
+BEGIN
+    -- One apply at a time per peer. Proposals are answered in one message
+    -- whose sequence is fixed now: nothing else may queue to the peer until
+    -- this commits, so the peer's row is locked (NO KEY UPDATE: foreign-key
+    -- checks on it need not wait). Other runs leave the row free.
+    -- Accounts before the peer's row, as everything that takes both does
+    -- (an exchange batch proposes what it records: tb_xb_batch_record).
+    --
+    -- The payer's bank applies runs of answers, and its exchange batches
+    -- reserve against the same members' accounts: each waited on the other
+    -- for half its time. A run of answers settles first, touching no
+    -- account, and then posts what it settled, with all its accounts
+    -- locked at once, in order, as the run's last step. An answer that is
+    -- not simple is applied one item at a time, after that same lock.
+    --
+    -- It commits without waiting for the disk, as an exchange batch does,
+    -- so that what it locked is free at commit: the daemon acknowledges it
+    -- only once the barrier sent behind it has flushed the WAL past it
+    -- (db_query_durable), and whatever reads it (the answers it queued,
+    -- sealed and sent) commits after it.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
+    IF NOT deferred THEN
+        PERFORM tb_fed_prelock(from_peer, items);
+        locked := true;
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
+                WHERE i->'body'->>'kind' = 'xb_propose') THEN
+        SELECT * INTO st FROM fed_peers WHERE peer = from_peer FOR NO KEY UPDATE;
+    ELSE
+        SELECT * INTO st FROM fed_peers WHERE peer = from_peer;
+    END IF;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('peer_not_found', format('there is no peer %s', from_peer));
+    END IF;
+    -- A run of several messages of proposals, each next in the stream and
+    -- chained to the one before, is decided as one message would be: one
+    -- set-wise check and one posting for all their items, answered in the
+    -- run's one answer, which costs less than statements for each message.
+    -- Anything else, or proposals that are not all simple together, goes
+    -- message by message below.
+    IF jsonb_array_length(items) > 1
+       AND (SELECT count(*) FROM (
+                SELECT n, i, lag(i->>'hash') OVER (ORDER BY n) AS prev_hash
+                  FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)) r
+             WHERE i->'body'->>'kind' = 'xb_propose'
+               AND jsonb_typeof(i->'body'->'items') = 'array'
+               AND i->>'seq' = (st.in_applied + n)::text
+               AND i->>'prev' = coalesce(prev_hash, encode(st.in_head, 'hex')))
+           = jsonb_array_length(items) THEN
+        -- The run's items in order, message after message: a path query
+        -- copies them as they are, where jsonb_agg would take each apart
+        -- and sort them.
+        got := tb_xb_propose_batch(from_peer,
+                                   jsonb_path_query_array(items, '$[*].body.items[*]'),
+                                   st.out_next_seq);
+        IF got IS NOT NULL THEN
+            replies := jsonb_build_object('xb_answer', got);
+            INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
+            SELECT from_peer, (i->>'seq')::bigint, decode(i->>'hash', 'hex'),
+                   decode(i->>'envelope', 'hex'), i->'body'
+              FROM jsonb_array_elements(items) i;
+            st.in_applied := (items->-1->>'seq')::bigint;
+            st.in_head := decode(items->-1->>'hash', 'hex');
+            items := '[]';
+        END IF;
+    END IF;
+    FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
+        s := (item->>'seq')::bigint;
+        kind := item->'body'->>'kind';
+        IF s <= st.in_applied THEN
+            dup := dup + 1;
+            CONTINUE;
+        END IF;
+        handler := CASE WHEN kind ~ '^[a-z_]{1,40}$'
+                        THEN to_regprocedure('tb_on_' || kind || '(text, jsonb, bigint)') END;
+        IF s <> st.in_applied + 1 THEN
+            err := 'gap';
+        ELSIF decode(item->>'prev', 'hex') <> st.in_head THEN
+            err := 'broken_chain';
+        ELSIF handler IS NULL THEN
+            err := 'unknown_kind';
+        ELSE
+            IF kind = 'test' THEN
+                INSERT INTO fed_test_received (peer, seq, n)
+                     VALUES (from_peer, s, (item->'body'->>'n')::bigint);
+            END IF;
+            IF deferred AND NOT locked THEN
+                got_ids := tb_xb_answer_settle(from_peer, item->'body'->'items');
+                IF got_ids IS NOT NULL THEN
+                    settled := settled || got_ids;
+                    got := '{}';
+                ELSE
+                    PERFORM tb_fed_prelock(from_peer, items);
+                    locked := true;
+                END IF;
+            END IF;
+            IF NOT deferred OR locked THEN
+                -- fed_peers is locked: the run's exchange answers will get this sequence.
+                EXECUTE format('SELECT %s($1, $2, $3)', handler::regproc)
+                   INTO got USING from_peer, item->'body', st.out_next_seq;
+            END IF;
+            FOR reply_kind IN SELECT * FROM jsonb_object_keys(got) LOOP
+                replies := jsonb_set(replies, ARRAY[reply_kind],
+                                     coalesce(replies->reply_kind, '[]') || (got->reply_kind));
+            END LOOP;
+        END IF;
+        IF err IS NOT NULL THEN
+            err_seq := s;
+            EXIT;
+        END IF;
+        INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
+             VALUES (from_peer, s, decode(item->>'hash', 'hex'),
+                     decode(item->>'envelope', 'hex'), item->'body');
+        st.in_applied := s;
+        st.in_head := decode(item->>'hash', 'hex');
+    END LOOP;
+    IF cardinality(settled) > 0 THEN
+        PERFORM tb_xb_answer_post(from_peer, settled, NOT locked);
+    END IF;
+    UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
+    IF jsonb_array_length(coalesce(replies->'xb_answer', '[]')) > 0 THEN
+        answer_seq := tb_fed_enqueue(from_peer, jsonb_build_object(
+                          'kind', 'xb_answer', 'items', replies->'xb_answer')::json);
+        IF answer_seq <> st.out_next_seq THEN
+            PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
+        END IF;
+        queued := queued + 1;
+    END IF;
+    FOR reply_kind IN SELECT k FROM jsonb_object_keys(replies) k WHERE k <> 'xb_answer'
+                       ORDER BY k LOOP
+        IF jsonb_array_length(replies->reply_kind) > 0 THEN
+            PERFORM tb_fed_enqueue(from_peer, jsonb_build_object('kind', reply_kind,
+                                                                 'items', replies->reply_kind)::json);
+            queued := queued + 1;
+        END IF;
+    END LOOP;
+    -- queued: replies waiting to be sealed and sent now.
+    RETURN jsonb_build_object('applied', st.in_applied, 'duplicates', dup, 'error', err,
+                              'error_seq', err_seq, 'queued', queued);
+END $$;
+
+-- Acknowledgements commit without waiting for the disk: one lost in a
+-- crash only means resending what the peer then skips as applied.
+CREATE FUNCTION tb_fed_acked(to_peer text, seq bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    acked bigint;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE fed_acked a
+       SET out_acked = greatest(a.out_acked,
+                                least(seq, (SELECT out_sealed FROM fed_sealed s
+                                             WHERE s.peer = to_peer)))
+     WHERE a.peer = to_peer RETURNING a.out_acked INTO acked;
+    RETURN acked;
+END $$;
+
+CREATE FUNCTION tb_fed_checkpoint(to_peer text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object('seq', a.out_acked,
+                       'head', coalesce((SELECT encode(hash, 'hex') FROM fed_outbox o
+                                          WHERE o.peer = p.peer AND o.seq = a.out_acked), ''),
+                       'clearing', (SELECT balance_minutes FROM accounts
+                                     WHERE id = p.clearing_account))
+              FROM fed_peers p JOIN fed_acked a USING (peer) WHERE p.peer = to_peer);
+END $$;
+
+-- Compares a peer's checkpoint of its stream to us with what we applied.
+CREATE FUNCTION tb_fed_checkpoint_check(from_peer text, at_seq bigint, head text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st fed_peers;
+    ours bytea;
+    verdict text;
+BEGIN
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer;
+    IF at_seq = 0 THEN
+        verdict := 'agree';
+    ELSIF at_seq > st.in_applied THEN
+        verdict := 'diverged';  -- it believes we applied what we never did
+    ELSE
+        SELECT hash INTO ours FROM fed_inbox WHERE peer = from_peer AND fed_inbox.seq = at_seq;
+        verdict := CASE WHEN encode(ours, 'hex') = head THEN 'agree' ELSE 'diverged' END;
+    END IF;
+    IF verdict = 'diverged' THEN
+        UPDATE fed_peers SET diverged_at = coalesce(diverged_at, now()),
+                             diverged_reason = coalesce(diverged_reason, format(
+                                 'checkpoint at %s: peer head %s, applied %s', at_seq, head,
+                                 st.in_applied))
+         WHERE peer = from_peer;
+    END IF;
+    RETURN verdict;
+END $$;
+
+CREATE FUNCTION tb_fed_peer_clearing(from_peer text, clearing bigint) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE fed_peers SET peer_clearing = clearing, peer_clearing_at = now()
+     WHERE peer = from_peer
+$$;

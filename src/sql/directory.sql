@@ -1,0 +1,383 @@
+-- The shared directory: members' offers and requests, what is shared with
+-- the federation and synced to peers, search and matching.
+
+-- What search matches: the category's words, the text, the availability.
+CREATE FUNCTION tb_dir_tsv(category text, text text, availability text) RETURNS tsvector
+LANGUAGE sql STABLE AS $$
+    SELECT to_tsvector('english', coalesce((SELECT label FROM dir_categories WHERE code = category),
+                                           category)
+                                  || ' ' || text || ' ' || coalesce(availability, ''))
+$$;
+
+CREATE FUNCTION tb_dir_item_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.tsv := tb_dir_tsv(NEW.category, NEW.text, NEW.availability);
+    IF TG_OP = 'UPDATE' THEN
+        NEW.version := nextval('dir_version');
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER dir_items_touch BEFORE INSERT OR UPDATE ON dir_items
+    FOR EACH ROW EXECUTE FUNCTION tb_dir_item_touch();
+
+-- A member suspended, reactivated, leaving or erased changes what their
+-- items share: each takes a new version, so peers pull the change. Leaving
+-- withdraws them; erasure also clears their words.
+CREATE FUNCTION tb_dir_member_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.erased_at IS NOT NULL AND OLD.erased_at IS NULL THEN
+        UPDATE dir_items SET state = 'withdrawn', text = 'erased', area = NULL,
+                             availability = NULL, updated_by = NEW.updated_by
+         WHERE member_account = NEW.account_id;
+    ELSIF NEW.status = 'left' THEN
+        UPDATE dir_items SET state = 'withdrawn', updated_by = NEW.updated_by
+         WHERE member_account = NEW.account_id AND state = 'active';
+    ELSE
+        UPDATE dir_items SET updated_by = NEW.updated_by
+         WHERE member_account = NEW.account_id AND state = 'active';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER members_dir AFTER UPDATE OF status, erased_at ON members
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+                       OR OLD.erased_at IS DISTINCT FROM NEW.erased_at)
+    EXECUTE FUNCTION tb_dir_member_changed();
+
+-- Items past their date expire (and so leave the peers' directories).
+CREATE FUNCTION tb_dir_expire() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    UPDATE dir_items SET state = 'expired', updated_by = 'expiry'
+     WHERE state = 'active' AND expires_on < current_date;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION tb_dir_item_json(i dir_items) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', i.id, 'handle', i.handle, 'kind', i.kind, 'category', i.category,
+        'text', i.text, 'area', i.area, 'availability', i.availability,
+        'visibility', i.visibility, 'expires_on', i.expires_on, 'state', i.state,
+        'member', m.number, 'member_label', tb_account_label(i.member_account),
+        'shared', i.state = 'active' AND i.visibility = 'federation' AND m.status = 'active'
+                  AND i.expires_on >= current_date,
+        'created_at', i.created_at, 'updated_at', i.updated_at, 'updated_by', i.updated_by)
+      FROM members m WHERE m.account_id = i.member_account
+$$;
+
+CREATE FUNCTION tb_dir_get(want_kind text, want bigint) RETURNS dir_items
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    i dir_items;
+BEGIN
+    SELECT * INTO i FROM dir_items WHERE id = want AND kind = want_kind;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('item_not_found', format('there is no %s %s', want_kind, want));
+    END IF;
+    RETURN i;
+END $$;
+
+CREATE FUNCTION tb_dir_category(c text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dir_categories WHERE code = lower(c)) THEN
+        PERFORM tb_raise('invalid_category', format(
+            '%s is not a directory category; use one of: %s', c,
+            (SELECT string_agg(code, ', ' ORDER BY position) FROM dir_categories)));
+    END IF;
+    RETURN lower(c);
+END $$;
+
+CREATE FUNCTION tb_dir_expiry(d date) RETURNS date LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF d IS NULL THEN
+        RETURN current_date + 180;
+    END IF;
+    IF d < current_date OR d > current_date + 730 THEN
+        PERFORM tb_raise('invalid_date', 'expires_on must be between today and two years ahead');
+    END IF;
+    RETURN d;
+END $$;
+
+CREATE FUNCTION tb_dir_add(want_kind text, p jsonb, actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    m members := tb_active_member((p->>'member')::bigint, 'member');
+    i dir_items;
+BEGIN
+    INSERT INTO dir_items (handle, member_account, kind, category, text, area, availability,
+                           visibility, expires_on, created_by, updated_by)
+         VALUES (left(replace(gen_random_uuid()::text, '-', ''), 12), m.account_id, want_kind,
+                 tb_dir_category(p->>'category'), p->>'text', p->>'area', p->>'availability',
+                 coalesce(p->>'visibility', 'bank'),
+                 tb_dir_expiry((p->>'expires_on')::date), actor, actor)
+      RETURNING * INTO i;
+    RETURN tb_dir_item_json(i);
+END $$;
+
+CREATE FUNCTION tb_dir_update(want_kind text, want bigint, p jsonb, actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    i dir_items := tb_dir_get(want_kind, want);
+BEGIN
+    IF i.state = 'withdrawn' THEN
+        PERFORM tb_raise('item_withdrawn', format('%s %s was withdrawn; add a new one',
+                                                  want_kind, want));
+    END IF;
+    UPDATE dir_items SET
+        category = CASE WHEN p ? 'category' THEN tb_dir_category(p->>'category')
+                        ELSE category END,
+        text = coalesce(p->>'text', text),
+        area = CASE WHEN p ? 'area' THEN p->>'area' ELSE area END,
+        availability = CASE WHEN p ? 'availability' THEN p->>'availability'
+                            ELSE availability END,
+        visibility = coalesce(p->>'visibility', visibility),
+        expires_on = CASE WHEN p ? 'expires_on' THEN tb_dir_expiry((p->>'expires_on')::date)
+                          ELSE expires_on END,
+        -- A new date brings an expired item back.
+        state = CASE WHEN p ? 'expires_on' THEN 'active' ELSE state END,
+        updated_by = actor
+     WHERE id = i.id RETURNING * INTO i;
+    RETURN tb_dir_item_json(i);
+END $$;
+
+CREATE FUNCTION tb_dir_withdraw(want_kind text, want bigint, actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    i dir_items := tb_dir_get(want_kind, want);
+BEGIN
+    IF i.state <> 'withdrawn' THEN
+        UPDATE dir_items SET state = 'withdrawn', updated_by = actor
+         WHERE id = i.id RETURNING * INTO i;
+    END IF;
+    RETURN tb_dir_item_json(i);
+END $$;
+
+CREATE FUNCTION tb_dir_show(want_kind text, want bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT tb_dir_item_json(tb_dir_get(want_kind, want))
+$$;
+
+-- A member's (or everyone's) items of one kind, newest first; active ones
+-- unless every state is asked for.
+CREATE FUNCTION tb_dir_list(want_kind text, num bigint, all_states boolean, cursor bigint,
+                            lim int) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    acct bigint;
+BEGIN
+    PERFORM tb_dir_expire();
+    IF num IS NOT NULL THEN
+        acct := (tb_find_member(num)).account_id;
+    END IF;
+    RETURN (WITH page AS (
+        SELECT * FROM dir_items
+         WHERE kind = want_kind AND (acct IS NULL OR member_account = acct)
+           AND (all_states OR state = 'active') AND (cursor IS NULL OR id < cursor)
+         ORDER BY id DESC LIMIT lim)
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(tb_dir_item_json(p) ORDER BY p.id DESC)
+                             FROM page p), '[]'),
+        'next_cursor', (SELECT CASE WHEN count(*) = lim THEN min(id)::text END FROM page)));
+END $$;
+
+CREATE FUNCTION tb_dir_categories() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('items', jsonb_agg(jsonb_build_object('code', code,
+                                                                   'label', label)
+                                                ORDER BY position))
+      FROM dir_categories
+$$;
+
+-- ---- sync ---------------------------------------------------------------
+
+-- For a peer bank: every change since its cursor, oldest first, as shared
+-- items or withdrawals. Nothing that names the member leaves.
+CREATE FUNCTION tb_dir_page(to_peer text, since bigint, lim int) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    items jsonb;
+    last bigint;
+    n int;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND kind = 'bank') THEN
+        RETURN jsonb_build_object('since', since, 'next', since, 'more', false,
+                                  'items', '[]'::jsonb);
+    END IF;
+    PERFORM tb_dir_expire();
+    SELECT coalesce(jsonb_agg(CASE WHEN shared THEN jsonb_build_object(
+                   'handle', handle, 'kind', kind, 'category', category, 'text', text,
+                   'area', coalesce(area, ''), 'availability', coalesce(availability, ''),
+                   'expires_on', expires_on::text, 'version', version)
+               ELSE jsonb_build_object('handle', handle, 'withdrawn', true,
+                                       'version', version) END ORDER BY version), '[]'),
+           max(version), count(*)
+      INTO items, last, n
+      FROM (SELECT i.*, i.state = 'active' AND i.visibility = 'federation'
+                        AND m.status = 'active' AND i.expires_on >= current_date AS shared
+              FROM dir_items i JOIN members m ON m.account_id = i.member_account
+             WHERE i.version > since ORDER BY i.version LIMIT lim) q;
+    RETURN jsonb_build_object('since', since, 'next', coalesce(last, since),
+                              'more', n = lim, 'items', items);
+END $$;
+
+-- At the pulling bank: one page from a peer, in one transaction. A page
+-- that does not follow our cursor is ignored (a duplicate or a stale
+-- answer); items that are malformed are skipped. Never raises on what the
+-- peer sent. Returns {cursor, more, applied}.
+CREATE FUNCTION tb_dir_apply(from_peer text, page jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    st fed_peers;
+    n int := 0;
+    next_cursor bigint;
+BEGIN
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' FOR UPDATE;
+    IF NOT FOUND OR jsonb_typeof(page->'since') <> 'number'
+       OR (page->>'since')::numeric <> st.dir_cursor
+       OR jsonb_typeof(page->'next') <> 'number' OR jsonb_typeof(page->'items') <> 'array' THEN
+        RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0);
+    END IF;
+    next_cursor := least((page->>'next')::numeric, 9e18)::bigint;
+    DELETE FROM dir_remote r
+     USING jsonb_array_elements(page->'items') AS it(x)
+     WHERE r.peer = from_peer AND r.handle = it.x->>'handle'
+       AND (it.x->>'withdrawn')::text = 'true';
+    INSERT INTO dir_remote AS r (peer, handle, kind, category, text, area, availability,
+                                 expires_on, version, tsv)
+    SELECT DISTINCT ON (x->>'handle')
+           from_peer, x->>'handle', x->>'kind', x->>'category', x->>'text',
+           nullif(x->>'area', ''), nullif(x->>'availability', ''),
+           tb_safe_date(x->>'expires_on'), (x->>'version')::bigint,
+           tb_dir_tsv(x->>'category', x->>'text', nullif(x->>'availability', ''))
+      FROM jsonb_array_elements(page->'items') AS it(x)
+     WHERE coalesce(x->>'withdrawn', 'false') <> 'true'
+       AND coalesce(x->>'handle', '') ~ '^[A-Za-z0-9]{1,40}$'
+       AND x->>'kind' IN ('offer', 'request')
+       AND coalesce(x->>'category', '') ~ '^[a-z-]{1,40}$'
+       AND length(coalesce(x->>'text', '')) BETWEEN 1 AND 500
+       AND coalesce(x->>'text', '') !~ '[[:cntrl:]]'
+       AND coalesce(x->>'area', '') ~ '^[A-Z0-9]{0,4}$'
+       AND length(coalesce(x->>'availability', '')) <= 300
+       AND tb_safe_date(x->>'expires_on') IS NOT NULL
+       AND coalesce(x->>'version', '') ~ '^[0-9]{1,18}$'
+    ON CONFLICT (peer, handle) DO UPDATE SET
+        kind = EXCLUDED.kind, category = EXCLUDED.category, text = EXCLUDED.text,
+        area = EXCLUDED.area, availability = EXCLUDED.availability,
+        expires_on = EXCLUDED.expires_on, version = EXCLUDED.version,
+        received_at = now(), tsv = EXCLUDED.tsv;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE fed_peers SET dir_cursor = greatest(next_cursor, dir_cursor), dir_synced_at = now()
+     WHERE peer = from_peer;
+    RETURN jsonb_build_object('cursor', greatest(next_cursor, st.dir_cursor),
+                              'more', coalesce((page->>'more')::text = 'true', false),
+                              'applied', n);
+END $$;
+
+CREATE FUNCTION tb_dir_cursor(from_peer text) RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT dir_cursor FROM fed_peers WHERE peer = from_peer AND kind = 'bank'
+$$;
+
+-- ---- search and matching -----------------------------------------------
+
+-- Own items (all active ones: brokers see their bank's too) and every
+-- peer's shared ones, by relevance to q; filters may be NULL. Paged by
+-- offset: relevance has no stable key.
+CREATE FUNCTION tb_dir_search(q text, cat text, area_prefix text, want_bank text,
+                              want_kind text, own_bank text, off int, lim int)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    tq tsquery := CASE WHEN coalesce(q, '') <> '' THEN websearch_to_tsquery('english', q) END;
+    result jsonb;
+BEGIN
+    PERFORM tb_dir_expire();
+    WITH hits AS (
+        SELECT own_bank AS bank, i.handle, i.kind, i.category, i.text, i.area,
+               i.availability, i.expires_on, m.number AS member,
+               CASE WHEN tq IS NULL THEN 0 ELSE ts_rank(i.tsv, tq) END AS rank,
+               i.updated_at AS at
+          FROM dir_items i JOIN members m ON m.account_id = i.member_account
+         WHERE i.state = 'active' AND m.status = 'active' AND i.expires_on >= current_date
+           AND (tq IS NULL OR i.tsv @@ tq) AND (cat IS NULL OR i.category = cat)
+           AND (area_prefix IS NULL OR i.area LIKE upper(area_prefix) || '%')
+           AND (want_bank IS NULL OR want_bank = own_bank)
+           AND (want_kind IS NULL OR i.kind = want_kind)
+        UNION ALL
+        SELECT r.peer, r.handle, r.kind, r.category, r.text, r.area, r.availability,
+               r.expires_on, NULL,
+               CASE WHEN tq IS NULL THEN 0 ELSE ts_rank(r.tsv, tq) END, r.received_at
+          FROM dir_remote r
+         WHERE r.expires_on >= current_date
+           AND (tq IS NULL OR r.tsv @@ tq) AND (cat IS NULL OR r.category = cat)
+           AND (area_prefix IS NULL OR r.area LIKE upper(area_prefix) || '%')
+           AND (want_bank IS NULL OR r.peer = want_bank)
+           AND (want_kind IS NULL OR r.kind = want_kind)),
+    page AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, bank, handle
+              LIMIT lim + 1 OFFSET off)
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'bank', bank, 'handle', handle, 'kind', kind, 'category', category,
+                     'text', text, 'area', area, 'availability', availability,
+                     'expires_on', expires_on, 'member', member,
+                     'rank', round(rank::numeric, 4))
+                   ORDER BY rank DESC, at DESC, bank, handle)
+                     FROM (SELECT * FROM page ORDER BY rank DESC, at DESC, bank, handle
+                            LIMIT lim) p), '[]'),
+        'next_cursor', CASE WHEN (SELECT count(*) FROM page) > lim
+                            THEN (off + lim)::text END)
+      INTO result;
+    RETURN result;
+END $$;
+
+-- Offers that could meet one of our members' requests: own bank first,
+-- then the peers'; within each, same category, then same area (district,
+-- then the area's letters), then the words the request shares.
+CREATE FUNCTION tb_dir_match(want bigint, own_bank text, off int, lim int) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    r dir_items := tb_dir_get('request', want);
+    words tsquery;
+    letters text;
+    result jsonb;
+BEGIN
+    PERFORM tb_dir_expire();
+    -- Any of the request's words, not all of them.
+    words := nullif(replace(plainto_tsquery('english', r.text)::text, '&', '|'), '')::tsquery;
+    letters := substring(coalesce(r.area, '') FROM '^[A-Z]+');
+    WITH offers AS (
+        SELECT own_bank AS bank, i.handle, i.category, i.text, i.area, i.availability,
+               i.expires_on, m.number AS member, 0 AS away, i.tsv
+          FROM dir_items i JOIN members m ON m.account_id = i.member_account
+         WHERE i.kind = 'offer' AND i.state = 'active' AND m.status = 'active'
+           AND i.expires_on >= current_date AND i.member_account <> r.member_account
+        UNION ALL
+        SELECT x.peer, x.handle, x.category, x.text, x.area, x.availability, x.expires_on,
+               NULL, 1, x.tsv
+          FROM dir_remote x
+         WHERE x.kind = 'offer' AND x.expires_on >= current_date),
+    scored AS (
+        SELECT o.*, (o.category = r.category)::int * 4
+                    + CASE WHEN o.area = r.area THEN 2
+                           WHEN letters <> '' AND substring(o.area FROM '^[A-Z]+') = letters
+                           THEN 1 ELSE 0 END
+                    + CASE WHEN words IS NULL THEN 0 ELSE ts_rank(o.tsv, words) END AS score
+          FROM offers o
+         WHERE o.category = r.category OR (words IS NOT NULL AND o.tsv @@ words)),
+    page AS (SELECT * FROM scored ORDER BY away, score DESC, bank, handle
+              LIMIT lim + 1 OFFSET off)
+    SELECT jsonb_build_object(
+        'request', tb_dir_item_json(r),
+        'items', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                     'bank', bank, 'handle', handle, 'kind', 'offer', 'category', category,
+                     'text', text, 'area', area, 'availability', availability,
+                     'expires_on', expires_on, 'member', member,
+                     'score', round(score::numeric, 4))
+                   ORDER BY away, score DESC, bank, handle)
+                     FROM (SELECT * FROM page ORDER BY away, score DESC, bank, handle
+                            LIMIT lim) p), '[]'),
+        'next_cursor', CASE WHEN (SELECT count(*) FROM page) > lim
+                            THEN (off + lim)::text END)
+      INTO result;
+    RETURN result;
+END $$;

@@ -1,0 +1,201 @@
+-- The ledger: the journal and its guards, accounts, balances and floors,
+-- and posting one transfer. Everything that moves hours posts through here.
+--
+-- Every API operation is one call to one function, so each is a single
+-- atomic statement: a lost connection never leaves one half applied.
+-- Business refusals are raised with SQLSTATE TB000 (tb_raise), the stable
+-- API error code as the message and a sentence for people as the detail.
+
+CREATE FUNCTION tb_raise(code text, message text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = code, DETAIL = message;
+END $$;
+
+-- Minutes shown as hours, the same way tbctl shows them ("1h30m", "-2h").
+CREATE FUNCTION tb_hours(m bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN m < 0 THEN '-' ELSE '' END ||
+           CASE WHEN abs(m) >= 60 OR abs(m) = 0 THEN (abs(m) / 60)::text || 'h' ELSE '' END ||
+           CASE WHEN abs(m) % 60 = 0 THEN ''
+                WHEN abs(m) >= 60 THEN lpad((abs(m) % 60)::text, 2, '0') || 'm'
+                ELSE (abs(m) % 60)::text || 'm' END
+$$;
+
+-- The journal and the transfers it records are append-only, whoever asks.
+CREATE FUNCTION tb_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',
+        DETAIL = format('%s on %s is refused: the journal is append-only; '
+                        'corrections are new transfers', TG_OP, TG_TABLE_NAME);
+END $$;
+
+CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION tb_refuse_change();
+
+CREATE FUNCTION tb_transfers_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE'
+       AND to_jsonb(NEW) - 'description' - 'reason' = to_jsonb(OLD) - 'description' - 'reason'
+       AND (NEW.description IS NULL OR NEW.description IS NOT DISTINCT FROM OLD.description)
+       AND (NEW.reason IS NULL OR NEW.reason IS NOT DISTINCT FROM OLD.reason) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',
+        DETAIL = format('%s on %s is refused: the journal is append-only; '
+                        'corrections are new transfers', TG_OP, TG_TABLE_NAME);
+END $$;
+
+CREATE TRIGGER transfers_append_only BEFORE UPDATE OR DELETE ON transfers
+    FOR EACH ROW EXECUTE FUNCTION tb_transfers_guard();
+
+-- The journal: each transfer's debit (its payer's account, negative) and
+-- credit (its earner's), so every transfer sums to zero by construction.
+-- An entry's id is its transfer's twice, less one for the debit.
+CREATE VIEW entries (id, transfer_id, account_id, minutes, created_at) AS
+    SELECT t.id * 2 - 1, t.id, t.payer_account, -t.minutes, t.created_at FROM transfers t
+    UNION ALL
+    SELECT t.id * 2, t.id, t.earner_account, t.minutes, t.created_at FROM transfers t;
+
+CREATE TRIGGER entries_append_only INSTEAD OF INSERT OR UPDATE OR DELETE ON entries
+    FOR EACH ROW EXECUTE FUNCTION tb_refuse_change();
+
+-- Keeps the cached balances in step with every transfer written: one
+-- update per account a statement's transfers touch, at its end. Unless the
+-- function writing them posts their balances itself (tb.balances_posted),
+-- as settling a message of answers does, with the accounts locked.
+CREATE FUNCTION tb_post_transfers() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('tb.balances_posted', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    UPDATE accounts a SET balance_minutes = a.balance_minutes + s.change
+      FROM (SELECT l.account_id, sum(l.change) AS change
+              FROM added, LATERAL (VALUES (added.payer_account, -added.minutes),
+                                          (added.earner_account, added.minutes))
+                          AS l(account_id, change)
+             GROUP BY l.account_id) s
+     WHERE a.id = s.account_id;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER transfers_post AFTER INSERT ON transfers REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION tb_post_transfers();
+
+CREATE FUNCTION tb_community_account() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT id FROM accounts WHERE kind = 'community'
+$$;
+
+-- How an account is named in answers and statements. PL/pgSQL rather than
+-- SQL, so that its plans are kept from call to call.
+CREATE FUNCTION tb_account_label(acct bigint) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m members;
+    label text;
+BEGIN
+    SELECT * INTO m FROM members WHERE account_id = acct;
+    IF FOUND THEN
+        RETURN CASE WHEN m.erased_at IS NOT NULL THEN 'former member'
+                    WHEN m.kind = 'organisation' THEN 'organisation ' || m.number
+                    ELSE 'member ' || m.number END;
+    END IF;
+    SELECT peer || ' clearing account' INTO label FROM fed_peers WHERE clearing_account = acct;
+    IF FOUND THEN
+        RETURN label;
+    END IF;
+    SELECT CASE kind WHEN 'community' THEN 'community account'
+                     ELSE kind || ' account ' || id END
+      INTO label FROM accounts WHERE id = acct;
+    RETURN label;
+END $$;
+
+CREATE FUNCTION tb_balance(num bigint, default_floor bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'number', m.number, 'name', m.name, 'status', m.status,
+        'balance_minutes', a.balance_minutes, 'pending_minutes', a.pending_minutes,
+        'floor_minutes', coalesce(a.floor_minutes, default_floor),
+        'available_minutes',
+            a.balance_minutes - a.pending_minutes - coalesce(a.floor_minutes, default_floor))
+      FROM accounts a, tb_find_member(num) m WHERE a.id = m.account_id
+$$;
+
+-- The floor that applies to an account: its own, else the bank's default
+-- (members and organisations) or the community floor (the community account).
+CREATE FUNCTION tb_floor_of(a accounts, default_floor bigint, community_floor bigint)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(a.floor_minutes,
+                    CASE WHEN a.kind = 'community' THEN community_floor ELSE default_floor END)
+$$;
+
+CREATE FUNCTION tb_lock_accounts(ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM accounts WHERE id = ANY (ids) ORDER BY id FOR UPDATE;
+END $$;
+
+-- Posts one transfer: checks the payer's floor and writes the transfer,
+-- whose trigger posts its balances. The caller has locked both accounts.
+CREATE FUNCTION tb_post(kind text, payer bigint, earner bigint, minutes bigint, category text,
+                        description text, performed_on date, actor text, key text, fp text,
+                        reverses bigint, reason text, group_key text,
+                        default_floor bigint, community_floor bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    pa accounts;
+    fl bigint;
+    tid bigint;
+BEGIN
+    SELECT * INTO pa FROM accounts WHERE id = payer;
+    fl := tb_floor_of(pa, default_floor, community_floor);
+    IF pa.balance_minutes - pa.pending_minutes - minutes < fl THEN
+        PERFORM tb_raise('below_floor', format(
+            '%s has %s to spend above the floor of %s; this needs %s',
+            tb_account_label(payer),
+            tb_hours(greatest(pa.balance_minutes - pa.pending_minutes - fl, 0)),
+            tb_hours(fl), tb_hours(minutes)));
+    END IF;
+    INSERT INTO transfers (kind, payer_account, earner_account, minutes, category, description,
+                           performed_on, recorded_by, idempotency_key, fingerprint, reverses,
+                           reason, group_key)
+         VALUES (kind, payer, earner, minutes, category, description,
+                 coalesce(performed_on, current_date), actor, key, fp, reverses, reason,
+                 group_key)
+      RETURNING id INTO tid;
+    RETURN tid;
+END $$;
+
+-- A stored answer for a key already used, or NULL when the key is new.
+-- Same key with a different request: idempotency_conflict.
+CREATE FUNCTION tb_replay(key text, fp text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    done transfers;
+BEGIN
+    -- Same key, one at a time: a retry waits for the first try and sees it.
+    PERFORM pg_advisory_xact_lock(hashtext(key));
+    SELECT * INTO done FROM transfers WHERE idempotency_key = key;
+    IF NOT FOUND THEN
+        -- A group's exchanges carry KEY:1, KEY:2, ...
+        SELECT * INTO done FROM transfers WHERE idempotency_key = key || ':1' AND group_key = key;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF done.fingerprint <> fp THEN
+        PERFORM tb_raise('idempotency_conflict', format(
+            'idempotency key %s was already used for a different request (transfer %s)',
+            key, done.id));
+    END IF;
+    IF done.group_key IS NOT NULL THEN
+        RETURN tb_group_json(done.group_key);
+    END IF;
+    RETURN tb_exchange_json(done.id);
+END $$;
+
+CREATE FUNCTION tb_active_member(num bigint, role text) RETURNS members LANGUAGE plpgsql AS $$
+DECLARE
+    m members := tb_find_member(num);
+BEGIN
+    IF m.status <> 'active' THEN
+        PERFORM tb_raise('member_inactive', format('%s %s is %s', role, num, m.status));
+    END IF;
+    RETURN m;
+END $$;
