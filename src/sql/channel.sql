@@ -113,11 +113,6 @@ BEGIN
     RETURN jsonb_build_object('peer', to_peer, 'first', first, 'last', first + count - 1);
 END $$;
 
-CREATE FUNCTION tb_on_test(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT '{}'::jsonb
-$$;
-
 CREATE FUNCTION tb_fed_unsealed(lim int) RETURNS json LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT coalesce(json_agg(json_build_object(
@@ -217,11 +212,38 @@ BEGIN
      ORDER BY id FOR UPDATE;
 END $$;
 
--- Each kind of channel message has its handler tb_on_<kind>(from_peer,
--- body, answer_seq) returning the replies it queues, as {reply kind:
--- [items]}; tb_fed_apply runs them in order and queues the replies of the
--- whole run, an exchange batch's answers first (their sequence is known
--- in advance: answer_seq).
+-- Every kind of channel message, and the one function that applies it:
+-- the replies it queues, as {reply kind: [items]}, or NULL for a kind this
+-- bank does not know. answer_seq is the sequence the run's answers to
+-- exchange proposals will have.
+CREATE FUNCTION tb_fed_handle(from_peer text, seq bigint, body jsonb, answer_seq bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    CASE body->>'kind'
+    WHEN 'xb_propose' THEN
+        RETURN tb_on_xb_propose(from_peer, body, answer_seq);
+    WHEN 'xb_answer' THEN
+        RETURN tb_on_xb_answer(from_peer, body, answer_seq);
+    WHEN 'xb_claim' THEN
+        RETURN tb_on_xb_claim(from_peer, body, answer_seq);
+    WHEN 'xb_claim_answer' THEN
+        RETURN tb_on_xb_claim_answer(from_peer, body, answer_seq);
+    WHEN 'dir_contact' THEN
+        RETURN tb_on_dir_contact(from_peer, body, answer_seq);
+    WHEN 'dir_contact_answer' THEN
+        RETURN tb_on_dir_contact_answer(from_peer, body, answer_seq);
+    WHEN 'test' THEN
+        -- Proves the channel without touching the ledger.
+        INSERT INTO fed_test_received (peer, seq, n)
+             VALUES (from_peer, seq, (body->>'n')::bigint);
+        RETURN '{}';
+    ELSE
+        RETURN NULL;
+    END CASE;
+END $$;
+
+-- Applies a run of a peer's messages in order (tb_fed_handle for each) and
+-- queues the replies of the whole run, an exchange batch's answers first.
 --
 -- The busy paths (this, tb_fed_to_seal, tb_xb_batch, tb_exchange_batch)
 -- look up a few dozen rows in tables that grow by thousands a minute.
@@ -239,8 +261,6 @@ DECLARE
     dup int := 0;
     err text;
     err_seq bigint;
-    kind text;
-    handler regprocedure;
     got jsonb;
     replies jsonb := '{}';
     reply_kind text;
@@ -321,24 +341,17 @@ BEGIN
     END IF;
     FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
         s := (item->>'seq')::bigint;
-        kind := item->'body'->>'kind';
         IF s <= st.in_applied THEN
             dup := dup + 1;
             CONTINUE;
         END IF;
-        handler := CASE WHEN kind ~ '^[a-z_]{1,40}$'
-                        THEN to_regprocedure('tb_on_' || kind || '(text, jsonb, bigint)') END;
+        got := NULL;
         IF s <> st.in_applied + 1 THEN
             err := 'gap';
         ELSIF decode(item->>'prev', 'hex') <> st.in_head THEN
             err := 'broken_chain';
-        ELSIF handler IS NULL THEN
-            err := 'unknown_kind';
         ELSE
-            IF kind = 'test' THEN
-                INSERT INTO fed_test_received (peer, seq, n)
-                     VALUES (from_peer, s, (item->'body'->>'n')::bigint);
-            END IF;
+            -- A run of answers only (deferred) settles before it locks.
             IF deferred AND NOT locked THEN
                 got_ids := tb_xb_answer_settle(from_peer, item->'body'->'items');
                 IF got_ids IS NOT NULL THEN
@@ -351,8 +364,10 @@ BEGIN
             END IF;
             IF NOT deferred OR locked THEN
                 -- fed_peers is locked: the run's exchange answers will get this sequence.
-                EXECUTE format('SELECT %s($1, $2, $3)', handler::regproc)
-                   INTO got USING from_peer, item->'body', st.out_next_seq;
+                got := tb_fed_handle(from_peer, s, item->'body', st.out_next_seq);
+            END IF;
+            IF got IS NULL THEN
+                err := 'unknown_kind';
             END IF;
             FOR reply_kind IN SELECT * FROM jsonb_object_keys(got) LOOP
                 replies := jsonb_set(replies, ARRAY[reply_kind],
