@@ -92,8 +92,10 @@ struct api_batch *api_batch_new(struct api *api, struct event_base *base);
 void api_batch_free(struct api_batch *b);
 /* Records the validated exchange p (taken) in the next batch; answers r. */
 void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank);
+/* Batches sent, exchanges in them, and batches posted set-wise (nothing in
+ * them refused). */
 void api_batch_stats(const struct api_batch *b, unsigned long long *batches,
-                     unsigned long long *exchanges);
+                     unsigned long long *exchanges, unsigned long long *set_wise);
 struct api_batch *api_batcher(const struct api *api);
 
 /* Answers r with a ledger refusal (its code's status) or with what a failed

@@ -369,16 +369,20 @@ static void reply_metrics(struct api_req *r)
 	                    "# TYPE timebankd_db_connections_up gauge\n"
 	                    "timebankd_db_connections_up %d\n",
 	                    api->inflight - 1, db_live(api->db));
-	unsigned long long batches, exchanges;
-	api_batch_stats(api->batch, &batches, &exchanges);
+	unsigned long long batches, exchanges, set_wise;
+	api_batch_stats(api->batch, &batches, &exchanges, &set_wise);
 	evbuffer_add_printf(buf,
 	                    "# HELP timebankd_exchange_batches_total Batches of exchanges sent to "
 	                    "the ledger.\n# TYPE timebankd_exchange_batches_total counter\n"
 	                    "timebankd_exchange_batches_total %llu\n"
 	                    "# HELP timebankd_exchanges_batched_total Exchanges sent in those "
 	                    "batches.\n# TYPE timebankd_exchanges_batched_total counter\n"
-	                    "timebankd_exchanges_batched_total %llu\n",
-	                    batches, exchanges);
+	                    "timebankd_exchanges_batched_total %llu\n"
+	                    "# HELP timebankd_exchange_batches_set_wise_total Batches posted "
+	                    "set-wise, nothing in them refused; the others went one exchange at a "
+	                    "time.\n# TYPE timebankd_exchange_batches_set_wise_total counter\n"
+	                    "timebankd_exchange_batches_set_wise_total %llu\n",
+	                    batches, exchanges, set_wise);
 	if (api->fed != NULL)
 		fed_metrics(api->fed, buf);
 	struct iovec body = {evbuffer_pullup(buf, -1), evbuffer_get_length(buf)};

@@ -46,7 +46,7 @@ struct api_batch {
 	struct waiting *queue; /* waiting for the next batch */
 	size_t n, cap;
 	int in_flight;
-	unsigned long long batches, exchanges;
+	unsigned long long batches, exchanges, set_wise;
 };
 
 /* One batch in the database. */
@@ -164,11 +164,14 @@ static void on_batch(void *arg, const struct db_result *res)
 		finish(sent, res);
 		return;
 	}
-	if (PQntuples(res->res) != (int)sent->n || PQnfields(res->res) != 4)
+	if (PQntuples(res->res) != (int)sent->n || PQnfields(res->res) != 5) {
 		log_error("api: a batch of %zu exchanges had %d answers", sent->n,
 		          PQntuples(res->res));
-	else
-		sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+		return;
+	}
+	sent->answers = PQcopyResult(res->res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+	if (strcmp(PQgetvalue(res->res, 0, 4), "set-wise") == 0)
+		b->set_wise++;
 }
 
 static void flush(evutil_socket_t fd, short what, void *arg)
@@ -214,7 +217,8 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	b->exchanges += n;
 	if (db_query_durable(
 	        api_db(b->api),
-	        "SELECT ok, body, code, detail FROM tb_exchange_batch($1::jsonb, $2::bigint, $3)",
+	        "SELECT ok, body, code, detail, current_setting('tb.batch_path', true) "
+	        "FROM tb_exchange_batch($1::jsonb, $2::bigint, $3)",
 	        3, params, on_batch, on_durable, sent, &st) == -1) {
 		struct db_result res = {.status = st};
 		on_batch(sent, &res);
@@ -245,8 +249,9 @@ void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank)
 }
 
 void api_batch_stats(const struct api_batch *b, unsigned long long *batches,
-                     unsigned long long *exchanges)
+                     unsigned long long *exchanges, unsigned long long *set_wise)
 {
 	*batches = b->batches;
 	*exchanges = b->exchanges;
+	*set_wise = b->set_wise;
 }

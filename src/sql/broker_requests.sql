@@ -96,7 +96,7 @@ BEGIN
             'the books with %s have diverged; no new claims go there until it is resolved',
             peer.peer));
     END IF;
-    IF (p->>'performed_on')::date > current_date THEN
+    IF tb_rule_date((p->>'performed_on')::date) IS NOT NULL THEN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     em := tb_active_member((p->>'earner')::bigint, 'earner');

@@ -17,27 +17,65 @@ CREATE TRIGGER xb_decided BEFORE UPDATE ON xb_exchanges
 CREATE TRIGGER xb_never_deleted BEFORE DELETE ON xb_exchanges
     FOR EACH ROW EXECUTE FUNCTION tb_xb_guard();
 
+-- The other bank's member, as our coordinator knows them: by number where
+-- the other bank said it, else only by their bank. A bank's id is letters,
+-- digits and dashes (the config's rule), so answers write it as it is.
+CREATE FUNCTION tb_remote_label(peer text, number bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN number IS NULL THEN 'a ' || peer || ' member'
+                ELSE peer || ' member ' || number END
+$$;
+
+-- A cross-bank exchange's answer, the one place its shape is written: JSON
+-- text, which a batch sends to its clients as it is, and tb_xb_json reads.
+-- As tb_exchange_text: to_json only for what people or the other bank
+-- wrote; ids (ours, or a peer's checked as it arrived), states, sides and
+-- labels need no escaping.
+CREATE FUNCTION tb_xb_text(xid text, state text, reason text, peer text, side text,
+                           payer bigint, earner bigint, payer_label text, earner_label text,
+                           minutes bigint, category text, description text,
+                           performed_on date, recorded_by text, idempotency_key text,
+                           created_at timestamptz, decided_at timestamptz, transfer bigint,
+                           reverses text, reversed_by text, claim text, contact text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT '{"id":"' || xid || '","cross_bank":true,"state":"' || state || '"'
+        || ',"reason":' || coalesce(to_json(reason)::text, 'null')
+        || ',"peer":"' || peer || '","side":"' || side || '"'
+        || ',"payer":' || coalesce(payer::text, 'null')
+        || ',"earner":' || coalesce(earner::text, 'null')
+        || ',"payer_label":' || coalesce('"' || payer_label || '"', 'null')
+        || ',"earner_label":' || coalesce('"' || earner_label || '"', 'null')
+        || ',"minutes":' || minutes
+        || ',"category":' || to_json(category)::text
+        || ',"description":' || coalesce(to_json(description)::text, 'null')
+        || ',"performed_on":' || to_json(performed_on)::text
+        || ',"recorded_by":' || to_json(recorded_by)::text
+        || ',"idempotency_key":' || coalesce(to_json(idempotency_key)::text, 'null')
+        || ',"created_at":' || to_json(created_at)::text
+        || ',"decided_at":' || coalesce(to_json(decided_at)::text, 'null')
+        || ',"transfer":' || coalesce(transfer::text, 'null')
+        || ',"reverses":' || coalesce(to_json(reverses)::text, 'null')
+        || ',"reversed_by":' || coalesce(to_json(reversed_by)::text, 'null')
+        || ',"claim":' || coalesce(to_json(claim)::text, 'null')
+        || ',"contact":' || coalesce(to_json(contact)::text, 'null') || '}'
+$$;
+
 CREATE FUNCTION tb_xb_json(x xb_exchanges) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    ours bigint := (SELECT number FROM members WHERE account_id = x.member_account);
 BEGIN
-    RETURN jsonb_build_object(
-            'id', x.xid, 'cross_bank', true, 'state', x.state, 'reason', x.reason,
-            'peer', x.peer, 'side', x.side,
-            'payer', CASE WHEN x.side = 'payer'
-                          THEN (SELECT number FROM members WHERE account_id = x.member_account) END,
-            'earner', CASE WHEN x.side = 'earner'
-                           THEN (SELECT number FROM members WHERE account_id = x.member_account) END,
-            'payer_label', CASE WHEN x.side = 'payer' THEN tb_account_label(x.member_account)
-                                ELSE x.peer || ' member' END,
-            'earner_label', CASE WHEN x.side = 'earner' THEN tb_account_label(x.member_account)
-                                 WHEN x.remote_member IS NULL THEN 'a ' || x.peer || ' member'
-                                 ELSE x.peer || ' member ' || x.remote_member END,
-            'minutes', x.minutes, 'category', x.category, 'description', x.description,
-            'performed_on', x.performed_on, 'recorded_by', x.recorded_by,
-            'idempotency_key', x.idempotency_key, 'created_at', x.created_at,
-            'decided_at', x.decided_at, 'transfer', x.transfer_id, 'reverses', x.reverses,
-            'reversed_by', (SELECT r.xid FROM xb_exchanges r WHERE r.reverses = x.xid),
-            'claim', x.claim, 'contact', x.contact);
+    RETURN tb_xb_text(x.xid, x.state, x.reason, x.peer, x.side,
+        CASE WHEN x.side = 'payer' THEN ours END,
+        CASE WHEN x.side = 'earner' THEN ours END,
+        CASE WHEN x.side = 'payer' THEN tb_account_label(x.member_account)
+             ELSE x.peer || ' member' END,
+        CASE WHEN x.side = 'earner' THEN tb_account_label(x.member_account)
+             ELSE tb_remote_label(x.peer, x.remote_member) END,
+        x.minutes, x.category, x.description, x.performed_on, x.recorded_by,
+        x.idempotency_key, x.created_at, x.decided_at, x.transfer_id, x.reverses,
+        (SELECT r.xid FROM xb_exchanges r WHERE r.reverses = x.xid), x.claim,
+        x.contact)::jsonb;
 END $$;
 
 CREATE FUNCTION tb_xb_get(want text) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
@@ -55,8 +93,6 @@ END $$;
 -- line as "westminster member 204" (the number our coordinator was told)
 -- or "a colchester member" (the payer's bank never says who).
 CREATE FUNCTION tb_xb_party(xb bigint) RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN side = 'payer' AND remote_member IS NOT NULL
-                THEN peer || ' member ' || remote_member
-                ELSE 'a ' || peer || ' member' END
+    SELECT tb_remote_label(peer, CASE WHEN side = 'payer' THEN remote_member END)
       FROM xb_exchanges WHERE id = xb
 $$;

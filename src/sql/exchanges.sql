@@ -2,6 +2,37 @@
 -- exchanges, grants from the community account, reversals, and how each is
 -- answered.
 
+-- An exchange's answer, the one place its shape is written: JSON text,
+-- which a batch sends to its clients as it is, and tb_exchange_json reads.
+-- Written out rather than built with json_build_object, which looks up
+-- every value's type again for every row; so is to_json, used only for what
+-- people typed. Kinds and labels need no escaping (tb_member_label,
+-- tb_account_label).
+CREATE FUNCTION tb_exchange_text(id bigint, kind text, payer bigint, earner bigint,
+                                 payer_label text, earner_label text, minutes bigint,
+                                 category text, description text, performed_on date,
+                                 recorded_by text, idempotency_key text,
+                                 created_at timestamptz, reverses bigint, reason text,
+                                 group_key text, reversed_by bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT '{"id":' || id || ',"kind":"' || kind || '","state":"settled"'
+        || ',"payer":' || coalesce(payer::text, 'null')
+        || ',"earner":' || coalesce(earner::text, 'null')
+        || ',"payer_label":' || coalesce('"' || payer_label || '"', 'null')
+        || ',"earner_label":' || coalesce('"' || earner_label || '"', 'null')
+        || ',"minutes":' || minutes
+        || ',"category":' || to_json(category)::text
+        || ',"description":' || coalesce(to_json(description)::text, 'null')
+        || ',"performed_on":' || to_json(performed_on)::text
+        || ',"recorded_by":' || to_json(recorded_by)::text
+        || ',"idempotency_key":' || to_json(idempotency_key)::text
+        || ',"created_at":' || to_json(created_at)::text
+        || ',"reverses":' || coalesce(reverses::text, 'null')
+        || ',"reason":' || coalesce(to_json(reason)::text, 'null')
+        || ',"group_key":' || coalesce(to_json(group_key)::text, 'null')
+        || ',"reversed_by":' || coalesce(reversed_by::text, 'null') || '}'
+$$;
+
 CREATE FUNCTION tb_exchange_json(tid bigint) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -11,17 +42,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    RETURN jsonb_build_object(
-        'id', t.id, 'kind', t.kind, 'state', 'settled',
-        'payer', (SELECT number FROM members WHERE account_id = t.payer_account),
-        'earner', (SELECT number FROM members WHERE account_id = t.earner_account),
-        'payer_label', tb_account_label(t.payer_account),
-        'earner_label', tb_account_label(t.earner_account),
-        'minutes', t.minutes, 'category', t.category, 'description', t.description,
-        'performed_on', t.performed_on, 'recorded_by', t.recorded_by,
-        'idempotency_key', t.idempotency_key, 'created_at', t.created_at,
-        'reverses', t.reverses, 'reason', t.reason, 'group_key', t.group_key,
-        'reversed_by', (SELECT r.id FROM transfers r WHERE r.reverses = t.id));
+    RETURN tb_exchange_text(t.id, t.kind,
+        (SELECT number FROM members WHERE account_id = t.payer_account),
+        (SELECT number FROM members WHERE account_id = t.earner_account),
+        tb_account_label(t.payer_account), tb_account_label(t.earner_account),
+        t.minutes, t.category, t.description, t.performed_on, t.recorded_by,
+        t.idempotency_key, t.created_at, t.reverses, t.reason, t.group_key,
+        (SELECT r.id FROM transfers r WHERE r.reverses = t.id))::jsonb;
 END $$;
 
 CREATE FUNCTION tb_exchange_get(tid bigint) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
@@ -100,7 +127,10 @@ BEGIN
     END IF;
     pm := tb_find_member((p->>'payer')::bigint);
     em := tb_find_member((p->>'earner')::bigint);
-    IF (p->>'performed_on')::date > current_date THEN
+    IF tb_rule_parties(pm.number, em.number) IS NOT NULL THEN
+        PERFORM tb_raise('same_member', 'payer and earner are the same member');
+    END IF;
+    IF tb_rule_date((p->>'performed_on')::date) IS NOT NULL THEN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     PERFORM tb_lock_accounts(ARRAY[pm.account_id, em.account_id]);
@@ -124,8 +154,6 @@ DECLARE
     earner_accounts bigint[];
     payer_labels text[];
     earner_labels text[];
-    -- Every transfer's created_at: the transaction's start (the default).
-    created text := to_json(now())::text;
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -141,24 +169,27 @@ BEGIN
     m AS (
         SELECT it.*, pm.account_id AS pa, pm.status AS ps, em.account_id AS ea,
                em.status AS es,
-               CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
-               || it.payer AS pl,
-               CASE WHEN em.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
-               || it.earner AS el
+               tb_member_label(pm.kind, pm.number, pm.erased_at) AS pl,
+               tb_member_label(em.kind, em.number, em.erased_at) AS el
           FROM it LEFT JOIN members pm ON pm.number = it.payer
                   LEFT JOIN members em ON em.number = it.earner),
-    need AS (SELECT pa, sum(minutes) AS total FROM m GROUP BY pa)
-    -- A member not found is NULL here: bool_and skips NULLs, so each is
-    -- made false first.
-    SELECT coalesce(bool_and(coalesce(ps = 'active' AND es = 'active'
-                                      AND (performed_on IS NULL
-                                           OR performed_on <= current_date), false)), false)
+    need AS (SELECT pa, sum(minutes)::bigint AS total FROM m GROUP BY pa)
+    -- The rules of tb_exchange_record for every item, and each payer's
+    -- floor for all it spends in the batch. A member not found is NULL
+    -- here: bool_and skips NULLs, so each is made false first.
+    SELECT coalesce(bool_and(coalesce(ps IS NOT NULL AND es IS NOT NULL
+                                      AND tb_rule_parties(payer, earner) IS NULL
+                                      AND tb_rule_date(performed_on) IS NULL
+                                      AND tb_rule_active(ps) IS NULL
+                                      AND tb_rule_active(es) IS NULL, false)), false)
            AND count(DISTINCT key) = count(*)
            AND NOT EXISTS (SELECT 1 FROM transfers t
                             WHERE t.idempotency_key = ANY (ARRAY(SELECT key FROM it)))
            AND NOT EXISTS (SELECT 1 FROM need JOIN accounts a ON a.id = need.pa
-                            WHERE a.balance_minutes - a.pending_minutes - need.total
-                                  < coalesce(a.floor_minutes, default_floor)),
+                            WHERE tb_rule_floor(a.balance_minutes - a.pending_minutes,
+                                                need.total,
+                                                coalesce(a.floor_minutes, default_floor))
+                                  IS NOT NULL),
            array_agg(payer ORDER BY n), array_agg(earner ORDER BY n),
            array_agg(pa ORDER BY n), array_agg(ea ORDER BY n),
            array_agg(pl ORDER BY n), array_agg(el ORDER BY n)
@@ -167,6 +198,8 @@ BEGIN
     IF NOT ok THEN
         RETURN NULL;
     END IF;
+    -- Which path a batch took, for the tests that prove each runs.
+    PERFORM set_config('tb.batch_path', 'set-wise', true);
     WITH it AS (
         SELECT n, x->>'actor' AS actor, (x->'p'->>'minutes')::bigint AS minutes,
                x->'p'->>'category' AS category, x->'p'->>'description' AS description,
@@ -183,22 +216,11 @@ BEGIN
         RETURNING *),
     -- The transfers' ids rise in the items' order, in which they were written.
     done AS (SELECT ins.*, row_number() OVER (ORDER BY ins.id) AS n FROM ins)
-    -- The answers as JSON text, sent to the clients as they are: the same
-    -- object as tb_exchange_json's, written out here because building it
-    -- with json_build_object looks up every value's type again for every
-    -- exchange.
-    SELECT array_agg('{"id":' || d.id || ',"kind":"exchange","state":"settled","payer":'
-                     || payers[d.n] || ',"earner":' || earners[d.n]
-                     || ',"payer_label":"' || payer_labels[d.n]
-                     || '","earner_label":"' || earner_labels[d.n]
-                     || '","minutes":' || d.minutes
-                     || ',"category":' || to_json(d.category)::text
-                     || ',"description":' || coalesce(to_json(d.description)::text, 'null')
-                     || ',"performed_on":' || to_json(d.performed_on)::text
-                     || ',"recorded_by":' || to_json(d.recorded_by)::text
-                     || ',"idempotency_key":' || to_json(d.idempotency_key)::text
-                     || ',"created_at":' || created
-                     || ',"reverses":null,"reason":null,"group_key":null,"reversed_by":null}'
+    SELECT array_agg(tb_exchange_text(d.id, d.kind, payers[d.n], earners[d.n],
+                                      payer_labels[d.n], earner_labels[d.n], d.minutes,
+                                      d.category, d.description, d.performed_on,
+                                      d.recorded_by, d.idempotency_key, d.created_at,
+                                      NULL, NULL, NULL, NULL)
                      ORDER BY d.n)
       INTO result
       FROM done d;
@@ -301,12 +323,15 @@ BEGIN
     IF answer IS NOT NULL THEN
         RETURN answer;
     END IF;
-    IF (p->>'performed_on')::date > current_date THEN
+    IF tb_rule_date((p->>'performed_on')::date) IS NOT NULL THEN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     pm := tb_find_member((p->>'payer')::bigint);
     accts := ARRAY[pm.account_id];
     FOR item IN SELECT * FROM jsonb_array_elements(p->'earners') LOOP
+        IF tb_rule_parties(pm.number, (item->>'earner')::bigint) IS NOT NULL THEN
+            PERFORM tb_raise('same_member', format('the payer %s is also an earner', pm.number));
+        END IF;
         accts := accts || (tb_find_member((item->>'earner')::bigint)).account_id;
         total := total + (item->>'minutes')::bigint;
     END LOOP;

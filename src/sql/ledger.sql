@@ -20,6 +20,40 @@ CREATE FUNCTION tb_hours(m bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
                 ELSE (abs(m) % 60)::text || 'm' END
 $$;
 
+-- ---- rules ------------------------------------------------------------------
+--
+-- Each rule is one function answering its refusal's stable code, or NULL.
+-- Every path that needs a rule calls it: one taking an item at a time
+-- raises the refusal with a sentence for people; one taking a batch
+-- set-wise goes item by item instead when any item would be refused, so
+-- every refusal is answered the same way. SQL functions, so that set-wise
+-- queries inline them.
+
+-- Who takes part in an exchange is an active member.
+CREATE FUNCTION tb_rule_active(status text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN status <> 'active' THEN 'member_inactive' END
+$$;
+
+-- Nobody exchanges with themselves.
+CREATE FUNCTION tb_rule_parties(payer bigint, earner bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN payer = earner THEN 'same_member' END
+$$;
+
+-- Help is recorded once it has been given: not for a day to come.
+CREATE FUNCTION tb_rule_date(performed_on date) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN performed_on > current_date THEN 'invalid_date' END
+$$;
+
+-- What an account spends, pending debits included, keeps it at or above
+-- its floor.
+CREATE FUNCTION tb_rule_floor(available bigint, minutes bigint, floor bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN available - minutes < floor THEN 'below_floor' END
+$$;
+
+-- ---- the journal --------------------------------------------------------------
+
 -- The journal and the transfers it records are append-only, whoever asks.
 CREATE FUNCTION tb_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -84,6 +118,16 @@ CREATE FUNCTION tb_community_account() RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT id FROM accounts WHERE kind = 'community'
 $$;
 
+-- How a member is named in answers and statements, wherever it is found.
+-- Letters, digits and spaces only, so answers write it without escaping.
+-- STABLE, as text || bigint is, so that queries inline it.
+CREATE FUNCTION tb_member_label(kind text, number bigint, erased_at timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN erased_at IS NOT NULL THEN 'former member'
+                WHEN kind = 'organisation' THEN 'organisation ' || number
+                ELSE 'member ' || number END
+$$;
+
 -- How an account is named in answers and statements. PL/pgSQL rather than
 -- SQL, so that its plans are kept from call to call.
 CREATE FUNCTION tb_account_label(acct bigint) RETURNS text
@@ -94,9 +138,7 @@ DECLARE
 BEGIN
     SELECT * INTO m FROM members WHERE account_id = acct;
     IF FOUND THEN
-        RETURN CASE WHEN m.erased_at IS NOT NULL THEN 'former member'
-                    WHEN m.kind = 'organisation' THEN 'organisation ' || m.number
-                    ELSE 'member ' || m.number END;
+        RETURN tb_member_label(m.kind, m.number, m.erased_at);
     END IF;
     SELECT peer || ' clearing account' INTO label FROM fed_peers WHERE clearing_account = acct;
     IF FOUND THEN
@@ -146,7 +188,7 @@ DECLARE
 BEGIN
     SELECT * INTO pa FROM accounts WHERE id = payer;
     fl := tb_floor_of(pa, default_floor, community_floor);
-    IF pa.balance_minutes - pa.pending_minutes - minutes < fl THEN
+    IF tb_rule_floor(pa.balance_minutes - pa.pending_minutes, minutes, fl) IS NOT NULL THEN
         PERFORM tb_raise('below_floor', format(
             '%s has %s to spend above the floor of %s; this needs %s',
             tb_account_label(payer),
@@ -194,7 +236,7 @@ CREATE FUNCTION tb_active_member(num bigint, role text) RETURNS members LANGUAGE
 DECLARE
     m members := tb_find_member(num);
 BEGIN
-    IF m.status <> 'active' THEN
+    IF tb_rule_active(m.status) IS NOT NULL THEN
         PERFORM tb_raise('member_inactive', format('%s %s is %s', role, num, m.status));
     END IF;
     RETURN m;

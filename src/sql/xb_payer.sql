@@ -21,6 +21,14 @@ BEGIN
     RETURN tb_xb_json(done);
 END $$;
 
+-- A bank the payer's bank proposes to is a linked bank, not the national
+-- body, whose books still agree with ours.
+CREATE FUNCTION tb_rule_peer(kind text, diverged_at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' THEN 'unknown_bank'
+                WHEN diverged_at IS NOT NULL THEN 'peer_diverged' END
+$$;
+
 -- Reserves minutes on a member's account: a pending debit, counted against
 -- the floor from the moment it is made.
 CREATE FUNCTION tb_xb_reserve(acct bigint, minutes bigint, default_floor bigint) RETURNS void
@@ -31,7 +39,7 @@ DECLARE
 BEGIN
     SELECT * INTO pa FROM accounts WHERE id = acct FOR UPDATE;
     fl := coalesce(pa.floor_minutes, default_floor);
-    IF pa.balance_minutes - pa.pending_minutes - minutes < fl THEN
+    IF tb_rule_floor(pa.balance_minutes - pa.pending_minutes, minutes, fl) IS NOT NULL THEN
         PERFORM tb_raise('below_floor', format(
             '%s has %s to spend above the floor of %s; this needs %s',
             tb_account_label(pa.id),
@@ -57,17 +65,18 @@ BEGIN
     IF answer IS NOT NULL THEN
         RETURN answer;
     END IF;
-    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = p->>'bank' AND kind = 'bank';
-    IF NOT FOUND THEN
+    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = p->>'bank';
+    CASE tb_rule_peer(peer.kind, peer.diverged_at)
+    WHEN 'unknown_bank' THEN
         PERFORM tb_raise('unknown_bank', format('%s is not a bank this bank is linked to',
                                                 p->>'bank'));
-    END IF;
-    IF peer.diverged_at IS NOT NULL THEN
+    WHEN 'peer_diverged' THEN
         PERFORM tb_raise('peer_diverged', format(
             'the books with %s have diverged; no new exchanges go there until it is resolved',
             peer.peer));
-    END IF;
-    IF (p->>'performed_on')::date > current_date THEN
+    ELSE
+    END CASE;
+    IF tb_rule_date((p->>'performed_on')::date) IS NOT NULL THEN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     pm := tb_find_member((p->>'payer')::bigint);
@@ -153,7 +162,6 @@ DECLARE
     banks text[];
     bodies json[];
     seqs jsonb := '{}';
-    created text := to_json(now())::text;
     result text[];
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -168,43 +176,27 @@ BEGIN
                (x->'p'->>'earner')::bigint AS earner, (x->'p'->>'minutes')::bigint AS minutes,
                x->'p'->>'category' AS category, x->'p'->>'description' AS description,
                coalesce((x->'p'->>'performed_on')::date, current_date) AS performed_on,
-               (x->'p'->>'performed_on')::date > current_date AS future,
                x->'p'->>'idempotency_key' AS key
           FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
     m AS (
         SELECT it.*, pm.account_id AS pa, fp.peer AS peer, fp.kind AS peer_kind,
-               fp.diverged_at,
-               CASE WHEN pm.kind = 'organisation' THEN 'organisation ' ELSE 'member ' END
-               || it.payer AS pl
+               fp.diverged_at, tb_member_label(pm.kind, pm.number, pm.erased_at) AS pl
           FROM it LEFT JOIN members pm ON pm.number = it.payer
                   LEFT JOIN fed_peers fp ON fp.peer = it.bank)
-    -- tb_xb_json's object for a new pending exchange, written out as the
-    -- local batch's answers are, in the items' order; created_at is the
-    -- transaction's start, as the row's default. Bank ids need no escaping
-    -- (lower-case letters, digits and dashes: the config's rule), and only
-    -- a configured peer's id gets this far.
-    SELECT coalesce(bool_and(coalesce(pa IS NOT NULL AND peer_kind = 'bank'
-                                      AND diverged_at IS NULL AND future IS NOT TRUE, false)),
+    -- Each item's answer, as tb_xb_json gives a new pending exchange, in the
+    -- items' order; created_at is the transaction's start, the row's default.
+    SELECT coalesce(bool_and(coalesce(pa IS NOT NULL
+                                      AND tb_rule_peer(peer_kind, diverged_at) IS NULL
+                                      AND tb_rule_date(performed_on) IS NULL, false)),
                     false)
            AND count(DISTINCT key) = count(*)
            AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
                             WHERE x.idempotency_key = ANY (ARRAY(SELECT key FROM it))),
            array_agg(pa ORDER BY n),
-           array_agg('{"id":"' || own_bank || ':' || id || '","cross_bank":true'
-                     || ',"state":"pending","reason":null,"peer":"' || bank
-                     || '","side":"payer","payer":' || payer || ',"earner":null'
-                     || ',"payer_label":"' || pl || '","earner_label":"'
-                     || CASE WHEN earner IS NULL THEN 'a ' || bank || ' member'
-                             ELSE bank || ' member ' || earner END
-                     || '","minutes":' || minutes
-                     || ',"category":' || to_json(category)::text
-                     || ',"description":' || coalesce(to_json(description)::text, 'null')
-                     || ',"performed_on":' || to_json(performed_on)::text
-                     || ',"recorded_by":' || to_json(actor)::text
-                     || ',"idempotency_key":' || to_json(key)::text
-                     || ',"created_at":' || created
-                     || ',"decided_at":null,"transfer":null,"reverses":null,"reversed_by":null'
-                     || ',"claim":null,"contact":null}'
+           array_agg(tb_xb_text(own_bank || ':' || id, 'pending', NULL, bank, 'payer', payer,
+                                NULL, pl, tb_remote_label(bank, earner), minutes, category,
+                                description, performed_on, actor, key, now(), NULL, NULL,
+                                NULL, NULL, NULL, NULL)
                      ORDER BY n),
            array_agg(payer ORDER BY n)
       INTO ok, payer_accounts, result, payers FROM m;
@@ -231,17 +223,23 @@ BEGIN
       FROM (SELECT u.pa, sum((u.x->'p'->>'minutes')::bigint) AS total
               FROM ROWS FROM (jsonb_array_elements(items), unnest(payer_accounts)) AS u(x, pa)
              GROUP BY u.pa) g;
+    -- The rules that need the lock: each payer's floor for all it reserves
+    -- in the batch, and the payers still active (a member's status changes
+    -- under their account's lock).
     SELECT NOT EXISTS (SELECT 1 FROM unnest(need_accounts, need_totals) AS need(pa, total)
                          JOIN accounts a ON a.id = need.pa
-                        WHERE a.balance_minutes - a.pending_minutes - need.total
-                              < coalesce(a.floor_minutes, default_floor))
-           -- A member's status changes under their account's lock.
+                        WHERE tb_rule_floor(a.balance_minutes - a.pending_minutes, need.total,
+                                            coalesce(a.floor_minutes, default_floor))
+                              IS NOT NULL)
            AND NOT EXISTS (SELECT 1 FROM members pm
-                            WHERE pm.number = ANY (payers) AND pm.status <> 'active')
+                            WHERE pm.number = ANY (payers)
+                              AND tb_rule_active(pm.status) IS NOT NULL)
       INTO ok;
     IF NOT ok THEN
         RETURN NULL;
     END IF;
+    -- Which path a batch took, for the tests that prove each runs.
+    PERFORM set_config('tb.batch_path', 'set-wise', true);
     UPDATE accounts a SET pending_minutes = a.pending_minutes + need.total
       FROM unnest(need_accounts, need_totals) AS need(pa, total)
      WHERE a.id = need.pa;

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -319,3 +320,11 @@ def peer_state(bank, peer):
         if p["peer"] == peer:
             return p
     raise AssertionError(f"{bank.url} has no peer {peer}")
+
+
+def batch_metrics(bank):
+    """(batches, batches posted set-wise) from the daemon's metrics."""
+    with urllib.request.urlopen(bank.url + "/metrics") as r:
+        metrics = r.read().decode()
+    return tuple(int(re.search(rf"timebankd_exchange_batches{name}_total (\d+)", metrics).group(1))
+                 for name in ("", "_set_wise"))

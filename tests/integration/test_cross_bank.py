@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from tbtest import ledger_snapshot, peer_state, wait_for
+from tbtest import batch_metrics, ledger_snapshot, peer_state, wait_for
 from test_federation import established, start_network
 
 import pytest
@@ -726,8 +726,8 @@ def test_concurrent_cross_bank_requests_keep_their_own_answers(pair):
 
 
 def test_batched_answers_are_the_exchanges_as_read_back(pair):
-    """Cross-bank exchanges recorded together are answered from JSON written
-    out by hand: each answer is the exchange as read back at once."""
+    """Cross-bank exchanges recorded together are posted set-wise, every
+    batch of them, and each answer is the exchange as read back at once."""
     col, wes = pair.banks["colchester"], pair.banks["westminster"]
     payers = [col.add_member(f"Payer {i}", floor="-50h") for i in range(3)]
     org = col.add_member("Surgery", kind="organisation", floor="-50h")
@@ -736,8 +736,11 @@ def test_batched_answers_are_the_exchanges_as_read_back(pair):
                  minutes=20 + i, category="lifts",
                  description=None if i % 2 else f'to the "surgery" {i}',
                  idempotency_key=f"xbw-{i}") for i in range(24)]
+    before = batch_metrics(col)
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda r: col.api("POST", "/v1/exchanges", r), reqs))
+    batches, set_wise = (a - b for a, b in zip(batch_metrics(col), before))
+    assert batches > 0 and set_wise == batches
     for body, (status, out) in zip(reqs, answers):
         assert status == 201, out
         assert out["state"] == "pending" and out["minutes"] == body["minutes"]

@@ -5,6 +5,8 @@ import random
 import re
 import urllib.request
 
+from tbtest import batch_metrics
+
 
 def test_exchange_record_moves_hours_and_answers_settled(bank):
     a, b = bank.add_member("Ann"), bank.add_member("Bob")
@@ -270,16 +272,19 @@ def test_concurrent_exchanges_share_batches_and_keep_their_own_answers(bank):
 
 
 def test_set_wise_answers_are_the_exchanges_as_read_back(bank):
-    """Batches with nothing to refuse are posted set-wise and answered from
-    JSON written out by hand: each answer is the exchange as read back."""
+    """Batches with nothing to refuse are posted set-wise, every one of
+    them, and each answer is the exchange as read back."""
     org = bank.add_member("Village Hall", kind="organisation", floor="-100h")
     people = [bank.add_member(f"Neighbour {i}", floor="-100h") for i in range(4)]
     reqs = [dict(payer=(org if i % 3 == 0 else people[i % 4]), earner=people[(i + 1) % 4],
                  minutes=15 + i, category="gardening",
                  description=None if i % 2 else f'weeding "bed" {i}\\ \u00e9',
                  idempotency_key=f"sw-{i}") for i in range(40)]
+    before = batch_metrics(bank)
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(lambda r: bank.api("POST", "/v1/exchanges", r), reqs))
+    batches, set_wise = (a - b for a, b in zip(batch_metrics(bank), before))
+    assert batches > 0 and set_wise == batches
     for body, (status, out) in zip(reqs, answers):
         assert status == 201, out
         got, stored = bank.api("GET", f"/v1/exchanges/{out['id']}")
