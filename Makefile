@@ -1,7 +1,8 @@
 # timebankd: a plain GNU Makefile. `make` builds build/timebankd and
-# build/tbctl; `make check` runs the unit and integration tests;
-# `make SAN=address,undefined check` does the same under sanitizers (in
-# build/san/).
+# build/tbctl; `make check` runs the unit and integration tests, against a
+# test build with failpoints (FAILPOINTS=1, in build/test/), and checks that
+# the build that is installed has none; `make SAN=address,undefined check`
+# does the same under sanitizers (in build/san/).
 
 CC ?= cc
 PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih
@@ -11,14 +12,20 @@ PG_BINDIR := $(shell pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/
 ifdef SAN
 BUILD ?= build/san
 SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifdef FAILPOINTS
+BUILD ?= build/test
+SANFLAGS :=
 else
 BUILD ?= build
 SANFLAGS :=
 endif
+# Failpoints (include/failpoint.h) exist only in test builds.
+FAILPOINT_FLAGS := $(if $(FAILPOINTS),-DTB_FAILPOINTS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude -I$(BUILD)/gen \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) $(FAILPOINT_FLAGS) -Iinclude \
+	-I$(BUILD)/gen \
 	-DPG_BINDIR='"$(PG_BINDIR)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
 LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS_ALL := $(LDFLAGS) $(SANFLAGS)
@@ -46,7 +53,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check sql-shape unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: all check sql-shape no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -90,9 +97,15 @@ integration: all
 sql-shape:
 	/usr/bin/python3 tests/sql/shape.py $(SQL_SOURCES)
 
+# The build that is installed carries no failpoint.
+no-failpoints: all
+	@if grep -q TIMEBANKD_FAILPOINT $(BUILD)/timebankd; then \
+		echo "$(BUILD)/timebankd has failpoints; they belong in test builds only"; exit 1; fi
+
 check: deps
-	$(MAKE) sql-shape all unit
-	$(MAKE) integration
+	$(MAKE) sql-shape no-failpoints
+	$(MAKE) FAILPOINTS=1 all unit
+	$(MAKE) FAILPOINTS=1 integration
 
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak
 # fails it: framing and envelope opening, and the admin API's request heads.

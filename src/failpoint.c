@@ -1,5 +1,7 @@
 #include "failpoint.h"
 
+#ifdef TB_FAILPOINTS
+
 #include "log.h"
 
 #include <stdlib.h>
@@ -20,3 +22,5 @@ void failpoint(const char *step)
 		_exit(FAILPOINT_EXIT);
 	}
 }
+
+#endif

@@ -18,7 +18,8 @@ import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TB_BUILD", os.path.join(REPO, "build"))
+# The test build (make FAILPOINTS=1), unless TB_BUILD names another.
+BUILD = os.environ.get("TB_BUILD", os.path.join(REPO, "build", "test"))
 TIMEBANKD = os.path.join(BUILD, "timebankd")
 TBCTL = os.path.join(BUILD, "tbctl")
 PG_BIN = subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
