@@ -39,7 +39,7 @@ SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel
 	audit.sql)
 
 # Modules shared by the daemon and the tests.
-CORE := src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
+CORE := src/mem.c src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
 	src/envelope.c src/http.c
 DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
 	src/api_books.c src/api_tokens.c src/api_fed.c src/api_claims.c src/api_batch.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c src/fed_dir.c src/api_dir.c
@@ -110,15 +110,16 @@ check: deps
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak
 # fails it: framing and envelope opening, and the admin API's request heads.
 FUZZ_SECONDS ?= 60
-FUZZ_SRC := src/crypto.c src/frame.c src/envelope.c
+FUZZ_SRC := src/mem.c src/log.c src/crypto.c src/frame.c src/envelope.c
 FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude
 fuzz: deps $(PROTO_C)
 	@mkdir -p build/fuzz/corpus build/fuzz/corpus_http
 	$(FUZZ_CC) -I$(BUILD)/gen $(shell pkg-config --cflags jansson libprotobuf-c) \
 		-o build/fuzz/fuzz_envelope tests/fuzz/fuzz_envelope.c $(FUZZ_SRC) $(PROTO_C) \
-		$(shell pkg-config --libs openssl jansson libprotobuf-c)
-	$(FUZZ_CC) $(shell pkg-config --cflags libevent) -o build/fuzz/fuzz_http \
-		tests/fuzz/fuzz_http.c src/http.c src/log.c $(shell pkg-config --libs libevent)
+		$(shell pkg-config --libs openssl jansson libprotobuf-c libevent)
+	$(FUZZ_CC) $(shell pkg-config --cflags libevent libprotobuf-c) -o build/fuzz/fuzz_http \
+		tests/fuzz/fuzz_http.c src/http.c src/mem.c src/log.c \
+		$(shell pkg-config --libs libevent openssl jansson libprotobuf-c)
 	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 build/fuzz/corpus
 	build/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=20000 \

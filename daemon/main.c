@@ -7,6 +7,7 @@
 #include "fed.h"
 #include "hours.h"
 #include "log.h"
+#include "mem.h"
 #include "pgm.h"
 #include "schema.h"
 
@@ -258,7 +259,7 @@ static int run(struct daemon *d)
 		if (d->pgm == NULL)
 			fatal("the managed database could not be started");
 	} else {
-		conninfo = strdup(d->cfg->database);
+		conninfo = xstrdup(d->cfg->database);
 	}
 	migrate(conninfo, d->cfg);
 
@@ -315,6 +316,7 @@ int main(int argc, char **argv)
 	const char *token_name = NULL, *role = NULL;
 	int check = 0, opt, rc;
 
+	mem_install();
 	while ((opt = getopt(argc, argv, "c:nT:R:h")) != -1) {
 		switch (opt) {
 		case 'c':

@@ -4,6 +4,7 @@
 #include "fed.h"
 #include "http.h"
 #include "log.h"
+#include "mem.h"
 #include "req.h"
 
 #include <event2/buffer.h>
@@ -472,7 +473,7 @@ static void route(struct api_req *r, const char *path)
 static void on_request(struct http_req *req, void *arg)
 {
 	struct api *api = arg;
-	struct api_req *r = calloc(1, sizeof(*r));
+	struct api_req *r = xcalloc(1, sizeof(*r));
 	const char *target = http_req_target(req), *mark = strchr(target, '?');
 	const char *query = mark != NULL ? mark + 1 : NULL;
 	size_t len = mark != NULL ? (size_t)(mark - target) : strlen(target);
@@ -520,12 +521,12 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
                     const char *host, int port, struct db *db, struct auth *auth,
                     const char *token_file, const struct api_limits *limits)
 {
-	struct api *api = calloc(1, sizeof(*api));
+	struct api *api = xcalloc(1, sizeof(*api));
 
 	api->base = base;
-	api->bank_id = strdup(bank_id);
-	api->bank_name = strdup(bank_name);
-	api->token_file = strdup(token_file);
+	api->bank_id = xstrdup(bank_id);
+	api->bank_name = xstrdup(bank_name);
+	api->token_file = xstrdup(token_file);
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;
@@ -560,7 +561,7 @@ void api_reload(struct api *api, struct auth *auth, const char *token_file,
 	auth_free(api->auth);
 	api->auth = auth;
 	free(api->token_file);
-	api->token_file = strdup(token_file);
+	api->token_file = xstrdup(token_file);
 	api->limits = *limits;
 	http_server_set_max_body(api->http, hard_body_cap(limits));
 }

@@ -23,6 +23,7 @@
 #include "failpoint.h"
 #include "fed.h"
 #include "log.h"
+#include "mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,7 @@ static void waited(evutil_socket_t fd, short what, void *arg)
 
 struct api_batch *api_batch_new(struct api *api, struct event_base *base)
 {
-	struct api_batch *b = calloc(1, sizeof(*b));
+	struct api_batch *b = xcalloc(1, sizeof(*b));
 
 	b->api = api;
 	b->flush = event_new(base, -1, 0, flush, b);
@@ -195,11 +196,11 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 	}
 	b->state = GO;
 	b->last_n = n;
-	sent = malloc(sizeof(*sent));
+	sent = xmalloc(sizeof(*sent));
 	sent->b = b;
 	sent->n = n;
 	sent->answers = NULL;
-	sent->items = malloc(n * sizeof(*sent->items));
+	sent->items = xmalloc(n * sizeof(*sent->items));
 	memcpy(sent->items, b->queue, n * sizeof(*sent->items));
 	memmove(b->queue, b->queue + n, (b->n - n) * sizeof(*b->queue));
 	b->n -= n;
@@ -235,7 +236,7 @@ void api_batch_exchange(struct api_req *r, json_t *p, int cross_bank)
 
 	if (b->n == b->cap) {
 		b->cap = b->cap ? b->cap * 2 : 64;
-		b->queue = realloc(b->queue, b->cap * sizeof(*b->queue));
+		b->queue = xrealloc(b->queue, b->cap * sizeof(*b->queue));
 	}
 	b->queue[b->n].r = r;
 	b->queue[b->n].item = json_pack("{sbssso}", "xb", cross_bank, "actor", r->actor, "p", p);

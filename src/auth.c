@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include "crypto.h"
+#include "mem.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -117,7 +118,7 @@ struct auth *auth_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	auth = calloc(1, sizeof(*auth) + AUTH_MAX_TOKENS * sizeof(struct auth_token));
+	auth = xcalloc(1, sizeof(*auth) + AUTH_MAX_TOKENS * sizeof(struct auth_token));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		if (auth->n == AUTH_MAX_TOKENS) {

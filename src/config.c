@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "hours.h"
+#include "mem.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -95,13 +96,9 @@ static int valid_bank_id(const char *s)
 
 static char *resolve_path(const char *base_dir, const char *value)
 {
-	char *out;
-
 	if (value[0] == '/' || base_dir == NULL)
-		return strdup(value);
-	if (asprintf(&out, "%s/%s", base_dir, value) < 0)
-		return NULL;
-	return out;
+		return xstrdup(value);
+	return xasprintf("%s/%s", base_dir, value);
 }
 
 static int parse_listen(const char *value, char **host, int *port)
@@ -153,7 +150,7 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 			return -1;
 		}
 		free(*(char **)field);
-		*(char **)field = strdup(value);
+		*(char **)field = xstrdup(value);
 		return 0;
 	case KT_PATH:
 		if (value[0] == '\0') {
@@ -228,8 +225,8 @@ static void on_peer_key(struct parse *p, const char *id, const char *name, const
 			return;
 		}
 		peer = &p->cfg->peers[p->cfg->npeers++];
-		peer->id = strdup(id);
-		peer->kind = strdup("bank");
+		peer->id = xstrdup(id);
+		peer->kind = xstrdup("bank");
 		peer->exposure_limit = 100 * 60;
 		peer->line = p->line;
 	}
@@ -243,7 +240,7 @@ static void on_peer_key(struct parse *p, const char *id, const char *name, const
 		if (strcmp(value, "bank") != 0 && strcmp(value, "observer") != 0)
 			problem(p->probs, p->line, "kind must be bank or observer");
 		free(peer->kind);
-		peer->kind = strdup(value);
+		peer->kind = xstrdup(value);
 	} else if (strcmp(name, "exposure_limit") == 0) {
 		if (hours_parse(value, &minutes) == -1 || minutes < 0)
 			problem(p->probs, p->line, "exposure_limit must be hours, like 50h");
@@ -332,7 +329,7 @@ static void check_federation(struct parse *p)
 			    strcmp(keys[i].name, need[n]) == 0 && !p->seen[i])
 				problem(p->probs, 0, "missing '%s' in [federation]", need[n]);
 	if (cfg->fed_role == NULL)
-		cfg->fed_role = strdup("bank");
+		cfg->fed_role = xstrdup("bank");
 	else if (strcmp(cfg->fed_role, "bank") != 0 && strcmp(cfg->fed_role, "observer") != 0)
 		problem(p->probs, 0, "role in [federation] must be bank or observer");
 	for (int i = 0; i < cfg->npeers; i++) {
@@ -359,11 +356,11 @@ static void check_whole(struct parse *p)
 			problem(p->probs, 0, "conninfo = managed needs 'data_dir' in [bank]");
 	}
 	if (cfg->pg_bindir == NULL)
-		cfg->pg_bindir = strdup(PG_BINDIR);
+		cfg->pg_bindir = xstrdup(PG_BINDIR);
 	if (cfg->pg_user == NULL)
-		cfg->pg_user = strdup("postgres");
+		cfg->pg_user = xstrdup("postgres");
 	if (cfg->log_level == NULL)
-		cfg->log_level = strdup("info");
+		cfg->log_level = xstrdup("info");
 	check_federation(p);
 }
 
@@ -373,11 +370,7 @@ struct config *config_parse(const char *text, const char *base_dir, struct confi
 	int rc;
 
 	probs->n = 0;
-	p.cfg = calloc(1, sizeof(*p.cfg));
-	if (p.cfg == NULL) {
-		problem(probs, 0, "out of memory");
-		return NULL;
-	}
+	p.cfg = xcalloc(1, sizeof(*p.cfg));
 	set_defaults(p.cfg);
 	p.probs = probs;
 	p.base_dir = base_dir;
@@ -408,11 +401,10 @@ struct config *config_load(const char *path, struct config_problems *probs)
 		problem(probs, 0, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
-	text = malloc(1024 * 1024 + 1);
-	if (text != NULL)
-		len = fread(text, 1, 1024 * 1024 + 1, f);
+	text = xmalloc(1024 * 1024 + 1);
+	len = fread(text, 1, 1024 * 1024 + 1, f);
 	fclose(f);
-	if (text == NULL || len > 1024 * 1024) {
+	if (len > 1024 * 1024) {
 		problem(probs, 0, text == NULL ? "out of memory" : "file over 1 MiB");
 		free(text);
 		return NULL;
@@ -424,7 +416,7 @@ struct config *config_load(const char *path, struct config_problems *probs)
 		return NULL;
 	}
 	if (realpath(path, real) != NULL)
-		copy = strdup(real);
+		copy = xstrdup(real);
 	cfg = config_parse(text, copy != NULL ? dirname(copy) : NULL, probs);
 	free(copy);
 	free(text);

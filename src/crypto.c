@@ -1,5 +1,7 @@
 #include "crypto.h"
 
+#include "mem.h"
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -78,7 +80,7 @@ static int key_finish(struct crypto_key *k)
 
 struct crypto_key *crypto_key_load(const char *path, int private_key, char *err, size_t errlen)
 {
-	struct crypto_key *k = calloc(1, sizeof(*k));
+	struct crypto_key *k = xcalloc(1, sizeof(*k));
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
@@ -105,7 +107,7 @@ struct crypto_key *crypto_key_from_raw(const uint8_t *raw, size_t len)
 
 	if (len != CRYPTO_PUB_LEN)
 		return NULL;
-	k = calloc(1, sizeof(*k));
+	k = xcalloc(1, sizeof(*k));
 	k->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, len);
 	if (k->pkey == NULL || key_finish(k) == -1) {
 		crypto_key_free(k);

@@ -1,6 +1,7 @@
 #include "db.h"
 
 #include "log.h"
+#include "mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,13 +81,13 @@ static void conn_dispatch(struct db_conn *c);
 static struct db_query *query_new(const char *sql, int nparams, const char *const *params, db_cb cb,
                                   db_cb durable_cb, void *arg)
 {
-	struct db_query *q = calloc(1, sizeof(*q));
+	struct db_query *q = xcalloc(1, sizeof(*q));
 
-	q->sql = strdup(sql);
+	q->sql = xstrdup(sql);
 	q->nparams = nparams;
-	q->params = calloc((size_t)(nparams > 0 ? nparams : 1), sizeof(char *));
+	q->params = xcalloc((size_t)(nparams > 0 ? nparams : 1), sizeof(char *));
 	for (int i = 0; i < nparams; i++)
-		q->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
+		q->params[i] = params[i] != NULL ? xstrdup(params[i]) : NULL;
 	q->cb = cb;
 	q->durable_cb = durable_cb;
 	q->arg = arg;
@@ -395,12 +396,12 @@ static void db_on_kick(evutil_socket_t fd, short what, void *arg)
 
 struct db *db_new(struct event_base *base, const char *conninfo, int size)
 {
-	struct db *db = calloc(1, sizeof(*db));
+	struct db *db = xcalloc(1, sizeof(*db));
 
 	db->base = base;
-	db->conninfo = strdup(conninfo);
+	db->conninfo = xstrdup(conninfo);
 	db->size = size;
-	db->conns = calloc((size_t)size, sizeof(*db->conns));
+	db->conns = xcalloc((size_t)size, sizeof(*db->conns));
 	TAILQ_INIT(&db->queue);
 	db->kick = event_new(base, -1, 0, db_on_kick, db);
 	for (int i = 0; i < size; i++) {

@@ -1,5 +1,7 @@
 #include "envelope.h"
 
+#include "mem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +31,7 @@ int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8
 	sp.sent_unix_ms = sent_ms;
 	sp.body = (Timebank__V1__Body *)body;
 	signed_len = timebank__v1__signed_part__get_packed_size(&sp);
-	signed_bytes = malloc(signed_len);
+	signed_bytes = xmalloc(signed_len);
 	timebank__v1__signed_part__pack(&sp, signed_bytes);
 	if (crypto_sign(key, signed_bytes, signed_len, sig) == -1) {
 		free(signed_bytes);
@@ -41,7 +43,7 @@ int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8
 	env.signature.data = sig;
 	env.signature.len = sizeof(sig);
 	*out_len = timebank__v1__envelope__get_packed_size(&env);
-	*out = malloc(*out_len);
+	*out = xmalloc(*out_len);
 	timebank__v1__envelope__pack(&env, *out);
 	free(signed_bytes);
 	crypto_sha256(*out, *out_len, hash);
@@ -51,7 +53,7 @@ int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8
 enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *const *keys, int nkeys,
                          const char *sender, const char *receiver, struct env_msg *out)
 {
-	Timebank__V1__Envelope *env = timebank__v1__envelope__unpack(NULL, len, buf);
+	Timebank__V1__Envelope *env = timebank__v1__envelope__unpack(&mem_protobuf, len, buf);
 	const struct crypto_key *key = NULL;
 	enum env_result r = ENV_OK;
 
@@ -67,7 +69,7 @@ enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *cons
 	                       env->signature.data, env->signature.len) == -1)
 		r = ENV_BAD_SIGNATURE;
 	/* Only now, with the signature good, is the signed part parsed. */
-	else if ((out->sp = timebank__v1__signed_part__unpack(NULL, env->signed_part.len,
+	else if ((out->sp = timebank__v1__signed_part__unpack(&mem_protobuf, env->signed_part.len,
 	                                                      env->signed_part.data)) == NULL)
 		r = ENV_MALFORMED;
 	else if (out->sp->prev_hash.len != 0 && out->sp->prev_hash.len != CRYPTO_HASH_LEN)
@@ -85,14 +87,14 @@ enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *cons
 	} else {
 		env_msg_clear(out);
 	}
-	timebank__v1__envelope__free_unpacked(env, NULL);
+	timebank__v1__envelope__free_unpacked(env, &mem_protobuf);
 	return r;
 }
 
 void env_msg_clear(struct env_msg *msg)
 {
 	if (msg->sp != NULL)
-		timebank__v1__signed_part__free_unpacked(msg->sp, NULL);
+		timebank__v1__signed_part__free_unpacked(msg->sp, &mem_protobuf);
 	memset(msg, 0, sizeof(*msg));
 }
 
@@ -224,7 +226,7 @@ ProtobufCMessage *env_msg_from_json(const json_t *json, const ProtobufCMessageDe
 
 	if (!json_is_object(json))
 		return NULL;
-	m = calloc(1, d->sizeof_message);
+	m = xcalloc(1, d->sizeof_message);
 	d->message_init(m);
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
@@ -233,7 +235,7 @@ ProtobufCMessage *env_msg_from_json(const json_t *json, const ProtobufCMessageDe
 		int bad = 0;
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = json_array_size(j);
-			char *items = calloc(n > 0 ? n : 1, value_size(f));
+			char *items = xcalloc(n > 0 ? n : 1, value_size(f));
 			*(size_t *)((char *)m + f->quantifier_offset) = n;
 			*(char **)at = items;
 			for (size_t k = 0; k < n && !bad; k++)

@@ -6,6 +6,7 @@
 #include "failpoint.h"
 #include "frame.h"
 #include "log.h"
+#include "mem.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -378,7 +379,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			break;
 		}
 		evbuffer_drain(in, FRAME_HEADER);
-		uint8_t *buf = malloc(len);
+		uint8_t *buf = xmalloc(len);
 		evbuffer_remove(in, buf, len);
 		on_message(conn, buf, len);
 		free(buf);
@@ -463,7 +464,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int outbound)
 {
-	struct fed_conn *conn = calloc(1, sizeof(*conn));
+	struct fed_conn *conn = xcalloc(1, sizeof(*conn));
 	struct timeval idle = {IDLE_SECONDS, 0};
 
 	conn->fed = fed;
@@ -534,7 +535,7 @@ static void peer_dial(struct fed_peer *peer)
 	}
 	/* TCP first, so a peer that is down reads as such, not as a TLS failure. */
 	plain = bufferevent_socket_new(fed->base, -1, BEV_OPT_DEFER_CALLBACKS);
-	conn = calloc(1, sizeof(*conn));
+	conn = xcalloc(1, sizeof(*conn));
 	conn->fed = fed;
 	conn->bev = plain;
 	conn->outbound = 1;
@@ -643,10 +644,10 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 	char err[300];
 
 	peer->fed = fed;
-	peer->id = strdup(cp->id);
-	peer->host = strdup(cp->host);
+	peer->id = xstrdup(cp->id);
+	peer->host = xstrdup(cp->host);
 	peer->port = cp->port;
-	peer->kind = strdup(cp->kind);
+	peer->kind = xstrdup(cp->kind);
 	peer->keys[0] = crypto_key_load(cp->signing_key, 0, err, sizeof(err));
 	if (peer->keys[0] == NULL) {
 		log_error("fed: peer %s: %s", cp->id, err);
@@ -665,7 +666,7 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 
 struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db *db)
 {
-	struct fed *fed = calloc(1, sizeof(*fed));
+	struct fed *fed = xcalloc(1, sizeof(*fed));
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
 	struct timeval tick = {0, 200 * 1000};
@@ -673,8 +674,8 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 
 	fed->base = base;
 	fed->db = db;
-	fed->bank_id = strdup(cfg->bank_id);
-	fed->role = strdup(cfg->fed_role);
+	fed->bank_id = xstrdup(cfg->bank_id);
+	fed->role = xstrdup(cfg->fed_role);
 	LIST_INIT(&fed->conns);
 	fed->ctx = fed_tls_ctx(cfg, err, sizeof(err));
 	if (fed->ctx == NULL) {

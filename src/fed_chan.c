@@ -8,6 +8,7 @@
 #include "failpoint.h"
 #include "frame.h"
 #include "log.h"
+#include "mem.h"
 
 #include <event2/buffer.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 
 struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
 {
-	struct fed_call *c = malloc(sizeof(*c));
+	struct fed_call *c = xmalloc(sizeof(*c));
 
 	c->peer = peer;
 	c->generation = peer->generation;
@@ -152,7 +153,7 @@ void fed_chan_load(struct fed *fed)
 	/* The daemon registered every configured peer at start-up. */
 	if (fed->sealing)
 		return;
-	l = calloc(1, sizeof(*l));
+	l = xcalloc(1, sizeof(*l));
 	l->fed = fed;
 	l->epoch = fed->epoch;
 	if (db_query_durable(fed->db, "SELECT tb_fed_state()::text", 0, NULL, on_loaded,
@@ -268,7 +269,7 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 	env_body_release(&body);
 	if (sealed == -1)
 		return -1;
-	env_hex = malloc(2 * len + 1);
+	env_hex = xmalloc(2 * len + 1);
 	crypto_hex(env, len, env_hex);
 	crypto_hex(hash, sizeof(hash), hash_hex);
 	json_array_append_new(items, json_pack("{sssIssss}", "peer", peer, "seq", (json_int_t)seq,
@@ -276,9 +277,9 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 	free(env_hex);
 	if (sd->n == sd->cap) {
 		sd->cap = sd->cap ? 2 * sd->cap : 8;
-		sd->envs = realloc(sd->envs, sd->cap * sizeof(*sd->envs));
+		sd->envs = xrealloc(sd->envs, sd->cap * sizeof(*sd->envs));
 	}
-	sd->envs[sd->n++] = (struct sealed_env){strdup(peer), seq, env, len};
+	sd->envs[sd->n++] = (struct sealed_env){xstrdup(peer), seq, env, len};
 	memcpy(prev, hash, CRYPTO_HASH_LEN);
 	return 0;
 }
@@ -298,7 +299,7 @@ static void on_unsealed(void *arg, const struct db_result *r)
 	if (fed->stopping || (rows = fed_db_answer(r, "reading the outbox", NULL)) == NULL)
 		return;
 	items = json_array();
-	sd = calloc(1, sizeof(*sd));
+	sd = xcalloc(1, sizeof(*sd));
 	sd->fed = fed;
 	/* Each peer's rows chain on from the head already sealed. */
 	json_array_foreach(rows, i, row)
@@ -380,7 +381,7 @@ static void on_outbox(void *arg, const struct db_result *r)
 			size_t len = strlen(hex) / 2;
 			if (seq <= peer->send_after)
 				continue;
-			env = malloc(len);
+			env = xmalloc(len);
 			crypto_unhex(hex, env, len);
 			send_envelope(peer, seq, env, len);
 			free(env);
@@ -649,7 +650,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	peer->received++;
 	crypto_hex(msg->hash, CRYPTO_HASH_LEN, hash);
 	crypto_hex(msg->sp->prev_hash.data, msg->sp->prev_hash.len, prev);
-	env = malloc(2 * raw_len + 1);
+	env = xmalloc(2 * raw_len + 1);
 	crypto_hex(raw, raw_len, env);
 	json_array_append_new(peer->pending,
 	                      json_pack("{sIsssssoso}", "seq", (json_int_t)msg->sp->sequence,
@@ -763,7 +764,7 @@ static void on_checkpoint(void *arg, const struct db_result *r)
 void fed_chan_checkpoint_send(struct fed_peer *peer)
 {
 	const char *params[1] = {peer->id};
-	struct checkpoint *k = calloc(1, sizeof(*k));
+	struct checkpoint *k = xcalloc(1, sizeof(*k));
 	enum db_status st;
 
 	k->c = fed_call_new(peer, 0);

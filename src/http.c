@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include "log.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -355,8 +356,7 @@ static int send_or_keep(struct http_conn *c, struct iovec *iov, int n)
 		w = 0;
 	if ((size_t)w == total)
 		return 0;
-	if ((c->out = malloc(total - (size_t)w)) == NULL)
-		return -1;
+	c->out = xmalloc(total - (size_t)w);
 	c->out_len = 0;
 	c->out_off = 0;
 	for (int i = 0; i < n; i++) {
@@ -536,8 +536,7 @@ static int reserve(struct http_conn *c, size_t need)
 		return 0;
 	while (cap < need)
 		cap *= 2;
-	if ((now = malloc(cap)) == NULL)
-		return -1;
+	now = xmalloc(cap);
 	if (c->in != NULL) {
 		memcpy(now, c->in, c->in_len);
 		if (c->head_len > 0) {
@@ -658,7 +657,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int socklen, void *arg)
 {
 	struct http_server *s = arg;
-	struct http_conn *c = calloc(1, sizeof(*c));
+	struct http_conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
 	(void)l;
@@ -690,7 +689,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 struct http_server *http_server_new(struct event_base *base, const char *host, int port,
                                     size_t max_body, int timeout_s, http_cb cb, void *arg)
 {
-	struct http_server *s = calloc(1, sizeof(*s));
+	struct http_server *s = xcalloc(1, sizeof(*s));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};

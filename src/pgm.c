@@ -1,6 +1,7 @@
 #include "pgm.h"
 
 #include "log.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -193,14 +194,13 @@ static void pgm_free(struct pgm *p)
 
 struct pgm *pgm_start(const struct config *cfg, char **conninfo)
 {
-	struct pgm *p = calloc(1, sizeof(*p));
+	struct pgm *p = xcalloc(1, sizeof(*p));
 
-	p->bindir = strdup(cfg->pg_bindir);
-	if (asprintf(&p->pgdata, "%s/postgres", cfg->data_dir) < 0 ||
-	    asprintf(&p->rundir, "%s/run", cfg->data_dir) < 0 ||
-	    asprintf(&p->logfile, "%s/postgres.log", cfg->data_dir) < 0 ||
-	    asprintf(&p->opts, "-k %s -c listen_addresses=''", p->rundir) < 0)
-		fatal("out of memory");
+	p->bindir = xstrdup(cfg->pg_bindir);
+	p->pgdata = xasprintf("%s/postgres", cfg->data_dir);
+	p->rundir = xasprintf("%s/run", cfg->data_dir);
+	p->logfile = xasprintf("%s/postgres.log", cfg->data_dir);
+	p->opts = xasprintf("-k %s -c listen_addresses=''", p->rundir);
 	if (geteuid() == 0) {
 		struct passwd *pw = getpwnam(cfg->pg_user);
 		if (pw == NULL || pw->pw_uid == 0) {
@@ -229,8 +229,7 @@ struct pgm *pgm_start(const struct config *cfg, char **conninfo)
 	}
 	if (create_database(p) == -1)
 		goto fail;
-	if (asprintf(conninfo, "host=%s dbname=%s user=%s", p->rundir, PGM_DB, PGM_ROLE) < 0)
-		fatal("out of memory");
+	*conninfo = xasprintf("host=%s dbname=%s user=%s", p->rundir, PGM_DB, PGM_ROLE);
 	return p;
 fail:
 	pgm_free(p);

@@ -2,6 +2,8 @@
  * or TBCTL_URL/TBCTL_TOKEN; --json anywhere prints the API's JSON. */
 #include "tbctl.h"
 
+#include "mem.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +132,8 @@ int main(int argc, char **argv)
 	    {"federation", tbctl_federation},
 	    {"token", tbctl_token},
 	};
+
+	mem_install();
 
 	argc = take_globals(&t, argc, argv);
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
