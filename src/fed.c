@@ -836,6 +836,17 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(out, "timebankd_peer_established{peer=\"%s\"} %d\n",
 		                    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
+	evbuffer_add_printf(out, "# HELP timebankd_peer_connections Connections open with the "
+	                         "peer, its session and any still in TLS or hello.\n"
+	                         "# TYPE timebankd_peer_connections gauge\n");
+	for (int i = 0; i < fed->npeers; i++) {
+		const struct fed_conn *conn;
+		int n = 0;
+		LIST_FOREACH(conn, &fed->conns, next)
+			n += conn->peer == &fed->peers[i] && !conn->closing;
+		evbuffer_add_printf(out, "timebankd_peer_connections{peer=\"%s\"} %d\n",
+		                    fed->peers[i].id, n);
+	}
 	evbuffer_add_printf(out,
 	                    "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
 	                    "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");

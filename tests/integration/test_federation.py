@@ -6,6 +6,7 @@ through kills and database restarts."""
 import http.client
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -337,12 +338,33 @@ def test_signing_key_rotation_is_announced_and_accepted(net):
     assert keys == "1"
 
 
+def connections(bank, peer):
+    """Connections open with peer, from the daemon's metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", bank.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    return int(re.search(rf'timebankd_peer_connections{{peer="{peer}"}} (\d+)', text).group(1))
+
+
 def test_both_dialing_leaves_one_session_shown_established(net):
+    """A second session with a peer that has one: the one dialed by the bank
+    whose id sorts first is kept at both ends, the other closed."""
     col, wes = net.banks["colchester"], net.banks["westminster"]
-    for _ in range(3):  # restarts make both sides dial at once
+    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+             what="the link")
+    wait_for(lambda: connections(col, "westminster") == 1, what="one connection")
+    # westminster dials colchester while colchester's own session is up:
+    # colchester sorts first, so its session stays and this one goes.
+    second = wire.Impostor(net.ports["colchester"], net.pki, "westminster", "colchester")
+    assert wire.closed_by_peer(second.sock)
+    wait_for(lambda: connections(col, "westminster") == 1, what="the second session closed")
+    assert established(col, "westminster") and established(wes, "colchester")
+    # And when both restart and dial at once, one session is left at each end.
+    for _ in range(3):
         assert col.stop() == 0
         col.start()
         wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
                  what="the link")
-        time.sleep(1.5)  # surplus sessions are closed by now
+        wait_for(lambda: connections(col, "westminster") == 1 and
+                 connections(wes, "colchester") == 1, what="one session at each end")
         assert established(col, "westminster") and established(wes, "colchester")
