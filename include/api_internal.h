@@ -84,7 +84,8 @@ struct fed *api_fed(const struct api *api); /* NULL when not federated */
 struct db *api_db(const struct api *api);
 const char *api_token_file(const struct api *api);
 /* Re-reads the token file after the API changed it. 0, or -1 with err. */
-int api_reload_tokens(struct api *api, char *err, size_t errlen);
+int api_reload_tokens(struct api *api, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* api_batch.c: exchanges recorded in batches, one transaction each. */
 struct api_batch;

@@ -41,7 +41,8 @@ int env_seal(const char *sender, const char *receiver, uint64_t seq, const uint8
 /* Opens an envelope of len bytes (len already within the frame cap) from
  * sender to receiver, signed by one of keys[0..nkeys). */
 enum env_result env_open(const uint8_t *buf, size_t len, struct crypto_key *const *keys, int nkeys,
-                         const char *sender, const char *receiver, struct env_msg *out);
+                         const char *sender, const char *receiver, struct env_msg *out)
+    __attribute__((warn_unused_result));
 void env_msg_clear(struct env_msg *msg);
 const char *env_result_name(enum env_result r);
 

@@ -36,6 +36,6 @@ struct evbuffer;
 void fed_metrics(const struct fed *fed, struct evbuffer *out);
 
 /* Re-reads the CRL (SIGHUP): new connections use it. 0 or -1. */
-int fed_reload_crl(struct fed *fed, const char *crl_path);
+int fed_reload_crl(struct fed *fed, const char *crl_path) __attribute__((warn_unused_result));
 
 #endif

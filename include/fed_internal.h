@@ -118,7 +118,7 @@ struct fed {
 /* fed_tls.c */
 SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen);
 /* The bank id a connected peer's certificate names; 0 or -1. */
-int fed_tls_peer_id(SSL *ssl, char *out, size_t len);
+int fed_tls_peer_id(SSL *ssl, char *out, size_t len) __attribute__((warn_unused_result));
 /* Why a TLS connection failed, for the log and tbctl peers. */
 void fed_tls_error(struct bufferevent *bev, char *buf, size_t len);
 
@@ -149,7 +149,7 @@ int fed_call_current(const struct fed_call *c);
 /* The JSON of a one-value answer, or NULL (logged). */
 json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer);
 int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
-              void *arg);
+              void *arg) __attribute__((warn_unused_result));
 void fed_chan_load(struct fed *fed);
 void fed_chan_seal(struct fed *fed);
 void fed_chan_pump(struct fed_peer *peer);

@@ -18,7 +18,8 @@ enum frame_result {
 
 /* Looks at the first avail bytes of a stream, checking the length against
  * max before anything is allocated. */
-enum frame_result frame_peek(const uint8_t *buf, size_t avail, size_t max, uint32_t *len);
+enum frame_result frame_peek(const uint8_t *buf, size_t avail, size_t max, uint32_t *len)
+    __attribute__((warn_unused_result));
 
 void frame_header(uint32_t len, uint8_t *out);
 

@@ -28,7 +28,7 @@ struct tbctl_reply {
 /* One request; body may be NULL. 0 when a reply came back (any status), -1
  * with reply->err set when none did. The caller frees reply->body. */
 int tbctl_http(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-               struct tbctl_reply *reply);
+               struct tbctl_reply *reply) __attribute__((warn_unused_result));
 
 /* Prints the API's error (or the transport failure) to stderr and returns
  * the exit code for it. Frees reply->body. */
@@ -37,18 +37,19 @@ int tbctl_fail(const struct tbctl_reply *reply);
 /* Requests, then prints the JSON (--json) or calls show(body); returns the
  * exit code. */
 int tbctl_call(const struct tbctl *t, const char *method, const char *path, const json_t *body,
-               void (*show)(const json_t *body));
+               void (*show)(const json_t *body)) __attribute__((warn_unused_result));
 
 /* Prints minutes as hours ("1h30m") into a static buffer; for output only. */
 const char *tbctl_hours(json_int_t minutes);
 /* A string field or "" (never NULL). */
 const char *tbctl_str(const json_t *obj, const char *key);
 
-int tbctl_member(const struct tbctl *t, int argc, char **argv);
-int tbctl_exchange(const struct tbctl *t, int argc, char **argv);
-int tbctl_balance(const struct tbctl *t, int argc, char **argv);
-int tbctl_history(const struct tbctl *t, int argc, char **argv);
-int tbctl_audit(const struct tbctl *t, int argc, char **argv);
+int tbctl_member(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_exchange(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_balance(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_history(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_audit(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 
 /* Options that become fields of a JSON request body: "--NAME VALUE" sets
  * field (a string; the API parses numbers and hours). Given more than once,
@@ -62,12 +63,12 @@ struct tbctl_field {
  * positional arguments, wherever they stood, are moved in order to
  * argv[*first_arg..argc). Returns 0, or -1 after printing the problem. */
 int tbctl_fields(int argc, char **argv, const struct tbctl_field *fields, json_t *out,
-                 int *first_arg);
+                 int *first_arg) __attribute__((warn_unused_result));
 
 /* GET path with the query's fields (strings, URL-encoded) and an optional
  * cursor. Like tbctl_http otherwise. */
 int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, const char *cursor,
-              struct tbctl_reply *reply);
+              struct tbctl_reply *reply) __attribute__((warn_unused_result));
 
 /* Removes a value-less flag (like "--all") from argv; returns 1 if it was
  * there. */
@@ -77,45 +78,52 @@ int tbctl_flag(int *argc, char **argv, const char *flag);
  * calls row() per item, or prints the JSON ({"items": [...]} when all).
  * Returns the exit code. */
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
-               void (*header)(void), void (*row)(const json_t *item));
+               void (*header)(void), void (*row)(const json_t *item))
+    __attribute__((warn_unused_result));
 
 /* A list command: --all and the given query fields (added to preset, which
  * may be NULL), no other arguments. */
 int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
                        const struct tbctl_field *fields, const char *path, const json_t *preset,
-                       void (*header)(void), void (*row)(const json_t *item));
+                       void (*header)(void), void (*row)(const json_t *item))
+    __attribute__((warn_unused_result));
 
 /* POSTs a write with an idempotency key (made here unless given), retrying
  * while timebankd or its database is away: the key makes every retry safe,
  * so the write lands once. Prints the result with show(). */
 int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
-                    void (*show)(const json_t *));
+                    void (*show)(const json_t *)) __attribute__((warn_unused_result));
 
 /* An exchange id as the user wrote it: local (12) or cross-bank
  * (colchester:12); claims too (westminster:c3). 1 when usable in a path. */
 int tbctl_exchange_id(const char *text);
 
-int tbctl_claim(const struct tbctl *t, int argc, char **argv);
-int tbctl_offer(const struct tbctl *t, int argc, char **argv);
-int tbctl_request(const struct tbctl *t, int argc, char **argv);
-int tbctl_directory(const struct tbctl *t, int argc, char **argv);
-int tbctl_match(const struct tbctl *t, int argc, char **argv);
-int tbctl_contact(const struct tbctl *t, int argc, char **argv);
-int tbctl_exchange_claim(const struct tbctl *t, int argc, char **argv);
-int tbctl_grant(const struct tbctl *t, int argc, char **argv);
-int tbctl_org(const struct tbctl *t, int argc, char **argv);
-int tbctl_statement(const struct tbctl *t, int argc, char **argv);
-int tbctl_statements(const struct tbctl *t, int argc, char **argv);
-int tbctl_report(const struct tbctl *t, int argc, char **argv);
-int tbctl_token(const struct tbctl *t, int argc, char **argv);
-int tbctl_peers(const struct tbctl *t, int argc, char **argv);
-int tbctl_federation(const struct tbctl *t, int argc, char **argv);
+int tbctl_claim(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_offer(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_request(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_directory(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_match(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_contact(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_exchange_claim(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_grant(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_org(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_statement(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_statements(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_report(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_token(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_peers(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_federation(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
 
 /* Output formats for statements and reports. */
 enum tbctl_format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
 
 /* Reads --format's value (NULL: text); -1 after printing the problem. */
-int tbctl_format(const char *value, enum tbctl_format *format);
+int tbctl_format(const char *value, enum tbctl_format *format) __attribute__((warn_unused_result));
 
 /* Writes one CSV cell (RFC 4180 quoting; text starting with = + - @ gets a
  * leading ' so a spreadsheet shows it rather than running it). */
@@ -124,6 +132,6 @@ void tbctl_csv_text(FILE *out, const char *text, int last);
 void tbctl_csv_hours(FILE *out, json_int_t minutes, int last);
 
 /* "YYYY-MM" to its first and last days (from[11], to[11]); 0 or -1. */
-int tbctl_month(const char *month, char *from, char *to);
+int tbctl_month(const char *month, char *from, char *to) __attribute__((warn_unused_result));
 
 #endif

@@ -808,8 +808,11 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 
 	/* Its clearing balance for us, for tbctl audit --federation. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
-	(void)fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
-	                on_clearing_stored, NULL);
+	/* Not stored when the database is down: the next checkpoint brings it. */
+	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
+	              on_clearing_stored, NULL) == -1)
+		log_debug("fed: peer %s: its clearing balance is not stored; the database is away",
+		          peer->id);
 
 	if (head_len > CRYPTO_HASH_LEN)
 		head_len = 0;
@@ -828,14 +831,18 @@ void fed_chan_session_started(struct fed_peer *peer)
 	fed_chan_pump(peer);
 }
 
+static void key_not_stored(const struct fed_peer *peer)
+{
+	log_error("fed: the new key of %s could not be stored; it is accepted until restart",
+	          peer->id);
+}
+
 static void on_key_stored(void *arg, const struct db_result *r)
 {
 	struct fed_peer *peer = arg;
 
 	if (!peer->fed->stopping && r->status != DB_OK)
-		log_error(
-		    "fed: the new key of %s could not be stored; it is accepted until restart",
-		    peer->id);
+		key_not_stored(peer);
 }
 
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key, const char *replaces)
@@ -845,6 +852,7 @@ void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key, c
 
 	crypto_hex(crypto_key_raw(key), CRYPTO_PUB_LEN, hex);
 	snprintf(days, sizeof(days), "%d", FED_KEY_GRACE_DAYS);
-	(void)fed_query(peer->fed, "SELECT tb_fed_key_learned($1, $2, $3, $4, $5::int)", 5, params,
-	                on_key_stored, peer);
+	if (fed_query(peer->fed, "SELECT tb_fed_key_learned($1, $2, $3, $4, $5::int)", 5, params,
+	              on_key_stored, peer) == -1)
+		key_not_stored(peer);
 }
