@@ -431,13 +431,11 @@ static void send_ack(struct fed_peer *peer)
 }
 
 /* What is durable is acknowledged at once after a quiet spell, and
- * otherwise at most every ACK_GAP_MS. Each acknowledgement is an envelope
- * signed here and verified and recorded by the peer (about 140 µs of
- * Ed25519, and a transaction), and under make bench's cross-bank load one
- * went for nearly every apply: tb_fed_acked ran 797 times at the two banks
- * for 1,284 batches of exchanges, and 373 times for 1,281 with the gap.
- * Hearing later costs the peer nothing: it only counts what is still in
- * flight, and a new session starts from what its hello says. */
+ * otherwise at most every ACK_GAP_MS: each acknowledgement is an envelope
+ * signed here and verified and recorded by the peer, and under load one
+ * would go for nearly every apply. Hearing later costs the peer nothing: it
+ * only counts what is still in flight, and a new session starts from what
+ * its hello says. */
 static void ack_soon(struct fed_peer *peer)
 {
 	int64_t since = now_ms() - peer->ack_ms;
@@ -568,15 +566,8 @@ static void on_applied(void *arg, const struct db_result *r)
  * Each apply costs the same again whatever it holds: a transaction, its
  * durable flush, and at a payer's bank a message of answers, signed, sent,
  * verified and applied there; a run of proposals is also decided in one
- * pass (tb_fed_apply). Under make bench's cross-bank load on its own,
- * messages came about every 8 ms, and two in three were applied alone.
- * Waiting up to 30 ms, the earner's bank applied runs of 2.4 messages and
- * the payer's of 1.6. Twelve alternated runs, four of each, settled
- * 6,180/s with no wait, 6,654/s waiting up to 20 ms and 7,373/s up to 30
- * ms (CPU per exchange in all processes 250, 228 and 204 µs; p50 37, 54
- * and 58 ms); three later pairs, on a slower stretch, 6,380/s with no wait
- * and 6,715/s with it (248 and 230 µs). Waiting for runs of three, or up to
- * 50 ms, gained nothing. */
+ * pass (tb_fed_apply). Two messages applied as one run cost less than
+ * each alone, which more than pays for the wait. */
 static int waits_for_run(struct fed_peer *peer)
 {
 	int64_t waited = now_ms() - peer->recv_ms;
