@@ -2,7 +2,7 @@
 # build/tbctl; `make check` runs the unit and integration tests, against a
 # test build with failpoints (FAILPOINTS=1, in build/test/), and checks that
 # the build that is installed has none; `make SAN=address,undefined check`
-# does the same under sanitizers (in build/san/).
+# does the same under sanitizers (in build/san/ and build/san/test/).
 
 CC ?= cc
 PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih
@@ -10,15 +10,15 @@ TEST_PKGS := cmocka
 PG_BINDIR := $(shell pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 
 ifdef SAN
-BUILD ?= build/san
+BUILD_ROOT := build/san
 SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
-else ifdef FAILPOINTS
-BUILD ?= build/test
-SANFLAGS :=
 else
-BUILD ?= build
+BUILD_ROOT := build
 SANFLAGS :=
 endif
+# A test build has a directory of its own, so that its objects are never
+# mixed with the installed build's.
+BUILD ?= $(BUILD_ROOT)$(if $(FAILPOINTS),/test)
 # Failpoints (include/failpoint.h) exist only in test builds.
 FAILPOINT_FLAGS := $(if $(FAILPOINTS),-DTB_FAILPOINTS)
 
