@@ -2,18 +2,32 @@
 -- the payer's bank to record hours its member gave) and contacts (a bank
 -- asks for contact with the member behind another bank's shared item).
 
--- Once decided, a claim never changes.
-CREATE FUNCTION tb_claim_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Once decided, a claim or a contact never changes (TG_ARGV[0]: which).
+CREATE FUNCTION tb_request_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.state = 'open' THEN
         RETURN NEW;
     END IF;
-    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'claim_already_decided',
-        DETAIL = format('claim %s was already %s', OLD.claim_id, OLD.state);
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = TG_ARGV[0] || '_already_decided',
+        DETAIL = format('%s %s was already %s', TG_ARGV[0],
+                        to_jsonb(OLD)->>(TG_ARGV[0] || '_id'), OLD.state);
 END $$;
 
 CREATE TRIGGER xb_claim_decided BEFORE UPDATE OR DELETE ON xb_claims
-    FOR EACH ROW EXECUTE FUNCTION tb_claim_guard();
+    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('claim');
+
+CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
+    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('contact');
+
+-- The other bank's broker's decline as it is kept here: its reason, a code,
+-- and their words.
+CREATE FUNCTION tb_peer_reason(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT left(coalesce(nullif(t, ''), 'declined'), 40)
+$$;
+
+CREATE FUNCTION tb_peer_words(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT left(nullif(t, ''), 500)
+$$;
 
 CREATE FUNCTION tb_claim_json(c xb_claims) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -176,114 +190,71 @@ BEGIN
     RETURN tb_claim_json(c);
 END $$;
 
--- At the payer's bank, inside tb_fed_apply: take in one claim. Returns an
--- answer when the claim is refused at once (no such member, malformed),
--- NULL when it waits for a broker or was seen before. Never raises.
-CREATE FUNCTION tb_claim_on_receive(from_peer text, item jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    peer fed_peers;
-    pm members;
-    reason text;
-    minutes bigint;
-    earner bigint;
-BEGIN
-    IF coalesce(item->>'claim_id', '') !~ ('^' || from_peer || ':c[0-9]{1,18}$') THEN
-        RETURN jsonb_build_object('claim_id', left(coalesce(item->>'claim_id', ''), 80),
-                                  'reason', 'invalid_request', 'message', '');
-    END IF;
-    IF EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id') THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    IF coalesce(item->>'minutes', '') ~ '^[0-9]{1,12}$' THEN
-        minutes := (item->>'minutes')::bigint;
-    END IF;
-    IF coalesce(item->>'earner', '') ~ '^[1-9][0-9]{0,17}$' THEN
-        earner := (item->>'earner')::bigint;
-    END IF;
-    IF coalesce(item->>'payer', '') ~ '^[0-9]{1,18}$' THEN
-        SELECT * INTO pm FROM members WHERE number = (item->>'payer')::bigint;
-    END IF;
-    IF peer.kind <> 'bank' THEN
-        reason := 'unknown_bank';
-    ELSIF minutes IS NULL OR minutes <= 0 OR tb_safe_date(item->>'performed_on') IS NULL
-          OR tb_safe_date(item->>'performed_on') > current_date + 1
-          OR coalesce(item->>'category', '') !~ '^[^[:cntrl:]]{1,40}$'
-          OR length(coalesce(item->>'message', '')) > 500 THEN
-        reason := 'invalid_request';
-    ELSIF pm.number IS NULL OR pm.erased_at IS NOT NULL THEN
-        reason := 'member_not_found';
-    END IF;
-    IF reason = 'invalid_request' OR reason = 'unknown_bank' THEN
-        -- Not kept: there is nothing a broker could do with it.
-        RETURN jsonb_build_object('claim_id', item->>'claim_id', 'reason', reason,
-                                  'message', '');
-    END IF;
-    INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member, minutes,
-                           category, message, performed_on, state, reason, recorded_by,
-                           decided_at)
-         VALUES (item->>'claim_id', 'payer', from_peer, pm.account_id, earner, minutes,
-                 item->>'category', nullif(item->>'message', ''),
-                 tb_safe_date(item->>'performed_on'),
-                 CASE WHEN reason IS NULL THEN 'open' ELSE 'declined' END, reason,
-                 'federation:' || from_peer, CASE WHEN reason IS NOT NULL THEN now() END);
-    IF reason IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN jsonb_build_object('claim_id', item->>'claim_id', 'reason', reason, 'message', '');
-END $$;
-
--- At the earner's bank, inside tb_fed_apply: the payer's bank declined.
-CREATE FUNCTION tb_claim_on_answer(from_peer text, item jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE xb_claims SET state = 'declined',
-                         reason = left(coalesce(nullif(item->>'reason', ''), 'declined'), 40),
-                         answer = left(nullif(item->>'message', ''), 500),
-                         decided_by = 'federation:' || from_peer, decided_at = now()
-     WHERE claim_id = item->>'claim_id' AND side = 'earner' AND peer = from_peer
-       AND state = 'open';
-END $$;
-
+-- At the payer's bank, inside tb_fed_apply: take in claims. Each waits for
+-- a broker, or is refused at once (no such member, malformed) with an
+-- answer; one seen before is skipped. Never raises.
 CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    x jsonb;
-    refused jsonb;
-    answers jsonb[] := '{}';
+    kind text := (SELECT fed_peers.kind FROM fed_peers WHERE peer = from_peer);
+    item jsonb;
+    pm members;
+    reason text;
+    answers jsonb := '[]';
 BEGIN
-    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-        refused := tb_claim_on_receive(from_peer, x);
-        IF refused IS NOT NULL THEN
-            answers := answers || refused;
+    FOR item IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        IF NOT tb_peer_id(from_peer, item->>'claim_id', 'c') THEN
+            answers := answers || jsonb_build_object(
+                'claim_id', left(coalesce(item->>'claim_id', ''), 80),
+                'reason', 'invalid_request', 'message', '');
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id');
+        SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
+        reason := coalesce(tb_rule_bank(kind),
+                           CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12)) IS NOT NULL
+                                     OR length(item->>'message') > 500
+                                THEN 'invalid_request' END,
+                           tb_rule_sent(item->>'performed_on', item->>'category'),
+                           tb_rule_named(pm.number, pm.erased_at));
+        -- Kept, unless refused for what a broker could do nothing with.
+        IF reason IS DISTINCT FROM 'invalid_request' AND reason IS DISTINCT FROM 'unknown_bank' THEN
+            INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
+                                   minutes, category, message, performed_on, state, reason,
+                                   recorded_by, decided_at)
+                 VALUES (item->>'claim_id', 'payer', from_peer, pm.account_id,
+                         nullif(tb_peer_number(item->>'earner', 18), 0),
+                         tb_peer_number(item->>'minutes', 12), item->>'category',
+                         nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
+                         CASE WHEN reason IS NULL THEN 'open' ELSE 'declined' END, reason,
+                         'federation:' || from_peer, CASE WHEN reason IS NOT NULL THEN now() END);
+        END IF;
+        IF reason IS NOT NULL THEN
+            answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
+                                                     'reason', reason, 'message', '');
         END IF;
     END LOOP;
-    RETURN jsonb_build_object('xb_claim_answer', to_jsonb(answers));
+    RETURN jsonb_build_object('xb_claim_answer', answers);
 END $$;
 
+-- At the earner's bank, inside tb_fed_apply: the payer's bank declined; the
+-- first answer to each claim still open decides it.
 CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, answer_seq bigint)
-RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    x jsonb;
-BEGIN
-    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-        PERFORM tb_claim_on_answer(from_peer, x);
-    END LOOP;
-    RETURN '{}';
-END $$;
-
-CREATE FUNCTION tb_contact_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.state = 'open' THEN
-        RETURN NEW;
-    END IF;
-    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'contact_already_decided',
-        DETAIL = format('contact %s was already %s', OLD.contact_id, OLD.state);
-END $$;
-
-CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
-    FOR EACH ROW EXECUTE FUNCTION tb_contact_guard();
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH a AS (
+        SELECT DISTINCT ON (a->>'claim_id') a
+          FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
+         ORDER BY a->>'claim_id', n),
+    decided AS (
+        UPDATE xb_claims c
+           SET state = 'declined', reason = tb_peer_reason(a.a->>'reason'),
+               answer = tb_peer_words(a.a->>'message'),
+               decided_by = 'federation:' || from_peer, decided_at = now()
+          FROM a
+         WHERE c.claim_id = a.a->>'claim_id' AND c.side = 'earner' AND c.peer = from_peer
+           AND c.state = 'open')
+    SELECT '{}'::jsonb
+$$;
 
 CREATE FUNCTION tb_contact_json(c dir_contacts) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -399,73 +370,58 @@ BEGIN
     RETURN tb_contact_json(c);
 END $$;
 
--- At the providing bank, inside tb_fed_apply: take in a contact request.
--- Returns an answer when refused at once (no such shared item), else NULL.
-CREATE FUNCTION tb_contact_on_receive(from_peer text, x jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    item dir_items;
-    m members;
-BEGIN
-    IF coalesce(x->>'contact_id', '') !~ ('^' || from_peer || ':k[0-9]{1,18}$') THEN
-        RETURN jsonb_build_object('contact_id', left(coalesce(x->>'contact_id', ''), 80),
-                                  'accepted', false, 'reason', 'invalid_request', 'message', '');
-    END IF;
-    IF EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id') THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
-    SELECT * INTO m FROM members WHERE account_id = item.member_account;
-    IF item.id IS NULL OR item.state <> 'active' OR item.visibility <> 'federation'
-       OR m.status <> 'active' OR item.expires_on < current_date THEN
-        RETURN jsonb_build_object('contact_id', x->>'contact_id', 'accepted', false,
-                                  'reason', 'item_not_found', 'message', '');
-    END IF;
-    INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
-                              item_category, item_text, message, state, recorded_by)
-         VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
-                 item.kind, item.category, item.text, left(coalesce(x->>'message', ''), 500),
-                 'open', 'federation:' || from_peer);
-    RETURN NULL;
-END $$;
-
--- At the requesting bank, inside tb_fed_apply: the providing bank answered.
-CREATE FUNCTION tb_contact_on_answer(from_peer text, x jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE dir_contacts
-       SET state = CASE WHEN (x->>'accepted')::text = 'true' THEN 'accepted' ELSE 'declined' END,
-           reason = CASE WHEN (x->>'accepted')::text = 'true' THEN NULL
-                         ELSE left(coalesce(nullif(x->>'reason', ''), 'declined'), 40) END,
-           answer = left(nullif(x->>'message', ''), 500),
-           decided_by = 'federation:' || from_peer, decided_at = now()
-     WHERE contact_id = x->>'contact_id' AND side = 'requester' AND peer = from_peer
-       AND state = 'open';
-END $$;
-
+-- At the providing bank, inside tb_fed_apply: take in contact requests.
+-- Each waits for a broker, or is refused at once (malformed, or no such
+-- shared item) with an answer; one seen before is skipped.
 CREATE FUNCTION tb_on_dir_contact(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
-    refused jsonb;
-    answers jsonb[] := '{}';
+    item dir_items;
+    m members;
+    answers jsonb := '[]';
 BEGIN
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-        refused := tb_contact_on_receive(from_peer, x);
-        IF refused IS NOT NULL THEN
-            answers := answers || refused;
+        IF NOT tb_peer_id(from_peer, x->>'contact_id', 'k') THEN
+            answers := answers || jsonb_build_object(
+                'contact_id', left(coalesce(x->>'contact_id', ''), 80),
+                'accepted', false, 'reason', 'invalid_request', 'message', '');
+            CONTINUE;
         END IF;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id');
+        SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
+        SELECT * INTO m FROM members WHERE account_id = item.member_account;
+        IF item.id IS NULL OR item.state <> 'active' OR item.visibility <> 'federation'
+           OR m.status <> 'active' OR item.expires_on < current_date THEN
+            answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
+                'accepted', false, 'reason', 'item_not_found', 'message', '');
+            CONTINUE;
+        END IF;
+        INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
+                                  item_category, item_text, message, state, recorded_by)
+             VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
+                     item.kind, item.category, item.text, left(coalesce(x->>'message', ''), 500),
+                     'open', 'federation:' || from_peer);
     END LOOP;
-    RETURN jsonb_build_object('dir_contact_answer', to_jsonb(answers));
+    RETURN jsonb_build_object('dir_contact_answer', answers);
 END $$;
 
+-- At the requesting bank, inside tb_fed_apply: the providing bank answered;
+-- the first answer to each contact still open decides it.
 CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, answer_seq bigint)
-RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    x jsonb;
-BEGIN
-    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-        PERFORM tb_contact_on_answer(from_peer, x);
-    END LOOP;
-    RETURN '{}';
-END $$;
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH a AS (
+        SELECT DISTINCT ON (a->>'contact_id') a, a->>'accepted' = 'true' AS accepted
+          FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
+         ORDER BY a->>'contact_id', n),
+    decided AS (
+        UPDATE dir_contacts c
+           SET state = CASE WHEN a.accepted THEN 'accepted' ELSE 'declined' END,
+               reason = CASE WHEN NOT a.accepted THEN tb_peer_reason(a.a->>'reason') END,
+               answer = tb_peer_words(a.a->>'message'),
+               decided_by = 'federation:' || from_peer, decided_at = now()
+          FROM a
+         WHERE c.contact_id = a.a->>'contact_id' AND c.side = 'requester'
+           AND c.peer = from_peer AND c.state = 'open')
+    SELECT '{}'::jsonb
+$$;

@@ -269,9 +269,7 @@ DECLARE
     -- A run of nothing but answers takes no account until its end.
     deferred boolean := NOT EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
                                      WHERE i->'body'->>'kind' IS DISTINCT FROM 'xb_answer');
-    locked boolean := false;
     settled bigint[] := '{}';
-    got_ids bigint[];
 BEGIN
     -- One apply at a time per peer. Proposals are answered in one message
     -- whose sequence is fixed now: nothing else may queue to the peer until
@@ -284,8 +282,7 @@ BEGIN
     -- reserve against the same members' accounts: each waited on the other
     -- for half its time. A run of answers settles first, touching no
     -- account, and then posts what it settled, with all its accounts
-    -- locked at once, in order, as the run's last step. An answer that is
-    -- not simple is applied one item at a time, after that same lock.
+    -- locked at once, in order, as the run's last step.
     --
     -- It commits without waiting for the disk, as an exchange batch does,
     -- so that what it locked is free at commit: the daemon acknowledges it
@@ -296,7 +293,6 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
     IF NOT deferred THEN
         PERFORM tb_fed_prelock(from_peer, items);
-        locked := true;
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
                 WHERE i->'body'->>'kind' = 'xb_propose') THEN
@@ -351,18 +347,11 @@ BEGIN
         ELSIF decode(item->>'prev', 'hex') <> st.in_head THEN
             err := 'broken_chain';
         ELSE
-            -- A run of answers only (deferred) settles before it locks.
-            IF deferred AND NOT locked THEN
-                got_ids := tb_xb_answer_settle(from_peer, item->'body'->'items');
-                IF got_ids IS NOT NULL THEN
-                    settled := settled || got_ids;
-                    got := '{}';
-                ELSE
-                    PERFORM tb_fed_prelock(from_peer, items);
-                    locked := true;
-                END IF;
-            END IF;
-            IF NOT deferred OR locked THEN
+            IF deferred THEN
+                -- tb_on_xb_answer's two steps, the posting left to the run's end.
+                settled := settled || tb_xb_answer_settle(from_peer, item->'body'->'items');
+                got := '{}';
+            ELSE
                 -- fed_peers is locked: the run's exchange answers will get this sequence.
                 got := tb_fed_handle(from_peer, s, item->'body', st.out_next_seq);
             END IF;
@@ -385,7 +374,7 @@ BEGIN
         st.in_head := decode(item->>'hash', 'hex');
     END LOOP;
     IF cardinality(settled) > 0 THEN
-        PERFORM tb_xb_answer_post(from_peer, settled, NOT locked);
+        PERFORM tb_xb_answer_post(from_peer, settled, true);
     END IF;
     UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
     IF jsonb_array_length(coalesce(replies->'xb_answer', '[]')) > 0 THEN

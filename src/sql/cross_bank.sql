@@ -1,5 +1,5 @@
 -- What both sides of a cross-bank exchange share: its guard, its answer,
--- and how the other bank's member is named.
+-- how the other bank's member is named, and how what a peer sent is read.
 
 -- Once decided, a cross-bank exchange never changes.
 CREATE FUNCTION tb_xb_guard() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -95,4 +95,89 @@ END $$;
 CREATE FUNCTION tb_xb_party(xb bigint) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT tb_remote_label(peer, CASE WHEN side = 'payer' THEN remote_member END)
       FROM xb_exchanges WHERE id = xb
+$$;
+
+-- What a peer sent is read by these, which never raise: a bad value is no
+-- value. Each is written in the cheap form (a bounded regular expression
+-- costs its bound again in states), and in SQL, so that it is written into
+-- the queries that call it rather than called.
+
+-- A number of at most digits digits, or NULL.
+CREATE FUNCTION tb_peer_number(t text, digits int) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN length(t) <= digits AND t ~ '^[0-9]+$' THEN t::bigint END
+$$;
+
+-- A day of the calendar, or NULL. Only a well-formed date reaches
+-- make_date, each test in an arm of its own; no exception block, which
+-- would make every call a subtransaction.
+CREATE FUNCTION tb_safe_date(t text) RETURNS date LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'
+                     AND left(t, 4) <> '0000'
+           THEN CASE WHEN substr(t, 9, 2)::int
+                          <= CASE WHEN substr(t, 6, 2) IN ('04', '06', '09', '11') THEN 30
+                                  WHEN substr(t, 6, 2) <> '02' THEN 31
+                                  WHEN left(t, 4)::int % 4 = 0
+                                       AND (left(t, 4)::int % 100 <> 0
+                                            OR left(t, 4)::int % 400 = 0) THEN 29
+                                  ELSE 28 END
+                     THEN make_date(left(t, 4)::int, substr(t, 6, 2)::int, substr(t, 9, 2)::int)
+                END
+           END
+$$;
+
+-- Whether id is the peer's own to name: its bank id, a colon, the tag of
+-- the kind ('' for exchanges, 'c' for claims, 'k' for contacts) and 1 to
+-- 18 digits.
+CREATE FUNCTION tb_peer_id(from_peer text, id text, tag text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(left(id, length(from_peer) + length(tag) + 1) = from_peer || ':' || tag
+                    AND length(id) - length(from_peer) - length(tag) BETWEEN 2 AND 19
+                    AND substr(id, length(from_peer) + length(tag) + 2) !~ '[^0-9]', false)
+$$;
+
+-- The rules for what a peer's exchange or claim says, each answering its
+-- reason or NULL.
+
+-- Hours and a date as a coordinator could have written them: a day of the
+-- calendar no later than tomorrow (the peer's today may be ahead of ours),
+-- a category of 1 to 40 characters with no control characters.
+CREATE FUNCTION tb_rule_sent(performed_on text, category text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN coalesce(tb_safe_date(performed_on) <= current_date + 1
+                              AND length(category) BETWEEN 1 AND 40
+                              AND category !~ '[[:cntrl:]]', false)
+                THEN NULL ELSE 'invalid_request' END
+$$;
+
+-- Exchanges are between banks, not with the national body.
+CREATE FUNCTION tb_rule_bank(kind text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' THEN 'unknown_bank' END
+$$;
+
+-- A member a peer may name: one we have, and have not erased.
+CREATE FUNCTION tb_rule_named(number bigint, erased_at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN number IS NULL OR erased_at IS NOT NULL THEN 'member_not_found' END
+$$;
+
+CREATE FUNCTION tb_rule_hours(minutes bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN coalesce(minutes <= 0, true) THEN 'invalid_hours' END
+$$;
+
+-- At the earner's bank: the peer's clearing account may owe us no more
+-- than its limit.
+CREATE FUNCTION tb_rule_exposure(balance bigint, minutes bigint, floor bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN tb_rule_floor(balance, minutes, floor) IS NOT NULL THEN 'exposure_limit' END
+$$;
+
+-- An answer to a proposal, the one place its shape is written: JSON text.
+-- An xid checked as the peer's (tb_peer_id) needs no escaping; one that
+-- failed the check is cut short and escaped.
+CREATE FUNCTION tb_xb_answer_text(xid text, reason text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN reason IS NULL
+                THEN '{"xid":"' || xid || '","accepted":true,"reason":""}'
+                ELSE '{"xid":' || to_json(left(coalesce(xid, ''), 80))::text
+                     || ',"accepted":false,"reason":"' || reason || '"}' END
 $$;

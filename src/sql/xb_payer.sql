@@ -25,8 +25,8 @@ END $$;
 -- body, whose books still agree with ours.
 CREATE FUNCTION tb_rule_peer(kind text, diverged_at timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' THEN 'unknown_bank'
-                WHEN diverged_at IS NOT NULL THEN 'peer_diverged' END
+    SELECT coalesce(tb_rule_bank(kind),
+                    CASE WHEN diverged_at IS NOT NULL THEN 'peer_diverged' END)
 $$;
 
 -- Reserves minutes on a member's account: a pending debit, counted against
@@ -323,106 +323,63 @@ BEGIN
     RETURN n;
 END $$;
 
-CREATE FUNCTION tb_xb_on_answer(from_peer text, item jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    x xb_exchanges;
-    peer fed_peers;
-    tid bigint;
-BEGIN
-    SELECT * INTO x FROM xb_exchanges WHERE xid = item->>'xid' AND side = 'payer'
-                                         AND xb_exchanges.peer = from_peer FOR UPDATE;
-    IF NOT FOUND OR x.state <> 'pending' THEN
-        RETURN; -- not ours, or decided already: nothing to do
-    END IF;
-    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    PERFORM tb_lock_accounts(ARRAY[x.member_account, peer.clearing_account]);
-    UPDATE accounts SET pending_minutes = pending_minutes - x.minutes
-     WHERE id = x.member_account;
-    IF (item->>'accepted')::boolean THEN
-        -- Reserved at recording, so the floor was checked then: post as is.
-        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
-                               description, performed_on, recorded_by, idempotency_key,
-                               fingerprint, xb_id)
-             VALUES ('exchange', x.member_account, peer.clearing_account, x.minutes,
-                     x.category, x.description, x.performed_on, x.recorded_by,
-                     'xb:' || x.xid, x.fingerprint, x.id)
-          RETURNING id INTO tid;
-        UPDATE xb_exchanges SET state = 'settled', transfer_id = tid, decided_at = now()
-         WHERE id = x.id;
-    ELSE
-        UPDATE xb_exchanges SET state = 'rejected', reason = left(nullif(item->>'reason', ''), 100),
-                                decided_at = now()
-         WHERE id = x.id;
-    END IF;
-END $$;
-
+-- The earner's bank's answers to our proposals, as one message or a run of
+-- them: settled (tb_xb_answer_settle), then posted (tb_xb_answer_post).
+-- tb_fed_apply calls the two itself for a run of answers only, to post the
+-- whole run at its end.
 CREATE FUNCTION tb_on_xb_answer(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
-DECLARE
-    x jsonb;
-    ids bigint[];
 BEGIN
-    ids := tb_xb_answer_settle(from_peer, body->'items');
-    IF ids IS NOT NULL THEN
-        PERFORM tb_xb_answer_post(from_peer, ids, false);
-        RETURN '{}';
-    END IF;
-    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-        PERFORM tb_xb_on_answer(from_peer, x);
-    END LOOP;
+    PERFORM tb_xb_answer_post(from_peer, tb_xb_answer_settle(from_peer, body->'items'), false);
     RETURN '{}';
 END $$;
 
+-- Decides our exchanges the answers name: the first answer to each of our
+-- exchanges still waiting on this peer settles or rejects it; any other
+-- answer (not ours, decided already, said twice) changes nothing. Returns
+-- the ids of the exchanges it decided. An accepted one's transfer id is
+-- drawn here, so that nothing joins the transfers written back to the
+-- exchanges. Their balances are posted by tb_xb_answer_post, with the
+-- accounts locked, not as they are written (tb_post_transfers). Answers
+-- from one peer are applied one run at a time (tb_fed_apply's lock), and
+-- nothing else decides a waiting exchange, so what is read here stays so.
 CREATE FUNCTION tb_xb_answer_settle(from_peer text, items jsonb) RETURNS bigint[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    peer fed_peers;
-    ok boolean;
+    clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
     ids bigint[];
 BEGIN
-    SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    IF peer.clearing_account IS NULL OR jsonb_typeof(items) <> 'array'
-       OR jsonb_array_length(items) = 0 THEN
-        RETURN NULL;
+    IF clearing IS NULL OR jsonb_typeof(items) IS DISTINCT FROM 'array' THEN
+        RETURN '{}';
     END IF;
-    SELECT coalesce(bool_and(coalesce(x.state = 'pending' AND x.side = 'payer'
-                                      AND x.peer = from_peer, false)), false)
-           AND count(DISTINCT i->>'xid') = count(*),
-           array_agg(x.id ORDER BY n)
-      INTO ok, ids
-      FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)
-           LEFT JOIN xb_exchanges x ON x.xid = i->>'xid';
-    IF NOT ok THEN
-        RETURN NULL;
-    END IF;
-    -- Each answer beside its exchange's id, in one pass over both; an
-    -- accepted one's transfer id drawn here, so that nothing joins the
-    -- transfers written back to the exchanges. Their balances are posted
-    -- by tb_xb_answer_post, with the accounts locked, not as they are
-    -- written (tb_post_transfers).
     PERFORM set_config('tb.balances_posted', 'on', true);
-    WITH d AS (
-        SELECT x.*, t.a->>'accepted' = 'true' AS accepted, t.a->>'reason' AS why,
-               CASE WHEN t.a->>'accepted' = 'true' THEN nextval('transfers_id_seq') END AS tid
-          FROM ROWS FROM (jsonb_array_elements(items), unnest(ids)) WITH ORDINALITY
-               AS t(a, id, n)
-          JOIN xb_exchanges x ON x.id = t.id
-         ORDER BY t.n),
+    WITH first AS (
+        SELECT DISTINCT ON (x.id) x.*, t.a->>'accepted' = 'true' AS accepted,
+               t.a->>'reason' AS why, t.n
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(a, n)
+          JOIN xb_exchanges x ON x.xid = t.a->>'xid'
+         WHERE x.side = 'payer' AND x.peer = from_peer AND x.state = 'pending'
+         ORDER BY x.id, t.n),
+    d AS (
+        SELECT first.*, CASE WHEN accepted THEN nextval('transfers_id_seq') END AS tid
+          FROM first ORDER BY n),
     tr AS (
         INSERT INTO transfers (id, kind, payer_account, earner_account, minutes, category,
                                description, performed_on, recorded_by, idempotency_key,
                                fingerprint, xb_id)
-        SELECT d.tid, 'exchange', d.member_account, peer.clearing_account, d.minutes,
+        SELECT d.tid, 'exchange', d.member_account, clearing, d.minutes,
                d.category, d.description, d.performed_on, d.recorded_by, 'xb:' || d.xid,
                d.fingerprint, d.id
-          FROM d WHERE d.accepted)
-    UPDATE xb_exchanges x
-       SET state = CASE WHEN d.accepted THEN 'settled' ELSE 'rejected' END,
-           transfer_id = d.tid,
-           reason = CASE WHEN NOT d.accepted THEN left(nullif(d.why, ''), 100) END,
-           decided_at = now()
-      FROM d WHERE x.id = d.id;
+          FROM d WHERE d.accepted),
+    u AS (
+        UPDATE xb_exchanges x
+           SET state = CASE WHEN d.accepted THEN 'settled' ELSE 'rejected' END,
+               transfer_id = d.tid,
+               reason = CASE WHEN NOT d.accepted THEN left(nullif(d.why, ''), 100) END,
+               decided_at = now()
+          FROM d WHERE x.id = d.id
+        RETURNING x.id)
+    SELECT coalesce(array_agg(id), '{}') INTO ids FROM u;
     PERFORM set_config('tb.balances_posted', 'off', true);
     RETURN ids;
 END $$;

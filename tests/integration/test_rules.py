@@ -143,7 +143,8 @@ def normalised(rows, ids):
 
 def books(cluster, db):
     """Every row the two paths write: balances, transfers, cross-bank
-    exchanges (without ids and times), in order."""
+    exchanges (without ids and times: one set-wise statement decides a
+    message's exchanges at one time), in order."""
     r = psql(cluster, db, """
         SELECT json_build_object(
             'accounts', (SELECT json_agg(json_build_array(id, kind, balance_minutes,
@@ -151,7 +152,7 @@ def books(cluster, db):
                            FROM accounts),
             'transfers', (SELECT json_agg(to_jsonb(t) - 'created_at' ORDER BY id)
                             FROM transfers t),
-            'xb', (SELECT json_agg(to_jsonb(x) - 'id' - 'xid' - 'created_at'
+            'xb', (SELECT json_agg(to_jsonb(x) - 'id' - 'xid' - 'created_at' - 'decided_at'
                                    - 'proposed_seq' ORDER BY id) FROM xb_exchanges x),
             'keys', (SELECT count(*) FROM xb_exchanges WHERE idempotency_key IS NOT NULL));
     """)
@@ -197,3 +198,76 @@ def test_same_member_is_refused_on_every_path(cluster, workdir):
     assert rows == [refusal] and not fast
     assert one_at_a_time(cluster, db, [item]) == [refusal]
     assert books(cluster, db) == before
+
+
+def random_proposal(rng, sent):
+    """What westminster might send: mostly good proposals, and now and then
+    one that a rule refuses, one sent before, or one that names a claim,
+    contact or exchange to reverse (which go item by item)."""
+    if sent and rng.random() < 0.04:
+        return dict(rng.choice(sent))                        # resent
+    x = {"xid": f"westminster:{len(sent) + 1}", "earner": member(rng),
+         "minutes": rng.choice([15, 30, 60, 90, 120]),
+         "category": rng.choice(["lifts", "gardening", "befriending"]),
+         "performed_on": rng.choice(["2026-01-15", "2026-11-30"]),
+         "reverses": "", "claim": "", "contact": ""}
+    odd = rng.random()
+    if odd < 0.02:
+        x["xid"] = rng.choice(["colchester:9", "westminster:", "westminster:1x", "w\"x"])
+    elif odd < 0.04:
+        x["performed_on"] = rng.choice(["2999-01-01", "2026-02-30", "yesterday"])
+    elif odd < 0.06:
+        x["category"] = rng.choice(["", "x" * 41, "tab\there"])
+    elif odd < 0.08:
+        x["minutes"] = rng.choice([0, -60, "60", 10 ** 13, None])
+    elif odd < 0.09:
+        x["earner"] = rng.choice([0, "x", 10 ** 19])
+    elif odd < 0.13:
+        x[rng.choice(["reverses", "claim", "contact"])] = "westminster:404"
+    sent.append(x)
+    return x
+
+
+def propose_both_ways(cluster, batched, single, items, seq):
+    """The message through its handler (set-wise where nothing refuses) at
+    one bank, and item by item at the other: (answers, answers, set-wise)."""
+    body = literal({"kind": "xb_propose", "items": items})
+    r = psql(cluster, batched, f"""
+        BEGIN;
+        SELECT tb_on_xb_propose('westminster', {body}::jsonb, {seq})->'xb_answer';
+        SELECT coalesce(current_setting('tb.batch_path', true), '');
+        COMMIT;
+    """)
+    assert r.returncode == 0, r.stderr
+    answers, path = r.stdout.split("\n")[:2]
+    one = []
+    for x in items:
+        r = psql(cluster, single, f"SELECT tb_xb_on_propose('westminster', {literal(x)}::jsonb, {seq});")
+        assert r.returncode == 0, r.stderr
+        one.append(json.loads(r.stdout))
+    return json.loads(answers), one, path == "set-wise"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_proposals_are_answered_and_posted_as_one_at_a_time_does(cluster, workdir, seed):
+    rng = random.Random(seed)
+    batched, single = new_bank(cluster, workdir, "p"), new_bank(cluster, workdir, "q")
+    sent, set_wise, refusals = [], 0, set()
+    for n in range(50):
+        if n in (0, 30):
+            # What westminster may owe: reached before the 30th, then raised.
+            for db in (batched, single):
+                psql(cluster, db, "SELECT tb_fed_peers(ARRAY['westminster'], ARRAY['bank'], "
+                                  f"ARRAY[{3000 if n == 0 else 100000}])")
+        items = [random_proposal(rng, sent) for _ in range(rng.randint(1, 6))]
+        a, b, fast = propose_both_ways(cluster, batched, single, items, n + 1)
+        assert a == b, items
+        if fast:
+            set_wise += 1
+            assert all(x["accepted"] for x in b), "a message with a refusal was posted set-wise"
+        refusals |= {x["reason"] for x in b if not x["accepted"]}
+    assert books(cluster, batched) == books(cluster, single)
+    assert set_wise >= 8, set_wise
+    assert refusals >= {"invalid_request", "member_not_found", "member_inactive",
+                        "invalid_hours", "exposure_limit", "exchange_not_found",
+                        "claim_not_found", "contact_not_found"}, refusals
