@@ -53,7 +53,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check sql-shape no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: all check sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -97,13 +97,18 @@ integration: all
 sql-shape:
 	/usr/bin/python3 tests/sql/shape.py $(SQL_SOURCES)
 
+# The rules, the audit and the reports tested inside the database (pgTAP),
+# in a throwaway cluster: tests/sql/test_*.sql.
+sql-test:
+	/usr/bin/python3 tests/sql/run.py --migrations $(SQL_MIGRATIONS) --sources $(SQL_SOURCES)
+
 # The build that is installed carries no failpoint.
 no-failpoints: all
 	@if grep -q TIMEBANKD_FAILPOINT $(BUILD)/timebankd; then \
 		echo "$(BUILD)/timebankd has failpoints; they belong in test builds only"; exit 1; fi
 
 check: deps
-	$(MAKE) sql-shape no-failpoints
+	$(MAKE) sql-shape sql-test no-failpoints
 	$(MAKE) FAILPOINTS=1 all unit
 	$(MAKE) FAILPOINTS=1 integration
 

@@ -176,46 +176,6 @@ def test_audit_names_the_accounts_that_fail(bank):
     assert "audit: FAILED" in r.stdout
 
 
-def test_audit_finds_each_thing_it_checks_corrupted(bank):
-    """Each check of the audit fails when the data it guards is changed
-    behind the API's back, as a faulty tool with database access might,
-    and names what it found; the others stay ok."""
-    a, b = bank.add_member("Ann"), bank.add_member("Bob")
-    bank.exchange(a, b, "2")
-    acct = {n: bank.cluster.psql(f"SELECT account_id FROM members WHERE number = {n}",
-                                 bank.db).stdout.strip() for n in (a, b)}
-
-    def failing(corrupt, undo):
-        bank.cluster.psql(corrupt, bank.db)
-        r = bank.tbctl("--json", "audit")
-        assert r.returncode == 1
-        audit = json.loads(r.stdout)
-        bank.cluster.psql(undo, bank.db)
-        assert bank.tbctl_json("audit")["ok"]
-        return {c["invariant"]: c["failing"] for c in audit["checks"] if not c["ok"]}
-
-    # Balances that still sum to zero, but not to their journals.
-    swap = ("UPDATE accounts SET balance_minutes = balance_minutes + {d} "
-            f"WHERE id = {acct[a]}; UPDATE accounts SET balance_minutes = balance_minutes - {{d}} "
-            f"WHERE id = {acct[b]}")
-    got = failing(swap.format(d=30), swap.format(d=-30))
-    assert list(got) == [2] and f"member {a}: balance -90, journal -120" in got[2]
-    # A pending debit no reservation explains.
-    got = failing(f"UPDATE accounts SET pending_minutes = 45 WHERE id = {acct[b]}",
-                  f"UPDATE accounts SET pending_minutes = 0 WHERE id = {acct[b]}")
-    assert list(got) == [3] and f"member {b}: 45m pending, reservations 0h" in got[3]
-    # A transfer to an account that is not there: the journal's link.
-    got = failing("ALTER TABLE transfers DISABLE TRIGGER transfers_post; "
-                  "INSERT INTO transfers (kind, payer_account, earner_account, minutes, "
-                  f"category, performed_on, recorded_by, idempotency_key, fingerprint) VALUES "
-                  f"('exchange', {acct[a]}, 999999, 5, 'x', current_date, 't', 'bad', 'x'); "
-                  "ALTER TABLE transfers ENABLE TRIGGER transfers_post",
-                  "ALTER TABLE transfers DISABLE TRIGGER transfers_append_only; "
-                  "DELETE FROM transfers WHERE idempotency_key = 'bad'; "
-                  "ALTER TABLE transfers ENABLE TRIGGER transfers_append_only")
-    assert list(got) == [2] and any("no account 999999" in f for f in got[2])
-
-
 def test_journal_entries_are_their_transfers_own(bank):
     a, b = bank.add_member("Ann"), bank.add_member("Bob")
     status, t = bank.exchange(a, b, "2")
