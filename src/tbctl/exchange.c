@@ -3,14 +3,8 @@
 
 #include "req.h"
 
-#include <ctype.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
-
-/* Tries over about 15 s, so a database restart does not fail the command. */
-#define RECORD_TRIES 6
 
 static void show_exchange(const json_t *x)
 {
@@ -66,53 +60,6 @@ static void list_row(const json_t *x)
 	       tbctl_str(x, "category"));
 }
 
-int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
-                    void (*show)(const json_t *))
-{
-	struct tbctl_reply reply;
-	unsigned char raw[16];
-	char key[48];
-	int rc;
-
-	if (json_object_get(body, "idempotency_key") == NULL) {
-		if (RAND_bytes(raw, sizeof(raw)) != 1) {
-			fprintf(stderr, "tbctl: no randomness for an idempotency key\n");
-			return TBCTL_UNAVAILABLE;
-		}
-		strcpy(key, "tbctl-");
-		for (size_t i = 0; i < sizeof(raw); i++)
-			snprintf(key + 6 + 2 * i, 3, "%02x", raw[i]);
-		json_object_set_new(body, "idempotency_key", json_string(key));
-	}
-	snprintf(key, sizeof(key), "%s", tbctl_str(body, "idempotency_key"));
-	for (int i = 0; i < RECORD_TRIES; i++) {
-		if (i > 0)
-			sleep(i < 3 ? 1U << (i - 1) : 4);
-		rc = tbctl_http(t, "POST", path, body, &reply);
-		if (rc == 0 && reply.status != 503)
-			break;
-		json_decref(reply.body);
-		reply.body = NULL;
-	}
-	if (reply.status == 0 || reply.status == 503) {
-		rc = tbctl_fail(&reply);
-		fprintf(stderr,
-		        "tbctl: it may or may not be recorded; run the same command "
-		        "with --key %s to record it exactly once\n",
-		        key);
-		return rc;
-	}
-	if (reply.status >= 300)
-		return tbctl_fail(&reply);
-	if (t->json) {
-		json_dumpf(reply.body, stdout, JSON_INDENT(2));
-		putchar('\n');
-	} else {
-		show(reply.body);
-	}
-	json_decref(reply.body);
-	return TBCTL_OK;
-}
 
 static void show_group(const json_t *g)
 {
@@ -187,20 +134,6 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 	return rc;
 }
 
-int tbctl_exchange_id(const char *text)
-{
-	int64_t id;
-	size_t n = strlen(text);
-
-	if (req_parse_int(text, 1, INT64_MAX, &id) == 0)
-		return 1;
-	if (strchr(text, ':') == NULL || n > 60)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)text[i]) && text[i] != ':' && text[i] != '-')
-			return 0;
-	return 1;
-}
 
 static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 {
