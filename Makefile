@@ -38,11 +38,15 @@ SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel
 	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql reports.sql \
 	audit.sql)
 
-# Modules shared by the daemon and the tests.
-CORE := src/mem.c src/hours.c src/config.c src/log.c src/req.c src/dir_text.c src/auth.c src/crypto.c src/frame.c \
-	src/envelope.c src/http.c
-DAEMON_SRC := daemon/main.c src/db.c src/pgm.c src/schema.c src/api.c src/api_routes.c \
-	src/api_books.c src/api_tokens.c src/api_fed.c src/api_claims.c src/api_batch.c src/failpoint.c src/fed.c src/fed_tls.c src/fed_chan.c src/fed_dir.c src/api_dir.c
+# The C tree in layers (each header says what it may include; make layers
+# checks it, tests/layers.py): src/core is pure (no socket, no database), src/io reaches
+# the outside (the database, HTTP, the managed cluster), and src/api and
+# src/fed are the daemon's two halves, which know nothing of each other.
+# daemon/main.c wires them. src/tbctl is the command-line client.
+CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c dir_text.c auth.c crypto.c \
+	frame.c envelope.c) src/io/http.c
+DAEMON_SRC := daemon/main.c src/core/failpoint.c $(addprefix src/io/,db.c pgm.c schema.c) \
+	$(wildcard src/api/*.c) $(wildcard src/fed/*.c)
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -53,7 +57,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: all check layers sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -97,6 +101,10 @@ integration: all
 sql-shape:
 	/usr/bin/python3 tests/sql/shape.py $(SQL_SOURCES)
 
+# The C tree's layers: what each file may include, and no circles.
+layers:
+	/usr/bin/python3 tests/layers.py
+
 # The rules, the audit and the reports tested inside the database (pgTAP),
 # in a throwaway cluster: tests/sql/test_*.sql.
 sql-test:
@@ -108,14 +116,14 @@ no-failpoints: all
 		echo "$(BUILD)/timebankd has failpoints; they belong in test builds only"; exit 1; fi
 
 check: deps
-	$(MAKE) sql-shape sql-test no-failpoints
+	$(MAKE) layers sql-shape sql-test no-failpoints
 	$(MAKE) FAILPOINTS=1 all unit
 	$(MAKE) FAILPOINTS=1 integration
 
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak
 # fails it: framing and envelope opening, and the admin API's request heads.
 FUZZ_SECONDS ?= 60
-FUZZ_SRC := src/mem.c src/log.c src/crypto.c src/frame.c src/envelope.c
+FUZZ_SRC := $(addprefix src/core/,mem.c log.c crypto.c frame.c envelope.c)
 FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude
 fuzz: deps $(PROTO_C)
 	@mkdir -p build/fuzz/corpus build/fuzz/corpus_http
@@ -123,7 +131,7 @@ fuzz: deps $(PROTO_C)
 		-o build/fuzz/fuzz_envelope tests/fuzz/fuzz_envelope.c $(FUZZ_SRC) $(PROTO_C) \
 		$(shell pkg-config --libs openssl jansson libprotobuf-c libevent)
 	$(FUZZ_CC) $(shell pkg-config --cflags libevent libprotobuf-c) -o build/fuzz/fuzz_http \
-		tests/fuzz/fuzz_http.c src/http.c src/mem.c src/log.c \
+		tests/fuzz/fuzz_http.c src/io/http.c src/core/mem.c src/core/log.c \
 		$(shell pkg-config --libs libevent openssl jansson libprotobuf-c)
 	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 build/fuzz/corpus
@@ -150,7 +158,7 @@ demo-down:
 	deploy/demo/demo down
 
 format:
-	clang-format -i $(wildcard daemon/*.c src/*.c src/tbctl/*.c include/*.h tests/unit/*.c)
+	clang-format -i $(wildcard daemon/*.c src/*/*.c src/*/*.h include/*.h tests/unit/*.c)
 
 PREFIX ?= /usr/local
 install: all

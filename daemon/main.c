@@ -239,6 +239,25 @@ static int check_only(const struct config *cfg, const char *path)
 	return 0;
 }
 
+/* The federation link as the API sees it (struct api_link). */
+static void link_written(void *fed, int queued, int directory)
+{
+	if (queued)
+		fed_kick(fed);
+	if (directory)
+		fed_dir_changed(fed);
+}
+
+static json_t *link_peers(void *fed, const json_t *db_state)
+{
+	return fed_peers_json(fed, db_state);
+}
+
+static void link_metrics(void *fed, struct evbuffer *out)
+{
+	fed_metrics(fed, out);
+}
+
 static int run(struct daemon *d)
 {
 	struct event *ev_term, *ev_int, *ev_hup;
@@ -281,7 +300,8 @@ static int run(struct daemon *d)
 			pgm_stop(d->pgm);
 			fatal("cannot start the federation link");
 		}
-		api_set_fed(d->api, d->fed);
+		api_set_link(d->api, &(struct api_link){d->fed, link_written, link_peers,
+		                                        link_metrics});
 	}
 	if (d->pgm != NULL)
 		pgm_supervise(d->pgm, d->base);

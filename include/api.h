@@ -1,6 +1,7 @@
 /* api: the admin HTTP/JSON API (its HTTP/1.1 server: http.h). Bearer tokens with roles; errors
  * are {"error": {"code", "message"}} with a stable code; writes go to the
- * ledger as one SQL call each, so an error never leaves anything written. */
+ * ledger as one SQL call each, so an error never leaves anything written.
+ * Layer: api (src/api/); includes core and io headers; nothing of the federation. */
 #ifndef TB_API_H
 #define TB_API_H
 
@@ -8,6 +9,7 @@
 #include "db.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,9 +29,22 @@ struct api_limits {
 struct api *api_new(struct event_base *base, const char *bank_id, const char *bank_name,
                     const char *host, int port, struct db *db, struct auth *auth,
                     const char *token_file, const struct api_limits *limits);
-struct fed;
-/* Lets the API show the federation link (GET /v1/peers) and wake it. */
-void api_set_fed(struct api *api, struct fed *fed);
+struct evbuffer;
+/* The federation link as the API knows it: what the daemon gives it
+ * (daemon/main.c), so that the API calls nothing of the link's own. */
+struct api_link {
+	void *arg;
+	/* A write committed that may have queued channel messages (queued)
+	 * or changed the shared directory (directory). */
+	void (*written)(void *arg, int queued, int directory);
+	/* Each peer's link (GET /v1/peers), merged with the channel's state
+	 * (tb_fed_state(), may be NULL). New reference. */
+	json_t *(*peers)(void *arg, const json_t *db_state);
+	/* Appends the link's Prometheus metrics. */
+	void (*metrics)(void *arg, struct evbuffer *out);
+};
+/* Without it the API answers as a bank with no [federation]. */
+void api_set_link(struct api *api, const struct api_link *link);
 
 /* Closes the listener and every connection. Accepts NULL. */
 void api_free(struct api *api);

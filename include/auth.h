@@ -1,6 +1,7 @@
 /* auth: bearer tokens with roles, kept hashed (SHA-256) in the token file,
  * one per line: NAME ROLE sha256:HEX [created=TIME]. Names are unique. The
- * token itself is shown once, when made, and never stored or logged. */
+ * token itself is shown once, when made, and never stored or logged.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_AUTH_H
 #define TB_AUTH_H
 

@@ -1,5 +1,6 @@
 /* config: the daemon's INI file, parsed into a fresh struct so a reload can
- * be checked whole before it replaces the running one. */
+ * be checked whole before it replaces the running one.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_CONFIG_H
 #define TB_CONFIG_H
 

@@ -1,6 +1,7 @@
 /* crypto: Ed25519 message signatures and SHA-256, over OpenSSL. A key is
  * known by its id: the first 8 bytes of the SHA-256 of its raw public key,
- * in hex. */
+ * in hex.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_CRYPTO_H
 #define TB_CRYPTO_H
 

@@ -1,7 +1,8 @@
 /* db: a small pool of asynchronous libpq connections driven by the libevent
  * loop (PQconnectStart / PQsendQueryParams / PQconsumeInput on PQsocket), in
  * pipeline mode, one statement (and its barrier) at a time on each. Lost
- * connections are re-made with jittered, capped backoff. */
+ * connections are re-made with jittered, capped backoff.
+ * Layer: io (src/io/); includes core headers. */
 #ifndef TB_DB_H
 #define TB_DB_H
 

@@ -1,7 +1,8 @@
 /* dir_text: what a shared directory item may say (no e-mail address, phone
  * number or full postcode), and the normal forms of its area (a postcode
  * district such as CO1) and availability ("tuesday morning, weekends").
- * Pure: no I/O. */
+ * Pure: no I/O.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_DIR_TEXT_H
 #define TB_DIR_TEXT_H
 

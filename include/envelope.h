@@ -1,6 +1,7 @@
 /* envelope: sealing and opening the signed messages of the federation link
  * (proto/federation.proto). Opening verifies the signature over the exact
- * signed bytes before parsing them, then checks sender and receiver. */
+ * signed bytes before parsing them, then checks sender and receiver.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_ENVELOPE_H
 #define TB_ENVELOPE_H
 

@@ -1,6 +1,7 @@
 /* fed: the federation link. Mutual TLS 1.3 to every configured peer, a
  * session state machine per peer, and over it the durable exactly-once
- * channel whose state lives in the ledger database (src/sql/channel.sql). */
+ * channel whose state lives in the ledger database (src/sql/channel.sql).
+ * Layer: fed (src/fed/); includes core and io headers; nothing of the API. */
 #ifndef TB_FED_H
 #define TB_FED_H
 

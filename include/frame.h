@@ -1,5 +1,6 @@
 /* frame: the federation link's framing, a 4-byte big-endian length and
- * then that many bytes. Pure. */
+ * then that many bytes. Pure.
+ * Layer: core (src/core/); includes nothing. */
 #ifndef TB_FRAME_H
 #define TB_FRAME_H
 

@@ -1,5 +1,6 @@
 /* hours: time amounts as integer minutes, parsed from and shown as hours.
- * Pure functions, no allocation. */
+ * Pure functions, no allocation.
+ * Layer: core (src/core/); includes nothing. */
 #ifndef TB_HOURS_H
 #define TB_HOURS_H
 

@@ -3,9 +3,9 @@
  * order), HTTP/1.0, Expect: 100-continue and bodies sized by Content-Length;
  * a body in a transfer coding gets 411. Each connection's socket stays
  * registered for reading, and a reply is written at once, with one call,
- * when the socket takes it: per request one read and one write, where
- * evhttp made four epoll_ctl calls, an FIONREAD and a loop turn more (see
- * the README's Performance). */
+ * when the socket takes it: per request one read and one write (the
+ * README's Performance says why).
+ * Layer: io (src/io/); includes core headers. */
 #ifndef TB_HTTP_H
 #define TB_HTTP_H
 

@@ -1,5 +1,6 @@
 /* log: one line per event on stderr (the journal under systemd), with a
- * timestamp and level. Never pass secrets or confidential notes. */
+ * timestamp and level. Never pass secrets or confidential notes.
+ * Layer: core (src/core/); includes nothing. */
 #ifndef TB_LOG_H
 #define TB_LOG_H
 

@@ -2,8 +2,9 @@
  * goes through these, or through the libraries' hooks that mem_install
  * points at them (jansson, libevent, OpenSSL, protobuf-c): one that fails
  * logs the size asked for and aborts. No caller checks for NULL. libpq
- * allocates for itself; its failures come back as failed results. Includes
- * only the C library and protobuf-c. */
+ * allocates for itself; its failures come back as failed results.
+ * Layer: core (src/core/); includes none of ours (the C library's and
+ * protobuf-c's only). */
 #ifndef TB_MEM_H
 #define TB_MEM_H
 

@@ -2,7 +2,8 @@
  * socket only. Made with initdb the first time, started at daemon start-up,
  * stopped when the daemon exits. When the daemon runs as root, the cluster
  * runs as an unprivileged user (config: pg_user). Starting and stopping
- * block (start-up and shut-down only); supervision runs on the loop. */
+ * block (start-up and shut-down only); supervision runs on the loop.
+ * Layer: io (src/io/); includes core headers. */
 #ifndef TB_PGM_H
 #define TB_PGM_H
 

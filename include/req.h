@@ -1,5 +1,6 @@
 /* req: validates API request bodies and turns them into the normalised JSON
- * the ledger's SQL functions take. Pure: no I/O, no database. */
+ * the ledger's SQL functions take. Pure: no I/O, no database.
+ * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_REQ_H
 #define TB_REQ_H
 

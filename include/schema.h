@@ -4,7 +4,8 @@
  * never changes. The functions, views and triggers that hold the rules are
  * dropped and made again from the shipped sources at every start, in one
  * transaction, so the database holds exactly what this binary ships.
- * Blocking: for start-up only. Includes only libpq. */
+ * Blocking: for start-up only.
+ * Layer: io (src/io/); includes core headers. */
 #ifndef TB_SCHEMA_H
 #define TB_SCHEMA_H
 

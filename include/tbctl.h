@@ -1,5 +1,6 @@
 /* tbctl: the coordinator's command line over the admin API. Shared by the
- * files in src/tbctl/. */
+ * files in src/tbctl/.
+ * Layer: tbctl (src/tbctl/); includes core headers and its own. */
 #ifndef TB_TBCTL_H
 #define TB_TBCTL_H
 

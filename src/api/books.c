@@ -1,7 +1,7 @@
 /* The admin API's statements and reports for funders: read-only views of
  * the ledger, one SQL call each. Reports carry counts and hours only, never
  * a member's details. */
-#include "api_internal.h"
+#include "internal.h"
 
 #include "req.h"
 

@@ -1,8 +1,6 @@
 /* The admin API's view of the federation link: each peer's session and
  * channel, and test messages that prove a link without touching a ledger. */
-#include "api_internal.h"
-
-#include "fed.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +15,7 @@ static void on_state(void *arg, const struct db_result *res)
 	/* The link's own state is shown even when the database is away. */
 	if (res->status == DB_OK)
 		db_state = json_loads(PQgetvalue(res->res, 0, 0), 0, &err);
-	out = fed_peers_json(api_fed(r->api), db_state);
+	out = r->api->link.peers(r->api->link.arg, db_state);
 	json_object_set_new(out, "database", json_boolean(db_state != NULL));
 	text = json_dumps(out, JSON_COMPACT);
 	api_reply_text(r, 200, text);
@@ -30,7 +28,7 @@ void api_peers(struct api_req *r)
 {
 	enum db_status st;
 
-	if (api_fed(r->api) == NULL) {
+	if (r->api->link.peers == NULL) {
 		json_t *j =
 		    json_pack("{sssss[]}", "bank", api_bank_id(r->api), "role", "none", "peers");
 		char *text = json_dumps(j, JSON_COMPACT);
@@ -53,7 +51,7 @@ void api_test_messages(struct api_req *r)
 	const char *text = json_string_value(json_object_get(r->body, "text"));
 	char n[24];
 
-	if (api_fed(r->api) == NULL) {
+	if (r->api->link.peers == NULL) {
 		api_reply_error(r, 409, "federation_disabled", "this daemon has no [federation]");
 		return;
 	}
@@ -65,6 +63,6 @@ void api_test_messages(struct api_req *r)
 		return;
 	}
 	const char *params[3] = {peer, API_I64(n, json_integer_value(count)), text ? text : ""};
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	api_sql(r, "SELECT tb_fed_test_enqueue($1, $2::int, $3)::text", 3, params);
 }

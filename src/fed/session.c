@@ -1,7 +1,8 @@
 /* The federation link's connections and sessions: listening, dialing with
  * jittered capped backoff, TLS identity, hellos, keeping exactly one
- * session per peer, reading frames, refusing what is wrong. */
-#include "fed_internal.h"
+ * session per peer, reading frames, refusing what is wrong. What a session
+ * carries for the channel and the directory goes up through fed->up. */
+#include "internal.h"
 
 #include "failpoint.h"
 #include "frame.h"
@@ -25,12 +26,17 @@
 static const char *const state_names[] = {"idle",  "connecting",  "tls",
                                           "hello", "established", "backing_off"};
 
-static int64_t now_ms(void)
+int64_t fed_now_ms(void)
 {
 	struct timeval tv;
 
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+const char *fed_peer_state_name(enum peer_state state)
+{
+	return state_names[state];
 }
 
 /* Every state change of a peer goes through here, and is logged. */
@@ -54,7 +60,7 @@ struct fed_peer *fed_peer_find(struct fed *fed, const char *id)
 
 static void peer_dial(struct fed_peer *peer);
 
-static void on_dial_timer(evutil_socket_t fd, short what, void *arg)
+void fed_peer_dial_due(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
@@ -72,7 +78,7 @@ static void schedule_dial(struct fed_peer *peer)
 	    peer->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : peer->backoff_ms * 2;
 }
 
-static void conn_free(evutil_socket_t fd, short what, void *arg)
+void fed_conn_free(evutil_socket_t fd, short what, void *arg)
 {
 	struct fed_conn *conn = arg;
 
@@ -104,7 +110,7 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 		log_info("fed: refused a connection from %s", conn->addr);
 	bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
-	event_base_once(conn->fed->base, -1, EV_TIMEOUT, conn_free, conn, &now);
+	event_base_once(conn->fed->base, -1, EV_TIMEOUT, fed_conn_free, conn, &now);
 	if (peer != NULL && (peer->session == conn || peer->dialing == conn)) {
 		if (peer->session == conn) {
 			peer->session = NULL;
@@ -130,7 +136,7 @@ static void send_signed(struct fed_conn *conn, const Timebank__V1__Body *body,
 	uint8_t *buf, hash[CRYPTO_HASH_LEN], header[FRAME_HEADER];
 	size_t len;
 
-	if (env_seal(fed->bank_id, conn->peer->id, 0, NULL, now_ms(), body, key, &buf, &len,
+	if (env_seal(fed->bank_id, conn->peer->id, 0, NULL, fed_now_ms(), body, key, &buf, &len,
 	             hash) == -1) {
 		log_error("fed: cannot sign a message to %s", conn->peer->id);
 		return;
@@ -203,7 +209,7 @@ static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
 		         "accepted for %d days",
 		         peer->id, crypto_key_id(peer->keys[peer->nkeys - 1]), msg->key_id,
 		         FED_KEY_GRACE_DAYS);
-		fed_chan_key_learned(peer, peer->keys[peer->nkeys - 1], msg->key_id);
+		peer->fed->up->key_learned(peer, peer->keys[peer->nkeys - 1], msg->key_id);
 	}
 }
 
@@ -269,9 +275,7 @@ static void establish(struct fed_conn *conn)
 	evtimer_del(peer->timer);
 	peer->send_after = conn->confirmed;
 	change_state(peer, PEER_ESTABLISHED, conn->outbound ? "we dialed" : "it dialed");
-	fed_chan_session_started(peer);
-	peer->dir_pulling = 0;
-	fed_dir_pull(peer);
+	peer->fed->up->session_started(peer);
 }
 
 static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
@@ -324,29 +328,11 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 	} else if (peer->session != conn && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		/* A session being replaced: what it sends now is sent again. */
 	} else {
-		switch (body->kind_case) {
-		case TIMEBANK__V1__BODY__KIND_HELLO:
+		if (body->kind_case == TIMEBANK__V1__BODY__KIND_HELLO)
 			on_hello(conn, body->hello);
-			break;
-		case TIMEBANK__V1__BODY__KIND_ACK:
-			fed_chan_ack(peer, body->ack->sequence);
-			break;
-		case TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL:
-		case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
-		case TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE:
-			fed_dir_received(peer, body);
-			break;
-		case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
-			fed_chan_checkpoint_check(
-			    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
-			    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes);
-			break;
-		default:
-			/* Pings keep the session alive; nothing else to do. */
-			if (env_is_channel(body))
-				fed_chan_received(conn, &msg, buf, len);
-			break;
-		}
+		else if (body->kind_case != TIMEBANK__V1__BODY__KIND_PING)
+			conn->fed->up->received(conn, &msg, buf, len);
+		/* Pings keep the session alive; nothing else to do. */
 	}
 	env_msg_clear(&msg);
 }
@@ -396,7 +382,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		failpoint("send_after"); /* what was written has gone to the socket */
 	if (conn->peer != NULL && conn->peer->session == conn)
-		fed_chan_pump(conn->peer);
+		conn->fed->up->writable(conn->peer);
 }
 
 /* TLS is up: who is it? */
@@ -553,7 +539,7 @@ static void peer_dial(struct fed_peer *peer)
 		fed_conn_close(conn, "cannot connect");
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
 	struct fed *fed = arg;
@@ -572,66 +558,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	         sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0);
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct fed *fed = arg;
-	time_t now = time(NULL);
-	int checkpoints = now - fed->last_checkpoint >= 10;
-
-	(void)fd;
-	(void)what;
-	if (!fed->loaded) {
-		fed_chan_load(fed);
-		return;
-	}
-	fed_chan_seal(fed);
-	if (checkpoints)
-		fed->last_checkpoint = now;
-	for (int i = 0; i < fed->npeers; i++) {
-		struct fed_peer *peer = &fed->peers[i];
-		if (peer->session == NULL)
-			continue;
-		if (checkpoints) {
-			Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
-			Timebank__V1__Ping ping = TIMEBANK__V1__PING__INIT;
-			body.kind_case = TIMEBANK__V1__BODY__KIND_PING;
-			body.ping = &ping;
-			fed_conn_send(peer->session, &body);
-			fed_chan_checkpoint_send(peer);
-			fed_dir_pull(peer);
-		}
-		fed_chan_pump(peer);
-	}
-}
-
-/* Sealing starts at once rather than at the loop's next turn, where it
- * waited behind every request and answer that turn had ready. */
-void fed_kick(struct fed *fed)
-{
-	if (fed != NULL)
-		fed_chan_seal(fed);
-}
-
-/* The server may have restarted, failed over or been put back to a backup
- * since the channel's state was read, so what memory says was applied,
- * sealed or acknowledged may be ahead of what the database holds. Every
- * session closes, and none starts again (no hello, no acknowledgement)
- * until that state has been read again. */
-static void on_db_lost(void *arg)
-{
-	struct fed *fed = arg;
-	struct fed_conn *conn;
-
-	fed->epoch++; /* a read of the state under way is read again */
-	if (fed->stopping || !fed->loaded)
-		return;
-	fed->loaded = 0;
-	log_warn("fed: a database connection was lost; closing every session and reading the "
-	         "channel's state again");
-	LIST_FOREACH(conn, &fed->conns, next)
-	fed_conn_close(conn, "the database connection was lost");
-}
-
 /* Called by fed_chan once the channel state is read. */
 void fed_start_dialing(struct fed *fed)
 {
@@ -639,7 +565,7 @@ void fed_start_dialing(struct fed *fed)
 		peer_dial(&fed->peers[i]);
 }
 
-static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
+int fed_peer_load(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
 {
 	char err[300];
 
@@ -654,231 +580,8 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 		return -1;
 	}
 	peer->nkeys = 1;
-	peer->timer = evtimer_new(fed->base, on_dial_timer, peer);
-	peer->ack_timer = evtimer_new(fed->base, fed_chan_ack_due, peer);
-	peer->apply_timer = evtimer_new(fed->base, fed_chan_apply_due, peer);
+	peer->timer = evtimer_new(fed->base, fed_peer_dial_due, peer);
 	peer->backoff_ms = BACKOFF_MIN_MS;
-	peer->pending = json_array();
 	peer->since = time(NULL);
-	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "unknown");
 	return 0;
-}
-
-struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db *db)
-{
-	struct fed *fed = xcalloc(1, sizeof(*fed));
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
-	struct timeval tick = {0, 200 * 1000};
-	char addr[300], err[512];
-
-	fed->base = base;
-	fed->db = db;
-	fed->bank_id = xstrdup(cfg->bank_id);
-	fed->role = xstrdup(cfg->fed_role);
-	LIST_INIT(&fed->conns);
-	fed->ctx = fed_tls_ctx(cfg, err, sizeof(err));
-	if (fed->ctx == NULL) {
-		log_error("fed: TLS: %s", err);
-		goto fail;
-	}
-	fed->sign_key = crypto_key_load(cfg->fed_signing_key, 1, err, sizeof(err));
-	if (fed->sign_key == NULL) {
-		log_error("fed: signing key: %s", err);
-		goto fail;
-	}
-	if (cfg->fed_previous_key != NULL) {
-		fed->previous_key = crypto_key_load(cfg->fed_previous_key, 1, err, sizeof(err));
-		if (fed->previous_key == NULL) {
-			log_error("fed: previous signing key: %s", err);
-			goto fail;
-		}
-		log_info("fed: rotating signing keys: announcing %s, signed by %s",
-		         crypto_key_id(fed->sign_key), crypto_key_id(fed->previous_key));
-	}
-	for (int i = 0; i < cfg->npeers; i++) {
-		fed->npeers++;
-		if (load_peer(fed, &fed->peers[i], &cfg->peers[i]) == -1)
-			goto fail;
-	}
-	snprintf(addr, sizeof(addr), "%s:%d", cfg->fed_host, cfg->fed_port);
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
-		log_error("fed: listen address %s is not an IP address and port", addr);
-		goto fail;
-	}
-	fed->listener =
-	    evconnlistener_new_bind(base, on_accept, fed, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-	                            64, (struct sockaddr *)&ss, sslen);
-	if (fed->listener == NULL) {
-		log_error("fed: cannot listen on %s", addr);
-		goto fail;
-	}
-	db_on_lost(db, on_db_lost, fed);
-	fed->tick = event_new(base, -1, EV_PERSIST, on_tick, fed);
-	event_add(fed->tick, &tick);
-	log_info("fed: %s %s listening on %s with %d peers (signing key %s)", fed->role,
-	         fed->bank_id, addr, fed->npeers, crypto_key_id(fed->sign_key));
-	fed_chan_load(fed);
-	return fed;
-fail:
-	fed_free(fed);
-	return NULL;
-}
-
-void fed_stop(struct fed *fed)
-{
-	struct fed_conn *conn;
-
-	if (fed == NULL)
-		return;
-	fed->stopping = 1;
-	db_on_lost(fed->db, NULL, NULL);
-	LIST_FOREACH(conn, &fed->conns, next)
-	fed_conn_close(conn, NULL);
-	for (int i = 0; i < fed->npeers; i++) {
-		evtimer_del(fed->peers[i].timer);
-		evtimer_del(fed->peers[i].ack_timer);
-		evtimer_del(fed->peers[i].apply_timer);
-	}
-}
-
-void fed_free(struct fed *fed)
-{
-	struct fed_conn *conn;
-
-	if (fed == NULL)
-		return;
-	/* Connections closed but not yet freed: the loop has stopped. */
-	while ((conn = LIST_FIRST(&fed->conns)) != NULL)
-		conn_free(-1, 0, conn);
-	for (int i = 0; i < fed->npeers; i++) {
-		struct fed_peer *peer = &fed->peers[i];
-		for (int k = 0; k < peer->nkeys; k++)
-			crypto_key_free(peer->keys[k]);
-		if (peer->timer != NULL)
-			event_free(peer->timer);
-		if (peer->ack_timer != NULL)
-			event_free(peer->ack_timer);
-		if (peer->apply_timer != NULL)
-			event_free(peer->apply_timer);
-		json_decref(peer->pending);
-		free(peer->id);
-		free(peer->host);
-		free(peer->kind);
-	}
-	if (fed->listener != NULL)
-		evconnlistener_free(fed->listener);
-	if (fed->tick != NULL)
-		event_free(fed->tick);
-	crypto_key_free(fed->sign_key);
-	crypto_key_free(fed->previous_key);
-	SSL_CTX_free(fed->ctx);
-	free(fed->bank_id);
-	free(fed->role);
-	free(fed);
-}
-
-json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
-{
-	json_t *items = json_array();
-	char since[32];
-	struct tm tm;
-
-	for (int i = 0; i < fed->npeers; i++) {
-		const struct fed_peer *peer = &fed->peers[i];
-		json_t *row = NULL, *item;
-		size_t j;
-		gmtime_r(&peer->since, &tm);
-		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_array_foreach(
-		    (json_t *)db_state, j,
-		    item) if (strcmp(json_string_value(json_object_get(item, "peer")), peer->id) ==
-		              0) row = item;
-		item = json_pack("{ss ss ss ss ss sI sI sI sI sI ss}", "peer", peer->id, "kind",
-		                 peer->kind, "state", state_names[peer->state], "since", since,
-		                 "last_error", peer->last_error, "sent", (json_int_t)peer->sent,
-		                 "received", (json_int_t)peer->received, "duplicates",
-		                 (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
-		                 "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
-		json_object_set_new(item, "address", json_sprintf("%s:%d", peer->host, peer->port));
-		if (row != NULL) {
-			json_object_set(item, "applied", json_object_get(row, "applied"));
-			json_object_set(item, "outbox_depth", json_object_get(row, "outbox_depth"));
-			json_object_set(item, "diverged", json_object_get(row, "diverged"));
-			json_object_set(item, "diverged_reason",
-			                json_object_get(row, "diverged_reason"));
-			json_object_set(item, "directory", json_object_get(row, "directory"));
-		}
-		json_array_append_new(items, item);
-	}
-	/* ready: the channel's state is read, so peers are dialed and accepted. */
-	return json_pack("{sssssbso}", "bank", fed->bank_id, "role", fed->role, "ready",
-	                 fed->loaded, "peers", items);
-}
-
-void fed_metrics(const struct fed *fed, struct evbuffer *out)
-{
-	static const struct {
-		const char *name, *help;
-		size_t offset;
-	} counters[] = {
-	    {"sent", "Channel messages sent to the peer.", offsetof(struct fed_peer, sent)},
-	    {"received", "Channel messages received from the peer.",
-	     offsetof(struct fed_peer, received)},
-	    {"duplicates", "Messages received again and skipped.",
-	     offsetof(struct fed_peer, duplicates)},
-	    {"refused", "Messages and frames refused from the peer.",
-	     offsetof(struct fed_peer, refused)},
-	};
-
-	evbuffer_add_printf(out, "# HELP timebankd_peer_established 1 when the session is up.\n"
-	                         "# TYPE timebankd_peer_established gauge\n");
-	for (int i = 0; i < fed->npeers; i++)
-		evbuffer_add_printf(out, "timebankd_peer_established{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
-	evbuffer_add_printf(out, "# HELP timebankd_peer_connections Connections open with the "
-	                         "peer, its session and any still in TLS or hello.\n"
-	                         "# TYPE timebankd_peer_connections gauge\n");
-	for (int i = 0; i < fed->npeers; i++) {
-		const struct fed_conn *conn;
-		int n = 0;
-		LIST_FOREACH(conn, &fed->conns, next)
-			n += conn->peer == &fed->peers[i] && !conn->closing;
-		evbuffer_add_printf(out, "timebankd_peer_connections{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id, n);
-	}
-	evbuffer_add_printf(out,
-	                    "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
-	                    "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");
-	for (int i = 0; i < fed->npeers; i++)
-		evbuffer_add_printf(out, "timebankd_peer_diverged{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id,
-		                    strcmp(fed->peers[i].checkpoint, "diverged") == 0);
-	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
-		evbuffer_add_printf(out,
-		                    "# HELP timebankd_peer_messages_%s_total %s\n"
-		                    "# TYPE timebankd_peer_messages_%s_total counter\n",
-		                    counters[c].name, counters[c].help, counters[c].name);
-		for (int i = 0; i < fed->npeers; i++) {
-			const unsigned long long *v =
-			    (const void *)((const char *)&fed->peers[i] + counters[c].offset);
-			evbuffer_add_printf(out,
-			                    "timebankd_peer_messages_%s_total{peer=\"%s\"} %llu\n",
-			                    counters[c].name, fed->peers[i].id, *v);
-		}
-	}
-	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_applied_total Directory "
-	                         "items pulled from the peer and applied.\n"
-	                         "# TYPE timebankd_peer_directory_items_applied_total counter\n");
-	for (int i = 0; i < fed->npeers; i++)
-		evbuffer_add_printf(
-		    out, "timebankd_peer_directory_items_applied_total{peer=\"%s\"} %llu\n",
-		    fed->peers[i].id, fed->peers[i].dir_applied);
-	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_served_total Directory "
-	                         "items of ours sent to the peer.\n"
-	                         "# TYPE timebankd_peer_directory_items_served_total counter\n");
-	for (int i = 0; i < fed->npeers; i++)
-		evbuffer_add_printf(
-		    out, "timebankd_peer_directory_items_served_total{peer=\"%s\"} %llu\n",
-		    fed->peers[i].id, fed->peers[i].dir_served);
 }

@@ -1,6 +1,13 @@
-/* fed_internal: what the federation link's files share (fed.c: connections
- * and sessions; fed_tls.c: TLS; fed_chan.c: the channel in the database).
- * Not for other modules. */
+/* What the federation link's files share, and no other module sees. They
+ * call downwards only:
+ *   fed.c        the link as fed.h shows it; joins the layers below
+ *   chan.c       the exactly-once channel, its state in the database
+ *   directory.c  the shared directory's pulls and pages
+ *   call.c       database calls about a peer's session
+ *   session.c    connections and sessions; hands what they carry up
+ *                through struct fed_upcalls, never by name
+ *   tls.c        TLS contexts and certificate identity
+ * May include the core and io headers, and fed.h; never the API's. */
 #ifndef TB_FED_INTERNAL_H
 #define TB_FED_INTERNAL_H
 
@@ -94,7 +101,20 @@ struct fed_peer {
 	unsigned long long sent, received, duplicates, refused;
 };
 
+/* What sessions hand up (session.c calls these, fed.c sets them). */
+struct fed_upcalls {
+	void (*session_started)(struct fed_peer *peer);
+	void (*key_learned)(struct fed_peer *peer, const struct crypto_key *key,
+	                    const char *replaces);
+	/* A verified message of the session that is not the session's own. */
+	void (*received)(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
+	                 size_t len);
+	/* The session's output has room again. */
+	void (*writable)(struct fed_peer *peer);
+};
+
 struct fed {
+	const struct fed_upcalls *up;
 	struct event_base *base;
 	struct db *db;
 	char *bank_id;
@@ -115,29 +135,39 @@ struct fed {
 	time_t last_checkpoint;
 };
 
-/* fed_tls.c */
+/* tls.c */
 SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen);
 /* The bank id a connected peer's certificate names; 0 or -1. */
 int fed_tls_peer_id(SSL *ssl, char *out, size_t len) __attribute__((warn_unused_result));
 /* Why a TLS connection failed, for the log and tbctl peers. */
 void fed_tls_error(struct bufferevent *bev, char *buf, size_t len);
 
-/* fed.c */
+/* session.c */
+int64_t fed_now_ms(void);
+const char *fed_peer_state_name(enum peer_state state);
+/* A configured peer's session fields, its dial timer made. 0 or -1 (logged). */
+int fed_peer_load(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
+    __attribute__((warn_unused_result));
+struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
+/* Dials every peer; called once the channel's state is read. */
+void fed_start_dialing(struct fed *fed);
+void fed_peer_dial_due(evutil_socket_t fd, short what, void *arg);
+/* The listener's callback: a connection to the federation port. */
+void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                        int socklen, void *arg);
 void fed_conn_close(struct fed_conn *conn, const char *why);
+/* Frees a closed connection (fed_conn_close schedules it). */
+void fed_conn_free(evutil_socket_t fd, short what, void *arg);
 /* Seals and writes a session message (sequence 0) on conn. */
 void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body);
 void fed_conn_refuse(struct fed_conn *conn, const char *what);
-struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
-
-void fed_start_dialing(struct fed *fed);
 #define FED_KEY_GRACE_DAYS 7
 /* Accepts a peer's new signing key, announced (signed) by replaces; the
  * replaced key stays good for grace_seconds. */
 void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
                       long grace_seconds);
 
-/* fed_chan.c */
-/* A database call about one peer's session; freed by its callback. */
+/* call.c: a database call about one peer's session; freed by its callback. */
 struct fed_call {
 	struct fed_peer *peer;
 	unsigned generation;
@@ -150,6 +180,8 @@ int fed_call_current(const struct fed_call *c);
 json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer);
 int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
               void *arg) __attribute__((warn_unused_result));
+
+/* chan.c */
 void fed_chan_load(struct fed *fed);
 void fed_chan_seal(struct fed *fed);
 void fed_chan_pump(struct fed_peer *peer);
@@ -165,7 +197,7 @@ void fed_chan_session_started(struct fed_peer *peer);
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
                           const char *replaces);
 
-/* fed_dir.c */
+/* directory.c */
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
 /* A directory pull, page or notice from the peer. */

@@ -1,7 +1,7 @@
 /* The admin API's directory: members' offers and requests, search over
  * this bank's and every peer's shared items, matching, and contact through
  * the brokers. Each handler is one SQL call (src/sql/directory.sql). */
-#include "api_internal.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +178,7 @@ void api_contact_request(struct api_req *r)
 	struct req_error err;
 	const char *extra[2] = {r->actor, api_bank_id(r->api)};
 
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	api_sql_body(r, "SELECT tb_contact_request($1::jsonb, $2, $3)::text",
 	             req_contact(r->body, &err), &err, 2, extra);
 }
@@ -222,7 +222,7 @@ static void contact_answer(struct api_req *r, int accept)
 	const char *extra[3] = {r->name, accept ? "t" : "f", r->actor};
 
 	r->ok_status = 200;
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	/* $1 is the body; its message is the answer's words. */
 	api_sql_body(r,
 	             "SELECT tb_contact_answer($2, $3::boolean, $1::jsonb->>'message', $4)::text",

@@ -1,5 +1,9 @@
-/* api_internal: what the API's server part (api.c) and its routes
- * (api_routes.c) share. Not for other modules. */
+/* What the admin API's files share, and no other module sees: the
+ * server and its state (api.c), answering one request (request.c), the
+ * routes (routes.c) and their handlers (books, claims, directory, peers,
+ * tokens), and exchanges recorded in batches (batch.c). They call
+ * downwards only: api.c -> routes and handlers -> batch.c -> request.c.
+ * May include the core and io headers, and api.h; never the federation's. */
 #ifndef TB_API_INTERNAL_H
 #define TB_API_INTERNAL_H
 
@@ -15,6 +19,27 @@
 /* Writes a number as SQL parameter text into buf; yields buf. */
 #define API_I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
+struct api_batch;
+
+/* The API's state: api.c makes and frees it; the other files read it. */
+struct api {
+	struct event_base *base;
+	char *bank_id;
+	char *bank_name;
+	char *token_file;
+	struct api_link link; /* the federation link, when there is one */
+	struct http_server *http;
+	struct db *db;
+	struct auth *auth;
+	struct api_limits limits;
+	int inflight;
+	int draining;
+	void (*done)(void *);
+	void *done_arg;
+	unsigned long long by_class[6]; /* replies by status class: [2] = 2xx ... */
+	struct api_batch *batch;
+};
+
 /* One request being answered. Freed by the reply. */
 struct api_req {
 	struct api *api;
@@ -26,7 +51,7 @@ struct api_req {
 	struct evkeyvalq query;
 	json_t *body;                /* parsed JSON body, or NULL */
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
-	int kicks_fed;               /* success may have queued federation messages */
+	int queues_messages;               /* success may have queued federation messages */
 	int dir_changes;             /* success may have changed the shared directory */
 	int ok_status;
 };
@@ -80,15 +105,14 @@ void api_test_messages(struct api_req *r);
 const struct api_limits *api_limits(const struct api *api);
 const char *api_bank_id(const struct api *api);
 const char *api_bank_name(const struct api *api);
-struct fed *api_fed(const struct api *api); /* NULL when not federated */
 struct db *api_db(const struct api *api);
 const char *api_token_file(const struct api *api);
-/* Re-reads the token file after the API changed it. 0, or -1 with err. */
-int api_reload_tokens(struct api *api, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+/* Tells the federation link, if there is one, that a write committed that
+ * may have queued channel messages (queued) or changed the shared
+ * directory (directory). */
+void api_written(struct api *api, int queued, int directory);
 
-/* api_batch.c: exchanges recorded in batches, one transaction each. */
-struct api_batch;
+/* batch.c: exchanges recorded in batches, one transaction each. */
 struct api_batch *api_batch_new(struct api *api, struct event_base *base);
 void api_batch_free(struct api_batch *b);
 /* Records the validated exchange p (taken) in the next batch; answers r. */
@@ -103,6 +127,9 @@ struct api_batch *api_batcher(const struct api *api);
  * database call means (503 to retry, 500); takes r. */
 void api_reply_ledger_error(struct api_req *r, const char *code, const char *detail);
 void api_reply_failure(struct api_req *r, const struct db_result *res);
+
+/* Frees r once it is answered (the replies below call it). */
+void api_req_free(struct api_req *r);
 
 /* Answers and frees r. */
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)

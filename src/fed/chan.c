@@ -3,7 +3,7 @@
  * arrives in order and acknowledging it after commit, and comparing signed
  * checkpoints. The state is in the database (src/sql/channel.sql);
  * the fields of struct fed_peer mirror it. */
-#include "fed_internal.h"
+#include "internal.h"
 
 #include "failpoint.h"
 #include "frame.h"
@@ -13,7 +13,6 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #define SEAL_BATCH 1000
 #define SEND_BATCH 500
@@ -22,52 +21,6 @@
 #define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
 #define ACK_GAP_MS 50            /* at most one acknowledgement this often, under load */
 #define APPLY_WAIT_MS 30         /* a lone message waits this long for the next, under load */
-
-struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
-{
-	struct fed_call *c = xmalloc(sizeof(*c));
-
-	c->peer = peer;
-	c->generation = peer->generation;
-	c->seq = seq;
-	return c;
-}
-
-int fed_call_current(const struct fed_call *c)
-{
-	return c->peer->session != NULL && c->peer->generation == c->generation;
-}
-
-json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer)
-{
-	json_error_t err;
-	json_t *j;
-
-	if (r->status != DB_OK) {
-		log_warn("fed: %s%s%s: the database said no: %s", what, peer ? " for " : "",
-		         peer ? peer : "",
-		         r->status == DB_ERROR && r->message ? r->message : "unavailable");
-		return NULL;
-	}
-	j = json_loads(PQgetvalue(r->res, 0, 0), 0, &err);
-	return j;
-}
-
-int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
-              void *arg)
-{
-	enum db_status st;
-
-	return db_query(fed->db, sql, n, params, cb, arg, &st);
-}
-
-static int64_t now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* ---- loading ---------------------------------------------------------- */
 
@@ -239,10 +192,8 @@ static void on_sealed(void *arg, const struct db_result *r)
 	}
 	for (i = 0; i < (size_t)fed->npeers; i++)
 		fed_chan_pump(&fed->peers[i]); /* whatever the sessions still lack */
-	/* Again only if asked to seal meanwhile, or a full batch was read. Sealing
-	 * again every time found nothing most times under make bench's cross-bank
-	 * load: tb_fed_to_seal ran 1.72 times per seal at the payer's bank and
-	 * 1.85 at the earner's, and 1.11 and 1.07 this way. */
+	/* Again only if asked to seal meanwhile, or a full batch was read: sealing
+	 * again every time would mostly find nothing. */
 	if (fed->reseal || sd->n >= SEAL_BATCH)
 		fed_chan_seal(fed);
 	sealed_free(sd);
@@ -264,7 +215,7 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 
 	if (env_body_from_json(json_object_get(row, "body"), &body) == -1)
 		return -1;
-	sealed = env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, now_ms(), &body,
+	sealed = env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, fed_now_ms(), &body,
 	                  fed->sign_key, &env, &len, hash);
 	env_body_release(&body);
 	if (sealed == -1)
@@ -427,7 +378,7 @@ static void send_ack(struct fed_peer *peer)
 	body.ack = &ack;
 	fed_conn_send(peer->session, &body);
 	peer->ack_sent = peer->in_durable;
-	peer->ack_ms = now_ms();
+	peer->ack_ms = fed_now_ms();
 }
 
 /* What is durable is acknowledged at once after a quiet spell, and
@@ -438,7 +389,7 @@ static void send_ack(struct fed_peer *peer)
  * its hello says. */
 static void ack_soon(struct fed_peer *peer)
 {
-	int64_t since = now_ms() - peer->ack_ms;
+	int64_t since = fed_now_ms() - peer->ack_ms;
 	struct timeval tv = {0, 0};
 
 	if (peer->in_durable <= peer->ack_sent || evtimer_pending(peer->ack_timer, NULL))
@@ -534,7 +485,7 @@ static void on_applied(void *arg, const struct db_result *r)
 	peer->duplicates += dups;
 	/* Answers queued by the apply go now, not at the next tick. */
 	if (json_integer_value(json_object_get(res, "queued")) > 0)
-		fed_kick(peer->fed);
+		fed_chan_seal(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
 	if (fed_call_current(c)) {
 		if (err != NULL) {
@@ -570,7 +521,7 @@ static void on_applied(void *arg, const struct db_result *r)
  * each alone, which more than pays for the wait. */
 static int waits_for_run(struct fed_peer *peer)
 {
-	int64_t waited = now_ms() - peer->recv_ms;
+	int64_t waited = fed_now_ms() - peer->recv_ms;
 	struct timeval tv = {0, 0};
 
 	if (json_array_size(peer->pending) >= 2 || !peer->close_behind || waited < 0 ||
@@ -633,7 +584,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	struct fed_peer *peer = conn->peer;
 	json_t *body = env_body_to_json(msg->sp->body);
 	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1], *env;
-	int64_t t = now_ms();
+	int64_t t = fed_now_ms();
 
 	peer->close_behind = t - peer->recv_ms < APPLY_WAIT_MS;
 	peer->recv_ms = t;

@@ -2,7 +2,7 @@
  * of another bank, and that bank's broker approves or declines. Each
  * handler is one SQL call (src/sql/broker_requests.sql); whatever must travel is
  * queued in the same transaction and sent by the federation link. */
-#include "api_internal.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,7 @@ void api_claim_record(struct api_req *r)
 		                "between members of this bank instead");
 		return;
 	}
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	api_sql_body(r, "SELECT tb_claim_record($1::jsonb, $2, $3)::text", p, &err, 2, extra);
 }
 
@@ -68,7 +68,7 @@ void api_claim_approve(struct api_req *r)
 	                         API_I64(max, api_limits(r->api)->max_exchange)};
 
 	r->ok_status = 200;
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	api_sql(r, "SELECT tb_claim_approve($1, $2::jsonb, $3, $4::bigint, $5, $6::bigint)::text",
 	        6, params);
 }
@@ -80,7 +80,7 @@ void api_claim_decline(struct api_req *r)
 	json_t *p = req_reverse(r->body, &err);
 
 	r->ok_status = 200;
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	/* $1 is the body: the claim id and actor follow. */
 	api_sql_body(r, "SELECT tb_claim_decline($2, $1::jsonb, $3)::text", p, &err, 2, extra);
 }

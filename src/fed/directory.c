@@ -3,7 +3,7 @@
  * when a peer says its directory changed, and every checkpoint round. The
  * pages are session messages: one lost with its session is asked for
  * again, and applying a page twice changes nothing (src/sql/directory.sql). */
-#include "fed_internal.h"
+#include "internal.h"
 
 #include "log.h"
 

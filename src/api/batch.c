@@ -18,10 +18,9 @@
  * more, which costs the two banks less CPU per exchange than the wait does.
  * A lone client never waits. (Measurements: the README's Performance
  * section.) */
-#include "api_internal.h"
+#include "internal.h"
 
 #include "failpoint.h"
-#include "fed.h"
 #include "log.h"
 #include "mem.h"
 
@@ -126,7 +125,7 @@ static void finish(struct sent *sent, const struct db_result *failure)
 		json_decref(w->item);
 	}
 	if (failure == NULL && sent->xb)
-		fed_kick(api_fed(sent->b->api));
+		api_written(sent->b->api, 1, 0);
 	PQclear(sent->answers);
 	free(sent->items);
 	free(sent);

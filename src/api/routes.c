@@ -1,10 +1,9 @@
 /* The admin API's endpoints for members, exchanges, grants and the audit:
  * each validates its request, then asks the ledger with one SQL call (see
  * src/sql/). The route table for every endpoint is at the end. */
-#include "api_internal.h"
+#include "internal.h"
 
 #include "failpoint.h"
-#include "fed.h"
 #include "req.h"
 
 #include <stdlib.h>
@@ -190,7 +189,7 @@ static void exchange_record(struct api_req *r)
 	if (json_object_get(r->body, "contact") != NULL) {
 		const char *extra[3] = {r->actor, API_I64(floor, api_limits(r->api)->default_floor),
 		                        api_bank_id(r->api)};
-		r->kicks_fed = 1;
+		r->queues_messages = 1;
 		api_sql_body(r, "SELECT tb_xb_record_contact($1::jsonb, $2, $3::bigint, $4)::text",
 		             req_exchange_contact(r->body, api_limits(r->api)->max_exchange, &err),
 		             &err, 3, extra);
@@ -237,7 +236,7 @@ static void exchange_reverse_cross_bank(struct api_req *r)
 		return;
 	}
 	text = json_dumps(p, JSON_COMPACT);
-	r->kicks_fed = 1;
+	r->queues_messages = 1;
 	const char *params[5] = {r->name, text, r->actor,
 	                         API_I64(floor, api_limits(r->api)->default_floor),
 	                         api_bank_id(r->api)};

@@ -1,12 +1,26 @@
 /* The admin API's token management: tokens live hashed in the token file
  * (see auth.h); after each change the daemon reads the file again. */
-#include "api_internal.h"
+#include "internal.h"
 
 #include "log.h"
+#include "mem.h"
 
 #include <stdlib.h>
 #include <openssl/crypto.h>
 #include <string.h>
+
+/* Re-reads the token file after a change. 0, or -1 with err. */
+static int reload_tokens(struct api *api, char *err, size_t errlen)
+{
+	struct auth *auth = auth_load(api->token_file, err, errlen);
+
+	if (auth == NULL)
+		return -1;
+	auth_free(api->auth);
+	api->auth = auth;
+	log_info("api: %d tokens in force", auth_count(auth));
+	return 0;
+}
 
 static void reply_json(struct api_req *r, int status, json_t *j)
 {
@@ -85,7 +99,7 @@ void api_token_create(struct api_req *r)
 	        r, auth_add_token(api_token_file(r->api), name, role, token, err, sizeof(err)),
 	        err) == -1)
 		return;
-	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
+	if (reload_tokens(r->api, err, sizeof(err)) == -1)
 		log_error("api: token %s made but the token file cannot be read: %s", name, err);
 	log_info("api: %s token %s made by %s", role_name, name, r->actor);
 	reply_json(r, 201, json_pack("{ssssss}", "name", name, "role", role_name, "token", token));
@@ -100,7 +114,7 @@ void api_token_revoke(struct api_req *r)
 	if (token_result(r, auth_revoke(api_token_file(r->api), r->name, err, sizeof(err)), err) ==
 	    -1)
 		return;
-	if (api_reload_tokens(r->api, err, sizeof(err)) == -1)
+	if (reload_tokens(r->api, err, sizeof(err)) == -1)
 		log_error("api: token %s revoked but the token file cannot be read: %s", r->name,
 		          err);
 	log_info("api: token %s revoked by %s", r->name, r->actor);

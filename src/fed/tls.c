@@ -1,6 +1,6 @@
 /* The federation link's TLS: 1.3 only, both sides show certificates that
  * chain to the network CA and are neither expired nor revoked. */
-#include "fed_internal.h"
+#include "internal.h"
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>

@@ -1,0 +1,45 @@
+/* Database calls the channel and the directory make about a peer: each
+ * carries the session it was made for, so that an answer for a session
+ * gone since is dropped. */
+#include "internal.h"
+
+#include "log.h"
+#include "mem.h"
+
+struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
+{
+	struct fed_call *c = xmalloc(sizeof(*c));
+
+	c->peer = peer;
+	c->generation = peer->generation;
+	c->seq = seq;
+	return c;
+}
+
+int fed_call_current(const struct fed_call *c)
+{
+	return c->peer->session != NULL && c->peer->generation == c->generation;
+}
+
+json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (r->status != DB_OK) {
+		log_warn("fed: %s%s%s: the database said no: %s", what, peer ? " for " : "",
+		         peer ? peer : "",
+		         r->status == DB_ERROR && r->message ? r->message : "unavailable");
+		return NULL;
+	}
+	j = json_loads(PQgetvalue(r->res, 0, 0), 0, &err);
+	return j;
+}
+
+int fed_query(struct fed *fed, const char *sql, int n, const char *const *params, db_cb cb,
+              void *arg)
+{
+	enum db_status st;
+
+	return db_query(fed->db, sql, n, params, cb, arg, &st);
+}
