@@ -175,7 +175,7 @@ $$;
 -- An xid checked as the peer's (tb_peer_id) needs no escaping; one that
 -- failed the check is cut short and escaped.
 CREATE FUNCTION tb_xb_answer_text(xid text, reason text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN reason IS NULL
                 THEN '{"xid":"' || xid || '","accepted":true,"reason":""}'
                 ELSE '{"xid":' || to_json(left(coalesce(xid, ''), 80))::text
