@@ -300,8 +300,8 @@ static int run(struct daemon *d)
 			pgm_stop(d->pgm);
 			fatal("cannot start the federation link");
 		}
-		api_set_link(d->api, &(struct api_link){d->fed, link_written, link_peers,
-		                                        link_metrics});
+		api_set_link(d->api,
+		             &(struct api_link){d->fed, link_written, link_peers, link_metrics});
 	}
 	if (d->pgm != NULL)
 		pgm_supervise(d->pgm, d->base);

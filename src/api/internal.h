@@ -51,7 +51,7 @@ struct api_req {
 	struct evkeyvalq query;
 	json_t *body;                /* parsed JSON body, or NULL */
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
-	int queues_messages;               /* success may have queued federation messages */
+	int queues_messages;         /* success may have queued federation messages */
 	int dir_changes;             /* success may have changed the shared directory */
 	int ok_status;
 };

@@ -19,7 +19,6 @@
 #define API_DEFAULT_LIMIT 50
 #define API_MAX_LIMIT 500
 
-
 /* Stable error codes raised by the ledger, and the HTTP status of each. */
 static const struct {
 	const char *code;
@@ -273,4 +272,3 @@ int api_query_page(struct api_req *r, struct api_page *page)
 	page->cursor = has_cursor ? page->cursor_text : NULL;
 	return 0;
 }
-

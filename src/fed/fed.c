@@ -36,10 +36,9 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 		fed_dir_received(peer, body);
 		break;
 	case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
-		fed_chan_checkpoint_check(peer, body->checkpoint->sequence,
-		                          body->checkpoint->chain_head.data,
-		                          body->checkpoint->chain_head.len,
-		                          body->checkpoint->clearing_minutes);
+		fed_chan_checkpoint_check(
+		    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
+		    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes);
 		break;
 	default:
 		if (env_is_channel(body))
@@ -169,9 +168,9 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: listen address %s is not an IP address and port", addr);
 		goto fail;
 	}
-	fed->listener =
-	    evconnlistener_new_bind(base, fed_session_accept, fed, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-	                            64, (struct sockaddr *)&ss, sslen);
+	fed->listener = evconnlistener_new_bind(base, fed_session_accept, fed,
+	                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+	                                        (struct sockaddr *)&ss, sslen);
 	if (fed->listener == NULL) {
 		log_error("fed: cannot listen on %s", addr);
 		goto fail;
@@ -257,12 +256,13 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		    (json_t *)db_state, j,
 		    item) if (strcmp(json_string_value(json_object_get(item, "peer")), peer->id) ==
 		              0) row = item;
-		item = json_pack("{ss ss ss ss ss sI sI sI sI sI ss}", "peer", peer->id, "kind",
-		                 peer->kind, "state", fed_peer_state_name(peer->state), "since", since,
-		                 "last_error", peer->last_error, "sent", (json_int_t)peer->sent,
-		                 "received", (json_int_t)peer->received, "duplicates",
-		                 (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
-		                 "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
+		item =
+		    json_pack("{ss ss ss ss ss sI sI sI sI sI ss}", "peer", peer->id, "kind",
+		              peer->kind, "state", fed_peer_state_name(peer->state), "since", since,
+		              "last_error", peer->last_error, "sent", (json_int_t)peer->sent,
+		              "received", (json_int_t)peer->received, "duplicates",
+		              (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
+		              "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
 		json_object_set_new(item, "address", json_sprintf("%s:%d", peer->host, peer->port));
 		if (row != NULL) {
 			json_object_set(item, "applied", json_object_get(row, "applied"));
@@ -306,7 +306,7 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 		const struct fed_conn *conn;
 		int n = 0;
 		LIST_FOREACH(conn, &fed->conns, next)
-			n += conn->peer == &fed->peers[i] && !conn->closing;
+		n += conn->peer == &fed->peers[i] && !conn->closing;
 		evbuffer_add_printf(out, "timebankd_peer_connections{peer=\"%s\"} %d\n",
 		                    fed->peers[i].id, n);
 	}

@@ -540,7 +540,7 @@ static void peer_dial(struct fed_peer *peer)
 }
 
 void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+                        int socklen, void *arg)
 {
 	struct fed *fed = arg;
 	SSL *ssl = SSL_new(fed->ctx);

@@ -60,7 +60,6 @@ static void list_row(const json_t *x)
 	       tbctl_str(x, "category"));
 }
 
-
 static void show_group(const json_t *g)
 {
 	const json_t *x;
@@ -133,7 +132,6 @@ static int exchange_record(const struct tbctl *t, int argc, char **argv)
 	json_decref(body);
 	return rc;
 }
-
 
 static int exchange_reverse(const struct tbctl *t, int argc, char **argv)
 {
