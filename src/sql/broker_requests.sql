@@ -196,7 +196,7 @@ END $$;
 CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    kind text := (SELECT fed_peers.kind FROM fed_peers WHERE peer = from_peer);
+    peer fed_peers := (SELECT p FROM fed_peers p WHERE p.peer = from_peer);
     item jsonb;
     pm members;
     reason text;
@@ -211,7 +211,7 @@ BEGIN
         END IF;
         CONTINUE WHEN EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id');
         SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
-        reason := coalesce(tb_rule_bank(kind),
+        reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account),
                            CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12)) IS NOT NULL
                                      OR length(item->>'message') > 500
                                 THEN 'invalid_request' END,
@@ -411,7 +411,8 @@ END $$;
 CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, answer_seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
-        SELECT DISTINCT ON (a->>'contact_id') a, a->>'accepted' = 'true' AS accepted
+        SELECT DISTINCT ON (a->>'contact_id') a,
+               coalesce(a->>'accepted' = 'true', false) AS accepted
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
          ORDER BY a->>'contact_id', n),
     decided AS (

@@ -149,9 +149,11 @@ LANGUAGE sql STABLE AS $$
                 THEN NULL ELSE 'invalid_request' END
 $$;
 
--- Exchanges are between banks, not with the national body.
-CREATE FUNCTION tb_rule_bank(kind text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' THEN 'unknown_bank' END
+-- Exchanges are between banks, not with the national body, and each is
+-- cleared through the bank's clearing account here.
+CREATE FUNCTION tb_rule_bank(kind text, clearing bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' OR clearing IS NULL THEN 'unknown_bank' END
 $$;
 
 -- A member a peer may name: one we have, and have not erased.

@@ -86,7 +86,8 @@ BEGIN
         claimed := proposed.claimed;
         reason := proposed.reason;
     END IF;
-    reason := coalesce(reason, tb_rule_bank(peer.kind), tb_rule_named(em.number, em.erased_at),
+    reason := coalesce(reason, tb_rule_bank(peer.kind, peer.clearing_account),
+                       tb_rule_named(em.number, em.erased_at),
                        tb_rule_hours(minutes));
     IF reason IS NULL THEN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
@@ -151,7 +152,7 @@ DECLARE
     earners bigint[];
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    IF tb_rule_bank(peer.kind) IS NOT NULL
+    IF tb_rule_bank(peer.kind, peer.clearing_account) IS NOT NULL
        OR jsonb_typeof(items) <> 'array' OR jsonb_array_length(items) = 0 THEN
         RETURN NULL;
     END IF;

@@ -39,7 +39,7 @@ SELECT is((SELECT pending_minutes FROM accounts a JOIN members m ON m.account_id
 SELECT is(tb_on_xb_answer('westminster', '{"items": [
               {"xid": "colchester:1", "accepted": true, "reason": ""},
               {"xid": "colchester:1", "accepted": false, "reason": "member_inactive"},
-              {"xid": "colchester:2", "accepted": false, "reason": "exposure_limit"},
+              {"xid": "colchester:2", "reason": "exposure_limit"},
               {"xid": "colchester:4", "accepted": true, "reason": ""},
               {"xid": "colchester:99", "accepted": true, "reason": ""},
               {"xid": "westminster:1", "accepted": true, "reason": ""}]}', 1), '{}'::jsonb,
@@ -49,8 +49,9 @@ SELECT results_eq($$SELECT xid, state, coalesce(reason, '') FROM xb_exchanges OR
                            ('colchester:2', 'rejected', 'exposure_limit'),
                            ('colchester:3', 'pending', ''),
                            ('colchester:4', 'pending', '')$$,
-                  'the first answer to each of ours decides it; another peer''s exchange, '
-                  'one unknown and one not ours change nothing');
+                  'the first answer to each of ours decides it (one that says nothing of '
+                  'accepted rejects, with its reason); another peer''s exchange, one '
+                  'unknown and one not ours change nothing');
 SELECT is((SELECT balance_minutes || '/' || pending_minutes FROM accounts a
              JOIN members m ON m.account_id = a.id WHERE m.number = 1), '540/120',
           'the settled hour is paid, the rejected one released, two still reserved');
@@ -88,15 +89,15 @@ SELECT 'colchester:k' || g, 'requester', 'westminster', 'h' || g, account_id, 'o
   FROM members, generate_series(1, 2) g WHERE number = 3;
 SELECT is(tb_on_dir_contact_answer('westminster', '{"items": [
               {"contact_id": "colchester:k1", "accepted": true, "message": "call Wendy"},
-              {"contact_id": "colchester:k2", "accepted": false, "reason": "",
-               "message": ""},
+              {"contact_id": "colchester:k2", "reason": "busy", "message": ""},
               {"contact_id": "colchester:k1", "accepted": false}]}', 4),
           '{}'::jsonb, 'contact answers are applied');
 SELECT results_eq($$SELECT contact_id, state, coalesce(reason, ''), coalesce(answer, '')
                       FROM dir_contacts ORDER BY id$$,
                   $$VALUES ('colchester:k1', 'accepted', '', 'call Wendy'),
-                           ('colchester:k2', 'declined', 'declined', '')$$,
-                  'the first answer decides a contact');
+                           ('colchester:k2', 'declined', 'busy', '')$$,
+                  'the first answer decides a contact; one that says nothing of '
+                  'accepted declines, with its reason');
 SELECT throws_ok($$DELETE FROM dir_contacts WHERE contact_id = 'colchester:k2'$$,
                  'TB000', 'contact_already_decided', 'a decided contact is never removed');
 
