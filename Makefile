@@ -44,7 +44,7 @@ SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel
 # src/fed are the daemon's two halves, which know nothing of each other.
 # daemon/main.c wires them. src/tbctl is the command-line client.
 CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c dir_text.c auth.c crypto.c \
-	frame.c envelope.c) src/io/http.c
+	frame.c envelope.c) src/io/http.c src/io/gate.c
 DAEMON_SRC := daemon/main.c src/core/failpoint.c $(addprefix src/io/,db.c pgm.c schema.c) \
 	$(wildcard src/api/*.c) $(wildcard src/fed/*.c)
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
@@ -131,7 +131,7 @@ fuzz: deps $(PROTO_C)
 		-o build/fuzz/fuzz_envelope tests/fuzz/fuzz_envelope.c $(FUZZ_SRC) $(PROTO_C) \
 		$(shell pkg-config --libs openssl jansson libprotobuf-c libevent)
 	$(FUZZ_CC) $(shell pkg-config --cflags libevent libprotobuf-c) -o build/fuzz/fuzz_http \
-		tests/fuzz/fuzz_http.c src/io/http.c src/core/mem.c src/core/log.c \
+		tests/fuzz/fuzz_http.c src/io/http.c src/io/gate.c src/core/mem.c src/core/log.c \
 		$(shell pkg-config --libs libevent openssl jansson libprotobuf-c)
 	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 build/fuzz/corpus

@@ -45,8 +45,9 @@ static void usage(FILE *out)
 
 static struct api_limits limits_of(const struct config *cfg)
 {
-	struct api_limits l = {cfg->default_floor, cfg->community_floor, cfg->max_exchange,
-	                       cfg->max_body, cfg->active_days};
+	struct api_limits l = {
+	    cfg->default_floor, cfg->community_floor, cfg->max_exchange,          cfg->max_body,
+	    cfg->active_days,   cfg->admin_conns,     cfg->admin_conns_per_source};
 	return l;
 }
 

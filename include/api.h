@@ -17,11 +17,13 @@ struct api;
 
 /* Limits that a reload may change. */
 struct api_limits {
-	int64_t default_floor;   /* minutes */
-	int64_t community_floor; /* minutes */
-	int64_t max_exchange;    /* minutes */
-	size_t max_body;         /* bytes */
-	int active_days;         /* reports: the window for "active" */
+	int64_t default_floor;    /* minutes */
+	int64_t community_floor;  /* minutes */
+	int64_t max_exchange;     /* minutes */
+	size_t max_body;          /* bytes */
+	int active_days;          /* reports: the window for "active" */
+	int max_conns;            /* connections, in all and from one address; */
+	int max_conns_per_source; /* read at start only */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

@@ -48,8 +48,10 @@ struct config {
 
 	char *admin_host; /* [admin] listen = host:port */
 	int admin_port;
-	char *token_file; /* [admin] tokens */
-	size_t max_body;  /* [admin] max_body, bytes */
+	char *token_file;           /* [admin] tokens */
+	size_t max_body;            /* [admin] max_body, bytes */
+	int admin_conns;            /* [admin] max_connections, in all */
+	int admin_conns_per_source; /* [admin] max_connections_per_source: from one address */
 
 	int64_t default_floor;   /* [ledger] default_floor, minutes (<= 0) */
 	int64_t community_floor; /* [ledger] community_floor: how far grants may take the
@@ -69,6 +71,12 @@ struct config {
 	char *fed_key;          /* and its private key */
 	char *fed_signing_key;  /* Ed25519 private key signing every message */
 	char *fed_previous_key; /* the key before a rotation, announced and then retired */
+	/* Connections still in TLS or hello: [federation] max_handshakes in all,
+	 * max_handshakes_per_source from one address, each given
+	 * handshake_timeout seconds to finish. */
+	int fed_handshakes;
+	int fed_handshakes_per_source;
+	int fed_handshake_timeout;
 	struct config_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 };

@@ -9,6 +9,8 @@
 #ifndef TB_HTTP_H
 #define TB_HTTP_H
 
+#include "gate.h"
+
 #include <event2/event.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,14 +55,25 @@ struct http_req;
  * then the callee's until it answers it with http_reply, which it must,
  * exactly once, even if the client has gone meanwhile. */
 typedef void (*http_cb)(struct http_req *req, void *arg);
+/* Called with each request's head, before its body is read or 100
+ * Continue is sent: 0 lets it go on; an HTTP status (with *code and
+ * *message for the JSON error) refuses it, and its connection closes. */
+typedef int (*http_check_cb)(const struct http_head *h, void *arg, const char **code,
+                             const char **message);
 
 /* Listens on host:port. A request with a body over max_body bytes is
  * refused 413 (JSON) before the body is read, and its connection closes
  * once the client stops sending. Connections idle (no request in progress)
- * for timeout_s are closed. NULL with the reason logged when it cannot
- * listen. */
+ * for timeout_s are closed; the time a request has to arrive starts when
+ * the one before is answered, and what the client sends does not extend it.
+ * Connections are capped by conns (see gate.h). NULL with the reason
+ * logged when it cannot listen. */
 struct http_server *http_server_new(struct event_base *base, const char *host, int port,
-                                    size_t max_body, int timeout_s, http_cb cb, void *arg);
+                                    size_t max_body, int timeout_s, struct gate_limits conns,
+                                    http_cb cb, void *arg);
+void http_server_set_check(struct http_server *s, http_check_cb check);
+/* The server's connection metrics (gate_metrics), onto out. */
+void http_server_metrics(const struct http_server *s, struct evbuffer *out);
 void http_server_set_max_body(struct http_server *s, size_t max_body);
 /* Closes the listener and the connections waiting for a request; a
  * connection with a request in progress closes once it is answered. */

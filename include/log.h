@@ -10,6 +10,20 @@ void log_set_level(enum log_level level);
 /* Returns 0 and sets *level for "debug", "info", "warn", "error"; else -1. */
 int log_level_parse(const char *name, enum log_level *level) __attribute__((warn_unused_result));
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line someone outside can make the daemon repeat (a stranger's
+ * connections, a failing accept): each call site keeps one of these, and
+ * prints at most LOG_BURST lines a minute; the first line of the next
+ * minute says how many were left out. */
+#define LOG_BURST 10
+struct log_limit {
+	long window; /* the minute counted, as time()/60 */
+	unsigned printed, suppressed;
+};
+void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Lines left out so far, by every limit: for metrics. */
+unsigned long long log_suppressed_total(void);
+
 /* For start-up failures only: logs and exits with status 1. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

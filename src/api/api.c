@@ -90,6 +90,13 @@ static void reply_metrics(struct api_req *r)
 	                    "time.\n# TYPE timebankd_exchange_batches_set_wise_total counter\n"
 	                    "timebankd_exchange_batches_set_wise_total %llu\n",
 	                    batches, exchanges, set_wise);
+	http_server_metrics(api->http, buf);
+	evbuffer_add_printf(buf,
+	                    "# HELP timebankd_log_lines_suppressed_total Repeated log lines left "
+	                    "out by the rate limit.\n"
+	                    "# TYPE timebankd_log_lines_suppressed_total counter\n"
+	                    "timebankd_log_lines_suppressed_total %llu\n",
+	                    log_suppressed_total());
 	if (api->link.metrics != NULL)
 		api->link.metrics(api->link.arg, buf);
 	struct iovec body = {evbuffer_pullup(buf, -1), evbuffer_get_length(buf)};
@@ -213,6 +220,23 @@ static void on_request(struct http_req *req, void *arg)
 		route(r, path);
 }
 
+/* A request with a body and no valid token is refused before its body is
+ * read: a stranger cannot make the daemon take in a megabyte to say 401. */
+static int check_head(const struct http_head *h, void *arg, const char **code, const char **message)
+{
+	struct api *api = arg;
+	const char *auth = http_head_header(h, "Authorization");
+
+	if (h->content_length <= 0)
+		return 0;
+	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
+	    auth_check(api->auth, auth + 7) != NULL)
+		return 0;
+	*code = "unauthorized";
+	*message = "a valid bearer token is required";
+	return 401;
+}
+
 /* Bodies over max_body get a JSON 413 from read_body, the connection kept;
  * the server's own cap, far above it, refuses before reading the body, so
  * that a client sending without end is not read to the end. */
@@ -238,12 +262,15 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->limits = *limits;
 	api->batch = api_batch_new(api, base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
-	api->http = http_server_new(base, host, port, hard_body_cap(limits), 60, on_request, api);
+	struct gate_limits conns = {limits->max_conns, limits->max_conns_per_source};
+	api->http =
+	    http_server_new(base, host, port, hard_body_cap(limits), 60, conns, on_request, api);
 	if (api->http == NULL) {
 		log_error("api: cannot listen on %s:%d", host, port);
 		api_free(api);
 		return NULL;
 	}
+	http_server_set_check(api->http, check_head);
 	log_info("api: listening on %s:%d (%d tokens)", host, port, auth_count(auth));
 	return api;
 }

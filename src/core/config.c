@@ -41,6 +41,8 @@ static const struct key keys[] = {
     {"admin", "listen", KT_LISTEN, 0, 1, 0, 0},
     {"admin", "tokens", KT_PATH, OFF(token_file), 1, 0, 0},
     {"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
+    {"admin", "max_connections", KT_INT, OFF(admin_conns), 0, 1, 65536},
+    {"admin", "max_connections_per_source", KT_INT, OFF(admin_conns_per_source), 0, 1, 65536},
     {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
@@ -53,6 +55,10 @@ static const struct key keys[] = {
     {"federation", "key", KT_PATH, OFF(fed_key), 0, 0, 0},
     {"federation", "signing_key", KT_PATH, OFF(fed_signing_key), 0, 0, 0},
     {"federation", "previous_signing_key", KT_PATH, OFF(fed_previous_key), 0, 0, 0},
+    {"federation", "max_handshakes", KT_INT, OFF(fed_handshakes), 0, 1, 65536},
+    {"federation", "max_handshakes_per_source", KT_INT, OFF(fed_handshakes_per_source), 0, 1,
+     65536},
+    {"federation", "handshake_timeout", KT_INT, OFF(fed_handshake_timeout), 0, 1, 300},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -305,6 +311,11 @@ static void set_defaults(struct config *cfg)
 {
 	cfg->db_pool = 4;
 	cfg->max_body = 64 * 1024;
+	cfg->admin_conns = 512;
+	cfg->admin_conns_per_source = 128;
+	cfg->fed_handshakes = 64;
+	cfg->fed_handshakes_per_source = 16;
+	cfg->fed_handshake_timeout = 10;
 	cfg->default_floor = -10 * 60;
 	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;

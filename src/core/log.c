@@ -52,6 +52,45 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+static unsigned long long suppressed_total;
+
+void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...)
+{
+	long minute = (long)(time(NULL) / 60);
+	unsigned left_out = 0;
+	char line[1024];
+	va_list ap;
+
+	if (level < min_level)
+		return;
+	if (limit->window != minute) {
+		left_out = limit->suppressed;
+		limit->window = minute;
+		limit->printed = limit->suppressed = 0;
+	}
+	if (limit->printed == LOG_BURST) {
+		limit->suppressed++;
+		suppressed_total++;
+		return;
+	}
+	limit->printed++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (left_out > 0)
+		log_msg(level, "%s (%u more like it were left out of the log before this)", line,
+		        left_out);
+	else if (limit->printed == LOG_BURST)
+		log_msg(level, "%s (more like it this minute are left out of the log)", line);
+	else
+		log_msg(level, "%s", line);
+}
+
+unsigned long long log_suppressed_total(void)
+{
+	return suppressed_total;
+}
+
 void fatal(const char *fmt, ...)
 {
 	va_list ap;

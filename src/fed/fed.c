@@ -168,10 +168,11 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: listen address %s is not an IP address and port", addr);
 		goto fail;
 	}
-	fed->listener = evconnlistener_new_bind(base, fed_session_accept, fed,
-	                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
-	                                        (struct sockaddr *)&ss, sslen);
-	if (fed->listener == NULL) {
+	struct gate_limits caps = {cfg->fed_handshakes, cfg->fed_handshakes_per_source};
+	fed->handshake_timeout = cfg->fed_handshake_timeout;
+	fed->gate =
+	    gate_listen(base, (struct sockaddr *)&ss, sslen, "fed", caps, fed_session_accept, fed);
+	if (fed->gate == NULL) {
 		log_error("fed: cannot listen on %s", addr);
 		goto fail;
 	}
@@ -228,8 +229,7 @@ void fed_free(struct fed *fed)
 		free(peer->host);
 		free(peer->kind);
 	}
-	if (fed->listener != NULL)
-		evconnlistener_free(fed->listener);
+	gate_free(fed->gate);
 	if (fed->tick != NULL)
 		event_free(fed->tick);
 	crypto_key_free(fed->sign_key);
@@ -294,6 +294,7 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	     offsetof(struct fed_peer, refused)},
 	};
 
+	gate_metrics(fed->gate, out);
 	evbuffer_add_printf(out, "# HELP timebankd_peer_established 1 when the session is up.\n"
 	                         "# TYPE timebankd_peer_established gauge\n");
 	for (int i = 0; i < fed->npeers; i++)

@@ -15,9 +15,9 @@
 #include "db.h"
 #include "envelope.h"
 #include "fed.h"
+#include "gate.h"
 
 #include <event2/bufferevent.h>
-#include <event2/listener.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -48,6 +48,8 @@ struct fed_conn {
 	int hello_received;
 	uint64_t confirmed; /* what the peer says it applied: its hello, then its acks */
 	int refusals;
+	int ticket;             /* accepted: its place at the gate, until proven */
+	struct event *deadline; /* TLS and hello must be done by then */
 	char addr[64];
 	LIST_ENTRY(fed_conn) next;
 };
@@ -122,7 +124,8 @@ struct fed {
 	SSL_CTX *ctx;
 	struct crypto_key *sign_key;
 	struct crypto_key *previous_key; /* during a rotation: announces sign_key */
-	struct evconnlistener *listener;
+	struct gate *gate;               /* the federation port */
+	int handshake_timeout;           /* seconds for TLS and hello */
 	struct fed_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 	LIST_HEAD(, fed_conn) conns;
@@ -152,9 +155,8 @@ struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
 /* Dials every peer; called once the channel's state is read. */
 void fed_start_dialing(struct fed *fed);
 void fed_peer_dial_due(evutil_socket_t fd, short what, void *arg);
-/* The listener's callback: a connection to the federation port. */
-void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                        int socklen, void *arg);
+/* The gate's callback: a connection to the federation port. */
+void fed_session_accept(evutil_socket_t fd, int ticket, const char *addr, void *arg);
 void fed_conn_close(struct fed_conn *conn, const char *why);
 /* Frees a closed connection (fed_conn_close schedules it). */
 void fed_conn_free(evutil_socket_t fd, short what, void *arg);

@@ -85,6 +85,9 @@ void fed_conn_free(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	LIST_REMOVE(conn, next);
+	gate_leave(conn->fed->gate, conn->ticket);
+	if (conn->deadline != NULL)
+		event_free(conn->deadline);
 	if (conn->tcp_only && bufferevent_getfd(conn->bev) != -1)
 		evutil_closesocket(bufferevent_getfd(conn->bev));
 	bufferevent_free(conn->bev);
@@ -98,16 +101,22 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 	struct fed_peer *peer = conn->peer;
 	struct timeval now = {0, 0};
 
+	/* Anyone can make us close connections that name no peer, as fast as
+	 * they can open them. */
+	static struct log_limit strangers;
+
 	if (conn->closing)
 		return;
 	conn->closing = 1;
-	if (why != NULL)
-		log_warn("fed: %s%s%s: closing: %s", conn->addr, peer ? " (" : "",
-		         peer ? peer->id : "", why);
-	if (why != NULL && peer != NULL)
+	if (why != NULL && peer != NULL) {
+		log_warn("fed: %s (%s): closing: %s", conn->addr, peer->id, why);
 		snprintf(peer->last_error, sizeof(peer->last_error), "%.250s", why);
-	if (why != NULL && peer == NULL)
-		log_info("fed: refused a connection from %s", conn->addr);
+	} else if (why != NULL) {
+		log_limited(&strangers, LOGL_WARN, "fed: refused a connection from %s: %s",
+		            conn->addr, why);
+	}
+	if (conn->deadline != NULL)
+		evtimer_del(conn->deadline);
 	bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
 	event_base_once(conn->fed->base, -1, EV_TIMEOUT, fed_conn_free, conn, &now);
@@ -268,6 +277,10 @@ static void establish(struct fed_conn *conn)
 	}
 	if (peer->dialing == conn)
 		peer->dialing = NULL;
+	if (conn->deadline != NULL)
+		evtimer_del(conn->deadline);
+	gate_leave(conn->fed->gate, conn->ticket);
+	conn->ticket = -1;
 	peer->session = conn;
 	peer->generation++;
 	peer->backoff_ms = BACKOFF_MIN_MS;
@@ -448,12 +461,36 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	fed_conn_close(conn, why);
 }
 
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct fed_conn *conn = arg;
+	char why[80];
+
+	(void)fd;
+	(void)what;
+	snprintf(why, sizeof(why), "TLS and hello not done in %d seconds",
+	         conn->fed->handshake_timeout);
+	fed_conn_close(conn, why);
+}
+
+/* TLS and hello must be done in handshake_timeout from now, however the
+ * bytes come: the read timeout alone is reset by every one. */
+static void arm_deadline(struct fed_conn *conn)
+{
+	struct timeval tv = {conn->fed->handshake_timeout, 0};
+
+	if (conn->deadline == NULL)
+		conn->deadline = evtimer_new(conn->fed->base, on_deadline, conn);
+	evtimer_add(conn->deadline, &tv);
+}
+
 static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int outbound)
 {
 	struct fed_conn *conn = xcalloc(1, sizeof(*conn));
 	struct timeval idle = {IDLE_SECONDS, 0};
 
 	conn->fed = fed;
+	conn->ticket = -1;
 	conn->bev = bev;
 	conn->outbound = outbound;
 	/* A peer closing a surplus session need not say goodbye in TLS. */
@@ -464,6 +501,7 @@ static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int o
 	/* Pump more of the outbox once what was written has mostly gone. */
 	bufferevent_setwatermark(bev, EV_WRITE, 256 * 1024, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	arm_deadline(conn);
 	return conn;
 }
 
@@ -497,6 +535,7 @@ static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
 	bufferevent_set_timeouts(conn->bev, &idle, NULL);
 	bufferevent_setwatermark(conn->bev, EV_WRITE, 256 * 1024, 0);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	arm_deadline(conn);
 	if (conn->peer->session == NULL)
 		change_state(conn->peer, PEER_TLS, NULL);
 }
@@ -526,6 +565,7 @@ static void peer_dial(struct fed_peer *peer)
 	conn->bev = plain;
 	conn->outbound = 1;
 	conn->tcp_only = 1;
+	conn->ticket = -1;
 	conn->peer = peer;
 	snprintf(conn->addr, sizeof(conn->addr), "%.63s", addr);
 	LIST_INSERT_HEAD(&fed->conns, conn, next);
@@ -539,8 +579,7 @@ static void peer_dial(struct fed_peer *peer)
 		fed_conn_close(conn, "cannot connect");
 }
 
-void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                        int socklen, void *arg)
+void fed_session_accept(evutil_socket_t fd, int ticket, const char *addr, void *arg)
 {
 	struct fed *fed = arg;
 	SSL *ssl = SSL_new(fed->ctx);
@@ -548,14 +587,9 @@ void fed_session_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
 	    bufferevent_openssl_socket_new(fed->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	struct fed_conn *conn = conn_new(fed, bev, 0);
-	char host[INET6_ADDRSTRLEN] = "?";
 
-	(void)l;
-	(void)socklen;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
-	snprintf(conn->addr, sizeof(conn->addr), "%s:%d", host,
-	         sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0);
+	conn->ticket = ticket;
+	snprintf(conn->addr, sizeof(conn->addr), "%s", addr);
 }
 
 /* Called by fed_chan once the channel state is read. */

@@ -1,10 +1,10 @@
 #include "http.h"
 
+#include "gate.h"
 #include "log.h"
 #include "mem.h"
 
 #include <errno.h>
-#include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -227,16 +227,18 @@ struct http_conn {
 	int processing;  /* inside process(): a reply made there goes on from there */
 	int dead;        /* to be freed once process() returns */
 	int read_paused; /* read ahead is full until the request is answered */
+	int ticket;      /* its place at the gate */
 	struct http_conn *prev, *next;
 };
 
 struct http_server {
 	struct event_base *base;
-	struct evconnlistener *listener;
+	struct gate *gate;
 	size_t max_body;
 	int timeout_s;
 	int stopping;
 	http_cb cb;
+	http_check_cb check;
 	void *arg;
 	struct http_conn *conns;
 };
@@ -268,6 +270,9 @@ static void close_socket(struct http_conn *c)
 	c->rev = c->wev = c->timer = NULL;
 	close(c->fd);
 	c->fd = -1;
+	if (c->srv != NULL)
+		gate_leave(c->srv->gate, c->ticket);
+	c->ticket = -1;
 }
 
 /* Frees c, or, inside process(), has process() free it on its way out. */
@@ -578,6 +583,16 @@ static void process(struct http_conn *c)
 				       "the request body is far too large");
 				break;
 			}
+			/* Whether the request may be sent at all, before its body
+			 * is read or asked for with 100 Continue. */
+			const char *code = NULL, *message = NULL;
+			int status = c->srv->check != NULL
+			                 ? c->srv->check(h, c->srv->arg, &code, &message)
+			                 : 0;
+			if (status != 0) {
+				refuse(c, status, code, message);
+				break;
+			}
 			size_t body = h->content_length > 0 ? (size_t)h->content_length : 0;
 			if (reserve(c, c->head_len + body) == -1) {
 				conn_free(c);
@@ -653,19 +668,17 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+static void on_accept(evutil_socket_t fd, int ticket, const char *addr, void *arg)
 {
 	struct http_server *s = arg;
 	struct http_conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
-	(void)l;
-	(void)sa;
-	(void)socklen;
+	(void)addr;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->srv = s;
 	c->fd = fd;
+	c->ticket = ticket;
 	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
 	c->timer = evtimer_new(s->base, on_timer, c);
@@ -677,17 +690,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	arm_timer(c, s->timeout_s);
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("api: accepting a connection failed: %s", strerror(errno));
-}
-
 /* ---- the server ------------------------------------------------------- */
 
 struct http_server *http_server_new(struct event_base *base, const char *host, int port,
-                                    size_t max_body, int timeout_s, http_cb cb, void *arg)
+                                    size_t max_body, int timeout_s, struct gate_limits conns,
+                                    http_cb cb, void *arg)
 {
 	struct http_server *s = xcalloc(1, sizeof(*s));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -708,18 +715,25 @@ struct http_server *http_server_new(struct event_base *base, const char *host, i
 		free(s);
 		return NULL;
 	}
-	for (struct addrinfo *a = ai; a != NULL && s->listener == NULL; a = a->ai_next)
-		s->listener = evconnlistener_new_bind(base, on_accept, s,
-		                                      LEV_OPT_CLOSE_ON_FREE |
-		                                          LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
-		                                      -1, a->ai_addr, (int)a->ai_addrlen);
+	for (struct addrinfo *a = ai; a != NULL && s->gate == NULL; a = a->ai_next)
+		s->gate =
+		    gate_listen(base, a->ai_addr, (int)a->ai_addrlen, "api", conns, on_accept, s);
 	freeaddrinfo(ai);
-	if (s->listener == NULL) {
+	if (s->gate == NULL) {
 		free(s);
 		return NULL;
 	}
-	evconnlistener_set_error_cb(s->listener, on_accept_error);
 	return s;
+}
+
+void http_server_set_check(struct http_server *s, http_check_cb check)
+{
+	s->check = check;
+}
+
+void http_server_metrics(const struct http_server *s, struct evbuffer *out)
+{
+	gate_metrics(s->gate, out);
 }
 
 void http_server_set_max_body(struct http_server *s, size_t max_body)
@@ -731,10 +745,7 @@ void http_server_stop_accepting(struct http_server *s)
 {
 	struct http_conn *c = s->conns, *next;
 
-	if (s->listener != NULL) {
-		evconnlistener_free(s->listener);
-		s->listener = NULL;
-	}
+	gate_stop(s->gate);
 	s->stopping = 1;
 	for (; c != NULL; c = next) {
 		next = c->next;
@@ -747,8 +758,7 @@ void http_server_free(struct http_server *s)
 {
 	if (s == NULL)
 		return;
-	if (s->listener != NULL)
-		evconnlistener_free(s->listener);
+	gate_stop(s->gate);
 	while (s->conns != NULL) {
 		struct http_conn *c = s->conns;
 		unlink_conn(c);
@@ -757,6 +767,7 @@ void http_server_free(struct http_server *s)
 		else
 			conn_free(c);
 	}
+	gate_free(s->gate);
 	free(s);
 }
 

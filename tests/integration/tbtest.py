@@ -9,6 +9,7 @@ import os
 import pwd
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -190,10 +191,14 @@ class Bank:
                     f"[admin]\nlisten = 127.0.0.1:{self.port}\ntokens = {self.tokens_file}\n\n"
                     f"[ledger]\ndefault_floor = {floor}\nmax_exchange = {max_exchange}\n{extra}")
 
-    def start(self, wait=True, env=None):
+    def start(self, wait=True, env=None, nofile=None):
+        """nofile: the daemon's descriptor limit, as an operator's ulimit -n."""
         self.logf = open(self.log, "a")
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) \
+            if nofile else None
         self.proc = subprocess.Popen([TIMEBANKD, "-c", self.config], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
+                                     stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})),
+                                     preexec_fn=limit)
         STARTED.append(self.proc)
         if wait:
             self.wait_healthy()
@@ -300,11 +305,13 @@ def make_pki(root, banks):
     return root
 
 
-def federation_config(pki, bank, port, peers):
-    """The [federation] and [peer] sections for bank; peers maps id to port."""
+def federation_config(pki, bank, port, peers, settings=""):
+    """The [federation] and [peer] sections for bank; peers maps id to port;
+    settings are more lines for [federation]."""
     text = (f"\n[federation]\nlisten = 127.0.0.1:{port}\nca = {pki}/ca/ca.crt\n"
             f"crl = {pki}/ca/crl.pem\ncert = {pki}/{bank}/{bank}.crt\n"
-            f"key = {pki}/{bank}/{bank}.key\nsigning_key = {pki}/{bank}/{bank}.sign.key\n")
+            f"key = {pki}/{bank}/{bank}.key\nsigning_key = {pki}/{bank}/{bank}.sign.key\n"
+            f"{settings}")
     for peer, peer_port in peers.items():
         text += (f"\n[peer {peer}]\naddress = 127.0.0.1:{peer_port}\n"
                  f"signing_key = {pki}/{peer}/{peer}.sign.pub\n")

@@ -24,10 +24,13 @@ from tbtest import (TBPKI, Bank, Managed, federation_config, free_port, make_pki
 BANKS = ["colchester", "westminster", "cheshire"]
 
 
-def start_network(cluster, workdir, running=("colchester", "westminster")):
+def start_network(cluster, workdir, running=("colchester", "westminster"), settings="",
+                  nofile=None):
     """colchester, westminster and cheshire peer with each other; only the
     running ones are real daemons (a test may speak for the others). Each
-    has a database on cluster, or with cluster None its own managed one."""
+    has a database on cluster, or with cluster None its own managed one.
+    settings go into each [federation]; nofile is colchester's descriptor
+    limit."""
     pki = os.path.join(workdir, "pki")
     if not os.path.exists(pki):
         make_pki(pki, BANKS + ["mallory"])
@@ -37,10 +40,10 @@ def start_network(cluster, workdir, running=("colchester", "westminster")):
         peers = {p: ports[p] for p in BANKS if p != b}
         db = cluster.new_database() if cluster is not None else "timebank"
         bank = Bank(workdir, cluster.conninfo(db) if cluster is not None else "managed",
-                    bank_id=b, extra=federation_config(pki, b, ports[b], peers))
+                    bank_id=b, extra=federation_config(pki, b, ports[b], peers, settings))
         bank.db = db
         bank.cluster = cluster or Managed(os.path.join(workdir, f"{b}-data"))
-        banks[b] = bank.start()
+        banks[b] = bank.start(nofile=nofile if b == "colchester" else None)
     return SimpleNamespace(pki=pki, ports=ports, banks=banks, workdir=workdir, cluster=cluster)
 
 
