@@ -13,6 +13,10 @@
 #include <stdint.h>
 
 #define ENV_PROTOCOL_VERSION 1
+/* Items one message may hold (proposals, answers, claims, contacts,
+ * directory items); senders split longer lists (tb_fed_enqueue_items), and
+ * a receiver refuses a message with more. */
+#define ENV_MAX_ITEMS 1000
 
 /* Each maps to one reason a message is refused, named in logs and metrics. */
 enum env_result {
@@ -50,6 +54,9 @@ const char *env_result_name(enum env_result r);
 /* 1 when body is a channel message (ordered, with a sequence, applied by
  * the ledger), 0 for a session message (hello, ack, ping, ...). */
 int env_is_channel(const Timebank__V1__Body *body);
+
+/* How many items body holds: its list's length, or 0 for a kind without one. */
+size_t env_body_items(const Timebank__V1__Body *body);
 
 /* A channel message's body as the ledger's JSON ({"kind": "test", ...}), or
  * NULL for a body that is not a channel message. Caller owns the result. */

@@ -119,6 +119,28 @@ static const struct {
 };
 #define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
 
+size_t env_body_items(const Timebank__V1__Body *body)
+{
+	switch (body->kind_case) {
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_PROPOSALS:
+		return body->exchange_proposals->n_items;
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_ANSWERS:
+		return body->exchange_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_EXCHANGE_CLAIMS:
+		return body->exchange_claims->n_items;
+	case TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS:
+		return body->claim_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_CONTACT_REQUESTS:
+		return body->contact_requests->n_items;
+	case TIMEBANK__V1__BODY__KIND_CONTACT_ANSWERS:
+		return body->contact_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
+		return body->directory_page->n_items;
+	default:
+		return 0;
+	}
+}
+
 int env_is_channel(const Timebank__V1__Body *body)
 {
 	for (size_t i = 0; i < NKINDS; i++)

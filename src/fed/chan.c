@@ -16,11 +16,14 @@
 
 #define SEAL_BATCH 1000
 #define SEND_BATCH 500
-#define APPLY_BATCH 500
-#define PENDING_MAX 4000         /* stop reading a peer with this many waiting */
-#define SEND_BUFFER (512 * 1024) /* pump again once the output drops below this */
-#define ACK_GAP_MS 50            /* at most one acknowledgement this often, under load */
-#define APPLY_WAIT_MS 30         /* a lone message waits this long for the next, under load */
+#define APPLY_BATCH 500  /* messages in one apply */
+#define APPLY_ITEMS 4000 /* ...and items in all, past the first message */
+/* What a peer's messages waiting to be applied may hold of our memory: its
+ * envelopes and their bodies as JSON text. Beyond it the session is not
+ * read until applies have made room. */
+#define PENDING_BYTES (16 * 1024 * 1024)
+#define ACK_GAP_MS 50    /* at most one acknowledgement this often, under load */
+#define APPLY_WAIT_MS 30 /* a lone message waits this long for the next, under load */
 
 /* ---- loading ---------------------------------------------------------- */
 
@@ -159,7 +162,7 @@ static void send_envelope(struct fed_peer *peer, uint64_t seq, const uint8_t *en
 static int sendable(const struct fed_peer *peer, uint64_t seq)
 {
 	return peer->session != NULL && !peer->pumping && seq == peer->send_after + 1 &&
-	       evbuffer_get_length(bufferevent_get_output(peer->session->bev)) <= SEND_BUFFER;
+	       evbuffer_get_length(bufferevent_get_output(peer->session->bev)) <= FED_SEND_BUFFER;
 }
 
 static void on_sealed(void *arg, const struct db_result *r)
@@ -318,7 +321,7 @@ static void on_outbox(void *arg, const struct db_result *r)
 
 	peer->pumping = 0;
 	if (peer->fed->stopping) {
-		free(c);
+		fed_call_free(c);
 		return;
 	}
 	rows = fed_db_answer(r, "reading sealed messages", peer->id);
@@ -339,7 +342,7 @@ static void on_outbox(void *arg, const struct db_result *r)
 		}
 	}
 	json_decref(rows);
-	free(c);
+	fed_call_free(c);
 	if (r->status == DB_OK)
 		fed_chan_pump(peer);
 }
@@ -352,7 +355,7 @@ void fed_chan_pump(struct fed_peer *peer)
 
 	if (peer->session == NULL || peer->pumping || peer->send_after >= peer->sealed ||
 	    peer->fed->stopping ||
-	    evbuffer_get_length(bufferevent_get_output(peer->session->bev)) > SEND_BUFFER)
+	    evbuffer_get_length(bufferevent_get_output(peer->session->bev)) > FED_SEND_BUFFER)
 		return;
 	snprintf(after, sizeof(after), "%llu", (unsigned long long)peer->send_after);
 	snprintf(lim, sizeof(lim), "%d", SEND_BATCH);
@@ -361,12 +364,24 @@ void fed_chan_pump(struct fed_peer *peer)
 	              on_outbox, c) == 0)
 		peer->pumping = 1;
 	else
-		free(c);
+		fed_call_free(c);
 }
 
 /* ---- receiving -------------------------------------------------------- */
 
 static void apply_next(struct fed_peer *peer);
+
+/* Back-pressure: a peer far ahead of the database is not read until what
+ * waits fits its budget again. */
+static void read_if_room(struct fed_peer *peer)
+{
+	if (peer->session == NULL)
+		return;
+	if (peer->pending_bytes < PENDING_BYTES)
+		bufferevent_enable(peer->session->bev, EV_READ);
+	else
+		bufferevent_disable(peer->session->bev, EV_READ);
+}
 
 static void send_ack(struct fed_peer *peer)
 {
@@ -424,7 +439,7 @@ static void on_flushed(void *arg, const struct db_result *r)
 	struct fed_peer *peer = c->peer;
 
 	if (peer->fed->stopping) {
-		free(c);
+		fed_call_free(c);
 		return;
 	}
 	if (r->status != DB_OK) {
@@ -439,7 +454,7 @@ static void on_flushed(void *arg, const struct db_result *r)
 		if (fed_call_current(c))
 			ack_soon(peer);
 	}
-	free(c);
+	fed_call_free(c);
 }
 
 /* c->seq: how many messages the apply held. When the apply committed, the
@@ -462,7 +477,7 @@ static void on_applied(void *arg, const struct db_result *r)
 				fed_conn_close(peer->session,
 				               "the database could not apply its messages");
 		}
-		free(c);
+		fed_call_free(c);
 		return;
 	}
 	c->seq = 0; /* nothing known applied, until read below */
@@ -496,13 +511,12 @@ static void on_applied(void *arg, const struct db_result *r)
 			         (unsigned long long)peer->in_applied);
 			fed_conn_refuse(peer->session, what);
 			/* What followed the bad message cannot apply either. */
-			skipped += json_array_size(peer->pending);
-			json_array_clear(peer->pending);
+			skipped += peer->npending;
+			fed_chan_pending_clear(peer);
 			for (uint64_t i = 1; i < skipped && peer->session != NULL; i++)
 				fed_conn_refuse(peer->session, "a message after a refused one");
 		}
-		if (peer->session != NULL)
-			bufferevent_enable(peer->session->bev, EV_READ);
+		read_if_room(peer);
 	}
 	json_decref(res);
 	apply_next(peer);
@@ -524,8 +538,7 @@ static int waits_for_run(struct fed_peer *peer)
 	int64_t waited = fed_now_ms() - peer->recv_ms;
 	struct timeval tv = {0, 0};
 
-	if (json_array_size(peer->pending) >= 2 || !peer->close_behind || waited < 0 ||
-	    waited >= APPLY_WAIT_MS) {
+	if (peer->npending >= 2 || !peer->close_behind || waited < 0 || waited >= APPLY_WAIT_MS) {
 		evtimer_del(peer->apply_timer);
 		return 0;
 	}
@@ -546,62 +559,107 @@ void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg)
 	apply_next(peer);
 }
 
+/* The run's messages as tb_fed_apply reads them, [{seq, prev, hash,
+ * envelope, body}, ...], taken off the queue: at most APPLY_BATCH of them
+ * and APPLY_ITEMS items. Written out directly, since every value is a
+ * number, hex, or a body already written as JSON. Returns how many. */
+static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
+{
+	struct fed_pending *p;
+	size_t n = 0, items = 0;
+	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1];
+
+	evbuffer_add(out, "[", 1);
+	while ((p = STAILQ_FIRST(&peer->pending)) != NULL && n < APPLY_BATCH &&
+	       (n == 0 || items + p->items <= APPLY_ITEMS)) {
+		char *env = xmalloc(2 * p->envelope_len + 1);
+		crypto_hex(p->hash, CRYPTO_HASH_LEN, hash);
+		crypto_hex(p->prev, p->prev_len, prev);
+		crypto_hex(p->envelope, p->envelope_len, env);
+		evbuffer_add_printf(
+		    out,
+		    "%s{\"seq\":%llu,\"prev\":\"%s\",\"hash\":\"%s\",\"envelope\":\"%s\","
+		    "\"body\":%s}",
+		    n ? "," : "", (unsigned long long)p->seq, prev, hash, env, p->body);
+		free(env);
+		STAILQ_REMOVE_HEAD(&peer->pending, next);
+		peer->npending--;
+		peer->pending_bytes -= p->cost;
+		items += p->items;
+		n++;
+		free(p->envelope);
+		free(p->body);
+		free(p);
+	}
+	evbuffer_add(out, "]", 2); /* with the NUL */
+	return n;
+}
+
 static void apply_next(struct fed_peer *peer)
 {
-	size_t n = json_array_size(peer->pending);
-	json_t *batch;
-	char *text;
+	struct evbuffer *text;
 	struct fed_call *c;
 	enum db_status st;
+	size_t n;
 
-	if (peer->applying || n == 0 || peer->session == NULL || waits_for_run(peer))
+	if (peer->applying || peer->npending == 0 || peer->session == NULL || waits_for_run(peer))
 		return;
-	if (n > APPLY_BATCH)
-		n = APPLY_BATCH;
-	batch = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append(batch, json_array_get(peer->pending, i));
-	for (size_t i = 0; i < n; i++)
-		json_array_remove(peer->pending, 0);
+	text = evbuffer_new();
+	n = take_run(peer, text);
+	read_if_room(peer);
 	failpoint("apply_before");
-	text = json_dumps(batch, JSON_COMPACT);
-	json_decref(batch);
-	const char *params[2] = {peer->id, text};
+	const char *params[2] = {peer->id, (const char *)evbuffer_pullup(text, -1)};
 	c = fed_call_new(peer, n);
 	if (db_query_durable(peer->fed->db, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params,
 	                     on_applied, on_flushed, c, &st) == 0) {
 		peer->applying = 1;
 	} else {
-		free(c);
+		fed_call_free(c);
 		fed_conn_close(peer->session, "the database is unavailable");
 	}
-	free(text);
+	evbuffer_free(text);
+}
+
+void fed_chan_pending_clear(struct fed_peer *peer)
+{
+	struct fed_pending *p;
+
+	while ((p = STAILQ_FIRST(&peer->pending)) != NULL) {
+		STAILQ_REMOVE_HEAD(&peer->pending, next);
+		free(p->envelope);
+		free(p->body);
+		free(p);
+	}
+	peer->npending = 0;
+	peer->pending_bytes = 0;
 }
 
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
                        size_t raw_len)
 {
 	struct fed_peer *peer = conn->peer;
+	struct fed_pending *p = xcalloc(1, sizeof(*p));
 	json_t *body = env_body_to_json(msg->sp->body);
-	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1], *env;
 	int64_t t = fed_now_ms();
 
 	peer->close_behind = t - peer->recv_ms < APPLY_WAIT_MS;
 	peer->recv_ms = t;
-
 	peer->received++;
-	crypto_hex(msg->hash, CRYPTO_HASH_LEN, hash);
-	crypto_hex(msg->sp->prev_hash.data, msg->sp->prev_hash.len, prev);
-	env = xmalloc(2 * raw_len + 1);
-	crypto_hex(raw, raw_len, env);
-	json_array_append_new(peer->pending,
-	                      json_pack("{sIsssssoso}", "seq", (json_int_t)msg->sp->sequence,
-	                                "prev", prev, "hash", hash, "envelope", json_string(env),
-	                                "body", body));
-	free(env);
-	/* Back-pressure: a peer far ahead of the database waits. */
-	if (json_array_size(peer->pending) >= PENDING_MAX)
-		bufferevent_disable(conn->bev, EV_READ);
+	p->seq = msg->sp->sequence;
+	memcpy(p->hash, msg->hash, CRYPTO_HASH_LEN);
+	p->prev_len = msg->sp->prev_hash.len; /* 0 or CRYPTO_HASH_LEN (env_open) */
+	memcpy(p->prev, msg->sp->prev_hash.data, p->prev_len);
+	p->envelope = xmalloc(raw_len);
+	memcpy(p->envelope, raw, raw_len);
+	p->envelope_len = raw_len;
+	p->body = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	p->items = env_body_items(msg->sp->body);
+	p->cost = sizeof(*p) + raw_len + strlen(p->body);
+	STAILQ_INSERT_TAIL(&peer->pending, p, next);
+	peer->npending++;
+	peer->pending_bytes += p->cost;
+	read_if_room(peer);
 	apply_next(peer);
 }
 
@@ -615,7 +673,7 @@ static void on_acked(void *arg, const struct db_result *r)
 	peer->acking = 0;
 	if (!peer->fed->stopping && r->status == DB_OK && peer->acked > c->seq)
 		fed_chan_ack(peer, peer->acked); /* a later ack came meanwhile */
-	free(c);
+	fed_call_free(c);
 }
 
 void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
@@ -641,7 +699,7 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq)
 	    0)
 		peer->acking = 1;
 	else
-		free(c);
+		fed_call_free(c);
 }
 
 /* A checkpoint read, until the barrier behind the read has made what it
@@ -654,7 +712,7 @@ struct checkpoint {
 static void checkpoint_free(struct checkpoint *k)
 {
 	json_decref(k->cp);
-	free(k->c);
+	fed_call_free(k->c);
 	free(k);
 }
 
@@ -731,7 +789,7 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 		if (strcmp(peer->checkpoint, "diverged") != 0)
 			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s", verdict);
 	}
-	free(c);
+	fed_call_free(c);
 }
 
 static void on_clearing_stored(void *arg, const struct db_result *r)
@@ -763,7 +821,7 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	c = fed_call_new(peer, seq);
 	if (fed_query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
 	              on_checkpoint_checked, c) == -1)
-		free(c);
+		fed_call_free(c);
 }
 
 void fed_chan_session_started(struct fed_peer *peer)

@@ -7,12 +7,14 @@
 
 #include "log.h"
 
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DIR_PAGE 1000
-#define DIR_PULL_PATIENCE 30 /* seconds before a pull with no page is given up */
+#define DIR_PULL_PATIENCE 30     /* seconds before a pull with no page is given up */
+#define DIR_SERVES_PER_SECOND 20 /* pulls of ours one peer may have served */
 
 static int is_bank(const struct fed_peer *peer)
 {
@@ -30,11 +32,14 @@ static void send_body(struct fed_peer *peer, Timebank__V1__Body *body)
 static int dir_query(struct fed_peer *peer, const char *sql, int n, const char *const *params,
                      db_cb cb)
 {
-	struct fed_call *c = fed_call_new(peer, 0);
+	struct fed_call *c;
 
+	if (!fed_call_room(peer))
+		return -1;
+	c = fed_call_new(peer, 0);
 	if (fed_query(peer->fed, sql, n, params, cb, c) == 0)
 		return 0;
-	free(c);
+	fed_call_free(c);
 	return -1;
 }
 
@@ -49,13 +54,14 @@ static void on_cursor(void *arg, const struct db_result *r)
 	    !PQgetisnull(r->res, 0, 0)) {
 		pull.since = strtoull(PQgetvalue(r->res, 0, 0), NULL, 10);
 		pull.limit = DIR_PAGE;
+		peer->dir_asked = pull.since;
 		body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL;
 		body.directory_pull = &pull;
 		send_body(peer, &body);
 	} else if (!peer->fed->stopping) {
 		peer->dir_pulling = 0;
 	}
-	free(c);
+	fed_call_free(c);
 }
 
 void fed_dir_pull(struct fed_peer *peer)
@@ -78,6 +84,8 @@ void fed_dir_pull(struct fed_peer *peer)
 
 /* ---- serving a peer's pull -------------------------------------------- */
 
+static void serve_held(struct fed_peer *peer);
+
 static void on_page(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -96,21 +104,61 @@ static void on_page(void *arg, const struct db_result *r)
 		}
 	}
 	json_decref(page);
-	free(c);
+	if (fed_call_current(c)) {
+		peer->dir_serving = 0;
+		serve_held(peer);
+	}
+	fed_call_free(c);
 }
 
-static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull *pull)
+/* Serves the pull held for the peer, when it may be: nothing of its own
+ * being served, its output drained, and not too soon after the last. */
+static void serve_held(struct fed_peer *peer)
 {
 	char since[24], limit[16];
 	const char *params[3] = {peer->id, since, limit};
-	unsigned lim = pull->limit > 0 && pull->limit < DIR_PAGE ? pull->limit : DIR_PAGE;
+	int64_t now = fed_now_ms(), gap = 1000 / DIR_SERVES_PER_SECOND;
 
+	if (!peer->dir_held || peer->dir_serving || peer->session == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(peer->session->bev)) > FED_SEND_BUFFER)
+		return; /* a page served, or room in the output, brings it back */
+	if (now - peer->dir_served_ms < gap && now >= peer->dir_served_ms) {
+		struct timeval tv = {0, (suseconds_t)(gap - (now - peer->dir_served_ms)) * 1000};
+		if (!evtimer_pending(peer->dir_timer, NULL))
+			evtimer_add(peer->dir_timer, &tv);
+		return;
+	}
+	snprintf(since, sizeof(since), "%llu", (unsigned long long)peer->dir_held_since);
+	snprintf(limit, sizeof(limit), "%u", peer->dir_held_limit);
+	if (dir_query(peer, "SELECT tb_dir_page($1, $2::bigint, $3::int)::text", 3, params,
+	              on_page) == -1)
+		return; /* dropped: the peer asks again */
+	peer->dir_held = 0;
+	peer->dir_serving = 1;
+	peer->dir_served_ms = now;
+}
+
+void fed_dir_serve_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	serve_held(arg);
+}
+
+void fed_dir_writable(struct fed_peer *peer)
+{
+	serve_held(peer);
+}
+
+/* A pull waits its turn; a newer one from the peer replaces it. */
+static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull *pull)
+{
 	if (!is_bank(peer))
 		return;
-	snprintf(since, sizeof(since), "%llu", (unsigned long long)pull->since);
-	snprintf(limit, sizeof(limit), "%u", lim);
-	(void)dir_query(peer, "SELECT tb_dir_page($1, $2::bigint, $3::int)::text", 3, params,
-	                on_page);
+	peer->dir_held = 1;
+	peer->dir_held_since = pull->since;
+	peer->dir_held_limit = pull->limit > 0 && pull->limit < DIR_PAGE ? pull->limit : DIR_PAGE;
+	serve_held(peer);
 }
 
 /* ---- applying a peer's page ------------------------------------------- */
@@ -133,7 +181,7 @@ static void on_applied(void *arg, const struct db_result *r)
 			fed_dir_pull(peer);
 	}
 	json_decref(res);
-	free(c);
+	fed_call_free(c);
 }
 
 static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage *page)
@@ -144,6 +192,10 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 
 	if (!is_bank(peer))
 		return;
+	if (!peer->dir_pulling || page->since != peer->dir_asked) {
+		fed_conn_refuse(peer->session, "a directory page nobody asked for");
+		return;
+	}
 	json = env_msg_to_json(&page->base);
 	text = json_dumps(json, JSON_COMPACT);
 	params[1] = text;

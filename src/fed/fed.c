@@ -16,6 +16,8 @@ static void session_started(struct fed_peer *peer)
 {
 	fed_chan_session_started(peer);
 	peer->dir_pulling = 0;
+	peer->dir_serving = 0;
+	peer->dir_held = 0;
 	fed_dir_pull(peer);
 }
 
@@ -47,11 +49,17 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 	}
 }
 
+static void writable(struct fed_peer *peer)
+{
+	fed_chan_pump(peer);
+	fed_dir_writable(peer);
+}
+
 static const struct fed_upcalls upcalls = {
     .session_started = session_started,
     .key_learned = fed_chan_key_learned,
     .received = received,
-    .writable = fed_chan_pump,
+    .writable = writable,
 };
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -120,7 +128,8 @@ static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config
 		return -1;
 	peer->ack_timer = evtimer_new(fed->base, fed_chan_ack_due, peer);
 	peer->apply_timer = evtimer_new(fed->base, fed_chan_apply_due, peer);
-	peer->pending = json_array();
+	peer->dir_timer = evtimer_new(fed->base, fed_dir_serve_due, peer);
+	STAILQ_INIT(&peer->pending);
 	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "unknown");
 	return 0;
 }
@@ -202,6 +211,7 @@ void fed_stop(struct fed *fed)
 		evtimer_del(fed->peers[i].timer);
 		evtimer_del(fed->peers[i].ack_timer);
 		evtimer_del(fed->peers[i].apply_timer);
+		evtimer_del(fed->peers[i].dir_timer);
 	}
 }
 
@@ -224,7 +234,9 @@ void fed_free(struct fed *fed)
 			event_free(peer->ack_timer);
 		if (peer->apply_timer != NULL)
 			event_free(peer->apply_timer);
-		json_decref(peer->pending);
+		if (peer->dir_timer != NULL)
+			event_free(peer->dir_timer);
+		fed_chan_pending_clear(peer);
 		free(peer->id);
 		free(peer->host);
 		free(peer->kind);
@@ -311,6 +323,12 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 		evbuffer_add_printf(out, "timebankd_peer_connections{peer=\"%s\"} %d\n",
 		                    fed->peers[i].id, n);
 	}
+	evbuffer_add_printf(out, "# HELP timebankd_peer_pending_bytes Bytes held for the peer's "
+	                         "messages waiting to be applied.\n"
+	                         "# TYPE timebankd_peer_pending_bytes gauge\n");
+	for (int i = 0; i < fed->npeers; i++)
+		evbuffer_add_printf(out, "timebankd_peer_pending_bytes{peer=\"%s\"} %zu\n",
+		                    fed->peers[i].id, fed->peers[i].pending_bytes);
 	evbuffer_add_printf(out,
 	                    "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
 	                    "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");

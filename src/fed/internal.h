@@ -37,6 +37,21 @@ enum peer_state {
 
 struct fed_peer;
 
+/* A verified channel message waiting to be applied: what the ledger needs
+ * of it, and nothing more (chan.c). */
+struct fed_pending {
+	uint64_t seq;
+	uint8_t hash[CRYPTO_HASH_LEN];
+	uint8_t prev[CRYPTO_HASH_LEN];
+	size_t prev_len;
+	uint8_t *envelope; /* the exact bytes, kept as proof */
+	size_t envelope_len;
+	char *body;  /* the body as the ledger's JSON text */
+	size_t cost; /* bytes held for it, counted in the peer's budget */
+	size_t items;
+	STAILQ_ENTRY(fed_pending) next;
+};
+
 /* One TLS connection, dialed or accepted. */
 struct fed_conn {
 	struct fed *fed;
@@ -89,15 +104,28 @@ struct fed_peer {
 	int pumping;
 	int applying;
 	int acking;
-	json_t *pending; /* verified messages waiting to be applied */
+	STAILQ_HEAD(, fed_pending) pending; /* verified messages waiting to be applied */
+	size_t npending;
+	size_t pending_bytes; /* their cost: reading stops beyond FED_PENDING_BYTES */
 	char checkpoint[16];
 
 	/* The peer's directory (kept by fed_dir.c). */
 	uint64_t dir_version; /* the peer's version we applied up to */
 	int dir_pulling;
-	int dir_again; /* the peer changed again during a pull */
+	uint64_t dir_asked; /* the cursor our pull named: the page must answer it */
+	int dir_again;      /* the peer changed again during a pull */
 	time_t dir_pull_at;
+	/* Its pulls of ours: one served at a time, none while its output is
+	 * backed up, at most DIR_SERVES_PER_SECOND; the latest waits. */
+	int dir_serving;
+	int dir_held;
+	uint64_t dir_held_since;
+	unsigned dir_held_limit;
+	int64_t dir_served_ms;
+	struct event *dir_timer;
 	unsigned long long dir_applied, dir_served;
+
+	int db_calls; /* its database calls queued or running (call.c) */
 
 	/* Counters for tbctl peers and metrics. */
 	unsigned long long sent, received, duplicates, refused;
@@ -176,6 +204,13 @@ struct fed_call {
 	uint64_t seq;
 };
 struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq);
+void fed_call_free(struct fed_call *c);
+/* A peer's share of the database queue: what its session messages may
+ * have waiting there at once (checkpoints, directory pulls and pages; the
+ * channel's applies, acks and sends go one at a time). */
+#define FED_PEER_DB_SHARE 4
+/* Whether the peer may have one more call queued; logs when not. */
+int fed_call_room(struct fed_peer *peer);
 /* The same session as when the call was made, still up. */
 int fed_call_current(const struct fed_call *c);
 /* The JSON of a one-value answer, or NULL (logged). */
@@ -196,6 +231,8 @@ void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
                                size_t head_len, int64_t clearing);
 void fed_chan_session_started(struct fed_peer *peer);
+/* Drops what waits to be applied (the session it came on has gone). */
+void fed_chan_pending_clear(struct fed_peer *peer);
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
                           const char *replaces);
 
@@ -204,5 +241,9 @@ void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
 void fed_dir_pull(struct fed_peer *peer);
 /* A directory pull, page or notice from the peer. */
 void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body);
+/* The peer's output has room again: a pull held for it may be served. */
+void fed_dir_writable(struct fed_peer *peer);
+void fed_dir_serve_due(evutil_socket_t fd, short what, void *arg);
+#define FED_SEND_BUFFER (512 * 1024) /* output beyond this waits to drain */
 
 #endif

@@ -124,7 +124,7 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 		if (peer->session == conn) {
 			peer->session = NULL;
 			peer->generation++;
-			json_array_clear(peer->pending);
+			fed_chan_pending_clear(peer);
 		} else {
 			peer->dialing = NULL;
 		}
@@ -338,6 +338,11 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		fed_conn_refuse(conn, "a channel message without a sequence");
 	} else if (msg.sp->sequence != 0 && !env_is_channel(body)) {
 		fed_conn_refuse(conn, "a session message with a sequence");
+	} else if (env_body_items(body) > ENV_MAX_ITEMS) {
+		char why[96];
+		snprintf(why, sizeof(why), "a message of %zu items, over the %d one may hold",
+		         env_body_items(body), ENV_MAX_ITEMS);
+		fed_conn_refuse(conn, why);
 	} else if (peer->session != conn && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		/* A session being replaced: what it sends now is sent again. */
 	} else {

@@ -95,6 +95,37 @@ BEGIN
 END $$;
 
 
+-- Queues a list of items to a peer as messages of one kind, each within
+-- the frame's cap: at most 1000 items (ENV_MAX_ITEMS, which a receiver
+-- enforces) and about 256 KiB of their JSON text, which is longer than
+-- their wire form. A list that fits goes as one message. Returns each
+-- message's sequence and its items, in order.
+CREATE FUNCTION tb_fed_enqueue_items(to_peer text, kind text, items jsonb)
+RETURNS TABLE (seq bigint, part jsonb) LANGUAGE plpgsql AS $$
+BEGIN
+    IF jsonb_array_length(items) <= 1000 AND pg_column_size(items) < 200000 THEN
+        seq := tb_fed_enqueue(to_peer, jsonb_build_object('kind', kind, 'items', items)::json);
+        part := items;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- A message ends at every 1000th item and wherever the running size
+    -- crosses a multiple of 256 KiB: both only grow, so each message is a
+    -- run of the list.
+    FOR part IN
+        SELECT jsonb_agg(x ORDER BY n)
+          FROM (SELECT x, n, (n - 1) / 1000 AS by_count,
+                       (sum(octet_length(x::text)) OVER (ORDER BY n)
+                        - octet_length(x::text)) / 262144 AS by_size
+                  FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)) i
+         GROUP BY by_count, by_size
+         ORDER BY by_count, by_size
+    LOOP
+        seq := tb_fed_enqueue(to_peer, jsonb_build_object('kind', kind, 'items', part)::json);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
 -- count test messages to a peer in one transaction; each carries n = its
 -- sequence, so the receiver can prove order and exactly-once.
 CREATE FUNCTION tb_fed_test_enqueue(to_peer text, count int, note text) RETURNS jsonb
@@ -264,7 +295,7 @@ DECLARE
     got jsonb;
     replies jsonb := '{}';
     reply_kind text;
-    answer_seq bigint;
+    part_seq bigint;
     queued int := 0;
     -- A run of nothing but answers takes no account until its end.
     deferred boolean := NOT EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
@@ -377,20 +408,29 @@ BEGIN
         PERFORM tb_xb_answer_post(from_peer, settled, true);
     END IF;
     UPDATE fed_peers SET in_applied = st.in_applied, in_head = st.in_head WHERE peer = from_peer;
+    -- The answers go first, in as many messages as they need (a long
+    -- outage may leave tens of thousands); each exchange records the
+    -- sequence of the message that carries its answer.
     IF jsonb_array_length(coalesce(replies->'xb_answer', '[]')) > 0 THEN
-        answer_seq := tb_fed_enqueue(from_peer, jsonb_build_object(
-                          'kind', 'xb_answer', 'items', replies->'xb_answer')::json);
-        IF answer_seq <> st.out_next_seq THEN
-            PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
-        END IF;
-        queued := queued + 1;
+        FOR part_seq, got IN
+            SELECT * FROM tb_fed_enqueue_items(from_peer, 'xb_answer', replies->'xb_answer')
+        LOOP
+            IF queued = 0 AND part_seq <> st.out_next_seq THEN
+                PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
+            ELSIF queued > 0 THEN
+                UPDATE xb_exchanges x SET answer_seq = part_seq
+                  FROM jsonb_array_elements(got) a
+                 WHERE x.xid = a->>'xid' AND x.side = 'earner' AND x.peer = from_peer;
+            END IF;
+            queued := queued + 1;
+        END LOOP;
     END IF;
     FOR reply_kind IN SELECT k FROM jsonb_object_keys(replies) k WHERE k <> 'xb_answer'
                        ORDER BY k LOOP
         IF jsonb_array_length(replies->reply_kind) > 0 THEN
-            PERFORM tb_fed_enqueue(from_peer, jsonb_build_object('kind', reply_kind,
-                                                                 'items', replies->reply_kind)::json);
-            queued := queued + 1;
+            queued := queued + (SELECT count(*)
+                                  FROM tb_fed_enqueue_items(from_peer, reply_kind,
+                                                            replies->reply_kind));
         END IF;
     END LOOP;
     -- queued: replies waiting to be sealed and sent now.

@@ -206,20 +206,30 @@ BEGIN
                                   'items', '[]'::jsonb);
     END IF;
     PERFORM tb_dir_expire();
-    SELECT coalesce(jsonb_agg(CASE WHEN shared THEN jsonb_build_object(
-                   'handle', handle, 'kind', kind, 'category', category, 'text', text,
-                   'area', coalesce(area, ''), 'availability', coalesce(availability, ''),
-                   'expires_on', expires_on::text, 'version', version)
-               ELSE jsonb_build_object('handle', handle, 'withdrawn', true,
-                                       'version', version) END ORDER BY version), '[]'),
-           max(version), count(*)
+    -- At most lim items, and the page ends where their JSON text passes
+    -- 256 KiB, so that it fits the frame whatever the texts hold.
+    SELECT coalesce(jsonb_agg(item ORDER BY version), '[]'), max(version), count(*)
       INTO items, last, n
-      FROM (SELECT i.*, i.state = 'active' AND i.visibility = 'federation'
-                        AND m.status = 'active' AND i.expires_on >= current_date AS shared
-              FROM dir_items i JOIN members m ON m.account_id = i.member_account
-             WHERE i.version > since ORDER BY i.version LIMIT lim) q;
+      FROM (SELECT version, item,
+                   sum(octet_length(item::text)) OVER (ORDER BY version)
+                   - octet_length(item::text) AS before
+              FROM (SELECT q.version, CASE WHEN shared THEN jsonb_build_object(
+                               'handle', handle, 'kind', kind, 'category', category,
+                               'text', text, 'area', coalesce(area, ''),
+                               'availability', coalesce(availability, ''),
+                               'expires_on', expires_on::text, 'version', version)
+                           ELSE jsonb_build_object('handle', handle, 'withdrawn', true,
+                                                   'version', version) END AS item
+                      FROM (SELECT i.*, i.state = 'active' AND i.visibility = 'federation'
+                                        AND m.status = 'active'
+                                        AND i.expires_on >= current_date AS shared
+                              FROM dir_items i JOIN members m ON m.account_id = i.member_account
+                             WHERE i.version > since ORDER BY i.version LIMIT lim) q) a) b
+     WHERE before < 262144;
     RETURN jsonb_build_object('since', since, 'next', coalesce(last, since),
-                              'more', n = lim, 'items', items);
+                              'more', EXISTS (SELECT 1 FROM dir_items
+                                               WHERE version > coalesce(last, since)),
+                              'items', items);
 END $$;
 
 -- At the pulling bank: one page from a peer, in one transaction. A page

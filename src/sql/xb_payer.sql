@@ -281,6 +281,7 @@ CREATE FUNCTION tb_xb_batch(lim int) RETURNS int LANGUAGE plpgsql
 DECLARE
     to_peer text;
     items jsonb;
+    part jsonb;
     proposals json;
     ids bigint[];
     s bigint;
@@ -301,8 +302,12 @@ BEGIN
                    AND sent_seq IS NULL
                  ORDER BY id LIMIT lim FOR UPDATE SKIP LOCKED) q;
         CONTINUE WHEN ids IS NULL;
-        s := tb_fed_enqueue(to_peer, jsonb_build_object('kind', 'xb_claim', 'items', items)::json);
-        UPDATE xb_claims SET sent_seq = s WHERE id = ANY (ids);
+        -- A claim's message can be long: the claims go in as many messages
+        -- as fit the frame.
+        FOR s, part IN SELECT * FROM tb_fed_enqueue_items(to_peer, 'xb_claim', items) LOOP
+            UPDATE xb_claims SET sent_seq = s
+             WHERE claim_id IN (SELECT a->>'claim_id' FROM jsonb_array_elements(part) a);
+        END LOOP;
         n := n + cardinality(ids);
     END LOOP;
     FOR to_peer IN SELECT DISTINCT peer FROM xb_exchanges

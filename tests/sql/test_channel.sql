@@ -2,7 +2,7 @@
 -- (only the first to each of our waiting exchanges counts), and the
 -- answers to claims and contacts.
 BEGIN;
-SELECT plan(19);
+SELECT plan(23);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 3) g;
@@ -100,6 +100,31 @@ SELECT results_eq($$SELECT contact_id, state, coalesce(reason, ''), coalesce(ans
                   'accepted declines, with its reason');
 SELECT throws_ok($$DELETE FROM dir_contacts WHERE contact_id = 'colchester:k2'$$,
                  'TB000', 'contact_already_decided', 'a decided contact is never removed');
+
+-- Long lists go in messages that fit the frame.
+SELECT is((SELECT array_agg(jsonb_array_length(part) ORDER BY seq)
+             FROM tb_fed_enqueue_items('cheshire', 'xb_answer',
+                      (SELECT jsonb_agg(jsonb_build_object('xid', 'cheshire:' || g,
+                                                           'accepted', true))
+                         FROM generate_series(1, 2500) g))),
+          ARRAY[1000, 1000, 500], 'answers go at most 1000 to a message');
+SELECT ok((SELECT bool_and(octet_length(part::text) < 300000) AND count(*) = 3
+             FROM tb_fed_enqueue_items('cheshire', 'xb_claim',
+                      (SELECT jsonb_agg(jsonb_build_object('claim_id', 'colchester:c' || g,
+                                                           'message', repeat('é', 500)))
+                         FROM generate_series(1, 600) g))),
+          'and long texts in as many messages as keep each under 300 kB');
+SELECT is((SELECT count(*) FROM tb_fed_enqueue_items('cheshire', 'test', '[{"n": 1}]')),
+          1::bigint, 'a short list is one message');
+INSERT INTO dir_items (handle, member_account, kind, category, text, availability, visibility,
+                       expires_on, created_by, updated_by)
+SELECT 'h' || g, account_id, 'offer', 'lifts', repeat('🚗', 500), repeat('ö', 300),
+       'federation', current_date + 30, 'test', 'test'
+  FROM members, generate_series(1, 300) g WHERE number = 2;
+SELECT ok((SELECT pg_column_size(p->'items') < 400000 AND jsonb_array_length(p->'items') < 300
+                  AND (p->>'more')::boolean
+             FROM tb_dir_page('westminster', 0, 1000) p),
+          'a directory page ends where its texts pass 256 KiB, and says there is more');
 
 SELECT * FROM finish();
 ROLLBACK;
