@@ -51,6 +51,16 @@ static struct api_limits limits_of(const struct config *cfg)
 	return l;
 }
 
+/* What peers may make this bank keep (fed_limits), as the config says. */
+static void limits_text(const struct config *cfg, char *out, size_t len)
+{
+	snprintf(out, len,
+	         "{\"max_open_claims\": %d, \"max_open_contacts\": %d, "
+	         "\"max_directory_items\": %d, \"inbox_keep_days\": %d}",
+	         cfg->fed_max_open_claims, cfg->fed_max_open_contacts, cfg->fed_max_directory_items,
+	         cfg->fed_inbox_keep_days);
+}
+
 /* Every configured peer has its channel row (and, for a bank, its clearing
  * account with the exposure limit as its floor) before anything can queue
  * to it. */
@@ -78,6 +88,15 @@ static int register_peers(PGconn *c, const struct config *cfg)
 	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[], $2::text[], $3::bigint[])", 3, NULL,
 	                 params, NULL, NULL, 0);
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (ok) {
+		char lim[256];
+		const char *lp[1] = {lim};
+		limits_text(cfg, lim, sizeof(lim));
+		PQclear(r);
+		r = PQexecParams(c, "SELECT tb_fed_limits_set($1::jsonb)", 1, NULL, lp, NULL, NULL,
+		                 0);
+		ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	}
 	if (!ok)
 		log_error("cannot register the peers: %s", PQresultErrorMessage(r));
 	PQclear(r);
@@ -144,6 +163,15 @@ static void migrate(const char *conninfo, const struct config *cfg)
 	}
 }
 
+static void on_limits_set(void *arg, const struct db_result *r)
+{
+	(void)arg;
+	if (r->status != DB_OK)
+		log_error("reload: peers' limits were not stored: %s",
+		          r->status == DB_ERROR && r->message ? r->message
+		                                              : "database unavailable");
+}
+
 static void on_drained(void *arg)
 {
 	struct daemon *d = arg;
@@ -187,7 +215,13 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	auth = auth_load(cfg->token_file, err, sizeof(err));
 	if (auth == NULL) {
-		log_error("reload: %s; keeping the running tokens and limits", err);
+		/* A token taken out of the file stays out, whatever else is wrong
+		 * with it. */
+		struct auth *kept = auth_still_listed(api_auth(d->api), cfg->token_file);
+		log_error("reload: %s; keeping the limits, and of the running tokens the %d the "
+		          "file still lists",
+		          err, auth_count(kept));
+		api_set_auth(d->api, kept);
 		config_free(cfg);
 		return;
 	}
@@ -197,6 +231,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_warn("reload: bank id, database or listen address changed: restart to apply");
 	limits = limits_of(cfg);
 	api_reload(d->api, auth, cfg->token_file, &limits);
+	if (d->fed != NULL) {
+		char lim[256];
+		fed_set_max_exchange(d->fed, cfg->max_exchange);
+		const char *lp[1] = {lim};
+		enum db_status st;
+		limits_text(cfg, lim, sizeof(lim));
+		if (db_query(d->db, "SELECT tb_fed_limits_set($1::jsonb)", 1, lp, on_limits_set,
+		             NULL, &st) == -1)
+			log_error("reload: the database is away; peers' limits stay as they were");
+	}
 	if (d->fed != NULL && cfg->fed_crl != NULL && fed_reload_crl(d->fed, cfg->fed_crl) == -1)
 		log_error("reload: %s cannot be read; keeping the CRL in force", cfg->fed_crl);
 	hours_format(cfg->default_floor, floor, sizeof(floor));
@@ -259,6 +303,11 @@ static void link_metrics(void *fed, struct evbuffer *out)
 	fed_metrics(fed, out);
 }
 
+static int link_forget_key(void *fed, const char *peer, const char *key_id)
+{
+	return fed_forget_key(fed, peer, key_id);
+}
+
 static int run(struct daemon *d)
 {
 	struct event *ev_term, *ev_int, *ev_hup;
@@ -301,8 +350,8 @@ static int run(struct daemon *d)
 			pgm_stop(d->pgm);
 			fatal("cannot start the federation link");
 		}
-		api_set_link(d->api,
-		             &(struct api_link){d->fed, link_written, link_peers, link_metrics});
+		api_set_link(d->api, &(struct api_link){d->fed, link_written, link_peers,
+		                                        link_metrics, link_forget_key});
 	}
 	if (d->pgm != NULL)
 		pgm_supervise(d->pgm, d->base);

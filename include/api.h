@@ -44,9 +44,14 @@ struct api_link {
 	json_t *(*peers)(void *arg, const json_t *db_state);
 	/* Appends the link's Prometheus metrics. */
 	void (*metrics)(void *arg, struct evbuffer *out);
+	/* Stops accepting a peer's learned key: 0, or -1 when it has none. */
+	int (*forget_key)(void *arg, const char *peer, const char *key_id);
 };
 /* Without it the API answers as a bank with no [federation]. */
 void api_set_link(struct api *api, const struct api_link *link);
+/* The tokens in force, and a new set that replaces them (owned). */
+const struct auth *api_auth(const struct api *api);
+void api_set_auth(struct api *api, struct auth *auth);
 
 /* Closes the listener and every connection. Accepts NULL. */
 void api_free(struct api *api);

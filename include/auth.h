@@ -35,6 +35,11 @@ struct auth;
 /* Loads a token file. NULL with a message naming the line in err on error. */
 struct auth *auth_load(const char *path, char *err, size_t errlen);
 void auth_free(struct auth *auth); /* accepts NULL */
+/* For a token file that no longer loads: of the running tokens, those its
+ * well-formed lines still list, same name, role and hash. A reload that
+ * fails can so take tokens away, never bring one back. An unreadable file
+ * lists none. */
+struct auth *auth_still_listed(const struct auth *running, const char *path);
 int auth_count(const struct auth *auth);
 /* The i-th token, 0 <= i < auth_count(). */
 const struct auth_token *auth_get(const struct auth *auth, int i);

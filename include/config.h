@@ -77,6 +77,13 @@ struct config {
 	int fed_handshakes;
 	int fed_handshakes_per_source;
 	int fed_handshake_timeout;
+	/* What each peer may leave with us: open claims, open contact requests
+	 * and shared directory items; and how long what peers sent is kept as
+	 * proof (days). */
+	int fed_max_open_claims;
+	int fed_max_open_contacts;
+	int fed_max_directory_items;
+	int fed_inbox_keep_days;
 	struct config_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 };

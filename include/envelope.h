@@ -17,6 +17,7 @@
  * directory items); senders split longer lists (tb_fed_enqueue_items), and
  * a receiver refuses a message with more. */
 #define ENV_MAX_ITEMS 1000
+#define ENV_MAX_TEST_TEXT 200 /* bytes of a test message's text */
 
 /* Each maps to one reason a message is refused, named in logs and metrics. */
 enum env_result {

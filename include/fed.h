@@ -36,6 +36,11 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state);
 struct evbuffer;
 void fed_metrics(const struct fed *fed, struct evbuffer *out);
 
+/* Stops accepting a key learned from peer_id in a rotation (the pinned one
+ * cannot be forgotten). 0, or -1 when there is no such learned key. */
+int fed_forget_key(struct fed *fed, const char *peer_id, const char *key_id);
+/* The most one exchange or claim from a peer may be (a reloaded config). */
+void fed_set_max_exchange(struct fed *fed, int64_t minutes);
 /* Re-reads the CRL (SIGHUP): new connections use it. 0 or -1. */
 int fed_reload_crl(struct fed *fed, const char *crl_path) __attribute__((warn_unused_result));
 

@@ -280,6 +280,17 @@ void api_set_link(struct api *api, const struct api_link *link)
 	api->link = *link;
 }
 
+const struct auth *api_auth(const struct api *api)
+{
+	return api->auth;
+}
+
+void api_set_auth(struct api *api, struct auth *auth)
+{
+	auth_free(api->auth);
+	api->auth = auth;
+}
+
 void api_free(struct api *api)
 {
 	if (api == NULL)
@@ -296,8 +307,7 @@ void api_free(struct api *api)
 void api_reload(struct api *api, struct auth *auth, const char *token_file,
                 const struct api_limits *limits)
 {
-	auth_free(api->auth);
-	api->auth = auth;
+	api_set_auth(api, auth);
 	free(api->token_file);
 	api->token_file = xstrdup(token_file);
 	api->limits = *limits;

@@ -77,6 +77,7 @@ void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);
 void api_token_revoke(struct api_req *r);
 void api_peers(struct api_req *r);
+void api_peer_forget_key(struct api_req *r);
 void api_claim_record(struct api_req *r);
 void api_claim_list(struct api_req *r);
 void api_claim_get(struct api_req *r);

@@ -2,6 +2,8 @@
  * channel, and test messages that prove a link without touching a ledger. */
 #include "internal.h"
 
+#include "log.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,4 +67,27 @@ void api_test_messages(struct api_req *r)
 	const char *params[3] = {peer, API_I64(n, json_integer_value(count)), text ? text : ""};
 	r->queues_messages = 1;
 	api_sql(r, "SELECT tb_fed_test_enqueue($1, $2::int, $3)::text", 3, params);
+}
+
+/* POST /v1/peers/PEER/forget-key {"key_id": ...}: a key learned in a
+ * rotation is no longer accepted, now and after restarts. */
+void api_peer_forget_key(struct api_req *r)
+{
+	const char *key_id = json_string_value(json_object_get(r->body, "key_id"));
+	const char *params[3] = {r->name, key_id, NULL};
+
+	r->ok_status = 200;
+	if (r->api->link.forget_key == NULL) {
+		api_reply_error(r, 409, "federation_disabled", "this daemon has no [federation]");
+		return;
+	}
+	if (!json_is_object(r->body) || json_object_size(r->body) != 1 || key_id == NULL ||
+	    strlen(key_id) != 16 || strspn(key_id, "0123456789abcdef") != 16) {
+		api_reply_error(r, 400, "invalid_request", "give the key_id: 16 hex digits");
+		return;
+	}
+	params[2] =
+	    r->api->link.forget_key(r->api->link.arg, r->name, key_id) == 0 ? "true" : "false";
+	log_info("api: learned key %s of peer %s forgotten by %s", key_id, r->name, r->actor);
+	api_sql(r, "SELECT tb_fed_key_forget($1, $2, $3::boolean)", 3, params);
 }

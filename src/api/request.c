@@ -41,6 +41,7 @@ static const struct {
     {"invalid_referrer", 422},
     {"invalid_period", 400},
     {"peer_not_found", 404},
+    {"key_not_found", 404},
     {"unknown_bank", 422},
     {"peer_diverged", 409},
     {"claim_not_found", 404},

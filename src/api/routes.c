@@ -375,6 +375,7 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create},
     {"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke},
     {"GET", "/v1/peers", ROLE_VIEWER, 0, api_peers},
+    {"POST", "/v1/peers/*/forget-key", ROLE_COORDINATOR, 1, api_peer_forget_key},
     {"POST", "/v1/federation/test-messages", ROLE_COORDINATOR, 1, api_test_messages},
     {NULL, NULL, 0, 0, NULL},
 };

@@ -14,10 +14,12 @@ static int reload_tokens(struct api *api, char *err, size_t errlen)
 {
 	struct auth *auth = auth_load(api->token_file, err, errlen);
 
-	if (auth == NULL)
+	if (auth == NULL) {
+		/* Whatever else is wrong with the file, a token revoked is gone. */
+		api_set_auth(api, auth_still_listed(api->auth, api->token_file));
 		return -1;
-	auth_free(api->auth);
-	api->auth = auth;
+	}
+	api_set_auth(api, auth);
 	log_info("api: %d tokens in force", auth_count(auth));
 	return 0;
 }

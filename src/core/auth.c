@@ -142,6 +142,31 @@ fail:
 	return NULL;
 }
 
+struct auth *auth_still_listed(const struct auth *running, const char *path)
+{
+	struct auth *kept = xcalloc(1, sizeof(*kept) + AUTH_MAX_TOKENS * sizeof(struct auth_token));
+	struct auth_token t;
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		if (parse_line(line, &t) != 0)
+			continue;
+		for (int i = 0; i < running->n && kept->n < AUTH_MAX_TOKENS; i++) {
+			const struct auth_token *r = &running->tokens[i];
+			if (strcmp(r->name, t.name) == 0 && r->role == t.role &&
+			    CRYPTO_memcmp(r->hash, t.hash, sizeof(t.hash)) == 0) {
+				kept->tokens[kept->n++] = *r;
+				break;
+			}
+		}
+	}
+	if (f != NULL)
+		fclose(f);
+	OPENSSL_cleanse(&t, sizeof(t));
+	return kept;
+}
+
 void auth_free(struct auth *auth)
 {
 	if (auth == NULL)

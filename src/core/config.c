@@ -59,6 +59,10 @@ static const struct key keys[] = {
     {"federation", "max_handshakes_per_source", KT_INT, OFF(fed_handshakes_per_source), 0, 1,
      65536},
     {"federation", "handshake_timeout", KT_INT, OFF(fed_handshake_timeout), 0, 1, 300},
+    {"federation", "max_open_claims", KT_INT, OFF(fed_max_open_claims), 0, 0, 1000000},
+    {"federation", "max_open_contacts", KT_INT, OFF(fed_max_open_contacts), 0, 0, 1000000},
+    {"federation", "max_directory_items", KT_INT, OFF(fed_max_directory_items), 0, 0, 1000000},
+    {"federation", "inbox_keep_days", KT_INT, OFF(fed_inbox_keep_days), 0, 30, 36600},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -316,6 +320,10 @@ static void set_defaults(struct config *cfg)
 	cfg->fed_handshakes = 64;
 	cfg->fed_handshakes_per_source = 16;
 	cfg->fed_handshake_timeout = 10;
+	cfg->fed_max_open_claims = 1000;
+	cfg->fed_max_open_contacts = 1000;
+	cfg->fed_max_directory_items = 5000;
+	cfg->fed_inbox_keep_days = 2192;
 	cfg->default_floor = -10 * 60;
 	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;

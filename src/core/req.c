@@ -74,7 +74,30 @@ int req_valid_date(const char *s)
 	return !(m == 2 && d == 29 && !leap);
 }
 
-/* Text a person typed: at most max bytes, no control characters. */
+/* Hours given as a JSON number, written out as the decimal it is, so that
+ * hours_parse holds it to whole minutes as it does the text form: the
+ * fewest decimals (at most six) that give the number back exactly, or NULL
+ * when none do (1.0000001 is not rounded to 1). */
+static const char *number_text(const json_t *v, char *buf, size_t len)
+{
+	double d = json_number_value(v);
+
+	if (json_is_integer(v)) {
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+		return buf;
+	}
+	if (!(d > -1e12 && d < 1e12))
+		return NULL;
+	for (int places = 0; places <= 6; places++) {
+		snprintf(buf, len, "%.*f", places, d);
+		if (strtod(buf, NULL) == d)
+			return buf;
+	}
+	return NULL;
+}
+
+/* Text a person typed: at most max bytes, no control characters (C0, DEL,
+ * and C1, U+0080 to U+009F, which is 0xC2 0x80-0x9F in UTF-8). */
 static int valid_text(const char *s, size_t max, int allow_newlines)
 {
 	size_t n = strlen(s);
@@ -84,6 +107,9 @@ static int valid_text(const char *s, size_t max, int allow_newlines)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if ((c < 0x20 && !(allow_newlines && (c == '\n' || c == '\t'))) || c == 0x7f)
+			return 0;
+		if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f)
 			return 0;
 	}
 	return 1;
@@ -144,10 +170,8 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		char buf[32];
 		if (json_is_null(v))
 			return json_object_set(out, "floor_minutes", json_null());
-		if (json_is_integer(v) || json_is_real(v)) {
-			snprintf(buf, sizeof(buf), "%.6g", json_number_value(v));
-			text = buf;
-		}
+		if (json_is_integer(v) || json_is_real(v))
+			text = number_text(v, buf, sizeof(buf));
 		if (text == NULL || hours_parse(text, &n) == -1 || n > 0) {
 			fail(err, "invalid_hours",
 			     "floor must be zero or negative hours, like -10h");
@@ -240,10 +264,8 @@ static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes,
 		*minutes = json_integer_value(m);
 	} else {
 		text = json_string_value(h);
-		if (json_is_integer(h) || json_is_real(h)) {
-			snprintf(buf, sizeof(buf), "%.6g", json_number_value(h));
-			text = buf;
-		}
+		if (json_is_integer(h) || json_is_real(h))
+			text = number_text(h, buf, sizeof(buf));
 		if (text == NULL || hours_parse(text, minutes) == -1) {
 			fail(err, "invalid_hours",
 			     "hours must be like 2, 1.5, 1h30m or 90m, in whole minutes");

@@ -16,8 +16,9 @@
 
 #define SEAL_BATCH 1000
 #define SEND_BATCH 500
-#define APPLY_BATCH 500  /* messages in one apply */
-#define APPLY_ITEMS 4000 /* ...and items in all, past the first message */
+#define APPLY_BATCH 500               /* messages in one apply */
+#define APPLY_ITEMS 4000              /* ...and items in all, past the first message */
+#define APPLY_BYTES (2 * 1024 * 1024) /* ...and bytes of envelopes, past the first */
 /* What a peer's messages waiting to be applied may hold of our memory: its
  * envelopes and their bodies as JSON text. Beyond it the session is not
  * read until applies have made room. */
@@ -27,7 +28,10 @@
 
 /* ---- loading ---------------------------------------------------------- */
 
-/* Keys this peer announced in past rotations. */
+/* Keys this peer announced in past rotations, in the order they were
+ * learned. Each is kept only if announced by a key held: the pinned key, or
+ * one kept before it. A peer re-pinned in the config so starts afresh from
+ * the key pinned, and what an older key announced is dropped. */
 static void load_keys(struct fed_peer *peer, const json_t *keys)
 {
 	const json_t *k;
@@ -36,14 +40,24 @@ static void load_keys(struct fed_peer *peer, const json_t *keys)
 
 	json_array_foreach(keys, i, k)
 	{
-		if (crypto_unhex(json_string_value(json_object_get(k, "public_key")), raw,
-		                 sizeof(raw)) != CRYPTO_PUB_LEN)
-			continue;
-		/* An ended grace period leaves the replaced key refused at once. */
+		const char *id = json_string_value(json_object_get(k, "key_id"));
+		const char *replaces = json_string_value(json_object_get(k, "replaces"));
 		long grace = (long)json_number_value(json_object_get(k, "grace_seconds"));
-		fed_peer_add_key(peer, raw, sizeof(raw),
-		                 json_string_value(json_object_get(k, "replaces")),
-		                 grace > 0 ? grace : -1);
+		long left = FED_LEARNED_KEY_DAYS * 86400L -
+		            (long)json_number_value(json_object_get(k, "learned_seconds_ago"));
+		if (crypto_unhex(json_string_value(json_object_get(k, "public_key")), raw,
+		                 sizeof(raw)) != CRYPTO_PUB_LEN ||
+		    replaces == NULL || id == NULL)
+			continue;
+		if (strcmp(id, crypto_key_id(peer->keys[0])) == 0)
+			continue; /* the config pins it now */
+		/* An ended grace period or lifetime leaves the key refused at once. */
+		if (fed_peer_add_key(peer, raw, sizeof(raw), replaces, grace > 0 ? grace : -1,
+		                     left > 0 ? left : -1) == -1)
+			log_warn(
+			    "fed: peer %s: learned key %s is not used: %s, which announced it, is "
+			    "not a key held now (the config pins %s)",
+			    peer->id, id, replaces, crypto_key_id(peer->keys[0]));
 	}
 }
 
@@ -560,18 +574,19 @@ void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The run's messages as tb_fed_apply reads them, [{seq, prev, hash,
- * envelope, body}, ...], taken off the queue: at most APPLY_BATCH of them
- * and APPLY_ITEMS items. Written out directly, since every value is a
+ * envelope, body}, ...], taken off the queue: at most APPLY_BATCH of them,
+ * APPLY_ITEMS items and APPLY_BYTES of envelopes. Written out directly, since every value is a
  * number, hex, or a body already written as JSON. Returns how many. */
 static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
 {
 	struct fed_pending *p;
-	size_t n = 0, items = 0;
+	size_t n = 0, items = 0, bytes = 0;
 	char hash[2 * CRYPTO_HASH_LEN + 1], prev[2 * CRYPTO_HASH_LEN + 1];
 
 	evbuffer_add(out, "[", 1);
 	while ((p = STAILQ_FIRST(&peer->pending)) != NULL && n < APPLY_BATCH &&
-	       (n == 0 || items + p->items <= APPLY_ITEMS)) {
+	       (n == 0 ||
+	        (items + p->items <= APPLY_ITEMS && bytes + p->envelope_len <= APPLY_BYTES))) {
 		char *env = xmalloc(2 * p->envelope_len + 1);
 		crypto_hex(p->hash, CRYPTO_HASH_LEN, hash);
 		crypto_hex(p->prev, p->prev_len, prev);
@@ -586,6 +601,7 @@ static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
 		peer->npending--;
 		peer->pending_bytes -= p->cost;
 		items += p->items;
+		bytes += p->envelope_len;
 		n++;
 		free(p->envelope);
 		free(p->body);
@@ -608,10 +624,12 @@ static void apply_next(struct fed_peer *peer)
 	n = take_run(peer, text);
 	read_if_room(peer);
 	failpoint("apply_before");
-	const char *params[2] = {peer->id, (const char *)evbuffer_pullup(text, -1)};
+	char most[24];
+	const char *params[3] = {peer->id, (const char *)evbuffer_pullup(text, -1), most};
+	snprintf(most, sizeof(most), "%lld", (long long)peer->fed->max_exchange);
 	c = fed_call_new(peer, n);
-	if (db_query_durable(peer->fed->db, "SELECT tb_fed_apply($1, $2::jsonb)::text", 2, params,
-	                     on_applied, on_flushed, c, &st) == 0) {
+	if (db_query_durable(peer->fed->db, "SELECT tb_fed_apply($1, $2::jsonb, $3::bigint)::text",
+	                     3, params, on_applied, on_flushed, c, &st) == 0) {
 		peer->applying = 1;
 	} else {
 		fed_call_free(c);
@@ -794,8 +812,8 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 
 static void on_clearing_stored(void *arg, const struct db_result *r)
 {
-	(void)arg;
 	(void)r; /* kept for the next audit; the next checkpoint replaces it anyway */
+	fed_call_free(arg);
 }
 
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
@@ -806,13 +824,20 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	const char *cparams[2] = {peer->id, c_text};
 	struct fed_call *c;
 
+	/* A peer sending checkpoints faster than they are checked loses them:
+	 * the next brings the same news. */
+	if (!fed_call_room(peer))
+		return;
 	/* Its clearing balance for us, for tbctl audit --federation. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
+	c = fed_call_new(peer, 0);
 	/* Not stored when the database is down: the next checkpoint brings it. */
 	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
-	              on_clearing_stored, NULL) == -1)
+	              on_clearing_stored, c) == -1) {
+		fed_call_free(c);
 		log_debug("fed: peer %s: its clearing balance is not stored; the database is away",
 		          peer->id);
+	}
 
 	if (head_len > CRYPTO_HASH_LEN)
 		head_len = 0;

@@ -169,6 +169,22 @@ static void on_applied(void *arg, const struct db_result *r)
 	struct fed_peer *peer = c->peer;
 	json_t *res = peer->fed->stopping ? NULL : fed_db_answer(r, "applying directory", peer->id);
 
+	static struct log_limit dropped;
+
+	if (!peer->fed->stopping && res != NULL &&
+	    json_string_value(json_object_get(res, "refused")) && fed_call_current(c)) {
+		char why[120];
+		snprintf(why, sizeof(why), "a directory page: %s",
+		         json_string_value(json_object_get(res, "refused")));
+		fed_conn_refuse(peer->session, why);
+	}
+	if (!peer->fed->stopping && res != NULL &&
+	    json_integer_value(json_object_get(res, "dropped")) > 0)
+		log_limited(&dropped, LOGL_WARN,
+		            "fed: %lld directory items from %s not kept: it shares more than "
+		            "[federation] max_directory_items lets one peer keep here",
+		            (long long)json_integer_value(json_object_get(res, "dropped")),
+		            peer->id);
 	if (!peer->fed->stopping) {
 		peer->dir_pulling = 0;
 		if (res != NULL) {

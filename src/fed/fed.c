@@ -9,6 +9,7 @@
 #include "mem.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,10 +58,43 @@ static void writable(struct fed_peer *peer)
 
 static const struct fed_upcalls upcalls = {
     .session_started = session_started,
+    .session_ended = fed_chan_pending_clear,
     .key_learned = fed_chan_key_learned,
     .received = received,
     .writable = writable,
 };
+
+/* The CRL must be replaced before its nextUpdate, or every link fails at
+ * once: warned of daily from 30 days ahead. */
+static void check_crl(struct fed *fed, time_t now)
+{
+	long days = (long)((fed->crl_next_update - now) / 86400);
+
+	if (fed->crl_next_update == 0 || fed->crl_next_update - now > 30 * 86400L ||
+	    now - fed->crl_warned < 86400)
+		return;
+	fed->crl_warned = now;
+	if (fed->crl_next_update <= now)
+		log_error(
+		    "fed: the CRL has EXPIRED: no peer's certificate verifies; ask the network "
+		    "CA for a new one (tbpki crl) and reload");
+	else
+		log_warn(
+		    "fed: the CRL expires in %ld days; ask the network CA for a new one (tbpki "
+		    "crl) and reload before then, or every link fails",
+		    days);
+}
+
+static void on_purged(void *arg, const struct db_result *r)
+{
+	(void)arg;
+	if (r->status == DB_OK && strcmp(PQgetvalue(r->res, 0, 0), "0") != 0)
+		log_info("fed: %s messages from peers older than their keeping time were deleted",
+		         PQgetvalue(r->res, 0, 0));
+	else if (r->status != DB_OK)
+		log_warn("fed: old messages from peers could not be deleted: %s",
+		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+}
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -75,8 +109,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	fed_chan_seal(fed);
+	check_crl(fed, now);
 	if (checkpoints)
 		fed->last_checkpoint = now;
+	if (now - fed->last_purge >= 86400) {
+		fed->last_purge = now;
+		if (fed_query(fed, "SELECT tb_fed_inbox_purge()", 0, NULL, on_purged, NULL) == -1)
+			fed->last_purge = 0; /* the database is away: again at the next tick */
+	}
 	for (int i = 0; i < fed->npeers; i++) {
 		struct fed_peer *peer = &fed->peers[i];
 		if (peer->session == NULL)
@@ -153,6 +193,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_error("fed: TLS: %s", err);
 		goto fail;
 	}
+	fed->crl_next_update = fed_tls_crl_next_update(cfg->fed_crl);
 	fed->sign_key = crypto_key_load(cfg->fed_signing_key, 1, err, sizeof(err));
 	if (fed->sign_key == NULL) {
 		log_error("fed: signing key: %s", err);
@@ -179,6 +220,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 	}
 	struct gate_limits caps = {cfg->fed_handshakes, cfg->fed_handshakes_per_source};
 	fed->handshake_timeout = cfg->fed_handshake_timeout;
+	fed->max_exchange = cfg->max_exchange;
 	fed->gate =
 	    gate_listen(base, (struct sockaddr *)&ss, sslen, "fed", caps, fed_session_accept, fed);
 	if (fed->gate == NULL) {
@@ -195,6 +237,31 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 fail:
 	fed_free(fed);
 	return NULL;
+}
+
+void fed_set_max_exchange(struct fed *fed, int64_t minutes)
+{
+	fed->max_exchange = minutes;
+}
+
+int fed_reload_crl(struct fed *fed, const char *crl_path)
+{
+	struct fed_conn *conn;
+
+	if (fed_tls_reload_crl(fed->ctx, crl_path) == -1)
+		return -1;
+	fed->crl_next_update = fed_tls_crl_next_update(crl_path);
+	fed->crl_warned = 0;
+	/* A peer the new CRL revokes goes now, not at its next connection. */
+	LIST_FOREACH(conn, &fed->conns, next)
+	{
+		SSL *ssl = conn->tcp_only ? NULL : bufferevent_openssl_get_ssl(conn->bev);
+		if (conn->closing || ssl == NULL || SSL_get0_peer_certificate(ssl) == NULL)
+			continue;
+		if (!fed_tls_still_trusted(fed->ctx, ssl))
+			fed_conn_close(conn, "its certificate is revoked by the reloaded CRL");
+	}
+	return 0;
 }
 
 void fed_stop(struct fed *fed)
@@ -252,6 +319,45 @@ void fed_free(struct fed *fed)
 	free(fed);
 }
 
+static json_t *stamp(time_t t)
+{
+	char text[32];
+	struct tm tm;
+
+	if (t == 0)
+		return json_null();
+	gmtime_r(&t, &tm);
+	strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(text);
+}
+
+/* The peer's signing keys: the one the config pins, and those learned in
+ * rotations, with when each stops being accepted. */
+static json_t *keys_json(const struct fed_peer *peer)
+{
+	json_t *keys = json_array();
+	time_t now = time(NULL);
+
+	for (int k = 0; k < peer->nkeys; k++)
+		json_array_append_new(
+		    keys, json_pack("{sssssososb}", "key_id", crypto_key_id(peer->keys[k]),
+		                    "source", k == 0 ? "config" : "learned", "replaced_until",
+		                    stamp(peer->replaced_until[k]), "learned_until",
+		                    stamp(peer->learned_until[k]), "good",
+		                    fed_peer_key_good(peer, k, now)));
+	return keys;
+}
+
+int fed_forget_key(struct fed *fed, const char *peer_id, const char *key_id)
+{
+	struct fed_peer *peer = fed_peer_find(fed, peer_id);
+
+	if (peer == NULL || fed_peer_forget_key(peer, key_id) == -1)
+		return -1;
+	log_info("fed: peer %s: learned key %s forgotten", peer_id, key_id);
+	return 0;
+}
+
 json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 {
 	json_t *items = json_array();
@@ -276,6 +382,7 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		              (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
 		              "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
 		json_object_set_new(item, "address", json_sprintf("%s:%d", peer->host, peer->port));
+		json_object_set_new(item, "keys", keys_json(peer));
 		if (row != NULL) {
 			json_object_set(item, "applied", json_object_get(row, "applied"));
 			json_object_set(item, "outbox_depth", json_object_get(row, "outbox_depth"));
@@ -286,9 +393,16 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		}
 		json_array_append_new(items, item);
 	}
-	/* ready: the channel's state is read, so peers are dialed and accepted. */
-	return json_pack("{sssssbso}", "bank", fed->bank_id, "role", fed->role, "ready",
-	                 fed->loaded, "peers", items);
+	char crl[32] = "";
+	if (fed->crl_next_update != 0) {
+		gmtime_r(&fed->crl_next_update, &tm);
+		strftime(crl, sizeof(crl), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	/* ready: the channel's state is read, so peers are dialed and accepted;
+	 * crl_expires: when the CRL in force must be replaced. */
+	return json_pack("{sssssbsosssI}", "bank", fed->bank_id, "role", fed->role, "ready",
+	                 fed->loaded, "peers", items, "crl_expires", crl, "crl_expires_in_days",
+	                 (json_int_t)((fed->crl_next_update - time(NULL)) / 86400));
 }
 
 void fed_metrics(const struct fed *fed, struct evbuffer *out)
@@ -307,6 +421,12 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	};
 
 	gate_metrics(fed->gate, out);
+	evbuffer_add_printf(out,
+	                    "# HELP timebankd_crl_next_update_timestamp_seconds When the CRL in "
+	                    "force must be replaced (its nextUpdate); warned of 30 days ahead.\n"
+	                    "# TYPE timebankd_crl_next_update_timestamp_seconds gauge\n"
+	                    "timebankd_crl_next_update_timestamp_seconds %lld\n",
+	                    (long long)fed->crl_next_update);
 	evbuffer_add_printf(out, "# HELP timebankd_peer_established 1 when the session is up.\n"
 	                         "# TYPE timebankd_peer_established gauge\n");
 	for (int i = 0; i < fed->npeers; i++)

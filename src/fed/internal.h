@@ -75,8 +75,14 @@ struct fed_peer {
 	char *host;
 	int port;
 	char *kind;
-	struct crypto_key *keys[FED_MAX_KEYS]; /* pinned, plus rotated ones */
-	time_t key_expires[FED_MAX_KEYS];      /* 0: no end; else refused after */
+	/* keys[0] is pinned in the config; the others were announced in
+	 * rotations. A key replaced by a newer one is good until its grace
+	 * ends (replaced_until); a learned key is good for FED_LEARNED_KEY_DAYS
+	 * after it was learned (learned_until), time for the operator to pin
+	 * it; 0 is no end. Only a key not replaced may announce another. */
+	struct crypto_key *keys[FED_MAX_KEYS];
+	time_t replaced_until[FED_MAX_KEYS];
+	time_t learned_until[FED_MAX_KEYS];
 	int nkeys;
 
 	enum peer_state state;
@@ -134,6 +140,9 @@ struct fed_peer {
 /* What sessions hand up (session.c calls these, fed.c sets them). */
 struct fed_upcalls {
 	void (*session_started)(struct fed_peer *peer);
+	/* The established session closed: what it brought and is not yet
+	 * applied is dropped (its peer sends it again). */
+	void (*session_ended)(struct fed_peer *peer);
 	void (*key_learned)(struct fed_peer *peer, const struct crypto_key *key,
 	                    const char *replaces);
 	/* A verified message of the session that is not the session's own. */
@@ -154,6 +163,7 @@ struct fed {
 	struct crypto_key *previous_key; /* during a rotation: announces sign_key */
 	struct gate *gate;               /* the federation port */
 	int handshake_timeout;           /* seconds for TLS and hello */
+	int64_t max_exchange; /* [ledger] max_exchange: what a peer may ask us to record */
 	struct fed_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 	LIST_HEAD(, fed_conn) conns;
@@ -164,12 +174,23 @@ struct fed {
 	int sealing;
 	int reseal; /* asked to seal while sealing: again once done */
 	time_t last_checkpoint;
+	time_t last_purge;      /* of old messages from peers (tb_fed_inbox_purge) */
+	time_t crl_next_update; /* when the CRL in force must be replaced; 0 unknown */
+	time_t crl_warned;      /* the last warning that it soon must */
 };
 
 /* tls.c */
 SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen);
 /* The bank id a connected peer's certificate names; 0 or -1. */
 int fed_tls_peer_id(SSL *ssl, char *out, size_t len) __attribute__((warn_unused_result));
+/* A fresh store for ctx: its CA certificates and the CRL at crl_path. 0, or
+ * -1 with the store in force kept. */
+int fed_tls_reload_crl(SSL_CTX *ctx, const char *crl_path) __attribute__((warn_unused_result));
+/* When the CRL at path must be replaced (its nextUpdate); 0 unknown. */
+time_t fed_tls_crl_next_update(const char *path);
+/* Whether the peer's certificate on ssl still verifies against ctx's
+ * store: after a CRL reload, a revoked peer's session is closed. */
+int fed_tls_still_trusted(SSL_CTX *ctx, SSL *ssl);
 /* Why a TLS connection failed, for the log and tbctl peers. */
 void fed_tls_error(struct bufferevent *bev, char *buf, size_t len);
 
@@ -192,10 +213,17 @@ void fed_conn_free(evutil_socket_t fd, short what, void *arg);
 void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body);
 void fed_conn_refuse(struct fed_conn *conn, const char *what);
 #define FED_KEY_GRACE_DAYS 7
-/* Accepts a peer's new signing key, announced (signed) by replaces; the
- * replaced key stays good for grace_seconds. */
-void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
-                      long grace_seconds);
+#define FED_LEARNED_KEY_DAYS 90
+/* Accepts a peer's new signing key, announced (signed) by replaces, which
+ * stays good for grace_seconds; the new key is good for learned_seconds
+ * unless the config pins it. 0, or -1 when replaces may not announce it
+ * (unknown, replaced itself, or expired). */
+int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
+                     long grace_seconds, long learned_seconds);
+/* Whether key i of peer is good at now; and whether it may announce. */
+int fed_peer_key_good(const struct fed_peer *peer, int i, time_t now);
+/* Forgets a learned key (never the pinned one). 0, or -1 when there is none. */
+int fed_peer_forget_key(struct fed_peer *peer, const char *key_id);
 
 /* call.c: a database call about one peer's session; freed by its callback. */
 struct fed_call {

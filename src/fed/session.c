@@ -124,7 +124,7 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 		if (peer->session == conn) {
 			peer->session = NULL;
 			peer->generation++;
-			fed_chan_pending_clear(peer);
+			peer->fed->up->session_ended(peer);
 		} else {
 			peer->dialing = NULL;
 		}
@@ -175,30 +175,64 @@ static void announce_key(struct fed_conn *conn)
 	send_signed(conn, &body, conn->fed->previous_key);
 }
 
-void fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
-                      long grace_seconds)
+int fed_peer_key_good(const struct fed_peer *peer, int i, time_t now)
+{
+	return (peer->replaced_until[i] == 0 || peer->replaced_until[i] > now) &&
+	       (peer->learned_until[i] == 0 || peer->learned_until[i] > now);
+}
+
+int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
+                     long grace_seconds, long learned_seconds)
 {
 	struct crypto_key *key = crypto_key_from_raw(raw, len);
+	time_t now = time(NULL);
+	int signer = -1;
 
 	if (key == NULL)
-		return;
+		return -1;
 	for (int i = 0; i < peer->nkeys; i++) {
-		/* The grace starts at the first announcement, not at every repeat. */
-		if (strcmp(crypto_key_id(peer->keys[i]), replaces) == 0 &&
-		    peer->key_expires[i] == 0)
-			peer->key_expires[i] = time(NULL) + grace_seconds;
 		if (strcmp(crypto_key_id(peer->keys[i]), crypto_key_id(key)) == 0) {
 			crypto_key_free(key); /* known already */
-			return;
+			return 0;
 		}
+		if (strcmp(crypto_key_id(peer->keys[i]), replaces) == 0)
+			signer = i;
+	}
+	/* A key in its grace period could have leaked: it may not name a
+	 * successor, nor may a key that has ended. */
+	if (signer == -1 || peer->replaced_until[signer] != 0 ||
+	    !fed_peer_key_good(peer, signer, now)) {
+		crypto_key_free(key);
+		return -1;
 	}
 	if (peer->nkeys == FED_MAX_KEYS) {
 		log_warn("fed: peer %s announced more keys than are kept; ignored", peer->id);
 		crypto_key_free(key);
-		return;
+		return -1;
 	}
-	peer->key_expires[peer->nkeys] = 0;
+	/* The grace starts at the first announcement, not at every repeat. */
+	peer->replaced_until[signer] = now + grace_seconds;
+	peer->replaced_until[peer->nkeys] = 0;
+	peer->learned_until[peer->nkeys] = now + learned_seconds;
 	peer->keys[peer->nkeys++] = key;
+	return 0;
+}
+
+int fed_peer_forget_key(struct fed_peer *peer, const char *key_id)
+{
+	for (int i = 1; i < peer->nkeys; i++) {
+		if (strcmp(crypto_key_id(peer->keys[i]), key_id) != 0)
+			continue;
+		crypto_key_free(peer->keys[i]);
+		for (int j = i; j + 1 < peer->nkeys; j++) {
+			peer->keys[j] = peer->keys[j + 1];
+			peer->replaced_until[j] = peer->replaced_until[j + 1];
+			peer->learned_until[j] = peer->learned_until[j + 1];
+		}
+		peer->nkeys--;
+		return 0;
+	}
+	return -1;
 }
 
 static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
@@ -211,13 +245,19 @@ static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
 		fed_conn_refuse(conn, "a key rotation without a key");
 		return;
 	}
-	fed_peer_add_key(peer, rot->new_public_key.data, rot->new_public_key.len, msg->key_id,
-	                 FED_KEY_GRACE_DAYS * 86400L);
+	if (fed_peer_add_key(peer, rot->new_public_key.data, rot->new_public_key.len, msg->key_id,
+	                     FED_KEY_GRACE_DAYS * 86400L, FED_LEARNED_KEY_DAYS * 86400L) == -1) {
+		fed_conn_refuse(conn, "a key rotation signed by a key that may not announce one "
+		                      "(replaced already, or ended)");
+		return;
+	}
 	if (peer->nkeys > before) {
-		log_info("fed: peer %s announced a new signing key %s, signed by %s; both are "
-		         "accepted for %d days",
-		         peer->id, crypto_key_id(peer->keys[peer->nkeys - 1]), msg->key_id,
-		         FED_KEY_GRACE_DAYS);
+		log_info(
+		    "fed: peer %s announced a new signing key %s, signed by %s; both are "
+		    "accepted for %d days; pin the new one in its [peer] signing_key within %d "
+		    "days",
+		    peer->id, crypto_key_id(peer->keys[peer->nkeys - 1]), msg->key_id,
+		    FED_KEY_GRACE_DAYS, FED_LEARNED_KEY_DAYS);
 		peer->fed->up->key_learned(peer, peer->keys[peer->nkeys - 1], msg->key_id);
 	}
 }
@@ -320,7 +360,7 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 
 	/* A key replaced in a rotation is good until its grace period ends. */
 	for (int i = 0; i < peer->nkeys; i++)
-		if (peer->key_expires[i] == 0 || peer->key_expires[i] > now)
+		if (fed_peer_key_good(peer, i, now))
 			keys[nkeys++] = peer->keys[i];
 	enum env_result r = env_open(buf, len, keys, nkeys, peer->id, conn->fed->bank_id, &msg);
 	const Timebank__V1__Body *body;
@@ -338,6 +378,9 @@ static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		fed_conn_refuse(conn, "a channel message without a sequence");
 	} else if (msg.sp->sequence != 0 && !env_is_channel(body)) {
 		fed_conn_refuse(conn, "a session message with a sequence");
+	} else if (body->kind_case == TIMEBANK__V1__BODY__KIND_TEST &&
+	           strlen(body->test->text) > ENV_MAX_TEST_TEXT) {
+		fed_conn_refuse(conn, "a test message with more than 200 bytes of text");
 	} else if (env_body_items(body) > ENV_MAX_ITEMS) {
 		char why[96];
 		snprintf(why, sizeof(why), "a message of %zu items, over the %d one may hold",

@@ -4,9 +4,11 @@
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define BANK_URI "timebank:bank:"
 
@@ -18,6 +20,36 @@ static int load_crl(X509_STORE *store, const char *path)
 		return -1;
 	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
 	return 0;
+}
+
+time_t fed_tls_crl_next_update(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+	const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
+	struct tm tm;
+	time_t t = 0;
+
+	if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1)
+		t = timegm(&tm);
+	X509_CRL_free(crl);
+	if (f != NULL)
+		fclose(f);
+	return t;
+}
+
+int fed_tls_still_trusted(SSL_CTX *ctx, SSL *ssl)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	X509_STORE_CTX *vc = X509_STORE_CTX_new();
+	int ok = 0;
+
+	if (cert != NULL && vc != NULL &&
+	    X509_STORE_CTX_init(vc, SSL_CTX_get_cert_store(ctx), cert,
+	                        SSL_get_peer_cert_chain(ssl)) == 1)
+		ok = X509_verify_cert(vc) == 1;
+	X509_STORE_CTX_free(vc);
+	return ok;
 }
 
 SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen)
@@ -53,10 +85,10 @@ SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen)
 	return ctx;
 }
 
-int fed_reload_crl(struct fed *fed, const char *crl_path)
+int fed_tls_reload_crl(SSL_CTX *ctx, const char *crl_path)
 {
 	X509_STORE *store = X509_STORE_new();
-	X509_STORE *old = SSL_CTX_get_cert_store(fed->ctx);
+	X509_STORE *old = SSL_CTX_get_cert_store(ctx);
 	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(old);
 
 	/* A fresh store: the CA certificates of the old one and the new CRL. */
@@ -69,7 +101,7 @@ int fed_reload_crl(struct fed *fed, const char *crl_path)
 		X509_STORE_free(store);
 		return -1;
 	}
-	SSL_CTX_set_cert_store(fed->ctx, store);
+	SSL_CTX_set_cert_store(ctx, store);
 	return 0;
 }
 

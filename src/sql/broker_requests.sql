@@ -22,11 +22,13 @@ CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
 -- The other bank's broker's decline as it is kept here: its reason, a code,
 -- and their words.
 CREATE FUNCTION tb_peer_reason(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT left(coalesce(nullif(t, ''), 'declined'), 40)
+    SELECT CASE WHEN coalesce(t, '') ~ '^[a-z_]{1,40}$' THEN t ELSE 'declined' END
 $$;
 
+-- A broker's words from a peer, kept only as text a person could have
+-- typed here (tb_plain).
 CREATE FUNCTION tb_peer_words(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT left(nullif(t, ''), 500)
+    SELECT CASE WHEN tb_plain(t) THEN left(nullif(t, ''), 500) END
 $$;
 
 CREATE FUNCTION tb_claim_json(c xb_claims) RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -201,6 +203,11 @@ DECLARE
     pm members;
     reason text;
     answers jsonb := '[]';
+    most bigint := tb_max_exchange();
+    -- How many more open claims the peer may leave with us.
+    room int := (SELECT max_open_claims FROM fed_limits)
+                - (SELECT count(*) FROM xb_claims c
+                    WHERE c.peer = from_peer AND c.side = 'payer' AND c.state = 'open');
 BEGIN
     FOR item IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
         IF NOT tb_peer_id(from_peer, item->>'claim_id', 'c') THEN
@@ -212,13 +219,17 @@ BEGIN
         CONTINUE WHEN EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id');
         SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
         reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account),
-                           CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12)) IS NOT NULL
+                           CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12), most) IS NOT NULL
                                      OR length(item->>'message') > 500
+                                     OR NOT tb_plain(item->>'message')
                                 THEN 'invalid_request' END,
                            tb_rule_sent(item->>'performed_on', item->>'category'),
-                           tb_rule_named(pm.number, pm.erased_at));
+                           tb_rule_named(pm.number, pm.erased_at),
+                           CASE WHEN room <= 0 THEN 'too_many_open' END);
+        room := room - CASE WHEN reason IS NULL THEN 1 ELSE 0 END;
         -- Kept, unless refused for what a broker could do nothing with.
-        IF reason IS DISTINCT FROM 'invalid_request' AND reason IS DISTINCT FROM 'unknown_bank' THEN
+        IF reason IS DISTINCT FROM 'invalid_request' AND reason IS DISTINCT FROM 'unknown_bank'
+           AND reason IS DISTINCT FROM 'too_many_open' THEN
             INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
                                    minutes, category, message, performed_on, state, reason,
                                    recorded_by, decided_at)
@@ -380,6 +391,9 @@ DECLARE
     item dir_items;
     m members;
     answers jsonb := '[]';
+    room int := (SELECT max_open_contacts FROM fed_limits)
+                - (SELECT count(*) FROM dir_contacts c
+                    WHERE c.peer = from_peer AND c.side = 'provider' AND c.state = 'open');
 BEGIN
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
         IF NOT tb_peer_id(from_peer, x->>'contact_id', 'k') THEN
@@ -397,10 +411,21 @@ BEGIN
                 'accepted', false, 'reason', 'item_not_found', 'message', '');
             CONTINUE;
         END IF;
+        IF NOT tb_plain(x->>'message') OR length(x->>'message') > 500 THEN
+            answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
+                'accepted', false, 'reason', 'invalid_request', 'message', '');
+            CONTINUE;
+        END IF;
+        IF room <= 0 THEN
+            answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
+                'accepted', false, 'reason', 'too_many_open', 'message', '');
+            CONTINUE;
+        END IF;
+        room := room - 1;
         INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
                                   item_category, item_text, message, state, recorded_by)
              VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
-                     item.kind, item.category, item.text, left(coalesce(x->>'message', ''), 500),
+                     item.kind, item.category, item.text, coalesce(x->>'message', ''),
                      'open', 'federation:' || from_peer);
     END LOOP;
     RETURN jsonb_build_object('dir_contact_answer', answers);

@@ -41,7 +41,8 @@ BEGIN
         'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
                               'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
                               'replaces', k.replaces,
-                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())))
+                              'grace_seconds', greatest(0, extract(epoch FROM k.grace_until - now())),
+                              'learned_seconds_ago', extract(epoch FROM now() - k.learned_at))
                               ORDER BY k.learned_at)
                             FROM fed_peer_keys k WHERE k.peer = p.peer), '[]'),
         'directory', CASE WHEN p.kind = 'bank' THEN jsonb_build_object(
@@ -61,7 +62,35 @@ CREATE TRIGGER fed_peer_rows AFTER INSERT ON fed_peers
     FOR EACH ROW EXECUTE FUNCTION tb_fed_peer_rows();
 
 CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
-    FOR EACH ROW EXECUTE FUNCTION tb_refuse_change();
+    FOR EACH ROW WHEN (current_setting('tb.inbox_purge', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION tb_refuse_change();
+
+-- The limits of the config (see fed_limits), at start and reload.
+CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
+    UPDATE fed_limits SET
+        max_open_claims = coalesce((lim->>'max_open_claims')::int, max_open_claims),
+        max_open_contacts = coalesce((lim->>'max_open_contacts')::int, max_open_contacts),
+        max_directory_items = coalesce((lim->>'max_directory_items')::int, max_directory_items),
+        inbox_keep_days = coalesce((lim->>'inbox_keep_days')::int, inbox_keep_days)
+$$;
+
+-- What peers sent is kept as proof for inbox_keep_days, and then deleted:
+-- the chain rests on fed_peers.in_head, so only the last message from each
+-- peer, which a checkpoint may name, is kept however old. Returns how many
+-- went.
+CREATE FUNCTION tb_fed_inbox_purge() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM set_config('tb.inbox_purge', 'on', true);
+    DELETE FROM fed_inbox i
+     USING fed_peers p
+     WHERE i.peer = p.peer AND i.seq < p.in_applied
+       AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('tb.inbox_purge', 'off', true);
+    RETURN n;
+END $$;
 
 CREATE FUNCTION tb_fed_key_learned(from_peer text, kid text, public_hex text, old_kid text,
                                    grace_days int) RETURNS void LANGUAGE sql AS $$
@@ -70,6 +99,24 @@ CREATE FUNCTION tb_fed_key_learned(from_peer text, kid text, public_hex text, ol
                  now() + make_interval(days => grace_days))
     ON CONFLICT DO NOTHING
 $$;
+
+-- An operator stops accepting a key a peer announced: it is deleted here
+-- (the daemon has dropped it from memory: in_memory). key_not_found when
+-- it was in neither.
+CREATE FUNCTION tb_fed_key_forget(from_peer text, kid text, in_memory boolean) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    DELETE FROM fed_peer_keys WHERE peer = from_peer AND key_id = kid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 AND NOT in_memory THEN
+        PERFORM tb_raise('key_not_found', format(
+            'peer %s has no learned key %s (a key the config pins is changed in the config)',
+            from_peer, kid));
+    END IF;
+    RETURN jsonb_build_object('peer', from_peer, 'key_id', kid, 'state', 'forgotten');
+END $$;
 
 -- The channel's calls, made for every message, are PL/pgSQL so that their
 -- plans are kept (an SQL function is planned afresh at every call).
@@ -282,7 +329,8 @@ END $$;
 -- the whole table; so they use an index wherever there is one, join by
 -- nested loops, count a random page read as one from memory, and keep
 -- generic plans (their SET options).
-CREATE FUNCTION tb_fed_apply(from_peer text, items jsonb) RETURNS jsonb
+CREATE FUNCTION tb_fed_apply(from_peer text, items jsonb, max_exchange bigint DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql
     SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -321,6 +369,9 @@ BEGIN
     -- (db_query_durable), and whatever reads it (the answers it queued,
     -- sealed and sent) commits after it.
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- The most one exchange or claim may be, as the daemon's config says,
+    -- for the rules this run calls (tb_max_exchange).
+    PERFORM set_config('tb.max_exchange', max_exchange::text, true);
     PERFORM pg_advisory_xact_lock(hashtext('tb_fed_apply ' || from_peer));
     IF NOT deferred THEN
         PERFORM tb_fed_prelock(from_peer, items);

@@ -138,14 +138,22 @@ $$;
 -- The rules for what a peer's exchange or claim says, each answering its
 -- reason or NULL.
 
--- Hours and a date as a coordinator could have written them: a day of the
--- calendar no later than tomorrow (the peer's today may be ahead of ours),
--- a category of 1 to 40 characters with no control characters.
+-- Text a person could have typed: no control character but a line break
+-- or a tab (C0, DEL and C1 are refused, as the API refuses them).
+CREATE FUNCTION tb_plain(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(t !~ E'[\\x01-\\x08\\x0b-\\x1f\\x7f-\\x9f]', true)
+$$;
+
+-- A date and category as a coordinator could have written them: a day of
+-- the calendar within the last two years and no later than tomorrow (the
+-- peer's today may be ahead of ours), a category of 1 to 40 characters
+-- with no control characters.
 CREATE FUNCTION tb_rule_sent(performed_on text, category text) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN coalesce(tb_safe_date(performed_on) <= current_date + 1
+    SELECT CASE WHEN coalesce(tb_safe_date(performed_on) BETWEEN current_date - 730
+                                                              AND current_date + 1
                               AND length(category) BETWEEN 1 AND 40
-                              AND category !~ '[[:cntrl:]]', false)
+                              AND tb_plain(category) AND category !~ E'[\\n\\t]', false)
                 THEN NULL ELSE 'invalid_request' END
 $$;
 
@@ -162,8 +170,20 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN number IS NULL OR erased_at IS NOT NULL THEN 'member_not_found' END
 $$;
 
-CREATE FUNCTION tb_rule_hours(minutes bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN coalesce(minutes <= 0, true) THEN 'invalid_hours' END
+-- The most one exchange or claim from a peer may be: what the daemon
+-- gave tb_fed_apply for this run from its config, else the config's
+-- default (24 hours). A setting, never a read of a table: the earner's
+-- busy path slowed several times over under load when it read one here.
+CREATE FUNCTION tb_max_exchange() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('tb.max_exchange', true), '')::bigint, 1440)
+$$;
+
+-- What a peer asks us to record is held to our own max_exchange
+-- (tb_max_exchange), as our members' exchanges are; callers read it once.
+CREATE FUNCTION tb_rule_hours(minutes bigint, max_exchange bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN coalesce(minutes <= 0 OR minutes > max_exchange, true)
+                THEN 'invalid_hours' END
 $$;
 
 -- At the earner's bank: the peer's clearing account may owe us no more

@@ -234,14 +234,17 @@ END $$;
 
 -- At the pulling bank: one page from a peer, in one transaction. A page
 -- that does not follow our cursor is ignored (a duplicate or a stale
--- answer); items that are malformed are skipped. Never raises on what the
--- peer sent. Returns {cursor, more, applied}.
+-- answer); one whose own cursor does not follow its items is refused;
+-- items that are malformed, or that would take the peer past its share
+-- (fed_limits.max_directory_items), are skipped. Never raises on what the
+-- peer sent. Returns {cursor, more, applied, dropped, refused}.
 CREATE FUNCTION tb_dir_apply(from_peer text, page jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     st fed_peers;
-    n int := 0;
-    next_cursor bigint;
+    kept int := 0;
+    candidates int;
+    room int;
 BEGIN
     SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' FOR UPDATE;
     IF NOT FOUND OR jsonb_typeof(page->'since') <> 'number'
@@ -249,40 +252,63 @@ BEGIN
        OR jsonb_typeof(page->'next') <> 'number' OR jsonb_typeof(page->'items') <> 'array' THEN
         RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0);
     END IF;
-    next_cursor := least((page->>'next')::numeric, 9e18)::bigint;
+    -- The page's cursor is its last item's version (since, when it is
+    -- empty), and every item comes after since.
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(page->'items') x
+                WHERE coalesce(x->>'version', '') !~ '^[0-9]{1,18}$'
+                   OR (x->>'version')::numeric <= st.dir_cursor)
+       OR (page->>'next')::numeric
+          <> coalesce((SELECT max((x->>'version')::numeric)
+                         FROM jsonb_array_elements(page->'items') x), st.dir_cursor) THEN
+        RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0,
+                                  'refused', 'its cursor does not follow its items');
+    END IF;
     DELETE FROM dir_remote r
      USING jsonb_array_elements(page->'items') AS it(x)
      WHERE r.peer = from_peer AND r.handle = it.x->>'handle'
        AND (it.x->>'withdrawn')::text = 'true';
-    INSERT INTO dir_remote AS r (peer, handle, kind, category, text, area, availability,
-                                 expires_on, version, tsv)
-    SELECT DISTINCT ON (x->>'handle')
-           from_peer, x->>'handle', x->>'kind', x->>'category', x->>'text',
-           nullif(x->>'area', ''), nullif(x->>'availability', ''),
-           tb_safe_date(x->>'expires_on'), (x->>'version')::bigint,
-           tb_dir_tsv(x->>'category', x->>'text', nullif(x->>'availability', ''))
-      FROM jsonb_array_elements(page->'items') AS it(x)
-     WHERE coalesce(x->>'withdrawn', 'false') <> 'true'
-       AND coalesce(x->>'handle', '') ~ '^[A-Za-z0-9]{1,40}$'
-       AND x->>'kind' IN ('offer', 'request')
-       AND coalesce(x->>'category', '') ~ '^[a-z-]{1,40}$'
-       AND length(coalesce(x->>'text', '')) BETWEEN 1 AND 500
-       AND coalesce(x->>'text', '') !~ '[[:cntrl:]]'
-       AND coalesce(x->>'area', '') ~ '^[A-Z0-9]{0,4}$'
-       AND length(coalesce(x->>'availability', '')) <= 300
-       AND tb_safe_date(x->>'expires_on') IS NOT NULL
-       AND coalesce(x->>'version', '') ~ '^[0-9]{1,18}$'
-    ON CONFLICT (peer, handle) DO UPDATE SET
-        kind = EXCLUDED.kind, category = EXCLUDED.category, text = EXCLUDED.text,
-        area = EXCLUDED.area, availability = EXCLUDED.availability,
-        expires_on = EXCLUDED.expires_on, version = EXCLUDED.version,
-        received_at = now(), tsv = EXCLUDED.tsv;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE fed_peers SET dir_cursor = greatest(next_cursor, dir_cursor), dir_synced_at = now()
+    room := (SELECT max_directory_items FROM fed_limits)
+            - (SELECT count(*) FROM dir_remote WHERE peer = from_peer);
+    WITH c AS (
+        SELECT DISTINCT ON (x->>'handle') x, n,
+               NOT EXISTS (SELECT 1 FROM dir_remote r WHERE r.peer = from_peer
+                                                       AND r.handle = x->>'handle') AS fresh
+          FROM jsonb_array_elements(page->'items') WITH ORDINALITY AS it(x, n)
+         WHERE coalesce(x->>'withdrawn', 'false') <> 'true'
+           AND coalesce(x->>'handle', '') ~ '^[A-Za-z0-9]{1,40}$'
+           AND x->>'kind' IN ('offer', 'request')
+           AND coalesce(x->>'category', '') ~ '^[a-z-]{1,40}$'
+           AND length(coalesce(x->>'text', '')) BETWEEN 1 AND 500
+           AND tb_plain(x->>'text') AND x->>'text' !~ E'[\\n\\t]'
+           AND coalesce(x->>'area', '') ~ '^[A-Z0-9]{0,4}$'
+           AND length(coalesce(x->>'availability', '')) <= 300
+           AND tb_plain(x->>'availability')
+           AND tb_safe_date(x->>'expires_on') BETWEEN current_date AND current_date + 730
+         ORDER BY x->>'handle', n DESC),
+    k AS (
+        SELECT x, fresh, count(*) FILTER (WHERE fresh) OVER (ORDER BY n) AS nth FROM c),
+    ins AS (
+        INSERT INTO dir_remote AS r (peer, handle, kind, category, text, area, availability,
+                                     expires_on, version, tsv)
+        SELECT from_peer, x->>'handle', x->>'kind', x->>'category', x->>'text',
+               nullif(x->>'area', ''), nullif(x->>'availability', ''),
+               tb_safe_date(x->>'expires_on'), (x->>'version')::bigint,
+               tb_dir_tsv(x->>'category', x->>'text', nullif(x->>'availability', ''))
+          FROM k
+         WHERE NOT fresh OR nth <= room
+        ON CONFLICT (peer, handle) DO UPDATE SET
+            kind = EXCLUDED.kind, category = EXCLUDED.category, text = EXCLUDED.text,
+            area = EXCLUDED.area, availability = EXCLUDED.availability,
+            expires_on = EXCLUDED.expires_on, version = EXCLUDED.version,
+            received_at = now(), tsv = EXCLUDED.tsv
+        RETURNING 1)
+    SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM ins) INTO candidates, kept;
+    UPDATE fed_peers SET dir_cursor = greatest((page->>'next')::bigint, dir_cursor),
+                         dir_synced_at = now()
      WHERE peer = from_peer;
-    RETURN jsonb_build_object('cursor', greatest(next_cursor, st.dir_cursor),
+    RETURN jsonb_build_object('cursor', greatest((page->>'next')::bigint, st.dir_cursor),
                               'more', coalesce((page->>'more')::text = 'true', false),
-                              'applied', n);
+                              'applied', kept, 'dropped', candidates - kept);
 END $$;
 
 CREATE FUNCTION tb_dir_cursor(from_peer text) RETURNS bigint LANGUAGE sql STABLE AS $$

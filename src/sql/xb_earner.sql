@@ -79,6 +79,8 @@ BEGIN
             reason := 'exchange_not_found';
         ELSIF EXISTS (SELECT 1 FROM xb_exchanges WHERE reverses = orig.xid) THEN
             reason := 'already_reversed';
+        ELSIF minutes IS DISTINCT FROM orig.minutes THEN
+            reason := 'invalid_hours';  -- a reversal undoes the whole exchange
         END IF;
     ELSE
         proposed := tb_xb_proposed_earner(from_peer, item);
@@ -88,7 +90,7 @@ BEGIN
     END IF;
     reason := coalesce(reason, tb_rule_bank(peer.kind, peer.clearing_account),
                        tb_rule_named(em.number, em.erased_at),
-                       tb_rule_hours(minutes));
+                       tb_rule_hours(minutes, tb_max_exchange()));
     IF reason IS NULL THEN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
         SELECT * INTO em FROM members WHERE number = em.number;
@@ -150,6 +152,7 @@ DECLARE
     ok boolean;
     -- Each item's earner's account, in order: found once while checking.
     earners bigint[];
+    most bigint := tb_max_exchange();
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
     IF tb_rule_bank(peer.kind, peer.clearing_account) IS NOT NULL
@@ -174,7 +177,7 @@ BEGIN
     SELECT coalesce(bool_and(coalesce(tb_peer_id(from_peer, xid, '') AND names = ''
                                       AND tb_rule_sent(performed_on, category) IS NULL
                                       AND tb_rule_named(number, erased_at) IS NULL
-                                      AND tb_rule_hours(mins) IS NULL
+                                      AND tb_rule_hours(mins, most) IS NULL
                                       AND tb_rule_active(status) IS NULL, false)), false)
            AND count(DISTINCT xid) = count(*)
            AND NOT EXISTS (SELECT 1 FROM xb_exchanges x

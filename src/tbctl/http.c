@@ -1,6 +1,8 @@
 /* tbctl's HTTP client: one request at a time over libevent's evhttp. */
 #include "tbctl.h"
 
+#include "mem.h"
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -24,6 +26,62 @@ static void on_error(enum evhttp_request_error error, void *arg)
 	p->error = (int)error + 1;
 }
 
+/* A string with no control character a terminal would act on: C0 but a
+ * line break or tab, DEL and C1 become visible escapes (\x1b, \u009b).
+ * The daemon refuses them on input, but a peer's words, or a daemon that
+ * is not ours, could carry them. NULL when s has none. */
+static char *defanged(const char *s, size_t len)
+{
+	size_t need = 0;
+	char *out, *o;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+			need += 3;
+		else if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+		         (unsigned char)s[i + 1] <= 0x9f)
+			need += 4;
+	}
+	if (need == 0)
+		return NULL;
+	o = out = xmalloc(len + need + 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+			o += sprintf(o, "\\x%02x", c);
+		} else if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+		           (unsigned char)s[i + 1] <= 0x9f) {
+			o += sprintf(o, "\\u%04x", (unsigned char)s[++i]);
+		} else {
+			*o++ = (char)c;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Every string in j, defanged, so that nothing tbctl prints can move the
+ * cursor, clear the screen or retitle the terminal. */
+static void defang(json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+	void *tmp;
+
+	if (json_is_string(j)) {
+		char *safe = defanged(json_string_value(j), json_string_length(j));
+		if (safe != NULL)
+			json_string_set(j, safe);
+		free(safe);
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v) defang(v);
+	} else if (json_is_object(j)) {
+		json_object_foreach_safe(j, tmp, key, v) defang(v);
+	}
+}
+
 static void on_done(struct evhttp_request *req, void *arg)
 {
 	struct pending *p = arg;
@@ -40,6 +98,7 @@ static void on_done(struct evhttp_request *req, void *arg)
 	in = evhttp_request_get_input_buffer(req);
 	p->reply->body =
 	    json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, &jerr);
+	defang(p->reply->body);
 	event_base_loopexit(p->base, NULL);
 }
 

@@ -24,7 +24,8 @@ int tbctl_format(const char *value, enum tbctl_format *format)
 
 void tbctl_csv_text(FILE *out, const char *text, int last)
 {
-	int formula = text[0] != '\0' && strchr("=+-@", text[0]) != NULL;
+	/* A spreadsheet reads a cell starting with one of these as a formula. */
+	int formula = text[0] != '\0' && strchr("=+-@\t\r", text[0]) != NULL;
 	int quote = formula || strpbrk(text, ",\"\r\n") != NULL;
 
 	if (quote) {

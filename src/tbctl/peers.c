@@ -10,6 +10,12 @@ static void show_peers(const json_t *body)
 	size_t i;
 
 	printf("%s (%s)\n", tbctl_str(body, "bank"), tbctl_str(body, "role"));
+	if (tbctl_str(body, "crl_expires")[0] != '\0') {
+		json_int_t days = json_integer_value(json_object_get(body, "crl_expires_in_days"));
+		printf("%sCRL valid until %s (%lld days)%s\n", days <= 30 ? "WARNING: " : "",
+		       tbctl_str(body, "crl_expires"), (long long)days,
+		       days <= 30 ? ": ask the network CA for a new one and reload" : "");
+	}
 	if (json_array_size(json_object_get(body, "peers")) == 0) {
 		printf("no peers: this daemon has no [federation] links\n");
 		return;
@@ -42,14 +48,52 @@ static void show_peers(const json_t *body)
 	}
 }
 
+/* Each peer's signing keys: pinned in the config, or learned in a
+ * rotation, and until when each is accepted. */
+static void show_keys(const json_t *body)
+{
+	const json_t *p, *k;
+	size_t i, j;
+
+	printf("%-14s %-16s %-8s %-5s %-21s %s\n", "PEER", "KEY", "FROM", "GOOD",
+	       "REPLACED, GOOD UNTIL", "LEARNED, GOOD UNTIL");
+	json_array_foreach(json_object_get(body, "peers"), i, p)
+	{
+		json_array_foreach(json_object_get(p, "keys"), j, k)
+		{
+			const char *replaced = tbctl_str(k, "replaced_until");
+			const char *learned = tbctl_str(k, "learned_until");
+			printf("%-14s %-16s %-8s %-5s %-21s %s\n", tbctl_str(p, "peer"),
+			       tbctl_str(k, "key_id"), tbctl_str(k, "source"),
+			       json_is_true(json_object_get(k, "good")) ? "yes" : "no",
+			       replaced[0] ? replaced : "-", learned[0] ? learned : "-");
+		}
+	}
+}
+
+static void show_forgotten(const json_t *body)
+{
+	printf("key %s of %s forgotten: it is no longer accepted\n", tbctl_str(body, "key_id"),
+	       tbctl_str(body, "peer"));
+}
+
 int tbctl_peers(const struct tbctl *t, int argc, char **argv)
 {
-	(void)argv;
-	if (argc != 1) {
-		fprintf(stderr, "tbctl: peers takes no arguments\n");
-		return TBCTL_USAGE;
+	if (argc == 1)
+		return tbctl_call(t, "GET", "/v1/peers", NULL, show_peers);
+	if (argc == 2 && strcmp(argv[1], "keys") == 0)
+		return tbctl_call(t, "GET", "/v1/peers", NULL, show_keys);
+	if (argc == 4 && strcmp(argv[1], "forget-key") == 0) {
+		char path[160];
+		json_t *body = json_pack("{ss}", "key_id", argv[3]);
+		int rc;
+		snprintf(path, sizeof(path), "/v1/peers/%.64s/forget-key", argv[2]);
+		rc = tbctl_call(t, "POST", path, body, show_forgotten);
+		json_decref(body);
+		return rc;
 	}
-	return tbctl_call(t, "GET", "/v1/peers", NULL, show_peers);
+	fprintf(stderr, "tbctl: peers [keys | forget-key PEER KEY_ID]\n");
+	return TBCTL_USAGE;
 }
 
 static void show_queued(const json_t *body)

@@ -5,8 +5,10 @@
 #include "req.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 static void text_line(FILE *out, const char *date, const char *with, const char *category,
@@ -166,14 +168,20 @@ static int write_one(const struct tbctl *t, const char *dir, const char *month, 
 	struct tbctl_reply reply;
 	char path[4096];
 	FILE *out;
-	int rc = fetch(t, number, from, to, &reply);
+	int fd, rc = fetch(t, number, from, to, &reply);
 
 	if (rc != TBCTL_OK)
 		return rc;
 	snprintf(path, sizeof(path), "%s/statement-%s-%lld.%s", dir, month, number, ext[format]);
-	out = fopen(path, "w");
+	/* A statement holds a member's name and dealings: a new file only the
+	 * user can read, never one a link points at. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	out = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (out == NULL) {
-		fprintf(stderr, "tbctl: cannot write %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "tbctl: cannot write %s: %s%s\n", path, strerror(errno),
+		        errno == EEXIST ? " (remove it, or give another --out)" : "");
+		if (fd >= 0)
+			close(fd);
 		json_decref(reply.body);
 		return TBCTL_REFUSED;
 	}

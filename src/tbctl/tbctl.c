@@ -61,6 +61,8 @@ static void usage(FILE *out)
 	    "  audit [--federation]\n"
 	    "federation:\n"
 	    "  peers                      each peer's link, channel and checkpoint\n"
+	    "  peers keys                 each peer's signing keys, pinned and learned\n"
+	    "  peers forget-key PEER KEY_ID   stop accepting a key learned in a rotation\n"
 	    "  federation test PEER [--count N] [--text T]\n"
 	    "                             send test messages over the channel to PEER\n"
 	    "tokens:\n"

@@ -1,5 +1,6 @@
 """Fixtures for integration tests (the helpers are in tbtest.py)."""
 
+import os
 import shutil
 import subprocess
 
@@ -48,7 +49,8 @@ def own_cluster():
 def workdir():
     path = make_tempdir("tb-bank-")
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -672,19 +672,22 @@ def test_a_run_of_proposals_is_decided_as_its_messages_one_by_one_would_be(pair)
     assert balance(col, ann)["balance_minutes"] == 90
     assert balance(col, bob)["balance_minutes"] == 150
     # Not together: the third message's hours pass the 100h this bank lets
-    # cheshire's members owe, and the second names nobody here.
-    send([[("cheshire:5", ann, 60 * 60)],
-          [("cheshire:6", bob, 30 * 60), ("cheshire:7", 999999, 60)],
-          [("cheshire:8", ann, 20 * 60)]], 4)
+    # cheshire's members owe, the second names nobody here, and one asks for
+    # more than the 24h this bank records in one exchange.
+    send([[("cheshire:5", ann, 20 * 60)],
+          [("cheshire:6", bob, 20 * 60), ("cheshire:7", 999999, 60)],
+          [("cheshire:8", ann, 24 * 60), ("cheshire:9", bob, 24 * 60),
+           ("cheshire:10", ann, 24 * 60), ("cheshire:11", bob, 25 * 60)]], 4)
     wait_for(lambda: peer_state(col, "cheshire")["applied"] == 6, what="six applied")
     got = answers()
-    assert [got[f"cheshire:{i}"] for i in range(5, 9)] == [
-        "accepted", "accepted", "member_not_found", "exposure_limit"], got
-    assert balance(col, ann)["balance_minutes"] == 90 + 60 * 60
-    assert balance(col, bob)["balance_minutes"] == 150 + 30 * 60
+    assert [got[f"cheshire:{i}"] for i in range(5, 12)] == [
+        "accepted", "accepted", "member_not_found", "accepted", "accepted", "exposure_limit",
+        "invalid_hours"], got
+    assert balance(col, ann)["balance_minutes"] == 90 + 44 * 60
+    assert balance(col, bob)["balance_minutes"] == 150 + 44 * 60
     posted = col.cluster.psql("SELECT count(*) FROM transfers WHERE xb_id IS NOT NULL",
                               col.db).stdout.strip()
-    assert posted == "6"
+    assert posted == "8"
     kept = col.cluster.psql("SELECT count(*) FROM fed_inbox WHERE peer = 'cheshire'",
                             col.db).stdout.strip()
     assert kept == "6"

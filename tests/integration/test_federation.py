@@ -126,13 +126,14 @@ def test_strangers_are_refused_and_the_daemon_serves_others(cluster, workdir):
     pki = make_pki(os.path.join(workdir, "pki"), BANKS + ["mallory"])
     # A certificate for cheshire from another CA, an expired one, a revoked one.
     make_pki(os.path.join(workdir, "other"), ["cheshire"])
-    subprocess.run([TBPKI, "issue", f"{pki}/ca", "cheshire", f"{workdir}/expired",
-                    "--startdate", "20200101000000Z", "--enddate", "20200102000000Z"],
-                   check=True, stdout=subprocess.DEVNULL)
     subprocess.run([TBPKI, "issue", f"{pki}/ca", "cheshire", f"{workdir}/revoked"], check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run([TBPKI, "revoke", f"{pki}/ca", "cheshire"], check=True,
                    stdout=subprocess.DEVNULL)
+    # Issued after the revocation, which takes every certificate cheshire held.
+    subprocess.run([TBPKI, "issue", f"{pki}/ca", "cheshire", f"{workdir}/expired",
+                    "--startdate", "20200101000000Z", "--enddate", "20200102000000Z"],
+                   check=True, stdout=subprocess.DEVNULL)
     n = start_network(cluster, workdir)
     col, wes = n.banks["colchester"], n.banks["westminster"]
     port, ca = n.ports["colchester"], f"{pki}/ca/ca.crt"

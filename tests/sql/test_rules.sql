@@ -1,7 +1,7 @@
 -- The rules, each answering its reason or NULL, and the readers of what a
 -- peer sent, which never raise.
 BEGIN;
-SELECT plan(45);
+SELECT plan(47);
 
 SELECT is(tb_rule_active('active'), NULL, 'an active member may take part');
 SELECT is(tb_rule_active('suspended'), 'member_inactive', 'a suspended one may not');
@@ -21,9 +21,9 @@ SELECT is(tb_rule_bank('bank', NULL), 'unknown_bank', 'nor a bank with no cleari
 SELECT is(tb_rule_named(7, NULL), NULL, 'a member we have may be named');
 SELECT is(tb_rule_named(NULL, NULL), 'member_not_found', 'one we do not have may not');
 SELECT is(tb_rule_named(7, now()), 'member_not_found', 'nor one erased');
-SELECT is(tb_rule_hours(1), NULL, 'a minute is hours');
-SELECT is(tb_rule_hours(0), 'invalid_hours', 'no minutes are not');
-SELECT is(tb_rule_hours(NULL), 'invalid_hours', 'nor what was not a number');
+SELECT is(tb_rule_hours(1, 1440), NULL, 'a minute is hours');
+SELECT is(tb_rule_hours(0, 1440), 'invalid_hours', 'no minutes are not');
+SELECT is(tb_rule_hours(NULL, 1440), 'invalid_hours', 'nor what was not a number');
 SELECT is(tb_rule_exposure(-100, 500, -600), NULL, 'a peer may owe up to its limit');
 SELECT is(tb_rule_exposure(-100, 501, -600), 'exposure_limit', 'and no more');
 SELECT is(tb_rule_sent(current_date::text, 'lifts'), NULL, 'today, with a category');
@@ -31,7 +31,10 @@ SELECT is(tb_rule_sent((current_date + 1)::text, 'lifts'), NULL,
           'tomorrow: the peer''s today may be ahead of ours');
 SELECT is(tb_rule_sent((current_date + 2)::text, 'lifts'), 'invalid_request', 'not after');
 SELECT is(tb_rule_sent('2026-02-29', 'lifts'), 'invalid_request', 'no such day');
-SELECT is(tb_rule_sent('2024-02-29', 'lifts'), NULL, 'a leap day');
+SELECT is(tb_safe_date('2024-02-29'), '2024-02-29'::date, 'a leap day is a day');
+SELECT is(tb_rule_sent((current_date - 730)::text, 'lifts'), NULL, 'two years back');
+SELECT is(tb_rule_sent((current_date - 731)::text, 'lifts'), 'invalid_request',
+          'not before');
 SELECT is(tb_rule_sent('2026-01-01', ''), 'invalid_request', 'no category');
 SELECT is(tb_rule_sent('2026-01-01', repeat('x', 41)), 'invalid_request', 'one too long');
 SELECT is(tb_rule_sent('2026-01-01', E'a\tb'), 'invalid_request', 'a control character');

@@ -65,6 +65,36 @@ static void test_req_exchange_takes_numeric_hours_and_minutes(void **state)
 	json_decref(b);
 }
 
+static void test_req_numeric_hours_are_exact(void **state)
+{
+	static const struct {
+		const char *hours;
+		int64_t minutes; /* 0: refused */
+	} cases[] = {{"0.1", 6},          {"0.25", 15},        {"1000", 0}, {"2", 120},
+	             {"1.0000001", 0},    {"0.0166666667", 0}, {"0.05", 3}, {"1e-7", 0},
+	             {"1.9999999999", 0}, {"23.5", 1410}};
+	struct req_error err;
+	char text[160];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text),
+		         "{\"payer\":1,\"earner\":2,\"hours\":%s,\"category\":\"x\"}",
+		         cases[i].hours);
+		json_t *in = parse(text), *out = req_exchange(in, 1440, &err);
+		if (cases[i].minutes == 0) {
+			assert_null(out);
+			assert_string_equal(err.code, "invalid_hours");
+		} else {
+			assert_non_null(out);
+			assert_int_equal(json_integer_value(json_object_get(out, "minutes")),
+			                 cases[i].minutes);
+		}
+		json_decref(out);
+		json_decref(in);
+	}
+}
+
 static void test_req_exchange_refuses_bad_requests_with_stable_codes(void **state)
 {
 	(void)state;
@@ -298,6 +328,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_req_exchange_normalises_hours_and_category),
 	    cmocka_unit_test(test_req_exchange_takes_numeric_hours_and_minutes),
+	    cmocka_unit_test(test_req_numeric_hours_are_exact),
 	    cmocka_unit_test(test_req_exchange_refuses_bad_requests_with_stable_codes),
 	    cmocka_unit_test(test_req_member_add_needs_a_name),
 	    cmocka_unit_test(test_req_member_turns_floor_hours_into_minutes),
