@@ -121,22 +121,39 @@ check: deps
 	$(MAKE) FAILPOINTS=1 integration
 
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak
-# fails it: framing and envelope opening, and the admin API's request heads.
+# fails it: framing and envelope opening, the admin API's request heads,
+# the channel from a verified envelope to its database calls (stubbed), and
+# the text checks.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(addprefix src/core/,mem.c log.c crypto.c frame.c envelope.c)
 FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude
+FUZZ_LIBS = $(shell pkg-config --libs openssl jansson libprotobuf-c libevent libevent_openssl \
+	libpq 2>/dev/null || echo -lpq) -linih
 fuzz: deps $(PROTO_C)
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus_http
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_http build/fuzz/corpus_channel \
+		build/fuzz/corpus_text
 	$(FUZZ_CC) -I$(BUILD)/gen $(shell pkg-config --cflags jansson libprotobuf-c) \
 		-o build/fuzz/fuzz_envelope tests/fuzz/fuzz_envelope.c $(FUZZ_SRC) $(PROTO_C) \
-		$(shell pkg-config --libs openssl jansson libprotobuf-c libevent)
+		$(FUZZ_LIBS)
 	$(FUZZ_CC) $(shell pkg-config --cflags libevent libprotobuf-c) -o build/fuzz/fuzz_http \
 		tests/fuzz/fuzz_http.c src/io/http.c src/io/gate.c src/core/mem.c src/core/log.c \
-		$(shell pkg-config --libs libevent openssl jansson libprotobuf-c)
+		$(FUZZ_LIBS)
+	$(FUZZ_CC) -I$(BUILD)/gen -I/usr/include/postgresql \
+		$(shell pkg-config --cflags jansson libprotobuf-c libevent) \
+		-o build/fuzz/fuzz_channel tests/fuzz/fuzz_channel.c $(wildcard src/fed/*.c) \
+		src/io/gate.c $(FUZZ_SRC) $(PROTO_C) $(FUZZ_LIBS)
+	$(FUZZ_CC) -I$(BUILD)/gen $(shell pkg-config --cflags jansson) -o build/fuzz/fuzz_text \
+		tests/fuzz/fuzz_text.c $(addprefix src/core/,dir_text.c req.c hours.c mem.c log.c) \
+		$(FUZZ_LIBS)
 	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 build/fuzz/corpus
 	build/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=20000 \
 		-print_final_stats=1 build/fuzz/corpus_http
+	/usr/bin/python3 tests/fuzz/seed_channel.py build/fuzz/corpus_channel
+	build/fuzz/fuzz_channel -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+		-print_final_stats=1 build/fuzz/corpus_channel
+	build/fuzz/fuzz_text -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+		-print_final_stats=1 build/fuzz/corpus_text
 
 $(BUILD)/tbload: tests/bench/tbload.c
 	@mkdir -p $(dir $@)

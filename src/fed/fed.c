@@ -56,7 +56,7 @@ static void writable(struct fed_peer *peer)
 	fed_dir_writable(peer);
 }
 
-static const struct fed_upcalls upcalls = {
+const struct fed_upcalls fed_upcalls = {
     .session_started = session_started,
     .session_ended = fed_chan_pending_clear,
     .key_learned = fed_chan_key_learned,
@@ -184,7 +184,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 
 	fed->base = base;
 	fed->db = db;
-	fed->up = &upcalls;
+	fed->up = &fed_upcalls;
 	fed->bank_id = xstrdup(cfg->bank_id);
 	fed->role = xstrdup(cfg->fed_role);
 	LIST_INIT(&fed->conns);

@@ -152,6 +152,10 @@ struct fed_upcalls {
 	void (*writable)(struct fed_peer *peer);
 };
 
+/* What fed.c hands sessions (fed_new sets it; the channel's fuzz target
+ * too). */
+extern const struct fed_upcalls fed_upcalls;
+
 struct fed {
 	const struct fed_upcalls *up;
 	struct event_base *base;
@@ -212,6 +216,9 @@ void fed_conn_free(evutil_socket_t fd, short what, void *arg);
 /* Seals and writes a session message (sequence 0) on conn. */
 void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body);
 void fed_conn_refuse(struct fed_conn *conn, const char *what);
+/* One frame's envelope from conn's peer: verified, checked for its place
+ * in the session, and handed up. */
+void fed_session_message(struct fed_conn *conn, const uint8_t *buf, size_t len);
 #define FED_KEY_GRACE_DAYS 7
 #define FED_LEARNED_KEY_DAYS 90
 /* Accepts a peer's new signing key, announced (signed) by replaces, which

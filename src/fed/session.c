@@ -350,7 +350,7 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 	establish(conn);
 }
 
-static void on_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
+void fed_session_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 {
 	struct fed_peer *peer = conn->peer;
 	struct crypto_key *keys[FED_MAX_KEYS];
@@ -428,7 +428,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, FRAME_HEADER);
 		uint8_t *buf = xmalloc(len);
 		evbuffer_remove(in, buf, len);
-		on_message(conn, buf, len);
+		fed_session_message(conn, buf, len);
 		free(buf);
 		if (conn->closing)
 			return;
