@@ -13,7 +13,7 @@ struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq)
 	c->peer = peer;
 	c->generation = peer->generation;
 	c->seq = seq;
-	peer->db_calls++;
+	c->shared = 0;
 	return c;
 }
 
@@ -21,26 +21,32 @@ void fed_call_free(struct fed_call *c)
 {
 	if (c == NULL)
 		return;
-	c->peer->db_calls--;
+	if (c->shared)
+		c->peer->db_calls--;
 	free(c);
-}
-
-int fed_call_room(struct fed_peer *peer)
-{
-	static struct log_limit busy;
-
-	if (peer->db_calls < FED_PEER_DB_SHARE)
-		return 1;
-	log_limited(&busy, LOGL_WARN,
-	            "fed: peer %s has %d database calls waiting, its share; what it asked "
-	            "for now is dropped",
-	            peer->id, peer->db_calls);
-	return 0;
 }
 
 int fed_call_current(const struct fed_call *c)
 {
 	return c->peer->session != NULL && c->peer->generation == c->generation;
+}
+
+struct fed_call *fed_call_shared(struct fed_peer *peer)
+{
+	static struct log_limit busy;
+	struct fed_call *c;
+
+	if (peer->db_calls >= FED_PEER_DB_SHARE) {
+		log_limited(&busy, LOGL_WARN,
+		            "fed: peer %s has %d database calls waiting, its share; what it asked "
+		            "for now is dropped",
+		            peer->id, peer->db_calls);
+		return NULL;
+	}
+	c = fed_call_new(peer, 0);
+	c->shared = 1;
+	peer->db_calls++;
+	return c;
 }
 
 json_t *fed_db_answer(const struct db_result *r, const char *what, const char *peer)

@@ -53,7 +53,7 @@ static void load_keys(struct fed_peer *peer, const json_t *keys)
 			continue; /* the config pins it now */
 		/* An ended grace period or lifetime leaves the key refused at once. */
 		if (fed_peer_add_key(peer, raw, sizeof(raw), replaces, grace > 0 ? grace : -1,
-		                     left > 0 ? left : -1) == -1)
+		                     left > 0 ? left : -1, 1) == -1)
 			log_warn(
 			    "fed: peer %s: learned key %s is not used: %s, which announced it, is "
 			    "not a key held now (the config pins %s)",
@@ -826,11 +826,10 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 
 	/* A peer sending checkpoints faster than they are checked loses them:
 	 * the next brings the same news. */
-	if (!fed_call_room(peer))
+	if ((c = fed_call_shared(peer)) == NULL)
 		return;
 	/* Its clearing balance for us, for tbctl audit --federation. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
-	c = fed_call_new(peer, 0);
 	/* Not stored when the database is down: the next checkpoint brings it. */
 	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
 	              on_clearing_stored, c) == -1) {

@@ -32,11 +32,10 @@ static void send_body(struct fed_peer *peer, Timebank__V1__Body *body)
 static int dir_query(struct fed_peer *peer, const char *sql, int n, const char *const *params,
                      db_cb cb)
 {
-	struct fed_call *c;
+	struct fed_call *c = fed_call_shared(peer);
 
-	if (!fed_call_room(peer))
+	if (c == NULL)
 		return -1;
-	c = fed_call_new(peer, 0);
 	if (fed_query(peer->fed, sql, n, params, cb, c) == 0)
 		return 0;
 	fed_call_free(c);
@@ -202,6 +201,7 @@ static void on_applied(void *arg, const struct db_result *r)
 
 static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage *page)
 {
+	static struct log_limit unasked;
 	json_t *json;
 	char *text;
 	const char *params[2] = {peer->id, NULL};
@@ -209,7 +209,12 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 	if (!is_bank(peer))
 		return;
 	if (!peer->dir_pulling || page->since != peer->dir_asked) {
-		fed_conn_refuse(peer->session, "a directory page nobody asked for");
+		/* Refused, but not held against the peer: a page can come late,
+		 * after a pull given up and asked again. */
+		log_limited(&unasked, LOGL_WARN,
+		            "fed: refused a message from %s: a directory page nobody asked for",
+		            peer->id);
+		peer->refused++;
 		return;
 	}
 	json = env_msg_to_json(&page->base);

@@ -131,7 +131,7 @@ struct fed_peer {
 	struct event *dir_timer;
 	unsigned long long dir_applied, dir_served;
 
-	int db_calls; /* its database calls queued or running (call.c) */
+	int db_calls; /* its session messages' database calls waiting (call.c) */
 
 	/* Counters for tbctl peers and metrics. */
 	unsigned long long sent, received, duplicates, refused;
@@ -224,9 +224,10 @@ void fed_session_message(struct fed_conn *conn, const uint8_t *buf, size_t len);
 /* Accepts a peer's new signing key, announced (signed) by replaces, which
  * stays good for grace_seconds; the new key is good for learned_seconds
  * unless the config pins it. 0, or -1 when replaces may not announce it
- * (unknown, replaced itself, or expired). */
+ * (unknown, replaced itself, or ended; replay: read back from the
+ * database, when only its being held and not replaced counts). */
 int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
-                     long grace_seconds, long learned_seconds);
+                     long grace_seconds, long learned_seconds, int replay);
 /* Whether key i of peer is good at now; and whether it may announce. */
 int fed_peer_key_good(const struct fed_peer *peer, int i, time_t now);
 /* Forgets a learned key (never the pinned one). 0, or -1 when there is none. */
@@ -237,15 +238,16 @@ struct fed_call {
 	struct fed_peer *peer;
 	unsigned generation;
 	uint64_t seq;
+	int shared; /* counted in the peer's share (db_calls) */
 };
 struct fed_call *fed_call_new(struct fed_peer *peer, uint64_t seq);
 void fed_call_free(struct fed_call *c);
 /* A peer's share of the database queue: what its session messages may
  * have waiting there at once (checkpoints, directory pulls and pages; the
- * channel's applies, acks and sends go one at a time). */
+ * channel's applies, acks and sends go one at a time and are not counted). */
 #define FED_PEER_DB_SHARE 4
-/* Whether the peer may have one more call queued; logs when not. */
-int fed_call_room(struct fed_peer *peer);
+/* A call counted in that share, or NULL (logged) when it is full. */
+struct fed_call *fed_call_shared(struct fed_peer *peer);
 /* The same session as when the call was made, still up. */
 int fed_call_current(const struct fed_call *c);
 /* The JSON of a one-value answer, or NULL (logged). */

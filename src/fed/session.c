@@ -182,7 +182,7 @@ int fed_peer_key_good(const struct fed_peer *peer, int i, time_t now)
 }
 
 int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, const char *replaces,
-                     long grace_seconds, long learned_seconds)
+                     long grace_seconds, long learned_seconds, int replay)
 {
 	struct crypto_key *key = crypto_key_from_raw(raw, len);
 	time_t now = time(NULL);
@@ -199,9 +199,10 @@ int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, cons
 			signer = i;
 	}
 	/* A key in its grace period could have leaked: it may not name a
-	 * successor, nor may a key that has ended. */
+	 * successor, nor may a key that has ended (replayed from the database,
+	 * it was good when it did). */
 	if (signer == -1 || peer->replaced_until[signer] != 0 ||
-	    !fed_peer_key_good(peer, signer, now)) {
+	    (!replay && !fed_peer_key_good(peer, signer, now))) {
 		crypto_key_free(key);
 		return -1;
 	}
@@ -246,7 +247,7 @@ static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
 		return;
 	}
 	if (fed_peer_add_key(peer, rot->new_public_key.data, rot->new_public_key.len, msg->key_id,
-	                     FED_KEY_GRACE_DAYS * 86400L, FED_LEARNED_KEY_DAYS * 86400L) == -1) {
+	                     FED_KEY_GRACE_DAYS * 86400L, FED_LEARNED_KEY_DAYS * 86400L, 0) == -1) {
 		fed_conn_refuse(conn, "a key rotation signed by a key that may not announce one "
 		                      "(replaced already, or ended)");
 		return;

@@ -16,7 +16,7 @@
 
 /* One source address holding tickets; free when count is 0. */
 struct source {
-	unsigned char addr[16]; /* IPv4 as its IPv6-mapped form */
+	unsigned char addr[16]; /* IPv4 as its IPv6-mapped form; IPv6 as its /64 */
 	int count;
 };
 
@@ -123,7 +123,11 @@ static void address_of(const struct sockaddr *sa, unsigned char key[16], char *a
 		snprintf(addr, addrlen, "%s:%d", host, port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		/* One source is a /64: anyone given one holds all of it. A mapped
+		 * IPv4 address stays whole. */
 		memcpy(key, &in6->sin6_addr, 16);
+		if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			memset(key + 8, 0, 8);
 		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
 		port = ntohs(in6->sin6_port);
 		snprintf(addr, addrlen, "[%s]:%d", host, port);

@@ -108,6 +108,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
+    -- A key it announced now chains from the key that announced it, so
+    -- that the successor still loads (tb_fed_state, the daemon's load_keys).
+    UPDATE fed_peer_keys k SET replaces = f.replaces
+      FROM fed_peer_keys f
+     WHERE f.peer = from_peer AND f.key_id = kid AND k.peer = from_peer AND k.replaces = kid;
     DELETE FROM fed_peer_keys WHERE peer = from_peer AND key_id = kid;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 AND NOT in_memory THEN

@@ -283,7 +283,8 @@ BEGIN
            AND coalesce(x->>'area', '') ~ '^[A-Z0-9]{0,4}$'
            AND length(coalesce(x->>'availability', '')) <= 300
            AND tb_plain(x->>'availability')
-           AND tb_safe_date(x->>'expires_on') BETWEEN current_date AND current_date + 730
+           -- two years ahead, at most, of the peer's today, which may be ours + 1
+           AND tb_safe_date(x->>'expires_on') BETWEEN current_date AND current_date + 731
          ORDER BY x->>'handle', n DESC),
     k AS (
         SELECT x, fresh, count(*) FILTER (WHERE fresh) OVER (ORDER BY n) AS nth FROM c),

@@ -90,7 +90,9 @@ BEGIN
     END IF;
     reason := coalesce(reason, tb_rule_bank(peer.kind, peer.clearing_account),
                        tb_rule_named(em.number, em.erased_at),
-                       tb_rule_hours(minutes, tb_max_exchange()));
+                       -- a reversal is held to its original, not to today's limit
+                       CASE WHEN reversal THEN tb_rule_hours(minutes, orig.minutes)
+                            ELSE tb_rule_hours(minutes, tb_max_exchange()) END);
     IF reason IS NULL THEN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
         SELECT * INTO em FROM members WHERE number = em.number;

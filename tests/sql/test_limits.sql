@@ -1,7 +1,7 @@
 -- What a peer can make this bank keep, and what it says, held to this
 -- bank's own limits (fed_limits, written from the config).
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 2) g;
@@ -84,6 +84,13 @@ SELECT 'westminster', g, '\x00', '\x00', '{}', now() - interval '40 days'
 UPDATE fed_peers SET in_applied = 3 WHERE peer = 'westminster';
 SELECT is(tb_fed_inbox_purge(), 2::bigint,
           'old messages go, but the last, which a checkpoint may name, stays');
+
+-- Forgetting a learned key keeps the chain of the keys it announced.
+INSERT INTO fed_peer_keys (peer, key_id, public_key, replaces, grace_until)
+VALUES ('westminster', 'k2', '\x02', 'k1', now()), ('westminster', 'k3', '\x03', 'k2', now());
+SELECT is(tb_fed_key_forget('westminster', 'k2', true)->>'state', 'forgotten', 'k2 forgotten');
+SELECT is((SELECT replaces FROM fed_peer_keys WHERE key_id = 'k3'), 'k1',
+          'and k3 now chains from k1, which announced k2');
 
 SELECT * FROM finish();
 ROLLBACK;
