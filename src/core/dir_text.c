@@ -158,6 +158,9 @@ enum dir_detail dir_personal_detail(const char *text, char *what, size_t len)
 		return DIR_EMAIL; /* cannot check: refuse rather than leak */
 	}
 	found = dir_detail_in(norm, what, len);
+	/* Shown as postcodes are written. */
+	for (char *c = what; found == DIR_POSTCODE && *c != '\0'; c++)
+		*c = (char)toupper((unsigned char)*c);
 	free(norm);
 	return found;
 }

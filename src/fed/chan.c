@@ -5,6 +5,7 @@
  * the fields of struct fed_peer mirror it. */
 #include "internal.h"
 
+#include "dir_text.h"
 #include "failpoint.h"
 #include "frame.h"
 #include "log.h"
@@ -652,6 +653,32 @@ void fed_chan_pending_clear(struct fed_peer *peer)
 	peer->pending_bytes = 0;
 }
 
+/* A peer's words in claims, contacts and their answers are held to the
+ * check our own are (dir_personal_detail): one that holds a way to reach a
+ * person is not kept, and the message is applied without it. (Refusing
+ * the message instead would stop the peer's stream.) */
+static void blank_personal_details(const struct fed_peer *peer, json_t *body)
+{
+	static struct log_limit blanked;
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(json_object_get(body, "items"), i, item)
+	{
+		const char *text = json_string_value(json_object_get(item, "message"));
+		char what[80];
+		enum dir_detail d =
+		    text != NULL ? dir_personal_detail(text, what, sizeof(what)) : DIR_CLEAN;
+		if (d == DIR_CLEAN)
+			continue;
+		json_object_set_new(item, "message", json_string(""));
+		log_limited(&blanked, LOGL_WARN,
+		            "fed: peer %s sent %s in a %s message; its words are not kept",
+		            peer->id, dir_detail_name(d),
+		            json_string_value(json_object_get(body, "kind")));
+	}
+}
+
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
                        size_t raw_len)
 {
@@ -670,6 +697,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	p->envelope = xmalloc(raw_len);
 	memcpy(p->envelope, raw, raw_len);
 	p->envelope_len = raw_len;
+	blank_personal_details(peer, body);
 	p->body = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	p->items = env_body_items(msg->sp->body);

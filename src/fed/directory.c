@@ -5,6 +5,7 @@
  * again, and applying a page twice changes nothing (src/sql/directory.sql). */
 #include "internal.h"
 
+#include "dir_text.h"
 #include "log.h"
 
 #include <event2/buffer.h>
@@ -199,6 +200,37 @@ static void on_applied(void *arg, const struct db_result *r)
 	fed_call_free(c);
 }
 
+/* A peer's item is held to the check our own are: one whose text or
+ * availability holds a way to reach a person is not kept. */
+static void drop_personal_details(const struct fed_peer *peer, json_t *page)
+{
+	static struct log_limit dropped;
+	json_t *items = json_object_get(page, "items");
+	char what[80];
+
+	for (size_t i = 0; i < json_array_size(items); i++) {
+		json_t *item = json_array_get(items, i);
+		const char *fields[] = {"text", "availability"};
+		for (int f = 0; f < 2; f++) {
+			const char *t = json_string_value(json_object_get(item, fields[f]));
+			enum dir_detail d =
+			    t != NULL ? dir_personal_detail(t, what, sizeof(what)) : DIR_CLEAN;
+			if (d == DIR_CLEAN)
+				continue;
+			log_limited(&dropped, LOGL_WARN,
+			            "fed: peer %s shared an item whose %s holds %s; not kept",
+			            peer->id, fields[f], dir_detail_name(d));
+			/* As a withdrawal: any copy we hold goes, and the page's
+			 * cursor still follows its items. */
+			json_array_set_new(
+			    items, i,
+			    json_pack("{sOsbsO}", "handle", json_object_get(item, "handle"),
+			              "withdrawn", 1, "version", json_object_get(item, "version")));
+			break;
+		}
+	}
+}
+
 static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage *page)
 {
 	static struct log_limit unasked;
@@ -218,6 +250,7 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 		return;
 	}
 	json = env_msg_to_json(&page->base);
+	drop_personal_details(peer, json);
 	text = json_dumps(json, JSON_COMPACT);
 	params[1] = text;
 	if (dir_query(peer, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params, on_applied) ==

@@ -514,3 +514,20 @@ def test_only_a_current_key_announces_and_learned_keys_can_be_listed_expire_and_
     assert r.returncode != 0 and "no learned key" in r.stderr
     assert col.cluster.psql("SELECT count(*) FROM fed_peer_keys WHERE key_id = "
                             f"'{wire.key_id(k4)}'", col.db).stdout.strip() == "0"
+
+
+def test_a_peers_words_holding_a_phone_number_are_not_kept(lone):
+    col = lone.banks["colchester"]
+    ann = col.add_member("Ann")
+    imp = wire.Impostor(lone.ports["colchester"], lone.pki, "cheshire", "colchester")
+    day = time.strftime("%Y-%m-%d")
+    f = wire.field
+    claim = f(19, f(1, f(1, "cheshire:c1") + f(2, ann) + f(3, 60) + f(4, "lifts") + f(5, day) +
+                  f(6, "she is on oh seven seven oh oh 900 one two three") + f(7, 4)))
+    imp.send_raw(wire.frame(wire.envelope(imp.key, "cheshire", "colchester", 1, b"", claim)))
+    wait_for(lambda: applied_from(col, "cheshire") == 1, what="the claim applied")
+    row = col.cluster.psql("SELECT state, coalesce(message, '<none>') FROM xb_claims "
+                           "WHERE claim_id = 'cheshire:c1'", col.db).stdout.strip()
+    assert row == "open|<none>", row
+    assert "sent a phone number in a xb_claim message; its words are not kept" in col.log_text()
+    imp.close()
