@@ -126,7 +126,8 @@ check: deps
 # the text checks.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(addprefix src/core/,mem.c log.c crypto.c frame.c envelope.c)
-FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude
+FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Iinclude
 FUZZ_LIBS = $(shell pkg-config --libs openssl jansson libprotobuf-c libevent libevent_openssl \
 	libpq 2>/dev/null || echo -lpq) -linih -lutf8proc
 fuzz: deps $(PROTO_C)
@@ -141,7 +142,7 @@ fuzz: deps $(PROTO_C)
 	$(FUZZ_CC) -I$(BUILD)/gen -I/usr/include/postgresql \
 		$(shell pkg-config --cflags jansson libprotobuf-c libevent) \
 		-o build/fuzz/fuzz_channel tests/fuzz/fuzz_channel.c $(wildcard src/fed/*.c) \
-		src/io/gate.c $(FUZZ_SRC) $(PROTO_C) $(FUZZ_LIBS)
+		src/io/gate.c src/core/dir_text.c $(FUZZ_SRC) $(PROTO_C) $(FUZZ_LIBS)
 	$(FUZZ_CC) -I$(BUILD)/gen $(shell pkg-config --cflags jansson) -o build/fuzz/fuzz_text \
 		tests/fuzz/fuzz_text.c $(addprefix src/core/,dir_text.c req.c hours.c mem.c log.c) \
 		$(FUZZ_LIBS)

@@ -693,7 +693,8 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	p->seq = msg->sp->sequence;
 	memcpy(p->hash, msg->hash, CRYPTO_HASH_LEN);
 	p->prev_len = msg->sp->prev_hash.len; /* 0 or CRYPTO_HASH_LEN (env_open) */
-	memcpy(p->prev, msg->sp->prev_hash.data, p->prev_len);
+	if (p->prev_len > 0)
+		memcpy(p->prev, msg->sp->prev_hash.data, p->prev_len);
 	p->envelope = xmalloc(raw_len);
 	memcpy(p->envelope, raw, raw_len);
 	p->envelope_len = raw_len;

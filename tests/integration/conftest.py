@@ -49,7 +49,7 @@ def own_cluster():
 def workdir():
     path = make_tempdir("tb-bank-")
     yield path
-    if not os.environ.get("KEEP"):
+    if not os.environ.get("KEEP"):  # KEEP=1 leaves it, logs and all, to look at
         shutil.rmtree(path, ignore_errors=True)
 
 
