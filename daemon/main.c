@@ -12,6 +12,7 @@
 #include "schema.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,14 +52,18 @@ static struct api_limits limits_of(const struct config *cfg)
 	return l;
 }
 
-/* What peers may make this bank keep (fed_limits), as the config says. */
-static void limits_text(const struct config *cfg, char *out, size_t len)
+/* What peers may make this bank keep (fed_limits), as the config says:
+ * JSON text, freed by the caller. */
+static char *limits_text(const struct config *cfg)
 {
-	snprintf(out, len,
-	         "{\"max_open_claims\": %d, \"max_open_contacts\": %d, "
-	         "\"max_directory_items\": %d, \"inbox_keep_days\": %d}",
-	         cfg->fed_max_open_claims, cfg->fed_max_open_contacts, cfg->fed_max_directory_items,
-	         cfg->fed_inbox_keep_days);
+	json_t *j =
+	    json_pack("{sisisisi}", "max_open_claims", cfg->fed_max_open_claims,
+	              "max_open_contacts", cfg->fed_max_open_contacts, "max_directory_items",
+	              cfg->fed_max_directory_items, "inbox_keep_days", cfg->fed_inbox_keep_days);
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	json_decref(j);
+	return text;
 }
 
 /* Every configured peer has its channel row (and, for a bank, its clearing
@@ -89,13 +94,13 @@ static int register_peers(PGconn *c, const struct config *cfg)
 	                 params, NULL, NULL, 0);
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (ok) {
-		char lim[256];
+		char *lim = limits_text(cfg);
 		const char *lp[1] = {lim};
-		limits_text(cfg, lim, sizeof(lim));
 		PQclear(r);
 		r = PQexecParams(c, "SELECT tb_fed_limits_set($1::jsonb)", 1, NULL, lp, NULL, NULL,
 		                 0);
 		ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+		free(lim);
 	}
 	if (!ok)
 		log_error("cannot register the peers: %s", PQresultErrorMessage(r));
@@ -232,14 +237,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	limits = limits_of(cfg);
 	api_reload(d->api, auth, cfg->token_file, &limits);
 	if (d->fed != NULL) {
-		char lim[256];
-		fed_set_max_exchange(d->fed, cfg->max_exchange);
+		char *lim = limits_text(cfg);
 		const char *lp[1] = {lim};
 		enum db_status st;
-		limits_text(cfg, lim, sizeof(lim));
+		fed_set_max_exchange(d->fed, cfg->max_exchange);
 		if (db_query(d->db, "SELECT tb_fed_limits_set($1::jsonb)", 1, lp, on_limits_set,
 		             NULL, &st) == -1)
 			log_error("reload: the database is away; peers' limits stay as they were");
+		free(lim);
 	}
 	if (d->fed != NULL && cfg->fed_crl != NULL && fed_reload_crl(d->fed, cfg->fed_crl) == -1)
 		log_error("reload: %s cannot be read; keeping the CRL in force", cfg->fed_crl);

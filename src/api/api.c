@@ -106,14 +106,19 @@ static void reply_metrics(struct api_req *r)
 	api_req_free(r);
 }
 
+/* The token an Authorization header presents, or NULL. */
+static const struct auth_token *bearer(const struct api *api, const char *header)
+{
+	if (header == NULL || strncasecmp(header, "Bearer ", 7) != 0)
+		return NULL;
+	return auth_check(api->auth, header + 7);
+}
+
 /* 0 with r->role and r->actor set, or -1 after answering 401. */
 static int authenticate(struct api_req *r)
 {
-	const char *h = http_req_header(r->req, "Authorization");
-	const struct auth_token *t = NULL;
+	const struct auth_token *t = bearer(r->api, http_req_header(r->req, "Authorization"));
 
-	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
-		t = auth_check(r->api->auth, h + 7);
 	if (t == NULL) {
 		api_reply_error(r, 401, "unauthorized", "a valid bearer token is required");
 		return -1;
@@ -224,13 +229,7 @@ static void on_request(struct http_req *req, void *arg)
  * read: a stranger cannot make the daemon take in a megabyte to say 401. */
 static int check_head(const struct http_head *h, void *arg, const char **code, const char **message)
 {
-	struct api *api = arg;
-	const char *auth = http_head_header(h, "Authorization");
-
-	if (h->content_length <= 0)
-		return 0;
-	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
-	    auth_check(api->auth, auth + 7) != NULL)
+	if (h->content_length <= 0 || bearer(arg, http_head_header(h, "Authorization")) != NULL)
 		return 0;
 	*code = "unauthorized";
 	*message = "a valid bearer token is required";

@@ -381,7 +381,10 @@ void fed_session_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		fed_conn_refuse(conn, "a session message with a sequence");
 	} else if (body->kind_case == TIMEBANK__V1__BODY__KIND_TEST &&
 	           strlen(body->test->text) > ENV_MAX_TEST_TEXT) {
-		fed_conn_refuse(conn, "a test message with more than 200 bytes of text");
+		char why[80];
+		snprintf(why, sizeof(why), "a test message with more than %d bytes of text",
+		         ENV_MAX_TEST_TEXT);
+		fed_conn_refuse(conn, why);
 	} else if (env_body_items(body) > ENV_MAX_ITEMS) {
 		char why[96];
 		snprintf(why, sizeof(why), "a message of %zu items, over the %d one may hold",
