@@ -174,6 +174,7 @@ static void member_erase(struct api_req *r)
 	}
 	text = json_dumps(p, JSON_COMPACT);
 	r->dir_changes = 1;
+	r->queues_messages = 1; /* peers are told (tb_erase_shared) */
 	const char *params[3] = {API_I64(num, r->id), text, r->actor};
 	api_sql(r, "SELECT tb_member_erase($1::bigint, $2::jsonb, $3)::text", 3, params);
 	free(text);

@@ -116,6 +116,7 @@ static const struct {
     {"xb_claim_answer", TIMEBANK__V1__BODY__KIND_CLAIM_ANSWERS},
     {"dir_contact", TIMEBANK__V1__BODY__KIND_CONTACT_REQUESTS},
     {"dir_contact_answer", TIMEBANK__V1__BODY__KIND_CONTACT_ANSWERS},
+    {"erasure", TIMEBANK__V1__BODY__KIND_ERASURES},
 };
 #define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
 
@@ -134,6 +135,8 @@ size_t env_body_items(const Timebank__V1__Body *body)
 		return body->contact_requests->n_items;
 	case TIMEBANK__V1__BODY__KIND_CONTACT_ANSWERS:
 		return body->contact_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_ERASURES:
+		return body->erasures->n_items;
 	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
 		return body->directory_page->n_items;
 	default:

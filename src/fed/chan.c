@@ -350,6 +350,15 @@ static void on_outbox(void *arg, const struct db_result *r)
 			size_t len = strlen(hex) / 2;
 			if (seq <= peer->send_after)
 				continue;
+			if (len == 0) {
+				/* Acknowledged once, and redacted since by an erasure: the
+				 * peer, which lost it, finds the gap and says so. */
+				log_warn("fed: %s asks again for message %llu, which an erasure "
+				         "redacted; it cannot be sent again",
+				         peer->id, (unsigned long long)seq);
+				peer->send_after = seq;
+				continue;
+			}
 			env = xmalloc(len);
 			crypto_unhex(hex, env, len);
 			send_envelope(peer, seq, env, len);
@@ -657,11 +666,14 @@ void fed_chan_pending_clear(struct fed_peer *peer)
  * check our own are (dir_personal_detail): one that holds a way to reach a
  * person is not kept, and the message is applied without it. (Refusing
  * the message instead would stop the peer's stream.) */
-static void blank_personal_details(const struct fed_peer *peer, json_t *body)
+/* Blanks the words in a peer's message that give a person away; returns
+ * how many items it blanked. */
+static int blank_personal_details(const struct fed_peer *peer, json_t *body)
 {
 	static struct log_limit blanked;
 	json_t *item;
 	size_t i;
+	int n = 0;
 
 	json_array_foreach(json_object_get(body, "items"), i, item)
 	{
@@ -672,11 +684,13 @@ static void blank_personal_details(const struct fed_peer *peer, json_t *body)
 		if (d == DIR_CLEAN)
 			continue;
 		json_object_set_new(item, "message", json_string(""));
+		n++;
 		log_limited(&blanked, LOGL_WARN,
 		            "fed: peer %s sent %s in a %s message; its words are not kept",
 		            peer->id, dir_detail_name(d),
 		            json_string_value(json_object_get(body, "kind")));
 	}
+	return n;
 }
 
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
@@ -695,10 +709,13 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 	p->prev_len = msg->sp->prev_hash.len; /* 0 or CRYPTO_HASH_LEN (env_open) */
 	if (p->prev_len > 0)
 		memcpy(p->prev, msg->sp->prev_hash.data, p->prev_len);
-	p->envelope = xmalloc(raw_len);
-	memcpy(p->envelope, raw, raw_len);
-	p->envelope_len = raw_len;
-	blank_personal_details(peer, body);
+	/* Words not kept are not kept in the proof either: the envelope is
+	 * stored redacted to its hash, as an erasure leaves it. */
+	if (blank_personal_details(peer, body) == 0) {
+		p->envelope = xmalloc(raw_len);
+		memcpy(p->envelope, raw, raw_len);
+		p->envelope_len = raw_len;
+	}
 	p->body = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	p->items = env_body_items(msg->sp->body);

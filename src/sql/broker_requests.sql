@@ -2,10 +2,13 @@
 -- the payer's bank to record hours its member gave) and contacts (a bank
 -- asks for contact with the member behind another bank's shared item).
 
--- Once decided, a claim or a contact never changes (TG_ARGV[0]: which).
+-- Once decided, a claim or a contact never changes (TG_ARGV[0]: which),
+-- but for an erasure clearing its words (TG_ARGV[1]).
 CREATE FUNCTION tb_request_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.state = 'open' THEN
+    IF TG_OP = 'UPDATE' AND (OLD.state = 'open'
+                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), TG_ARGV[1]::text[]))
+    THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = TG_ARGV[0] || '_already_decided',
@@ -14,10 +17,10 @@ BEGIN
 END $$;
 
 CREATE TRIGGER xb_claim_decided BEFORE UPDATE OR DELETE ON xb_claims
-    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('claim');
+    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('claim', '{description,message,answer}');
 
 CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
-    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('contact');
+    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('contact', '{message,answer,item_text}');
 
 -- The other bank's broker's decline as it is kept here: its reason, a code,
 -- and their words.

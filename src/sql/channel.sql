@@ -61,10 +61,6 @@ END $$;
 CREATE TRIGGER fed_peer_rows AFTER INSERT ON fed_peers
     FOR EACH ROW EXECUTE FUNCTION tb_fed_peer_rows();
 
-CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
-    FOR EACH ROW WHEN (current_setting('tb.inbox_purge', true) IS DISTINCT FROM 'on')
-    EXECUTE FUNCTION tb_refuse_change();
-
 -- The limits of the config (see fed_limits), at start and reload.
 CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
     UPDATE fed_limits SET
@@ -77,7 +73,8 @@ $$;
 -- What peers sent is kept as proof for inbox_keep_days, and then deleted:
 -- the chain rests on fed_peers.in_head, so only the last message from each
 -- peer, which a checkpoint may name, is kept however old. Returns how many
--- went.
+-- went. Messages to peers that waited for their acknowledgement before an
+-- erasure could redact them are redacted too (tb_fed_redact_waiting).
 CREATE FUNCTION tb_fed_inbox_purge() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
@@ -89,6 +86,7 @@ BEGIN
        AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM set_config('tb.inbox_purge', 'off', true);
+    PERFORM tb_fed_redact_waiting();
     RETURN n;
 END $$;
 
@@ -315,6 +313,8 @@ BEGIN
         RETURN tb_on_dir_contact(from_peer, body, answer_seq);
     WHEN 'dir_contact_answer' THEN
         RETURN tb_on_dir_contact_answer(from_peer, body, answer_seq);
+    WHEN 'erasure' THEN
+        RETURN tb_on_erasure(from_peer, body, answer_seq);
     WHEN 'test' THEN
         -- Proves the channel without touching the ledger.
         INSERT INTO fed_test_received (peer, seq, n)

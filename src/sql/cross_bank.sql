@@ -1,10 +1,12 @@
 -- What both sides of a cross-bank exchange share: its guard, its answer,
 -- how the other bank's member is named, and how what a peer sent is read.
 
--- Once decided, a cross-bank exchange never changes.
+-- Once decided, a cross-bank exchange never changes, but for an erasure
+-- clearing its description.
 CREATE FUNCTION tb_xb_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.state = 'pending' THEN
+    IF TG_OP = 'UPDATE' AND (OLD.state = 'pending'
+                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description}')) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

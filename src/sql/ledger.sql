@@ -65,12 +65,19 @@ END $$;
 CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON transfers
     FOR EACH STATEMENT EXECUTE FUNCTION tb_refuse_change();
 
+-- Whether a row's new version only clears (sets to NULL) some of cols, the
+-- free text an erasure takes out of a record that otherwise never changes.
+CREATE FUNCTION tb_only_cleared(old jsonb, new jsonb, cols text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT old - cols = new - cols
+       AND NOT EXISTS (SELECT 1 FROM unnest(cols) c
+                        WHERE new->c <> 'null' AND new->c IS DISTINCT FROM old->c)
+$$;
+
 CREATE FUNCTION tb_transfers_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE'
-       AND to_jsonb(NEW) - 'description' - 'reason' = to_jsonb(OLD) - 'description' - 'reason'
-       AND (NEW.description IS NULL OR NEW.description IS NOT DISTINCT FROM OLD.description)
-       AND (NEW.reason IS NULL OR NEW.reason IS NOT DISTINCT FROM OLD.reason) THEN
+       AND tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description,reason}') THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

@@ -144,13 +144,16 @@ CREATE FUNCTION tb_member_export(num bigint) RETURNS jsonb LANGUAGE sql STABLE A
 $$;
 
 -- Anonymises a member who left: personal fields and the free text of their
--- transfers are cleared; the account, its entries and balance stay, so the
--- books still add up and other members' statements show "former member".
+-- transfers are cleared, and so is what they shared with peer banks, here
+-- and there (tb_erase_shared); the account, its entries and balance stay,
+-- so the books still add up and other members' statements show "former
+-- member". The coordinator's reason is kept without the member's details.
 CREATE FUNCTION tb_member_erase(num bigint, p jsonb, actor text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     m members := tb_find_member(num);
     a accounts;
+    told jsonb;
 BEGIN
     SELECT * INTO a FROM accounts WHERE id = m.account_id FOR UPDATE;
     IF m.erased_at IS NOT NULL THEN
@@ -170,11 +173,13 @@ BEGIN
     UPDATE transfers SET description = NULL, reason = NULL
      WHERE (payer_account = a.id OR earner_account = a.id)
        AND (description IS NOT NULL OR reason IS NOT NULL);
+    told := tb_erase_shared(a.id);
     UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, skills = NULL,
                        needs = NULL, availability = NULL, notes = NULL,
-                       erased_at = now(), erased_by = actor, erase_reason = p->>'reason',
+                       erased_at = now(), erased_by = actor,
+                       erase_reason = tb_scrub(p->>'reason', tb_member_terms(m)),
                        updated_by = actor, updated_at = now()
      WHERE number = num
     RETURNING * INTO m;
-    RETURN tb_member_json(m, true);
+    RETURN tb_member_json(m, true) || jsonb_build_object('peers_told', told);
 END $$;

@@ -171,9 +171,21 @@ static int member_export(const struct tbctl *t, int argc, char **argv)
 
 static void show_erased(const json_t *m)
 {
+	const json_t *told = json_object_get(m, "peers_told"), *peer;
+	size_t i;
+
 	printf("member %lld erased: personal details cleared, balance %s kept on the ledger\n",
 	       (long long)json_integer_value(json_object_get(m, "number")),
 	       tbctl_hours(json_integer_value(json_object_get(m, "balance_minutes"))));
+	if (json_array_size(told) == 0)
+		return;
+	printf("banks told to clear what they hold of the member's claims, contacts and "
+	       "exchanges:");
+	json_array_foreach(told, i, peer)
+	{
+		printf(" %s", json_string_value(peer));
+	}
+	printf("\n");
 }
 
 static int member_erase(const struct tbctl *t, int argc, char **argv)

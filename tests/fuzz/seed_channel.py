@@ -26,6 +26,8 @@ seeds = {
     "claims": run((1, f(19, f(1, f(1, "cheshire:c1") + f(2, 1) + f(3, 60) + f(4, "lifts") +
                              f(5, day) + f(6, "thanks") + f(7, 4))))),
     "contacts": run((1, f(21, f(1, f(1, "cheshire:k1") + f(2, "abc123") + f(3, "hello"))))),
+    "erasure": run((1, f(23, f(1, f(1, "claim") + f(2, "cheshire:c1")) +
+                             f(1, f(1, "contact") + f(2, "colchester:k1"))))),
     "test": run((1, wire.test_body(1)), (1, wire.test_body(2, "two"))),
     "session": run((0, f(2, f(1, 0) or b"")), (0, f(4, f(1, 0) + f(2, b"\0" * 32))),
                    (0, f(6, f(2, 1000))), (0, f(8, b"") or b"\x42\x00"),

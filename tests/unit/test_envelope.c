@@ -118,6 +118,8 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	    "\"3f9a0c21b7d4\", \"message\": \"Ann needs a lift\\non Tuesday\"}]}",
 	    "{\"kind\": \"dir_contact_answer\", \"items\": [{\"contact_id\": \"cheshire:k2\", "
 	    "\"accepted\": true, \"reason\": \"\", \"message\": \"Wendy will ring Ann\"}]}",
+	    "{\"kind\": \"erasure\", \"items\": [{\"record\": \"claim\", \"id\": "
+	    "\"colchester:c4\"}, {\"record\": \"exchange\", \"id\": \"colchester:9\"}]}",
 	    "{\"kind\": \"test\", \"n\": 5, \"text\": \"hello\"}",
 	};
 	struct crypto_key *pub, *key = new_key(&pub);

@@ -1,0 +1,215 @@
+-- Erasure that reaches every copy. An erased member's personal fields and
+-- the free text of their transfers are cleared where they are kept
+-- (tb_member_erase); so is the free text of everything they shared with a
+-- peer bank: the claims, contacts and cross-bank exchanges that were
+-- theirs, here and at the peer, and the signed envelopes that carried
+-- those words, which are redacted to their hash. The chain and the
+-- checkpoints rest on hashes, so the channel's proof of order and of
+-- exactly-once holds; a member's right to erasure outranks the proof of
+-- what a free-text field said. Peers hear of it in an erasure message
+-- naming the records, never the member.
+
+-- A channel message's body with the words of the records named taken out:
+-- the message of each claim, claim answer, contact request and contact
+-- answer among them; NULL when the body carries none of them.
+CREATE FUNCTION tb_redact_body(body jsonb, claims text[], contacts text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN bool_or(hit) THEN
+               jsonb_set(body, '{items}', jsonb_agg(CASE WHEN hit THEN x || '{"message": ""}'
+                                                    ELSE x END ORDER BY n))
+           END
+      FROM (SELECT x, n,
+                   CASE body->>'kind'
+                       WHEN 'xb_claim' THEN x->>'claim_id' = ANY (claims)
+                       WHEN 'xb_claim_answer' THEN x->>'claim_id' = ANY (claims)
+                       WHEN 'dir_contact' THEN x->>'contact_id' = ANY (contacts)
+                       WHEN 'dir_contact_answer' THEN x->>'contact_id' = ANY (contacts)
+                       ELSE false
+                   END AND coalesce(x->>'message', '') <> '' AS hit
+              FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
+                                             THEN body->'items' ELSE '[]' END)
+                   WITH ORDINALITY AS t(x, n)) i
+$$;
+
+-- Whether one body is another with only some items' words taken out: the
+-- one change to a kept message the inbox allows (tb_inbox_guard).
+CREATE FUNCTION tb_redacted(old jsonb, new jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT old - 'items' = new - 'items'
+       AND jsonb_array_length(old->'items') = jsonb_array_length(new->'items')
+       AND NOT EXISTS (SELECT 1
+                         FROM jsonb_array_elements(old->'items') WITH ORDINALITY AS o(x, n)
+                         JOIN jsonb_array_elements(new->'items') WITH ORDINALITY AS w(x, n)
+                              USING (n)
+                        WHERE w.x <> o.x AND w.x <> o.x || '{"message": ""}')
+$$;
+
+-- What a peer sent us is kept as it came: the purge may delete old
+-- messages (tb_fed_inbox_purge), and erasure may redact one to its hash.
+CREATE FUNCTION tb_inbox_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.envelope = '' AND NEW.peer = OLD.peer AND NEW.seq = OLD.seq
+       AND NEW.hash = OLD.hash AND NEW.applied_at = OLD.applied_at
+       AND tb_redacted(OLD.body, NEW.body) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',
+        DETAIL = format('%s on fed_inbox is refused: what a peer sent is kept as proof, '
+                        'redacted only by an erasure', TG_OP);
+END $$;
+
+CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
+    FOR EACH ROW WHEN (current_setting('tb.inbox_purge', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION tb_inbox_guard();
+
+-- Clears what this bank holds of records it shares with a peer: the free
+-- text of the claims, contacts and exchanges named (and of the exchanges'
+-- postings), and the messages that carried it, each way. A message to the
+-- peer not yet acknowledged may be needed again, so it waits
+-- (fed_redact_waiting) until it is.
+CREATE FUNCTION tb_redact_records(p text, claims text[], contacts text[], xids text[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    acked bigint := coalesce((SELECT out_acked FROM fed_acked WHERE peer = p), 0);
+BEGIN
+    UPDATE xb_claims SET description = NULL, message = NULL, answer = NULL
+     WHERE peer = p AND claim_id = ANY (claims)
+       AND (description IS NOT NULL OR message IS NOT NULL OR answer IS NOT NULL);
+    UPDATE dir_contacts SET message = NULL, answer = NULL, item_text = NULL
+     WHERE peer = p AND contact_id = ANY (contacts)
+       AND (message IS NOT NULL OR answer IS NOT NULL OR item_text IS NOT NULL);
+    WITH x AS (
+        UPDATE xb_exchanges SET description = NULL
+         WHERE peer = p AND xid = ANY (xids) AND description IS NOT NULL
+        RETURNING transfer_id)
+    UPDATE transfers SET description = NULL  -- the exchange's posting here
+      FROM x
+     WHERE transfers.id = x.transfer_id AND transfers.description IS NOT NULL;
+    IF cardinality(claims) + cardinality(contacts) = 0 THEN
+        RETURN;  -- exchanges travel without words
+    END IF;
+    UPDATE fed_inbox i SET body = r.body, envelope = ''
+      FROM (SELECT seq, tb_redact_body(body, claims, contacts) AS body
+              FROM fed_inbox WHERE peer = p) r
+     WHERE i.peer = p AND i.seq = r.seq AND r.body IS NOT NULL;
+    UPDATE fed_outbox o SET body = r.body::json, envelope = ''
+      FROM (SELECT seq, tb_redact_body(body::jsonb, claims, contacts) AS body
+              FROM fed_outbox WHERE peer = p AND seq <= acked) r
+     WHERE o.peer = p AND o.seq = r.seq AND r.body IS NOT NULL;
+    INSERT INTO fed_redact_waiting (peer, seq, claims, contacts)
+    SELECT p, seq, claims, contacts
+      FROM fed_outbox
+     WHERE peer = p AND seq > acked
+       AND tb_redact_body(body::jsonb, claims, contacts) IS NOT NULL
+    ON CONFLICT (peer, seq) DO UPDATE
+        SET claims = fed_redact_waiting.claims || excluded.claims,
+            contacts = fed_redact_waiting.contacts || excluded.contacts;
+END $$;
+
+-- Messages that waited for their acknowledgement are redacted now that
+-- they have it (from the daily purge). Returns how many.
+CREATE FUNCTION tb_fed_redact_waiting() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH done AS (
+        DELETE FROM fed_redact_waiting w
+         USING fed_acked a
+         WHERE a.peer = w.peer AND w.seq <= a.out_acked
+        RETURNING w.*)
+    UPDATE fed_outbox o SET body = tb_redact_body(o.body::jsonb, d.claims, d.contacts)::json,
+                            envelope = ''
+      FROM done d
+     WHERE o.peer = d.peer AND o.seq = d.seq
+       AND tb_redact_body(o.body::jsonb, d.claims, d.contacts) IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- A member's erasure, beyond their own row and transfers: the records they
+-- shared with each peer are cleared here, and each peer is told which
+-- (tb_on_erasure). Returns the peers told.
+CREATE FUNCTION tb_erase_shared(acct bigint) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    told jsonb := '[]';
+BEGIN
+    UPDATE xb_exchanges SET description = NULL
+     WHERE member_account = acct AND description IS NOT NULL;
+    FOR r IN
+        SELECT peer, array_agg(id) FILTER (WHERE record = 'claim') AS claims,
+               array_agg(id) FILTER (WHERE record = 'contact') AS contacts,
+               array_agg(id) FILTER (WHERE record = 'exchange') AS xids,
+               jsonb_agg(jsonb_build_object('record', record, 'id', id) ORDER BY record, id)
+                   AS items
+          FROM (SELECT peer, 'claim' AS record, claim_id AS id
+                  FROM xb_claims WHERE member_account = acct
+                UNION ALL
+                SELECT peer, 'contact', contact_id FROM dir_contacts WHERE member_account = acct
+                UNION ALL
+                SELECT peer, 'exchange', xid FROM xb_exchanges WHERE member_account = acct) s
+         WHERE peer IN (SELECT peer FROM fed_peers)
+         GROUP BY peer ORDER BY peer
+    LOOP
+        PERFORM tb_redact_records(r.peer, coalesce(r.claims, '{}'), coalesce(r.contacts, '{}'),
+                                  coalesce(r.xids, '{}'));
+        PERFORM tb_fed_enqueue_items(r.peer, 'erasure', r.items);
+        told := told || to_jsonb(r.peer);
+    END LOOP;
+    RETURN told;
+END $$;
+
+-- A peer erased one of its members: what we hold of the records it names,
+-- which we share with it, is cleared. A record it does not share with us
+-- is not touched, whatever it names.
+CREATE FUNCTION tb_on_erasure(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    items jsonb := CASE WHEN jsonb_typeof(body->'items') = 'array' THEN body->'items'
+                        ELSE '[]' END;
+BEGIN
+    PERFORM tb_redact_records(
+        from_peer,
+        ARRAY(SELECT x->>'id' FROM jsonb_array_elements(items) x
+               WHERE x->>'record' = 'claim' AND length(x->>'id') <= 80),
+        ARRAY(SELECT x->>'id' FROM jsonb_array_elements(items) x
+               WHERE x->>'record' = 'contact' AND length(x->>'id') <= 80),
+        ARRAY(SELECT x->>'id' FROM jsonb_array_elements(items) x
+               WHERE x->>'record' = 'exchange' AND length(x->>'id') <= 80));
+    RETURN '{}';
+END $$;
+
+-- Free text with a person's details taken out: each of terms (their name,
+-- each word of it, e-mail, phone, address and each part of it), matched
+-- as whole words, whatever the case; a phone number also with any
+-- separators between its digits.
+CREATE FUNCTION tb_scrub(t text, terms text[]) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    term text;
+    digits text;
+BEGIN
+    IF t IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- The longest first, so that a name goes before the words in it.
+    FOR term IN SELECT w FROM (SELECT DISTINCT btrim(x) AS w FROM unnest(terms) x) d
+                 WHERE length(w) >= 2 ORDER BY length(w) DESC, w LOOP
+        t := regexp_replace(t, '(?<![[:alnum:]])'
+                               || regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g')
+                               || '(?![[:alnum:]])', '[erased]', 'gi');
+        digits := regexp_replace(term, '[^0-9]', '', 'g');
+        IF length(digits) >= 6 THEN
+            t := regexp_replace(t, array_to_string(regexp_split_to_array(digits, ''),
+                                                   '[^0-9[:alpha:]]{0,3}'),
+                                '[erased]', 'g');
+        END IF;
+    END LOOP;
+    RETURN t;
+END $$;
+
+-- The words of a member's details, for tb_scrub.
+CREATE FUNCTION tb_member_terms(m members) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_remove(ARRAY[m.name, m.email, m.phone, m.address]
+                        || regexp_split_to_array(coalesce(m.name, ''), '\s+')
+                        || regexp_split_to_array(coalesce(m.address, ''), '\s*[,\n]\s*')
+                        || regexp_split_to_array(coalesce(m.email, ''), '@'), NULL)
+$$;
