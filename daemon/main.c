@@ -47,8 +47,8 @@ static void usage(FILE *out)
 static struct api_limits limits_of(const struct config *cfg)
 {
 	struct api_limits l = {
-	    cfg->default_floor, cfg->community_floor, cfg->max_exchange,          cfg->max_body,
-	    cfg->active_days,   cfg->admin_conns,     cfg->admin_conns_per_source};
+	    cfg->default_floor, cfg->community_floor, cfg->max_exchange,           cfg->max_body,
+	    cfg->active_days,   cfg->admin_conns,     cfg->admin_conns_per_source, cfg->dir_review};
 	return l;
 }
 
@@ -250,8 +250,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_error("reload: %s cannot be read; keeping the CRL in force", cfg->fed_crl);
 	hours_format(cfg->default_floor, floor, sizeof(floor));
 	hours_format(cfg->max_exchange, max, sizeof(max));
-	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes",
-	         auth_count(auth), floor, max, cfg->max_body);
+	log_info("reload: %d tokens, default floor %s, max exchange %s, max body %zu bytes, "
+	         "directory review %s",
+	         auth_count(auth), floor, max, cfg->max_body, cfg->dir_review ? "on" : "off");
 	config_free(cfg);
 }
 

@@ -24,6 +24,7 @@ struct api_limits {
 	int active_days;          /* reports: the window for "active" */
 	int max_conns;            /* connections, in all and from one address; */
 	int max_conns_per_source; /* read at start only */
+	int dir_review;           /* shared items wait for a broker's approval */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

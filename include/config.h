@@ -59,6 +59,7 @@ struct config {
 	int64_t max_exchange;    /* [ledger] max_exchange, minutes */
 
 	int active_days; /* [reports] active_days: "active" = exchanged within this many days */
+	int dir_review;  /* [directory] review: shared items wait for a broker's approval */
 
 	/* [federation]: absent, the daemon links to no one. */
 	int fed_enabled;

@@ -8,27 +8,44 @@
 
 /* ---- offers and requests ---------------------------------------------- */
 
+/* Whether a shared item waits for a broker's approval ([directory] review). */
+static const char *review(const struct api_req *r)
+{
+	return api_limits(r->api)->dir_review ? "t" : "f";
+}
+
 static void item_add(struct api_req *r, const char *kind)
 {
 	struct req_error err;
-	const char *extra[2] = {kind, r->actor};
+	const char *extra[3] = {kind, r->actor, review(r)};
 
 	r->dir_changes = 1;
 	/* $1 is the body; the kind comes first in the function. */
-	api_sql_body(r, "SELECT tb_dir_add($2, $1::jsonb, $3)::text",
-	             req_dir_item(r->body, 0, &err), &err, 2, extra);
+	api_sql_body(r, "SELECT tb_dir_add($2, $1::jsonb, $3, $4::boolean)::text",
+	             req_dir_item(r->body, 0, &err), &err, 3, extra);
 }
 
 static void item_update(struct api_req *r, const char *kind)
 {
 	struct req_error err;
 	char id[24];
-	const char *extra[3] = {kind, API_I64(id, r->id), r->actor};
+	const char *extra[4] = {kind, API_I64(id, r->id), r->actor, review(r)};
 
 	r->ok_status = 200;
 	r->dir_changes = 1;
-	api_sql_body(r, "SELECT tb_dir_update($2, $3::bigint, $1::jsonb, $4)::text",
-	             req_dir_item(r->body, 1, &err), &err, 3, extra);
+	api_sql_body(r, "SELECT tb_dir_update($2, $3::bigint, $1::jsonb, $4, $5::boolean)::text",
+	             req_dir_item(r->body, 1, &err), &err, 4, extra);
+}
+
+/* A broker lets a shared item leave the bank. */
+static void item_approve(struct api_req *r, const char *kind)
+{
+	char id[24];
+	const char *params[3] = {kind, API_I64(id, r->id), r->actor};
+
+	r->ok_status = 200;
+	r->dir_changes = 1;
+	api_sql(r, "SELECT tb_dir_approve($1, $2::bigint, $3)::text", 3, params);
 }
 
 static void item_withdraw(struct api_req *r, const char *kind)
@@ -57,18 +74,20 @@ static void item_list(struct api_req *r, const char *kind)
 	int64_t member;
 	int has_member;
 
-	if (state != NULL && strcmp(state, "active") != 0 && strcmp(state, "all") != 0) {
-		api_reply_error(r, 400, "invalid_request", "state must be active or all");
+	if (state == NULL)
+		state = "active";
+	if (strcmp(state, "active") != 0 && strcmp(state, "all") != 0 &&
+	    strcmp(state, "waiting") != 0) {
+		api_reply_error(r, 400, "invalid_request",
+		                "state must be active, waiting (for a broker's approval) or all");
 		return;
 	}
 	if (api_query_int(r, "member", &member, &has_member) == -1 ||
 	    api_query_page(r, &page) == -1)
 		return;
-	const char *params[5] = {kind, has_member ? API_I64(num, member) : NULL,
-	                         state != NULL && strcmp(state, "all") == 0 ? "t" : "f",
-	                         page.cursor, page.limit};
-	api_sql(r, "SELECT tb_dir_list($1, $2::bigint, $3::boolean, $4::bigint, $5::int)::text", 5,
-	        params);
+	const char *params[5] = {kind, has_member ? API_I64(num, member) : NULL, state, page.cursor,
+	                         page.limit};
+	api_sql(r, "SELECT tb_dir_list($1, $2::bigint, $3, $4::bigint, $5::int)::text", 5, params);
 }
 
 void api_offer_add(struct api_req *r)
@@ -82,6 +101,10 @@ void api_offer_update(struct api_req *r)
 void api_offer_withdraw(struct api_req *r)
 {
 	item_withdraw(r, "offer");
+}
+void api_offer_approve(struct api_req *r)
+{
+	item_approve(r, "offer");
 }
 void api_offer_get(struct api_req *r)
 {
@@ -102,6 +125,10 @@ void api_request_update(struct api_req *r)
 void api_request_withdraw(struct api_req *r)
 {
 	item_withdraw(r, "request");
+}
+void api_request_approve(struct api_req *r)
+{
+	item_approve(r, "request");
 }
 void api_request_get(struct api_req *r)
 {

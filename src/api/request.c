@@ -49,6 +49,7 @@ static const struct {
     {"invalid_hours", 422},
     {"item_not_found", 404},
     {"item_withdrawn", 409},
+    {"item_not_waiting", 409},
     {"contact_not_found", 404},
     {"contact_already_decided", 409},
     {"contact_not_accepted", 409},

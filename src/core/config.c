@@ -16,7 +16,7 @@
 #define PG_BINDIR "/usr/lib/postgresql/15/bin"
 #endif
 
-enum key_type { KT_STR, KT_PATH, KT_BANK_ID, KT_INT, KT_HOURS, KT_LISTEN, KT_LEVEL };
+enum key_type { KT_STR, KT_PATH, KT_BANK_ID, KT_INT, KT_HOURS, KT_LISTEN, KT_LEVEL, KT_BOOL };
 
 struct key {
 	const char *section;
@@ -47,6 +47,7 @@ static const struct key keys[] = {
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
     {"reports", "active_days", KT_INT, OFF(active_days), 0, 1, 3660},
+    {"directory", "review", KT_BOOL, OFF(dir_review), 0, 0, 0},
     {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
     {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
     {"federation", "ca", KT_PATH, OFF(fed_ca), 0, 0, 0},
@@ -182,6 +183,18 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 			p->cfg->max_body = (size_t)n;
 		else
 			*(int *)field = (int)n;
+		return 0;
+	case KT_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "on") == 0) {
+			*(int *)field = 1;
+		} else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+		           strcmp(value, "off") == 0) {
+			*(int *)field = 0;
+		} else {
+			snprintf(err, len, "%s must be yes or no", k->name);
+			return -1;
+		}
 		return 0;
 	case KT_HOURS:
 		if (hours_parse(value, &minutes) == -1 || minutes < k->min || minutes > k->max) {
@@ -328,6 +341,7 @@ static void set_defaults(struct config *cfg)
 	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;
 	cfg->active_days = 90;
+	cfg->dir_review = 1;
 }
 
 static void check_federation(struct parse *p)

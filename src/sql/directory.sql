@@ -57,14 +57,24 @@ BEGIN
     RETURN n;
 END $$;
 
+-- What peers see of an item: it is shared with the federation, active, in
+-- date, a broker approved it as it reads now, and its member is active.
+CREATE FUNCTION tb_dir_shared(i dir_items, member_status text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT i.state = 'active' AND i.visibility = 'federation' AND i.approved_at IS NOT NULL
+           AND member_status = 'active' AND i.expires_on >= current_date
+$$;
+
 CREATE FUNCTION tb_dir_item_json(i dir_items) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', i.id, 'handle', i.handle, 'kind', i.kind, 'category', i.category,
         'text', i.text, 'area', i.area, 'availability', i.availability,
         'visibility', i.visibility, 'expires_on', i.expires_on, 'state', i.state,
         'member', m.number, 'member_label', tb_account_label(i.member_account),
-        'shared', i.state = 'active' AND i.visibility = 'federation' AND m.status = 'active'
-                  AND i.expires_on >= current_date,
+        'shared', tb_dir_shared(i, m.status),
+        'review', CASE WHEN i.visibility <> 'federation' THEN NULL
+                       WHEN i.approved_at IS NULL THEN 'waiting' ELSE 'approved' END,
+        'approved_by', i.approved_by, 'approved_at', i.approved_at,
         'created_at', i.created_at, 'updated_at', i.updated_at, 'updated_by', i.updated_by)
       FROM members m WHERE m.account_id = i.member_account
 $$;
@@ -102,23 +112,75 @@ BEGIN
     RETURN d;
 END $$;
 
-CREATE FUNCTION tb_dir_add(want_kind text, p jsonb, actor text) RETURNS jsonb
+-- An item shared with the federation, as it now reads, is approved by the
+-- one who wrote it when no review is asked for ([directory] review = no);
+-- otherwise it waits for a broker (tb_dir_approve), and so does every
+-- change to what peers would see of it.
+CREATE FUNCTION tb_dir_add(want_kind text, p jsonb, actor text, review boolean) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     m members := tb_active_member((p->>'member')::bigint, 'member');
     i dir_items;
+    shared boolean := coalesce(p->>'visibility', 'bank') = 'federation' AND NOT review;
 BEGIN
     INSERT INTO dir_items (handle, member_account, kind, category, text, area, availability,
-                           visibility, expires_on, created_by, updated_by)
+                           visibility, expires_on, created_by, updated_by, approved_by,
+                           approved_at)
          VALUES (left(replace(gen_random_uuid()::text, '-', ''), 12), m.account_id, want_kind,
                  tb_dir_category(p->>'category'), p->>'text', p->>'area', p->>'availability',
                  coalesce(p->>'visibility', 'bank'),
-                 tb_dir_expiry((p->>'expires_on')::date), actor, actor)
+                 tb_dir_expiry((p->>'expires_on')::date), actor, actor,
+                 CASE WHEN shared THEN actor END, CASE WHEN shared THEN now() END)
       RETURNING * INTO i;
     RETURN tb_dir_item_json(i);
 END $$;
 
-CREATE FUNCTION tb_dir_update(want_kind text, want bigint, p jsonb, actor text) RETURNS jsonb
+CREATE FUNCTION tb_dir_update(want_kind text, want bigint, p jsonb, actor text, review boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    i dir_items := tb_dir_get(want_kind, want);
+    n dir_items := i;
+BEGIN
+    IF i.state = 'withdrawn' THEN
+        PERFORM tb_raise('item_withdrawn', format('%s %s was withdrawn; add a new one',
+                                                  want_kind, want));
+    END IF;
+    IF p ? 'category' THEN
+        n.category := tb_dir_category(p->>'category');
+    END IF;
+    n.text := coalesce(p->>'text', i.text);
+    IF p ? 'area' THEN
+        n.area := p->>'area';
+    END IF;
+    IF p ? 'availability' THEN
+        n.availability := p->>'availability';
+    END IF;
+    n.visibility := coalesce(p->>'visibility', i.visibility);
+    IF p ? 'expires_on' THEN
+        n.expires_on := tb_dir_expiry((p->>'expires_on')::date);
+        n.state := 'active';  -- a new date brings an expired item back
+    END IF;
+    IF n.visibility <> 'federation' THEN
+        n.approved_by := NULL;
+        n.approved_at := NULL;
+    ELSIF NOT review THEN
+        n.approved_by := actor;
+        n.approved_at := now();
+    ELSIF (n.category, n.text, n.area, n.availability, i.visibility)
+          IS DISTINCT FROM (i.category, i.text, i.area, i.availability, 'federation') THEN
+        n.approved_by := NULL;  -- what peers would see changed: a broker looks again
+        n.approved_at := NULL;
+    END IF;
+    UPDATE dir_items SET category = n.category, text = n.text, area = n.area,
+                         availability = n.availability, visibility = n.visibility,
+                         expires_on = n.expires_on, state = n.state, updated_by = actor,
+                         approved_by = n.approved_by, approved_at = n.approved_at
+     WHERE id = i.id RETURNING * INTO i;
+    RETURN tb_dir_item_json(i);
+END $$;
+
+-- A broker lets an item waiting for review leave the bank, as it reads now.
+CREATE FUNCTION tb_dir_approve(want_kind text, want bigint, actor text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     i dir_items := tb_dir_get(want_kind, want);
@@ -127,19 +189,13 @@ BEGIN
         PERFORM tb_raise('item_withdrawn', format('%s %s was withdrawn; add a new one',
                                                   want_kind, want));
     END IF;
-    UPDATE dir_items SET
-        category = CASE WHEN p ? 'category' THEN tb_dir_category(p->>'category')
-                        ELSE category END,
-        text = coalesce(p->>'text', text),
-        area = CASE WHEN p ? 'area' THEN p->>'area' ELSE area END,
-        availability = CASE WHEN p ? 'availability' THEN p->>'availability'
-                            ELSE availability END,
-        visibility = coalesce(p->>'visibility', visibility),
-        expires_on = CASE WHEN p ? 'expires_on' THEN tb_dir_expiry((p->>'expires_on')::date)
-                          ELSE expires_on END,
-        -- A new date brings an expired item back.
-        state = CASE WHEN p ? 'expires_on' THEN 'active' ELSE state END,
-        updated_by = actor
+    IF i.visibility <> 'federation' OR i.approved_at IS NOT NULL THEN
+        PERFORM tb_raise('item_not_waiting', format(
+            '%s %s is not waiting for review (%s)', want_kind, want,
+            CASE WHEN i.visibility <> 'federation' THEN 'it is not shared with the federation'
+                 ELSE format('approved by %s', i.approved_by) END));
+    END IF;
+    UPDATE dir_items SET approved_by = actor, approved_at = now(), updated_by = actor
      WHERE id = i.id RETURNING * INTO i;
     RETURN tb_dir_item_json(i);
 END $$;
@@ -161,9 +217,9 @@ LANGUAGE sql STABLE AS $$
     SELECT tb_dir_item_json(tb_dir_get(want_kind, want))
 $$;
 
--- A member's (or everyone's) items of one kind, newest first; active ones
--- unless every state is asked for.
-CREATE FUNCTION tb_dir_list(want_kind text, num bigint, all_states boolean, cursor bigint,
+-- A member's (or everyone's) items of one kind, newest first: the active
+-- ones, those waiting for a broker's approval, or all.
+CREATE FUNCTION tb_dir_list(want_kind text, num bigint, want_state text, cursor bigint,
                             lim int) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     acct bigint;
@@ -175,7 +231,12 @@ BEGIN
     RETURN (WITH page AS (
         SELECT * FROM dir_items
          WHERE kind = want_kind AND (acct IS NULL OR member_account = acct)
-           AND (all_states OR state = 'active') AND (cursor IS NULL OR id < cursor)
+           AND CASE want_state
+                   WHEN 'all' THEN true
+                   WHEN 'waiting' THEN visibility = 'federation' AND approved_at IS NULL
+                                       AND state = 'active'
+                   ELSE state = 'active' END
+           AND (cursor IS NULL OR id < cursor)
          ORDER BY id DESC LIMIT lim)
     SELECT jsonb_build_object(
         'items', coalesce((SELECT jsonb_agg(tb_dir_item_json(p) ORDER BY p.id DESC)
@@ -220,9 +281,7 @@ BEGIN
                                'expires_on', expires_on::text, 'version', version)
                            ELSE jsonb_build_object('handle', handle, 'withdrawn', true,
                                                    'version', version) END AS item
-                      FROM (SELECT i.*, i.state = 'active' AND i.visibility = 'federation'
-                                        AND m.status = 'active'
-                                        AND i.expires_on >= current_date AS shared
+                      FROM (SELECT i.*, tb_dir_shared(i, m.status) AS shared
                               FROM dir_items i JOIN members m ON m.account_id = i.member_account
                              WHERE i.version > since ORDER BY i.version LIMIT lim) q) a) b
      WHERE before < 262144;

@@ -19,10 +19,19 @@ static const struct tbctl_field item_fields[] = {
     {NULL, NULL},
 };
 
+/* An active item waiting for a broker's approval shows as waiting. */
+static const char *item_state(const json_t *i)
+{
+	if (strcmp(tbctl_str(i, "state"), "active") == 0 &&
+	    strcmp(tbctl_str(i, "review"), "waiting") == 0)
+		return "waiting";
+	return tbctl_str(i, "state");
+}
+
 static void show_item(const json_t *i)
 {
 	printf("%s %lld (%s), %s: %s\n", tbctl_str(i, "kind"),
-	       (long long)json_integer_value(json_object_get(i, "id")), tbctl_str(i, "state"),
+	       (long long)json_integer_value(json_object_get(i, "id")), item_state(i),
 	       tbctl_str(i, "member_label"), tbctl_str(i, "text"));
 	printf("  category %s", tbctl_str(i, "category"));
 	if (tbctl_str(i, "area")[0] != '\0')
@@ -32,6 +41,13 @@ static void show_item(const json_t *i)
 	printf("\n  visibility %s%s, handle %s, until %s\n", tbctl_str(i, "visibility"),
 	       json_is_true(json_object_get(i, "shared")) ? " (shared)" : "",
 	       tbctl_str(i, "handle"), tbctl_str(i, "expires_on"));
+	if (strcmp(tbctl_str(i, "review"), "waiting") == 0)
+		printf("  waiting for a broker's approval before it is shared (tbctl %s approve "
+		       "%lld)\n",
+		       tbctl_str(i, "kind"),
+		       (long long)json_integer_value(json_object_get(i, "id")));
+	else if (strcmp(tbctl_str(i, "review"), "approved") == 0)
+		printf("  approved by %s\n", tbctl_str(i, "approved_by"));
 }
 
 static void item_header(void)
@@ -45,7 +61,7 @@ static void item_row(const json_t *i)
 	printf("%6lld  %-20.20s  %-16.16s  %-4s  %-10s  %-9s  %s\n",
 	       (long long)json_integer_value(json_object_get(i, "id")),
 	       tbctl_str(i, "member_label"), tbctl_str(i, "category"), tbctl_str(i, "area"),
-	       tbctl_str(i, "visibility"), tbctl_str(i, "state"), tbctl_str(i, "text"));
+	       tbctl_str(i, "visibility"), item_state(i), tbctl_str(i, "text"));
 }
 
 /* An item id as the single positional argument, into path ("/v1/offers/7"
@@ -79,8 +95,9 @@ static int items(const struct tbctl *t, const char *kind, int argc, char **argv)
 		return tbctl_list_command(t, argc - 1, argv + 1, list_fields, path, NULL,
 		                          item_header, item_row);
 	if (strcmp(sub, "add") != 0 && strcmp(sub, "update") != 0 && strcmp(sub, "show") != 0 &&
-	    strcmp(sub, "withdraw") != 0) {
-		fprintf(stderr, "tbctl: %s needs add, list, show, update or withdraw\n", kind);
+	    strcmp(sub, "withdraw") != 0 && strcmp(sub, "approve") != 0) {
+		fprintf(stderr, "tbctl: %s needs add, list, show, update, approve or withdraw\n",
+		        kind);
 		return TBCTL_USAGE;
 	}
 	body = json_object();
@@ -92,8 +109,10 @@ static int items(const struct tbctl *t, const char *kind, int argc, char **argv)
 	if (strcmp(sub, "add") == 0) {
 		rc = first != argc ? TBCTL_USAGE : tbctl_call(t, "POST", path, body, show_item);
 	} else if (item_path(kind, argc - 1, argv + 1, first - 1,
-	                     strcmp(sub, "withdraw") == 0 ? "/withdraw" : "", path,
-	                     sizeof(path)) == -1) {
+	                     strcmp(sub, "withdraw") == 0  ? "/withdraw"
+	                     : strcmp(sub, "approve") == 0 ? "/approve"
+	                                                   : "",
+	                     path, sizeof(path)) == -1) {
 		rc = TBCTL_USAGE;
 	} else if (strcmp(sub, "show") == 0) {
 		rc = tbctl_call(t, "GET", path, NULL, show_item);

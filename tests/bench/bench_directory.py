@@ -82,10 +82,11 @@ def sync(cluster, root, pki):
                  "FROM generate_series(1, 1000) g", wes.db)
     cluster.psql(f"""
         INSERT INTO dir_items (handle, member_account, kind, category, text, area,
-                               availability, visibility, expires_on, created_by, updated_by)
+                               availability, visibility, expires_on, created_by, updated_by,
+                               approved_by, approved_at)
         SELECT left(md5('w' || g), 12), (SELECT account_id FROM members WHERE number = 1 + g % 1000),
                {kind}, {cat}, {text}, {area}, {avail}, 'federation', current_date + 100,
-               'bench', 'bench'
+               'bench', 'bench', 'bench', now()
           FROM generate_series(1, {SYNC_ITEMS}) g, (SELECT {ITEM_SQL}) v""", wes.db)
     top = int(cluster.psql("SELECT max(version) FROM dir_items", wes.db).stdout)
     start = time.perf_counter()

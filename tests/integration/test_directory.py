@@ -3,6 +3,7 @@ copies at every peer, federated search and matching, and contact between
 members of two banks through their brokers."""
 
 import datetime
+import signal
 
 import pytest
 
@@ -25,9 +26,20 @@ def trio(cluster, workdir):
 
 
 def add_item(bank, kind, member, category, text, **extra):
+    """A new item; one shared with the federation is approved by a broker, as
+    review (the default) asks."""
     status, out = bank.api("POST", f"/v1/{kind}s", dict(member=member, category=category,
                                                         text=text, **extra))
     assert status == 201, out
+    if out["review"] == "waiting":
+        out = approve(bank, kind, out["id"])
+    return out
+
+
+def approve(bank, kind, item_id):
+    status, out = bank.api("POST", f"/v1/{kind}s/{item_id}/approve",
+                           token=bank.tokens["broker"])
+    assert status == 200 and out["review"] == "approved", out
     return out
 
 
@@ -96,6 +108,57 @@ def test_offers_and_requests_are_kept_checked_and_normalised(trio):
     assert len(col.tbctl_json("offer", "list", "--state", "all")["items"]) == 1
 
 
+def test_a_shared_item_waits_for_a_brokers_approval_before_it_leaves(trio):
+    col, wes, che = (trio.banks[b] for b in ("colchester", "westminster", "cheshire"))
+    ann = col.add_member("Ann")
+    status, o = col.api("POST", "/v1/offers", dict(member=ann, category="gardening",
+                                                   text="Hedges cut, ask for Ann Smith",
+                                                   visibility="federation"))
+    assert status == 201 and o["review"] == "waiting" and not o["shared"]
+    assert "waiting for a broker's approval" in col.tbctl("offer", "show", str(o["id"]),
+                                                          check=True).stdout
+    waiting = col.tbctl_json("offer", "list", "--state", "waiting")["items"]
+    assert [w["id"] for w in waiting] == [o["id"]]
+    assert "waiting" in col.tbctl("offer", "list", "--state", "waiting", check=True).stdout
+    # Something shared after it reaches the peers; it does not.
+    later = add_item(col, "offer", ann, "lifts", "Lifts to the surgery", visibility="federation")
+    wait_for(lambda: later["handle"] in remote(wes, "colchester"), what="the later item")
+    assert o["handle"] not in remote(wes, "colchester")
+    # A viewer cannot let it out; a broker reads it, finds a name, and has it changed.
+    status, out = col.api("POST", f"/v1/offers/{o['id']}/approve", token=col.tokens["viewer"])
+    assert status == 403, out
+    col.tbctl("offer", "update", str(o["id"]), "--text", "Hedges cut and shaped", check=True)
+    out = col.tbctl("offer", "approve", str(o["id"]), token=col.tokens["broker"],
+                    check=True).stdout
+    assert "approved by" in out
+    wait_for(lambda: remote(wes, "colchester").get(o["handle"], [None] * 3)[2]
+             == "Hedges cut and shaped", what="the approved item at the peer")
+    r = col.tbctl("offer", "approve", str(o["id"]))
+    assert r.returncode == 1 and "item_not_waiting" in r.stderr
+    r = col.tbctl("offer", "approve", "99999")
+    assert r.returncode == 1 and "item_not_found" in r.stderr
+    # New words go back to the broker: the peers lose the old ones meanwhile.
+    col.tbctl("offer", "update", str(o["id"]), "--text", "Hedges and lawns", check=True)
+    wait_for(lambda: o["handle"] not in remote(wes, "colchester"), what="the item held back")
+    approve(col, "offer", o["id"])
+    wait_for(lambda: remote(wes, "colchester").get(o["handle"], [None] * 3)[2]
+             == "Hedges and lawns", what="the new words at the peer")
+    # A new date changes nothing peers see, and keeps the approval.
+    moved = col.tbctl_json("offer", "update", str(o["id"]), "--expires",
+                           str(datetime.date.today() + datetime.timedelta(days=30)))
+    assert moved["review"] == "approved"
+    # A bank that turns review off shares at once, approved by whoever wrote it.
+    with open(che.config, "a") as f:
+        f.write("\n[directory]\nreview = no\n")
+    che.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "directory review off" in che.log_text(), what="the reload")
+    carys = che.add_member("Carys")
+    status, c = che.api("POST", "/v1/offers", dict(member=carys, category="lifts",
+                                                   text="Lifts", visibility="federation"))
+    assert status == 201 and c["review"] == "approved" and c["shared"]
+    wait_for(lambda: c["handle"] in remote(col, "cheshire"), what="cheshire's item")
+
+
 def test_three_banks_sync_changes_withdrawals_and_a_bank_that_was_away(trio):
     col, wes, che = (trio.banks[b] for b in ("colchester", "westminster", "cheshire"))
     wendy, walter = wes.add_member("Wendy"), wes.add_member("Walter")
@@ -120,6 +183,7 @@ def test_three_banks_sync_changes_withdrawals_and_a_bank_that_was_away(trio):
     # Cheshire goes away; westminster changes, withdraws, and suspends a member.
     assert che.stop() == 0
     wes.tbctl("offer", "update", str(lift["id"]), "--text", "Lifts to the hospital", check=True)
+    approve(wes, "offer", lift["id"])
     wes.tbctl("request", "withdraw", str(form["id"]), check=True)
     wes.tbctl("member", "suspend", str(walter), check=True)
     cake = add_item(wes, "offer", wendy, "cooking", "Birthday cakes", visibility="federation")

@@ -237,9 +237,9 @@ def test_directory_pulls_nobody_reads_are_not_piled_up(lone):
     member = col.add_member("Ann")
     col.cluster.psql(
         "INSERT INTO dir_items (handle, member_account, kind, category, text, visibility, "
-        "expires_on, created_by, updated_by) "
+        "expires_on, created_by, updated_by, approved_by, approved_at) "
         "SELECT 'h' || g, account_id, 'offer', 'lifts', repeat('lifts to the surgery ', 20), "
-        f"'federation', current_date + 30, 'test', 'test' FROM members, "
+        f"'federation', current_date + 30, 'test', 'test', 'test', now() FROM members, "
         f"generate_series(1, 1000) g WHERE number = {member}", col.db)
     before = rss_mb(col.proc.pid)
     imp = wire.Impostor(lone.ports["colchester"], lone.pki, "cheshire", "colchester")

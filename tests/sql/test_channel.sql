@@ -117,9 +117,9 @@ SELECT ok((SELECT bool_and(octet_length(part::text) < 300000) AND count(*) = 3
 SELECT is((SELECT count(*) FROM tb_fed_enqueue_items('cheshire', 'test', '[{"n": 1}]')),
           1::bigint, 'a short list is one message');
 INSERT INTO dir_items (handle, member_account, kind, category, text, availability, visibility,
-                       expires_on, created_by, updated_by)
+                       expires_on, created_by, updated_by, approved_by, approved_at)
 SELECT 'h' || g, account_id, 'offer', 'lifts', repeat('🚗', 500), repeat('ö', 300),
-       'federation', current_date + 30, 'test', 'test'
+       'federation', current_date + 30, 'test', 'test', 'test', now()
   FROM members, generate_series(1, 300) g WHERE number = 2;
 SELECT ok((SELECT pg_column_size(p->'items') < 400000 AND jsonb_array_length(p->'items') < 300
                   AND (p->>'more')::boolean

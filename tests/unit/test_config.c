@@ -26,7 +26,10 @@ static const char *good = "[bank]\n"
                           "max_exchange = 1h30m\n"
                           "\n"
                           "[reports]\n"
-                          "active_days = 30\n";
+                          "active_days = 30\n"
+                          "\n"
+                          "[directory]\n"
+                          "review = no\n";
 
 static int has_problem(const struct config_problems *p, int line, const char *part)
 {
@@ -56,6 +59,7 @@ static void test_config_parses_a_good_file(void **state)
 	assert_int_equal(cfg->max_exchange, 90);
 	assert_int_equal(cfg->community_floor, -200 * 60);
 	assert_int_equal(cfg->active_days, 30);
+	assert_false(cfg->dir_review);
 	config_free(cfg);
 }
 
@@ -74,6 +78,7 @@ static void test_config_defaults_floor_and_maximum(void **state)
 	assert_int_equal(cfg->default_floor, -600);
 	assert_int_equal(cfg->max_exchange, 24 * 60);
 	assert_int_equal(cfg->db_pool, 4);
+	assert_true(cfg->dir_review); /* shared items wait for a broker */
 	config_free(cfg);
 }
 
@@ -92,7 +97,9 @@ static void test_config_reports_each_problem_with_its_line(void **state)
 	                                  "[ledger]\n"            /* 10 */
 	                                  "default_floor = 5h\n"  /* 11 */
 	                                  "max_exchange = lots\n" /* 12 */
-	                                  "name = again\n",       /* 13 */
+	                                  "name = again\n"        /* 13 */
+	                                  "[directory]\n"         /* 14 */
+	                                  "review = maybe\n",     /* 15 */
 	                                  NULL, &probs);
 
 	(void)state;
@@ -104,6 +111,7 @@ static void test_config_reports_each_problem_with_its_line(void **state)
 	assert_true(has_problem(&probs, 11, "default_floor"));
 	assert_true(has_problem(&probs, 12, "max_exchange"));
 	assert_true(has_problem(&probs, 13, "unknown key 'name' in [ledger]"));
+	assert_true(has_problem(&probs, 15, "review must be yes or no"));
 	assert_true(has_problem(&probs, 0, "missing 'tokens'"));
 	assert_true(has_problem(&probs, 0, "data_dir"));
 }
