@@ -229,21 +229,20 @@ BEGIN
                            tb_rule_sent(item->>'performed_on', item->>'category'),
                            tb_rule_named(pm.number, pm.erased_at),
                            CASE WHEN room <= 0 THEN 'too_many_open' END);
-        room := room - CASE WHEN reason IS NULL THEN 1 ELSE 0 END;
-        -- Kept, unless refused for what a broker could do nothing with.
-        IF reason IS DISTINCT FROM 'invalid_request' AND reason IS DISTINCT FROM 'unknown_bank'
-           AND reason IS DISTINCT FROM 'too_many_open' THEN
+        -- Kept only while open, for a broker: one refused on arrival is
+        -- answered, its proof is the message in fed_inbox, and so a peer
+        -- can make us keep no more than max_open_claims.
+        IF reason IS NULL THEN
+            room := room - 1;
             INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
-                                   minutes, category, message, performed_on, state, reason,
-                                   recorded_by, decided_at)
+                                   minutes, category, message, performed_on, state,
+                                   recorded_by)
                  VALUES (item->>'claim_id', 'payer', from_peer, pm.account_id,
                          nullif(tb_peer_number(item->>'earner', 18), 0),
                          tb_peer_number(item->>'minutes', 12), item->>'category',
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
-                         CASE WHEN reason IS NULL THEN 'open' ELSE 'declined' END, reason,
-                         'federation:' || from_peer, CASE WHEN reason IS NOT NULL THEN now() END);
-        END IF;
-        IF reason IS NOT NULL THEN
+                         'open', 'federation:' || from_peer);
+        ELSE
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
                                                      'reason', reason, 'message', '');
         END IF;

@@ -1,7 +1,7 @@
 -- What a peer can make this bank keep, and what it says, held to this
 -- bank's own limits (fed_limits, written from the config).
 BEGIN;
-SELECT plan(18);
+SELECT plan(20);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 2) g;
@@ -45,6 +45,14 @@ SELECT is(tb_on_xb_claim('westminster', '{"items": [{"claim_id": "westminster:c9
               "earner": 5, "minutes": 60, "category": "lifts", "message": "",
               "performed_on": "2026-01-01"}]}', 1)->'xb_claim_answer'->0->>'reason',
           'too_many_open', 'a claim past the share is answered why');
+SELECT is(jsonb_array_length(tb_on_xb_claim('westminster', jsonb_build_object('items', (
+              SELECT jsonb_agg(jsonb_build_object(
+                         'claim_id', 'westminster:c' || (100 + g), 'payer', 999, 'earner', 5,
+                         'minutes', 60, 'category', 'lifts', 'message', 'x',
+                         'performed_on', current_date::text))
+                FROM generate_series(1, 50) g)), 1)->'xb_claim_answer'), 50,
+          'fifty claims on a member we do not have are each answered');
+SELECT is((SELECT count(*) FROM xb_claims), 3::bigint, 'and none is kept');
 
 -- A reversal undoes the whole exchange.
 INSERT INTO xb_exchanges (xid, side, peer, member_account, remote_member, minutes, category,
