@@ -187,18 +187,20 @@ BEGIN
                                                          want, c.state));
     END IF;
     UPDATE xb_claims SET state = 'declined', reason = 'declined', answer = p->>'reason',
-                         decided_by = actor, decided_at = now()
+                         decided_by = actor, decided_at = now(),
+                         sent_seq = tb_fed_enqueue(c.peer, jsonb_build_object(
+                             'kind', 'xb_claim_answer', 'items', jsonb_build_array(
+                                 jsonb_build_object('claim_id', c.claim_id,
+                                                    'reason', 'declined',
+                                                    'message', p->>'reason')))::json)
      WHERE id = c.id RETURNING * INTO c;
-    PERFORM tb_fed_enqueue(c.peer, jsonb_build_object('kind', 'xb_claim_answer', 'items',
-        jsonb_build_array(jsonb_build_object('claim_id', c.claim_id, 'reason', 'declined',
-                                             'message', c.answer)))::json);
     RETURN tb_claim_json(c);
 END $$;
 
 -- At the payer's bank, inside tb_fed_apply: take in claims. Each waits for
 -- a broker, or is refused at once (no such member, malformed) with an
 -- answer; one seen before is skipped. Never raises.
-CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     peer fed_peers := (SELECT p FROM fed_peers p WHERE p.peer = from_peer);
@@ -236,12 +238,12 @@ BEGIN
             room := room - 1;
             INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
                                    minutes, category, message, performed_on, state,
-                                   recorded_by)
+                                   recorded_by, received_seq)
                  VALUES (item->>'claim_id', 'payer', from_peer, pm.account_id,
                          nullif(tb_peer_number(item->>'earner', 18), 0),
                          tb_peer_number(item->>'minutes', 12), item->>'category',
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
-                         'open', 'federation:' || from_peer);
+                         'open', 'federation:' || from_peer, seq);
         ELSE
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
                                                      'reason', reason, 'message', '');
@@ -252,7 +254,7 @@ END $$;
 
 -- At the earner's bank, inside tb_fed_apply: the payer's bank declined; the
 -- first answer to each claim still open decides it.
-CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, answer_seq bigint)
+CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
         SELECT DISTINCT ON (a->>'claim_id') a
@@ -261,7 +263,7 @@ RETURNS jsonb LANGUAGE sql AS $$
     decided AS (
         UPDATE xb_claims c
            SET state = 'declined', reason = tb_peer_reason(a.a->>'reason'),
-               answer = tb_peer_words(a.a->>'message'),
+               answer = tb_peer_words(a.a->>'message'), received_seq = seq,
                decided_by = 'federation:' || from_peer, decided_at = now()
           FROM a
          WHERE c.claim_id = a.a->>'claim_id' AND c.side = 'earner' AND c.peer = from_peer
@@ -374,19 +376,22 @@ BEGIN
     END IF;
     UPDATE dir_contacts SET state = CASE WHEN accept THEN 'accepted' ELSE 'declined' END,
                             reason = CASE WHEN accept THEN NULL ELSE 'declined' END,
-                            answer = words, decided_by = actor, decided_at = now()
+                            answer = words, decided_by = actor, decided_at = now(),
+                            sent_seq = tb_fed_enqueue(c.peer, jsonb_build_object(
+                                'kind', 'dir_contact_answer', 'items', jsonb_build_array(
+                                    jsonb_build_object('contact_id', c.contact_id,
+                                                       'accepted', accept,
+                                                       'reason', CASE WHEN accept THEN ''
+                                                                      ELSE 'declined' END,
+                                                       'message', words)))::json)
      WHERE id = c.id RETURNING * INTO c;
-    PERFORM tb_fed_enqueue(c.peer, jsonb_build_object('kind', 'dir_contact_answer', 'items',
-        jsonb_build_array(jsonb_build_object('contact_id', c.contact_id, 'accepted', accept,
-                                             'reason', coalesce(c.reason, ''),
-                                             'message', words)))::json);
     RETURN tb_contact_json(c);
 END $$;
 
 -- At the providing bank, inside tb_fed_apply: take in contact requests.
 -- Each waits for a broker, or is refused at once (malformed, or no such
 -- shared item) with an answer; one seen before is skipped.
-CREATE FUNCTION tb_on_dir_contact(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+CREATE FUNCTION tb_on_dir_contact(from_peer text, body jsonb, seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
@@ -425,17 +430,18 @@ BEGIN
         END IF;
         room := room - 1;
         INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
-                                  item_category, item_text, message, state, recorded_by)
+                                  item_category, item_text, message, state, recorded_by,
+                                  received_seq)
              VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
                      item.kind, item.category, item.text, coalesce(x->>'message', ''),
-                     'open', 'federation:' || from_peer);
+                     'open', 'federation:' || from_peer, seq);
     END LOOP;
     RETURN jsonb_build_object('dir_contact_answer', answers);
 END $$;
 
 -- At the requesting bank, inside tb_fed_apply: the providing bank answered;
 -- the first answer to each contact still open decides it.
-CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, answer_seq bigint)
+CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
         SELECT DISTINCT ON (a->>'contact_id') a,
@@ -446,7 +452,7 @@ RETURNS jsonb LANGUAGE sql AS $$
         UPDATE dir_contacts c
            SET state = CASE WHEN a.accepted THEN 'accepted' ELSE 'declined' END,
                reason = CASE WHEN NOT a.accepted THEN tb_peer_reason(a.a->>'reason') END,
-               answer = tb_peer_words(a.a->>'message'),
+               answer = tb_peer_words(a.a->>'message'), received_seq = seq,
                decided_by = 'federation:' || from_peer, decided_at = now()
           FROM a
          WHERE c.contact_id = a.a->>'contact_id' AND c.side = 'requester'

@@ -305,16 +305,18 @@ BEGIN
         RETURN tb_on_xb_propose(from_peer, body, answer_seq);
     WHEN 'xb_answer' THEN
         RETURN tb_on_xb_answer(from_peer, body, answer_seq);
+    -- Requests and their answers are answered by the run's replies, and
+    -- keep the sequence of the message that carried their words.
     WHEN 'xb_claim' THEN
-        RETURN tb_on_xb_claim(from_peer, body, answer_seq);
+        RETURN tb_on_xb_claim(from_peer, body, seq);
     WHEN 'xb_claim_answer' THEN
-        RETURN tb_on_xb_claim_answer(from_peer, body, answer_seq);
+        RETURN tb_on_xb_claim_answer(from_peer, body, seq);
     WHEN 'dir_contact' THEN
-        RETURN tb_on_dir_contact(from_peer, body, answer_seq);
+        RETURN tb_on_dir_contact(from_peer, body, seq);
     WHEN 'dir_contact_answer' THEN
-        RETURN tb_on_dir_contact_answer(from_peer, body, answer_seq);
+        RETURN tb_on_dir_contact_answer(from_peer, body, seq);
     WHEN 'erasure' THEN
-        RETURN tb_on_erasure(from_peer, body, answer_seq);
+        RETURN tb_on_erasure(from_peer, body);
     WHEN 'test' THEN
         -- Proves the channel without touching the ledger.
         INSERT INTO fed_test_received (peer, seq, n)

@@ -61,10 +61,34 @@ CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
     FOR EACH ROW WHEN (current_setting('tb.inbox_purge', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION tb_inbox_guard();
 
+-- The messages to or from a peer that carried words about the claims and
+-- contacts named: box 'o' for ours (sent_seq), 'i' for the peer's
+-- (received_seq), each with the records whose words it holds.
+CREATE FUNCTION tb_carried(p text, claims text[], contacts text[])
+RETURNS TABLE (box text, seq bigint, claim_ids text[], contact_ids text[])
+LANGUAGE sql STABLE AS $$
+    SELECT box, s, coalesce(array_agg(id) FILTER (WHERE rec = 'claim'), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE rec = 'contact'), '{}')
+      FROM (SELECT 'o' AS box, sent_seq AS s, 'claim' AS rec, claim_id AS id FROM xb_claims
+             WHERE claim_id = ANY (claims) AND peer = p
+            UNION ALL
+            SELECT 'i', received_seq, 'claim', claim_id FROM xb_claims
+             WHERE claim_id = ANY (claims) AND peer = p
+            UNION ALL
+            SELECT 'o', sent_seq, 'contact', contact_id FROM dir_contacts
+             WHERE contact_id = ANY (contacts) AND peer = p
+            UNION ALL
+            SELECT 'i', received_seq, 'contact', contact_id FROM dir_contacts
+             WHERE contact_id = ANY (contacts) AND peer = p) r
+     WHERE s IS NOT NULL
+     GROUP BY box, s
+$$;
+
 -- Clears what this bank holds of records it shares with a peer: the free
 -- text of the claims, contacts and exchanges named (and of the exchanges'
--- postings), and the messages that carried it, each way. A message to the
--- peer not yet acknowledged may be needed again, so it waits
+-- postings), and the messages that carried it, each way: those the
+-- records name (sent_seq, received_seq), and no others are read. A message
+-- to the peer not yet acknowledged may be needed again, so it waits
 -- (fed_redact_waiting) until it is.
 CREATE FUNCTION tb_redact_records(p text, claims text[], contacts text[], xids text[])
 RETURNS void LANGUAGE plpgsql AS $$
@@ -84,22 +108,18 @@ BEGIN
     UPDATE transfers SET description = NULL  -- the exchange's posting here
       FROM x
      WHERE transfers.id = x.transfer_id AND transfers.description IS NOT NULL;
-    IF cardinality(claims) + cardinality(contacts) = 0 THEN
-        RETURN;  -- exchanges travel without words
-    END IF;
-    UPDATE fed_inbox i SET body = r.body, envelope = ''
-      FROM (SELECT seq, tb_redact_body(body, claims, contacts) AS body
-              FROM fed_inbox WHERE peer = p) r
-     WHERE i.peer = p AND i.seq = r.seq AND r.body IS NOT NULL;
-    UPDATE fed_outbox o SET body = r.body::json, envelope = ''
-      FROM (SELECT seq, tb_redact_body(body::jsonb, claims, contacts) AS body
-              FROM fed_outbox WHERE peer = p AND seq <= acked) r
-     WHERE o.peer = p AND o.seq = r.seq AND r.body IS NOT NULL;
+    UPDATE fed_inbox i SET body = tb_redact_body(i.body, c.claim_ids, c.contact_ids), envelope = ''
+      FROM tb_carried(p, claims, contacts) c
+     WHERE c.box = 'i' AND i.peer = p AND i.seq = c.seq
+       AND tb_redact_body(i.body, c.claim_ids, c.contact_ids) IS NOT NULL;
+    UPDATE fed_outbox o
+       SET body = tb_redact_body(o.body::jsonb, c.claim_ids, c.contact_ids)::json, envelope = ''
+      FROM tb_carried(p, claims, contacts) c
+     WHERE c.box = 'o' AND c.seq <= acked AND o.peer = p AND o.seq = c.seq
+       AND tb_redact_body(o.body::jsonb, c.claim_ids, c.contact_ids) IS NOT NULL;
     INSERT INTO fed_redact_waiting (peer, seq, claims, contacts)
-    SELECT p, seq, claims, contacts
-      FROM fed_outbox
-     WHERE peer = p AND seq > acked
-       AND tb_redact_body(body::jsonb, claims, contacts) IS NOT NULL
+    SELECT p, c.seq, c.claim_ids, c.contact_ids FROM tb_carried(p, claims, contacts) c
+     WHERE c.box = 'o' AND c.seq > acked
     ON CONFLICT (peer, seq) DO UPDATE
         SET claims = fed_redact_waiting.claims || excluded.claims,
             contacts = fed_redact_waiting.contacts || excluded.contacts;
@@ -161,7 +181,7 @@ END $$;
 -- A peer erased one of its members: what we hold of the records it names,
 -- which we share with it, is cleared. A record it does not share with us
 -- is not touched, whatever it names.
-CREATE FUNCTION tb_on_erasure(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
+CREATE FUNCTION tb_on_erasure(from_peer text, body jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     items jsonb := CASE WHEN jsonb_typeof(body->'items') = 'array' THEN body->'items'

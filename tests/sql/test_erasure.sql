@@ -14,23 +14,27 @@ SELECT tb_fed_peers(ARRAY['westminster', 'cheshire'], ARRAY['bank', 'bank'],
 -- one Westminster made on her (its message in our inbox, our broker's
 -- answer in our outbox, not yet acknowledged), a contact for her, and an
 -- exchange. Bob's claim with Cheshire is not hers.
+-- Each claim names the messages that carried words about it: ours
+-- (sent_seq) and the peer's (received_seq).
 INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member, minutes, category,
-                       description, message, performed_on, state, recorded_by, answer)
+                       description, message, performed_on, state, recorded_by, answer,
+                       sent_seq, received_seq)
 SELECT 'colchester:c1', 'earner', 'westminster', account_id, 7, 60, 'lifts',
        'Ann Smith drove Mr Patel', 'Ann Smith drove him to the surgery', current_date,
-       'declined', 'test', 'Sorry Ann, he says not'
+       'declined', 'test', 'Sorry Ann, he says not', 1, NULL
   FROM members WHERE number = 1
 UNION ALL
 SELECT 'westminster:c5', 'payer', 'westminster', account_id, 9, 60, 'gardening', NULL,
-       'Ann Smith had her hedge cut', current_date, 'declined', 'test', 'Ann Smith says no'
+       'Ann Smith had her hedge cut', current_date, 'declined', 'test', 'Ann Smith says no',
+       2, 1
   FROM members WHERE number = 1
 UNION ALL
 SELECT 'colchester:c2', 'earner', 'cheshire', account_id, 3, 60, 'lifts', NULL,
-       'Bob Jones drove', current_date, 'open', 'test', NULL
+       'Bob Jones drove', current_date, 'open', 'test', NULL, NULL, NULL
   FROM members WHERE number = 2
 UNION ALL
 SELECT 'colchester:c3', 'earner', 'westminster', account_id, 3, 60, 'lifts', NULL,
-       'Bob Jones dug', current_date, 'open', 'test', NULL
+       'Bob Jones dug', current_date, 'open', 'test', NULL, NULL, NULL
   FROM members WHERE number = 2;
 INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, message, state,
                           recorded_by, answer, item_text)
@@ -120,7 +124,7 @@ SELECT results_eq($$SELECT seq, envelope, body::jsonb->'items'->0->>'message'
                            (2, '\x0a0b0c', 'Ann Smith says no')$$,
                   'what we sent about her is redacted once acknowledged; the rest waits');
 SELECT results_eq($$SELECT peer, seq, claims FROM fed_redact_waiting$$,
-                  $$VALUES ('westminster'::text, 2::bigint, '{colchester:c1,westminster:c5}'::text[])$$,
+                  $$VALUES ('westminster'::text, 2::bigint, '{westminster:c5}'::text[])$$,
                   'the unacknowledged message waits for its acknowledgement');
 SELECT is((SELECT body::jsonb FROM fed_outbox WHERE peer = 'westminster' AND seq = 3),
           '{"kind": "erasure", "items": [
