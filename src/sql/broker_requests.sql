@@ -412,8 +412,7 @@ BEGIN
         CONTINUE WHEN EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id');
         SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
         SELECT * INTO m FROM members WHERE account_id = item.member_account;
-        IF item.id IS NULL OR item.state <> 'active' OR item.visibility <> 'federation'
-           OR m.status <> 'active' OR item.expires_on < current_date THEN
+        IF item.id IS NULL OR NOT tb_dir_shared(item, m.status) THEN
             answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
                 'accepted', false, 'reason', 'item_not_found', 'message', '');
             CONTINUE;

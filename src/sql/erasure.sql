@@ -49,7 +49,7 @@ CREATE FUNCTION tb_inbox_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.envelope = '' AND NEW.peer = OLD.peer AND NEW.seq = OLD.seq
        AND NEW.hash = OLD.hash AND NEW.applied_at = OLD.applied_at
-       AND tb_redacted(OLD.body, NEW.body) THEN
+       AND NEW.body <> OLD.body AND tb_redacted(OLD.body, NEW.body) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

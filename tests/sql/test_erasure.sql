@@ -1,7 +1,7 @@
 -- Erasure reaches every copy of a member's words: what they shared with
 -- peers, here and in the messages kept as proof, and peers are told.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 SELECT tb_member_add(jsonb_build_object(
            'name', 'Ann Smith', 'email', 'ann.smith@example.org', 'phone', '07700 900123',
@@ -92,6 +92,8 @@ SELECT throws_ok($$UPDATE fed_inbox SET body = '{"kind": "test", "n": 9, "text":
                  'TB000', 'journal_append_only', 'what a peer sent cannot be rewritten');
 SELECT throws_ok($$DELETE FROM fed_inbox WHERE seq = 2$$, 'TB000', 'journal_append_only',
                  'nor deleted but by the purge');
+SELECT throws_ok($$UPDATE fed_inbox SET envelope = '' WHERE seq = 1$$, 'TB000',
+                 'journal_append_only', 'nor its proof dropped for nothing');
 
 -- Erasing Ann.
 SELECT tb_member_update(1, '{"status": "left"}', 'test', 0);

@@ -1,7 +1,7 @@
 -- [directory] review: an item shared with the federation leaves the bank
 -- only once a broker approved it as it reads, and waits meanwhile.
 BEGIN;
-SELECT plan(13);
+SELECT plan(14);
 
 SELECT tb_member_add('{"name": "Ann"}', 'test');
 SELECT tb_fed_peers(ARRAY['westminster'], ARRAY['bank'], ARRAY[100000]);
@@ -19,6 +19,11 @@ SELECT is(page_items(), jsonb_build_array(jsonb_build_object(
           'peers see nothing of it');
 SELECT is(jsonb_array_length(tb_dir_list('offer', NULL, 'waiting', NULL, 10)->'items'), 1,
           'it is listed as waiting');
+SELECT is(tb_on_dir_contact('westminster', jsonb_build_object('items', jsonb_build_array(
+              jsonb_build_object('contact_id', 'westminster:k1', 'message', 'hello',
+                                 'handle', (SELECT handle FROM dir_items WHERE id = 1)))),
+              1)->'dir_contact_answer'->0->>'reason',
+          'item_not_found', 'nor can it be asked for');
 SELECT is(tb_dir_approve('offer', 1, 'bob')->>'approved_by', 'bob', 'a broker approves it');
 SELECT is(page_items()->0->>'text', 'Lifts to the GP', 'and peers see it');
 SELECT is(jsonb_array_length(tb_dir_list('offer', NULL, 'waiting', NULL, 10)->'items'), 0,
