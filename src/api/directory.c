@@ -37,25 +37,26 @@ static void item_update(struct api_req *r, const char *kind)
 	             req_dir_item(r->body, 1, &err), &err, 4, extra);
 }
 
-/* A broker lets a shared item leave the bank. */
-static void item_approve(struct api_req *r, const char *kind)
+/* A broker acts on one item: sql takes its kind, its id and the actor. */
+static void item_act(struct api_req *r, const char *kind, const char *sql)
 {
 	char id[24];
 	const char *params[3] = {kind, API_I64(id, r->id), r->actor};
 
 	r->ok_status = 200;
 	r->dir_changes = 1;
-	api_sql(r, "SELECT tb_dir_approve($1, $2::bigint, $3)::text", 3, params);
+	api_sql(r, sql, 3, params);
+}
+
+/* A broker lets a shared item leave the bank. */
+static void item_approve(struct api_req *r, const char *kind)
+{
+	item_act(r, kind, "SELECT tb_dir_approve($1, $2::bigint, $3)::text");
 }
 
 static void item_withdraw(struct api_req *r, const char *kind)
 {
-	char id[24];
-	const char *params[3] = {kind, API_I64(id, r->id), r->actor};
-
-	r->ok_status = 200;
-	r->dir_changes = 1;
-	api_sql(r, "SELECT tb_dir_withdraw($1, $2::bigint, $3)::text", 3, params);
+	item_act(r, kind, "SELECT tb_dir_withdraw($1, $2::bigint, $3)::text");
 }
 
 static void item_get(struct api_req *r, const char *kind)

@@ -19,12 +19,11 @@ LANGUAGE sql IMMUTABLE AS $$
                                                     ELSE x END ORDER BY n))
            END
       FROM (SELECT x, n,
-                   CASE body->>'kind'
-                       WHEN 'xb_claim' THEN x->>'claim_id' = ANY (claims)
-                       WHEN 'xb_claim_answer' THEN x->>'claim_id' = ANY (claims)
-                       WHEN 'dir_contact' THEN x->>'contact_id' = ANY (contacts)
-                       WHEN 'dir_contact_answer' THEN x->>'contact_id' = ANY (contacts)
-                       ELSE false
+                   CASE WHEN body->>'kind' IN ('xb_claim', 'xb_claim_answer')
+                        THEN x->>'claim_id' = ANY (claims)
+                        WHEN body->>'kind' IN ('dir_contact', 'dir_contact_answer')
+                        THEN x->>'contact_id' = ANY (contacts)
+                        ELSE false
                    END AND coalesce(x->>'message', '') <> '' AS hit
               FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
                                              THEN body->'items' ELSE '[]' END)
