@@ -45,6 +45,10 @@ json_t *req_decline(const json_t *body, struct req_error *err);
 #define DIR_TEXT_MAX 280
 json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err);
 
+/* A broker's approval of a shared item: version (optional), the item's
+ * version the broker read, so that one changed since is not approved. */
+json_t *req_dir_approve(const json_t *body, struct req_error *err);
+
 /* A contact request for a shared item: handle, bank (optional), for (the
  * member asking), message (checked like an item's text). */
 json_t *req_contact(const json_t *body, struct req_error *err);

@@ -154,6 +154,14 @@ static int read_body(struct api_req *r)
 	return 0;
 }
 
+static int has_body(const struct api_req *r)
+{
+	size_t len;
+
+	(void)http_req_body(r->req, &len);
+	return len > 0;
+}
+
 static void route(struct api_req *r, const char *path)
 {
 	const char *method = http_req_method(r->req);
@@ -182,7 +190,8 @@ static void route(struct api_req *r, const char *path)
 		                auth_role_name(rt->role), auth_role_name(r->role));
 		return;
 	}
-	if (rt->needs_body && read_body(r) == -1)
+	if (rt->needs_body && (rt->needs_body != API_BODY_OPTIONAL || has_body(r)) &&
+	    read_body(r) == -1)
 		return;
 	r->ok_status = strcmp(method, "POST") == 0 ? 201 : 200;
 	rt->handle(r);

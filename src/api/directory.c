@@ -48,10 +48,22 @@ static void item_act(struct api_req *r, const char *kind, const char *sql)
 	api_sql(r, sql, 3, params);
 }
 
-/* A broker lets a shared item leave the bank. */
+/* A broker lets a shared item leave the bank: the version they read, when
+ * given, must still be the item's. */
 static void item_approve(struct api_req *r, const char *kind)
 {
-	item_act(r, kind, "SELECT tb_dir_approve($1, $2::bigint, $3)::text");
+	struct req_error err;
+	json_t *empty = json_object();
+	json_t *p = req_dir_approve(r->body != NULL ? r->body : empty, &err);
+	char id[24];
+	const char *extra[3] = {kind, API_I64(id, r->id), r->actor};
+
+	r->ok_status = 200;
+	r->dir_changes = 1;
+	api_sql_body(r,
+	             "SELECT tb_dir_approve($2, $3::bigint, $4, ($1::jsonb->>'version')::bigint)::text",
+	             p, &err, 3, extra);
+	json_decref(empty);
 }
 
 static void item_withdraw(struct api_req *r, const char *kind)

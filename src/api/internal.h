@@ -56,11 +56,13 @@ struct api_req {
 	int ok_status;
 };
 
+#define API_BODY_OPTIONAL 2
+
 struct api_route {
 	const char *method;
 	const char *path; /* "/v1/members/#": '#' matches a number, '*' a name */
 	enum auth_role role;
-	int needs_body;
+	int needs_body; /* 1: a JSON body; API_BODY_OPTIONAL: one when sent */
 	void (*handle)(struct api_req *r);
 };
 

@@ -50,6 +50,7 @@ static const struct {
     {"item_not_found", 404},
     {"item_withdrawn", 409},
     {"item_not_waiting", 409},
+    {"item_changed", 409},
     {"contact_not_found", 404},
     {"contact_already_decided", 409},
     {"contact_not_accepted", 409},

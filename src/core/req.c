@@ -741,6 +741,31 @@ bad:
 	return NULL;
 }
 
+json_t *req_dir_approve(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"version", NULL};
+	const json_t *version = json_object_get(body, "version");
+	json_t *out = json_object();
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (version != NULL && !json_is_null(version)) {
+		int64_t v;
+		if (!(json_is_integer(version) && (v = json_integer_value(version)) >= 1) &&
+		    !(json_is_string(version) &&
+		      req_parse_int(json_string_value(version), 1, INT64_MAX, &v) == 0)) {
+			fail(err, "invalid_field",
+			     "version must be the item's version as read (a whole number)");
+			goto bad;
+		}
+		json_object_set_new(out, "version", json_integer(v));
+	}
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
 json_t *req_contact(const json_t *body, struct req_error *err)
 {
 	static const char *const allowed[] = {"handle", "bank", "for", "message", NULL};

@@ -74,7 +74,7 @@ CREATE FUNCTION tb_dir_item_json(i dir_items) RETURNS jsonb LANGUAGE sql STABLE 
         'shared', tb_dir_shared(i, m.status),
         'review', CASE WHEN i.visibility <> 'federation' THEN NULL
                        WHEN i.approved_at IS NULL THEN 'waiting' ELSE 'approved' END,
-        'approved_by', i.approved_by, 'approved_at', i.approved_at,
+        'approved_by', i.approved_by, 'approved_at', i.approved_at, 'version', i.version,
         'created_at', i.created_at, 'updated_at', i.updated_at, 'updated_by', i.updated_by)
       FROM members m WHERE m.account_id = i.member_account
 $$;
@@ -179,12 +179,19 @@ BEGIN
     RETURN tb_dir_item_json(i);
 END $$;
 
--- A broker lets an item waiting for review leave the bank, as it reads now.
-CREATE FUNCTION tb_dir_approve(want_kind text, want bigint, actor text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+-- A broker lets an item waiting for review leave the bank, as it reads now;
+-- read_version, when given, is the version they read, and an item changed
+-- since is not approved.
+CREATE FUNCTION tb_dir_approve(want_kind text, want bigint, actor text, read_version bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     i dir_items := tb_dir_get(want_kind, want);
 BEGIN
+    IF read_version IS NOT NULL AND read_version <> i.version THEN
+        PERFORM tb_raise('item_changed', format(
+            '%s %s changed since version %s (it is at %s); read it again before approving',
+            want_kind, want, read_version, i.version));
+    END IF;
     IF i.state = 'withdrawn' THEN
         PERFORM tb_raise('item_withdrawn', format('%s %s was withdrawn; add a new one',
                                                   want_kind, want));

@@ -19,6 +19,12 @@ static const struct tbctl_field item_fields[] = {
     {NULL, NULL},
 };
 
+/* What a broker approves: the version they read (tbctl offer show). */
+static const struct tbctl_field approve_fields[] = {
+    {"version", "version"},
+    {NULL, NULL},
+};
+
 /* An active item waiting for a broker's approval shows as waiting. */
 static const char *item_state(const json_t *i)
 {
@@ -43,9 +49,9 @@ static void show_item(const json_t *i)
 	       tbctl_str(i, "handle"), tbctl_str(i, "expires_on"));
 	if (strcmp(tbctl_str(i, "review"), "waiting") == 0)
 		printf("  waiting for a broker's approval before it is shared (tbctl %s approve "
-		       "%lld)\n",
-		       tbctl_str(i, "kind"),
-		       (long long)json_integer_value(json_object_get(i, "id")));
+		       "%lld --version %lld)\n",
+		       tbctl_str(i, "kind"), (long long)json_integer_value(json_object_get(i, "id")),
+		       (long long)json_integer_value(json_object_get(i, "version")));
 	else if (strcmp(tbctl_str(i, "review"), "approved") == 0)
 		printf("  approved by %s\n", tbctl_str(i, "approved_by"));
 }
@@ -101,7 +107,9 @@ static int items(const struct tbctl *t, const char *kind, int argc, char **argv)
 		return TBCTL_USAGE;
 	}
 	body = json_object();
-	if (tbctl_fields(argc - 1, argv + 1, item_fields, body, &first) == -1) {
+	if (tbctl_fields(argc - 1, argv + 1,
+	                 strcmp(sub, "approve") == 0 ? approve_fields : item_fields, body,
+	                 &first) == -1) {
 		json_decref(body);
 		return TBCTL_USAGE;
 	}
@@ -118,6 +126,8 @@ static int items(const struct tbctl *t, const char *kind, int argc, char **argv)
 		rc = tbctl_call(t, "GET", path, NULL, show_item);
 	} else if (strcmp(sub, "update") == 0) {
 		rc = tbctl_call(t, "PATCH", path, body, show_item);
+	} else if (strcmp(sub, "approve") == 0) {
+		rc = tbctl_call(t, "POST", path, body, show_item);
 	} else {
 		rc = tbctl_call(t, "POST", path, NULL, show_item);
 	}

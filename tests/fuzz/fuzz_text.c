@@ -27,7 +27,7 @@ static json_t *v_answer(const json_t *b, struct req_error *e) { return req_conta
 
 static const validator validators[] = {v_member, v_member_update, v_exchange, v_claim,
                                        v_group,  v_grant,         req_reverse, v_item,
-                                       req_contact, v_answer,     req_erase};
+                                       req_contact, v_answer,     req_erase,   req_dir_approve};
 
 /* No string that passed a check holds a control character but a line
  * break or a tab. */

@@ -127,9 +127,20 @@ def test_a_shared_item_waits_for_a_brokers_approval_before_it_leaves(trio):
     # A viewer cannot let it out; a broker reads it, finds a name, and has it changed.
     status, out = col.api("POST", f"/v1/offers/{o['id']}/approve", token=col.tokens["viewer"])
     assert status == 403, out
+    read = col.tbctl_json("offer", "show", str(o["id"]))["version"]
     col.tbctl("offer", "update", str(o["id"]), "--text", "Hedges cut and shaped", check=True)
-    out = col.tbctl("offer", "approve", str(o["id"]), token=col.tokens["broker"],
-                    check=True).stdout
+    # The version the broker read is gone: the new words are not approved unseen.
+    r = col.tbctl("offer", "approve", str(o["id"]), "--version", str(read),
+                  token=col.tokens["broker"])
+    assert r.returncode == 1 and "item_changed" in r.stderr, r.stderr
+    status, out = col.api("POST", f"/v1/offers/{o['id']}/approve", {"version": "soon"},
+                          token=col.tokens["broker"])
+    assert status == 400 and out["error"]["code"] == "invalid_field", out
+    shown = col.tbctl("offer", "show", str(o["id"]), check=True).stdout
+    now = col.tbctl_json("offer", "show", str(o["id"]))["version"]
+    assert f"--version {now}" in shown
+    out = col.tbctl("offer", "approve", str(o["id"]), "--version", str(now),
+                    token=col.tokens["broker"], check=True).stdout
     assert "approved by" in out
     wait_for(lambda: remote(wes, "colchester").get(o["handle"], [None] * 3)[2]
              == "Hedges cut and shaped", what="the approved item at the peer")
@@ -304,6 +315,7 @@ def test_contact_through_brokers_then_an_exchange_without_retyping(trio):
     wes.tbctl("contact", "decline", c2["id"], "--message", "Wendy is away", check=True)
     wait_for(lambda: che.tbctl_json("contact", "show", c2["id"])["state"] == "declined",
              what="the decline")
+    assert che.tbctl_json("contact", "show", c2["id"])["answer"] == "Wendy is away"
     status, out = che.api("POST", "/v1/exchanges", {"contact": c2["id"], "hours": 1})
     assert status == 409 and out["error"]["code"] == "contact_not_accepted"
     before = ledger_snapshot(che.cluster, che.db)

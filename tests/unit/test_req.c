@@ -323,6 +323,33 @@ static void test_req_reverse_and_erase_need_reasons(void **state)
 	json_decref(ok);
 }
 
+static const char *approve_error(const char *text)
+{
+	static struct req_error err;
+	json_t *body = parse(text), *out = req_dir_approve(body, &err);
+
+	json_decref(body);
+	json_decref(out);
+	return out != NULL ? NULL : err.code;
+}
+
+static void test_req_dir_approve_takes_the_version_read(void **state)
+{
+	json_t *as_text = parse("{\"version\": \"12\"}"), *out;
+	struct req_error err;
+
+	(void)state;
+	out = req_dir_approve(as_text, &err);
+	assert_int_equal(json_integer_value(json_object_get(out, "version")), 12);
+	json_decref(out);
+	json_decref(as_text);
+	assert_null(approve_error("{}"));
+	assert_string_equal(approve_error("{\"version\": 0}"), "invalid_field");
+	assert_string_equal(approve_error("{\"version\": \"12a\"}"), "invalid_field");
+	assert_string_equal(approve_error("{\"version\": 1.5}"), "invalid_field");
+	assert_string_equal(approve_error("{\"text\": \"x\"}"), "unknown_field");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +366,7 @@ int main(void)
 	    cmocka_unit_test(test_req_group_refuses_repeats_and_the_payer),
 	    cmocka_unit_test(test_req_grant_defaults_its_category),
 	    cmocka_unit_test(test_req_reverse_and_erase_need_reasons),
+	    cmocka_unit_test(test_req_dir_approve_takes_the_version_read),
 	};
 	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
 }
