@@ -19,7 +19,7 @@
 #define SEND_BATCH 500
 #define APPLY_BATCH 500               /* messages in one apply */
 #define APPLY_ITEMS 4000              /* ...and items in all, past the first message */
-#define APPLY_BYTES (2 * 1024 * 1024) /* ...and bytes of envelopes, past the first */
+#define APPLY_BYTES (2 * 1024 * 1024) /* ...and bytes of envelopes as they came, past the first */
 /* What a peer's messages waiting to be applied may hold of our memory: its
  * envelopes and their bodies as JSON text. Beyond it the session is not
  * read until applies have made room. */
@@ -596,7 +596,7 @@ static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
 	evbuffer_add(out, "[", 1);
 	while ((p = STAILQ_FIRST(&peer->pending)) != NULL && n < APPLY_BATCH &&
 	       (n == 0 ||
-	        (items + p->items <= APPLY_ITEMS && bytes + p->envelope_len <= APPLY_BYTES))) {
+	        (items + p->items <= APPLY_ITEMS && bytes + p->raw_len <= APPLY_BYTES))) {
 		char *env = xmalloc(2 * p->envelope_len + 1);
 		crypto_hex(p->hash, CRYPTO_HASH_LEN, hash);
 		crypto_hex(p->prev, p->prev_len, prev);
@@ -611,7 +611,7 @@ static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
 		peer->npending--;
 		peer->pending_bytes -= p->cost;
 		items += p->items;
-		bytes += p->envelope_len;
+		bytes += p->raw_len;
 		n++;
 		free(p->envelope);
 		free(p->body);
@@ -665,9 +665,8 @@ void fed_chan_pending_clear(struct fed_peer *peer)
 /* A peer's words in claims, contacts and their answers are held to the
  * check our own are (dir_personal_detail): one that holds a way to reach a
  * person is not kept, and the message is applied without it. (Refusing
- * the message instead would stop the peer's stream.) */
-/* Blanks the words in a peer's message that give a person away; returns
- * how many items it blanked. */
+ * the message instead would stop the peer's stream.) Returns how many
+ * items it blanked. */
 static int blank_personal_details(const struct fed_peer *peer, json_t *body)
 {
 	static struct log_limit blanked;
@@ -716,6 +715,7 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
 		memcpy(p->envelope, raw, raw_len);
 		p->envelope_len = raw_len;
 	}
+	p->raw_len = raw_len;
 	p->body = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	p->items = env_body_items(msg->sp->body);

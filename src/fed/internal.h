@@ -44,8 +44,9 @@ struct fed_pending {
 	uint8_t hash[CRYPTO_HASH_LEN];
 	uint8_t prev[CRYPTO_HASH_LEN];
 	size_t prev_len;
-	uint8_t *envelope; /* the exact bytes, kept as proof */
+	uint8_t *envelope; /* the exact bytes, kept as proof; NULL when redacted */
 	size_t envelope_len;
+	size_t raw_len; /* the envelope's length as it came, kept or not */
 	char *body;  /* the body as the ledger's JSON text */
 	size_t cost; /* bytes held for it, counted in the peer's budget */
 	size_t items;
