@@ -17,7 +17,8 @@ BEGIN
 END $$;
 
 CREATE TRIGGER xb_claim_decided BEFORE UPDATE OR DELETE ON xb_claims
-    FOR EACH ROW EXECUTE FUNCTION tb_request_guard('claim', '{description,message,answer}');
+    FOR EACH ROW
+    EXECUTE FUNCTION tb_request_guard('claim', '{description,message,answer,fingerprint}');
 
 CREATE TRIGGER dir_contact_decided BEFORE UPDATE OR DELETE ON dir_contacts
     FOR EACH ROW EXECUTE FUNCTION tb_request_guard('contact', '{message,answer,item_text}');
@@ -215,14 +216,22 @@ DECLARE
                     WHERE c.peer = from_peer AND c.side = 'payer' AND c.state = 'open');
 BEGIN
     FOR item IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
         IF NOT tb_peer_id(from_peer, item->>'claim_id', 'c') THEN
+            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id', pm.account_id,
+                                  item->>'message');
             answers := answers || jsonb_build_object(
                 'claim_id', left(coalesce(item->>'claim_id', ''), 80),
                 'reason', 'invalid_request', 'message', '');
             CONTINUE;
         END IF;
-        CONTINUE WHEN EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id');
-        SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
+        IF EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id') THEN
+            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id',
+                                  (SELECT member_account FROM xb_claims
+                                    WHERE claim_id = item->>'claim_id'),
+                                  item->>'message');
+            CONTINUE;
+        END IF;
         reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account),
                            CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12), most) IS NOT NULL
                                      OR length(item->>'message') > 500
@@ -232,8 +241,9 @@ BEGIN
                            tb_rule_named(pm.number, pm.erased_at),
                            CASE WHEN room <= 0 THEN 'too_many_open' END);
         -- Kept only while open, for a broker: one refused on arrival is
-        -- answered, its proof is the message in fed_inbox, and so a peer
-        -- can make us keep no more than max_open_claims.
+        -- answered, its proof is the message in fed_inbox (whose words an
+        -- erasure finds through tb_note_words), and so a peer can make us
+        -- keep no more than max_open_claims.
         IF reason IS NULL THEN
             room := room - 1;
             INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
@@ -245,6 +255,8 @@ BEGIN
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
                          'open', 'federation:' || from_peer, seq);
         ELSE
+            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id', pm.account_id,
+                                  item->>'message');
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
                                                      'reason', reason, 'message', '');
         END IF;
@@ -253,13 +265,19 @@ BEGIN
 END $$;
 
 -- At the earner's bank, inside tb_fed_apply: the payer's bank declined; the
--- first answer to each claim still open decides it.
+-- first answer to each claim still open decides it. The words of one that
+-- comes after are noted (tb_note_words), for an erasure to find.
 CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
         SELECT DISTINCT ON (a->>'claim_id') a
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
          ORDER BY a->>'claim_id', n),
+    again AS (
+        SELECT tb_note_words(from_peer, seq, 'claim', c.claim_id, c.member_account,
+                             a.a->>'message')
+          FROM a JOIN xb_claims c ON c.claim_id = a.a->>'claim_id'
+         WHERE c.side = 'earner' AND c.peer = from_peer AND c.state <> 'open'),
     decided AS (
         UPDATE xb_claims c
            SET state = 'declined', reason = tb_peer_reason(a.a->>'reason'),
@@ -268,7 +286,7 @@ RETURNS jsonb LANGUAGE sql AS $$
           FROM a
          WHERE c.claim_id = a.a->>'claim_id' AND c.side = 'earner' AND c.peer = from_peer
            AND c.state = 'open')
-    SELECT '{}'::jsonb
+    SELECT '{}'::jsonb FROM (SELECT count(*) FROM again) noted
 $$;
 
 CREATE FUNCTION tb_contact_json(c dir_contacts) RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -397,34 +415,41 @@ DECLARE
     x jsonb;
     item dir_items;
     m members;
+    reason text;
     answers jsonb := '[]';
     room int := (SELECT max_open_contacts FROM fed_limits)
                 - (SELECT count(*) FROM dir_contacts c
                     WHERE c.peer = from_peer AND c.side = 'provider' AND c.state = 'open');
 BEGIN
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+        SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
+        SELECT * INTO m FROM members WHERE account_id = item.member_account;
         IF NOT tb_peer_id(from_peer, x->>'contact_id', 'k') THEN
+            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
+                                  item.member_account, x->>'message');
             answers := answers || jsonb_build_object(
                 'contact_id', left(coalesce(x->>'contact_id', ''), 80),
                 'accepted', false, 'reason', 'invalid_request', 'message', '');
             CONTINUE;
         END IF;
-        CONTINUE WHEN EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id');
-        SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
-        SELECT * INTO m FROM members WHERE account_id = item.member_account;
-        IF item.id IS NULL OR NOT tb_dir_shared(item, m.status) THEN
-            answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
-                'accepted', false, 'reason', 'item_not_found', 'message', '');
+        IF EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id') THEN
+            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
+                                  (SELECT member_account FROM dir_contacts
+                                    WHERE contact_id = x->>'contact_id'),
+                                  x->>'message');
             CONTINUE;
         END IF;
-        IF NOT tb_plain(x->>'message') OR length(x->>'message') > 500 THEN
+        reason := CASE WHEN item.id IS NULL OR NOT tb_dir_shared(item, m.status)
+                       THEN 'item_not_found'
+                       WHEN NOT tb_plain(x->>'message') OR length(x->>'message') > 500
+                       THEN 'invalid_request'
+                       WHEN room <= 0 THEN 'too_many_open' END;
+        IF reason IS NOT NULL THEN
+            -- Refused and not kept: its words are noted for an erasure.
+            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
+                                  item.member_account, x->>'message');
             answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
-                'accepted', false, 'reason', 'invalid_request', 'message', '');
-            CONTINUE;
-        END IF;
-        IF room <= 0 THEN
-            answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
-                'accepted', false, 'reason', 'too_many_open', 'message', '');
+                'accepted', false, 'reason', reason, 'message', '');
             CONTINUE;
         END IF;
         room := room - 1;
@@ -439,7 +464,8 @@ BEGIN
 END $$;
 
 -- At the requesting bank, inside tb_fed_apply: the providing bank answered;
--- the first answer to each contact still open decides it.
+-- the first answer to each contact still open decides it. The words of one
+-- that comes after are noted (tb_note_words), for an erasure to find.
 CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
@@ -447,6 +473,11 @@ RETURNS jsonb LANGUAGE sql AS $$
                coalesce(a->>'accepted' = 'true', false) AS accepted
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
          ORDER BY a->>'contact_id', n),
+    again AS (
+        SELECT tb_note_words(from_peer, seq, 'contact', c.contact_id, c.member_account,
+                             a.a->>'message')
+          FROM a JOIN dir_contacts c ON c.contact_id = a.a->>'contact_id'
+         WHERE c.side = 'requester' AND c.peer = from_peer AND c.state <> 'open'),
     decided AS (
         UPDATE dir_contacts c
            SET state = CASE WHEN a.accepted THEN 'accepted' ELSE 'declined' END,
@@ -456,5 +487,5 @@ RETURNS jsonb LANGUAGE sql AS $$
           FROM a
          WHERE c.contact_id = a.a->>'contact_id' AND c.side = 'requester'
            AND c.peer = from_peer AND c.state = 'open')
-    SELECT '{}'::jsonb
+    SELECT '{}'::jsonb FROM (SELECT count(*) FROM again) noted
 $$;

@@ -74,7 +74,8 @@ $$;
 -- the chain rests on fed_peers.in_head, so only the last message from each
 -- peer, which a checkpoint may name, is kept however old. Returns how many
 -- went. Messages to peers that waited for their acknowledgement before an
--- erasure could redact them are redacted too (tb_fed_redact_waiting).
+-- erasure could redact them are redacted too (tb_fed_redact_waiting), and
+-- the notes of words in the messages that went are dropped.
 CREATE FUNCTION tb_fed_inbox_purge() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
@@ -86,6 +87,8 @@ BEGIN
        AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM set_config('tb.inbox_purge', 'off', true);
+    DELETE FROM fed_inbox_words w
+     WHERE NOT EXISTS (SELECT 1 FROM fed_inbox i WHERE i.peer = w.peer AND i.seq = w.seq);
     PERFORM tb_fed_redact_waiting();
     RETURN n;
 END $$;

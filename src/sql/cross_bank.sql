@@ -2,11 +2,11 @@
 -- how the other bank's member is named, and how what a peer sent is read.
 
 -- Once decided, a cross-bank exchange never changes, but for an erasure
--- clearing its description.
+-- clearing its description and the fingerprint of the request that held it.
 CREATE FUNCTION tb_xb_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND (OLD.state = 'pending'
-                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description}')) THEN
+                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description,fingerprint}')) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

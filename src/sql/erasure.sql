@@ -62,7 +62,8 @@ CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
 
 -- The messages to or from a peer that carried words about the claims and
 -- contacts named: box 'o' for ours (sent_seq), 'i' for the peer's
--- (received_seq), each with the records whose words it holds.
+-- (received_seq, and fed_inbox_words for those refused on arrival or sent
+-- again), each with the records whose words it holds.
 CREATE FUNCTION tb_carried(p text, claims text[], contacts text[])
 RETURNS TABLE (box text, seq bigint, claim_ids text[], contact_ids text[])
 LANGUAGE sql STABLE AS $$
@@ -78,35 +79,62 @@ LANGUAGE sql STABLE AS $$
              WHERE contact_id = ANY (contacts) AND peer = p
             UNION ALL
             SELECT 'i', received_seq, 'contact', contact_id FROM dir_contacts
-             WHERE contact_id = ANY (contacts) AND peer = p) r
+             WHERE contact_id = ANY (contacts) AND peer = p
+            UNION
+            SELECT 'i', seq, record, id FROM fed_inbox_words
+             WHERE peer = p AND id = ANY (claims) AND record = 'claim'
+            UNION
+            SELECT 'i', seq, record, id FROM fed_inbox_words
+             WHERE peer = p AND id = ANY (contacts) AND record = 'contact') r
      WHERE s IS NOT NULL
      GROUP BY box, s
 $$;
 
+-- Notes that a peer's message (seq) holds words about a claim or contact
+-- that is not kept with it as its received_seq (fed_inbox_words).
+CREATE FUNCTION tb_note_words(p text, seq bigint, rec text, id text, account bigint,
+                              words text) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO fed_inbox_words (peer, seq, record, id, member_account)
+    SELECT p, seq, rec, id, account
+     WHERE coalesce(words, '') <> '' AND length(id) BETWEEN 1 AND 80
+    ON CONFLICT DO NOTHING
+$$;
+
 -- Clears what this bank holds of records it shares with a peer: the free
 -- text of the claims, contacts and exchanges named (and of the exchanges'
--- postings), and the messages that carried it, each way: those the
--- records name (sent_seq, received_seq), and no others are read. A message
--- to the peer not yet acknowledged may be needed again, so it waits
--- (fed_redact_waiting) until it is.
+-- postings), the fingerprints of the requests that held it (a hash of
+-- known fields and guessable words), and the messages that carried it, each way: those the
+-- records name (sent_seq, received_seq, fed_inbox_words), and no others
+-- are read. A message to the peer not yet acknowledged may be needed
+-- again, so it waits (fed_redact_waiting) until it is.
+--
+-- Our own words go too when a peer's erasure names the record: a broker's
+-- description of an exchange with the peer's member is as likely as
+-- anything to name them, and nothing else here knows their name to take
+-- out. A peer can so clear the free text of records it is party to, and
+-- nothing more: never hours, parties or dates, nor a record it does not
+-- share with us.
 CREATE FUNCTION tb_redact_records(p text, claims text[], contacts text[], xids text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     acked bigint := coalesce((SELECT out_acked FROM fed_acked WHERE peer = p), 0);
 BEGIN
-    UPDATE xb_claims SET description = NULL, message = NULL, answer = NULL
+    UPDATE xb_claims SET description = NULL, message = NULL, answer = NULL, fingerprint = NULL
      WHERE peer = p AND claim_id = ANY (claims)
-       AND (description IS NOT NULL OR message IS NOT NULL OR answer IS NOT NULL);
+       AND (description IS NOT NULL OR message IS NOT NULL OR answer IS NOT NULL
+            OR fingerprint IS NOT NULL);
     UPDATE dir_contacts SET message = NULL, answer = NULL, item_text = NULL
      WHERE peer = p AND contact_id = ANY (contacts)
        AND (message IS NOT NULL OR answer IS NOT NULL OR item_text IS NOT NULL);
     WITH x AS (
-        UPDATE xb_exchanges SET description = NULL
-         WHERE peer = p AND xid = ANY (xids) AND description IS NOT NULL
+        UPDATE xb_exchanges SET description = NULL, fingerprint = NULL
+         WHERE peer = p AND xid = ANY (xids)
+           AND (description IS NOT NULL OR fingerprint IS NOT NULL)
         RETURNING transfer_id)
-    UPDATE transfers SET description = NULL  -- the exchange's posting here
+    UPDATE transfers SET description = NULL, fingerprint = NULL  -- the exchange's posting here
       FROM x
-     WHERE transfers.id = x.transfer_id AND transfers.description IS NOT NULL;
+     WHERE transfers.id = x.transfer_id
+       AND (transfers.description IS NOT NULL OR transfers.fingerprint IS NOT NULL);
     UPDATE fed_inbox i SET body = tb_redact_body(i.body, c.claim_ids, c.contact_ids), envelope = ''
       FROM tb_carried(p, claims, contacts) c
      WHERE c.box = 'i' AND i.peer = p AND i.seq = c.seq
@@ -152,8 +180,8 @@ DECLARE
     r record;
     told jsonb := '[]';
 BEGIN
-    UPDATE xb_exchanges SET description = NULL
-     WHERE member_account = acct AND description IS NOT NULL;
+    UPDATE xb_exchanges SET description = NULL, fingerprint = NULL
+     WHERE member_account = acct AND (description IS NOT NULL OR fingerprint IS NOT NULL);
     FOR r IN
         SELECT peer, array_agg(id) FILTER (WHERE record = 'claim') AS claims,
                array_agg(id) FILTER (WHERE record = 'contact') AS contacts,
@@ -165,7 +193,9 @@ BEGIN
                 UNION ALL
                 SELECT peer, 'contact', contact_id FROM dir_contacts WHERE member_account = acct
                 UNION ALL
-                SELECT peer, 'exchange', xid FROM xb_exchanges WHERE member_account = acct) s
+                SELECT peer, 'exchange', xid FROM xb_exchanges WHERE member_account = acct
+                UNION
+                SELECT peer, record, id FROM fed_inbox_words WHERE member_account = acct) s
          WHERE peer IN (SELECT peer FROM fed_peers)
          GROUP BY peer ORDER BY peer
     LOOP
@@ -178,8 +208,8 @@ BEGIN
 END $$;
 
 -- A peer erased one of its members: what we hold of the records it names,
--- which we share with it, is cleared. A record it does not share with us
--- is not touched, whatever it names.
+-- which we share with it, is cleared (tb_redact_records). A record it does
+-- not share with us is not touched, whatever it names.
 CREATE FUNCTION tb_on_erasure(from_peer text, body jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -199,12 +229,17 @@ END $$;
 
 -- Free text with a person's details taken out: each of terms (their name,
 -- each word of it, e-mail, phone, address and each part of it), matched
--- as whole words, whatever the case; a phone number also with any
--- separators between its digits.
-CREATE FUNCTION tb_scrub(t text, terms text[]) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+-- as whole words, whatever the case (in any script, where the database
+-- has ICU's collations; in ASCII where it has not); a phone number also
+-- with any separators between its digits, and in its international form
+-- (+44 7700 ..., +44 (0)7700 ...) as well as its national one (07700 ...).
+CREATE FUNCTION tb_scrub(t text, terms text[]) RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
+    icu boolean := EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu');
     term text;
+    pattern text;
     digits text;
+    national text;
 BEGIN
     IF t IS NULL THEN
         RETURN NULL;
@@ -212,23 +247,48 @@ BEGIN
     -- The longest first, so that a name goes before the words in it.
     FOR term IN SELECT w FROM (SELECT DISTINCT btrim(x) AS w FROM unnest(terms) x) d
                  WHERE length(w) >= 2 ORDER BY length(w) DESC, w LOOP
-        t := regexp_replace(t, '(?<![[:alnum:]])'
-                               || regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g')
-                               || '(?![[:alnum:]])', '[erased]', 'gi');
+        pattern := '(?<![[:alnum:]])'
+                   || regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g')
+                   || '(?![[:alnum:]])';
         digits := regexp_replace(term, '[^0-9]', '', 'g');
         IF length(digits) >= 6 THEN
-            t := regexp_replace(t, array_to_string(regexp_split_to_array(digits, ''),
-                                                   '[^0-9[:alpha:]]{0,3}'),
-                                '[erased]', 'g');
+            -- The number without its trunk prefix or country code, then
+            -- each form it is written in.
+            national := CASE WHEN digits ~ '^440' THEN substr(digits, 4)
+                             WHEN digits ~ '^44' THEN substr(digits, 3)
+                             WHEN digits ~ '^0' THEN substr(digits, 2)
+                             ELSE digits END;
+            pattern := pattern || '|(?<![0-9])(?:(?:\+|00)?44[^0-9[:alpha:]]{0,3}(?:\(?0\)?[^0-9[:alpha:]]{0,3})?|0)?'
+                       || array_to_string(regexp_split_to_array(national, ''),
+                                          '[^0-9[:alpha:]]{0,3}')
+                       || '(?![0-9])';
+        END IF;
+        IF icu THEN
+            t := regexp_replace(t COLLATE "und-x-icu", pattern, '[erased]', 'gi');
+        ELSE
+            t := regexp_replace(t, pattern, '[erased]', 'gi');
         END IF;
     END LOOP;
     RETURN t;
 END $$;
 
--- The words of a member's details, for tb_scrub.
+-- The words of a member's details, for tb_scrub: the name and each part
+-- of it (split at spaces, and again at hyphens and apostrophes), the e-mail and its
+-- local part, the phone, and the address, each line or part of it, and
+-- its postcode apart from the town before it.
 CREATE FUNCTION tb_member_terms(m members) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    WITH parts AS (
+        SELECT regexp_split_to_table(coalesce(m.address, ''), '\s*[,;\n]\s*') AS part),
+    postcodes AS (
+        SELECT part, (regexp_match(part, '[A-Za-z]{1,2}[0-9][A-Za-z0-9]?\s*[0-9][A-Za-z]{2}\M'))[1]
+                   AS pc
+          FROM parts)
     SELECT array_remove(ARRAY[m.name, m.email, m.phone, m.address]
-                        || regexp_split_to_array(coalesce(m.name, ''), '\s+')
-                        || regexp_split_to_array(coalesce(m.address, ''), '\s*[,\n]\s*')
-                        || regexp_split_to_array(coalesce(m.email, ''), '@'), NULL)
+                        || regexp_split_to_array(coalesce(m.name, ''), '[[:space:]]+')
+                        || regexp_split_to_array(coalesce(m.name, ''), '[[:space:]''’-]+')
+                        || regexp_split_to_array(coalesce(m.email, ''), '@')
+                        || coalesce((SELECT array_agg(part) FROM parts), '{}')
+                        || coalesce((SELECT array_agg(pc) FROM postcodes), '{}')
+                        || coalesce((SELECT array_agg(btrim(replace(part, pc, '')))
+                                       FROM postcodes WHERE pc IS NOT NULL), '{}'), NULL)
 $$;

@@ -77,7 +77,8 @@ $$;
 CREATE FUNCTION tb_transfers_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE'
-       AND tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description,reason}') THEN
+       AND tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW),
+                          '{description,reason,fingerprint}') THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

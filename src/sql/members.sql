@@ -170,9 +170,11 @@ BEGIN
             'member %s has a balance of %s; settle it first, or erase with force and a reason',
             num, tb_hours(a.balance_minutes)));
     END IF;
-    UPDATE transfers SET description = NULL, reason = NULL
+    -- A fingerprint is a hash of the request, words and all: a retry
+    -- with its key still answers what was done (tb_replay), unchecked.
+    UPDATE transfers SET description = NULL, reason = NULL, fingerprint = NULL
      WHERE (payer_account = a.id OR earner_account = a.id)
-       AND (description IS NOT NULL OR reason IS NOT NULL);
+       AND (description IS NOT NULL OR reason IS NOT NULL OR fingerprint IS NOT NULL);
     told := tb_erase_shared(a.id);
     UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, skills = NULL,
                        needs = NULL, availability = NULL, notes = NULL,

@@ -1,7 +1,7 @@
 -- Erasure reaches every copy of a member's words: what they shared with
 -- peers, here and in the messages kept as proof, and peers are told.
 BEGIN;
-SELECT plan(28);
+SELECT plan(33);
 
 SELECT tb_member_add(jsonb_build_object(
            'name', 'Ann Smith', 'email', 'ann.smith@example.org', 'phone', '07700 900123',
@@ -68,6 +68,22 @@ SELECT is(tb_scrub('Ann Smith asked (ann.smith@example.org, 07700-900-123); ann 
           '[erased] asked ([erased], [erased]); [erased] lives at [erased]. Annual review done.',
           'the reason loses her name, each word of it, her e-mail, phone and address, '
           'and nothing else');
+SELECT is(tb_scrub('Rang +44 7700 900123, +44 (0)7700 900 123 and 0044-7700-900123; '
+                   'ref 907700900123 is not hers',
+                   ARRAY['07700 900123']),
+          'Rang [erased], [erased] and [erased]; ref 907700900123 is not hers',
+          'a phone number goes in its international forms too, and not inside a longer number');
+SELECT is(tb_scrub('Mary Jane O''Brien (Mary-Jane, Brien) of Colchester (CO2 7AB), '
+                   'wrote ÉLODIE; Mill Lane is long',
+                   tb_member_terms(jsonb_populate_record(NULL::members, jsonb_build_object(
+                       'name', 'Mary-Jane O''Brien',
+                       'address', '12 Mill Lane, Colchester CO2 7AB')))),
+          '[erased] [erased] [erased] ([erased], [erased]) of [erased] ([erased]), '
+          'wrote ÉLODIE; Mill Lane is long',
+          'a name goes by each part of it, hyphenated or not; an address by its town and '
+          'postcode');
+SELECT is(tb_scrub('ÉLODIE DUPRÉ rang', ARRAY['Élodie Dupré']), '[erased] rang',
+          'whatever the case, in any script');
 SELECT is(tb_redact_body('{"kind": "xb_claim", "items": [{"claim_id": "a", "message": "x"},
                           {"claim_id": "b", "message": "y"}]}', '{a}', '{}'),
           '{"kind": "xb_claim", "items": [{"claim_id": "a", "message": ""},
@@ -95,9 +111,15 @@ SELECT throws_ok($$DELETE FROM fed_inbox WHERE seq = 2$$, 'TB000', 'journal_appe
 SELECT throws_ok($$UPDATE fed_inbox SET envelope = '' WHERE seq = 1$$, 'TB000',
                  'journal_append_only', 'nor its proof dropped for nothing');
 
+-- Ann's hour with Bob, recorded with a key; its fingerprint hashes her words.
+SELECT tb_exchange_record('{"payer": 2, "earner": 1, "minutes": 60, "category": "lifts",
+                            "description": "Ann Smith drove Bob", "idempotency_key": "ab1"}',
+                          'test', -600);
+
 -- Erasing Ann.
 SELECT tb_member_update(1, '{"status": "left"}', 'test', 0);
-SELECT is(tb_member_erase(1, '{"reason": "Ann Smith asked by phone on 07700900123"}',
+SELECT is(tb_member_erase(1, '{"reason": "Ann Smith asked by phone on 07700900123",
+                              "force": true}',
                           'brenda')->'peers_told',
           '["westminster"]', 'Westminster, which shares her records, is told; Cheshire is not');
 SELECT is((SELECT erase_reason FROM members WHERE number = 1),
@@ -112,6 +134,14 @@ SELECT results_eq($$SELECT claim_id, description, message, answer FROM xb_claims
 SELECT results_eq($$SELECT message, answer, item_text FROM dir_contacts$$,
                   $$VALUES (NULL::text, NULL::text, NULL::text)$$, 'so does her contact');
 SELECT is((SELECT description FROM xb_exchanges), NULL, 'and her cross-bank exchange');
+SELECT is((SELECT count(*) FROM transfers WHERE fingerprint IS NOT NULL
+                                            OR description IS NOT NULL), 0::bigint,
+          'her exchange loses its words and the fingerprint that hashed them');
+SELECT is(tb_exchange_record('{"payer": 2, "earner": 1, "minutes": 60, "category": "lifts",
+                               "description": "Ann Smith drove Bob", "idempotency_key": "ab1"}',
+                             'test', -600)->>'id',
+          (SELECT id::text FROM transfers WHERE idempotency_key = 'ab1'),
+          'a retry with its key still answers what was done, and records nothing');
 SELECT results_eq($$SELECT seq, envelope, body->'items'->0->>'message',
                            body->'items'->1->>'message'
                       FROM fed_inbox ORDER BY seq$$,
