@@ -47,8 +47,17 @@ static void usage(FILE *out)
 static struct api_limits limits_of(const struct config *cfg)
 {
 	struct api_limits l = {
-	    cfg->default_floor, cfg->community_floor, cfg->max_exchange,           cfg->max_body,
-	    cfg->active_days,   cfg->admin_conns,     cfg->admin_conns_per_source, cfg->dir_review};
+	    .default_floor = cfg->default_floor,
+	    .community_floor = cfg->community_floor,
+	    .max_exchange = cfg->max_exchange,
+	    .max_body = cfg->max_body,
+	    .active_days = cfg->active_days,
+	    .max_conns = cfg->admin_conns,
+	    .max_conns_per_source = cfg->admin_conns_per_source,
+	    .dir_review = cfg->dir_review,
+	    .suppress_below = cfg->suppress_below,
+	    .round_to = cfg->round_to,
+	};
 	return l;
 }
 

@@ -25,6 +25,8 @@ struct api_limits {
 	int max_conns;            /* connections, in all and from one address; */
 	int max_conns_per_source; /* read at start only */
 	int dir_review;           /* shared items wait for a broker's approval */
+	int suppress_below;       /* reports: counts of people under this are suppressed, */
+	int round_to;             /* and the others rounded to a multiple of this */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

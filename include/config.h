@@ -59,6 +59,8 @@ struct config {
 	int64_t max_exchange;    /* [ledger] max_exchange, minutes */
 
 	int active_days; /* [reports] active_days: "active" = exchanged within this many days */
+	int suppress_below; /* [reports] suppress_below: in the national body's report, counts */
+	int round_to;       /* of people 1..suppress_below-1 are suppressed, others rounded */
 	int dir_review;  /* [directory] review: shared items wait for a broker's approval */
 
 	/* [federation]: absent, the daemon links to no one. */

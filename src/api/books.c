@@ -6,6 +6,7 @@
 #include "req.h"
 
 #include <string.h>
+#include <time.h>
 
 #define ALL_FROM "1900-01-01"
 #define ALL_TO "9999-12-31"
@@ -68,4 +69,28 @@ void api_report_active(struct api_req *r)
 	}
 	const char *params[2] = {API_I64(days_text, days), as_of != NULL ? as_of : "today"};
 	api_sql(r, "SELECT tb_report_active($1::int, $2::date)::text", 2, params);
+}
+
+/* The month's activity report for the national body, as it leaves the
+ * bank: ?month=YYYY-MM (default this month). */
+void api_report_network(struct api_req *r)
+{
+	const char *month = evhttp_find_header(&r->query, "month");
+	const struct api_limits *l = api_limits(r->api);
+	char first[11], below[12], step[12];
+
+	if (month == NULL) {
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(first, sizeof(first), "%Y-%m-01", &tm);
+	} else if (strlen(month) != 7 || snprintf(first, sizeof(first), "%s-01", month) != 10 ||
+	           !req_valid_date(first)) {
+		api_reply_error(r, 400, "invalid_period", "month must be written YYYY-MM");
+		return;
+	}
+	snprintf(below, sizeof(below), "%d", l->suppress_below);
+	snprintf(step, sizeof(step), "%d", l->round_to);
+	const char *params[4] = {first, below, step, api_bank_id(r->api)};
+	api_sql(r, "SELECT tb_network_report($1::date, $2::int, $3::int, $4)::text", 4, params);
 }

@@ -74,6 +74,7 @@ void api_statement(struct api_req *r);
 void api_report_categories(struct api_req *r);
 void api_report_active(struct api_req *r);
 void api_report_new_members(struct api_req *r);
+void api_report_network(struct api_req *r);
 void api_report_referrals(struct api_req *r);
 void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);

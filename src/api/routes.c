@@ -374,6 +374,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/reports/active", ROLE_VIEWER, 0, api_report_active},
     {"GET", "/v1/reports/new-members", ROLE_VIEWER, 0, api_report_new_members},
     {"GET", "/v1/reports/referrals", ROLE_VIEWER, 0, api_report_referrals},
+    {"GET", "/v1/reports/network", ROLE_VIEWER, 0, api_report_network},
     {"GET", "/v1/tokens", ROLE_COORDINATOR, 0, api_token_list},
     {"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create},
     {"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke},

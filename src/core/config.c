@@ -47,6 +47,8 @@ static const struct key keys[] = {
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
     {"reports", "active_days", KT_INT, OFF(active_days), 0, 1, 3660},
+    {"reports", "suppress_below", KT_INT, OFF(suppress_below), 0, 1, 1000},
+    {"reports", "round_to", KT_INT, OFF(round_to), 0, 1, 1000},
     {"directory", "review", KT_BOOL, OFF(dir_review), 0, 0, 0},
     {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
     {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
@@ -341,6 +343,9 @@ static void set_defaults(struct config *cfg)
 	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;
 	cfg->active_days = 90;
+	/* NHS Digital's rule for sub-national figures. */
+	cfg->suppress_below = 8;
+	cfg->round_to = 5;
 	cfg->dir_review = 1;
 }
 

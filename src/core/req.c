@@ -206,6 +206,34 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		}
 		return json_object_set_new(out, key, json_integer(n));
 	}
+	if (strcmp(key, "district") == 0) {
+		char district[8];
+		if (json_is_null(v))
+			return json_object_set(out, key, json_null());
+		if (!json_is_string(v) ||
+		    dir_area(json_string_value(v), district, sizeof(district)) == -1) {
+			fail(err, "invalid_field",
+			     "district must be a postcode district, such as CO2 (not a full postcode)");
+			return -1;
+		}
+		return json_object_set_new(out, key, json_string(district));
+	}
+	if (strcmp(key, "org_kind") == 0) {
+		static const char *const kinds[] = {"gp_practice", "social_services", "mental_health",
+		                                    "housing", "other", NULL};
+		const char *k = json_string_value(v);
+		const char *const *known = kinds;
+		if (json_is_null(v))
+			return json_object_set(out, key, json_null());
+		while (k != NULL && *known != NULL && strcmp(*known, k) != 0)
+			known++;
+		if (k == NULL || *known == NULL) {
+			fail(err, "invalid_field", "org_kind must be gp_practice, social_services, "
+			                           "mental_health, housing or other");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
 	if (strcmp(key, "joined_on") == 0) {
 		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
 			fail(err, "invalid_date", "joined_on must be a date written YYYY-MM-DD");

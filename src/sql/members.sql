@@ -23,10 +23,34 @@ LANGUAGE sql STABLE AS $$
         'phone', m.phone, 'address', m.address, 'skills', m.skills, 'needs', m.needs,
         'availability', m.availability, 'status', m.status, 'joined_on', m.joined_on,
         'referred_by', m.referred_by, 'erased', m.erased_at IS NOT NULL,
+        'district', tb_member_district(m), 'org_kind', m.org_kind, 'left_on', m.left_on,
         'floor_minutes', a.floor_minutes, 'balance_minutes', a.balance_minutes,
         'pending_minutes', a.pending_minutes, 'updated_at', m.updated_at)
         || CASE WHEN with_notes THEN jsonb_build_object('notes', m.notes) ELSE '{}' END
       FROM accounts a WHERE a.id = m.account_id
+$$;
+
+-- The kind of a referring organisation is an organisation's alone.
+CREATE FUNCTION tb_check_org_kind(kind text, org_kind text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF org_kind IS NOT NULL AND kind <> 'organisation' THEN
+        PERFORM tb_raise('invalid_field', 'org_kind is for organisations: gp_practice, '
+                         'social_services, mental_health, housing or other');
+    END IF;
+END $$;
+
+-- A member's postcode district ("CO2"): the one the coordinator gave, or
+-- else the outward code of a postcode the address ends with. Reports count
+-- by it; the full postcode never leaves the bank.
+CREATE FUNCTION tb_postcode_district(address text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT upper((regexp_match(address,
+                  '(?:^|[^[:alnum:]])([A-Za-z]{1,2}[0-9][A-Za-z0-9]?)[[:space:]]*[0-9][A-Za-z]{2}'
+                  '[^[:alnum:]]*$'))[1])
+$$;
+
+CREATE FUNCTION tb_member_district(m members) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(m.district, tb_postcode_district(m.address))
 $$;
 
 -- A referral source must be an organisation of this bank.
@@ -59,12 +83,14 @@ BEGIN
          VALUES (CASE kind WHEN 'organisation' THEN 'organisation' ELSE 'member' END,
                  (p->>'floor_minutes')::bigint)
       RETURNING id INTO acct;
+    PERFORM tb_check_org_kind(kind, p->>'org_kind');
     INSERT INTO members (number, account_id, kind, name, email, phone, address, skills, needs,
-                         availability, notes, joined_on, referred_by, created_by, updated_by)
+                         availability, notes, joined_on, referred_by, district, org_kind,
+                         created_by, updated_by)
          VALUES (num, acct, kind, p->>'name', p->>'email', p->>'phone', p->>'address',
                  p->>'skills', p->>'needs', p->>'availability', p->>'notes',
                  coalesce((p->>'joined_on')::date, current_date),
-                 (p->>'referred_by')::bigint, actor, actor)
+                 (p->>'referred_by')::bigint, p->>'district', p->>'org_kind', actor, actor)
       RETURNING * INTO m;
     RETURN tb_member_json(m, true);
 END $$;
@@ -82,6 +108,7 @@ BEGIN
     IF p ? 'referred_by' THEN
         PERFORM tb_check_referrer((p->>'referred_by')::bigint);
     END IF;
+    PERFORM tb_check_org_kind(m.kind, p->>'org_kind');
     SELECT * INTO a FROM accounts WHERE id = m.account_id FOR UPDATE;
     IF p ? 'floor_minutes' THEN
         fl := coalesce((p->>'floor_minutes')::bigint, default_floor);
@@ -103,6 +130,11 @@ BEGIN
         notes = CASE WHEN p ? 'notes' THEN p->>'notes' ELSE notes END,
         referred_by = CASE WHEN p ? 'referred_by' THEN (p->>'referred_by')::bigint
                            ELSE referred_by END,
+        district = CASE WHEN p ? 'district' THEN p->>'district' ELSE district END,
+        org_kind = CASE WHEN p ? 'org_kind' THEN p->>'org_kind' ELSE org_kind END,
+        -- The day a member left, for the month's figures; gone if they come back.
+        left_on = CASE WHEN coalesce(p->>'status', status) <> 'left' THEN NULL
+                       WHEN status = 'left' THEN left_on ELSE current_date END,
         status = coalesce(p->>'status', status),
         joined_on = coalesce((p->>'joined_on')::date, joined_on),
         updated_by = actor, updated_at = now()
@@ -176,7 +208,8 @@ BEGIN
      WHERE (payer_account = a.id OR earner_account = a.id)
        AND (description IS NOT NULL OR reason IS NOT NULL OR fingerprint IS NOT NULL);
     told := tb_erase_shared(a.id);
-    UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, skills = NULL,
+    UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, district = NULL,
+                       skills = NULL,
                        needs = NULL, availability = NULL, notes = NULL,
                        erased_at = now(), erased_by = actor,
                        erase_reason = tb_scrub(p->>'reason', tb_member_terms(m)),

@@ -53,12 +53,21 @@ BEGIN
         'closing_minutes', opening + total_in - total_out, 'lines', lines);
 END $$;
 
--- Exchanges that stand: not grants, not reversals, not reversed.
+-- Exchanges that stand: not grants, not reversals, not reversed. A
+-- cross-bank exchange is reversed by another exchange the other way
+-- (xb_exchanges.reverses): neither stands.
 CREATE FUNCTION tb_standing_exchanges(from_date date, to_date date) RETURNS SETOF transfers
 LANGUAGE sql STABLE AS $$
     SELECT * FROM transfers t
      WHERE t.kind = 'exchange' AND t.performed_on BETWEEN from_date AND to_date
        AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.reverses = t.id)
+       AND (t.xb_id IS NULL
+            OR NOT EXISTS (SELECT 1 FROM xb_exchanges x
+                            WHERE x.id = t.xb_id
+                              AND (x.reverses IS NOT NULL
+                                   OR EXISTS (SELECT 1 FROM xb_exchanges r
+                                               WHERE r.reverses = x.xid
+                                                 AND r.state = 'settled'))))
 $$;
 
 CREATE FUNCTION tb_report_categories(from_date date, to_date date) RETURNS jsonb
@@ -117,3 +126,190 @@ LANGUAGE sql STABLE AS $$
                             0) AS minutes_received
               FROM members m WHERE m.kind = 'person' GROUP BY m.referred_by) r
 $$;
+
+-- ---- the national body's activity report --------------------------------
+--
+-- A month's figures for the network, counted as every bank counts them
+-- (README, "Counting rules"), with disclosure control applied here, before
+-- anything leaves: a count of people from 1 to below-1 is suppressed
+-- (NULL), and one of below or more is rounded to the nearest step; zero is
+-- zero. Figures of a cell whose count of people is suppressed are
+-- suppressed with it.
+
+-- A count of people as it may leave the bank.
+CREATE FUNCTION tb_disclose(n bigint, below int, step int) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN n IS NULL THEN NULL
+                WHEN n = 0 THEN 0
+                WHEN n < below THEN NULL
+                ELSE (round(n::numeric / step) * step)::bigint END
+$$;
+
+-- The cells of one breakdown ({..., members, minutes, ...}, members a
+-- count of people) as they may leave: each count disclosed, and a cell's
+-- minutes (every figure named *minutes) suppressed with its count. Where
+-- that leaves one cell's minutes suppressed, the smallest of the others
+-- are suppressed too, so that the total less the cells shown gives no one
+-- cell's minutes.
+CREATE FUNCTION tb_disclose_cells(cells jsonb, below int, step int) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    WITH c AS (
+        SELECT x, n, tb_disclose((x->>'members')::bigint, below, step) AS shown,
+               coalesce((x->>'members')::bigint, 0) > 0
+                   AND tb_disclose((x->>'members')::bigint, below, step) IS NULL AS hidden,
+               (x->>'minutes')::bigint AS minutes
+          FROM jsonb_array_elements(cells) WITH ORDINALITY AS t(x, n)),
+    ranked AS (
+        SELECT c.*, count(*) FILTER (WHERE hidden) OVER () AS n_hidden,
+               row_number() OVER (PARTITION BY hidden, minutes > 0 ORDER BY minutes, n) AS rank
+          FROM c)
+    SELECT coalesce(jsonb_agg(
+               CASE WHEN hidden OR (n_hidden = 1 AND NOT hidden AND rank = 1 AND minutes > 0)
+                    THEN x || (SELECT coalesce(jsonb_object_agg(k, NULL), '{}')
+                                 FROM jsonb_object_keys(x) k WHERE k LIKE '%minutes')
+                    ELSE x END
+               || jsonb_build_object('members', shown) ORDER BY n), '[]')
+      FROM ranked
+$$;
+
+-- The member accounts of this bank and what a report counts them by.
+CREATE FUNCTION tb_report_people() RETURNS TABLE (account_id bigint, kind text, district text,
+                                                  joined_on date, left_on date,
+                                                  referrer_kind text)
+LANGUAGE sql STABLE AS $$
+    SELECT m.account_id, m.kind, coalesce(tb_member_district(m), 'unknown'), m.joined_on,
+           m.left_on,
+           CASE WHEN m.referred_by IS NOT NULL
+                THEN coalesce((SELECT o.org_kind FROM members o WHERE o.number = m.referred_by),
+                              'other') END
+      FROM members m
+$$;
+
+-- The month's report of this bank (month: its first day), its counts as
+-- they may leave. complete: whether the month has closed.
+CREATE FUNCTION tb_network_report(month date, below int, step int, bank_id text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    from_date date := date_trunc('month', month)::date;
+    to_date date := (date_trunc('month', month) + interval '1 month - 1 day')::date;
+    r jsonb;
+BEGIN
+    WITH
+    xs AS MATERIALIZED (SELECT * FROM tb_standing_exchanges(from_date, to_date)),
+    people AS MATERIALIZED (SELECT * FROM tb_report_people()),
+    -- Each exchange once per member of ours in it: who gave (earned), who
+    -- received (paid), and the peer when it crossed a bank.
+    sides AS (
+        SELECT x.id, x.minutes, x.category, p.account_id, p.kind, p.district, p.referrer_kind,
+               x.earner_account = p.account_id AS gave,
+               (SELECT xe.peer FROM xb_exchanges xe WHERE xe.id = x.xb_id) AS peer
+          FROM xs x
+          JOIN people p ON p.account_id IN (x.payer_account, x.earner_account)),
+    books AS (
+        SELECT kind,
+               count(*) FILTER (WHERE joined_on <= to_date
+                                  AND (left_on IS NULL OR left_on > to_date)) AS total,
+               count(*) FILTER (WHERE joined_on BETWEEN from_date AND to_date) AS new,
+               count(*) FILTER (WHERE left_on BETWEEN from_date AND to_date) AS left_,
+               (SELECT count(DISTINCT s.account_id) FROM sides s WHERE s.kind = p.kind)
+                   AS active
+          FROM people p GROUP BY kind)
+    SELECT jsonb_build_object(
+        'bank', bank_id, 'month', to_char(from_date, 'YYYY-MM'),
+        'from', from_date, 'to', to_date, 'complete', to_date < current_date,
+        'rule', jsonb_build_object('suppress_below', below, 'round_to', step),
+        'members', (SELECT jsonb_object_agg(k.kind, jsonb_build_object(
+                               'total', tb_disclose(coalesce(b.total, 0), below, step),
+                               'active', tb_disclose(coalesce(b.active, 0), below, step),
+                               'new', tb_disclose(coalesce(b.new, 0), below, step),
+                               'left', tb_disclose(coalesce(b.left_, 0), below, step)))
+                      FROM (VALUES ('person'), ('organisation')) k(kind)
+                      LEFT JOIN books b USING (kind)),
+        'hours', jsonb_build_object(
+            'within', tb_disclose_cells(jsonb_build_array(jsonb_build_object(
+                          'members', (SELECT count(DISTINCT account_id) FROM sides
+                                       WHERE peer IS NULL),
+                          'minutes', (SELECT coalesce(sum(minutes), 0) FROM xs
+                                       WHERE xb_id IS NULL))), below, step)->0,
+            'grants', (SELECT tb_disclose_cells(jsonb_build_array(jsonb_build_object(
+                                  'members', count(DISTINCT g.earner_account),
+                                  'minutes', coalesce(sum(g.minutes), 0))), below, step)->0
+                         FROM transfers g
+                        WHERE g.kind = 'grant' AND g.performed_on BETWEEN from_date AND to_date
+                          AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.reverses = g.id)),
+            'peers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                 'bank', f.peer,
+                                 'given', tb_disclose_cells(jsonb_build_array(jsonb_build_object(
+                                     'members', (SELECT count(DISTINCT account_id) FROM sides s
+                                                  WHERE s.peer = f.peer AND s.gave),
+                                     'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                                  WHERE s.peer = f.peer AND s.gave))),
+                                     below, step)->0,
+                                 'received', tb_disclose_cells(jsonb_build_array(
+                                     jsonb_build_object(
+                                     'members', (SELECT count(DISTINCT account_id) FROM sides s
+                                                  WHERE s.peer = f.peer AND NOT s.gave),
+                                     'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                                  WHERE s.peer = f.peer AND NOT s.gave))),
+                                     below, step)->0)
+                             ORDER BY f.peer), '[]')
+                        FROM fed_peers f WHERE f.kind = 'bank'),
+            -- An hour counts in categories and areas once in the network:
+            -- at the bank of the member who gave it, by their district.
+            'categories', tb_disclose_cells((
+                SELECT coalesce(jsonb_agg(jsonb_build_object('category', category,
+                                                             'members', members,
+                                                             'minutes', minutes)
+                                          ORDER BY category), '[]')
+                  FROM (SELECT category, count(DISTINCT account_id) AS members,
+                               sum(minutes) AS minutes
+                          FROM sides WHERE gave GROUP BY category) c), below, step),
+            'areas', tb_disclose_cells((
+                SELECT coalesce(jsonb_agg(jsonb_build_object('district', district,
+                                                             'members', members,
+                                                             'minutes', minutes)
+                                          ORDER BY district), '[]')
+                  FROM (SELECT district, count(DISTINCT account_id) AS members,
+                               sum(minutes) AS minutes
+                          FROM sides WHERE gave GROUP BY district) a), below, step)),
+        'referrals', tb_disclose_cells((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'kind', k.kind,
+                       'received', tb_disclose(
+                           (SELECT count(*) FROM people p
+                             WHERE p.referrer_kind = k.kind
+                               AND p.joined_on BETWEEN from_date AND to_date), below, step),
+                       'members', (SELECT count(*) FROM people p
+                                    WHERE p.referrer_kind = k.kind AND p.joined_on <= to_date
+                                      AND (p.left_on IS NULL OR p.left_on > to_date)),
+                       'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                    WHERE s.referrer_kind = k.kind),
+                       'given_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                          WHERE s.referrer_kind = k.kind AND s.gave),
+                       'received_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                             WHERE s.referrer_kind = k.kind AND NOT s.gave))
+                       ORDER BY k.n)
+              FROM (VALUES (1, 'gp_practice'), (2, 'social_services'), (3, 'mental_health'),
+                           (4, 'housing'), (5, 'other')) k(n, kind)), below, step),
+        -- The bank's position with each peer at the month's end, on what
+        -- both have posted by then; in_flight: its exchanges not yet
+        -- decided, which the peer may have posted or not.
+        'clearing', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'bank', f.peer,
+                                'position_minutes', (
+                                    SELECT coalesce(sum(CASE WHEN t.earner_account = f.clearing_account
+                                                             THEN t.minutes ELSE -t.minutes END), 0)
+                                      FROM transfers t
+                                     WHERE f.clearing_account IN (t.payer_account, t.earner_account)
+                                       AND t.performed_on <= to_date),
+                                'in_flight', (SELECT count(*) FROM xb_exchanges x
+                                               WHERE x.peer = f.peer AND x.state = 'pending'
+                                                 AND x.performed_on <= to_date),
+                                'applied_seq', f.in_applied,
+                                'acked_seq', (SELECT out_acked FROM fed_acked a
+                                               WHERE a.peer = f.peer))
+                            ORDER BY f.peer), '[]')
+                       FROM fed_peers f WHERE f.kind = 'bank'))
+      INTO r;
+    RETURN r;
+END $$;

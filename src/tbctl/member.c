@@ -21,6 +21,8 @@ static const struct tbctl_field member_fields[] = {
     {"status", "status"},
     {"kind", "kind"},
     {"referred-by", "referred_by"},
+    {"district", "district"},
+    {"org-kind", "org_kind"},
     {NULL, NULL},
 };
 
@@ -31,8 +33,9 @@ static const char *kind_word(const json_t *m)
 
 static void show_member(const json_t *m)
 {
-	static const char *const fields[] = {"email", "phone",        "address", "skills",
-	                                     "needs", "availability", "notes"};
+	static const char *const fields[] = {"email",  "phone",        "address", "district",
+	                                     "skills", "needs",        "availability", "notes",
+	                                     "org_kind", "left_on"};
 	const json_t *floor = json_object_get(m, "floor_minutes");
 
 	printf("%s %lld: %s (%s)\n", kind_word(m),

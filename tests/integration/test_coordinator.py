@@ -419,3 +419,37 @@ def test_confidential_notes_reach_only_coordinators_and_brokers(bank):
     assert "NOTE-uses" not in st
     bank.tbctl("member", "update", str(n), "--notes", "NOTE-second", check=True)
     assert "NOTE-" not in bank.log_text()
+
+
+def test_the_network_report_is_what_leaves_the_bank_and_holds_no_one(bank):
+    gp = bank.tbctl_json("org", "add", "--name", "Rushey Green GP", "--org-kind", "gp_practice",
+                         "--joined", "2025-01-02")["number"]
+    r = bank.tbctl("org", "add", "--name", "X", "--org-kind", "surgery")
+    assert r.returncode != 0 and "org_kind" in r.stderr
+    r = bank.tbctl("member", "add", "--name", "Y", "--district", "CO2 7AB")
+    assert r.returncode != 0 and "district" in r.stderr
+    people = [bank.add_member(f"Person{i:02d} Surname", joined_on="2025-01-10",
+                              address=f"{i} Mill Lane, Colchester CO2 7AB",
+                              phone="07700 900461", referred_by=gp if i < 9 else None)
+              for i in range(12)]
+    for i in range(11):
+        status, x = bank.exchange(people[i], people[i + 1], "1", "lifts",
+                                  performed_on="2025-03-0%d" % (1 + i % 9))
+        assert status == 201, x
+    out = bank.tbctl_json("report", "network", "--month", "2025-03",
+                          token=bank.tokens["viewer"])
+    assert out["month"] == "2025-03" and out["complete"] is True
+    assert out["members"]["person"] == {"total": 10, "active": 10, "new": 0, "left": 0}
+    assert out["hours"]["within"] == {"members": 10, "minutes": 660}
+    assert out["hours"]["areas"] == [{"district": "CO2", "members": 10, "minutes": 660}]
+    gp_row = out["referrals"][0]
+    assert gp_row["kind"] == "gp_practice" and gp_row["members"] == 10
+    text = bank.tbctl("report", "network", "--month", "2025-03", check=True).stdout
+    assert "activity report of" in text and "CO2" in text and "11h" in text
+    raw = bank.tbctl("--json", "report", "network", "--month", "2025-03", check=True).stdout
+    for secret in ("Person", "Surname", "Mill Lane", "7AB", "07700", "Rushey"):
+        assert secret not in raw and secret not in text
+    r = bank.tbctl("report", "network", "--month", "2025-13")
+    assert r.returncode != 0 and "invalid_period" in r.stderr
+    status, body = bank.api("GET", "/v1/reports/network?month=March")
+    assert status == 400 and body["error"]["code"] == "invalid_period"

@@ -183,6 +183,9 @@ static void test_req_member_refuses_bad_fields(void **state)
 	    {"{\"name\": \"A\", \"joined_on\": \"yesterday\"}", "invalid_date"},
 	    {"{\"name\": \"A\", \"status\": \"left\"}", "unknown_field"},
 	    {"{\"name\": 5}", "invalid_field"},
+	    {"{\"name\": \"A\", \"district\": \"CO2 7AB\"}", "invalid_field"},
+	    {"{\"name\": \"A\", \"district\": 2}", "invalid_field"},
+	    {"{\"name\": \"A\", \"org_kind\": \"surgery\"}", "invalid_field"},
 	};
 	struct req_error err;
 
@@ -195,6 +198,20 @@ static void test_req_member_refuses_bad_fields(void **state)
 		assert_string_equal(err.code, cases[i][1]);
 		json_decref(body);
 	}
+}
+
+static void test_req_member_district_is_a_postcode_district(void **state)
+{
+	json_t *body = parse("{\"name\": \"A\", \"district\": \"co2\", \"org_kind\": \"housing\"}");
+	struct req_error err;
+	json_t *out = req_member(body, 0, &err);
+
+	(void)state;
+	assert_non_null(out);
+	assert_string_equal(json_string_value(json_object_get(out, "district")), "CO2");
+	assert_string_equal(json_string_value(json_object_get(out, "org_kind")), "housing");
+	json_decref(out);
+	json_decref(body);
 }
 
 static void test_req_member_update_checks_status_and_emptiness(void **state)
@@ -360,6 +377,7 @@ int main(void)
 	    cmocka_unit_test(test_req_member_add_needs_a_name),
 	    cmocka_unit_test(test_req_member_turns_floor_hours_into_minutes),
 	    cmocka_unit_test(test_req_member_refuses_bad_fields),
+	    cmocka_unit_test(test_req_member_district_is_a_postcode_district),
 	    cmocka_unit_test(test_req_member_update_checks_status_and_emptiness),
 	    cmocka_unit_test(test_req_valid_date_knows_the_calendar),
 	    cmocka_unit_test(test_req_group_gives_each_earner_minutes),
