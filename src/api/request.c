@@ -28,6 +28,7 @@ static const struct {
     {"exchange_not_found", 404},
     {"duplicate_member_number", 409},
     {"idempotency_conflict", 409},
+    {"idempotency_key_erased", 409},
     {"below_floor", 422},
     {"member_inactive", 422},
     {"same_member", 422},

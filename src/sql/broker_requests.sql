@@ -100,10 +100,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext(key));
     SELECT * INTO done FROM xb_claims WHERE idempotency_key = key;
     IF FOUND THEN
-        IF done.fingerprint <> fp THEN
-            PERFORM tb_raise('idempotency_conflict', format(
-                'idempotency key %s was already used for a different request', key));
-        END IF;
+        PERFORM tb_same_request(key, done.fingerprint, fp, format('claim %s', done.claim_id));
         RETURN tb_claim_json(done);
     END IF;
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = p->>'bank' AND kind = 'bank';
@@ -200,12 +197,15 @@ END $$;
 
 -- At the payer's bank, inside tb_fed_apply: take in claims. Each waits for
 -- a broker, or is refused at once (no such member, malformed) with an
--- answer; one seen before is skipped. Never raises.
+-- answer; one seen before is skipped. Only a claim kept keeps its words
+-- (tb_inbox_kept). Never raises.
 CREATE FUNCTION tb_on_xb_claim(from_peer text, body jsonb, seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     peer fed_peers := (SELECT p FROM fed_peers p WHERE p.peer = from_peer);
     item jsonb;
+    n int;
+    kept int[] := '{}';
     pm members;
     reason text;
     answers jsonb := '[]';
@@ -215,21 +215,16 @@ DECLARE
                 - (SELECT count(*) FROM xb_claims c
                     WHERE c.peer = from_peer AND c.side = 'payer' AND c.state = 'open');
 BEGIN
-    FOR item IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+    FOR item, n IN SELECT * FROM jsonb_array_elements(body->'items') WITH ORDINALITY LOOP
         SELECT * INTO pm FROM members WHERE number = tb_peer_number(item->>'payer', 18);
         IF NOT tb_peer_id(from_peer, item->>'claim_id', 'c') THEN
-            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id', pm.account_id,
-                                  item->>'message');
+            PERFORM tb_note_refused(from_peer, 'claim', item->>'claim_id', pm.account_id);
             answers := answers || jsonb_build_object(
                 'claim_id', left(coalesce(item->>'claim_id', ''), 80),
                 'reason', 'invalid_request', 'message', '');
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id') THEN
-            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id',
-                                  (SELECT member_account FROM xb_claims
-                                    WHERE claim_id = item->>'claim_id'),
-                                  item->>'message');
             CONTINUE;
         END IF;
         reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account),
@@ -241,11 +236,12 @@ BEGIN
                            tb_rule_named(pm.number, pm.erased_at),
                            CASE WHEN room <= 0 THEN 'too_many_open' END);
         -- Kept only while open, for a broker: one refused on arrival is
-        -- answered, its proof is the message in fed_inbox (whose words an
-        -- erasure finds through tb_note_words), and so a peer can make us
-        -- keep no more than max_open_claims.
+        -- answered, its proof is the message in fed_inbox without its
+        -- words, and so a peer can make us keep no more than
+        -- max_open_claims.
         IF reason IS NULL THEN
             room := room - 1;
+            kept := kept || n;
             INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member,
                                    minutes, category, message, performed_on, state,
                                    recorded_by, received_seq)
@@ -255,38 +251,34 @@ BEGIN
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
                          'open', 'federation:' || from_peer, seq);
         ELSE
-            PERFORM tb_note_words(from_peer, seq, 'claim', item->>'claim_id', pm.account_id,
-                                  item->>'message');
+            PERFORM tb_note_refused(from_peer, 'claim', item->>'claim_id', pm.account_id);
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
                                                      'reason', reason, 'message', '');
         END IF;
     END LOOP;
-    RETURN jsonb_build_object('xb_claim_answer', answers);
+    RETURN jsonb_build_object('xb_claim_answer', answers) || tb_inbox_kept(body, kept);
 END $$;
 
 -- At the earner's bank, inside tb_fed_apply: the payer's bank declined; the
--- first answer to each claim still open decides it. The words of one that
--- comes after are noted (tb_note_words), for an erasure to find.
+-- first answer to each claim still open decides it, and keeps its words
+-- unless the claimant was erased. Any other keeps none (tb_inbox_kept).
 CREATE FUNCTION tb_on_xb_claim_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
-        SELECT DISTINCT ON (a->>'claim_id') a
+        SELECT DISTINCT ON (a->>'claim_id') a, n
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
          ORDER BY a->>'claim_id', n),
-    again AS (
-        SELECT tb_note_words(from_peer, seq, 'claim', c.claim_id, c.member_account,
-                             a.a->>'message')
-          FROM a JOIN xb_claims c ON c.claim_id = a.a->>'claim_id'
-         WHERE c.side = 'earner' AND c.peer = from_peer AND c.state <> 'open'),
     decided AS (
         UPDATE xb_claims c
            SET state = 'declined', reason = tb_peer_reason(a.a->>'reason'),
-               answer = tb_peer_words(a.a->>'message'), received_seq = seq,
-               decided_by = 'federation:' || from_peer, decided_at = now()
+               answer = CASE WHEN NOT tb_erased(c.member_account)
+                             THEN tb_peer_words(a.a->>'message') END,
+               received_seq = seq, decided_by = 'federation:' || from_peer, decided_at = now()
           FROM a
          WHERE c.claim_id = a.a->>'claim_id' AND c.side = 'earner' AND c.peer = from_peer
-           AND c.state = 'open')
-    SELECT '{}'::jsonb FROM (SELECT count(*) FROM again) noted
+           AND c.state = 'open'
+        RETURNING a.n, c.answer IS NOT NULL AS words)
+    SELECT tb_inbox_kept(body, ARRAY(SELECT n::int FROM decided WHERE words))
 $$;
 
 CREATE FUNCTION tb_contact_json(c dir_contacts) RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -408,11 +400,14 @@ END $$;
 
 -- At the providing bank, inside tb_fed_apply: take in contact requests.
 -- Each waits for a broker, or is refused at once (malformed, or no such
--- shared item) with an answer; one seen before is skipped.
+-- shared item) with an answer; one seen before is skipped. Only a request
+-- kept keeps its words (tb_inbox_kept).
 CREATE FUNCTION tb_on_dir_contact(from_peer text, body jsonb, seq bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
+    n int;
+    kept int[] := '{}';
     item dir_items;
     m members;
     reason text;
@@ -421,22 +416,17 @@ DECLARE
                 - (SELECT count(*) FROM dir_contacts c
                     WHERE c.peer = from_peer AND c.side = 'provider' AND c.state = 'open');
 BEGIN
-    FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
+    FOR x, n IN SELECT * FROM jsonb_array_elements(body->'items') WITH ORDINALITY LOOP
         SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
         SELECT * INTO m FROM members WHERE account_id = item.member_account;
         IF NOT tb_peer_id(from_peer, x->>'contact_id', 'k') THEN
-            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
-                                  item.member_account, x->>'message');
+            PERFORM tb_note_refused(from_peer, 'contact', x->>'contact_id', item.member_account);
             answers := answers || jsonb_build_object(
                 'contact_id', left(coalesce(x->>'contact_id', ''), 80),
                 'accepted', false, 'reason', 'invalid_request', 'message', '');
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id') THEN
-            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
-                                  (SELECT member_account FROM dir_contacts
-                                    WHERE contact_id = x->>'contact_id'),
-                                  x->>'message');
             CONTINUE;
         END IF;
         reason := CASE WHEN item.id IS NULL OR NOT tb_dir_shared(item, m.status)
@@ -445,14 +435,13 @@ BEGIN
                        THEN 'invalid_request'
                        WHEN room <= 0 THEN 'too_many_open' END;
         IF reason IS NOT NULL THEN
-            -- Refused and not kept: its words are noted for an erasure.
-            PERFORM tb_note_words(from_peer, seq, 'contact', x->>'contact_id',
-                                  item.member_account, x->>'message');
+            PERFORM tb_note_refused(from_peer, 'contact', x->>'contact_id', item.member_account);
             answers := answers || jsonb_build_object('contact_id', x->>'contact_id',
                 'accepted', false, 'reason', reason, 'message', '');
             CONTINUE;
         END IF;
         room := room - 1;
+        kept := kept || n;
         INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
                                   item_category, item_text, message, state, recorded_by,
                                   received_seq)
@@ -460,32 +449,29 @@ BEGIN
                      item.kind, item.category, item.text, coalesce(x->>'message', ''),
                      'open', 'federation:' || from_peer, seq);
     END LOOP;
-    RETURN jsonb_build_object('dir_contact_answer', answers);
+    RETURN jsonb_build_object('dir_contact_answer', answers) || tb_inbox_kept(body, kept);
 END $$;
 
 -- At the requesting bank, inside tb_fed_apply: the providing bank answered;
--- the first answer to each contact still open decides it. The words of one
--- that comes after are noted (tb_note_words), for an erasure to find.
+-- the first answer to each contact still open decides it, and keeps its
+-- words unless our member was erased. Any other keeps none (tb_inbox_kept).
 CREATE FUNCTION tb_on_dir_contact_answer(from_peer text, body jsonb, seq bigint)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH a AS (
-        SELECT DISTINCT ON (a->>'contact_id') a,
+        SELECT DISTINCT ON (a->>'contact_id') a, n,
                coalesce(a->>'accepted' = 'true', false) AS accepted
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(a, n)
          ORDER BY a->>'contact_id', n),
-    again AS (
-        SELECT tb_note_words(from_peer, seq, 'contact', c.contact_id, c.member_account,
-                             a.a->>'message')
-          FROM a JOIN dir_contacts c ON c.contact_id = a.a->>'contact_id'
-         WHERE c.side = 'requester' AND c.peer = from_peer AND c.state <> 'open'),
     decided AS (
         UPDATE dir_contacts c
            SET state = CASE WHEN a.accepted THEN 'accepted' ELSE 'declined' END,
                reason = CASE WHEN NOT a.accepted THEN tb_peer_reason(a.a->>'reason') END,
-               answer = tb_peer_words(a.a->>'message'), received_seq = seq,
-               decided_by = 'federation:' || from_peer, decided_at = now()
+               answer = CASE WHEN NOT tb_erased(c.member_account)
+                             THEN tb_peer_words(a.a->>'message') END,
+               received_seq = seq, decided_by = 'federation:' || from_peer, decided_at = now()
           FROM a
          WHERE c.contact_id = a.a->>'contact_id' AND c.side = 'requester'
-           AND c.peer = from_peer AND c.state = 'open')
-    SELECT '{}'::jsonb FROM (SELECT count(*) FROM again) noted
+           AND c.peer = from_peer AND c.state = 'open'
+        RETURNING a.n, c.answer IS NOT NULL AS words)
+    SELECT tb_inbox_kept(body, ARRAY(SELECT n::int FROM decided WHERE words))
 $$;

@@ -75,7 +75,7 @@ $$;
 -- peer, which a checkpoint may name, is kept however old. Returns how many
 -- went. Messages to peers that waited for their acknowledgement before an
 -- erasure could redact them are redacted too (tb_fed_redact_waiting), and
--- the notes of words in the messages that went are dropped.
+-- the notes of refused requests go after the same time.
 CREATE FUNCTION tb_fed_inbox_purge() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
@@ -87,8 +87,8 @@ BEGIN
        AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM set_config('tb.inbox_purge', 'off', true);
-    DELETE FROM fed_inbox_words w
-     WHERE NOT EXISTS (SELECT 1 FROM fed_inbox i WHERE i.peer = w.peer AND i.seq = w.seq);
+    DELETE FROM fed_refused_records
+     WHERE noted_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
     PERFORM tb_fed_redact_waiting();
     RETURN n;
 END $$;
@@ -296,10 +296,29 @@ BEGIN
      ORDER BY id FOR UPDATE;
 END $$;
 
+-- A peer's words are kept only with a record that holds them: a claim or
+-- contact refused on arrival, one seen before, or an answer to one already
+-- decided keeps none. The handler names the items whose words it kept
+-- (ordinals from 1), and gets {"_kept": the body with the others' words
+-- taken out}, or {} when there were none to take: tb_fed_apply then keeps
+-- that body, and the envelope redacted to its hash, as an erasure leaves
+-- it, so that no words are held that no record can find.
+CREATE FUNCTION tb_inbox_kept(body jsonb, kept int[]) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN bool_or(out) THEN
+               jsonb_build_object('_kept', jsonb_set(body, '{items}', jsonb_agg(
+                   CASE WHEN out THEN x || '{"message": ""}' ELSE x END ORDER BY n)))
+               ELSE '{}' END
+      FROM (SELECT x, n, jsonb_typeof(x) = 'object' AND coalesce(x->>'message', '') <> ''
+                         AND NOT (n = ANY (kept)) AS out
+              FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
+                                             THEN body->'items' ELSE '[]' END)
+                   WITH ORDINALITY AS t(x, n)) i
+$$;
+
 -- Every kind of channel message, and the one function that applies it:
--- the replies it queues, as {reply kind: [items]}, or NULL for a kind this
--- bank does not know. answer_seq is the sequence the run's answers to
--- exchange proposals will have.
+-- the replies it queues, as {reply kind: [items]} (and _kept: see
+-- tb_inbox_kept), or NULL for a kind this bank does not know. answer_seq
+-- is the sequence the run's answers to exchange proposals will have.
 CREATE FUNCTION tb_fed_handle(from_peer text, seq bigint, body jsonb, answer_seq bigint)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
@@ -351,6 +370,7 @@ DECLARE
     err text;
     err_seq bigint;
     got jsonb;
+    kept jsonb;
     replies jsonb := '{}';
     reply_kind text;
     part_seq bigint;
@@ -450,6 +470,8 @@ BEGIN
             IF got IS NULL THEN
                 err := 'unknown_kind';
             END IF;
+            kept := got->'_kept';
+            got := got - '_kept';
             FOR reply_kind IN SELECT * FROM jsonb_object_keys(got) LOOP
                 replies := jsonb_set(replies, ARRAY[reply_kind],
                                      coalesce(replies->reply_kind, '[]') || (got->reply_kind));
@@ -461,7 +483,9 @@ BEGIN
         END IF;
         INSERT INTO fed_inbox (peer, seq, hash, envelope, body)
              VALUES (from_peer, s, decode(item->>'hash', 'hex'),
-                     decode(item->>'envelope', 'hex'), item->'body');
+                     CASE WHEN kept IS NULL THEN decode(item->>'envelope', 'hex') ELSE '' END,
+                     coalesce(kept, item->'body'));
+        kept := NULL;
         st.in_applied := s;
         st.in_head := decode(item->>'hash', 'hex');
     END LOOP;

@@ -187,6 +187,8 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     i dir_items := tb_dir_get(want_kind, want);
 BEGIN
+    -- An edit that commits meanwhile is seen, not approved unread.
+    SELECT * INTO i FROM dir_items WHERE id = i.id FOR UPDATE;
     IF read_version IS NOT NULL AND read_version <> i.version THEN
         PERFORM tb_raise('item_changed', format(
             '%s %s changed since version %s (it is at %s); read it again before approving',

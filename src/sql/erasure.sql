@@ -62,8 +62,9 @@ CREATE TRIGGER fed_inbox_append_only BEFORE UPDATE OR DELETE ON fed_inbox
 
 -- The messages to or from a peer that carried words about the claims and
 -- contacts named: box 'o' for ours (sent_seq), 'i' for the peer's
--- (received_seq, and fed_inbox_words for those refused on arrival or sent
--- again), each with the records whose words it holds.
+-- (received_seq), each with the records whose words it holds. No other
+-- message holds their words: what a peer sends that no record keeps, it
+-- keeps without them (tb_inbox_kept).
 CREATE FUNCTION tb_carried(p text, claims text[], contacts text[])
 RETURNS TABLE (box text, seq bigint, claim_ids text[], contact_ids text[])
 LANGUAGE sql STABLE AS $$
@@ -79,32 +80,30 @@ LANGUAGE sql STABLE AS $$
              WHERE contact_id = ANY (contacts) AND peer = p
             UNION ALL
             SELECT 'i', received_seq, 'contact', contact_id FROM dir_contacts
-             WHERE contact_id = ANY (contacts) AND peer = p
-            UNION
-            SELECT 'i', seq, record, id FROM fed_inbox_words
-             WHERE peer = p AND id = ANY (claims) AND record = 'claim'
-            UNION
-            SELECT 'i', seq, record, id FROM fed_inbox_words
-             WHERE peer = p AND id = ANY (contacts) AND record = 'contact') r
+             WHERE contact_id = ANY (contacts) AND peer = p) r
      WHERE s IS NOT NULL
      GROUP BY box, s
 $$;
 
--- Notes that a peer's message (seq) holds words about a claim or contact
--- that is not kept with it as its received_seq (fed_inbox_words).
-CREATE FUNCTION tb_note_words(p text, seq bigint, rec text, id text, account bigint,
-                              words text) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO fed_inbox_words (peer, seq, record, id, member_account)
-    SELECT p, seq, rec, id, account
-     WHERE coalesce(words, '') <> '' AND length(id) BETWEEN 1 AND 80
+-- A claim or contact a peer sent that was refused on arrival, and named a
+-- member of ours (account): noted without its words (fed_refused_records),
+-- so that the member's erasure tells the peer, whose own copy holds them.
+-- At most 100 for one member from one peer: an erasure's work is bounded.
+CREATE FUNCTION tb_note_refused(p text, rec text, id text, account bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO fed_refused_records (peer, record, id, member_account)
+    SELECT p, rec, id, account
+     WHERE account IS NOT NULL AND length(id) BETWEEN 1 AND 80
+       AND (SELECT count(*) FROM fed_refused_records f
+             WHERE f.member_account = account AND f.peer = p) < 100
     ON CONFLICT DO NOTHING
 $$;
 
 -- Clears what this bank holds of records it shares with a peer: the free
 -- text of the claims, contacts and exchanges named (and of the exchanges'
 -- postings), the fingerprints of the requests that held it (a hash of
--- known fields and guessable words), and the messages that carried it, each way: those the
--- records name (sent_seq, received_seq, fed_inbox_words), and no others
+-- known fields and guessable words), and the messages that carried it,
+-- each way: those the records name (sent_seq, received_seq), and no others
 -- are read. A message to the peer not yet acknowledged may be needed
 -- again, so it waits (fed_redact_waiting) until it is.
 --
@@ -182,6 +181,36 @@ DECLARE
 BEGIN
     UPDATE xb_exchanges SET description = NULL, fingerprint = NULL
      WHERE member_account = acct AND (description IS NOT NULL OR fingerprint IS NOT NULL);
+    -- What peers asked of the member and no broker answered is declined,
+    -- as for a member not found: the peer hears so, and an answer to it
+    -- after this keeps no words (tb_on_xb_claim_answer, and contacts').
+    FOR r IN
+        SELECT peer, array_agg(id) AS ids,
+               jsonb_agg(jsonb_build_object('claim_id', claim_id, 'reason', 'member_not_found',
+                                            'message', '') ORDER BY id) AS items
+          FROM xb_claims
+         WHERE member_account = acct AND side = 'payer' AND state = 'open'
+         GROUP BY peer
+    LOOP
+        UPDATE xb_claims SET state = 'declined', reason = 'member_not_found',
+                             decided_by = 'erasure', decided_at = now()
+         WHERE id = ANY (r.ids);
+        PERFORM tb_fed_enqueue_items(r.peer, 'xb_claim_answer', r.items);
+    END LOOP;
+    FOR r IN
+        SELECT peer, array_agg(id) AS ids,
+               jsonb_agg(jsonb_build_object('contact_id', contact_id, 'accepted', false,
+                                            'reason', 'item_not_found', 'message', '')
+                         ORDER BY id) AS items
+          FROM dir_contacts
+         WHERE member_account = acct AND side = 'provider' AND state = 'open'
+         GROUP BY peer
+    LOOP
+        UPDATE dir_contacts SET state = 'declined', reason = 'item_not_found',
+                                decided_by = 'erasure', decided_at = now()
+         WHERE id = ANY (r.ids);
+        PERFORM tb_fed_enqueue_items(r.peer, 'dir_contact_answer', r.items);
+    END LOOP;
     FOR r IN
         SELECT peer, array_agg(id) FILTER (WHERE record = 'claim') AS claims,
                array_agg(id) FILTER (WHERE record = 'contact') AS contacts,
@@ -195,7 +224,8 @@ BEGIN
                 UNION ALL
                 SELECT peer, 'exchange', xid FROM xb_exchanges WHERE member_account = acct
                 UNION
-                SELECT peer, record, id FROM fed_inbox_words WHERE member_account = acct) s
+                SELECT peer, record, id FROM fed_refused_records
+                 WHERE member_account = acct) s
          WHERE peer IN (SELECT peer FROM fed_peers)
          GROUP BY peer ORDER BY peer
     LOOP
@@ -204,6 +234,7 @@ BEGIN
         PERFORM tb_fed_enqueue_items(r.peer, 'erasure', r.items);
         told := told || to_jsonb(r.peer);
     END LOOP;
+    DELETE FROM fed_refused_records WHERE member_account = acct;
     RETURN told;
 END $$;
 
@@ -228,15 +259,18 @@ BEGIN
 END $$;
 
 -- Free text with a person's details taken out: each of terms (their name,
--- each word of it, e-mail, phone, address and each part of it), matched
+-- each word of it, e-mail, address and each part and word of it), matched
 -- as whole words, whatever the case (in any script, where the database
--- has ICU's collations; in ASCII where it has not); a phone number also
--- with any separators between its digits, and in its international form
--- (+44 7700 ..., +44 (0)7700 ...) as well as its national one (07700 ...).
-CREATE FUNCTION tb_scrub(t text, terms text[]) RETURNS text LANGUAGE plpgsql STABLE AS $$
+-- has ICU's collations; in ASCII where it has not), a postcode however it
+-- is spaced; and each of phones with any separators between its digits,
+-- in its international form (+44 7700 ..., 0044 7700 ..., +44 (0)7700
+-- ...) as well as its national one (07700 ...).
+CREATE FUNCTION tb_scrub(t text, terms text[], phones text[] DEFAULT '{}') RETURNS text
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     icu boolean := EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu');
     term text;
+    pc text[];
     pattern text;
     digits text;
     national text;
@@ -247,48 +281,64 @@ BEGIN
     -- The longest first, so that a name goes before the words in it.
     FOR term IN SELECT w FROM (SELECT DISTINCT btrim(x) AS w FROM unnest(terms) x) d
                  WHERE length(w) >= 2 ORDER BY length(w) DESC, w LOOP
+        pc := regexp_match(term, '^([A-Za-z]{1,2}[0-9][A-Za-z0-9]?)[[:space:]]*([0-9][A-Za-z]{2})$');
         pattern := '(?<![[:alnum:]])'
-                   || regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g')
+                   || CASE WHEN pc IS NOT NULL THEN pc[1] || '[[:space:]-]*' || pc[2]
+                           ELSE regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g') END
                    || '(?![[:alnum:]])';
+        t := tb_scrub_one(t, pattern, icu);
+    END LOOP;
+    FOR term IN SELECT DISTINCT x FROM unnest(phones) x LOOP
         digits := regexp_replace(term, '[^0-9]', '', 'g');
-        IF length(digits) >= 6 THEN
-            -- The number without its trunk prefix or country code, then
-            -- each form it is written in.
-            national := CASE WHEN digits ~ '^440' THEN substr(digits, 4)
-                             WHEN digits ~ '^44' THEN substr(digits, 3)
-                             WHEN digits ~ '^0' THEN substr(digits, 2)
-                             ELSE digits END;
-            pattern := pattern || '|(?<![0-9])(?:(?:\+|00)?44[^0-9[:alpha:]]{0,3}(?:\(?0\)?[^0-9[:alpha:]]{0,3})?|0)?'
-                       || array_to_string(regexp_split_to_array(national, ''),
-                                          '[^0-9[:alpha:]]{0,3}')
-                       || '(?![0-9])';
-        END IF;
-        IF icu THEN
-            t := regexp_replace(t COLLATE "und-x-icu", pattern, '[erased]', 'gi');
-        ELSE
-            t := regexp_replace(t, pattern, '[erased]', 'gi');
-        END IF;
+        CONTINUE WHEN length(digits) < 6;
+        -- The number without its country code or trunk prefix, then each
+        -- form it is written in.
+        national := CASE WHEN digits ~ '^00440' THEN substr(digits, 6)
+                         WHEN digits ~ '^0044' THEN substr(digits, 5)
+                         WHEN digits ~ '^440' AND term ~ '^[[:space:]]*\+' THEN substr(digits, 4)
+                         WHEN digits ~ '^44' AND term ~ '^[[:space:]]*\+' THEN substr(digits, 3)
+                         WHEN digits ~ '^0' THEN substr(digits, 2)
+                         ELSE digits END;
+        pattern := '(?<![0-9])(?:(?:\+|00)?44[^0-9[:alpha:]]{0,3}(?:\(?0\)?[^0-9[:alpha:]]{0,3})?|0)?'
+                   || array_to_string(regexp_split_to_array(national, ''), '[^0-9[:alpha:]]{0,3}')
+                   || '(?![0-9])';
+        t := tb_scrub_one(t, pattern, icu);
     END LOOP;
     RETURN t;
 END $$;
 
+CREATE FUNCTION tb_scrub_one(t text, pattern text, icu boolean) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF icu THEN
+        RETURN regexp_replace(t COLLATE "und-x-icu", pattern, '[erased]', 'gi');
+    END IF;
+    RETURN regexp_replace(t, pattern, '[erased]', 'gi');
+END $$;
+
 -- The words of a member's details, for tb_scrub: the name and each part
--- of it (split at spaces, and again at hyphens and apostrophes), the e-mail and its
--- local part, the phone, and the address, each line or part of it, and
--- its postcode apart from the town before it.
+-- of it (split at spaces, and again at hyphens and apostrophes), the
+-- e-mail and its local part, and the address, each line or part of it,
+-- each word of three letters or more (a street, a town), and its postcode.
 CREATE FUNCTION tb_member_terms(m members) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     WITH parts AS (
-        SELECT regexp_split_to_table(coalesce(m.address, ''), '\s*[,;\n]\s*') AS part),
-    postcodes AS (
-        SELECT part, (regexp_match(part, '[A-Za-z]{1,2}[0-9][A-Za-z0-9]?\s*[0-9][A-Za-z]{2}\M'))[1]
-                   AS pc
-          FROM parts)
-    SELECT array_remove(ARRAY[m.name, m.email, m.phone, m.address]
+        SELECT regexp_split_to_table(coalesce(m.address, ''), '\s*[,;\n]\s*') AS part)
+    SELECT array_remove(ARRAY[m.name, m.email, m.address, tb_postcode(m.address)]
                         || regexp_split_to_array(coalesce(m.name, ''), '[[:space:]]+')
                         || regexp_split_to_array(coalesce(m.name, ''), '[[:space:]''’-]+')
                         || regexp_split_to_array(coalesce(m.email, ''), '@')
                         || coalesce((SELECT array_agg(part) FROM parts), '{}')
-                        || coalesce((SELECT array_agg(pc) FROM postcodes), '{}')
-                        || coalesce((SELECT array_agg(btrim(replace(part, pc, '')))
-                                       FROM postcodes WHERE pc IS NOT NULL), '{}'), NULL)
+                        || coalesce((SELECT array_agg(tb_postcode(part)) FROM parts), '{}')
+                        || ARRAY(SELECT w FROM regexp_split_to_table(coalesce(m.address, ''),
+                                                                     '[^[:alpha:]''’-]+') w
+                                  WHERE length(w) >= 3), NULL)
+$$;
+
+-- A member's phone numbers, for tb_scrub: the phone field may hold more
+-- than one ("01206 500100 / 07700 900123", "... or ...", "... ext 12").
+CREATE FUNCTION tb_member_phones(m members) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(btrim(p)), '{}')
+      FROM regexp_split_to_table(coalesce(m.phone, ''),
+                                 '[/,;]|\m(?:or|and|ext|extension|x)\M\.?', 'i') p
+     WHERE length(regexp_replace(p, '[^0-9]', '', 'g')) >= 6
 $$;

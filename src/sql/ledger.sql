@@ -213,6 +213,25 @@ BEGIN
     RETURN tid;
 END $$;
 
+-- A request sent again with its idempotency key is the one done before
+-- (what, the record it made) when its fingerprint is the same. One whose
+-- words an erasure cleared, fingerprint with them, cannot be told from a
+-- new request under the same key: refused, saying what was done, so that
+-- nothing is done twice and a new request is not mistaken for the old.
+CREATE FUNCTION tb_same_request(key text, done_fp text, fp text, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF done_fp IS NULL THEN
+        PERFORM tb_raise('idempotency_key_erased', format(
+            'idempotency key %s was used for %s, whose words were since erased: a retry '
+            'cannot be told from a new request; it was done once, and a new request needs '
+            'a new key', key, what));
+    ELSIF done_fp <> fp THEN
+        PERFORM tb_raise('idempotency_conflict', format(
+            'idempotency key %s was already used for a different request (%s)', key, what));
+    END IF;
+END $$;
+
 -- A stored answer for a key already used, or NULL when the key is new.
 -- Same key with a different request: idempotency_conflict.
 CREATE FUNCTION tb_replay(key text, fp text) RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -229,11 +248,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF done.fingerprint <> fp THEN
-        PERFORM tb_raise('idempotency_conflict', format(
-            'idempotency key %s was already used for a different request (transfer %s)',
-            key, done.id));
-    END IF;
+    PERFORM tb_same_request(key, done.fingerprint, fp, format('transfer %s', done.id));
     IF done.group_key IS NOT NULL THEN
         RETURN tb_group_json(done.group_key);
     END IF;

@@ -40,13 +40,19 @@ BEGIN
     END IF;
 END $$;
 
+-- The postcode a text ends with (an address, or a line of one), as it is
+-- written there, or NULL.
+CREATE FUNCTION tb_postcode(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT (regexp_match(t, '(?:^|[^[:alnum:]])([A-Za-z]{1,2}[0-9][A-Za-z0-9]?[[:space:]]*'
+                            '[0-9][A-Za-z]{2})[^[:alnum:]]*$'))[1]
+$$;
+
 -- A member's postcode district ("CO2"): the one the coordinator gave, or
 -- else the outward code of a postcode the address ends with. Reports count
 -- by it; the full postcode never leaves the bank.
 CREATE FUNCTION tb_postcode_district(address text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT upper((regexp_match(address,
-                  '(?:^|[^[:alnum:]])([A-Za-z]{1,2}[0-9][A-Za-z0-9]?)[[:space:]]*[0-9][A-Za-z]{2}'
-                  '[^[:alnum:]]*$'))[1])
+    SELECT upper((regexp_match(tb_postcode(address),
+                               '^([A-Za-z]{1,2}[0-9][A-Za-z0-9]?)[[:space:]]*[0-9][A-Za-z]{2}$'))[1])
 $$;
 
 CREATE FUNCTION tb_member_district(m members) RETURNS text LANGUAGE sql IMMUTABLE AS $$
@@ -175,6 +181,11 @@ CREATE FUNCTION tb_member_export(num bigint) RETURNS jsonb LANGUAGE sql STABLE A
       FROM tb_find_member(num) m
 $$;
 
+-- Whether the account is an erased member's.
+CREATE FUNCTION tb_erased(acct bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM members WHERE account_id = acct AND erased_at IS NOT NULL)
+$$;
+
 -- Anonymises a member who left: personal fields and the free text of their
 -- transfers are cleared, and so is what they shared with peer banks, here
 -- and there (tb_erase_shared); the account, its entries and balance stay,
@@ -203,16 +214,22 @@ BEGIN
             num, tb_hours(a.balance_minutes)));
     END IF;
     -- A fingerprint is a hash of the request, words and all: a retry
-    -- with its key still answers what was done (tb_replay), unchecked.
+    -- with its key is then refused (tb_same_request). A group activity's
+    -- exchanges share the request's words and fingerprint: all of them
+    -- lose both.
     UPDATE transfers SET description = NULL, reason = NULL, fingerprint = NULL
-     WHERE (payer_account = a.id OR earner_account = a.id)
+     WHERE (payer_account = a.id OR earner_account = a.id
+            OR group_key IN (SELECT group_key FROM transfers g
+                              WHERE (g.payer_account = a.id OR g.earner_account = a.id)
+                                AND g.group_key IS NOT NULL))
        AND (description IS NOT NULL OR reason IS NOT NULL OR fingerprint IS NOT NULL);
     told := tb_erase_shared(a.id);
     UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, district = NULL,
                        skills = NULL,
                        needs = NULL, availability = NULL, notes = NULL,
                        erased_at = now(), erased_by = actor,
-                       erase_reason = tb_scrub(p->>'reason', tb_member_terms(m)),
+                       erase_reason = tb_scrub(p->>'reason', tb_member_terms(m),
+                                                tb_member_phones(m)),
                        updated_by = actor, updated_at = now()
      WHERE number = num
     RETURNING * INTO m;

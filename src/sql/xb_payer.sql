@@ -14,10 +14,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF done.fingerprint <> fp THEN
-        PERFORM tb_raise('idempotency_conflict', format(
-            'idempotency key %s was already used for a different request', key));
-    END IF;
+    PERFORM tb_same_request(key, done.fingerprint, fp, 'a cross-bank exchange');
     RETURN tb_xb_json(done);
 END $$;
 

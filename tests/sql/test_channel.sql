@@ -74,7 +74,11 @@ SELECT 'colchester:c' || g, 'earner', 'westminster', account_id, 4, 60, 'lifts',
 SELECT is(tb_on_xb_claim_answer('westminster', '{"items": [
               {"claim_id": "colchester:c1", "reason": "", "message": "not known here"},
               {"claim_id": "colchester:c1", "reason": "other", "message": "again"}]}', 3),
-          '{}'::jsonb, 'claim answers are applied');
+          '{"_kept": {"items": [
+              {"claim_id": "colchester:c1", "reason": "", "message": "not known here"},
+              {"claim_id": "colchester:c1", "reason": "other", "message": ""}]}}'::jsonb,
+          'claim answers are applied: the first to a claim keeps its words, the one after '
+          'does not');
 SELECT results_eq($$SELECT claim_id, state, coalesce(reason, ''), coalesce(answer, '')
                       FROM xb_claims ORDER BY id$$,
                   $$VALUES ('colchester:c1', 'declined', 'declined', 'not known here'),

@@ -1,7 +1,7 @@
 -- Erasure reaches every copy of a member's words: what they shared with
 -- peers, here and in the messages kept as proof, and peers are told.
 BEGIN;
-SELECT plan(33);
+SELECT plan(35);
 
 SELECT tb_member_add(jsonb_build_object(
            'name', 'Ann Smith', 'email', 'ann.smith@example.org', 'phone', '07700 900123',
@@ -63,25 +63,37 @@ VALUES ('westminster', 1, '\x02', '\x416e6e20536d697468', '{"kind": "xb_claim", 
 -- The pieces.
 SELECT is(tb_scrub('Ann Smith asked (ann.smith@example.org, 07700-900-123); ann lives at '
                    '12 Mill Lane. Annual review done.',
-                   ARRAY['Ann Smith', 'Ann', 'Smith', 'ann.smith@example.org', '07700 900123',
-                         '12 Mill Lane']),
+                   ARRAY['Ann Smith', 'Ann', 'Smith', 'ann.smith@example.org', '12 Mill Lane'],
+                   ARRAY['07700 900123']),
           '[erased] asked ([erased], [erased]); [erased] lives at [erased]. Annual review done.',
           'the reason loses her name, each word of it, her e-mail, phone and address, '
           'and nothing else');
 SELECT is(tb_scrub('Rang +44 7700 900123, +44 (0)7700 900 123 and 0044-7700-900123; '
-                   'ref 907700900123 is not hers',
-                   ARRAY['07700 900123']),
-          'Rang [erased], [erased] and [erased]; ref 907700900123 is not hers',
-          'a phone number goes in its international forms too, and not inside a longer number');
+                   'ref 907700900123 is not hers; 01206 500100 at work; on 10/12/11',
+                   '{}', tb_member_phones(jsonb_populate_record(NULL::members,
+                       '{"phone": "0044 7700 900123 / 01206-500100 ext 12"}'))),
+          'Rang [erased], [erased] and [erased]; ref 907700900123 is not hers; [erased] at '
+          'work; on 10/12/11',
+          'a phone number goes in its international forms too, and not inside a longer '
+          'number; a phone field may hold two');
+SELECT is(tb_scrub('Ann (CO2 7AB, co27ab, CO2  7AB) of Church Walk, Colchester; Flat A1 2nd Floor',
+                   tb_member_terms(jsonb_populate_record(NULL::members,
+                       '{"address": "Flat 10, 12 High St, CO1 1AB"}'))
+                   || tb_member_terms(jsonb_populate_record(NULL::members,
+                       '{"address": "4 Church Walk Colchester CO2 7AB"}'))),
+          'Ann ([erased], [erased], [erased]) of [erased] [erased], [erased]; [erased] A1 2nd '
+          'Floor',
+          'a postcode however it is spaced; the streets and towns of an address with no '
+          'commas; a postcode is only at the end');
 SELECT is(tb_scrub('Mary Jane O''Brien (Mary-Jane, Brien) of Colchester (CO2 7AB), '
                    'wrote ÉLODIE; Mill Lane is long',
                    tb_member_terms(jsonb_populate_record(NULL::members, jsonb_build_object(
                        'name', 'Mary-Jane O''Brien',
                        'address', '12 Mill Lane, Colchester CO2 7AB')))),
           '[erased] [erased] [erased] ([erased], [erased]) of [erased] ([erased]), '
-          'wrote ÉLODIE; Mill Lane is long',
-          'a name goes by each part of it, hyphenated or not; an address by its town and '
-          'postcode');
+          'wrote ÉLODIE; [erased] [erased] is long',
+          'a name goes by each part of it, hyphenated or not; an address by its street, '
+          'town and postcode');
 SELECT is(tb_scrub('ÉLODIE DUPRÉ rang', ARRAY['Élodie Dupré']), '[erased] rang',
           'whatever the case, in any script');
 SELECT is(tb_redact_body('{"kind": "xb_claim", "items": [{"claim_id": "a", "message": "x"},
@@ -137,11 +149,13 @@ SELECT is((SELECT description FROM xb_exchanges), NULL, 'and her cross-bank exch
 SELECT is((SELECT count(*) FROM transfers WHERE fingerprint IS NOT NULL
                                             OR description IS NOT NULL), 0::bigint,
           'her exchange loses its words and the fingerprint that hashed them');
-SELECT is(tb_exchange_record('{"payer": 2, "earner": 1, "minutes": 60, "category": "lifts",
-                               "description": "Ann Smith drove Bob", "idempotency_key": "ab1"}',
-                             'test', -600)->>'id',
-          (SELECT id::text FROM transfers WHERE idempotency_key = 'ab1'),
-          'a retry with its key still answers what was done, and records nothing');
+SELECT throws_ok($$SELECT tb_exchange_record('{"payer": 2, "earner": 1, "minutes": 60,
+                      "category": "lifts", "description": "Ann Smith drove Bob",
+                      "idempotency_key": "ab1"}', 'test', -600)$$,
+                 'TB000', 'idempotency_key_erased',
+                 'a retry with its key cannot be told from a new request: refused');
+SELECT is((SELECT count(*) FROM transfers WHERE idempotency_key LIKE 'ab1%'), 1::bigint,
+          'and nothing is recorded twice');
 SELECT results_eq($$SELECT seq, envelope, body->'items'->0->>'message',
                            body->'items'->1->>'message'
                       FROM fed_inbox ORDER BY seq$$,

@@ -1,9 +1,11 @@
--- Erasure finds a peer's words we keep no record for (a claim or contact
--- refused on arrival, an answer that came again); a peer's erasure clears
--- the free text of the records it names that it shares with us, our own
--- descriptions too, and nothing else.
+-- A peer's words are kept only with a record that holds them: a claim or
+-- contact refused on arrival, sent again or answered again keeps none, and
+-- its message is kept redacted to its hash; one refused that named a member
+-- of ours is noted, so that the member's erasure tells the peer. A peer's
+-- erasure clears the free text of the records it names that it shares with
+-- us, our own descriptions too, and nothing else.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT tb_member_add('{"name": "Ann Smith"}', 'test');
 SELECT tb_member_add('{"name": "Bob Jones"}', 'test');
@@ -70,16 +72,20 @@ SELECT results_eq($$SELECT claim_id, state, received_seq FROM xb_claims
                   $$VALUES ('colchester:c5', 'declined', 4::bigint),
                            ('westminster:c2', 'open', 1), ('westminster:c4', 'open', 1)$$,
                   'the claims kept, each with the message that carried it');
-SELECT results_eq($$SELECT seq, record, id, m.number
-                      FROM fed_inbox_words w LEFT JOIN members m ON m.account_id = w.member_account
-                     ORDER BY seq, id$$,
-                  $$VALUES (1::bigint, 'claim', 'elsewhere:c1', 1::bigint),
-                           (1, 'claim', 'westminster:c1', NULL),
-                           (2, 'claim', 'westminster:c2', 1),
-                           (3, 'contact', 'westminster:k1', NULL),
-                           (5, 'claim', 'colchester:c5', 1)$$,
-                  'the words of what was refused, sent again or answered again are noted, '
-                  'with our member they named; an item with no words is not');
+SELECT results_eq($$SELECT seq, envelope, body->'items'->0->>'message', body->'items'->1->>'message',
+                           body->'items'->2->>'message', body->'items'->3->>'message'
+                      FROM fed_inbox WHERE peer = 'westminster' ORDER BY seq$$,
+                  $$VALUES (1::bigint, '\x'::bytea, ''::text, 'Carol Peters dug'::text, ''::text,
+                            ''::text),
+                           (2, '\x', '', NULL, NULL, NULL), (3, '\x', '', NULL, NULL, NULL),
+                           (4, '\xcafe', 'Not Mr Patel, Ann', NULL, NULL, NULL),
+                           (5, '\x', '', NULL, NULL, NULL)$$,
+                  'the words of what was refused, sent again or answered again are not kept, '
+                  'nor the envelope that holds them; those a record keeps are');
+SELECT results_eq($$SELECT peer, record, id, m.number
+                      FROM fed_refused_records f JOIN members m ON m.account_id = f.member_account$$,
+                  $$VALUES ('westminster'::text, 'claim'::text, 'elsewhere:c1'::text, 1::bigint)$$,
+                  'a refused claim that named our member is noted, without its words');
 
 -- Cheshire's claim on Ann, refused (too long an exchange), and one of Bob's.
 SELECT pg_temp.deliver('cheshire', jsonb_build_object('kind', 'xb_claim', 'items',
@@ -94,15 +100,10 @@ SELECT pg_temp.deliver('westminster', '{"kind": "erasure", "items": [
            {"record": "claim", "id": "colchester:c5"}, {"record": "contact", "id": "westminster:k1"},
            {"record": "contact", "id": "westminster:k2"}, {"record": "contact", "id": "colchester:k3"},
            {"record": "exchange", "id": "colchester:9"}, {"record": "exchange", "id": "colchester:10"}]}');
-SELECT results_eq($$SELECT seq, envelope, body->'items'->0->>'message', body->'items'->1->>'message',
-                           body->'items'->2->>'message'
-                      FROM fed_inbox WHERE peer = 'westminster' AND seq <= 5 ORDER BY seq$$,
-                  $$VALUES (1::bigint, '\x'::bytea, ''::text, ''::text, 'Carol, not theirs'::text),
-                           (2, '\x', '', NULL, NULL), (3, '\x', '', NULL, NULL),
-                           (4, '\x', '', NULL, NULL), (5, '\x', '', NULL, NULL)$$,
-                  'every message that carried words of the records named is redacted, '
-                  'those refused on arrival and those sent again too; an id it does not own '
-                  'is not its to erase');
+SELECT results_eq($$SELECT seq, envelope, body->'items'->1->>'message'
+                      FROM fed_inbox WHERE peer = 'westminster' AND seq IN (1, 4) ORDER BY seq$$,
+                  $$VALUES (1::bigint, '\x'::bytea, ''::text), (4, '\x', NULL)$$,
+                  'every message whose words a record named kept is redacted');
 SELECT results_eq($$SELECT claim_id, description, message, answer FROM xb_claims
                      WHERE peer = 'westminster' ORDER BY claim_id$$,
                   $$VALUES ('colchester:c5', NULL::text, NULL::text, NULL::text),
@@ -119,38 +120,51 @@ SELECT results_eq($$SELECT xid, description, minutes, state FROM xb_exchanges OR
                            ('colchester:9', NULL, 60, 'settled')$$,
                   'and the exchanges: their descriptions, never their hours');
 
--- Ann's erasure here.
+-- Ann's erasure here: Cheshire's claim on her is still open.
+SELECT pg_temp.deliver('cheshire', jsonb_build_object('kind', 'xb_claim', 'items',
+           jsonb_build_array(pg_temp.claim('cheshire:c3', 1, 60, 'Thanks Ann'))));
 SELECT tb_member_update(1, '{"status": "left"}', 'test', 0);
 SELECT is(tb_member_erase(1, '{}', 'brenda')->'peers_told', '["cheshire", "westminster"]',
-          'Cheshire, whose refused claim named her, is told as well as Westminster');
+          'Cheshire, whose claims named her, is told as well as Westminster');
 SELECT is((SELECT body::jsonb FROM fed_outbox WHERE peer = 'cheshire'
             AND body::jsonb->>'kind' = 'erasure'),
-          '{"kind": "erasure", "items": [{"id": "cheshire:c1", "record": "claim"}]}'::jsonb,
-          'Cheshire is told which claim');
-SELECT results_eq($$SELECT envelope, body->'items'->0->>'message', body->'items'->1->>'message'
-                      FROM fed_inbox WHERE peer = 'cheshire'$$,
-                  $$VALUES ('\x'::bytea, ''::text, 'Thanks Bob'::text)$$,
-                  'the refused claim''s words are redacted here; Bob''s stay');
-SELECT is((SELECT body->'items'->2->>'message' FROM fed_inbox
-            WHERE peer = 'westminster' AND seq = 1), '',
-          'and so are the words of the claim on her under an id not Westminster''s');
+          '{"kind": "erasure", "items": [{"id": "cheshire:c1", "record": "claim"},
+                                          {"id": "cheshire:c3", "record": "claim"}]}'::jsonb,
+          'Cheshire is told which claims: the one refused on arrival too');
+SELECT results_eq($$SELECT state, reason, message FROM xb_claims WHERE claim_id = 'cheshire:c3'$$,
+                  $$VALUES ('declined'::text, 'member_not_found'::text, NULL::text)$$,
+                  'her open claim is declined as for a member not found, its words gone');
+SELECT is((SELECT body::jsonb->'items' FROM fed_outbox WHERE peer = 'cheshire'
+            AND body::jsonb->>'kind' = 'xb_claim_answer' ORDER BY seq DESC LIMIT 1),
+          '[{"claim_id": "cheshire:c3", "reason": "member_not_found", "message": ""}]'::jsonb,
+          'and Cheshire hears so');
+SELECT results_eq($$SELECT peer, id FROM fed_refused_records$$,
+                  $$VALUES ('cheshire'::text, 'cheshire:c2'::text)$$,
+                  'her notes have done their work; Bob''s stays');
 
--- The notes go with their messages.
-SELECT set_config('tb.inbox_purge', 'on', true);
-UPDATE fed_inbox SET applied_at = now() - interval '400 days';
-SELECT set_config('tb.inbox_purge', 'off', true);
-SELECT tb_fed_limits_set('{"inbox_keep_days": 30}');
-SELECT is(tb_fed_inbox_purge(), 5::bigint, 'the purge deletes the old messages but the last');
-SELECT results_eq($$SELECT DISTINCT peer, seq FROM fed_inbox_words ORDER BY peer, seq$$,
-                  $$VALUES ('cheshire'::text, 1::bigint)$$,
-                  'and the notes of words in them');
+-- A decline for her, sent before Cheshire heard, keeps no words here.
+INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member, minutes, category,
+                       message, performed_on, state, recorded_by, sent_seq)
+SELECT 'colchester:c8', 'earner', 'cheshire', account_id, 4, 60, 'lifts', NULL, current_date,
+       'open', 'test', 1
+  FROM members WHERE number = 1;
+SELECT pg_temp.deliver('cheshire', '{"kind": "xb_claim_answer", "items": [
+           {"claim_id": "colchester:c8", "reason": "declined", "message": "No, Ann Smith"}]}');
+SELECT results_eq($$SELECT c.state, c.answer, i.envelope, i.body->'items'->0->>'message'
+                      FROM xb_claims c JOIN fed_inbox i ON i.peer = c.peer AND i.seq = c.received_seq
+                     WHERE c.claim_id = 'colchester:c8'$$,
+                  $$VALUES ('declined'::text, NULL::text, '\x'::bytea, ''::text)$$,
+                  'an answer about an erased member decides the claim and keeps no words');
 
--- A note is bounded as the message is.
-SELECT tb_note_words('westminster', 9, 'claim', repeat('x', 81), NULL, 'words'),
-       tb_note_words('westminster', 9, 'claim', 'westminster:c9', NULL, ''),
-       tb_note_words('westminster', 9, 'claim', NULL, NULL, 'words');
-SELECT is((SELECT count(*) FROM fed_inbox_words WHERE seq = 9), 0::bigint, 'a note takes no id longer than any we keep, and none for an item without '
-          'words or an id');
+-- The notes are bounded.
+SELECT tb_note_refused('westminster', 'claim', repeat('x', 81), 2),
+       tb_note_refused('westminster', 'claim', 'westminster:c9', NULL),
+       tb_note_refused('westminster', 'claim', NULL, 2);
+SELECT tb_note_refused('westminster', 'claim', 'westminster:n' || n, 2)
+  FROM generate_series(1, 150) n;
+SELECT is((SELECT count(*) FROM fed_refused_records WHERE peer = 'westminster'), 100::bigint,
+          'a note takes an id no longer than any we keep, a member of ours, and at most '
+          '100 for one member from one peer');
 SELECT lives_ok($$SELECT pg_temp.deliver('westminster', '{"kind": "dir_contact", "items": [
                       {"contact_id": 7, "message": ["x"]}, "x"]}')$$,
                 'a contact of the wrong shape notes nothing and breaks nothing');
