@@ -57,18 +57,21 @@ static struct api_limits limits_of(const struct config *cfg)
 	    .dir_review = cfg->dir_review,
 	    .suppress_below = cfg->suppress_below,
 	    .round_to = cfg->round_to,
+	    .observer = cfg->fed_role != NULL && strcmp(cfg->fed_role, "observer") == 0,
 	};
 	return l;
 }
 
-/* What peers may make this bank keep (fed_limits), as the config says:
- * JSON text, freed by the caller. */
+/* What peers may make this bank keep (fed_limits), as the config says,
+ * with its id, role and disclosure rule for the activity reports: JSON
+ * text, freed by the caller. */
 static char *limits_text(const struct config *cfg)
 {
-	json_t *j =
-	    json_pack("{sisisisi}", "max_open_claims", cfg->fed_max_open_claims,
-	              "max_open_contacts", cfg->fed_max_open_contacts, "max_directory_items",
-	              cfg->fed_max_directory_items, "inbox_keep_days", cfg->fed_inbox_keep_days);
+	json_t *j = json_pack(
+	    "{sisisisisssssisi}", "max_open_claims", cfg->fed_max_open_claims, "max_open_contacts",
+	    cfg->fed_max_open_contacts, "max_directory_items", cfg->fed_max_directory_items,
+	    "inbox_keep_days", cfg->fed_inbox_keep_days, "bank_id", cfg->bank_id, "role",
+	    cfg->fed_role, "suppress_below", cfg->suppress_below, "round_to", cfg->round_to);
 	char *text = json_dumps(j, JSON_COMPACT);
 
 	json_decref(j);

@@ -27,6 +27,7 @@ struct api_limits {
 	int dir_review;           /* shared items wait for a broker's approval */
 	int suppress_below;       /* reports: counts of people under this are suppressed, */
 	int round_to;             /* and the others rounded to a multiple of this */
+	int observer;             /* the national body: /metrics shows the network */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

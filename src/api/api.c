@@ -58,7 +58,7 @@ static void reply_health(struct api_req *r)
 	json_decref(j);
 }
 
-static void reply_metrics(struct api_req *r)
+static void send_metrics(struct api_req *r, const char *network)
 {
 	struct api *api = r->api;
 	struct evbuffer *buf = evbuffer_new();
@@ -99,11 +99,31 @@ static void reply_metrics(struct api_req *r)
 	                    log_suppressed_total());
 	if (api->link.metrics != NULL)
 		api->link.metrics(api->link.arg, buf);
+	if (network != NULL)
+		evbuffer_add(buf, network, strlen(network));
 	struct iovec body = {evbuffer_pullup(buf, -1), evbuffer_get_length(buf)};
 	http_reply(r->req, 200, "Content-Type: text/plain; version=0.0.4\r\n", &body, 1);
 	evbuffer_free(buf);
 	api->by_class[2]++;
 	api_req_free(r);
+}
+
+static void on_network_metrics(void *arg, const struct db_result *res)
+{
+	send_metrics(arg, res->status == DB_OK && PQntuples(res->res) == 1
+	                      ? PQgetvalue(res->res, 0, 0)
+	                      : NULL);
+}
+
+/* At the national body, the network's figures come from its database;
+ * without it the daemon's own still answer. */
+static void reply_metrics(struct api_req *r)
+{
+	enum db_status st;
+
+	if (!r->api->limits.observer || db_query(r->api->db, "SELECT tb_network_metrics()", 0, NULL,
+	                                         on_network_metrics, r, &st) == -1)
+		send_metrics(r, NULL);
 }
 
 /* The token an Authorization header presents, or NULL. */

@@ -71,26 +71,115 @@ void api_report_active(struct api_req *r)
 	api_sql(r, "SELECT tb_report_active($1::int, $2::date)::text", 2, params);
 }
 
-/* The month's activity report for the national body, as it leaves the
- * bank: ?month=YYYY-MM (default this month). */
-void api_report_network(struct api_req *r)
+/* A month in the query (name=YYYY-MM) as its first day, into first[11]; this
+ * month when absent. 0, or -1 after answering 400. */
+static int query_month(struct api_req *r, const char *name, char *first)
 {
-	const char *month = evhttp_find_header(&r->query, "month");
-	const struct api_limits *l = api_limits(r->api);
-	char first[11], below[12], step[12];
+	const char *month = evhttp_find_header(&r->query, name);
 
 	if (month == NULL) {
 		time_t now = time(NULL);
 		struct tm tm;
 		gmtime_r(&now, &tm);
-		strftime(first, sizeof(first), "%Y-%m-01", &tm);
-	} else if (strlen(month) != 7 || snprintf(first, sizeof(first), "%s-01", month) != 10 ||
-	           !req_valid_date(first)) {
-		api_reply_error(r, 400, "invalid_period", "month must be written YYYY-MM");
-		return;
+		strftime(first, 11, "%Y-%m-01", &tm);
+		return 0;
 	}
+	if (strlen(month) != 7 || snprintf(first, 11, "%s-01", month) != 10 ||
+	    !req_valid_date(first)) {
+		api_reply_error(r, 400, "invalid_period", "%s must be a month written YYYY-MM",
+		                name);
+		return -1;
+	}
+	return 0;
+}
+
+/* The month's activity report for the national body (?month=YYYY-MM,
+ * default this month): as it was last sent, each revision with the
+ * observer's answer, and the figures as they stand when they differ. */
+void api_report_network(struct api_req *r)
+{
+	const struct api_limits *l = api_limits(r->api);
+	char first[11], below[12], step[12];
+
+	if (query_month(r, "month", first) == -1)
+		return;
 	snprintf(below, sizeof(below), "%d", l->suppress_below);
 	snprintf(step, sizeof(step), "%d", l->round_to);
 	const char *params[4] = {first, below, step, api_bank_id(r->api)};
-	api_sql(r, "SELECT tb_network_report($1::date, $2::int, $3::int, $4)::text", 4, params);
+	api_sql(r, "SELECT tb_network_report_sent($1::date, $2::int, $3::int, $4)::text", 4,
+	        params);
+}
+
+/* POST /v1/reports/network/send?month=YYYY-MM: the month's report goes to
+ * the national body now, as its next revision, with any others due. */
+void api_report_network_send(struct api_req *r)
+{
+	char first[11];
+
+	if (query_month(r, "month", first) == -1)
+		return;
+	const char *params[1] = {first};
+	r->queues_messages = 1;
+	api_sql(r, "SELECT jsonb_build_object('queued', tb_reports_send($1::date))::text", 1,
+	        params);
+}
+
+/* ---- at the national body: the network ---------------------------------- */
+
+/* ?from=&to= as months (or ?month= for one), each defaulting to this month. */
+static int query_months(struct api_req *r, char *from, char *to)
+{
+	if (evhttp_find_header(&r->query, "month") != NULL) {
+		if (query_month(r, "month", from) == -1)
+			return -1;
+		memcpy(to, from, 11);
+		return 0;
+	}
+	if (query_month(r, "from", from) == -1 || query_month(r, "to", to) == -1)
+		return -1;
+	if (strcmp(from, to) > 0) {
+		api_reply_error(r, 400, "invalid_period", "the period ends before it starts");
+		return -1;
+	}
+	return 0;
+}
+
+static void network_period(struct api_req *r, const char *sql)
+{
+	char from[11], to[11];
+
+	if (query_months(r, from, to) == -1)
+		return;
+	const char *params[2] = {from, to};
+	api_sql(r, sql, 2, params);
+}
+
+void api_network_summary(struct api_req *r)
+{
+	network_period(r, "SELECT tb_network_summary($1::date, $2::date)::text");
+}
+
+void api_network_categories(struct api_req *r)
+{
+	network_period(r, "SELECT tb_network_breakdown('categories', $1::date, $2::date)::text");
+}
+
+void api_network_areas(struct api_req *r)
+{
+	network_period(r, "SELECT tb_network_breakdown('areas', $1::date, $2::date)::text");
+}
+
+void api_network_books(struct api_req *r)
+{
+	char first[11];
+
+	if (query_month(r, "month", first) == -1)
+		return;
+	const char *params[1] = {first};
+	api_sql(r, "SELECT tb_network_books($1::date)::text", 1, params);
+}
+
+void api_network_banks(struct api_req *r)
+{
+	api_sql(r, "SELECT tb_network_banks()::text", 0, NULL);
 }

@@ -103,7 +103,9 @@ void env_msg_clear(struct env_msg *msg)
  * The ledger keeps each channel message's body as JSON ({"kind": "xb_propose",
  * "items": [...]}) and the wire carries protobuf. The two are converted
  * field by field from protobuf-c's descriptors: JSON keys are the proto
- * field names, and every field is written, defaults included. */
+ * field names, and every field is written, defaults included. A proto2
+ * optional field (report.proto) has presence: absent on the wire is null
+ * in JSON, and null or missing in JSON is absent on the wire. */
 
 static const struct {
 	const char *kind;
@@ -117,6 +119,8 @@ static const struct {
     {"dir_contact", TIMEBANK__V1__BODY__KIND_CONTACT_REQUESTS},
     {"dir_contact_answer", TIMEBANK__V1__BODY__KIND_CONTACT_ANSWERS},
     {"erasure", TIMEBANK__V1__BODY__KIND_ERASURES},
+    {"activity_report", TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT},
+    {"report_answer", TIMEBANK__V1__BODY__KIND_REPORT_ANSWERS},
 };
 #define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
 
@@ -139,6 +143,15 @@ size_t env_body_items(const Timebank__V1__Body *body)
 		return body->erasures->n_items;
 	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
 		return body->directory_page->n_items;
+	case TIMEBANK__V1__BODY__KIND_REPORT_ANSWERS:
+		return body->report_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT: {
+		const Timebank__V1__ActivityReport *a = body->activity_report;
+		size_t n = a->n_referrals + a->n_clearing;
+		if (a->hours != NULL)
+			n += a->hours->n_peers + a->hours->n_categories + a->hours->n_areas;
+		return n;
+	}
 	default:
 		return 0;
 	}
@@ -193,6 +206,13 @@ static size_t value_size(const ProtobufCFieldDescriptor *f)
 	}
 }
 
+/* A scalar with a has_ flag: a proto2 optional number or boolean. */
+static int has_presence(const ProtobufCFieldDescriptor *f)
+{
+	return f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset != 0 &&
+	       f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING;
+}
+
 json_t *env_msg_to_json(const ProtobufCMessage *m)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -209,6 +229,9 @@ json_t *env_msg_to_json(const ProtobufCMessage *m)
 				json_array_append_new(list,
 				                      value_to_json(f, items + j * value_size(f)));
 			json_object_set_new(out, f->name, list);
+		} else if (has_presence(f) &&
+		           !*(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset)) {
+			json_object_set_new(out, f->name, json_null());
 		} else {
 			json_object_set_new(out, f->name, value_to_json(f, at));
 		}
@@ -266,8 +289,17 @@ ProtobufCMessage *env_msg_from_json(const json_t *json, const ProtobufCMessageDe
 			for (size_t k = 0; k < n && !bad; k++)
 				bad = value_from_json(f, json_array_get(j, k),
 				                      items + k * value_size(f));
-		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE && j == NULL) {
-			continue; /* an absent sub-message stays absent */
+		} else if ((f->type == PROTOBUF_C_TYPE_MESSAGE || has_presence(f)) &&
+		           (j == NULL || json_is_null(j))) {
+			continue; /* absent stays absent */
+		} else if (has_presence(f)) {
+			/* A figure that is there must be a number (or a boolean). */
+			if (f->type == PROTOBUF_C_TYPE_BOOL ? !json_is_boolean(j)
+			                                    : !json_is_integer(j))
+				bad = 1;
+			else
+				bad = value_from_json(f, j, at);
+			*(protobuf_c_boolean *)((char *)m + f->quantifier_offset) = !bad;
 		} else {
 			bad = value_from_json(f, j, at);
 		}

@@ -17,9 +17,11 @@
 #define DIR_PULL_PATIENCE 30     /* seconds before a pull with no page is given up */
 #define DIR_SERVES_PER_SECOND 20 /* pulls of ours one peer may have served */
 
-static int is_bank(const struct fed_peer *peer)
+/* The directory is shared between banks: the national body neither pulls
+ * nor serves it, nor takes a page or a notice. */
+static int shares_directory(const struct fed_peer *peer)
 {
-	return strcmp(peer->kind, "bank") == 0;
+	return strcmp(peer->kind, "bank") == 0 && strcmp(peer->fed->role, "bank") == 0;
 }
 
 static void send_body(struct fed_peer *peer, Timebank__V1__Body *body)
@@ -69,7 +71,7 @@ void fed_dir_pull(struct fed_peer *peer)
 	time_t now = time(NULL);
 	const char *params[1] = {peer->id};
 
-	if (peer->session == NULL || !is_bank(peer))
+	if (peer->session == NULL || !shares_directory(peer))
 		return;
 	if (peer->dir_pulling && now - peer->dir_pull_at < DIR_PULL_PATIENCE) {
 		peer->dir_again = 1; /* once this pull is done */
@@ -153,7 +155,7 @@ void fed_dir_writable(struct fed_peer *peer)
 /* A pull waits its turn; a newer one from the peer replaces it. */
 static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull *pull)
 {
-	if (!is_bank(peer))
+	if (!shares_directory(peer))
 		return;
 	peer->dir_held = 1;
 	peer->dir_held_since = pull->since;
@@ -238,7 +240,7 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 	char *text;
 	const char *params[2] = {peer->id, NULL};
 
-	if (!is_bank(peer))
+	if (!shares_directory(peer))
 		return;
 	if (!peer->dir_pulling || page->since != peer->dir_asked) {
 		/* Refused, but not held against the peer: a page can come late,
@@ -287,6 +289,6 @@ void fed_dir_changed(struct fed *fed)
 	body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE;
 	body.directory_notice = &notice;
 	for (int i = 0; i < fed->npeers; i++)
-		if (is_bank(&fed->peers[i]))
+		if (shares_directory(&fed->peers[i]))
 			send_body(&fed->peers[i], &body);
 }

@@ -96,6 +96,43 @@ static void on_purged(void *arg, const struct db_result *r)
 		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
 }
 
+static void on_reports(void *arg, const struct db_result *r)
+{
+	struct fed *fed = arg;
+	json_t *queued;
+
+	if (fed->stopping)
+		return;
+	queued = r->status == DB_OK ? json_loads(PQgetvalue(r->res, 0, 0), 0, NULL) : NULL;
+	if (queued != NULL && json_array_size(queued) > 0) {
+		log_info("fed: %zu activity reports queued for the national body",
+		         json_array_size(queued));
+		fed_chan_seal(fed);
+	} else if (r->status != DB_OK) {
+		log_warn("fed: the activity reports could not be made: %s",
+		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		fed->last_reports = 0; /* again at the next tick */
+	}
+	json_decref(queued);
+}
+
+/* A bank linked to the national body sends it the reports due (at start,
+ * then hourly: tb_reports_send decides which are). */
+static void send_reports(struct fed *fed, time_t now)
+{
+	int observers = 0;
+
+	if (strcmp(fed->role, "bank") != 0 || now - fed->last_reports < 3600)
+		return;
+	for (int i = 0; i < fed->npeers; i++)
+		observers += strcmp(fed->peers[i].kind, "observer") == 0;
+	if (observers == 0)
+		return;
+	fed->last_reports = now;
+	if (fed_query(fed, "SELECT tb_reports_send()::text", 0, NULL, on_reports, fed) == -1)
+		fed->last_reports = 0;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fed *fed = arg;
@@ -110,6 +147,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	fed_chan_seal(fed);
 	check_crl(fed, now);
+	send_reports(fed, now);
 	if (checkpoints)
 		fed->last_checkpoint = now;
 	if (now - fed->last_purge >= 86400) {

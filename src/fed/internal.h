@@ -47,8 +47,8 @@ struct fed_pending {
 	uint8_t *envelope; /* the exact bytes, kept as proof; NULL when redacted */
 	size_t envelope_len;
 	size_t raw_len; /* the envelope's length as it came, kept or not */
-	char *body;  /* the body as the ledger's JSON text */
-	size_t cost; /* bytes held for it, counted in the peer's budget */
+	char *body;     /* the body as the ledger's JSON text */
+	size_t cost;    /* bytes held for it, counted in the peer's budget */
 	size_t items;
 	STAILQ_ENTRY(fed_pending) next;
 };
@@ -180,6 +180,7 @@ struct fed {
 	int reseal; /* asked to seal while sealing: again once done */
 	time_t last_checkpoint;
 	time_t last_purge;      /* of old messages from peers (tb_fed_inbox_purge) */
+	time_t last_reports;    /* reports due to the national body queued (tb_reports_send) */
 	time_t crl_next_update; /* when the CRL in force must be replaced; 0 unknown */
 	time_t crl_warned;      /* the last warning that it soon must */
 };

@@ -371,6 +371,20 @@ static void conn_on_poll(evutil_socket_t fd, short what, void *arg)
 	conn_poll(arg);
 }
 
+/* What the rules say with RAISE WARNING (a peer's report refused, say)
+ * goes to the log, rate-limited like other lines a peer can cause; lesser
+ * notices are left out. */
+static void on_notice(void *arg, const PGresult *res)
+{
+	static struct log_limit warned;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	(void)arg;
+	if (severity != NULL && text != NULL && strcmp(severity, "WARNING") == 0)
+		log_limited(&warned, LOGL_WARN, "%s", text);
+}
+
 static void conn_connect(struct db_conn *c)
 {
 	c->pg = PQconnectStart(c->db->conninfo);
@@ -379,6 +393,7 @@ static void conn_connect(struct db_conn *c)
 		conn_lost(c, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeReceiver(c->pg, on_notice, NULL);
 	conn_clear_events(c);
 	c->wr = event_new(c->db->base, PQsocket(c->pg), EV_WRITE, conn_on_poll, c);
 	event_add(c->wr, NULL);

@@ -67,7 +67,11 @@ CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
         max_open_claims = coalesce((lim->>'max_open_claims')::int, max_open_claims),
         max_open_contacts = coalesce((lim->>'max_open_contacts')::int, max_open_contacts),
         max_directory_items = coalesce((lim->>'max_directory_items')::int, max_directory_items),
-        inbox_keep_days = coalesce((lim->>'inbox_keep_days')::int, inbox_keep_days)
+        inbox_keep_days = coalesce((lim->>'inbox_keep_days')::int, inbox_keep_days),
+        bank_id = coalesce(lim->>'bank_id', bank_id),
+        role = coalesce(lim->>'role', role),
+        suppress_below = coalesce((lim->>'suppress_below')::int, suppress_below),
+        round_to = coalesce((lim->>'round_to')::int, round_to)
 $$;
 
 -- What peers sent is kept as proof for inbox_keep_days, and then deleted:
@@ -84,7 +88,9 @@ BEGIN
     DELETE FROM fed_inbox i
      USING fed_peers p
      WHERE i.peer = p.peer AND i.seq < p.in_applied
-       AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits));
+       AND i.applied_at < now() - make_interval(days => (SELECT inbox_keep_days FROM fed_limits))
+       -- A bank's report is kept with its proof.
+       AND NOT EXISTS (SELECT 1 FROM network_reports r WHERE r.bank = i.peer AND r.seq = i.seq);
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM set_config('tb.inbox_purge', 'off', true);
     DELETE FROM fed_refused_records
@@ -339,6 +345,10 @@ BEGIN
         RETURN tb_on_dir_contact_answer(from_peer, body, seq);
     WHEN 'erasure' THEN
         RETURN tb_on_erasure(from_peer, body);
+    WHEN 'activity_report' THEN
+        RETURN tb_on_activity_report(from_peer, body, seq);
+    WHEN 'report_answer' THEN
+        RETURN tb_on_report_answer(from_peer, body);
     WHEN 'test' THEN
         -- Proves the channel without touching the ledger.
         INSERT INTO fed_test_received (peer, seq, n)
@@ -378,6 +388,11 @@ DECLARE
     -- A run of nothing but answers takes no account until its end.
     deferred boolean := NOT EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
                                      WHERE i->'body'->>'kind' IS DISTINCT FROM 'xb_answer');
+    -- The national body and a bank say only this to each other: reports
+    -- and their answers (and test messages). A bank refuses anything else
+    -- from the observer, a request for member-level data above all, and
+    -- the observer anything else from a bank.
+    observer boolean := (SELECT role = 'observer' FROM fed_limits);
     settled bigint[] := '{}';
 BEGIN
     -- One apply at a time per peer. Proposals are answered in one message
@@ -421,7 +436,7 @@ BEGIN
     -- run's one answer, which costs less than statements for each message.
     -- Anything else, or proposals that are not all simple together, goes
     -- message by message below.
-    IF jsonb_array_length(items) > 1
+    IF jsonb_array_length(items) > 1 AND NOT observer AND st.kind = 'bank'
        AND (SELECT count(*) FROM (
                 SELECT n, i, lag(i->>'hash') OVER (ORDER BY n) AS prev_hash
                   FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)) r
@@ -458,6 +473,11 @@ BEGIN
             err := 'gap';
         ELSIF decode(item->>'prev', 'hex') <> st.in_head THEN
             err := 'broken_chain';
+        ELSIF item->'body'->>'kind' NOT IN ('test', CASE WHEN observer THEN 'activity_report'
+                                                         WHEN st.kind = 'observer'
+                                                         THEN 'report_answer' END)
+              AND (observer OR st.kind = 'observer') THEN
+            err := 'not_between_bank_and_observer';
         ELSE
             IF deferred THEN
                 -- tb_on_xb_answer's two steps, the posting left to the run's end.

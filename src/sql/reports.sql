@@ -185,9 +185,19 @@ LANGUAGE sql STABLE AS $$
       FROM members m
 $$;
 
+-- A category of exchanges as the national body counts it: its code in the
+-- shared taxonomy (dir_categories: "it help" is it-help), or other. No
+-- local wording leaves the bank.
+CREATE FUNCTION tb_report_category(c text) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT code FROM dir_categories
+                      WHERE code = regexp_replace(lower(btrim(c)), '[[:space:]_]+', '-', 'g')),
+                    'other')
+$$;
+
 -- The month's report of this bank (month: its first day), its counts as
--- they may leave. complete: whether the month has closed.
-CREATE FUNCTION tb_network_report(month date, below int, step int, bank_id text)
+-- they may leave, in the channel's JSON of an ActivityReport
+-- (proto/report.proto) without its revision. final: the month has closed.
+CREATE FUNCTION tb_network_report(month date, below int, step int)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     from_date date := date_trunc('month', month)::date;
@@ -200,7 +210,7 @@ BEGIN
     -- Each exchange once per member of ours in it: who gave (earned), who
     -- received (paid), and the peer when it crossed a bank.
     sides AS (
-        SELECT x.id, x.minutes, x.category, p.account_id, p.kind, p.district, p.referrer_kind,
+        SELECT x.id, x.minutes, tb_report_category(x.category) AS category, p.account_id, p.kind, p.district, p.referrer_kind,
                x.earner_account = p.account_id AS gave,
                (SELECT xe.peer FROM xb_exchanges xe WHERE xe.id = x.xb_id) AS peer
           FROM xs x
@@ -215,8 +225,8 @@ BEGIN
                    AS active
           FROM people p GROUP BY kind)
     SELECT jsonb_build_object(
-        'bank', bank_id, 'month', to_char(from_date, 'YYYY-MM'),
-        'from', from_date, 'to', to_date, 'complete', to_date < current_date,
+        'month', to_char(from_date, 'YYYY-MM'),
+        'from', from_date, 'to', to_date, 'final', to_date < current_date,
         'rule', jsonb_build_object('suppress_below', below, 'round_to', step),
         'members', (SELECT jsonb_object_agg(k.kind, jsonb_build_object(
                                'total', tb_disclose(coalesce(b.total, 0), below, step),
@@ -279,9 +289,13 @@ BEGIN
                            (SELECT count(*) FROM people p
                              WHERE p.referrer_kind = k.kind
                                AND p.joined_on BETWEEN from_date AND to_date), below, step),
+                       -- On the books at the month's end, or in its
+                       -- exchanges: everyone whose hours the cell holds.
                        'members', (SELECT count(*) FROM people p
-                                    WHERE p.referrer_kind = k.kind AND p.joined_on <= to_date
-                                      AND (p.left_on IS NULL OR p.left_on > to_date)),
+                                    WHERE p.referrer_kind = k.kind
+                                      AND ((p.joined_on <= to_date
+                                            AND (p.left_on IS NULL OR p.left_on > to_date))
+                                           OR p.account_id IN (SELECT account_id FROM sides))),
                        'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
                                     WHERE s.referrer_kind = k.kind),
                        'given_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
@@ -313,3 +327,112 @@ BEGIN
       INTO r;
     RETURN r;
 END $$;
+
+-- What tells one report of a month from another: its figures, without
+-- whether the month had closed and the channel's positions it was made at.
+CREATE FUNCTION tb_report_digest(r jsonb) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT md5((r - 'final' - 'revision' - 'kind' - 'clearing'
+                || jsonb_build_object('clearing', (
+                       SELECT coalesce(jsonb_agg(c - 'applied_seq' - 'acked_seq' ORDER BY n), '[]')
+                         FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r->'clearing') = 'array'
+                                                        THEN r->'clearing' ELSE '[]' END)
+                              WITH ORDINALITY AS t(c, n))))::text)
+$$;
+
+-- Queues the reports due to each observer, with the disclosure rule of
+-- the config (fed_limits), for every month from the bank's first (its
+-- first member's joining, or first transfer) to this one. A month's report
+-- is due when none was sent for it (after time offline, every month
+-- missed goes), when the month has closed since the last (the final
+-- report), when its figures changed since the last (a backdated or
+-- reversed exchange, a member who joined, left or moved), when it is this
+-- month and the last is a day old (the month to date, daily), or when it
+-- is the month a coordinator asked for (send). Each is the month's next
+-- revision. Returns what it queued.
+CREATE FUNCTION tb_reports_send(send date DEFAULT NULL) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    lim fed_limits := (SELECT l FROM fed_limits l);
+    obs text;
+    m date;
+    r jsonb;
+    d text;
+    last fed_reports_sent;
+    rev int;
+    s bigint;
+    queued jsonb := '[]';
+BEGIN
+    IF lim.role <> 'bank' THEN
+        RETURN queued;
+    END IF;
+    -- The daemon's hourly call and a coordinator's may meet.
+    PERFORM pg_advisory_xact_lock(hashtext('tb_reports_send'));
+    FOR obs IN SELECT peer FROM fed_peers WHERE kind = 'observer' ORDER BY peer LOOP
+        FOR m IN SELECT generate_series(
+                            date_trunc('month', least(current_date,
+                                                      (SELECT min(joined_on) FROM members),
+                                                      (SELECT min(performed_on) FROM transfers))),
+                            date_trunc('month', current_date), interval '1 month')::date LOOP
+            SELECT * INTO last FROM fed_reports_sent
+             WHERE peer = obs AND month = m ORDER BY revision DESC LIMIT 1;
+            r := tb_network_report(m, lim.suppress_below, lim.round_to);
+            d := tb_report_digest(r);
+            IF last.peer IS NULL OR m = date_trunc('month', send)
+               OR ((r->>'final')::boolean AND NOT last.final) OR d <> last.digest
+               OR (NOT (r->>'final')::boolean AND last.made_at < now() - interval '1 day') THEN
+                rev := coalesce(last.revision, 0) + 1;
+                r := jsonb_build_object('kind', 'activity_report', 'revision', rev) || r;
+                s := tb_fed_enqueue(obs, r::json);
+                INSERT INTO fed_reports_sent (peer, month, revision, final, digest, body, sent_seq)
+                     VALUES (obs, m, rev, (r->>'final')::boolean, d, r, s);
+                queued := queued || jsonb_build_object('peer', obs, 'month', r->>'month',
+                                                       'revision', rev, 'final', r->'final',
+                                                       'seq', s);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN queued;
+END $$;
+
+-- The national body's answer to reports it was sent (at a bank, inside
+-- tb_fed_apply): accepted, or why it refused one.
+CREATE FUNCTION tb_on_report_answer(from_peer text, body jsonb) RETURNS jsonb
+LANGUAGE sql AS $$
+    WITH a AS (
+        SELECT a FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
+                                                THEN body->'items' ELSE '[]' END) a
+         WHERE a->>'month' ~ '^[0-9]{4}-(0[1-9]|1[0-2])$' AND a->>'revision' ~ '^[0-9]{1,9}$'),
+    answered AS (
+        UPDATE fed_reports_sent s
+           SET answer = CASE WHEN a.a->>'accepted' = 'true' THEN 'accepted'
+                             ELSE tb_peer_reason(a.a->>'reason') END,
+               answered_at = now()
+          FROM a
+         WHERE s.peer = from_peer AND s.month = (a.a->>'month' || '-01')::date
+           AND s.revision = (a.a->>'revision')::int AND s.answer IS NULL
+        RETURNING 1)
+    SELECT '{}'::jsonb FROM (SELECT count(*) FROM answered) n
+$$;
+
+-- A month's report at this bank: the last one sent to each observer, as it
+-- left, and every revision, with its answer; and the figures as they
+-- stand now, when they differ from what was last sent (the next report
+-- will carry them) or when none was sent.
+CREATE FUNCTION tb_network_report_sent(month date, below int, step int, bank_id text)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH now_ AS (SELECT tb_network_report(month, below, step) AS r),
+    sent AS (SELECT * FROM fed_reports_sent s WHERE s.month = date_trunc('month', $1)),
+    latest AS (SELECT DISTINCT ON (peer) * FROM sent ORDER BY peer, revision DESC)
+    SELECT jsonb_build_object(
+        'bank', bank_id, 'month', to_char(month, 'YYYY-MM'),
+        'sent', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                  'peer', peer, 'revision', revision, 'final', final,
+                                  'seq', sent_seq, 'made_at', made_at, 'answer', answer,
+                                  'answered_at', answered_at) ORDER BY peer, revision)
+                            FROM sent), '[]'),
+        'report', (SELECT body FROM latest ORDER BY peer LIMIT 1),
+        'changed_since', CASE WHEN NOT EXISTS (SELECT 1 FROM latest)
+                                   OR EXISTS (SELECT 1 FROM latest
+                                               WHERE digest <> tb_report_digest(now_.r))
+                              THEN now_.r END)
+      FROM now_
+$$;

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum col_type { COL_TEXT, COL_COUNT, COL_MINUTES };
+enum col_type { COL_TEXT, COL_COUNT, COL_MINUTES, COL_FLAG };
 
 struct column {
 	const char *key;
@@ -54,54 +54,62 @@ static const struct report reports[] = {
     {NULL, NULL, NULL},
 };
 
-static void print_table(const struct report *rep, const json_t *body)
+/* One value as a table cell: text, a count, hours, yes/no. A figure that
+ * is null (suppressed by disclosure control, or a total with none to sum)
+ * is "*" in a table and empty in CSV. */
+static const char *cell_text(const struct column *c, const json_t *v, int csv, char *buf,
+                             size_t len)
 {
-	const json_t *row;
-	size_t i;
-
-	if (strcmp(rep->name, "active") == 0)
-		printf("active in the %lld days to %s\n",
-		       (long long)json_integer_value(json_object_get(body, "days")),
-		       tbctl_str(body, "as_of"));
-	else
-		printf("%s, %s to %s\n", rep->name, tbctl_str(body, "from"), tbctl_str(body, "to"));
-	for (const struct column *c = rep->cols; c->key; c++)
-		printf(c->type == COL_TEXT ? "%-24s  " : "%22s  ", c->title);
-	putchar('\n');
-	json_array_foreach(json_object_get(body, "rows"), i, row)
-	{
-		for (const struct column *c = rep->cols; c->key; c++) {
-			json_int_t v = json_integer_value(json_object_get(row, c->key));
-			if (c->type == COL_TEXT)
-				printf("%-24.24s  ", tbctl_str(row, c->key));
-			else if (c->type == COL_COUNT)
-				printf("%22lld  ", (long long)v);
-			else
-				printf("%22s  ", tbctl_hours(v));
-		}
-		putchar('\n');
-	}
+	if (c->type == COL_TEXT)
+		return json_is_string(v) ? json_string_value(v) : "";
+	if (c->type == COL_FLAG)
+		return json_is_true(v) ? "yes" : "no";
+	if (!json_is_integer(v))
+		return csv ? "" : "*";
+	if (c->type == COL_MINUTES)
+		return tbctl_hours(json_integer_value(v));
+	snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	return buf;
 }
 
-static void print_csv(const struct report *rep, const json_t *body)
+/* A column's width in a table: text 24, figures as wide as their title
+ * (at least 8). */
+static int width(const struct column *c)
+{
+	int n = (int)strlen(c->title);
+
+	return c->type == COL_TEXT ? 24 : n > 8 ? n : 8;
+}
+
+/* Rows of a report, as a table under a header line or as CSV. */
+static void print_rows(enum tbctl_format format, const struct column *cols, const json_t *rows)
 {
 	const json_t *row;
+	char buf[32];
 	size_t i;
+	int csv = format == FORMAT_CSV;
 
-	for (const struct column *c = rep->cols; c->key; c++)
-		tbctl_csv_text(stdout, c->title, c[1].key == NULL);
-	json_array_foreach(json_object_get(body, "rows"), i, row)
+	for (const struct column *c = cols; c->key; c++)
+		if (csv)
+			tbctl_csv_text(stdout, c->title, c[1].key == NULL);
+		else
+			printf(c->type == COL_TEXT ? "%-*s  " : "%*s  ", width(c), c->title);
+	if (!csv)
+		putchar('\n');
+	json_array_foreach(rows, i, row)
 	{
-		for (const struct column *c = rep->cols; c->key; c++) {
-			int last = c[1].key == NULL;
-			json_int_t v = json_integer_value(json_object_get(row, c->key));
-			if (c->type == COL_TEXT)
-				tbctl_csv_text(stdout, tbctl_str(row, c->key), last);
-			else if (c->type == COL_COUNT)
-				printf("%lld%s", (long long)v, last ? "\r\n" : ",");
+		for (const struct column *c = cols; c->key; c++) {
+			const char *v =
+			    cell_text(c, json_object_get(row, c->key), csv, buf, sizeof(buf));
+			if (csv)
+				tbctl_csv_text(stdout, v, c[1].key == NULL);
+			else if (c->type == COL_TEXT)
+				printf("%-*.*s  ", width(c), width(c), v);
 			else
-				tbctl_csv_hours(stdout, v, last);
+				printf("%*s  ", width(c), v);
 		}
+		if (!csv)
+			putchar('\n');
 	}
 }
 
@@ -151,9 +159,10 @@ static void network_cells(enum tbctl_format format, const json_t *body, const ch
 	    network_cell(format, section, tbctl_str(cell, key), cell);
 }
 
-static void print_network(enum tbctl_format format, const json_t *body)
+static void print_network(enum tbctl_format format, const char *bank, const json_t *body)
 {
-	const json_t *hours = json_object_get(body, "hours"), *row, *rule = json_object_get(body, "rule");
+	const json_t *hours = json_object_get(body, "hours"), *row,
+	             *rule = json_object_get(body, "rule");
 	static const char *const kinds[] = {"person", "organisation"};
 	static const char *const counts[] = {"total", "active", "new", "left"};
 	char buf[24], label[64];
@@ -165,10 +174,9 @@ static void print_network(enum tbctl_format format, const json_t *body)
 		tbctl_csv_text(stdout, "people", 0);
 		tbctl_csv_text(stdout, "hours", 1);
 	} else {
-		printf("activity report of %s for %s (%s), as it leaves the bank\n",
-		       tbctl_str(body, "bank"), tbctl_str(body, "month"),
-		       json_is_true(json_object_get(body, "complete")) ? "the month closed"
-		                                                       : "the month to date");
+		printf("activity report of %s for %s (%s)\n", bank, tbctl_str(body, "month"),
+		       json_is_true(json_object_get(body, "final")) ? "the month closed"
+		                                                    : "the month to date");
 		printf("  counts of 1 to %lld people are suppressed (*), others rounded to %lld\n",
 		       (long long)json_integer_value(json_object_get(rule, "suppress_below")) - 1,
 		       (long long)json_integer_value(json_object_get(rule, "round_to")));
@@ -177,10 +185,11 @@ static void print_network(enum tbctl_format format, const json_t *body)
 	for (size_t k = 0; k < 2; k++)
 		for (size_t c = 0; c < 4; c++) {
 			json_t *cell = json_object();
-			json_object_set(cell, "members",
-			                json_object_get(json_object_get(json_object_get(body, "members"),
-			                                                kinds[k]),
-			                                counts[c]));
+			json_object_set(
+			    cell, "members",
+			    json_object_get(
+			        json_object_get(json_object_get(body, "members"), kinds[k]),
+			        counts[c]));
 			snprintf(label, sizeof(label), "%s %s", kinds[k], counts[c]);
 			network_cell(format, "members", label, cell);
 			json_decref(cell);
@@ -204,7 +213,8 @@ static void print_network(enum tbctl_format format, const json_t *body)
 	}
 	json_array_foreach(json_object_get(body, "clearing"), i, row)
 	{
-		json_t *cell = json_pack("{s:O}", "minutes", json_object_get(row, "position_minutes"));
+		json_t *cell =
+		    json_pack("{s:O}", "minutes", json_object_get(row, "position_minutes"));
 		snprintf(label, sizeof(label), "position with %s (%lld in flight)",
 		         tbctl_str(row, "bank"),
 		         (long long)json_integer_value(json_object_get(row, "in_flight")));
@@ -213,17 +223,58 @@ static void print_network(enum tbctl_format format, const json_t *body)
 	}
 }
 
-/* tbctl report network [--month M]: the month's report for the national
- * body, as this bank sends it. */
+/* What was sent of the month, and what the figures are now when they differ. */
+static void print_sent(enum tbctl_format format, const json_t *body)
+{
+	const json_t *report = json_object_get(body, "report"), *changed, *sent, *row;
+	const char *bank = tbctl_str(body, "bank");
+	size_t i;
+
+	changed = json_object_get(body, "changed_since");
+	sent = json_object_get(body, "sent");
+	if (format == FORMAT_CSV) {
+		print_network(format, bank, json_is_object(report) ? report : changed);
+		return;
+	}
+	json_array_foreach(sent, i, row)
+	{
+		const json_t *answer = json_object_get(row, "answer");
+		printf("sent to %s: revision %lld%s at %s, %s\n", tbctl_str(row, "peer"),
+		       (long long)json_integer_value(json_object_get(row, "revision")),
+		       json_is_true(json_object_get(row, "final")) ? " (final)" : "",
+		       tbctl_str(row, "made_at"),
+		       json_is_string(answer) ? (strcmp(json_string_value(answer), "accepted") == 0
+		                                     ? "accepted"
+		                                     : json_string_value(answer))
+		                              : "not answered yet");
+	}
+	if (json_is_object(report)) {
+		printf("as it was sent:\n");
+		print_network(format, bank, report);
+	}
+	if (json_is_object(changed)) {
+		printf(
+		    json_is_object(report)
+		        ? "\nthe figures have changed since; the next report (within the hour, or "
+		          "--send) will be:\n"
+		        : "not sent yet; the report will be:\n");
+		print_network(format, bank, changed);
+	}
+}
+
+/* tbctl report network [--month M] [--send]: the month's report for the
+ * national body, as this bank sent it; --send sends it now. */
 static int report_network(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-	    {"month", "month"}, {"format", "format"}, {NULL, NULL},
+	    {"month", "month"},
+	    {"format", "format"},
+	    {NULL, NULL},
 	};
 	json_t *query = json_object();
 	struct tbctl_reply reply;
 	enum tbctl_format format;
-	int first, rc = TBCTL_USAGE;
+	int first, rc = TBCTL_USAGE, send = tbctl_flag(&argc, argv, "--send");
 
 	/* argv[0] is "network". */
 	if (tbctl_fields(argc, argv, fields, query, &first) == -1 || first != argc ||
@@ -231,8 +282,23 @@ static int report_network(const struct tbctl *t, int argc, char **argv)
 	                 &format) == -1)
 		goto done;
 	json_object_del(query, "format");
-	if (tbctl_get(t, "/v1/reports/network", query, NULL, &reply) == -1 ||
-	    reply.status >= 300) {
+	if (send) {
+		const json_t *month = json_object_get(query, "month");
+		char path[64];
+		if (month != NULL && strlen(json_string_value(month)) > 7) {
+			fprintf(stderr, "tbctl: --month must be YYYY-MM\n");
+			goto done;
+		}
+		snprintf(path, sizeof(path), "/v1/reports/network/send%s%s",
+		         month != NULL ? "?month=" : "",
+		         month != NULL ? json_string_value(month) : "");
+		if (tbctl_http(t, "POST", path, NULL, &reply) == -1 || reply.status >= 300) {
+			rc = tbctl_fail(&reply);
+			goto done;
+		}
+		json_decref(reply.body);
+	}
+	if (tbctl_get(t, "/v1/reports/network", query, NULL, &reply) == -1 || reply.status >= 300) {
 		rc = tbctl_fail(&reply);
 		goto done;
 	}
@@ -240,9 +306,195 @@ static int report_network(const struct tbctl *t, int argc, char **argv)
 		json_dumpf(reply.body, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else {
-		print_network(format, reply.body);
+		print_sent(format, reply.body);
 	}
 	json_decref(reply.body);
+	rc = TBCTL_OK;
+done:
+	json_decref(query);
+	return rc;
+}
+
+/* ---- tbctl network ...: the national body's view ------------------------ */
+
+static const struct column summary_cols[] = {
+    {"month", "month", COL_TEXT},
+    {"banks", "banks", COL_COUNT},
+    {"members", "members", COL_COUNT},
+    {"active", "active", COL_COUNT},
+    {"new", "new", COL_COUNT},
+    {"left", "left", COL_COUNT},
+    {"within_minutes", "hours_within", COL_MINUTES},
+    {"between_minutes", "hours_between", COL_MINUTES},
+    {"grant_minutes", "hours_granted", COL_MINUTES},
+    {"referrals", "referrals", COL_COUNT},
+    {"partial", "partial", COL_FLAG},
+    {NULL, NULL, 0},
+};
+static const struct column summary_bank_cols[] = {
+    {"bank", "bank", COL_TEXT},
+    {"revision", "revision", COL_COUNT},
+    {"final", "final", COL_FLAG},
+    {"members", "members", COL_COUNT},
+    {"active", "active", COL_COUNT},
+    {"new", "new", COL_COUNT},
+    {"left", "left", COL_COUNT},
+    {"within_minutes", "hours_within", COL_MINUTES},
+    {"between_minutes", "hours_between", COL_MINUTES},
+    {"grant_minutes", "hours_granted", COL_MINUTES},
+    {"referrals", "referrals", COL_COUNT},
+    {NULL, NULL, 0},
+};
+static const struct column bank_cols[] = {
+    {"bank", "bank", COL_TEXT},
+    {"state", "link", COL_TEXT},
+    {"last_report_at", "last_report", COL_TEXT},
+    {"report_age_seconds", "age_seconds", COL_COUNT},
+    {"month", "month", COL_TEXT},
+    {"revision", "revision", COL_COUNT},
+    {"members", "members", COL_COUNT},
+    {"active", "active", COL_COUNT},
+    {"minutes", "hours_this_month", COL_MINUTES},
+    {NULL, NULL, 0},
+};
+static const struct column category_cols[] = {
+    {"category", "category", COL_TEXT},
+    {"minutes", "hours", COL_MINUTES},
+    {"banks", "banks", COL_COUNT},
+    {"partial", "partial", COL_FLAG},
+    {NULL, NULL, 0},
+};
+static const struct column area_cols[] = {
+    {"district", "district", COL_TEXT},
+    {"minutes", "hours", COL_MINUTES},
+    {"banks", "banks", COL_COUNT},
+    {"partial", "partial", COL_FLAG},
+    {NULL, NULL, 0},
+};
+static const struct column book_cols[] = {
+    {"a", "bank", COL_TEXT},
+    {"b", "with", COL_TEXT},
+    {"state", "state", COL_TEXT},
+    {"a_position_minutes", "position", COL_MINUTES},
+    {"b_position_minutes", "its_position", COL_MINUTES},
+    {"in_flight", "in_flight", COL_COUNT},
+    {NULL, NULL, 0},
+};
+
+/* Each bank with its link (from /v1/peers) and this month's figures. */
+static json_t *bank_rows(const json_t *banks, const json_t *peers)
+{
+	json_t *rows = json_array();
+	const json_t *b, *p;
+	size_t i, k;
+
+	json_array_foreach(banks, i, b)
+	{
+		json_t *row = json_deep_copy(b), *f = json_object_get(b, "this_month");
+		json_int_t within = json_integer_value(json_object_get(f, "within_minutes"));
+		const json_t *between = json_object_get(f, "between_minutes");
+		json_object_set(row, "members", json_object_get(f, "members"));
+		json_object_set(row, "active", json_object_get(f, "active"));
+		if (json_is_integer(json_object_get(f, "within_minutes")))
+			json_object_set_new(row, "minutes",
+			                    json_integer(within + json_integer_value(between)));
+		json_array_foreach(json_object_get(peers, "peers"), k,
+		                   p) if (strcmp(tbctl_str(p, "peer"), tbctl_str(b, "bank")) == 0)
+		    json_object_set(row, "state", json_object_get(p, "state"));
+		json_array_append_new(rows, row);
+	}
+	return rows;
+}
+
+/* tbctl network summary|banks|categories|areas|books: the network as its
+ * banks' reports show it, at the national body. */
+int tbctl_network(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {
+	    {"month", "month"}, {"from", "from"}, {"to", "to"}, {"format", "format"}, {NULL, NULL},
+	};
+	static const struct {
+		const char *name, *path, *rows;
+		const struct column *cols;
+	} views[] = {
+	    {"summary", "/v1/network/summary", "months", summary_cols},
+	    {"banks", "/v1/network/banks", NULL, bank_cols},
+	    {"categories", "/v1/network/categories", "rows", category_cols},
+	    {"areas", "/v1/network/areas", "rows", area_cols},
+	    {"books", "/v1/network/books", "pairs", book_cols},
+	};
+	const char *name = argc > 1 ? argv[1] : "";
+	json_t *query = json_object(), *rows = NULL;
+	struct tbctl_reply reply, peers = {0};
+	enum tbctl_format format;
+	size_t v = 0;
+	int first, rc = TBCTL_USAGE;
+
+	while (v < sizeof(views) / sizeof(views[0]) && strcmp(views[v].name, name) != 0)
+		v++;
+	if (v == sizeof(views) / sizeof(views[0])) {
+		fprintf(stderr,
+		        "tbctl: network needs summary, banks, categories, areas or books\n");
+		goto done;
+	}
+	if (tbctl_fields(argc - 1, argv + 1, fields, query, &first) == -1 || first != argc - 1 ||
+	    tbctl_format(t->json ? "json" : json_string_value(json_object_get(query, "format")),
+	                 &format) == -1)
+		goto done;
+	json_object_del(query, "format");
+	if (tbctl_get(t, views[v].path, query, NULL, &reply) == -1 || reply.status >= 300) {
+		rc = tbctl_fail(&reply);
+		goto done;
+	}
+	if (views[v].rows == NULL) {
+		if (tbctl_get(t, "/v1/peers", NULL, NULL, &peers) == -1 || peers.status >= 300) {
+			json_decref(reply.body);
+			rc = tbctl_fail(&peers);
+			goto done;
+		}
+		rows = bank_rows(reply.body, peers.body);
+	} else {
+		rows = json_incref(json_object_get(reply.body, views[v].rows));
+	}
+	if (format == FORMAT_JSON) {
+		json_dumpf(views[v].rows == NULL ? rows : reply.body, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		if (format == FORMAT_TEXT && views[v].rows != NULL)
+			printf("%s of the network, %s%s%s\n", name,
+			       json_is_string(json_object_get(reply.body, "month"))
+			           ? tbctl_str(reply.body, "month")
+			           : tbctl_str(reply.body, "from"),
+			       json_is_string(json_object_get(reply.body, "to")) ? " to " : "",
+			       tbctl_str(reply.body, "to"));
+		const json_t *by_bank = json_object_get(reply.body, "banks");
+		if (strcmp(name, "summary") == 0 && json_is_array(by_bank) &&
+		    format == FORMAT_CSV) {
+			/* One table: a row for each bank, and the network's. */
+			json_t *all = json_deep_copy(by_bank),
+			       *total = json_deep_copy(json_array_get(rows, 0));
+			json_object_set_new(total, "bank", json_string("network"));
+			json_array_append_new(all, total);
+			print_rows(format, summary_bank_cols, all);
+			json_decref(all);
+		} else {
+			print_rows(format, views[v].cols, rows);
+		}
+		if (strcmp(name, "summary") == 0 && json_is_array(by_bank) &&
+		    format == FORMAT_TEXT) {
+			printf("\nby bank:\n");
+			print_rows(format, summary_bank_cols, by_bank);
+		}
+		if (format == FORMAT_TEXT && strcmp(name, "books") == 0)
+			printf(
+			    "\n%lld pairs diverged; the network's positions sum to %s\n",
+			    (long long)json_integer_value(json_object_get(reply.body, "diverged")),
+			    tbctl_hours(json_integer_value(
+			        json_object_get(reply.body, "network_minutes"))));
+	}
+	json_decref(rows);
+	json_decref(reply.body);
+	json_decref(peers.body);
 	rc = TBCTL_OK;
 done:
 	json_decref(query);
@@ -297,10 +549,15 @@ int tbctl_report(const struct tbctl *t, int argc, char **argv)
 	if (format == FORMAT_JSON) {
 		json_dumpf(reply.body, stdout, JSON_INDENT(2));
 		putchar('\n');
-	} else if (format == FORMAT_CSV) {
-		print_csv(rep, reply.body);
 	} else {
-		print_table(rep, reply.body);
+		if (format == FORMAT_TEXT && strcmp(rep->name, "active") == 0)
+			printf("active in the %lld days to %s\n",
+			       (long long)json_integer_value(json_object_get(reply.body, "days")),
+			       tbctl_str(reply.body, "as_of"));
+		else if (format == FORMAT_TEXT)
+			printf("%s, %s to %s\n", rep->name, tbctl_str(reply.body, "from"),
+			       tbctl_str(reply.body, "to"));
+		print_rows(format, rep->cols, json_object_get(reply.body, "rows"));
 	}
 	json_decref(reply.body);
 	rc = TBCTL_OK;

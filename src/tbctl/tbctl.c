@@ -61,6 +61,9 @@ static void usage(FILE *out)
 	    "  statements --month YYYY-MM --out DIR [--format text|csv|json]\n"
 	    "  report categories|new-members|referrals [--month M | --from D --to D]\n"
 	    "  report active [--days N] [--as-of D]          (all with [--format text|csv|json])\n"
+	    "  report network [--month M] [--send]   the month's report to the national body, as\n"
+	    "                             sent (with each revision and its answer); --send sends "
+	    "it now\n"
 	    "  audit [--federation]\n"
 	    "federation:\n"
 	    "  peers                      each peer's link, channel and checkpoint\n"
@@ -68,6 +71,12 @@ static void usage(FILE *out)
 	    "  peers forget-key PEER KEY_ID   stop accepting a key learned in a rotation\n"
 	    "  federation test PEER [--count N] [--text T]\n"
 	    "                             send test messages over the channel to PEER\n"
+	    "the national body (at the observer; all with [--format text|csv|json]):\n"
+	    "  network summary [--month M | --from M --to M]   network totals, a row a month\n"
+	    "  network banks              each bank's link, last report and this month\n"
+	    "  network categories|areas [--from M --to M]   hours across the network\n"
+	    "  network books [--month M]  each pair of banks: positions agree, in flight, "
+	    "diverged\n"
 	    "tokens:\n"
 	    "  token create --name NAME --role coordinator|broker|viewer\n"
 	    "  token list\n"
@@ -135,6 +144,7 @@ int main(int argc, char **argv)
 	    {"report", tbctl_report},
 	    {"peers", tbctl_peers},
 	    {"federation", tbctl_federation},
+	    {"network", tbctl_network},
 	    {"token", tbctl_token},
 	};
 

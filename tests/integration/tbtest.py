@@ -305,16 +305,18 @@ def make_pki(root, banks):
     return root
 
 
-def federation_config(pki, bank, port, peers, settings=""):
+def federation_config(pki, bank, port, peers, settings="", observers=()):
     """The [federation] and [peer] sections for bank; peers maps id to port;
-    settings are more lines for [federation]."""
+    settings are more lines for [federation]; the peers in observers are the
+    national body's."""
     text = (f"\n[federation]\nlisten = 127.0.0.1:{port}\nca = {pki}/ca/ca.crt\n"
             f"crl = {pki}/ca/crl.pem\ncert = {pki}/{bank}/{bank}.crt\n"
             f"key = {pki}/{bank}/{bank}.key\nsigning_key = {pki}/{bank}/{bank}.sign.key\n"
             f"{settings}")
     for peer, peer_port in peers.items():
         text += (f"\n[peer {peer}]\naddress = 127.0.0.1:{peer_port}\n"
-                 f"signing_key = {pki}/{peer}/{peer}.sign.pub\n")
+                 f"signing_key = {pki}/{peer}/{peer}.sign.pub\n"
+                 + ("kind = observer\n" if peer in observers else ""))
     return text
 
 

@@ -436,16 +436,20 @@ def test_the_network_report_is_what_leaves_the_bank_and_holds_no_one(bank):
         status, x = bank.exchange(people[i], people[i + 1], "1", "lifts",
                                   performed_on="2025-03-0%d" % (1 + i % 9))
         assert status == 201, x
-    out = bank.tbctl_json("report", "network", "--month", "2025-03",
-                          token=bank.tokens["viewer"])
-    assert out["month"] == "2025-03" and out["complete"] is True
+    whole = bank.tbctl_json("report", "network", "--month", "2025-03",
+                            token=bank.tokens["viewer"])
+    # A bank with no national body sends nothing: the report as it would be.
+    assert whole["sent"] == [] and whole["report"] is None
+    out = whole["changed_since"]
+    assert out["month"] == "2025-03" and out["final"] is True
     assert out["members"]["person"] == {"total": 10, "active": 10, "new": 0, "left": 0}
     assert out["hours"]["within"] == {"members": 10, "minutes": 660}
     assert out["hours"]["areas"] == [{"district": "CO2", "members": 10, "minutes": 660}]
     gp_row = out["referrals"][0]
     assert gp_row["kind"] == "gp_practice" and gp_row["members"] == 10
     text = bank.tbctl("report", "network", "--month", "2025-03", check=True).stdout
-    assert "activity report of" in text and "CO2" in text and "11h" in text
+    assert "not sent yet" in text and "activity report of" in text
+    assert "CO2" in text and "11h" in text
     raw = bank.tbctl("--json", "report", "network", "--month", "2025-03", check=True).stdout
     for secret in ("Person", "Surname", "Mill Lane", "7AB", "07700", "Rushey"):
         assert secret not in raw and secret not in text

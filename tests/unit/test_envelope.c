@@ -186,6 +186,46 @@ static void test_directory_page_round_trips_and_misfits_are_refused(void **state
 	json_decref(in);
 }
 
+/* An activity report keeps the difference between a suppressed figure
+ * (null: absent on the wire) and zero; a figure that is not a number is
+ * refused rather than sent as zero. */
+static void test_a_report_keeps_suppressed_apart_from_zero(void **state)
+{
+	const char *text =
+	    "{\"month\": \"2026-11\", \"revision\": 2, \"final\": true, \"from\": "
+	    "\"2026-11-01\", \"to\": \"2026-11-30\", \"rule\": {\"suppress_below\": 8, "
+	    "\"round_to\": 5}, \"members\": {\"person\": {\"total\": 45, \"active\": null, "
+	    "\"new\": 0, \"left\": null}, \"organisation\": null}, \"hours\": {\"within\": "
+	    "{\"members\": null, \"minutes\": null}, \"grants\": {\"members\": 0, \"minutes\": "
+	    "0}, \"peers\": [], \"categories\": [{\"category\": \"lifts\", \"members\": 10, "
+	    "\"minutes\": 765}], \"areas\": []}, \"referrals\": [], \"clearing\": [{\"bank\": "
+	    "\"westminster\", \"position_minutes\": -45, \"in_flight\": 0, \"applied_seq\": 3, "
+	    "\"acked_seq\": 4}]}";
+	json_t *in = json_loads(text, 0, NULL), *out, *bad;
+	ProtobufCMessage *m = env_msg_from_json(in, &timebank__v1__activity_report__descriptor);
+	uint8_t buf[2048];
+	size_t len;
+	Timebank__V1__ActivityReport *back;
+
+	(void)state;
+	assert_non_null(m);
+	len = protobuf_c_message_pack(m, buf);
+	back = timebank__v1__activity_report__unpack(NULL, len, buf);
+	assert_non_null(back);
+	assert_false(back->members->person->has_active);
+	assert_true(back->members->person->has_new_);
+	assert_int_equal(back->members->person->new_, 0);
+	out = env_msg_to_json(&back->base);
+	assert_true(json_equal(in, out));
+	json_decref(out);
+	timebank__v1__activity_report__free_unpacked(back, NULL);
+	env_msg_release(m);
+	bad = json_loads("{\"month\": \"2026-11\", \"revision\": \"2\"}", 0, NULL);
+	assert_null(env_msg_from_json(bad, &timebank__v1__activity_report__descriptor));
+	json_decref(bad);
+	json_decref(in);
+}
+
 static void test_envelope_refuses_tampering_strangers_and_misdirection(void **state)
 {
 	struct crypto_key *pub, *key = new_key(&pub), *other_pub, *other = new_key(&other_pub);
@@ -246,6 +286,7 @@ int main(void)
 	    cmocka_unit_test(test_envelope_seal_then_open_round_trips),
 	    cmocka_unit_test(test_ledger_bodies_round_trip_through_protobuf),
 	    cmocka_unit_test(test_directory_page_round_trips_and_misfits_are_refused),
+	    cmocka_unit_test(test_a_report_keeps_suppressed_apart_from_zero),
 	    cmocka_unit_test(test_envelope_refuses_tampering_strangers_and_misdirection),
 	    cmocka_unit_test(test_crypto_hex_round_trips),
 	};
