@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 /* Matches path against a pattern: '#' takes a number into r->id, '*' a
  * token name into r->name. */
@@ -110,20 +111,38 @@ static void send_metrics(struct api_req *r, const char *network)
 
 static void on_network_metrics(void *arg, const struct db_result *res)
 {
-	send_metrics(arg, res->status == DB_OK && PQntuples(res->res) == 1
-	                      ? PQgetvalue(res->res, 0, 0)
-	                      : NULL);
+	struct api_req *r = arg;
+	struct api *api = r->api;
+
+	api->network_reading = 0;
+	if (res->status == DB_OK && PQntuples(res->res) == 1) {
+		free(api->network_metrics);
+		api->network_metrics = xstrdup(PQgetvalue(res->res, 0, 0));
+		api->network_metrics_at = time(NULL);
+	}
+	send_metrics(r, api->network_metrics);
 }
 
-/* At the national body, the network's figures come from its database;
- * without it the daemon's own still answer. */
+/* At the national body, the network's figures come from its database, read
+ * at most every NETWORK_METRICS_SECONDS however often anyone scrapes (the
+ * endpoint needs no token); without the database the daemon's own still
+ * answer, with the network's as last read. */
 static void reply_metrics(struct api_req *r)
 {
+	struct api *api = r->api;
 	enum db_status st;
 
-	if (!r->api->limits.observer || db_query(r->api->db, "SELECT tb_network_metrics()", 0, NULL,
-	                                         on_network_metrics, r, &st) == -1)
-		send_metrics(r, NULL);
+	if (!api->limits.observer || api->network_reading ||
+	    time(NULL) - api->network_metrics_at < NETWORK_METRICS_SECONDS) {
+		send_metrics(r, api->network_metrics);
+		return;
+	}
+	api->network_reading = 1;
+	if (db_query(api->db, "SELECT tb_network_metrics()", 0, NULL, on_network_metrics, r, &st) ==
+	    -1) {
+		api->network_reading = 0;
+		send_metrics(r, api->network_metrics);
+	}
 }
 
 /* The token an Authorization header presents, or NULL. */
@@ -329,6 +348,7 @@ void api_free(struct api *api)
 	free(api->bank_id);
 	free(api->bank_name);
 	free(api->token_file);
+	free(api->network_metrics);
 	free(api);
 }
 

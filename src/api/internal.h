@@ -13,6 +13,7 @@
 #include <event2/http.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
@@ -38,7 +39,13 @@ struct api {
 	void *done_arg;
 	unsigned long long by_class[6]; /* replies by status class: [2] = 2xx ... */
 	struct api_batch *batch;
+	/* The national body's figures for /metrics, as last read (observer). */
+	char *network_metrics;
+	time_t network_metrics_at;
+	int network_reading;
 };
+
+#define NETWORK_METRICS_SECONDS 10
 
 /* One request being answered. Freed by the reply. */
 struct api_req {

@@ -145,13 +145,10 @@ size_t env_body_items(const Timebank__V1__Body *body)
 		return body->directory_page->n_items;
 	case TIMEBANK__V1__BODY__KIND_REPORT_ANSWERS:
 		return body->report_answers->n_items;
-	case TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT: {
-		const Timebank__V1__ActivityReport *a = body->activity_report;
-		size_t n = a->n_referrals + a->n_clearing;
-		if (a->hours != NULL)
-			n += a->hours->n_peers + a->hours->n_categories + a->hours->n_areas;
-		return n;
-	}
+	case TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT:
+		/* One report: its lists (a bank's peers, categories, areas) are
+		 * held to the frame, and the observer refuses one over 256 KiB. */
+		return 1;
 	default:
 		return 0;
 	}

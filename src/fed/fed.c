@@ -109,9 +109,10 @@ static void on_reports(void *arg, const struct db_result *r)
 		         json_array_size(queued));
 		fed_chan_seal(fed);
 	} else if (r->status != DB_OK) {
-		log_warn("fed: the activity reports could not be made: %s",
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
-		fed->last_reports = 0; /* again at the next tick */
+		log_warn(
+		    "fed: the activity reports could not be made: %s; trying again in 5 minutes",
+		    r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		fed->last_reports = time(NULL) - 3600 + 300;
 	}
 	json_decref(queued);
 }
@@ -130,7 +131,7 @@ static void send_reports(struct fed *fed, time_t now)
 		return;
 	fed->last_reports = now;
 	if (fed_query(fed, "SELECT tb_reports_send()::text", 0, NULL, on_reports, fed) == -1)
-		fed->last_reports = 0;
+		fed->last_reports = now - 3600 + 300; /* the database is away: in 5 minutes */
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

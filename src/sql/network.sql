@@ -17,7 +17,10 @@ CREATE FUNCTION tb_report_cells(r jsonb) RETURNS SETOF jsonb LANGUAGE sql IMMUTA
         UNION ALL SELECT p->'received' FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) p
         UNION ALL SELECT x FROM jsonb_array_elements(tb_report_list(r->'hours', 'categories')) x
         UNION ALL SELECT x FROM jsonb_array_elements(tb_report_list(r->'hours', 'areas')) x
-        UNION ALL SELECT x FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x) s
+        -- A referral kind's hours go with its people in the month's
+        -- exchanges (active); its members on the books are a count apart.
+        UNION ALL SELECT x - 'members' || jsonb_build_object('members', x->'active')
+                    FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x) s
      WHERE jsonb_typeof(c) = 'object'
 $$;
 
@@ -26,64 +29,109 @@ CREATE FUNCTION tb_report_list(j jsonb, key text) RETURNS jsonb LANGUAGE sql IMM
     SELECT CASE WHEN jsonb_typeof(j->key) = 'array' THEN j->key ELSE '[]' END
 $$;
 
--- Why a bank's report may not be stored, or NULL when it may: the
--- observer's own disclosure rule (fed_limits) must hold of every count of
--- people (0, suppressed, or at least suppress_below and a multiple of
--- round_to), minutes of a suppressed cell must be suppressed too, nothing
--- may be negative, and every name in it must be a code (a category of the
--- shared taxonomy, a postcode district, a kind of referrer, a bank id).
-CREATE FUNCTION tb_report_refusal(r jsonb, lim fed_limits) RETURNS text
-LANGUAGE sql STABLE AS $$
-    WITH people AS (
-        SELECT v FROM jsonb_each(CASE WHEN jsonb_typeof(r->'members') = 'object'
-                                      THEN r->'members' ELSE '{}' END) k(kind, counts),
-                      jsonb_each(CASE WHEN jsonb_typeof(counts) = 'object'
-                                      THEN counts ELSE '{}' END) f(name, v)
-        UNION ALL SELECT c->'members' FROM tb_report_cells(r) c
-        UNION ALL SELECT x->'received' FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x),
-    minutes AS (
-        SELECT c, m.key, m.value AS v
-          FROM tb_report_cells(r) c, jsonb_each(c) m
-         WHERE m.key LIKE '%minutes')
-    SELECT CASE
-        WHEN jsonb_typeof(r) <> 'object' OR coalesce(r->>'month', '') !~ '^[0-9]{4}-(0[1-9]|1[0-2])$'
-             OR (r->>'month' || '-01')::date > current_date OR r->>'month' < '2000-01'
-             OR jsonb_typeof(r->'revision') <> 'number' OR (r->>'revision')::numeric < 1
-             OR jsonb_typeof(r->'members') <> 'object' OR jsonb_typeof(r->'hours') <> 'object'
-        THEN 'malformed'
-        WHEN octet_length(r::text) > 262144 THEN 'too_large'
-        WHEN EXISTS (SELECT 1 FROM people WHERE jsonb_typeof(v) NOT IN ('number', 'null'))
-          OR EXISTS (SELECT 1 FROM minutes WHERE jsonb_typeof(v) NOT IN ('number', 'null'))
-        THEN 'malformed'
-        WHEN EXISTS (SELECT 1 FROM people WHERE (v#>>'{}')::numeric < 0)
-          OR EXISTS (SELECT 1 FROM minutes WHERE (v#>>'{}')::numeric < 0)
-        THEN 'negative_count'
-        WHEN EXISTS (SELECT 1 FROM people
-                      WHERE (v#>>'{}')::numeric <> 0
-                        AND ((v#>>'{}')::numeric < lim.suppress_below
-                             OR (v#>>'{}')::numeric % lim.round_to <> 0))
-          OR EXISTS (SELECT 1 FROM minutes
-                      WHERE jsonb_typeof(c->'members') = 'null' AND jsonb_typeof(v) <> 'null')
-        THEN 'undisclosed_count'
-        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r->'hours', 'categories')) x
-                      WHERE NOT EXISTS (SELECT 1 FROM dir_categories d
-                                         WHERE d.code = x->>'category'))
-          OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r->'hours', 'areas')) x
-                      WHERE coalesce(x->>'district', '') !~ '^([A-Z]{1,2}[0-9][0-9A-Z]?|unknown)$')
-          OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x
-                      WHERE coalesce(x->>'kind', '') NOT IN ('gp_practice', 'social_services',
-                                                             'mental_health', 'housing', 'other'))
-          OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) x
-                      WHERE coalesce(x->>'bank', '') !~ '^[a-z0-9-]{1,32}$')
-          OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r, 'clearing')) x
-                      WHERE coalesce(x->>'bank', '') !~ '^[a-z0-9-]{1,32}$'
-                         OR jsonb_typeof(x->'position_minutes') <> 'number'
-                         OR coalesce((x->>'in_flight')::numeric, -1) < 0
-                         OR coalesce((x->>'applied_seq')::numeric, -1) < 0
-                         OR coalesce((x->>'acked_seq')::numeric, -1) < 0)
-        THEN 'malformed'
-    END
-$$;
+-- Why a bank's report may not be stored, or NULL when it may, checked in
+-- this order (so that no cast meets what it cannot read): its shape (a
+-- month of the last ten years, its first and last days, a revision); its
+-- size; every number an integer of at most 12 digits and every string a
+-- code; nothing negative but a position; the observer's own disclosure
+-- rule (fed_limits) held by every count of people (0, suppressed, or at
+-- least suppress_below and a multiple of round_to), with the minutes of a
+-- suppressed cell suppressed and those of a cell of no one zero; and each
+-- name a code, once: a category of the shared taxonomy, a postcode
+-- district, a kind of referrer; and a bank named must be another of the
+-- observer's (unknown_bank).
+CREATE FUNCTION tb_report_refusal(r jsonb, lim fed_limits, from_peer text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m date;
+BEGIN
+    IF jsonb_typeof(r) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(r->'members') IS DISTINCT FROM 'object'
+       OR jsonb_typeof(r->'hours') IS DISTINCT FROM 'object'
+       OR coalesce(r->>'month', '') !~ '^2[0-9]{3}-(0[1-9]|1[0-2])$'
+       OR coalesce(r->>'revision', '') !~ '^[1-9][0-9]{0,8}$'
+       OR jsonb_typeof(r->'final') IS DISTINCT FROM 'boolean' THEN
+        RETURN 'malformed';
+    END IF;
+    m := (r->>'month' || '-01')::date;
+    IF m > current_date OR m < date_trunc('month', current_date) - interval '119 months'
+       OR r->>'from' IS DISTINCT FROM m::text
+       OR r->>'to' IS DISTINCT FROM (m + interval '1 month - 1 day')::date::text THEN
+        RETURN 'malformed';
+    END IF;
+    IF octet_length(r::text) > 262144 THEN
+        RETURN 'too_large';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_path_query(r, 'lax $.**') v
+                WHERE (jsonb_typeof(v) = 'number' AND v::text !~ '^-?[0-9]{1,12}$')
+                   OR (jsonb_typeof(v) = 'string'
+                       AND v#>>'{}' !~ '^([a-z0-9_-]{1,40}|[A-Z]{1,2}[0-9][0-9A-Z]?|'
+                                       '2[0-9]{3}-[0-9]{2}(-[0-9]{2})?)$')) THEN
+        RETURN 'malformed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_path_query(r, 'lax $.**') v, jsonb_each(
+                   CASE WHEN jsonb_typeof(v) = 'object' THEN v ELSE '{}' END) f
+                WHERE jsonb_typeof(f.value) = 'number' AND f.key <> 'position_minutes'
+                  AND (f.value#>>'{}')::bigint < 0) THEN
+        RETURN 'negative_count';
+    END IF;
+    IF EXISTS (SELECT 1
+                 FROM (SELECT v FROM jsonb_each(r->'members') k(kind, counts),
+                                     jsonb_each(CASE WHEN jsonb_typeof(counts) = 'object'
+                                                     THEN counts ELSE '{}' END) f(name, v)
+                       UNION ALL SELECT c->'members' FROM tb_report_cells(r) c
+                       UNION ALL SELECT y.v
+                                   FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x,
+                                        LATERAL (VALUES (x->'received'), (x->'members')) y(v)) p
+                WHERE jsonb_typeof(v) = 'number' AND (v#>>'{}')::bigint <> 0
+                  AND ((v#>>'{}')::bigint < lim.suppress_below
+                       OR (v#>>'{}')::bigint % lim.round_to <> 0))
+       OR EXISTS (SELECT 1 FROM tb_report_cells(r) c, jsonb_each(c) f
+                   WHERE f.key LIKE '%minutes' AND jsonb_typeof(f.value) <> 'null'
+                     AND (jsonb_typeof(c->'members') IS DISTINCT FROM 'number'
+                          OR ((c->>'members')::bigint = 0 AND (f.value#>>'{}')::bigint <> 0)))
+    THEN
+        RETURN 'undisclosed_count';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r->'hours', 'categories')) x
+                WHERE NOT EXISTS (SELECT 1 FROM dir_categories d WHERE d.code = x->>'category'))
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r->'hours', 'areas')) x
+                   WHERE coalesce(x->>'district', '') !~ '^([A-Z]{1,2}[0-9][0-9A-Z]?|unknown)$')
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x
+                   WHERE coalesce(x->>'kind', '') NOT IN ('gp_practice', 'social_services',
+                                                          'mental_health', 'housing', 'other'))
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(tb_report_list(r, 'clearing')) x
+                   WHERE jsonb_typeof(x->'position_minutes') IS DISTINCT FROM 'number'
+                      OR jsonb_typeof(x->'in_flight') IS DISTINCT FROM 'number'
+                      OR jsonb_typeof(x->'applied_seq') IS DISTINCT FROM 'number'
+                      OR jsonb_typeof(x->'acked_seq') IS DISTINCT FROM 'number')
+       OR (SELECT count(*) <> count(DISTINCT k)
+             FROM (SELECT 'c' || (x->>'category') AS k
+                     FROM jsonb_array_elements(tb_report_list(r->'hours', 'categories')) x
+                   UNION ALL SELECT 'a' || (x->>'district')
+                     FROM jsonb_array_elements(tb_report_list(r->'hours', 'areas')) x
+                   UNION ALL SELECT 'r' || (x->>'kind')
+                     FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x
+                   UNION ALL SELECT 'p' || (x->>'bank')
+                     FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) x
+                   UNION ALL SELECT 'b' || (x->>'bank')
+                     FROM jsonb_array_elements(tb_report_list(r, 'clearing')) x) names) THEN
+        RETURN 'malformed';
+    END IF;
+    -- A bank it names is another of the observer's: no other words pass
+    -- as a bank's id.
+    IF EXISTS (SELECT 1
+                 FROM (SELECT x->>'bank' AS bank
+                         FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) x
+                       UNION ALL
+                       SELECT x->>'bank' FROM jsonb_array_elements(tb_report_list(r, 'clearing')) x) b
+                WHERE b.bank IS NULL OR b.bank = from_peer
+                   OR NOT EXISTS (SELECT 1 FROM fed_peers p
+                                   WHERE p.peer = b.bank AND p.kind = 'bank')) THEN
+        RETURN 'unknown_bank';
+    END IF;
+    RETURN NULL;
+END $$;
 
 -- At the observer, inside tb_fed_apply: a bank's report. One that passes
 -- tb_report_refusal, newer than any of the bank's for the month, is stored
@@ -102,16 +150,19 @@ BEGIN
     why := CASE WHEN lim.role <> 'observer' THEN 'not_the_national_body'
                 WHEN (SELECT kind FROM fed_peers WHERE peer = from_peer) <> 'bank'
                 THEN 'not_a_bank' END;
-    why := coalesce(why, tb_report_refusal(r, lim));
+    why := coalesce(why, tb_report_refusal(r, lim, from_peer));
     IF why IS NULL THEN
         m := (r->>'month' || '-01')::date;
         rev := (r->>'revision')::int;
+        -- A bank sends a few a day, and every month it missed after time
+        -- away (at most 120): what it may make the observer keep is bounded.
         why := CASE WHEN rev <= (SELECT max(revision) FROM network_reports
                                   WHERE bank = from_peer AND month = m)
                     THEN 'stale_revision'
                     WHEN (SELECT count(*) FROM network_reports
-                           WHERE bank = from_peer AND month = m) >= 400
-                    THEN 'too_many_revisions' END;
+                           WHERE bank = from_peer AND received_at > now() - interval '1 day')
+                         >= 200
+                    THEN 'too_many_reports' END;
     END IF;
     IF why IS NULL THEN
         INSERT INTO network_reports (bank, month, revision, final, report, seq)
@@ -122,10 +173,11 @@ BEGIN
             'month', r->>'month', 'revision', rev, 'accepted', true, 'reason', '')));
     END IF;
     RAISE WARNING 'fed: the activity report from % for % (revision %) is refused: %',
-        from_peer, left(body->>'month', 7), left(body->>'revision', 10), why;
+        from_peer, substring(body->>'month' FROM '^[0-9]{4}-[0-9]{2}$'),
+        substring(body->>'revision' FROM '^[0-9]{1,9}$'), why;
     RETURN jsonb_build_object(
         'report_answer', jsonb_build_array(jsonb_build_object(
-            'month', left(coalesce(body->>'month', ''), 7),
+            'month', coalesce(substring(body->>'month' FROM '^[0-9]{4}-[0-9]{2}$'), ''),
             'revision', CASE WHEN body->>'revision' ~ '^[0-9]{1,9}$'
                              THEN (body->>'revision')::int ELSE 0 END,
             'accepted', false, 'reason', why)),
@@ -229,25 +281,32 @@ $$;
 -- one of them has sent no report for the month, or its report has no
 -- position with the other. network_minutes: the sum of every position
 -- reported, which is zero when the books agree.
-CREATE FUNCTION tb_network_books(m date) RETURNS jsonb LANGUAGE sql STABLE AS $$
+CREATE FUNCTION tb_network_pairs(m date, only_bank text DEFAULT NULL)
+RETURNS TABLE (a text, b text, state text, a_position numeric, b_position numeric,
+               in_flight numeric)
+LANGUAGE sql STABLE AS $$
     WITH banks AS (SELECT peer AS bank FROM fed_peers WHERE kind = 'bank'),
-    latest AS (SELECT * FROM tb_network_latest(m)),
     pos AS (
-        SELECT l.bank, c->>'bank' AS other, (c->>'position_minutes')::bigint AS position,
-               (c->>'in_flight')::bigint AS in_flight, (c->>'applied_seq')::bigint AS applied,
-               (c->>'acked_seq')::bigint AS acked
-          FROM latest l, jsonb_array_elements(tb_report_list(l.report, 'clearing')) c),
-    pairs AS (
-        SELECT a.bank AS a, b.bank AS b, pa.position AS a_position, pb.position AS b_position,
-               CASE WHEN pa.bank IS NULL OR pb.bank IS NULL THEN 'no_report'
-                    WHEN pa.position + pb.position = 0 THEN 'agree'
-                    WHEN pa.in_flight > 0 OR pb.in_flight > 0 OR pa.applied <> pb.acked
-                         OR pb.applied <> pa.acked THEN 'in_flight'
-                    ELSE 'diverged' END AS state,
-               coalesce(pa.in_flight, 0) + coalesce(pb.in_flight, 0) AS in_flight
-          FROM banks a JOIN banks b ON a.bank < b.bank
-          LEFT JOIN pos pa ON pa.bank = a.bank AND pa.other = b.bank
-          LEFT JOIN pos pb ON pb.bank = b.bank AND pb.other = a.bank)
+        SELECT l.bank, c->>'bank' AS other, (c->>'position_minutes')::numeric AS position,
+               (c->>'in_flight')::numeric AS in_flight, (c->>'applied_seq')::numeric AS applied,
+               (c->>'acked_seq')::numeric AS acked
+          FROM tb_network_latest(m) l, jsonb_array_elements(tb_report_list(l.report, 'clearing')) c
+         WHERE only_bank IS NULL OR l.bank = only_bank OR c->>'bank' = only_bank)
+    SELECT x.bank, y.bank,
+           CASE WHEN pa.bank IS NULL OR pb.bank IS NULL THEN 'no_report'
+                WHEN pa.position + pb.position = 0 THEN 'agree'
+                WHEN pa.in_flight > 0 OR pb.in_flight > 0 OR pa.applied <> pb.acked
+                     OR pb.applied <> pa.acked THEN 'in_flight'
+                ELSE 'diverged' END,
+           pa.position, pb.position, coalesce(pa.in_flight, 0) + coalesce(pb.in_flight, 0)
+      FROM banks x JOIN banks y ON x.bank < y.bank
+      LEFT JOIN pos pa ON pa.bank = x.bank AND pa.other = y.bank
+      LEFT JOIN pos pb ON pb.bank = y.bank AND pb.other = x.bank
+     WHERE only_bank IS NULL OR only_bank IN (x.bank, y.bank)
+$$;
+
+CREATE FUNCTION tb_network_books(m date) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH pairs AS (SELECT * FROM tb_network_pairs(m))
     SELECT jsonb_build_object(
         'month', to_char(m, 'YYYY-MM'),
         'pairs', coalesce((SELECT jsonb_agg(jsonb_build_object(
@@ -255,19 +314,20 @@ CREATE FUNCTION tb_network_books(m date) RETURNS jsonb LANGUAGE sql STABLE AS $$
                                   'b_position_minutes', b_position, 'in_flight', in_flight)
                                   ORDER BY a, b) FROM pairs), '[]'),
         'diverged', (SELECT count(*) FROM pairs WHERE state = 'diverged'),
-        'network_minutes', (SELECT coalesce(sum(position), 0) FROM pos))
+        'network_minutes', (SELECT coalesce(sum((c->>'position_minutes')::numeric), 0)
+                              FROM tb_network_latest(m) l,
+                                   jsonb_array_elements(tb_report_list(l.report, 'clearing')) c))
 $$;
 
--- Logs each pair of bank's, for month m, whose books disagree.
+-- Logs each pair of bank's for month m whose books disagree.
 CREATE FUNCTION tb_warn_diverged(m date, bank text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     p jsonb;
 BEGIN
-    FOR p IN SELECT x FROM jsonb_array_elements(tb_network_books(m)->'pairs') x
-              WHERE x->>'state' = 'diverged' AND bank IN (x->>'a', x->>'b') LOOP
+    FOR p IN SELECT to_jsonb(x) FROM tb_network_pairs(m, bank) x WHERE x.state = 'diverged' LOOP
         RAISE WARNING 'fed: the books of % and % disagree for %: % reports %, % reports % '
                       '(they must cancel)', p->>'a', p->>'b', to_char(m, 'YYYY-MM'), p->>'a',
-                      p->>'a_position_minutes', p->>'b', p->>'b_position_minutes';
+                      p->>'a_position', p->>'b', p->>'b_position';
     END LOOP;
 END $$;
 

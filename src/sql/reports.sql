@@ -177,7 +177,7 @@ CREATE FUNCTION tb_report_people() RETURNS TABLE (account_id bigint, kind text, 
                                                   joined_on date, left_on date,
                                                   referrer_kind text)
 LANGUAGE sql STABLE AS $$
-    SELECT m.account_id, m.kind, coalesce(tb_member_district(m), 'unknown'), m.joined_on,
+    SELECT m.account_id, m.kind, coalesce(upper(tb_member_district(m)), 'unknown'), m.joined_on,
            m.left_on,
            CASE WHEN m.referred_by IS NOT NULL
                 THEN coalesce((SELECT o.org_kind FROM members o WHERE o.number = m.referred_by),
@@ -198,7 +198,7 @@ $$;
 -- they may leave, in the channel's JSON of an ActivityReport
 -- (proto/report.proto) without its revision. final: the month has closed.
 CREATE FUNCTION tb_network_report(month date, below int, step int)
-RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     from_date date := date_trunc('month', month)::date;
     to_date date := (date_trunc('month', month) + interval '1 month - 1 day')::date;
@@ -209,12 +209,19 @@ BEGIN
     people AS MATERIALIZED (SELECT * FROM tb_report_people()),
     -- Each exchange once per member of ours in it: who gave (earned), who
     -- received (paid), and the peer when it crossed a bank.
-    sides AS (
-        SELECT x.id, x.minutes, tb_report_category(x.category) AS category, p.account_id, p.kind, p.district, p.referrer_kind,
-               x.earner_account = p.account_id AS gave,
+    -- Each local category's code, looked up once.
+    codes AS MATERIALIZED (
+        SELECT c.category, tb_report_category(c.category) AS code
+          FROM (SELECT DISTINCT category FROM xs) c),
+    sides AS MATERIALIZED (
+        SELECT x.id, x.minutes, codes.code AS category, p.account_id,
+               p.kind, p.district, p.referrer_kind, x.gave,
                (SELECT xe.peer FROM xb_exchanges xe WHERE xe.id = x.xb_id) AS peer
-          FROM xs x
-          JOIN people p ON p.account_id IN (x.payer_account, x.earner_account)),
+          FROM (SELECT xs.*, xs.earner_account AS account, true AS gave FROM xs
+                UNION ALL
+                SELECT xs.*, xs.payer_account, false FROM xs) x
+          JOIN people p ON p.account_id = x.account
+          JOIN codes ON codes.category = x.category),
     books AS (
         SELECT kind,
                count(*) FILTER (WHERE joined_on <= to_date
@@ -282,29 +289,40 @@ BEGIN
                   FROM (SELECT district, count(DISTINCT account_id) AS members,
                                sum(minutes) AS minutes
                           FROM sides WHERE gave GROUP BY district) a), below, step)),
-        'referrals', tb_disclose_cells((
-            SELECT jsonb_agg(jsonb_build_object(
-                       'kind', k.kind,
-                       'received', tb_disclose(
-                           (SELECT count(*) FROM people p
-                             WHERE p.referrer_kind = k.kind
-                               AND p.joined_on BETWEEN from_date AND to_date), below, step),
-                       -- On the books at the month's end, or in its
-                       -- exchanges: everyone whose hours the cell holds.
-                       'members', (SELECT count(*) FROM people p
-                                    WHERE p.referrer_kind = k.kind
-                                      AND ((p.joined_on <= to_date
-                                            AND (p.left_on IS NULL OR p.left_on > to_date))
-                                           OR p.account_id IN (SELECT account_id FROM sides))),
-                       'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
-                                    WHERE s.referrer_kind = k.kind),
-                       'given_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
-                                          WHERE s.referrer_kind = k.kind AND s.gave),
-                       'received_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
-                                             WHERE s.referrer_kind = k.kind AND NOT s.gave))
-                       ORDER BY k.n)
-              FROM (VALUES (1, 'gp_practice'), (2, 'social_services'), (3, 'mental_health'),
-                           (4, 'housing'), (5, 'other')) k(n, kind)), below, step),
+        -- A referral kind's cell is disclosed by its people in the month's
+        -- exchanges (active), whose hours it holds; its members on the
+        -- books at the month's end are a count apart.
+        'referrals', (
+            SELECT jsonb_agg(c - 'on_books' || jsonb_build_object(
+                                 'active', c->'members',
+                                 'members', tb_disclose((c->>'on_books')::bigint, below, step))
+                             ORDER BY n)
+              FROM jsonb_array_elements(tb_disclose_cells((
+                       SELECT jsonb_agg(jsonb_build_object(
+                                  'kind', k.kind,
+                                  'received', tb_disclose(
+                                      (SELECT count(*) FROM people p
+                                        WHERE p.referrer_kind = k.kind
+                                          AND p.joined_on BETWEEN from_date AND to_date),
+                                      below, step),
+                                  'on_books', (SELECT count(*) FROM people p
+                                                WHERE p.referrer_kind = k.kind
+                                                  AND p.joined_on <= to_date
+                                                  AND (p.left_on IS NULL OR p.left_on > to_date)),
+                                  'members', (SELECT count(DISTINCT account_id) FROM sides s
+                                               WHERE s.referrer_kind = k.kind),
+                                  'minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                               WHERE s.referrer_kind = k.kind),
+                                  'given_minutes', (SELECT coalesce(sum(minutes), 0) FROM sides s
+                                                     WHERE s.referrer_kind = k.kind AND s.gave),
+                                  'received_minutes', (SELECT coalesce(sum(minutes), 0)
+                                                         FROM sides s
+                                                        WHERE s.referrer_kind = k.kind
+                                                          AND NOT s.gave))
+                                  ORDER BY k.n)
+                         FROM (VALUES (1, 'gp_practice'), (2, 'social_services'),
+                                      (3, 'mental_health'), (4, 'housing'), (5, 'other')) k(n, kind)),
+                       below, step)) WITH ORDINALITY AS t(c, n)),
         -- The bank's position with each peer at the month's end, on what
         -- both have posted by then; in_flight: its exchanges not yet
         -- decided, which the peer may have posted or not.
@@ -367,10 +385,14 @@ BEGIN
     -- The daemon's hourly call and a coordinator's may meet.
     PERFORM pg_advisory_xact_lock(hashtext('tb_reports_send'));
     FOR obs IN SELECT peer FROM fed_peers WHERE kind = 'observer' ORDER BY peer LOOP
+        -- At most the last ten years, which is as far back as the
+        -- national body takes.
         FOR m IN SELECT generate_series(
-                            date_trunc('month', least(current_date,
-                                                      (SELECT min(joined_on) FROM members),
-                                                      (SELECT min(performed_on) FROM transfers))),
+                            greatest(date_trunc('month', least(current_date,
+                                                               (SELECT min(joined_on) FROM members),
+                                                               (SELECT min(performed_on)
+                                                                  FROM transfers))),
+                                     date_trunc('month', current_date) - interval '119 months'),
                             date_trunc('month', current_date), interval '1 month')::date LOOP
             SELECT * INTO last FROM fed_reports_sent
              WHERE peer = obs AND month = m ORDER BY revision DESC LIMIT 1;
@@ -424,6 +446,8 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     latest AS (SELECT DISTINCT ON (peer) * FROM sent ORDER BY peer, revision DESC)
     SELECT jsonb_build_object(
         'bank', bank_id, 'month', to_char(month, 'YYYY-MM'),
+        'national', coalesce((SELECT jsonb_agg(peer ORDER BY peer) FROM fed_peers
+                               WHERE kind = 'observer'), '[]'),
         'sent', coalesce((SELECT jsonb_agg(jsonb_build_object(
                                   'peer', peer, 'revision', revision, 'final', final,
                                   'seq', sent_seq, 'made_at', made_at, 'answer', answer,

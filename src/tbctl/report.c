@@ -253,11 +253,15 @@ static void print_sent(enum tbctl_format format, const json_t *body)
 		print_network(format, bank, report);
 	}
 	if (json_is_object(changed)) {
-		printf(
-		    json_is_object(report)
-		        ? "\nthe figures have changed since; the next report (within the hour, or "
-		          "--send) will be:\n"
-		        : "not sent yet; the report will be:\n");
+		if (json_is_object(report))
+			printf(
+			    "\nthe figures have changed since; the next report (within the hour, "
+			    "or --send) will be:\n");
+		else if (json_array_size(json_object_get(body, "national")) == 0)
+			printf("no national body is linked to this bank; the report it would be "
+			       "sent:\n");
+		else
+			printf("not sent yet; the report will be:\n");
 		print_network(format, bank, changed);
 	}
 }

@@ -448,7 +448,7 @@ def test_the_network_report_is_what_leaves_the_bank_and_holds_no_one(bank):
     gp_row = out["referrals"][0]
     assert gp_row["kind"] == "gp_practice" and gp_row["members"] == 10
     text = bank.tbctl("report", "network", "--month", "2025-03", check=True).stdout
-    assert "not sent yet" in text and "activity report of" in text
+    assert "no national body is linked" in text and "activity report of" in text
     assert "CO2" in text and "11h" in text
     raw = bank.tbctl("--json", "report", "network", "--month", "2025-03", check=True).stdout
     for secret in ("Person", "Surname", "Mill Lane", "7AB", "07700", "Rushey"):

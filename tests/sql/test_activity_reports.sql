@@ -4,7 +4,7 @@
 -- refuses anything else from it; the observer checks each report before
 -- it stores it, keeps every revision, and keeps the network's books.
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 -- Three months: two closed (m2, m1) and this one (m0), whatever today is.
 SELECT to_char(current_date - interval '2 months', 'YYYY-MM') AS m2,
@@ -132,9 +132,34 @@ SELECT results_eq($$SELECT i->>'revision', i->>'reason'
                   'a count of 1 to 7 people, one not rounded, hours of a suppressed cell, '
                   'a negative figure, a full postcode or an oversized report is refused, '
                   'with the reason');
+-- Hostile figures meet no cast they break: each is refused, the run goes on.
+SELECT is(array_agg(pg_temp.deliver('colchester', x)->>'error'), ARRAY[NULL, NULL, NULL, NULL, NULL,
+                                                                      NULL, NULL, NULL]::text[],
+          'a revision past 2^31, the year 0, a position of 2^63, free text in a date, an '
+          'unknown bank, a name twice or hours of no one are applied as refusals')
+  FROM (SELECT r || '{"revision": 3000000000}' AS x FROM closed
+        UNION ALL SELECT r || '{"revision": 20, "month": "0000-01"}' FROM closed
+        UNION ALL SELECT r || jsonb_build_object('revision', 21, 'clearing', jsonb_build_array(
+                      r->'clearing'->0 || '{"position_minutes": 9223372036854775807}')) FROM closed
+        UNION ALL SELECT r || '{"revision": 22, "from": "Jane Smith, 12 High St"}' FROM closed
+        UNION ALL SELECT r || jsonb_build_object('revision', 23, 'clearing', jsonb_build_array(
+                      r->'clearing'->0 || '{"bank": "jane-smith-12-high-st"}')) FROM closed
+        UNION ALL SELECT r || jsonb_build_object('revision', 24, 'hours', jsonb_set(r->'hours',
+                      '{categories}', (r->'hours'->'categories') || (r->'hours'->'categories')))
+                    FROM closed
+        UNION ALL SELECT r || jsonb_build_object('revision', 25, 'hours', jsonb_set(r->'hours',
+                      '{within}', '{"members": 0, "minutes": 37}')) FROM closed
+        UNION ALL SELECT r || '{"revision": 26, "final": "yes"}' FROM closed) hostile;
+SELECT results_eq($$SELECT i->>'reason'
+                      FROM fed_outbox o, jsonb_array_elements(o.body::jsonb->'items') i
+                     WHERE o.peer = 'colchester' AND NOT (i->>'accepted')::boolean
+                     ORDER BY o.seq OFFSET 7$$,
+                  $$VALUES ('malformed'::text), ('malformed'), ('malformed'), ('malformed'),
+                           ('unknown_bank'), ('malformed'), ('undisclosed_count'), ('malformed')$$,
+                  'with the reason for each');
 SELECT is((SELECT count(*) FROM network_reports), 1::bigint, 'and none of them is stored');
 SELECT is((SELECT count(*) FROM fed_inbox WHERE peer = 'colchester' AND envelope = ''
-              AND body = '{"kind": "activity_report", "refused": "undisclosed_count"}'), 3::bigint,
+              AND body = '{"kind": "activity_report", "refused": "undisclosed_count"}'), 4::bigint,
           'a refused report is kept as its hash only');
 
 -- The books: Cheshire reports its position with Colchester.
