@@ -183,3 +183,14 @@ void api_network_banks(struct api_req *r)
 {
 	api_sql(r, "SELECT tb_network_banks()::text", 0, NULL);
 }
+
+/* GET /v1/network/banks/BANK/report?month=: one bank's report as received. */
+void api_network_bank_report(struct api_req *r)
+{
+	char first[11];
+
+	if (query_month(r, "month", first) == -1)
+		return;
+	const char *params[2] = {r->name, first};
+	api_sql(r, "SELECT tb_network_bank_report($1, $2::date)::text", 2, params);
+}

@@ -88,6 +88,7 @@ void api_network_categories(struct api_req *r);
 void api_network_areas(struct api_req *r);
 void api_network_books(struct api_req *r);
 void api_network_banks(struct api_req *r);
+void api_network_bank_report(struct api_req *r);
 void api_report_referrals(struct api_req *r);
 void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);

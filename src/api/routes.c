@@ -378,6 +378,7 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/reports/network/send", ROLE_COORDINATOR, 0, api_report_network_send},
     {"GET", "/v1/network/summary", ROLE_VIEWER, 0, api_network_summary},
     {"GET", "/v1/network/banks", ROLE_VIEWER, 0, api_network_banks},
+    {"GET", "/v1/network/banks/*/report", ROLE_VIEWER, 0, api_network_bank_report},
     {"GET", "/v1/network/categories", ROLE_VIEWER, 0, api_network_categories},
     {"GET", "/v1/network/areas", ROLE_VIEWER, 0, api_network_areas},
     {"GET", "/v1/network/books", ROLE_VIEWER, 0, api_network_books},

@@ -387,3 +387,22 @@ CREATE FUNCTION tb_network_metrics() RETURNS text LANGUAGE sql STABLE AS $$
                                 || E'\n'
                        FROM diverged), '')
 $$;
+
+-- One bank's report of a month as the observer holds it: every revision
+-- (when it came, the message that carried it) and the last in full.
+CREATE FUNCTION tb_network_bank_report(b text, m date) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = b AND kind = 'bank') THEN
+        PERFORM tb_raise('peer_not_found', format('there is no bank %s', b));
+    END IF;
+    RETURN jsonb_build_object(
+        'bank', b, 'month', to_char(m, 'YYYY-MM'),
+        'revisions', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                         'revision', revision, 'final', final,
+                                         'received_at', received_at, 'seq', seq)
+                                     ORDER BY revision)
+                                 FROM network_reports
+                                WHERE bank = b AND month = date_trunc('month', m)), '[]'),
+        'report', (SELECT report FROM tb_network_latest(m) WHERE bank = b));
+END $$;

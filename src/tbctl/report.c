@@ -410,8 +410,70 @@ static json_t *bank_rows(const json_t *banks, const json_t *peers)
 	return rows;
 }
 
+/* tbctl network report BANK [--month M]: one bank's report as received,
+ * with every revision. */
+static int network_report(const struct tbctl *t, int argc, char **argv)
+{
+	static const struct tbctl_field fields[] = {
+	    {"month", "month"},
+	    {"format", "format"},
+	    {NULL, NULL},
+	};
+	json_t *query = json_object();
+	struct tbctl_reply reply;
+	enum tbctl_format format;
+	const json_t *row, *report;
+	char path[128];
+	size_t i;
+	int first = 0, rc = TBCTL_USAGE;
+
+	/* argv[0] is "report". */
+	if (tbctl_fields(argc, argv, fields, query, &first) == -1 ||
+	    tbctl_format(t->json ? "json" : json_string_value(json_object_get(query, "format")),
+	                 &format) == -1)
+		goto done;
+	if (first != argc - 1) {
+		fprintf(stderr, "tbctl: network report needs one bank\n");
+		goto done;
+	}
+	json_object_del(query, "format");
+	if (strlen(argv[first]) == 0 || strlen(argv[first]) > 32 ||
+	    strspn(argv[first], "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(argv[first])) {
+		fprintf(stderr, "tbctl: a bank id is lower-case letters, digits and '-'\n");
+		goto done;
+	}
+	snprintf(path, sizeof(path), "/v1/network/banks/%s/report", argv[first]);
+	if (tbctl_get(t, path, query, NULL, &reply) == -1 || reply.status >= 300) {
+		rc = tbctl_fail(&reply);
+		goto done;
+	}
+	report = json_object_get(reply.body, "report");
+	if (format == FORMAT_JSON) {
+		json_dumpf(reply.body, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else if (!json_is_object(report)) {
+		if (format == FORMAT_TEXT)
+			printf("no report from %s for %s\n", tbctl_str(reply.body, "bank"),
+			       tbctl_str(reply.body, "month"));
+	} else {
+		if (format == FORMAT_TEXT)
+			json_array_foreach(json_object_get(reply.body, "revisions"), i, row)
+			    printf("revision %lld%s received at %s\n",
+			           (long long)json_integer_value(json_object_get(row, "revision")),
+			           json_is_true(json_object_get(row, "final")) ? " (final)" : "",
+			           tbctl_str(row, "received_at"));
+		print_network(format, tbctl_str(reply.body, "bank"), report);
+	}
+	json_decref(reply.body);
+	rc = TBCTL_OK;
+done:
+	json_decref(query);
+	return rc;
+}
+
 /* tbctl network summary|banks|categories|areas|books: the network as its
- * banks' reports show it, at the national body. */
+ * banks' reports show it, at the national body; network report BANK: one
+ * bank's. */
 int tbctl_network(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
@@ -434,11 +496,16 @@ int tbctl_network(const struct tbctl *t, int argc, char **argv)
 	size_t v = 0;
 	int first, rc = TBCTL_USAGE;
 
+	if (strcmp(name, "report") == 0) {
+		json_decref(query);
+		return network_report(t, argc - 1, argv + 1);
+	}
 	while (v < sizeof(views) / sizeof(views[0]) && strcmp(views[v].name, name) != 0)
 		v++;
 	if (v == sizeof(views) / sizeof(views[0])) {
-		fprintf(stderr,
-		        "tbctl: network needs summary, banks, categories, areas or books\n");
+		fprintf(
+		    stderr,
+		    "tbctl: network needs summary, banks, categories, areas, books or report\n");
 		goto done;
 	}
 	if (tbctl_fields(argc - 1, argv + 1, fields, query, &first) == -1 || first != argc - 1 ||

@@ -134,6 +134,14 @@ def test_reports_reach_the_national_body_and_hold_no_one(network):
     assert books["network_minutes"] == 0 and books["diverged"] == 0
     banks = nat.tbctl_json("network", "banks")
     assert {b["bank"]: b["state"] for b in banks} == {b: "established" for b in BANKS}
+    one = nat.tbctl_json("network", "report", "colchester")
+    sent = {k: v for k, v in shown["report"].items() if k != "kind"}
+    assert one["revisions"] and one["report"] == sent, "what arrived is what was sent"
+    assert "revision" in nat.tbctl("network", "report", "colchester", check=True).stdout
+    r = nat.tbctl("network", "report", "nowhere")
+    assert r.returncode == 1 and "peer_not_found" in r.stderr
+    r = nat.tbctl("network", "report", "Bad Bank")
+    assert r.returncode == 2
     cats = nat.tbctl_json("network", "categories")["rows"]
     assert {c["category"] for c in cats} == {"lifts", "gardening"}
     for view in ("summary", "banks", "categories", "areas", "books"):
