@@ -30,13 +30,13 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) $(FAILPOINT_F
 LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS_ALL := $(LDFLAGS) $(SANFLAGS)
 
-PROTO_C := $(BUILD)/gen/federation.pb-c.c $(BUILD)/gen/report.pb-c.c
+PROTO_C := $(BUILD)/gen/federation.pb-c.c $(BUILD)/gen/report.pb-c.c $(BUILD)/gen/register.pb-c.c
 # The schema: migrations in order of their numbers, then the rules, in this
 # order (a file's triggers may use functions of the files before it).
 SQL_MIGRATIONS := $(sort $(wildcard src/sql/migrations/*.sql))
 SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel.sql \
 	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql erasure.sql reports.sql \
-	network.sql audit.sql)
+	network.sql register.sql audit.sql)
 
 # The C tree in layers (each header says what it may include; make layers
 # checks it, tests/layers.py): src/core is pure (no socket, no database), src/io reaches
@@ -50,7 +50,8 @@ DAEMON_SRC := daemon/main.c src/core/failpoint.c $(addprefix src/io/,db.c pgm.c 
 TBCTL_SRC := $(wildcard src/tbctl/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-CORE_OBJ := $(call obj,$(CORE)) $(BUILD)/obj/gen/federation.pb-c.o $(BUILD)/obj/gen/report.pb-c.o
+CORE_OBJ := $(call obj,$(CORE)) $(BUILD)/obj/gen/federation.pb-c.o $(BUILD)/obj/gen/report.pb-c.o \
+	$(BUILD)/obj/gen/register.pb-c.o
 GEN_OBJ := $(BUILD)/obj/gen/schema_sql.o
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
@@ -77,7 +78,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
-$(PROTO_C) &: proto/federation.proto proto/report.proto
+$(PROTO_C) &: proto/federation.proto proto/report.proto proto/register.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $^
 

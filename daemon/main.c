@@ -3,6 +3,7 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "crypto.h"
 #include "db.h"
 #include "fed.h"
 #include "hours.h"
@@ -370,6 +371,18 @@ static int run(struct daemon *d)
 		}
 		api_set_link(d->api, &(struct api_link){d->fed, link_written, link_peers,
 		                                        link_metrics, link_forget_key});
+	}
+	if (d->cfg->fed_register_signing_key != NULL) {
+		struct crypto_key *key =
+		    crypto_key_load(d->cfg->fed_register_signing_key, 1, err, sizeof(err));
+		if (key == NULL) {
+			fed_free(d->fed);
+			api_free(d->api);
+			db_free(d->db);
+			pgm_stop(d->pgm);
+			fatal("the register key %s: %s", d->cfg->fed_register_signing_key, err);
+		}
+		api_set_register(d->api, key, d->cfg->fed_crl);
 	}
 	if (d->pgm != NULL)
 		pgm_supervise(d->pgm, d->base);

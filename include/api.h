@@ -53,6 +53,11 @@ struct api_link {
 };
 /* Without it the API answers as a bank with no [federation]. */
 void api_set_link(struct api *api, const struct api_link *link);
+/* At the national body: the register key (taken) that signs the register,
+ * and the CA's CRL file it carries. Without it the register routes answer
+ * 409 no_register_key. */
+struct crypto_key;
+void api_set_register(struct api *api, struct crypto_key *key, const char *crl_path);
 /* The tokens in force, and a new set that replaces them (owned). */
 const struct auth *api_auth(const struct api *api);
 void api_set_auth(struct api *api, struct auth *auth);

@@ -58,10 +58,10 @@ struct config {
 	                            community account below zero */
 	int64_t max_exchange;    /* [ledger] max_exchange, minutes */
 
-	int active_days; /* [reports] active_days: "active" = exchanged within this many days */
+	int active_days;    /* [reports] active_days: "active" = exchanged within this many days */
 	int suppress_below; /* [reports] suppress_below: in the national body's report, counts */
 	int round_to;       /* of people 1..suppress_below-1 are suppressed, others rounded */
-	int dir_review;  /* [directory] review: shared items wait for a broker's approval */
+	int dir_review;     /* [directory] review: shared items wait for a broker's approval */
 
 	/* [federation]: absent, the daemon links to no one. */
 	int fed_enabled;
@@ -74,6 +74,9 @@ struct config {
 	char *fed_key;          /* and its private key */
 	char *fed_signing_key;  /* Ed25519 private key signing every message */
 	char *fed_previous_key; /* the key before a rotation, announced and then retired */
+	/* The national body's register key (private, Ed25519): the observer
+	 * signs the register with it. */
+	char *fed_register_signing_key;
 	/* Connections still in TLS or hello: [federation] max_handshakes in all,
 	 * max_handshakes_per_source from one address, each given
 	 * handshake_timeout seconds to finish. */

@@ -33,6 +33,10 @@ int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len, 
                   size_t sig_len) __attribute__((warn_unused_result));
 
 void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out);
+/* The SHA-256 of a PEM certificate's DER, as hex into hex (65 bytes): 0,
+ * or -1 with the reason in err. */
+int crypto_cert_sha256(const char *path, char *hex, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void crypto_hex(const uint8_t *bytes, size_t len, char *out);

@@ -48,6 +48,10 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err);
 /* A broker's approval of a shared item: version (optional), the item's
  * version the broker read, so that one changed since is not approved. */
 json_t *req_dir_approve(const json_t *body, struct req_error *err);
+/* The national body's register: a bank to add (id, name, address, kind,
+ * signing_pub, cert_sha256), and a key rotation (signing_pub, grace_days). */
+json_t *req_register_bank(const json_t *body, struct req_error *err);
+json_t *req_register_rotate(const json_t *body, struct req_error *err);
 
 /* A contact request for a shared item: handle, bank (optional), for (the
  * member asking), message (checked like an item's text). */

@@ -116,6 +116,8 @@ int tbctl_statements(const struct tbctl *t, int argc, char **argv)
     __attribute__((warn_unused_result));
 int tbctl_report(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_network(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_register(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
 int tbctl_token(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_peers(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_federation(const struct tbctl *t, int argc, char **argv)

@@ -2,6 +2,7 @@
  * checked and routed, health and metrics, reloads and draining. */
 #include "internal.h"
 
+#include "crypto.h"
 #include "http.h"
 #include "log.h"
 #include "mem.h"
@@ -327,6 +328,14 @@ void api_set_link(struct api *api, const struct api_link *link)
 	api->link = *link;
 }
 
+void api_set_register(struct api *api, struct crypto_key *key, const char *crl_path)
+{
+	crypto_key_free(api->register_key);
+	free(api->crl_path);
+	api->register_key = key;
+	api->crl_path = crl_path != NULL ? xstrdup(crl_path) : NULL;
+}
+
 const struct auth *api_auth(const struct api *api)
 {
 	return api->auth;
@@ -349,6 +358,8 @@ void api_free(struct api *api)
 	free(api->bank_name);
 	free(api->token_file);
 	free(api->network_metrics);
+	crypto_key_free(api->register_key);
+	free(api->crl_path);
 	free(api);
 }
 

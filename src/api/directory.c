@@ -60,9 +60,9 @@ static void item_approve(struct api_req *r, const char *kind)
 
 	r->ok_status = 200;
 	r->dir_changes = 1;
-	api_sql_body(r,
-	             "SELECT tb_dir_approve($2, $3::bigint, $4, ($1::jsonb->>'version')::bigint)::text",
-	             p, &err, 3, extra);
+	api_sql_body(
+	    r, "SELECT tb_dir_approve($2, $3::bigint, $4, ($1::jsonb->>'version')::bigint)::text",
+	    p, &err, 3, extra);
 	json_decref(empty);
 }
 

@@ -39,6 +39,9 @@ struct api {
 	void *done_arg;
 	unsigned long long by_class[6]; /* replies by status class: [2] = 2xx ... */
 	struct api_batch *batch;
+	/* The national body's register key and the CRL the register carries. */
+	struct crypto_key *register_key;
+	char *crl_path;
 	/* The national body's figures for /metrics, as last read (observer). */
 	char *network_metrics;
 	time_t network_metrics_at;
@@ -89,6 +92,14 @@ void api_network_areas(struct api_req *r);
 void api_network_books(struct api_req *r);
 void api_network_banks(struct api_req *r);
 void api_network_bank_report(struct api_req *r);
+void api_register_show(struct api_req *r);
+void api_register_diff(struct api_req *r);
+void api_register_history(struct api_req *r);
+void api_register_add(struct api_req *r);
+void api_register_remove(struct api_req *r);
+void api_register_revoke(struct api_req *r);
+void api_register_rotate(struct api_req *r);
+void api_register_publish(struct api_req *r);
 void api_report_referrals(struct api_req *r);
 void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);

@@ -58,6 +58,7 @@ static const struct key keys[] = {
     {"federation", "key", KT_PATH, OFF(fed_key), 0, 0, 0},
     {"federation", "signing_key", KT_PATH, OFF(fed_signing_key), 0, 0, 0},
     {"federation", "previous_signing_key", KT_PATH, OFF(fed_previous_key), 0, 0, 0},
+    {"federation", "register_signing_key", KT_PATH, OFF(fed_register_signing_key), 0, 0, 0},
     {"federation", "max_handshakes", KT_INT, OFF(fed_handshakes), 0, 1, 65536},
     {"federation", "max_handshakes_per_source", KT_INT, OFF(fed_handshakes_per_source), 0, 1,
      65536},
@@ -370,6 +371,8 @@ static void check_federation(struct parse *p)
 		cfg->fed_role = xstrdup("bank");
 	else if (strcmp(cfg->fed_role, "bank") != 0 && strcmp(cfg->fed_role, "observer") != 0)
 		problem(p->probs, 0, "role in [federation] must be bank or observer");
+	if (cfg->fed_register_signing_key != NULL && strcmp(cfg->fed_role, "observer") != 0)
+		problem(p->probs, 0, "only the national body (role = observer) signs the register");
 	for (int i = 0; i < cfg->npeers; i++) {
 		struct config_peer *peer = &cfg->peers[i];
 		if (peer->host == NULL)
@@ -482,6 +485,7 @@ void config_free(struct config *cfg)
 	free(cfg->fed_key);
 	free(cfg->fed_signing_key);
 	free(cfg->fed_previous_key);
+	free(cfg->fed_register_signing_key);
 	for (int i = 0; i < cfg->npeers; i++) {
 		free(cfg->peers[i].id);
 		free(cfg->peers[i].host);

@@ -2,8 +2,10 @@
 
 #include "mem.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,4 +164,29 @@ int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len, 
 	     EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -1;
+}
+
+int crypto_cert_sha256(const char *path, char *hex, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	X509 *cert = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	int ok;
+
+	if (f != NULL)
+		fclose(f);
+	if (cert == NULL) {
+		snprintf(err, errlen, "%s: %s", path,
+		         f == NULL ? strerror(errno) : "not a PEM certificate");
+		return -1;
+	}
+	ok = X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == CRYPTO_HASH_LEN;
+	X509_free(cert);
+	if (!ok) {
+		snprintf(err, errlen, "%s: its digest could not be taken", path);
+		return -1;
+	}
+	crypto_hex(md, n, hex);
+	return 0;
 }

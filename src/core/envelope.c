@@ -182,6 +182,15 @@ static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *v)
 		const ProtobufCMessage *m = *(ProtobufCMessage *const *)v;
 		return m != NULL ? env_msg_to_json(m) : json_null();
 	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *b = v;
+		char *hex = xmalloc(2 * b->len + 1);
+		json_t *out;
+		crypto_hex(b->data, b->len, hex);
+		out = json_string(hex);
+		free(hex);
+		return out;
+	}
 	default:
 		return json_null();
 	}
@@ -198,6 +207,8 @@ static size_t value_size(const ProtobufCFieldDescriptor *f)
 		return sizeof(uint32_t);
 	case PROTOBUF_C_TYPE_BOOL:
 		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
 	default:
 		return sizeof(void *);
 	}
@@ -260,6 +271,17 @@ static int value_from_json(const ProtobufCFieldDescriptor *f, const json_t *j, v
 	case PROTOBUF_C_TYPE_MESSAGE:
 		*(ProtobufCMessage **)v = env_msg_from_json(j, f->descriptor);
 		return *(ProtobufCMessage **)v != NULL ? 0 : -1;
+	case PROTOBUF_C_TYPE_BYTES: {
+		/* Bytes are hex in JSON. */
+		ProtobufCBinaryData *b = v;
+		const char *hex = json_string_value(j);
+		size_t max = hex != NULL ? strlen(hex) / 2 : 0;
+		long n;
+		b->data = xmalloc(max > 0 ? max : 1);
+		n = hex != NULL ? crypto_unhex(hex, b->data, max) : 0;
+		b->len = n > 0 ? (size_t)n : 0;
+		return hex != NULL && n < 0 ? -1 : 0;
+	}
 	default:
 		return -1;
 	}
@@ -321,12 +343,18 @@ void env_msg_release(ProtobufCMessage *m)
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = *(size_t *)((char *)m + f->quantifier_offset);
 			ProtobufCMessage **items = *(ProtobufCMessage ***)at;
+			ProtobufCBinaryData *blobs = *(ProtobufCBinaryData **)at;
 			if (f->type == PROTOBUF_C_TYPE_MESSAGE && items != NULL)
 				for (size_t k = 0; k < n; k++)
 					env_msg_release(items[k]);
+			if (f->type == PROTOBUF_C_TYPE_BYTES && blobs != NULL)
+				for (size_t k = 0; k < n; k++)
+					free(blobs[k].data);
 			free(*(void **)at);
 		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 			env_msg_release(*(ProtobufCMessage **)at);
+		} else if (f->type == PROTOBUF_C_TYPE_BYTES) {
+			free(((ProtobufCBinaryData *)at)->data);
 		}
 	}
 	free(m);

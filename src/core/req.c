@@ -213,14 +213,15 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		if (!json_is_string(v) ||
 		    dir_area(json_string_value(v), district, sizeof(district)) == -1) {
 			fail(err, "invalid_field",
-			     "district must be a postcode district, such as CO2 (not a full postcode)");
+			     "district must be a postcode district, such as CO2 (not a full "
+			     "postcode)");
 			return -1;
 		}
 		return json_object_set_new(out, key, json_string(district));
 	}
 	if (strcmp(key, "org_kind") == 0) {
-		static const char *const kinds[] = {"gp_practice", "social_services", "mental_health",
-		                                    "housing", "other", NULL};
+		static const char *const kinds[] = {
+		    "gp_practice", "social_services", "mental_health", "housing", "other", NULL};
 		const char *k = json_string_value(v);
 		const char *const *known = kinds;
 		if (json_is_null(v))
@@ -228,8 +229,9 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		while (k != NULL && *known != NULL && strcmp(*known, k) != 0)
 			known++;
 		if (k == NULL || *known == NULL) {
-			fail(err, "invalid_field", "org_kind must be gp_practice, social_services, "
-			                           "mental_health, housing or other");
+			fail(err, "invalid_field",
+			     "org_kind must be gp_practice, social_services, "
+			     "mental_health, housing or other");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
@@ -869,4 +871,120 @@ json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req
 		return NULL;
 	out = json_pack("{sOsI}", "contact", contact, "minutes", (json_int_t)minutes);
 	return with_fields(body, out, err);
+}
+
+/* ---- the national body's register ------------------------------------- */
+
+static int valid_bank_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 2 && n <= 32 && s[0] >= 'a' && s[0] <= 'z' &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* 2 * len lower-case hex digits. */
+static int valid_hex(const json_t *v, size_t len)
+{
+	const char *s = json_string_value(v);
+
+	return s != NULL && strlen(s) == 2 * len && strspn(s, "0123456789abcdef") == 2 * len;
+}
+
+/* host:port, the host a name or an IPv4 address. */
+static int valid_address(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	int64_t port;
+
+	return colon != NULL && colon > s && (size_t)(colon - s) <= 253 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
+	           (size_t)(colon - s) &&
+	       req_parse_int(colon + 1, 1, 65535, &port) == 0;
+}
+
+json_t *req_register_bank(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"id",          "name",        "address", "kind",
+	                                      "signing_pub", "cert_sha256", NULL};
+	const json_t *id = json_object_get(body, "id"), *name = json_object_get(body, "name"),
+	             *address = json_object_get(body, "address"),
+	             *kind = json_object_get(body, "kind"),
+	             *pub = json_object_get(body, "signing_pub"),
+	             *cert = json_object_get(body, "cert_sha256");
+	json_t *out = json_object();
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (!json_is_string(id) || !valid_bank_id(json_string_value(id))) {
+		fail(err, "invalid_field", "id must be 2 to 32 of a-z, 0-9 and '-', from a letter");
+		goto bad;
+	}
+	if (name != NULL && (!json_is_string(name) || json_string_length(name) == 0 ||
+	                     !valid_text(json_string_value(name), 100, 0))) {
+		fail(err, "invalid_field", "name must be text of 1 to 100 characters");
+		goto bad;
+	}
+	if (!json_is_string(address) || !valid_address(json_string_value(address))) {
+		fail(err, "invalid_field", "address must be HOST:PORT of its federation listener");
+		goto bad;
+	}
+	if (kind != NULL &&
+	    (!json_is_string(kind) || (strcmp(json_string_value(kind), "bank") != 0 &&
+	                               strcmp(json_string_value(kind), "observer") != 0))) {
+		fail(err, "invalid_field", "kind must be bank or observer");
+		goto bad;
+	}
+	if (!valid_hex(pub, 32)) {
+		fail(err, "invalid_field",
+		     "signing_pub must be its Ed25519 public key, 64 hex digits");
+		goto bad;
+	}
+	if (cert != NULL && !valid_hex(cert, 32)) {
+		fail(err, "invalid_field", "cert_sha256 must be 64 hex digits");
+		goto bad;
+	}
+	json_object_set(out, "id", (json_t *)id);
+	json_object_set_new(out, "name",
+	                    name != NULL ? json_incref((json_t *)name) : json_incref((json_t *)id));
+	json_object_set(out, "address", (json_t *)address);
+	json_object_set_new(out, "kind",
+	                    kind != NULL ? json_incref((json_t *)kind) : json_string("bank"));
+	json_object_set(out, "signing_pub", (json_t *)pub);
+	if (cert != NULL)
+		json_object_set(out, "cert_sha256", (json_t *)cert);
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *req_register_rotate(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"signing_pub", "grace_days", NULL};
+	const json_t *pub = json_object_get(body, "signing_pub"),
+	             *grace = json_object_get(body, "grace_days");
+	json_t *out = json_object();
+	int64_t days = 30;
+
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (!valid_hex(pub, 32)) {
+		fail(err, "invalid_field",
+		     "signing_pub must be its Ed25519 public key, 64 hex digits");
+		goto bad;
+	}
+	if (grace != NULL &&
+	    !(json_is_integer(grace) && (days = json_integer_value(grace)) >= 0 && days <= 365) &&
+	    !(json_is_string(grace) &&
+	      req_parse_int(json_string_value(grace), 0, 365, &days) == 0)) {
+		fail(err, "invalid_field", "grace_days must be 0 to 365");
+		goto bad;
+	}
+	json_object_set(out, "signing_pub", (json_t *)pub);
+	json_object_set_new(out, "grace_days", json_integer(days));
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
 }

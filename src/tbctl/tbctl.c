@@ -77,6 +77,13 @@ static void usage(FILE *out)
 	    "  network categories|areas [--from M --to M]   hours across the network\n"
 	    "  network books [--month M]  each pair of banks: agree, in flight, diverged\n"
 	    "  network report BANK [--month M]   one bank's report as received, every revision\n"
+	    "the network's register (at the national body's observer):\n"
+	    "  register init | show | diff | history\n"
+	    "  register add-bank ID --address HOST:PORT --signing-pub FILE [--cert FILE]\n"
+	    "                    [--name N] [--kind bank|observer]\n"
+	    "  register remove-bank ID | revoke ID\n"
+	    "  register rotate-key ID --signing-pub FILE [--grace-days N]\n"
+	    "  register publish [--next-update-days N]   sign it as the next serial\n"
 	    "tokens:\n"
 	    "  token create --name NAME --role coordinator|broker|viewer\n"
 	    "  token list\n"
@@ -145,6 +152,7 @@ int main(int argc, char **argv)
 	    {"peers", tbctl_peers},
 	    {"federation", tbctl_federation},
 	    {"network", tbctl_network},
+	    {"register", tbctl_register},
 	    {"token", tbctl_token},
 	};
 

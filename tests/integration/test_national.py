@@ -223,6 +223,8 @@ def test_a_bank_away_reports_every_month_it_missed_and_revises_a_month_changed(n
     wait_for(lambda: len(reports_at(nat, "colchester", f"{LAST:%Y-%m}")) > before,
              what="the final report once it is back")
     assert reports_at(nat, "colchester", f"{LAST:%Y-%m}")[-1][1] == "t"
+    status, body = nat.api("GET", "/v1/register")
+    assert status == 409 and body["error"]["code"] == "no_register_key"
     status, body = nat.api("GET", "/v1/network/summary?month=13")
     assert status == 400 and body["error"]["code"] == "invalid_period"
 

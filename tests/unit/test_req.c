@@ -367,9 +367,61 @@ static void test_req_dir_approve_takes_the_version_read(void **state)
 	assert_string_equal(approve_error("{\"text\": \"x\"}"), "unknown_field");
 }
 
+/* The code a register change is refused with, or NULL when it passes. */
+static const char *register_error(const char *text, int rotate)
+{
+	static char code[40];
+	json_t *body = parse(text), *out;
+	struct req_error err;
+
+	out = rotate ? req_register_rotate(body, &err) : req_register_bank(body, &err);
+	json_decref(body);
+	if (out != NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	snprintf(code, sizeof(code), "%s", err.code);
+	return code;
+}
+
+static void test_req_register_checks_a_bank_and_a_rotation(void **state)
+{
+	const char *key =
+	    "\"signing_pub\": \"0101010101010101010101010101010101010101010101010101010101010101\"";
+	char text[512];
+
+	(void)state;
+	snprintf(text, sizeof(text),
+	         "{\"id\": \"dorset\", \"address\": \"dorset.example.org:9405\", %s}", key);
+	assert_null(register_error(text, 0));
+	snprintf(text, sizeof(text), "{\"id\": \"Dorset\", \"address\": \"d:1\", %s}", key);
+	assert_string_equal(register_error(text, 0), "invalid_field");
+	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"d\", %s}", key);
+	assert_string_equal(register_error(text, 0), "invalid_field");
+	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"d:70000\", %s}", key);
+	assert_string_equal(register_error(text, 0), "invalid_field");
+	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"d e:1\", %s}", key);
+	assert_string_equal(register_error(text, 0), "invalid_field");
+	snprintf(text, sizeof(text),
+	         "{\"id\": \"dorset\", \"address\": \"d:1\", \"kind\": \"x\", %s}", key);
+	assert_string_equal(register_error(text, 0), "invalid_field");
+	assert_string_equal(
+	    register_error("{\"id\": \"dorset\", \"address\": \"d:1\", \"signing_pub\": \"01\"}",
+	                   0),
+	    "invalid_field");
+	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"d:1\", \"extra\": 1, %s}",
+	         key);
+	assert_string_equal(register_error(text, 0), "unknown_field");
+	snprintf(text, sizeof(text), "{%s, \"grace_days\": 400}", key);
+	assert_string_equal(register_error(text, 1), "invalid_field");
+	snprintf(text, sizeof(text), "{%s, \"grace_days\": \"7\"}", key);
+	assert_null(register_error(text, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_req_register_checks_a_bank_and_a_rotation),
 	    cmocka_unit_test(test_req_exchange_normalises_hours_and_category),
 	    cmocka_unit_test(test_req_exchange_takes_numeric_hours_and_minutes),
 	    cmocka_unit_test(test_req_numeric_hours_are_exact),

@@ -1,0 +1,167 @@
+-- The network's register at the national body: banks added, removed,
+-- revoked and their keys rotated, each change kept in register_history;
+-- the draft the next publish signs, what it would change, and the
+-- registers published. The daemon signs (it holds the register key); the
+-- rules decide what is in it.
+
+CREATE FUNCTION tb_register_bank_json(b register_banks) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', b.id, 'name', b.name, 'address', b.address, 'kind', b.kind,
+        'cert_sha256', coalesce(b.cert_sha256, ''),
+        'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                     'public_key', encode(k.public_key, 'hex'),
+                                     'not_before_unix', floor(extract(epoch FROM k.not_before)),
+                                     'not_after_unix', coalesce(floor(extract(epoch FROM k.not_after)), 0))
+                                 ORDER BY k.not_before, k.public_key)
+                            FROM register_keys k
+                           WHERE k.bank = b.id AND (k.not_after IS NULL OR k.not_after > now())),
+                         '[]'))
+$$;
+
+CREATE FUNCTION tb_register_note(actor text, action text, bank text, detail jsonb)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO register_history (actor, action, bank, detail) VALUES (actor, action, bank, detail)
+$$;
+
+CREATE FUNCTION tb_register_find(want text) RETURNS register_banks LANGUAGE plpgsql AS $$
+DECLARE
+    b register_banks;
+BEGIN
+    SELECT * INTO b FROM register_banks WHERE id = want AND removed_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM tb_raise('bank_not_found', format('%s is not in the register', want));
+    END IF;
+    RETURN b;
+END $$;
+
+-- A bank joins (p: id, name, address, kind, signing_pub as 64 hex digits,
+-- cert_sha256), validated by the daemon; one already in the register, or
+-- a key another bank has, is refused.
+CREATE FUNCTION tb_register_add(p jsonb, actor text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    b register_banks;
+BEGIN
+    IF EXISTS (SELECT 1 FROM register_banks WHERE id = p->>'id' AND removed_at IS NULL) THEN
+        PERFORM tb_raise('bank_exists', format('%s is already in the register', p->>'id'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM register_keys k JOIN register_banks r ON r.id = k.bank
+                WHERE k.public_key = decode(p->>'signing_pub', 'hex') AND r.id <> p->>'id') THEN
+        PERFORM tb_raise('key_in_use', 'that signing key is another bank''s');
+    END IF;
+    DELETE FROM register_keys WHERE bank = p->>'id';
+    INSERT INTO register_banks (id, name, address, kind, cert_sha256)
+         VALUES (p->>'id', p->>'name', p->>'address', coalesce(p->>'kind', 'bank'),
+                 p->>'cert_sha256')
+    ON CONFLICT (id) DO UPDATE
+        SET name = EXCLUDED.name, address = EXCLUDED.address, kind = EXCLUDED.kind,
+            cert_sha256 = EXCLUDED.cert_sha256, added_at = now(), removed_at = NULL,
+            revoked = false
+    RETURNING * INTO b;
+    INSERT INTO register_keys (bank, public_key) VALUES (b.id, decode(p->>'signing_pub', 'hex'));
+    PERFORM tb_register_note(actor, 'add-bank', b.id, p - 'id');
+    RETURN tb_register_bank_json(b);
+END $$;
+
+-- A bank leaves (or, revoked, is put out: its certificates are revoked at
+-- the CA with tbpki revoke, and the next register carries the new CRL).
+CREATE FUNCTION tb_register_remove(want text, revoke boolean, actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    b register_banks := tb_register_find(want);
+BEGIN
+    UPDATE register_banks SET removed_at = now(), revoked = revoke WHERE id = b.id
+    RETURNING * INTO b;
+    PERFORM tb_register_note(actor, CASE WHEN revoke THEN 'revoke' ELSE 'remove-bank' END, b.id,
+                             '{}');
+    RETURN jsonb_build_object('id', b.id, 'state', CASE WHEN revoke THEN 'revoked'
+                                                         ELSE 'removed' END);
+END $$;
+
+-- A bank's new signing key: the keys it has keep working for grace_days,
+-- then end; the new one works from now.
+CREATE FUNCTION tb_register_rotate(want text, pub_hex text, grace_days int, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    b register_banks := tb_register_find(want);
+BEGIN
+    IF EXISTS (SELECT 1 FROM register_keys WHERE public_key = decode(pub_hex, 'hex')) THEN
+        PERFORM tb_raise('key_in_use', 'that signing key is already in the register');
+    END IF;
+    UPDATE register_keys SET not_after = now() + make_interval(days => grace_days)
+     WHERE bank = b.id AND (not_after IS NULL OR not_after > now() + make_interval(days => grace_days));
+    INSERT INTO register_keys (bank, public_key) VALUES (b.id, decode(pub_hex, 'hex'));
+    PERFORM tb_register_note(actor, 'rotate-key', b.id,
+                             jsonb_build_object('signing_pub', pub_hex, 'grace_days', grace_days));
+    RETURN tb_register_bank_json(b);
+END $$;
+
+-- The register the next publish signs (next_days: until its next update),
+-- without its CRL, which the daemon reads from the CA's file.
+CREATE FUNCTION tb_register_draft(next_days int) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'serial', coalesce((SELECT max(serial) FROM register_published), 0) + 1,
+        'issued_unix', floor(extract(epoch FROM now())),
+        'next_update_unix', floor(extract(epoch FROM now() + make_interval(days => next_days))),
+        'banks', coalesce((SELECT jsonb_agg(tb_register_bank_json(b) ORDER BY b.id)
+                             FROM register_banks b WHERE b.removed_at IS NULL), '[]'))
+$$;
+
+-- What the next publish would change, bank by bank, against the last one
+-- published: added, removed, and changed (with the fields that differ).
+CREATE FUNCTION tb_register_diff() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH last AS (SELECT register FROM register_published ORDER BY serial DESC LIMIT 1),
+    was AS (SELECT b->>'id' AS id, b FROM last, jsonb_array_elements(register->'banks') b),
+    now_ AS (SELECT b->>'id' AS id, b FROM jsonb_array_elements(tb_register_draft(0)->'banks') b),
+    rows AS (
+        SELECT coalesce(n.id, w.id) AS id,
+               CASE WHEN w.id IS NULL THEN 'added' WHEN n.id IS NULL THEN 'removed'
+                    ELSE 'changed' END AS change,
+               CASE WHEN w.id IS NOT NULL AND n.id IS NOT NULL THEN
+                   (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(n.b) k
+                     WHERE n.b->k IS DISTINCT FROM w.b->k) END AS fields
+          FROM now_ n FULL JOIN was w ON w.id = n.id
+         WHERE w.id IS NULL OR n.id IS NULL OR n.b <> w.b)
+    SELECT jsonb_build_object(
+        'published_serial', (SELECT max(serial) FROM register_published),
+        'changes', coalesce((SELECT jsonb_agg(jsonb_strip_nulls(to_jsonb(r)) ORDER BY r.id)
+                               FROM rows r), '[]'))
+$$;
+
+-- A register the daemon signed: kept as it went out, as the next serial.
+CREATE FUNCTION tb_register_store(serial bigint, register jsonb, signed_hex text, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF serial <> coalesce((SELECT max(p.serial) FROM register_published p), 0) + 1 THEN
+        PERFORM tb_raise('register_changed', 'another register was published meanwhile; '
+                                             'publish again');
+    END IF;
+    INSERT INTO register_published (serial, actor, register, signed)
+         VALUES (serial, actor, register, decode(signed_hex, 'hex'));
+    PERFORM tb_register_note(actor, 'publish', NULL, jsonb_build_object('serial', serial));
+    RETURN tb_register_show();
+END $$;
+
+-- The register as it stands: the last published (serial, when, by whom,
+-- its next update) and the banks in it now, and whether changes wait.
+CREATE FUNCTION tb_register_show() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'published', (SELECT jsonb_build_object(
+                                 'serial', p.serial, 'published_at', p.published_at,
+                                 'actor', p.actor,
+                                 'next_update', to_timestamp((p.register->>'next_update_unix')::bigint),
+                                 'bytes', length(p.signed))
+                        FROM register_published p ORDER BY p.serial DESC LIMIT 1),
+        'banks', coalesce((SELECT jsonb_agg(tb_register_bank_json(b) ORDER BY b.id)
+                             FROM register_banks b WHERE b.removed_at IS NULL), '[]'),
+        'pending_changes', jsonb_array_length(tb_register_diff()->'changes'))
+$$;
+
+CREATE FUNCTION tb_register_history(lim int) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.n DESC), '[]')
+      FROM (SELECT * FROM register_history ORDER BY n DESC LIMIT lim) h
+$$;
+
+-- The last register published, signed, as hex (what the observer serves).
+CREATE FUNCTION tb_register_signed() RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT encode(signed, 'hex') FROM register_published ORDER BY serial DESC LIMIT 1
+$$;
