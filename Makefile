@@ -143,7 +143,8 @@ fuzz: deps $(PROTO_C)
 	$(FUZZ_CC) -I$(BUILD)/gen -I/usr/include/postgresql \
 		$(shell pkg-config --cflags jansson libprotobuf-c libevent) \
 		-o build/fuzz/fuzz_channel tests/fuzz/fuzz_channel.c $(wildcard src/fed/*.c) \
-		src/io/gate.c src/core/dir_text.c $(FUZZ_SRC) $(PROTO_C) $(FUZZ_LIBS)
+		src/io/gate.c src/core/dir_text.c src/core/req.c src/core/hours.c $(FUZZ_SRC) \
+		$(PROTO_C) $(FUZZ_LIBS)
 	$(FUZZ_CC) -I$(BUILD)/gen $(shell pkg-config --cflags jansson) -o build/fuzz/fuzz_text \
 		tests/fuzz/fuzz_text.c $(addprefix src/core/,dir_text.c req.c hours.c mem.c log.c) \
 		$(FUZZ_LIBS)

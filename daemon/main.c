@@ -327,6 +327,11 @@ static int link_forget_key(void *fed, const char *peer, const char *key_id)
 	return fed_forget_key(fed, peer, key_id);
 }
 
+static void link_register_published(void *arg, uint64_t serial)
+{
+	fed_reg_published(arg, serial);
+}
+
 static int run(struct daemon *d)
 {
 	struct event *ev_term, *ev_int, *ev_hup;
@@ -369,8 +374,9 @@ static int run(struct daemon *d)
 			pgm_stop(d->pgm);
 			fatal("cannot start the federation link");
 		}
-		api_set_link(d->api, &(struct api_link){d->fed, link_written, link_peers,
-		                                        link_metrics, link_forget_key});
+		api_set_link(d->api,
+		             &(struct api_link){d->fed, link_written, link_peers, link_metrics,
+		                                link_forget_key, link_register_published});
 	}
 	if (d->cfg->fed_register_signing_key != NULL) {
 		struct crypto_key *key =

@@ -50,6 +50,8 @@ struct api_link {
 	void (*metrics)(void *arg, struct evbuffer *out);
 	/* Stops accepting a peer's learned key: 0, or -1 when it has none. */
 	int (*forget_key)(void *arg, const char *peer, const char *key_id);
+	/* The national body published its register as serial: its banks hear. */
+	void (*register_published)(void *arg, uint64_t serial);
 };
 /* Without it the API answers as a bank with no [federation]. */
 void api_set_link(struct api *api, const struct api_link *link);

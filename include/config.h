@@ -77,6 +77,8 @@ struct config {
 	/* The national body's register key (private, Ed25519): the observer
 	 * signs the register with it. */
 	char *fed_register_signing_key;
+	/* Its public half, at a bank: a register is taken only signed by it. */
+	char *fed_register_key;
 	/* Connections still in TLS or hello: [federation] max_handshakes in all,
 	 * max_handshakes_per_source from one address, each given
 	 * handshake_timeout seconds to finish. */

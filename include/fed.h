@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdint.h>
 
 struct fed;
 
@@ -27,6 +28,10 @@ void fed_kick(struct fed *fed);
 
 /* This bank's shared directory changed: tell the peers, who pull. */
 void fed_dir_changed(struct fed *fed);
+
+/* At the national body: the register was published as serial; every bank
+ * linked hears of it, and asks. Accepts NULL. */
+void fed_reg_published(struct fed *fed, uint64_t serial);
 
 /* Each peer's link as tbctl peers shows it, merged with the channel's
  * counters from the database (tb_fed_state(), may be NULL). New reference. */

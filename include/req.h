@@ -51,6 +51,10 @@ json_t *req_dir_approve(const json_t *body, struct req_error *err);
 /* The national body's register: a bank to add (id, name, address, kind,
  * signing_pub, cert_sha256), and a key rotation (signing_pub, grace_days). */
 json_t *req_register_bank(const json_t *body, struct req_error *err);
+/* A bank id: 2 to 32 of a-z, 0-9 and '-', from a letter. */
+int req_valid_bank_id(const char *s);
+/* HOST:PORT, the host a name or an IPv4 address, the port 1 to 65535. */
+int req_valid_address(const char *s);
 json_t *req_register_rotate(const json_t *body, struct req_error *err);
 
 /* A contact request for a shared item: handle, bank (optional), for (the

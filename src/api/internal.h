@@ -63,6 +63,7 @@ struct api_req {
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
 	int queues_messages;         /* success may have queued federation messages */
 	int dir_changes;             /* success may have changed the shared directory */
+	uint64_t register_serial;    /* success published the register as this serial */
 	int ok_status;
 };
 

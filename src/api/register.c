@@ -191,6 +191,7 @@ static void on_draft(void *arg, const struct db_result *res)
 	kept_text = json_dumps(kept, JSON_COMPACT);
 	const char *params[4] = {serial, kept_text, signed_hex, r->actor};
 	r->ok_status = 200;
+	r->register_serial = (uint64_t)json_integer_value(json_object_get(draft, "serial"));
 	api_sql(r, "SELECT tb_register_store($1::bigint, $2::jsonb, $3, $4)::text", 4, params);
 	free(kept_text);
 	free(signed_hex);

@@ -207,6 +207,8 @@ static void on_sql(void *arg, const struct db_result *res)
 		if (r->failpoint_after != NULL)
 			failpoint(r->failpoint_after);
 		api_written(r->api, r->queues_messages, r->dir_changes);
+		if (r->register_serial != 0 && r->api->link.register_published != NULL)
+			r->api->link.register_published(r->api->link.arg, r->register_serial);
 		api_reply_text(r, r->ok_status, PQgetvalue(res->res, 0, 0));
 		return;
 	}

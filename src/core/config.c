@@ -59,6 +59,7 @@ static const struct key keys[] = {
     {"federation", "signing_key", KT_PATH, OFF(fed_signing_key), 0, 0, 0},
     {"federation", "previous_signing_key", KT_PATH, OFF(fed_previous_key), 0, 0, 0},
     {"federation", "register_signing_key", KT_PATH, OFF(fed_register_signing_key), 0, 0, 0},
+    {"federation", "register_key", KT_PATH, OFF(fed_register_key), 0, 0, 0},
     {"federation", "max_handshakes", KT_INT, OFF(fed_handshakes), 0, 1, 65536},
     {"federation", "max_handshakes_per_source", KT_INT, OFF(fed_handshakes_per_source), 0, 1,
      65536},
@@ -486,6 +487,7 @@ void config_free(struct config *cfg)
 	free(cfg->fed_signing_key);
 	free(cfg->fed_previous_key);
 	free(cfg->fed_register_signing_key);
+	free(cfg->fed_register_key);
 	for (int i = 0; i < cfg->npeers; i++) {
 		free(cfg->peers[i].id);
 		free(cfg->peers[i].host);

@@ -875,7 +875,7 @@ json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req
 
 /* ---- the national body's register ------------------------------------- */
 
-static int valid_bank_id(const char *s)
+int req_valid_bank_id(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -891,8 +891,7 @@ static int valid_hex(const json_t *v, size_t len)
 	return s != NULL && strlen(s) == 2 * len && strspn(s, "0123456789abcdef") == 2 * len;
 }
 
-/* host:port, the host a name or an IPv4 address. */
-static int valid_address(const char *s)
+int req_valid_address(const char *s)
 {
 	const char *colon = strrchr(s, ':');
 	int64_t port;
@@ -916,7 +915,7 @@ json_t *req_register_bank(const json_t *body, struct req_error *err)
 
 	if (only_fields(body, allowed, err) == -1)
 		goto bad;
-	if (!json_is_string(id) || !valid_bank_id(json_string_value(id))) {
+	if (!json_is_string(id) || !req_valid_bank_id(json_string_value(id))) {
 		fail(err, "invalid_field", "id must be 2 to 32 of a-z, 0-9 and '-', from a letter");
 		goto bad;
 	}
@@ -925,7 +924,7 @@ json_t *req_register_bank(const json_t *body, struct req_error *err)
 		fail(err, "invalid_field", "name must be text of 1 to 100 characters");
 		goto bad;
 	}
-	if (!json_is_string(address) || !valid_address(json_string_value(address))) {
+	if (!json_is_string(address) || !req_valid_address(json_string_value(address))) {
 		fail(err, "invalid_field", "address must be HOST:PORT of its federation listener");
 		goto bad;
 	}

@@ -595,8 +595,7 @@ static size_t take_run(struct fed_peer *peer, struct evbuffer *out)
 
 	evbuffer_add(out, "[", 1);
 	while ((p = STAILQ_FIRST(&peer->pending)) != NULL && n < APPLY_BATCH &&
-	       (n == 0 ||
-	        (items + p->items <= APPLY_ITEMS && bytes + p->raw_len <= APPLY_BYTES))) {
+	       (n == 0 || (items + p->items <= APPLY_ITEMS && bytes + p->raw_len <= APPLY_BYTES))) {
 		char *env = xmalloc(2 * p->envelope_len + 1);
 		crypto_hex(p->hash, CRYPTO_HASH_LEN, hash);
 		crypto_hex(p->prev, p->prev_len, prev);

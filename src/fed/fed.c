@@ -20,6 +20,7 @@ static void session_started(struct fed_peer *peer)
 	peer->dir_serving = 0;
 	peer->dir_held = 0;
 	fed_dir_pull(peer);
+	fed_reg_ask(peer);
 }
 
 /* A verified message of an established session that is not the session's
@@ -37,6 +38,11 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 	case TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE:
 	case TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE:
 		fed_dir_received(peer, body);
+		break;
+	case TIMEBANK__V1__BODY__KIND_REGISTER_REQUEST:
+	case TIMEBANK__V1__BODY__KIND_REGISTER_OFFER:
+	case TIMEBANK__V1__BODY__KIND_REGISTER_NOTICE:
+		fed_reg_received(peer, body);
 		break;
 	case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
 		fed_chan_checkpoint_check(
@@ -149,6 +155,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	fed_chan_seal(fed);
 	check_crl(fed, now);
 	send_reports(fed, now);
+	fed_reg_tick(fed, now);
 	if (checkpoints)
 		fed->last_checkpoint = now;
 	if (now - fed->last_purge >= 86400) {
@@ -246,6 +253,13 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		}
 		log_info("fed: rotating signing keys: announcing %s, signed by %s",
 		         crypto_key_id(fed->sign_key), crypto_key_id(fed->previous_key));
+	}
+	if (cfg->fed_register_key != NULL) {
+		fed->register_key = crypto_key_load(cfg->fed_register_key, 0, err, sizeof(err));
+		if (fed->register_key == NULL) {
+			log_error("fed: register key: %s", err);
+			goto fail;
+		}
 	}
 	for (int i = 0; i < cfg->npeers; i++) {
 		fed->npeers++;
@@ -351,6 +365,7 @@ void fed_free(struct fed *fed)
 	if (fed->tick != NULL)
 		event_free(fed->tick);
 	crypto_key_free(fed->sign_key);
+	crypto_key_free(fed->register_key);
 	crypto_key_free(fed->previous_key);
 	SSL_CTX_free(fed->ctx);
 	free(fed->bank_id);
@@ -439,9 +454,18 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 	}
 	/* ready: the channel's state is read, so peers are dialed and accepted;
 	 * crl_expires: when the CRL in force must be replaced. */
-	return json_pack("{sssssbsosssI}", "bank", fed->bank_id, "role", fed->role, "ready",
-	                 fed->loaded, "peers", items, "crl_expires", crl, "crl_expires_in_days",
-	                 (json_int_t)((fed->crl_next_update - time(NULL)) / 86400));
+	json_t *out =
+	    json_pack("{sssssbsosssI}", "bank", fed->bank_id, "role", fed->role, "ready",
+	              fed->loaded, "peers", items, "crl_expires", crl, "crl_expires_in_days",
+	              (json_int_t)((fed->crl_next_update - time(NULL)) / 86400));
+	/* The network's register held, at a bank that takes one. */
+	if (fed->register_key != NULL)
+		json_object_set_new(out, "register",
+		                    json_pack("{sIsIsI}", "serial",
+		                              (json_int_t)fed->register_serial, "next_update_unix",
+		                              (json_int_t)fed->register_next_update, "refused",
+		                              (json_int_t)fed->register_refused));
+	return out;
 }
 
 void fed_metrics(const struct fed *fed, struct evbuffer *out)
@@ -460,6 +484,7 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	};
 
 	gate_metrics(fed->gate, out);
+	fed_reg_metrics(fed, out);
 	evbuffer_add_printf(out,
 	                    "# HELP timebankd_crl_next_update_timestamp_seconds When the CRL in "
 	                    "force must be replaced (its nextUpdate); warned of 30 days ahead.\n"

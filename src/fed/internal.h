@@ -183,6 +183,15 @@ struct fed {
 	time_t last_reports;    /* reports due to the national body queued (tb_reports_send) */
 	time_t crl_next_update; /* when the CRL in force must be replaced; 0 unknown */
 	time_t crl_warned;      /* the last warning that it soon must */
+	/* The network's register (register.c), at a bank with a register key. */
+	struct crypto_key *register_key;
+	uint64_t register_serial;    /* the serial held */
+	time_t register_next_update; /* when it is due to be replaced; 0 unknown */
+	time_t register_warned;
+	time_t last_register_ask;
+	int register_loaded; /* the serial held is read from the database */
+	int register_loading;
+	unsigned long long register_refused;
 };
 
 /* tls.c */
@@ -278,6 +287,13 @@ void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
 /* directory.c */
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
+
+/* register.c: the network's register, offered by the observer, taken by a
+ * bank. */
+void fed_reg_ask(struct fed_peer *peer);
+void fed_reg_received(struct fed_peer *peer, const Timebank__V1__Body *body);
+void fed_reg_tick(struct fed *fed, time_t now);
+void fed_reg_metrics(const struct fed *fed, struct evbuffer *out);
 /* A directory pull, page or notice from the peer. */
 void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body);
 /* The peer's output has room again: a pull held for it may be served. */

@@ -165,3 +165,37 @@ $$;
 CREATE FUNCTION tb_register_signed() RETURNS text LANGUAGE sql STABLE AS $$
     SELECT encode(signed, 'hex') FROM register_published ORDER BY serial DESC LIMIT 1
 $$;
+
+-- At the observer: the last register published, if newer than have, to
+-- offer a bank that holds have.
+CREATE FUNCTION tb_register_offer(have bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('serial', serial, 'signed', encode(signed, 'hex'))
+      FROM register_published WHERE serial > have ORDER BY serial DESC LIMIT 1
+$$;
+
+-- At a bank: a register the daemon verified (signature, serial, contents)
+-- is kept if it is newer than the one held; the serial held either way.
+CREATE FUNCTION tb_register_take(serial bigint, signed_hex text, register jsonb, from_peer text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    held bigint := (SELECT r.serial FROM fed_register r);
+BEGIN
+    IF held IS NOT NULL AND held >= serial THEN
+        RETURN tb_register_held() || '{"taken": false}';
+    END IF;
+    INSERT INTO fed_register (serial, signed, register, from_peer)
+         VALUES (serial, decode(signed_hex, 'hex'), register, from_peer)
+    ON CONFLICT (id) DO UPDATE
+        SET serial = EXCLUDED.serial, signed = EXCLUDED.signed, register = EXCLUDED.register,
+            from_peer = EXCLUDED.from_peer, taken_at = now();
+    RETURN tb_register_held() || '{"taken": true}';
+END $$;
+
+-- At a bank: the register held, for the daemon at start and for show.
+CREATE FUNCTION tb_register_held() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT jsonb_build_object(
+                                'serial', serial, 'taken_at', taken_at, 'from', from_peer,
+                                'next_update_unix', (register->>'next_update_unix')::bigint,
+                                'banks', jsonb_array_length(register->'banks'))
+                       FROM fed_register), '{"serial": 0}')
+$$;

@@ -6,7 +6,7 @@
 
 static void show_peers(const json_t *body)
 {
-	const json_t *p;
+	const json_t *p, *reg;
 	size_t i;
 
 	printf("%s (%s)\n", tbctl_str(body, "bank"), tbctl_str(body, "role"));
@@ -15,6 +15,18 @@ static void show_peers(const json_t *body)
 		printf("%sCRL valid until %s (%lld days)%s\n", days <= 30 ? "WARNING: " : "",
 		       tbctl_str(body, "crl_expires"), (long long)days,
 		       days <= 30 ? ": ask the network CA for a new one and reload" : "");
+	}
+	reg = json_object_get(body, "register");
+	if (json_is_object(reg)) {
+		json_int_t serial = json_integer_value(json_object_get(reg, "serial"));
+		json_int_t refused = json_integer_value(json_object_get(reg, "refused"));
+		if (serial == 0)
+			printf("register: none taken yet from the national body");
+		else
+			printf("register: serial %lld from the national body", (long long)serial);
+		if (refused > 0)
+			printf("; %lld refused since start (see the log)", (long long)refused);
+		putchar('\n');
 	}
 	if (json_array_size(json_object_get(body, "peers")) == 0) {
 		printf("no peers: this daemon has no [federation] links\n");

@@ -3,10 +3,14 @@ their keys rotated with tbctl, each change kept; what the next publish
 would change; and the register published, signed with the register key,
 as the next serial. (Banks taking it in: the register's next part.)"""
 
+import hashlib
 import os
 import subprocess
+import time
+import urllib.request
 
-from tbtest import TBPKI, TIMEBANKD, Bank, federation_config, free_port, make_pki
+import wire
+from tbtest import TBPKI, TIMEBANKD, Bank, federation_config, free_port, make_pki, wait_for
 
 
 def varint(buf, i):
@@ -127,3 +131,135 @@ def test_the_national_body_keeps_its_register_and_signs_each_serial(cluster, wor
         out.write(f.read().replace("role = observer\n", ""))
     r = subprocess.run([TIMEBANKD, "-n", "-c", other], capture_output=True, text=True)
     assert r.returncode != 0 and "only the national body" in r.stderr
+
+
+def raw_public(pub):
+    """The 32 raw bytes of a PEM Ed25519 public key."""
+    return subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                          capture_output=True, check=True).stdout[-32:]
+
+
+def register_bytes(serial, banks, crl=b"-----BEGIN X509 CRL-----\n", next_update=None):
+    """A Register, banks given as (id, address, kind, public key path)."""
+    now = int(time.time())
+    out = wire.field(1, serial) + wire.field(2, now) + wire.field(3, next_update or now + 86400 * 60)
+    for bid, address, kind, pub in banks:
+        key = wire.field(1, raw_public(pub)) + wire.field(2, now - 60)
+        out += wire.field(4, wire.field(1, bid) + wire.field(2, bid.title()) +
+                          wire.field(3, address) + wire.field(4, kind) + wire.field(5, key))
+    return out + wire.field(5, crl)
+
+
+def offer(key, register, kid=None, cut=0):
+    """A RegisterOffer body: register signed with the private key at key (its
+    signed bytes less the last cut)."""
+    signed = (wire.field(1, register) + wire.field(2, kid or wire.key_id(key)) +
+              wire.field(3, wire.sign(key, register)))
+    return wire.field(10, wire.field(1, signed[:len(signed) - cut]))
+
+
+def held(bank):
+    return bank.api("GET", "/v1/peers")[1]["register"]
+
+
+def test_a_bank_takes_only_the_national_bodys_register_newer_than_its_own(cluster, workdir):
+    pki = make_pki(os.path.join(workdir, "pki"), ["national", "colchester", "westminster"])
+    for name in ("register", "other"):
+        subprocess.run([TBPKI, "signing-key", name, f"{pki}/{name}"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = {b: free_port() for b in ("national", "colchester", "westminster")}
+    db = cluster.new_database()
+    col = Bank(workdir, cluster.conninfo(db), bank_id="colchester", extra=federation_config(
+        pki, "colchester", ports["colchester"],
+        {"national": ports["national"], "westminster": ports["westminster"]},
+        f"register_key = {pki}/register/register.sign.pub\n", observers=("national",)))
+    col.db, col.cluster = db, cluster
+    col.start()
+    key, pub = f"{pki}/register/register.sign.key", f"{pki}/register/register.sign.pub"
+    banks = [("colchester", "127.0.0.1:9401", "bank", f"{pki}/colchester/colchester.sign.pub"),
+             ("westminster", "127.0.0.1:9402", "bank", f"{pki}/westminster/westminster.sign.pub")]
+    try:
+        nat = wire.Impostor(ports["colchester"], pki, "national", "colchester")
+        wait_for(lambda: col.api("GET", "/v1/peers")[1]["peers"][0]["state"] == "established",
+                 what="the session with the national body")
+
+        def send(body, who=nat):
+            who.send_raw(wire.frame(wire.envelope(who.key, who.bank, "colchester", 0, b"",
+                                                  body)))
+
+        refused = 0
+        for bad in (offer(f"{pki}/other/other.sign.key", register_bytes(3, banks)),
+                    offer(f"{pki}/other/other.sign.key", register_bytes(3, banks),
+                          kid=hashlib.sha256(raw_public(pub)).hexdigest()[:16]),
+                    offer(key, register_bytes(3, banks), cut=40),
+                    offer(key, register_bytes(3, banks + banks[:1])),
+                    offer(key, register_bytes(3, [("dorset", "no port", "bank", pub)])),
+                    offer(key, register_bytes(3, [("Dorset!", "127.0.0.1:1", "bank", pub)])),
+                    offer(key, register_bytes(3, banks, crl=b""))):
+            send(bad)
+            refused += 1
+            wait_for(lambda n=refused: held(col)["refused"] == n, what=f"refusal {refused}")
+        assert held(col)["serial"] == 0
+        # The good one is taken; an older one after it is refused.
+        send(offer(key, register_bytes(5, banks)))
+        wait_for(lambda: held(col)["serial"] == 5, what="the register taken")
+        send(offer(key, register_bytes(4, banks)))
+        wait_for(lambda: held(col)["refused"] == refused + 1, what="the older one refused")
+        # A bank may not serve the register.
+        wes = wire.Impostor(ports["colchester"], pki, "westminster", "colchester")
+        time.sleep(0.5)
+        send(offer(key, register_bytes(6, banks)), who=wes)
+        wait_for(lambda: held(col)["refused"] == refused + 2, what="the bank's refused")
+        assert held(col)["serial"] == 5
+        log = col.log_text()
+        for why in ("signed by another key", "signature does not verify",
+                    "not a signed register", "listed twice", "bad address", "bad id",
+                    "no CRL", "older serial", "not the national body"):
+            assert why in log, why
+        kept = cluster.psql("SELECT serial, from_peer, register->'banks'->0->>'id' "
+                            "FROM fed_register", db).stdout.strip()
+        assert kept == "5|national|colchester"
+        metrics = urllib.request.urlopen(col.url + "/metrics").read().decode()
+        assert "timebankd_register_serial 5" in metrics
+        assert f"timebankd_register_refused_total {refused + 2}" in metrics
+        nat.close()
+        wes.close()
+    finally:
+        assert col.stop() == 0, col.log_text()
+    # Held across a restart.
+    col.start()
+    try:
+        wait_for(lambda: held(col)["serial"] == 5, what="the register held after a restart")
+    finally:
+        assert col.stop() == 0, col.log_text()
+
+
+def test_banks_hear_of_each_register_the_national_body_publishes(cluster, workdir):
+    pki = make_pki(os.path.join(workdir, "pki"), ["national", "colchester"])
+    subprocess.run([TBPKI, "signing-key", "register", f"{pki}/register"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = {b: free_port() for b in ("national", "colchester")}
+    daemons = {}
+    for b, other, settings in (
+            ("national", "colchester",
+             f"role = observer\nregister_signing_key = {pki}/register/register.sign.key\n"),
+            ("colchester", "national", f"register_key = {pki}/register/register.sign.pub\n")):
+        db = cluster.new_database()
+        d = Bank(workdir, cluster.conninfo(db), bank_id=b, extra=federation_config(
+            pki, b, ports[b], {other: ports[other]}, settings,
+            observers=("national",) if b == "colchester" else ()))
+        d.db, d.cluster = db, cluster
+        daemons[b] = d.start()
+    nat, col = daemons["national"], daemons["colchester"]
+    try:
+        nat.tbctl("register", "add-bank", "colchester", "--address",
+                  f"127.0.0.1:{ports['colchester']}", "--signing-pub",
+                  f"{pki}/colchester/colchester.sign.pub", check=True)
+        nat.tbctl("register", "publish", check=True)
+        wait_for(lambda: held(col)["serial"] == 1, what="serial 1 at the bank")
+        nat.tbctl("register", "publish", check=True)
+        wait_for(lambda: held(col)["serial"] == 2, timeout=10, what="serial 2, on its notice")
+        assert held(col)["refused"] == 0
+    finally:
+        for d in daemons.values():
+            assert d.stop() == 0, d.log_text()

@@ -38,3 +38,14 @@ CREATE TABLE register_published (
     register     jsonb NOT NULL,  -- the Register as JSON (show, diff)
     signed       bytea NOT NULL   -- the SignedRegister's bytes, as they go out
 );
+
+-- At a bank: the last good register it took from the national body, as it
+-- came (signed), and as JSON to show.
+CREATE TABLE fed_register (
+    id        boolean PRIMARY KEY DEFAULT true CHECK (id),
+    serial    bigint NOT NULL CHECK (serial >= 1),
+    signed    bytea NOT NULL,
+    register  jsonb NOT NULL,
+    from_peer text NOT NULL,
+    taken_at  timestamptz NOT NULL DEFAULT now()
+);
