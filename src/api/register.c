@@ -7,6 +7,7 @@
 
 #include "crypto.h"
 #include "envelope.h"
+#include "frame.h"
 #include "mem.h"
 #include "register.pb-c.h"
 #include "req.h"
@@ -15,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CRL_MAX (1024 * 1024)
+#define CRL_MAX (512 * 1024) /* the register, banks and all, must fit one frame */
+/* What an envelope adds to the signed register it carries, at the most. */
+#define ENVELOPE_ROOM 4096
 #define NEXT_UPDATE_DAYS 30 /* a published register's next update, by default */
 
 /* 0, or -1 after answering 409 where this daemon holds no register key. */
@@ -114,7 +117,7 @@ static char *crl_hex(const char *path, char *why, size_t len)
 	n = fread(buf, 1, CRL_MAX, f);
 	fclose(f);
 	if (n == 0 || n == CRL_MAX) {
-		snprintf(why, len, "the CRL %s is empty or over 1 MiB", path);
+		snprintf(why, len, "the CRL %s is empty or over 512 KiB", path);
 		free(buf);
 		return NULL;
 	}
@@ -170,11 +173,13 @@ static void on_draft(void *arg, const struct db_result *res)
 	crl = crl_hex(r->api->crl_path, why, sizeof(why));
 	if (draft == NULL || crl == NULL) {
 		json_decref(draft);
+		free(crl);
 		api_reply_error(r, 500, "internal_error", "%s; nothing was published",
 		                crl == NULL ? why : "the draft could not be read");
 		return;
 	}
-	/* What is kept to show and compare: the draft, and the CRL by its hash. */
+	/* What is kept to show and compare: the draft without the CRL, which
+	 * the signed bytes hold. */
 	kept = json_deep_copy(draft);
 	json_object_set_new(draft, "crl", json_string(crl));
 	signed_hex = sign_draft(r->api, draft);
@@ -184,6 +189,15 @@ static void on_draft(void *arg, const struct db_result *res)
 		json_decref(kept);
 		api_reply_error(r, 500, "internal_error",
 		                "the register could not be signed; nothing was published");
+		return;
+	}
+	if (strlen(signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
+		free(signed_hex);
+		json_decref(draft);
+		json_decref(kept);
+		api_reply_error(r, 422, "register_too_large",
+		                "the register would not fit one frame on the channel; nothing was "
+		                "published");
 		return;
 	}
 	snprintf(serial, sizeof(serial), "%lld",

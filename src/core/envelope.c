@@ -280,7 +280,8 @@ static int value_from_json(const ProtobufCFieldDescriptor *f, const json_t *j, v
 		b->data = xmalloc(max > 0 ? max : 1);
 		n = hex != NULL ? crypto_unhex(hex, b->data, max) : 0;
 		b->len = n > 0 ? (size_t)n : 0;
-		return hex != NULL && n < 0 ? -1 : 0;
+		/* Missing is empty; anything but hex text is refused. */
+		return (j != NULL && hex == NULL) || n < 0 ? -1 : 0;
 	}
 	default:
 		return -1;

@@ -102,6 +102,9 @@ static void on_purged(void *arg, const struct db_result *r)
 		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
 }
 
+#define REPORTS_EVERY 3600 /* seconds between looks at the reports due */
+#define REPORTS_RETRY 300  /* ...and after one that failed */
+
 static void on_reports(void *arg, const struct db_result *r)
 {
 	struct fed *fed = arg;
@@ -118,7 +121,7 @@ static void on_reports(void *arg, const struct db_result *r)
 		log_warn(
 		    "fed: the activity reports could not be made: %s; trying again in 5 minutes",
 		    r->status == DB_ERROR && r->message ? r->message : "database unavailable");
-		fed->last_reports = time(NULL) - 3600 + 300;
+		fed->last_reports = time(NULL) - REPORTS_EVERY + REPORTS_RETRY;
 	}
 	json_decref(queued);
 }
@@ -129,7 +132,7 @@ static void send_reports(struct fed *fed, time_t now)
 {
 	int observers = 0;
 
-	if (strcmp(fed->role, "bank") != 0 || now - fed->last_reports < 3600)
+	if (strcmp(fed->role, "bank") != 0 || now - fed->last_reports < REPORTS_EVERY)
 		return;
 	for (int i = 0; i < fed->npeers; i++)
 		observers += strcmp(fed->peers[i].kind, "observer") == 0;
@@ -137,7 +140,7 @@ static void send_reports(struct fed *fed, time_t now)
 		return;
 	fed->last_reports = now;
 	if (fed_query(fed, "SELECT tb_reports_send()::text", 0, NULL, on_reports, fed) == -1)
-		fed->last_reports = now - 3600 + 300; /* the database is away: in 5 minutes */
+		fed->last_reports = now - REPORTS_EVERY + REPORTS_RETRY; /* the database is away */
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

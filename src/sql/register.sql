@@ -23,10 +23,17 @@ RETURNS void LANGUAGE sql AS $$
     INSERT INTO register_history (actor, action, bank, detail) VALUES (actor, action, bank, detail)
 $$;
 
+-- Changes to the register, and publishes, one at a time: each checks what
+-- is there before it writes.
+CREATE FUNCTION tb_register_lock() RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(hashtext('tb_register'))
+$$;
+
 CREATE FUNCTION tb_register_find(want text) RETURNS register_banks LANGUAGE plpgsql AS $$
 DECLARE
     b register_banks;
 BEGIN
+    PERFORM tb_register_lock();
     SELECT * INTO b FROM register_banks WHERE id = want AND removed_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM tb_raise('bank_not_found', format('%s is not in the register', want));
@@ -41,6 +48,7 @@ CREATE FUNCTION tb_register_add(p jsonb, actor text) RETURNS jsonb LANGUAGE plpg
 DECLARE
     b register_banks;
 BEGIN
+    PERFORM tb_register_lock();
     IF EXISTS (SELECT 1 FROM register_banks WHERE id = p->>'id' AND removed_at IS NULL) THEN
         PERFORM tb_raise('bank_exists', format('%s is already in the register', p->>'id'));
     END IF;
@@ -131,6 +139,7 @@ $$;
 CREATE FUNCTION tb_register_store(serial bigint, register jsonb, signed_hex text, actor text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM tb_register_lock();
     IF serial <> coalesce((SELECT max(p.serial) FROM register_published p), 0) + 1 THEN
         PERFORM tb_raise('register_changed', 'another register was published meanwhile; '
                                              'publish again');
