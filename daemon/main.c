@@ -32,6 +32,7 @@ struct daemon {
 	struct db *db;
 	struct fed *fed;
 	struct api *api;
+	struct event *register_tick; /* at the national body: its refresh, hourly */
 	int stopping;
 };
 
@@ -73,8 +74,22 @@ static char *limits_text(const struct config *cfg)
 	    cfg->fed_max_open_contacts, "max_directory_items", cfg->fed_max_directory_items,
 	    "inbox_keep_days", cfg->fed_inbox_keep_days, "bank_id", cfg->bank_id, "role",
 	    cfg->fed_role, "suppress_below", cfg->suppress_below, "round_to", cfg->round_to);
-	char *text = json_dumps(j, JSON_COMPACT);
+	json_t *with = cfg->exchange_with != NULL ? json_array() : json_null();
+	json_t *own = json_object();
+	char *text;
 
+	/* Whom hours are exchanged with (null: every peer), and the exposure
+	 * limits of the register's peers. */
+	for (int i = 0; i < cfg->nexchange_with; i++)
+		json_array_append_new(with, json_string(cfg->exchange_with[i]));
+	for (int i = 0; i < cfg->npeers; i++)
+		if (cfg->peers[i].limit_only)
+			json_object_set_new(own, cfg->peers[i].id,
+			                    json_integer(cfg->peers[i].exposure_limit));
+	json_object_set_new(j, "exchange_with", with);
+	json_object_set_new(j, "register_exposure_limit", json_integer(cfg->fed_exposure_limit));
+	json_object_set_new(j, "register_limits", own);
+	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return text;
 }
@@ -92,8 +107,11 @@ static int register_peers(PGconn *c, const struct config *cfg)
 	int ok;
 
 	ids[n++] = kinds[k++] = limits[l++] = '{';
-	for (int i = 0; i < cfg->npeers; i++) {
-		const char *sep = i ? "," : "";
+	for (int i = 0, first = 1; i < cfg->npeers; i++) {
+		const char *sep = first ? "" : ",";
+		if (cfg->peers[i].limit_only)
+			continue; /* a bank of the register: tb_register_peers */
+		first = 0;
 		n += (size_t)snprintf(ids + n, sizeof(ids) - n, "%s%s", sep, cfg->peers[i].id);
 		k +=
 		    (size_t)snprintf(kinds + k, sizeof(kinds) - k, "%s%s", sep, cfg->peers[i].kind);
@@ -188,6 +206,19 @@ static void on_limits_set(void *arg, const struct db_result *r)
 		log_error("reload: peers' limits were not stored: %s",
 		          r->status == DB_ERROR && r->message ? r->message
 		                                              : "database unavailable");
+}
+
+/* The national body's register is refreshed before it goes stale: looked
+ * at soon after start, then hourly. */
+static void on_register_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct timeval hour = {3600, 0};
+
+	(void)fd;
+	(void)what;
+	api_register_refresh(d->api);
+	evtimer_add(d->register_tick, &hour);
 }
 
 static void on_drained(void *arg)
@@ -389,6 +420,9 @@ static int run(struct daemon *d)
 			fatal("the register key %s: %s", d->cfg->fed_register_signing_key, err);
 		}
 		api_set_register(d->api, key, d->cfg->fed_crl);
+		struct timeval soon = {5, 0};
+		d->register_tick = evtimer_new(d->base, on_register_tick, d);
+		evtimer_add(d->register_tick, &soon);
 	}
 	if (d->pgm != NULL)
 		pgm_supervise(d->pgm, d->base);
@@ -410,6 +444,8 @@ static int run(struct daemon *d)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	if (d->register_tick != NULL)
+		event_free(d->register_tick);
 	pgm_stop(d->pgm);
 	event_base_free(d->base);
 	log_info("timebankd: stopped");

@@ -60,6 +60,10 @@ void api_set_link(struct api *api, const struct api_link *link);
  * 409 no_register_key. */
 struct crypto_key;
 void api_set_register(struct api *api, struct crypto_key *key, const char *crl_path);
+/* At the national body: publishes the last register again, as the next
+ * serial with a new next update, when its next update is near (the daemon
+ * calls it at start and hourly). Banks hear of it as of any publish. */
+void api_register_refresh(struct api *api);
 /* The tokens in force, and a new set that replaces them (owned). */
 const struct auth *api_auth(const struct api *api);
 void api_set_auth(struct api *api, struct auth *auth);

@@ -32,6 +32,10 @@ struct config_peer {
 	char *kind;             /* "bank" or "observer" */
 	int64_t exposure_limit; /* minutes this bank lets it owe; for exchanges */
 	int line;               /* where the section starts */
+	int kind_set;
+	/* exposure_limit alone, with the network's register: the limit of a
+	 * bank the register lists, not a peer of the config's own. */
+	int limit_only;
 };
 
 struct config {
@@ -92,6 +96,15 @@ struct config {
 	int fed_max_open_contacts;
 	int fed_max_directory_items;
 	int fed_inbox_keep_days;
+	/* The register's peers: exposure_limit, the default of their exposure
+	 * limits (a [peer] of exposure_limit alone sets one's own); and
+	 * exchange_with, all or a list of the banks (of the config and the
+	 * register) this bank exchanges hours, directory and contact requests
+	 * with: the list, NULL for all. */
+	int64_t fed_exposure_limit;
+	char *fed_exchange_with;
+	char **exchange_with;
+	int nexchange_with;
 	struct config_peer peers[CONFIG_MAX_PEERS];
 	int npeers;
 };

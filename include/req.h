@@ -53,7 +53,8 @@ json_t *req_dir_approve(const json_t *body, struct req_error *err);
 json_t *req_register_bank(const json_t *body, struct req_error *err);
 /* A bank id: 2 to 32 of a-z, 0-9 and '-', from a letter. */
 int req_valid_bank_id(const char *s);
-/* HOST:PORT, the host a name or an IPv4 address, the port 1 to 65535. */
+/* IP:PORT: an IPv4 address, or IPv6 in brackets, and a port of 1 to 65535
+ * with no leading zero. */
 int req_valid_address(const char *s);
 json_t *req_register_rotate(const json_t *body, struct req_error *err);
 

@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "envelope.h"
 #include "frame.h"
+#include "log.h"
 #include "mem.h"
 #include "register.pb-c.h"
 #include "req.h"
@@ -19,7 +20,10 @@
 #define CRL_MAX (512 * 1024) /* the register, banks and all, must fit one frame */
 /* What an envelope adds to the signed register it carries, at the most. */
 #define ENVELOPE_ROOM 4096
-#define NEXT_UPDATE_DAYS 30 /* a published register's next update, by default */
+#define NEXT_UPDATE_DAYS 90 /* a published register's next update, by default */
+/* The last register published is published again, as the next serial,
+ * when its next update is this near (banks warn from 30 days). */
+#define REFRESH_WITHIN_DAYS 45
 
 /* 0, or -1 after answering 409 where this daemon holds no register key. */
 static int has_register(struct api_req *r)
@@ -159,58 +163,139 @@ static char *sign_draft(const struct api *api, json_t *draft)
 	return hex;
 }
 
+/* A draft of the rules made ready to store: without its CRL as JSON to
+ * show (*kept_text), and with the CA's CRL, signed (*signed_hex). 0, or an
+ * HTTP status with the reason in why. */
+static int prepare(const struct api *api, json_t *draft, char **kept_text, char **signed_hex,
+                   char *why, size_t len)
+{
+	char *crl = crl_hex(api->crl_path, why, len);
+
+	if (crl == NULL)
+		return 500;
+	/* What is kept to show and compare: the draft without the CRL, which
+	 * the signed bytes hold. */
+	*kept_text = json_dumps(draft, JSON_COMPACT);
+	json_object_set_new(draft, "crl", json_string(crl));
+	free(crl);
+	*signed_hex = sign_draft(api, draft);
+	if (*signed_hex == NULL) {
+		snprintf(why, len, "the register could not be signed");
+	} else if (strlen(*signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
+		snprintf(why, len, "the register would not fit one frame on the channel");
+		free(*signed_hex);
+		*signed_hex = NULL;
+		free(*kept_text);
+		return 422;
+	}
+	if (*signed_hex == NULL) {
+		free(*kept_text);
+		return 500;
+	}
+	return 0;
+}
+
 static void on_draft(void *arg, const struct db_result *res)
 {
 	struct api_req *r = arg;
-	json_t *draft, *kept;
-	char why[160], *crl, *signed_hex, *kept_text, serial[24];
+	json_t *draft;
+	char why[160], *kept_text, *signed_hex, serial[24];
+	int status;
 
 	if (res->status != DB_OK || PQntuples(res->res) != 1) {
 		api_reply_failure(r, res);
 		return;
 	}
 	draft = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
-	crl = crl_hex(r->api->crl_path, why, sizeof(why));
-	if (draft == NULL || crl == NULL) {
-		json_decref(draft);
-		free(crl);
-		api_reply_error(r, 500, "internal_error", "%s; nothing was published",
-		                crl == NULL ? why : "the draft could not be read");
-		return;
-	}
-	/* What is kept to show and compare: the draft without the CRL, which
-	 * the signed bytes hold. */
-	kept = json_deep_copy(draft);
-	json_object_set_new(draft, "crl", json_string(crl));
-	signed_hex = sign_draft(r->api, draft);
-	free(crl);
-	if (signed_hex == NULL) {
-		json_decref(draft);
-		json_decref(kept);
+	if (draft == NULL) {
 		api_reply_error(r, 500, "internal_error",
-		                "the register could not be signed; nothing was published");
+		                "the draft could not be read; nothing was published");
 		return;
 	}
-	if (strlen(signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
-		free(signed_hex);
+	status = prepare(r->api, draft, &kept_text, &signed_hex, why, sizeof(why));
+	if (status != 0) {
+		api_reply_error(r, status, status == 422 ? "register_too_large" : "internal_error",
+		                "%s; nothing was published", why);
 		json_decref(draft);
-		json_decref(kept);
-		api_reply_error(r, 422, "register_too_large",
-		                "the register would not fit one frame on the channel; nothing was "
-		                "published");
 		return;
 	}
 	snprintf(serial, sizeof(serial), "%lld",
 	         (long long)json_integer_value(json_object_get(draft, "serial")));
-	kept_text = json_dumps(kept, JSON_COMPACT);
 	const char *params[4] = {serial, kept_text, signed_hex, r->actor};
 	r->ok_status = 200;
 	r->register_serial = (uint64_t)json_integer_value(json_object_get(draft, "serial"));
 	api_sql(r, "SELECT tb_register_store($1::bigint, $2::jsonb, $3, $4)::text", 4, params);
 	free(kept_text);
 	free(signed_hex);
-	json_decref(kept);
 	json_decref(draft);
+}
+
+/* ---- refreshed before it goes stale -------------------------------------- */
+
+static void on_refreshed(void *arg, const struct db_result *res)
+{
+	struct api *api = arg;
+	json_t *out;
+
+	if (res->status != DB_OK) {
+		log_warn(
+		    "register: the refreshed register was not kept: %s; trying again in an hour",
+		    res->status == DB_ERROR && res->message ? res->message
+		                                            : "database unavailable");
+		return;
+	}
+	out = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
+	uint64_t serial = (uint64_t)json_integer_value(
+	    json_object_get(json_object_get(out, "published"), "serial"));
+	log_info("register: refreshed as serial %llu, before the banks would hold a stale one",
+	         (unsigned long long)serial);
+	if (api->link.register_published != NULL)
+		api->link.register_published(api->link.arg, serial);
+	json_decref(out);
+}
+
+static void on_refresh_due(void *arg, const struct db_result *res)
+{
+	struct api *api = arg;
+	json_t *draft;
+	char why[160], *kept_text, *signed_hex, serial[24];
+	enum db_status st;
+
+	if (res->status != DB_OK || PQgetisnull(res->res, 0, 0))
+		return; /* nothing due (or the database away: again in an hour) */
+	draft = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
+	if (draft == NULL)
+		return;
+	if (prepare(api, draft, &kept_text, &signed_hex, why, sizeof(why)) != 0) {
+		log_error("register: it is due for its next update, and could not be refreshed: %s",
+		          why);
+		json_decref(draft);
+		return;
+	}
+	snprintf(serial, sizeof(serial), "%lld",
+	         (long long)json_integer_value(json_object_get(draft, "serial")));
+	const char *params[4] = {serial, kept_text, signed_hex, "timebankd (refresh)"};
+	if (db_query(api_db(api), "SELECT tb_register_store($1::bigint, $2::jsonb, $3, $4)::text",
+	             4, params, on_refreshed, api, &st) == -1)
+		log_warn("register: the database is away; the refresh waits an hour");
+	free(kept_text);
+	free(signed_hex);
+	json_decref(draft);
+}
+
+void api_register_refresh(struct api *api)
+{
+	char within[16], days[16];
+	const char *params[2] = {within, days};
+	enum db_status st;
+
+	if (api->register_key == NULL)
+		return;
+	snprintf(within, sizeof(within), "%d", REFRESH_WITHIN_DAYS);
+	snprintf(days, sizeof(days), "%d", NEXT_UPDATE_DAYS);
+	if (db_query(api_db(api), "SELECT tb_register_refresh_due($1::int, $2::int)::text", 2,
+	             params, on_refresh_due, api, &st) == -1)
+		log_warn("register: the database is away; the refresh check waits an hour");
 }
 
 /* POST /v1/register/publish {"next_update_days": N}: the register as it

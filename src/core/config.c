@@ -68,6 +68,8 @@ static const struct key keys[] = {
     {"federation", "max_open_contacts", KT_INT, OFF(fed_max_open_contacts), 0, 0, 1000000},
     {"federation", "max_directory_items", KT_INT, OFF(fed_max_directory_items), 0, 0, 1000000},
     {"federation", "inbox_keep_days", KT_INT, OFF(fed_inbox_keep_days), 0, 30, 36600},
+    {"federation", "exposure_limit", KT_HOURS, OFF(fed_exposure_limit), 0, 0, HOURS_LIMIT_MINUTES},
+    {"federation", "exchange_with", KT_STR, OFF(fed_exchange_with), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -268,6 +270,7 @@ static void on_peer_key(struct parse *p, const char *id, const char *name, const
 			problem(p->probs, p->line, "kind must be bank or observer");
 		free(peer->kind);
 		peer->kind = xstrdup(value);
+		peer->kind_set = 1;
 	} else if (strcmp(name, "exposure_limit") == 0) {
 		if (hours_parse(value, &minutes) == -1 || minutes < 0)
 			problem(p->probs, p->line, "exposure_limit must be hours, like 50h");
@@ -341,6 +344,7 @@ static void set_defaults(struct config *cfg)
 	cfg->fed_max_open_contacts = 1000;
 	cfg->fed_max_directory_items = 5000;
 	cfg->fed_inbox_keep_days = 2192;
+	cfg->fed_exposure_limit = 100 * 60;
 	cfg->default_floor = -10 * 60;
 	cfg->community_floor = -1000 * 60;
 	cfg->max_exchange = CONFIG_DEFAULT_MAX_EXCHANGE;
@@ -349,6 +353,34 @@ static void set_defaults(struct config *cfg)
 	cfg->suppress_below = 8;
 	cfg->round_to = 5;
 	cfg->dir_review = 1;
+}
+
+/* exchange_with = all, or the ids of the banks hours are exchanged with. */
+static void check_exchange_with(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+	char *list, *save = NULL;
+
+	if (cfg->fed_exchange_with == NULL || strcmp(cfg->fed_exchange_with, "all") == 0)
+		return;
+	list = xstrdup(cfg->fed_exchange_with);
+	for (char *id = strtok_r(list, ", ", &save); id != NULL; id = strtok_r(NULL, ", ", &save)) {
+		if (!valid_bank_id(id)) {
+			problem(
+			    p->probs, 0,
+			    "exchange_with in [federation] must be all, or bank ids separated by "
+			    "commas ('%.40s' is not one)",
+			    id);
+			break;
+		}
+		cfg->exchange_with = xrealloc(cfg->exchange_with,
+		                              (size_t)(cfg->nexchange_with + 1) * sizeof(char *));
+		cfg->exchange_with[cfg->nexchange_with++] = xstrdup(id);
+	}
+	free(list);
+	if (cfg->nexchange_with == 0 && p->probs->n == 0)
+		problem(p->probs, 0,
+		        "exchange_with in [federation] names no bank; say all, or list them");
 }
 
 static void check_federation(struct parse *p)
@@ -374,10 +406,23 @@ static void check_federation(struct parse *p)
 		problem(p->probs, 0, "role in [federation] must be bank or observer");
 	if (cfg->fed_register_signing_key != NULL && strcmp(cfg->fed_role, "observer") != 0)
 		problem(p->probs, 0, "only the national body (role = observer) signs the register");
+	check_exchange_with(p);
 	for (int i = 0; i < cfg->npeers; i++) {
 		struct config_peer *peer = &cfg->peers[i];
+		/* With the network's register, a [peer] of exposure_limit alone sets
+		 * the limit of a bank the register lists. */
+		int registered =
+		    cfg->fed_register_key != NULL || cfg->fed_register_signing_key != NULL;
+		if (peer->host == NULL && peer->signing_key == NULL && registered &&
+		    !peer->kind_set) {
+			peer->limit_only = 1;
+			continue;
+		}
 		if (peer->host == NULL)
-			problem(p->probs, peer->line, "[peer %s] needs an address", peer->id);
+			problem(p->probs, peer->line, "[peer %s] needs an address%s", peer->id,
+			        registered
+			            ? " (or exposure_limit alone, for a bank of the register)"
+			            : "");
 		if (peer->signing_key == NULL)
 			problem(p->probs, peer->line, "[peer %s] needs its signing_key", peer->id);
 		if (cfg->bank_id != NULL && strcmp(peer->id, cfg->bank_id) == 0)
@@ -488,6 +533,10 @@ void config_free(struct config *cfg)
 	free(cfg->fed_previous_key);
 	free(cfg->fed_register_signing_key);
 	free(cfg->fed_register_key);
+	free(cfg->fed_exchange_with);
+	for (int i = 0; i < cfg->nexchange_with; i++)
+		free(cfg->exchange_with[i]);
+	free(cfg->exchange_with);
 	for (int i = 0; i < cfg->npeers; i++) {
 		free(cfg->peers[i].id);
 		free(cfg->peers[i].host);

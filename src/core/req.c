@@ -3,6 +3,7 @@
 #include "dir_text.h"
 #include "hours.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -894,12 +895,24 @@ static int valid_hex(const json_t *v, size_t len)
 int req_valid_address(const char *s)
 {
 	const char *colon = strrchr(s, ':');
+	char host[INET6_ADDRSTRLEN + 2];
+	unsigned char addr[sizeof(struct in6_addr)];
+	size_t n = colon != NULL ? (size_t)(colon - s) : 0;
 	int64_t port;
 
-	return colon != NULL && colon > s && (size_t)(colon - s) <= 253 &&
-	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
-	           (size_t)(colon - s) &&
-	       req_parse_int(colon + 1, 1, 65535, &port) == 0;
+	/* An IP address (IPv6 in brackets) and a port of 1 to 65535 written
+	 * plainly: the daemon dials what it is given, and looks no name up. */
+	if (colon == NULL || n == 0 || n >= sizeof(host) || colon[1] == '0' ||
+	    req_parse_int(colon + 1, 1, 65535, &port) == -1)
+		return 0;
+	if (s[0] == '[') {
+		if (n < 3 || s[n - 1] != ']')
+			return 0;
+		snprintf(host, sizeof(host), "%.*s", (int)n - 2, s + 1);
+		return inet_pton(AF_INET6, host, addr) == 1;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)n, s);
+	return inet_pton(AF_INET, host, addr) == 1;
 }
 
 json_t *req_register_bank(const json_t *body, struct req_error *err)
@@ -925,7 +938,9 @@ json_t *req_register_bank(const json_t *body, struct req_error *err)
 		goto bad;
 	}
 	if (!json_is_string(address) || !req_valid_address(json_string_value(address))) {
-		fail(err, "invalid_field", "address must be HOST:PORT of its federation listener");
+		fail(err, "invalid_field",
+		     "address must be IP:PORT of its federation listener (an IP address, "
+		     "[IPv6] in brackets: banks dial it as it is)");
 		goto bad;
 	}
 	if (kind != NULL &&

@@ -62,6 +62,19 @@ static void load_keys(struct fed_peer *peer, const json_t *keys)
 	}
 }
 
+void fed_chan_load_row(struct fed_peer *peer, const json_t *row)
+{
+	peer->in_applied = (uint64_t)json_integer_value(json_object_get(row, "applied"));
+	peer->in_durable = peer->in_applied;
+	peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
+	peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
+	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s",
+	         json_is_true(json_object_get(row, "diverged")) ? "diverged" : "unknown");
+	/* The register gives its peers' keys; none is learned. */
+	if (!peer->from_register)
+		load_keys(peer, json_object_get(row, "keys"));
+}
+
 /* The channel's state as read, until the barrier behind the read has made
  * it durable: a hello says only what is on disk. */
 struct load {
@@ -88,15 +101,8 @@ static void on_load_durable(void *arg, const struct db_result *r)
 	{
 		struct fed_peer *peer =
 		    fed_peer_find(fed, json_string_value(json_object_get(row, "peer")));
-		if (peer == NULL)
-			continue;
-		peer->in_applied = (uint64_t)json_integer_value(json_object_get(row, "applied"));
-		peer->in_durable = peer->in_applied;
-		peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
-		peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
-		snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s",
-		         json_is_true(json_object_get(row, "diverged")) ? "diverged" : "unknown");
-		load_keys(peer, json_object_get(row, "keys"));
+		if (peer != NULL)
+			fed_chan_load_row(peer, row);
 	}
 	json_decref(l->rows);
 	free(l);
@@ -209,7 +215,7 @@ static void on_sealed(void *arg, const struct db_result *r)
 			send_envelope(peer, e->seq, e->env, e->len);
 	}
 	for (i = 0; i < (size_t)fed->npeers; i++)
-		fed_chan_pump(&fed->peers[i]); /* whatever the sessions still lack */
+		fed_chan_pump(fed->peers[i]); /* whatever the sessions still lack */
 	/* Again only if asked to seal meanwhile, or a full batch was read: sealing
 	 * again every time would mostly find nothing. */
 	if (fed->reseal || sd->n >= SEAL_BATCH)

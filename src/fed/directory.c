@@ -289,6 +289,6 @@ void fed_dir_changed(struct fed *fed)
 	body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_NOTICE;
 	body.directory_notice = &notice;
 	for (int i = 0; i < fed->npeers; i++)
-		if (shares_directory(&fed->peers[i]))
-			send_body(&fed->peers[i], &body);
+		if (shares_directory(fed->peers[i]))
+			send_body(fed->peers[i], &body);
 }

@@ -135,7 +135,8 @@ static void send_reports(struct fed *fed, time_t now)
 	if (strcmp(fed->role, "bank") != 0 || now - fed->last_reports < REPORTS_EVERY)
 		return;
 	for (int i = 0; i < fed->npeers; i++)
-		observers += strcmp(fed->peers[i].kind, "observer") == 0;
+		observers += strcmp(fed->peers[i]->kind, "observer") == 0 &&
+		             fed->peers[i]->state != PEER_REMOVED;
 	if (observers == 0)
 		return;
 	fed->last_reports = now;
@@ -152,7 +153,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!fed->loaded) {
-		fed_chan_load(fed);
+		if (fed_reg_runs(fed) && !fed->register_loaded)
+			fed_reg_load(fed);
+		else
+			fed_chan_load(fed);
 		return;
 	}
 	fed_chan_seal(fed);
@@ -167,7 +171,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			fed->last_purge = 0; /* the database is away: again at the next tick */
 	}
 	for (int i = 0; i < fed->npeers; i++) {
-		struct fed_peer *peer = &fed->peers[i];
+		struct fed_peer *peer = fed->peers[i];
 		if (peer->session == NULL)
 			continue;
 		if (checkpoints) {
@@ -211,18 +215,6 @@ static void on_db_lost(void *arg)
 	fed_conn_close(conn, "the database connection was lost");
 }
 
-static int load_peer(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
-{
-	if (fed_peer_load(fed, peer, cp) == -1)
-		return -1;
-	peer->ack_timer = evtimer_new(fed->base, fed_chan_ack_due, peer);
-	peer->apply_timer = evtimer_new(fed->base, fed_chan_apply_due, peer);
-	peer->dir_timer = evtimer_new(fed->base, fed_dir_serve_due, peer);
-	STAILQ_INIT(&peer->pending);
-	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "unknown");
-	return 0;
-}
-
 struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db *db)
 {
 	struct fed *fed = xcalloc(1, sizeof(*fed));
@@ -243,6 +235,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		goto fail;
 	}
 	fed->crl_next_update = fed_tls_crl_next_update(cfg->fed_crl);
+	fed->crl_this_update = fed_tls_crl_this_update(cfg->fed_crl);
 	fed->sign_key = crypto_key_load(cfg->fed_signing_key, 1, err, sizeof(err));
 	if (fed->sign_key == NULL) {
 		log_error("fed: signing key: %s", err);
@@ -257,18 +250,21 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 		log_info("fed: rotating signing keys: announcing %s, signed by %s",
 		         crypto_key_id(fed->sign_key), crypto_key_id(fed->previous_key));
 	}
-	if (cfg->fed_register_key != NULL) {
-		fed->register_key = crypto_key_load(cfg->fed_register_key, 0, err, sizeof(err));
+	/* A bank holds the register key's public half; the national body its
+	 * private key, which verifies as well as it signs. */
+	if (cfg->fed_register_key != NULL || cfg->fed_register_signing_key != NULL) {
+		fed->register_key =
+		    cfg->fed_register_key != NULL
+		        ? crypto_key_load(cfg->fed_register_key, 0, err, sizeof(err))
+		        : crypto_key_load(cfg->fed_register_signing_key, 1, err, sizeof(err));
 		if (fed->register_key == NULL) {
 			log_error("fed: register key: %s", err);
 			goto fail;
 		}
 	}
-	for (int i = 0; i < cfg->npeers; i++) {
-		fed->npeers++;
-		if (load_peer(fed, &fed->peers[i], &cfg->peers[i]) == -1)
+	for (int i = 0; i < cfg->npeers; i++)
+		if (cfg->peers[i].host != NULL && fed_peer_add_config(fed, &cfg->peers[i]) == -1)
 			goto fail;
-	}
 	snprintf(addr, sizeof(addr), "%s:%d", cfg->fed_host, cfg->fed_port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
 		log_error("fed: listen address %s is not an IP address and port", addr);
@@ -286,9 +282,14 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 	db_on_lost(db, on_db_lost, fed);
 	fed->tick = event_new(base, -1, EV_PERSIST, on_tick, fed);
 	event_add(fed->tick, &tick);
-	log_info("fed: %s %s listening on %s with %d peers (signing key %s)", fed->role,
-	         fed->bank_id, addr, fed->npeers, crypto_key_id(fed->sign_key));
-	fed_chan_load(fed);
+	log_info("fed: %s %s listening on %s with %d peers in its config%s (signing key %s)",
+	         fed->role, fed->bank_id, addr, fed->npeers,
+	         fed->register_key != NULL ? " and those of the network's register" : "",
+	         crypto_key_id(fed->sign_key));
+	if (fed_reg_runs(fed))
+		fed_reg_load(fed);
+	else
+		fed_chan_load(fed);
 	return fed;
 fail:
 	fed_free(fed);
@@ -302,21 +303,12 @@ void fed_set_max_exchange(struct fed *fed, int64_t minutes)
 
 int fed_reload_crl(struct fed *fed, const char *crl_path)
 {
-	struct fed_conn *conn;
-
 	if (fed_tls_reload_crl(fed->ctx, crl_path) == -1)
 		return -1;
 	fed->crl_next_update = fed_tls_crl_next_update(crl_path);
+	fed->crl_this_update = fed_tls_crl_this_update(crl_path);
 	fed->crl_warned = 0;
-	/* A peer the new CRL revokes goes now, not at its next connection. */
-	LIST_FOREACH(conn, &fed->conns, next)
-	{
-		SSL *ssl = conn->tcp_only ? NULL : bufferevent_openssl_get_ssl(conn->bev);
-		if (conn->closing || ssl == NULL || SSL_get0_peer_certificate(ssl) == NULL)
-			continue;
-		if (!fed_tls_still_trusted(fed->ctx, ssl))
-			fed_conn_close(conn, "its certificate is revoked by the reloaded CRL");
-	}
+	fed_close_untrusted(fed, "its certificate is revoked by the reloaded CRL");
 	return 0;
 }
 
@@ -330,12 +322,7 @@ void fed_stop(struct fed *fed)
 	db_on_lost(fed->db, NULL, NULL);
 	LIST_FOREACH(conn, &fed->conns, next)
 	fed_conn_close(conn, NULL);
-	for (int i = 0; i < fed->npeers; i++) {
-		evtimer_del(fed->peers[i].timer);
-		evtimer_del(fed->peers[i].ack_timer);
-		evtimer_del(fed->peers[i].apply_timer);
-		evtimer_del(fed->peers[i].dir_timer);
-	}
+	fed_peers_stop(fed);
 }
 
 void fed_free(struct fed *fed)
@@ -347,23 +334,7 @@ void fed_free(struct fed *fed)
 	/* Connections closed but not yet freed: the loop has stopped. */
 	while ((conn = LIST_FIRST(&fed->conns)) != NULL)
 		fed_conn_free(-1, 0, conn);
-	for (int i = 0; i < fed->npeers; i++) {
-		struct fed_peer *peer = &fed->peers[i];
-		for (int k = 0; k < peer->nkeys; k++)
-			crypto_key_free(peer->keys[k]);
-		if (peer->timer != NULL)
-			event_free(peer->timer);
-		if (peer->ack_timer != NULL)
-			event_free(peer->ack_timer);
-		if (peer->apply_timer != NULL)
-			event_free(peer->apply_timer);
-		if (peer->dir_timer != NULL)
-			event_free(peer->dir_timer);
-		fed_chan_pending_clear(peer);
-		free(peer->id);
-		free(peer->host);
-		free(peer->kind);
-	}
+	fed_peers_free(fed);
 	gate_free(fed->gate);
 	if (fed->tick != NULL)
 		event_free(fed->tick);
@@ -388,8 +359,9 @@ static json_t *stamp(time_t t)
 	return json_string(text);
 }
 
-/* The peer's signing keys: the one the config pins, and those learned in
- * rotations, with when each stops being accepted. */
+/* The peer's signing keys: the one the config pins and those learned in
+ * rotations, or the register's, with when each is accepted (learned_until:
+ * a learned key's end, or a register key's not_after). */
 static json_t *keys_json(const struct fed_peer *peer)
 {
 	json_t *keys = json_array();
@@ -397,11 +369,14 @@ static json_t *keys_json(const struct fed_peer *peer)
 
 	for (int k = 0; k < peer->nkeys; k++)
 		json_array_append_new(
-		    keys, json_pack("{sssssososb}", "key_id", crypto_key_id(peer->keys[k]),
-		                    "source", k == 0 ? "config" : "learned", "replaced_until",
-		                    stamp(peer->replaced_until[k]), "learned_until",
-		                    stamp(peer->learned_until[k]), "good",
-		                    fed_peer_key_good(peer, k, now)));
+		    keys,
+		    json_pack("{sssssosososb}", "key_id", crypto_key_id(peer->keys[k]), "source",
+		              peer->from_register ? "register"
+		              : k == 0            ? "config"
+		                                  : "learned",
+		              "replaced_until", stamp(peer->replaced_until[k]), "learned_until",
+		              stamp(peer->learned_until[k]), "valid_from",
+		              stamp(peer->valid_from[k]), "good", fed_peer_key_good(peer, k, now)));
 	return keys;
 }
 
@@ -422,7 +397,7 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 	struct tm tm;
 
 	for (int i = 0; i < fed->npeers; i++) {
-		const struct fed_peer *peer = &fed->peers[i];
+		const struct fed_peer *peer = fed->peers[i];
 		json_t *row = NULL, *item;
 		size_t j;
 		gmtime_r(&peer->since, &tm);
@@ -438,7 +413,12 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 		              "received", (json_int_t)peer->received, "duplicates",
 		              (json_int_t)peer->duplicates, "refused", (json_int_t)peer->refused,
 		              "acked", (json_int_t)peer->acked, "checkpoint", peer->checkpoint);
-		json_object_set_new(item, "address", json_sprintf("%s:%d", peer->host, peer->port));
+		json_object_set_new(item, "address",
+		                    peer->port != 0 ? json_sprintf("%s:%d", peer->host, peer->port)
+		                                    : json_string(""));
+		/* Whether the config names it, or the network's register lists it. */
+		json_object_set_new(item, "source",
+		                    json_string(peer->from_register ? "register" : "config"));
 		json_object_set_new(item, "keys", keys_json(peer));
 		if (row != NULL) {
 			json_object_set(item, "applied", json_object_get(row, "applied"));
@@ -498,7 +478,7 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	                         "# TYPE timebankd_peer_established gauge\n");
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(out, "timebankd_peer_established{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id, fed->peers[i].state == PEER_ESTABLISHED);
+		                    fed->peers[i]->id, fed->peers[i]->state == PEER_ESTABLISHED);
 	evbuffer_add_printf(out, "# HELP timebankd_peer_connections Connections open with the "
 	                         "peer, its session and any still in TLS or hello.\n"
 	                         "# TYPE timebankd_peer_connections gauge\n");
@@ -506,23 +486,23 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 		const struct fed_conn *conn;
 		int n = 0;
 		LIST_FOREACH(conn, &fed->conns, next)
-		n += conn->peer == &fed->peers[i] && !conn->closing;
+		n += conn->peer == fed->peers[i] && !conn->closing;
 		evbuffer_add_printf(out, "timebankd_peer_connections{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id, n);
+		                    fed->peers[i]->id, n);
 	}
 	evbuffer_add_printf(out, "# HELP timebankd_peer_pending_bytes Bytes held for the peer's "
 	                         "messages waiting to be applied.\n"
 	                         "# TYPE timebankd_peer_pending_bytes gauge\n");
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(out, "timebankd_peer_pending_bytes{peer=\"%s\"} %zu\n",
-		                    fed->peers[i].id, fed->peers[i].pending_bytes);
+		                    fed->peers[i]->id, fed->peers[i]->pending_bytes);
 	evbuffer_add_printf(out,
 	                    "# HELP timebankd_peer_diverged 1 when the peer's checkpoint "
 	                    "disagrees with our books.\n# TYPE timebankd_peer_diverged gauge\n");
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(out, "timebankd_peer_diverged{peer=\"%s\"} %d\n",
-		                    fed->peers[i].id,
-		                    strcmp(fed->peers[i].checkpoint, "diverged") == 0);
+		                    fed->peers[i]->id,
+		                    strcmp(fed->peers[i]->checkpoint, "diverged") == 0);
 	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
 		evbuffer_add_printf(out,
 		                    "# HELP timebankd_peer_messages_%s_total %s\n"
@@ -530,10 +510,10 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 		                    counters[c].name, counters[c].help, counters[c].name);
 		for (int i = 0; i < fed->npeers; i++) {
 			const unsigned long long *v =
-			    (const void *)((const char *)&fed->peers[i] + counters[c].offset);
+			    (const void *)((const char *)fed->peers[i] + counters[c].offset);
 			evbuffer_add_printf(out,
 			                    "timebankd_peer_messages_%s_total{peer=\"%s\"} %llu\n",
-			                    counters[c].name, fed->peers[i].id, *v);
+			                    counters[c].name, fed->peers[i]->id, *v);
 		}
 	}
 	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_applied_total Directory "
@@ -542,12 +522,12 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(
 		    out, "timebankd_peer_directory_items_applied_total{peer=\"%s\"} %llu\n",
-		    fed->peers[i].id, fed->peers[i].dir_applied);
+		    fed->peers[i]->id, fed->peers[i]->dir_applied);
 	evbuffer_add_printf(out, "# HELP timebankd_peer_directory_items_served_total Directory "
 	                         "items of ours sent to the peer.\n"
 	                         "# TYPE timebankd_peer_directory_items_served_total counter\n");
 	for (int i = 0; i < fed->npeers; i++)
 		evbuffer_add_printf(
 		    out, "timebankd_peer_directory_items_served_total{peer=\"%s\"} %llu\n",
-		    fed->peers[i].id, fed->peers[i].dir_served);
+		    fed->peers[i]->id, fed->peers[i]->dir_served);
 }

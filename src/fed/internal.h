@@ -1,6 +1,8 @@
 /* What the federation link's files share, and no other module sees. They
  * call downwards only:
  *   fed.c        the link as fed.h shows it; joins the layers below
+ *   register.c   the network's register: taken, served, its banks as peers
+ *   peers.c      peers made, whether of the config or the register
  *   chan.c       the exactly-once channel, its state in the database
  *   directory.c  the shared directory's pulls and pages
  *   call.c       database calls about a peer's session
@@ -33,6 +35,7 @@ enum peer_state {
 	PEER_HELLO,      /* TLS up, hellos being exchanged */
 	PEER_ESTABLISHED,
 	PEER_BACKOFF, /* waiting before dialing again */
+	PEER_REMOVED, /* no longer in the network's register: neither dialed nor accepted */
 };
 
 struct fed_peer;
@@ -70,20 +73,28 @@ struct fed_conn {
 	LIST_ENTRY(fed_conn) next;
 };
 
+/* A peer: named in the config, or a bank of the network's register
+ * (register.c). Never freed while the link runs: a bank removed from the
+ * register stays, PEER_REMOVED, and is itself again if it is added back. */
 struct fed_peer {
 	struct fed *fed;
 	char *id;
 	char *host;
 	int port;
 	char *kind;
-	/* keys[0] is pinned in the config; the others were announced in
-	 * rotations. A key replaced by a newer one is good until its grace
-	 * ends (replaced_until); a learned key is good for FED_LEARNED_KEY_DAYS
-	 * after it was learned (learned_until), time for the operator to pin
-	 * it; 0 is no end. Only a key not replaced may announce another. */
+	int from_register;
+	char cert_sha256[65]; /* its certificate, as the register names it; "" any */
+	/* A peer of the config: keys[0] is pinned there; the others were
+	 * announced in rotations. A key replaced by a newer one is good until
+	 * its grace ends (replaced_until); a learned key is good for
+	 * FED_LEARNED_KEY_DAYS after it was learned (learned_until), time for
+	 * the operator to pin it; 0 is no end. Only a key not replaced may
+	 * announce another. A peer of the register: its keys are the
+	 * register's, each good from valid_from until learned_until. */
 	struct crypto_key *keys[FED_MAX_KEYS];
 	time_t replaced_until[FED_MAX_KEYS];
 	time_t learned_until[FED_MAX_KEYS];
+	time_t valid_from[FED_MAX_KEYS];
 	int nkeys;
 
 	enum peer_state state;
@@ -168,8 +179,8 @@ struct fed {
 	struct crypto_key *previous_key; /* during a rotation: announces sign_key */
 	struct gate *gate;               /* the federation port */
 	int handshake_timeout;           /* seconds for TLS and hello */
-	int64_t max_exchange; /* [ledger] max_exchange: what a peer may ask us to record */
-	struct fed_peer peers[CONFIG_MAX_PEERS];
+	int64_t max_exchange;    /* [ledger] max_exchange: what a peer may ask us to record */
+	struct fed_peer **peers; /* the config's, then the register's */
 	int npeers;
 	LIST_HEAD(, fed_conn) conns;
 	struct event *tick; /* sealing, checkpoints, pings */
@@ -189,8 +200,11 @@ struct fed {
 	time_t register_next_update; /* when it is due to be replaced; 0 unknown */
 	time_t register_warned;
 	time_t last_register_ask;
-	int register_loaded; /* the serial held is read from the database */
+	int register_loaded; /* the register in force is read from the database */
 	int register_loading;
+	unsigned register_wanted;  /* bumped by each register taken or published */
+	unsigned register_applied; /* ...and the last our peers follow */
+	time_t crl_this_update;    /* when the CRL in force was issued */
 	unsigned long long register_refused;
 };
 
@@ -203,21 +217,39 @@ int fed_tls_peer_id(SSL *ssl, char *out, size_t len) __attribute__((warn_unused_
 int fed_tls_reload_crl(SSL_CTX *ctx, const char *crl_path) __attribute__((warn_unused_result));
 /* When the CRL at path must be replaced (its nextUpdate); 0 unknown. */
 time_t fed_tls_crl_next_update(const char *path);
+/* Puts the CRL in PEM text (the register's) in force in ctx, if it is
+ * signed by the network CA and issued no earlier than the one in force
+ * (*this_update, updated). 1 put in force, 0 older, -1 not a CRL of the CA
+ * (why in err). */
+int fed_tls_use_crl(SSL_CTX *ctx, const uint8_t *pem, size_t len, time_t *this_update,
+                    time_t *next_update, char *err, size_t errlen);
+/* Whether the CRL in PEM text is the network CA's: 1, or 0 (why in err). */
+int fed_tls_crl_ok(SSL_CTX *ctx, const uint8_t *pem, size_t len, char *err, size_t errlen);
+/* When the CRL at path was issued (its lastUpdate); 0 unknown. */
+time_t fed_tls_crl_this_update(const char *path);
 /* Whether the peer's certificate on ssl still verifies against ctx's
  * store: after a CRL reload, a revoked peer's session is closed. */
 int fed_tls_still_trusted(SSL_CTX *ctx, SSL *ssl);
+/* The SHA-256 of cert's DER, as hex into hex (65 bytes). 0 or -1. */
+int fed_tls_cert_sha256(X509 *cert, char *hex);
 /* Why a TLS connection failed, for the log and tbctl peers. */
 void fed_tls_error(struct bufferevent *bev, char *buf, size_t len);
 
 /* session.c */
 int64_t fed_now_ms(void);
 const char *fed_peer_state_name(enum peer_state state);
-/* A configured peer's session fields, its dial timer made. 0 or -1 (logged). */
-int fed_peer_load(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
-    __attribute__((warn_unused_result));
+/* A new peer, added to fed's, with its timers; no keys yet. */
+struct fed_peer *fed_peer_new(struct fed *fed, const char *id, const char *kind, const char *host,
+                              int port);
 struct fed_peer *fed_peer_find(struct fed *fed, const char *id);
 /* Dials every peer; called once the channel's state is read. */
 void fed_start_dialing(struct fed *fed);
+/* Dials one peer now, unless it has a session or a dial under way. */
+void fed_peer_dial(struct fed_peer *peer);
+/* Closes every connection of peer's and neither dials nor accepts it again
+ * until fed_peer_restore. */
+void fed_peer_remove(struct fed_peer *peer, const char *why);
+void fed_peer_restore(struct fed_peer *peer);
 void fed_peer_dial_due(evutil_socket_t fd, short what, void *arg);
 /* The gate's callback: a connection to the federation port. */
 void fed_session_accept(evutil_socket_t fd, int ticket, const char *addr, void *arg);
@@ -268,6 +300,9 @@ int fed_query(struct fed *fed, const char *sql, int n, const char *const *params
 
 /* chan.c */
 void fed_chan_load(struct fed *fed);
+/* One peer's channel state, a row of tb_fed_state() (a peer added while
+ * the link runs). */
+void fed_chan_load_row(struct fed_peer *peer, const json_t *row);
 void fed_chan_seal(struct fed *fed);
 void fed_chan_pump(struct fed_peer *peer);
 void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *raw,
@@ -288,12 +323,34 @@ void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
 
+/* peers.c */
+/* A peer with every timer its session, channel and directory use. */
+struct fed_peer *fed_peer_add(struct fed *fed, const char *id, const char *kind, const char *host,
+                              int port);
+/* A peer of the config, its key pinned. 0 or -1 (logged). */
+int fed_peer_add_config(struct fed *fed, const struct config_peer *cp)
+    __attribute__((warn_unused_result));
+/* A register peer's keys replaced by keys[0..n) (taken over), each good
+ * from from[k] until until[k] (0: no end). */
+void fed_peer_set_keys(struct fed_peer *peer, struct crypto_key **keys, const time_t *from,
+                       const time_t *until, int n);
+/* Connections whose certificate the CA store in force no longer verifies
+ * are closed (a CRL replaced). */
+void fed_close_untrusted(struct fed *fed, const char *why);
+void fed_peers_stop(struct fed *fed); /* every peer's timers */
+void fed_peers_free(struct fed *fed);
+
 /* register.c: the network's register, offered by the observer, taken by a
  * bank. */
 void fed_reg_ask(struct fed_peer *peer);
 void fed_reg_received(struct fed_peer *peer, const Timebank__V1__Body *body);
 void fed_reg_tick(struct fed *fed, time_t now);
 void fed_reg_metrics(const struct fed *fed, struct evbuffer *out);
+/* At start: the register in force read and its peers made, then the
+ * channel's state read (fed_chan_load). */
+void fed_reg_load(struct fed *fed);
+/* Whether the daemon runs the register's peers (it holds a register key). */
+int fed_reg_runs(const struct fed *fed);
 /* A directory pull, page or notice from the peer. */
 void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body);
 /* The peer's output has room again: a pull held for it may be served. */

@@ -8,8 +8,14 @@
  * signed by the register key of its config over the exact bytes, only
  * with a serial above the one it holds, and only when every bank in it is
  * well formed. A refused register is logged and counted, and the last
- * good one stays. (What the bank does with the banks listed is the
- * register's next part.) */
+ * good one stays.
+ *
+ * Both the national body and its banks run the register in force as
+ * peers: every bank it lists but this one and those the config names is
+ * dialed and accepted, with the register's address, keys (each in its
+ * window) and certificate; a bank no longer listed is removed (closed,
+ * neither dialed nor accepted); the register's CRL replaces an older one.
+ * The database keeps the same set (tb_register_peers). */
 #include "internal.h"
 
 #include "log.h"
@@ -30,9 +36,14 @@ static int is_observer(const struct fed_peer *peer)
 	return strcmp(peer->kind, "observer") == 0;
 }
 
+int fed_reg_runs(const struct fed *fed)
+{
+	return fed->register_key != NULL;
+}
+
 static int takes_register(const struct fed *fed)
 {
-	return fed->register_key != NULL && strcmp(fed->role, "bank") == 0;
+	return fed_reg_runs(fed) && strcmp(fed->role, "bank") == 0;
 }
 
 void fed_reg_ask(struct fed_peer *peer)
@@ -102,8 +113,11 @@ void fed_reg_published(struct fed *fed, uint64_t serial)
 	body.kind_case = TIMEBANK__V1__BODY__KIND_REGISTER_NOTICE;
 	body.register_notice = &notice;
 	for (int i = 0; i < fed->npeers; i++)
-		if (fed->peers[i].session != NULL && !is_observer(&fed->peers[i]))
-			fed_conn_send(fed->peers[i].session, &body);
+		if (fed->peers[i]->session != NULL && !is_observer(fed->peers[i]))
+			fed_conn_send(fed->peers[i]->session, &body);
+	/* Its own peers follow what it published. */
+	fed->register_wanted++;
+	fed_reg_load(fed);
 }
 
 /* ---- at a bank ---------------------------------------------------------- */
@@ -135,6 +149,11 @@ static const char *bad_banks(const Timebank__V1__Register *reg)
 			return "a bank of no known kind";
 		if (b->n_keys == 0)
 			return "a bank without a signing key";
+		if (b->n_keys > FED_MAX_KEYS)
+			return "a bank with more signing keys than are kept";
+		if (b->cert_sha256[0] != '\0' && (strlen(b->cert_sha256) != 64 ||
+		                                  strspn(b->cert_sha256, "0123456789abcdef") != 64))
+			return "a certificate hash that is not 64 hex digits";
 		for (size_t k = 0; k < b->n_keys; k++)
 			if (b->keys[k]->public_key.len != CRYPTO_PUB_LEN)
 				return "a signing key that is not 32 bytes";
@@ -145,6 +164,152 @@ static const char *bad_banks(const Timebank__V1__Register *reg)
 	return NULL;
 }
 
+/* The register's address of a bank, split; 0 or -1. */
+static int split_address(const char *address, char *host, size_t len, int *port)
+{
+	const char *colon = strrchr(address, ':');
+
+	if (colon == NULL || (size_t)(colon - address) >= len)
+		return -1;
+	snprintf(host, len, "%.*s", (int)(colon - address), address);
+	*port = atoi(colon + 1);
+	return 0;
+}
+
+static const json_t *state_of(const json_t *states, const char *id)
+{
+	const json_t *row;
+	size_t i;
+
+	json_array_foreach(states, i,
+	                   row) if (strcmp(json_string_value(json_object_get(row, "peer")), id) ==
+	                            0) return row;
+	return NULL;
+}
+
+/* One bank of the register as our peer: made, or brought up to it. */
+static void apply_bank(struct fed *fed, const Timebank__V1__RegisterBank *b, const json_t *states)
+{
+	struct fed_peer *peer = fed_peer_find(fed, b->id);
+	struct crypto_key *keys[FED_MAX_KEYS];
+	time_t from[FED_MAX_KEYS], until[FED_MAX_KEYS];
+	const json_t *row = state_of(states, b->id);
+	char host[256];
+	int port, n = 0, fresh = peer == NULL;
+
+	if (peer != NULL && !peer->from_register)
+		return; /* the config names it: the config's word stands */
+	if (split_address(b->address, host, sizeof(host), &port) == -1)
+		return; /* bad_banks refused it */
+	if (fresh) {
+		peer = fed_peer_add(fed, b->id, b->kind, host, port);
+		peer->from_register = 1;
+		log_info("fed: peer %s (%s) joins from the network's register, at %s", b->id,
+		         b->kind, b->address);
+	} else if (strcmp(peer->host, host) != 0 || peer->port != port ||
+	           strcmp(peer->kind, b->kind) != 0) {
+		log_info("fed: peer %s is at %s now, as the network's register says", b->id,
+		         b->address);
+		free(peer->host);
+		free(peer->kind);
+		peer->host = xstrdup(host);
+		peer->kind = xstrdup(b->kind);
+		peer->port = port;
+	}
+	for (size_t k = 0; k < b->n_keys; k++) {
+		keys[n] =
+		    crypto_key_from_raw(b->keys[k]->public_key.data, b->keys[k]->public_key.len);
+		from[n] = (time_t)b->keys[k]->not_before_unix;
+		until[n] = (time_t)b->keys[k]->not_after_unix;
+		n += keys[n] != NULL;
+	}
+	fed_peer_set_keys(peer, keys, from, until, n);
+	snprintf(peer->cert_sha256, sizeof(peer->cert_sha256), "%s", b->cert_sha256);
+	if (fresh && fed->loaded && row != NULL)
+		fed_chan_load_row(peer, row);
+	if (peer->state == PEER_REMOVED)
+		fed_peer_restore(peer);
+	else if (fresh)
+		fed_peer_dial(peer);
+}
+
+/* A peer removed from the register before this start: shown as removed,
+ * with what waits for it, and never dialed or accepted. */
+static void removed_before(struct fed *fed, const json_t *states)
+{
+	const json_t *row;
+	size_t i;
+
+	json_array_foreach(states, i, row)
+	{
+		const char *id = json_string_value(json_object_get(row, "peer"));
+		const char *kind = json_string_value(json_object_get(row, "kind"));
+		struct fed_peer *peer;
+		if (id == NULL || kind == NULL || !json_is_true(json_object_get(row, "removed")) ||
+		    fed_peer_find(fed, id) != NULL)
+			continue;
+		peer = fed_peer_add(fed, id, kind, "", 0);
+		peer->from_register = 1;
+		fed_peer_remove(peer, "removed from the network's register");
+		if (fed->loaded)
+			fed_chan_load_row(peer, row);
+	}
+}
+
+/* The register in force as our peers, and its CRL. */
+static void apply(struct fed *fed, const Timebank__V1__Register *reg, const json_t *states)
+{
+	char err[200];
+
+	removed_before(fed, states);
+
+	for (size_t i = 0; i < reg->n_banks; i++)
+		if (strcmp(reg->banks[i]->id, fed->bank_id) != 0)
+			apply_bank(fed, reg->banks[i], states);
+	for (int i = 0; i < fed->npeers; i++) {
+		struct fed_peer *peer = fed->peers[i];
+		size_t j = 0;
+		while (j < reg->n_banks && strcmp(reg->banks[j]->id, peer->id) != 0)
+			j++;
+		if (peer->from_register && j == reg->n_banks)
+			fed_peer_remove(peer, "removed from the network's register");
+	}
+	switch (fed_tls_use_crl(fed->ctx, reg->crl.data, reg->crl.len, &fed->crl_this_update,
+	                        &fed->crl_next_update, err, sizeof(err))) {
+	case 1:
+		fed->crl_warned = 0;
+		fed_close_untrusted(fed, "its certificate is revoked by the register's CRL");
+		break;
+	case -1:
+		log_warn("fed: the register's CRL is not used (%s); the one in force stays", err);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The register's bytes as they came, verified and read; NULL (why set). */
+static Timebank__V1__Register *open_signed(const struct fed *fed, const uint8_t *data, size_t len,
+                                           const char **why)
+{
+	Timebank__V1__SignedRegister *sr = timebank__v1__signed_register__unpack(NULL, len, data);
+	Timebank__V1__Register *reg = NULL;
+
+	if (sr == NULL)
+		*why = "not a signed register";
+	else if (strcmp(sr->key_id, crypto_key_id(fed->register_key)) != 0)
+		*why = "signed by another key than the register key";
+	else if (crypto_verify(fed->register_key, sr->register_.data, sr->register_.len,
+	                       sr->signature.data, sr->signature.len) == -1)
+		*why = "its signature does not verify";
+	else if ((reg = timebank__v1__register__unpack(NULL, sr->register_.len,
+	                                               sr->register_.data)) == NULL)
+		*why = "its register does not parse";
+	if (sr != NULL)
+		timebank__v1__signed_register__free_unpacked(sr, NULL);
+	return reg;
+}
+
 static void on_taken(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -153,9 +318,13 @@ static void on_taken(void *arg, const struct db_result *r)
 	uint64_t serial = (uint64_t)json_integer_value(json_object_get(res, "serial"));
 
 	if (!fed->stopping && res != NULL) {
-		if (json_is_true(json_object_get(res, "taken")))
+		if (json_is_true(json_object_get(res, "taken"))) {
 			log_info("fed: took the network's register, serial %llu, from %s",
 			         (unsigned long long)serial, c->peer->id);
+			/* The peers now follow it. */
+			fed->register_wanted++;
+			fed_reg_load(fed);
+		}
 		if (serial > fed->register_serial) {
 			fed->register_serial = serial;
 			fed->register_next_update =
@@ -173,31 +342,25 @@ static void on_taken(void *arg, const struct db_result *r)
 static void take(struct fed_peer *peer, const ProtobufCBinaryData *offer)
 {
 	struct fed *fed = peer->fed;
-	Timebank__V1__SignedRegister *sr;
 	Timebank__V1__Register *reg = NULL;
 	const char *why = NULL;
-	char serial[24];
+	char serial[24], crl_why[80];
 	char *hex, *text;
 	json_t *json;
 	struct fed_call *c;
 
-	sr = timebank__v1__signed_register__unpack(NULL, offer->len, offer->data);
-	if (sr == NULL)
-		why = "not a signed register";
-	else if (strcmp(sr->key_id, crypto_key_id(fed->register_key)) != 0)
-		why = "signed by another key than the register key";
-	else if (crypto_verify(fed->register_key, sr->register_.data, sr->register_.len,
-	                       sr->signature.data, sr->signature.len) == -1)
-		why = "its signature does not verify";
-	else if ((reg = timebank__v1__register__unpack(NULL, sr->register_.len,
-	                                               sr->register_.data)) == NULL)
-		why = "its register does not parse";
+	reg = open_signed(fed, offer->data, offer->len, &why);
+	if (reg == NULL)
+		;
 	else if (reg->serial < fed->register_serial)
 		why = "an older serial than the one held";
 	else if (reg->serial == fed->register_serial)
 		why = ""; /* the one held: nothing to do */
 	else
 		why = bad_banks(reg);
+	if (why == NULL &&
+	    !fed_tls_crl_ok(fed->ctx, reg->crl.data, reg->crl.len, crl_why, sizeof(crl_why)))
+		why = crl_why;
 	if (why != NULL) {
 		if (*why != '\0')
 			refuse(peer, why);
@@ -220,8 +383,6 @@ static void take(struct fed_peer *peer, const ProtobufCBinaryData *offer)
 done:
 	if (reg != NULL)
 		timebank__v1__register__free_unpacked(reg, NULL);
-	if (sr != NULL)
-		timebank__v1__signed_register__free_unpacked(sr, NULL);
 }
 
 void fed_reg_received(struct fed_peer *peer, const Timebank__V1__Body *body)
@@ -250,37 +411,92 @@ void fed_reg_received(struct fed_peer *peer, const Timebank__V1__Body *body)
 	}
 }
 
-static void on_held(void *arg, const struct db_result *r)
-{
-	struct fed *fed = arg;
-	json_t *res;
+/* The register in force, as tb_register_peers() made the database's
+ * peers follow it: ours follow too. The first, at start, is followed by
+ * the channel's state. */
+struct reg_load {
+	struct fed *fed;
+	unsigned wanted;
+};
 
-	if (fed->stopping || r->status != DB_OK)
+static void on_peers(void *arg, const struct db_result *r)
+{
+	struct reg_load *l = arg;
+	struct fed *fed = l->fed;
+	json_t *res = NULL;
+	const char *hex, *why = NULL;
+	Timebank__V1__Register *reg = NULL;
+
+	fed->register_loading = 0;
+	if (fed->stopping || r->status != DB_OK ||
+	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
+		if (!fed->stopping)
+			log_warn("fed: the network's register could not be read: %s; trying again",
+			         r->status == DB_ERROR && r->message ? r->message
+			                                             : "database unavailable");
+		free(l);
 		return;
-	res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
-	fed->register_serial = (uint64_t)json_integer_value(json_object_get(res, "serial"));
-	fed->register_next_update =
-	    (time_t)json_integer_value(json_object_get(res, "next_update_unix"));
-	fed->register_loaded = 1;
+	}
+	hex = json_string_value(json_object_get(res, "signed"));
+	if (hex != NULL) {
+		size_t max = strlen(hex) / 2;
+		uint8_t *bytes = xmalloc(max > 0 ? max : 1);
+		long n = crypto_unhex(hex, bytes, max);
+		reg = n > 0 ? open_signed(fed, bytes, (size_t)n, &why) : NULL;
+		if (reg != NULL)
+			why = bad_banks(reg);
+		if (why != NULL || reg == NULL)
+			log_error("fed: the network's register held (serial %lld) is not used: %s",
+			          (long long)json_integer_value(json_object_get(res, "serial")),
+			          why != NULL ? why : "not hex");
+		free(bytes);
+	}
+	if (reg != NULL && why == NULL) {
+		apply(fed, reg, json_object_get(res, "peers"));
+		fed->register_serial = reg->serial;
+		fed->register_next_update = (time_t)reg->next_update_unix;
+	}
+	if (reg != NULL)
+		timebank__v1__register__free_unpacked(reg, NULL);
 	json_decref(res);
+	fed->register_applied = l->wanted;
+	free(l);
+	if (!fed->register_loaded) {
+		fed->register_loaded = 1;
+		fed_chan_load(fed);
+		return;
+	}
 	for (int i = 0; i < fed->npeers; i++)
-		fed_reg_ask(&fed->peers[i]);
+		fed_reg_ask(fed->peers[i]);
+}
+
+void fed_reg_load(struct fed *fed)
+{
+	struct reg_load *l;
+
+	if (fed->register_loading)
+		return;
+	l = xcalloc(1, sizeof(*l));
+	l->fed = fed;
+	l->wanted = fed->register_wanted;
+	if (fed_query(fed, "SELECT tb_register_peers()::text", 0, NULL, on_peers, l) == 0)
+		fed->register_loading = 1;
+	else
+		free(l);
 }
 
 void fed_reg_tick(struct fed *fed, time_t now)
 {
+	if (!fed_reg_runs(fed))
+		return;
+	if (fed->register_applied != fed->register_wanted)
+		fed_reg_load(fed); /* a register taken could not be followed: again */
 	if (!takes_register(fed))
 		return;
-	if (!fed->register_loaded) {
-		if (!fed->register_loading &&
-		    fed_query(fed, "SELECT tb_register_held()::text", 0, NULL, on_held, fed) == 0)
-			fed->register_loading = 1;
-		return;
-	}
 	if (now - fed->last_register_ask >= REGISTER_ASK_SECONDS) {
 		fed->last_register_ask = now;
 		for (int i = 0; i < fed->npeers; i++)
-			fed_reg_ask(&fed->peers[i]);
+			fed_reg_ask(fed->peers[i]);
 	}
 	/* A register going stale is warned of daily from 30 days ahead. */
 	if (fed->register_next_update != 0 && fed->register_next_update - now < 30 * 86400L &&

@@ -23,8 +23,8 @@
 #define BACKOFF_MAX_MS 30000
 #define IDLE_SECONDS 30 /* a session silent this long is dead (pings every 10 s) */
 
-static const char *const state_names[] = {"idle",  "connecting",  "tls",
-                                          "hello", "established", "backing_off"};
+static const char *const state_names[] = {"idle",        "connecting",  "tls",    "hello",
+                                          "established", "backing_off", "removed"};
 
 int64_t fed_now_ms(void)
 {
@@ -53,18 +53,16 @@ static void change_state(struct fed_peer *peer, enum peer_state state, const cha
 struct fed_peer *fed_peer_find(struct fed *fed, const char *id)
 {
 	for (int i = 0; i < fed->npeers; i++)
-		if (strcmp(fed->peers[i].id, id) == 0)
-			return &fed->peers[i];
+		if (strcmp(fed->peers[i]->id, id) == 0)
+			return fed->peers[i];
 	return NULL;
 }
-
-static void peer_dial(struct fed_peer *peer);
 
 void fed_peer_dial_due(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	peer_dial(arg);
+	fed_peer_dial(arg);
 }
 
 static void schedule_dial(struct fed_peer *peer)
@@ -129,8 +127,10 @@ void fed_conn_close(struct fed_conn *conn, const char *why)
 			peer->dialing = NULL;
 		}
 		/* Our own dial still under way will establish or fail by itself. */
-		if (peer->session == NULL && peer->dialing == NULL && !peer->fed->stopping &&
-		    !evtimer_pending(peer->timer, NULL))
+		if (peer->state == PEER_REMOVED)
+			;
+		else if (peer->session == NULL && peer->dialing == NULL && !peer->fed->stopping &&
+		         !evtimer_pending(peer->timer, NULL))
 			schedule_dial(peer);
 		else if (peer->session == NULL && peer->dialing != NULL)
 			change_state(peer, peer->dialing->tcp_only ? PEER_CONNECTING : PEER_TLS,
@@ -177,7 +177,8 @@ static void announce_key(struct fed_conn *conn)
 
 int fed_peer_key_good(const struct fed_peer *peer, int i, time_t now)
 {
-	return (peer->replaced_until[i] == 0 || peer->replaced_until[i] > now) &&
+	return peer->valid_from[i] <= now &&
+	       (peer->replaced_until[i] == 0 || peer->replaced_until[i] > now) &&
 	       (peer->learned_until[i] == 0 || peer->learned_until[i] > now);
 }
 
@@ -215,6 +216,7 @@ int fed_peer_add_key(struct fed_peer *peer, const uint8_t *raw, size_t len, cons
 	peer->replaced_until[signer] = now + grace_seconds;
 	peer->replaced_until[peer->nkeys] = 0;
 	peer->learned_until[peer->nkeys] = now + learned_seconds;
+	peer->valid_from[peer->nkeys] = 0;
 	peer->keys[peer->nkeys++] = key;
 	return 0;
 }
@@ -229,6 +231,7 @@ int fed_peer_forget_key(struct fed_peer *peer, const char *key_id)
 			peer->keys[j] = peer->keys[j + 1];
 			peer->replaced_until[j] = peer->replaced_until[j + 1];
 			peer->learned_until[j] = peer->learned_until[j + 1];
+			peer->valid_from[j] = peer->valid_from[j + 1];
 		}
 		peer->nkeys--;
 		return 0;
@@ -246,6 +249,9 @@ static void on_key_rotation(struct fed_conn *conn, const struct env_msg *msg)
 		fed_conn_refuse(conn, "a key rotation without a key");
 		return;
 	}
+	/* A peer of the register has the keys the register gives it. */
+	if (peer->from_register)
+		return;
 	if (fed_peer_add_key(peer, rot->new_public_key.data, rot->new_public_key.len, msg->key_id,
 	                     FED_KEY_GRACE_DAYS * 86400L, FED_LEARNED_KEY_DAYS * 86400L, 0) == -1) {
 		fed_conn_refuse(conn, "a key rotation signed by a key that may not announce one "
@@ -470,10 +476,11 @@ static void on_connected(struct fed_conn *conn)
 		}
 	} else {
 		peer = fed_peer_find(conn->fed, id);
-		if (peer == NULL) {
+		if (peer == NULL || peer->state == PEER_REMOVED) {
 			char why[160];
-			snprintf(why, sizeof(why), "its certificate names %s, which is not a peer",
-			         id);
+			snprintf(why, sizeof(why), "its certificate names %s, which is %s", id,
+			         peer == NULL ? "not a peer"
+			                      : "no longer in the network's register");
 			fed_conn_close(conn, why);
 			return;
 		}
@@ -484,6 +491,18 @@ static void on_connected(struct fed_conn *conn)
 		}
 		if (peer->penalty_until > time(NULL)) {
 			fed_conn_close(conn, "it misbehaved recently; refused for now");
+			return;
+		}
+	}
+	/* The register may name the one certificate a bank of it shows. */
+	if (conn->peer->cert_sha256[0] != '\0') {
+		X509 *cert = SSL_get0_peer_certificate(bufferevent_openssl_get_ssl(conn->bev));
+		char hex[65];
+		if (cert == NULL || fed_tls_cert_sha256(cert, hex) == -1 ||
+		    strcmp(hex, conn->peer->cert_sha256) != 0) {
+			fed_conn_close(conn,
+			               "its certificate is not the one the network's register "
+			               "names");
 			return;
 		}
 	}
@@ -592,7 +611,7 @@ static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
 		change_state(conn->peer, PEER_TLS, NULL);
 }
 
-static void peer_dial(struct fed_peer *peer)
+void fed_peer_dial(struct fed_peer *peer)
 {
 	struct fed *fed = peer->fed;
 	struct sockaddr_storage ss;
@@ -601,7 +620,8 @@ static void peer_dial(struct fed_peer *peer)
 	struct bufferevent *plain;
 	struct fed_conn *conn;
 
-	if (peer->session != NULL || peer->dialing != NULL || !fed->loaded)
+	if (peer->session != NULL || peer->dialing != NULL || !fed->loaded ||
+	    peer->state == PEER_REMOVED)
 		return;
 	snprintf(addr, sizeof(addr), "%s:%d", peer->host, peer->port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == -1) {
@@ -648,26 +668,47 @@ void fed_session_accept(evutil_socket_t fd, int ticket, const char *addr, void *
 void fed_start_dialing(struct fed *fed)
 {
 	for (int i = 0; i < fed->npeers; i++)
-		peer_dial(&fed->peers[i]);
+		fed_peer_dial(fed->peers[i]);
 }
 
-int fed_peer_load(struct fed *fed, struct fed_peer *peer, const struct config_peer *cp)
+void fed_peer_remove(struct fed_peer *peer, const char *why)
 {
-	char err[300];
+	struct fed_conn *conn;
 
+	if (peer->state == PEER_REMOVED)
+		return;
+	change_state(peer, PEER_REMOVED, why);
+	snprintf(peer->last_error, sizeof(peer->last_error), "%.250s", why);
+	evtimer_del(peer->timer);
+	LIST_FOREACH(conn, &peer->fed->conns, next)
+	if (conn->peer == peer)
+		fed_conn_close(conn, why);
+}
+
+void fed_peer_restore(struct fed_peer *peer)
+{
+	if (peer->state != PEER_REMOVED)
+		return;
+	peer->backoff_ms = BACKOFF_MIN_MS;
+	peer->last_error[0] = '\0';
+	change_state(peer, PEER_IDLE, "in the network's register again");
+	fed_peer_dial(peer);
+}
+
+struct fed_peer *fed_peer_new(struct fed *fed, const char *id, const char *kind, const char *host,
+                              int port)
+{
+	struct fed_peer *peer = xcalloc(1, sizeof(*peer));
+
+	fed->peers = xrealloc(fed->peers, (size_t)(fed->npeers + 1) * sizeof(*fed->peers));
+	fed->peers[fed->npeers++] = peer;
 	peer->fed = fed;
-	peer->id = xstrdup(cp->id);
-	peer->host = xstrdup(cp->host);
-	peer->port = cp->port;
-	peer->kind = xstrdup(cp->kind);
-	peer->keys[0] = crypto_key_load(cp->signing_key, 0, err, sizeof(err));
-	if (peer->keys[0] == NULL) {
-		log_error("fed: peer %s: %s", cp->id, err);
-		return -1;
-	}
-	peer->nkeys = 1;
+	peer->id = xstrdup(id);
+	peer->host = xstrdup(host);
+	peer->port = port;
+	peer->kind = xstrdup(kind);
 	peer->timer = evtimer_new(fed->base, fed_peer_dial_due, peer);
 	peer->backoff_ms = BACKOFF_MIN_MS;
 	peer->since = time(NULL);
-	return 0;
+	return peer;
 }

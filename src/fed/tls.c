@@ -22,20 +22,36 @@ static int load_crl(X509_STORE *store, const char *path)
 	return 0;
 }
 
-time_t fed_tls_crl_next_update(const char *path)
+static time_t asn1_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	return t != NULL && ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
+}
+
+/* When the CRL at path was issued (next: when it must be replaced). */
+static time_t crl_file_time(const char *path, int next)
 {
 	FILE *f = fopen(path, "r");
 	X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
-	const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
-	struct tm tm;
-	time_t t = 0;
+	time_t t = crl == NULL ? 0
+	           : next      ? asn1_time(X509_CRL_get0_nextUpdate(crl))
+	                       : asn1_time(X509_CRL_get0_lastUpdate(crl));
 
-	if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1)
-		t = timegm(&tm);
 	X509_CRL_free(crl);
 	if (f != NULL)
 		fclose(f);
 	return t;
+}
+
+time_t fed_tls_crl_next_update(const char *path)
+{
+	return crl_file_time(path, 1);
+}
+
+time_t fed_tls_crl_this_update(const char *path)
+{
+	return crl_file_time(path, 0);
 }
 
 int fed_tls_still_trusted(SSL_CTX *ctx, SSL *ssl)
@@ -85,23 +101,114 @@ SSL_CTX *fed_tls_ctx(const struct config *cfg, char *err, size_t errlen)
 	return ctx;
 }
 
-int fed_tls_reload_crl(SSL_CTX *ctx, const char *crl_path)
+/* A fresh store with the CA certificates of ctx's, for a new CRL. */
+static X509_STORE *fresh_store(SSL_CTX *ctx)
 {
 	X509_STORE *store = X509_STORE_new();
-	X509_STORE *old = SSL_CTX_get_cert_store(ctx);
-	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(old);
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
 
-	/* A fresh store: the CA certificates of the old one and the new CRL. */
 	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
 		X509 *cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
 		if (cert != NULL)
 			X509_STORE_add_cert(store, cert);
 	}
+	return store;
+}
+
+int fed_tls_reload_crl(SSL_CTX *ctx, const char *crl_path)
+{
+	X509_STORE *store = fresh_store(ctx);
+
 	if (load_crl(store, crl_path) == -1) {
 		X509_STORE_free(store);
 		return -1;
 	}
 	SSL_CTX_set_cert_store(ctx, store);
+	return 0;
+}
+
+/* Whether crl is signed by a CA certificate of ctx's store. */
+static int signed_by_ca(SSL_CTX *ctx, X509_CRL *crl)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		if (ca != NULL &&
+		    X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+		    X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+			return 1;
+	}
+	return 0;
+}
+
+/* The CRL in PEM text, if the network CA signed it; NULL (why in err). */
+static X509_CRL *ca_crl(SSL_CTX *ctx, const uint8_t *pem, size_t len, char *err, size_t errlen)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509_CRL *crl = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+
+	BIO_free(bio);
+	if (crl == NULL) {
+		snprintf(err, errlen, "its CRL is not a CRL in PEM");
+	} else if (!signed_by_ca(ctx, crl)) {
+		snprintf(err, errlen, "its CRL is not signed by the network CA");
+		X509_CRL_free(crl);
+		crl = NULL;
+	}
+	return crl;
+}
+
+int fed_tls_crl_ok(SSL_CTX *ctx, const uint8_t *pem, size_t len, char *err, size_t errlen)
+{
+	X509_CRL *crl = ca_crl(ctx, pem, len, err, errlen);
+
+	X509_CRL_free(crl);
+	return crl != NULL;
+}
+
+int fed_tls_use_crl(SSL_CTX *ctx, const uint8_t *pem, size_t len, time_t *this_update,
+                    time_t *next_update, char *err, size_t errlen)
+{
+	X509_CRL *crl = ca_crl(ctx, pem, len, err, errlen);
+	X509_STORE *store;
+	time_t issued;
+	int rc = -1;
+
+	if (crl == NULL)
+		return -1;
+	issued = asn1_time(X509_CRL_get0_lastUpdate(crl));
+	if (issued < *this_update) {
+		rc = 0; /* the one in force is newer */
+		goto done;
+	}
+	store = fresh_store(ctx);
+	if (X509_STORE_add_crl(store, crl) != 1) {
+		X509_STORE_free(store);
+		snprintf(err, errlen, "its CRL cannot be used");
+		goto done;
+	}
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	SSL_CTX_set_cert_store(ctx, store);
+	*this_update = issued;
+	*next_update = asn1_time(X509_CRL_get0_nextUpdate(crl));
+	rc = 1;
+done:
+	X509_CRL_free(crl);
+	return rc;
+}
+
+int fed_tls_cert_sha256(X509 *cert, char *hex)
+{
+	unsigned char *der = NULL;
+	uint8_t hash[CRYPTO_HASH_LEN];
+	int n = i2d_X509(cert, &der);
+
+	if (n <= 0)
+		return -1;
+	crypto_sha256(der, (size_t)n, hash);
+	crypto_hex(hash, sizeof(hash), hex);
+	OPENSSL_free(der);
 	return 0;
 }
 

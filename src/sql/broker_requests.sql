@@ -108,6 +108,9 @@ BEGIN
         PERFORM tb_raise('unknown_bank', format('%s is not a bank this bank is linked to',
                                                 p->>'bank'));
     END IF;
+    IF NOT peer.exchanges THEN
+        PERFORM tb_raise('not_exchanging', tb_not_exchanging_text(peer.peer));
+    END IF;
     IF peer.diverged_at IS NOT NULL THEN
         PERFORM tb_raise('peer_diverged', format(
             'the books with %s have diverged; no new claims go there until it is resolved',
@@ -227,7 +230,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM xb_claims WHERE claim_id = item->>'claim_id') THEN
             CONTINUE;
         END IF;
-        reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account),
+        reason := coalesce(tb_rule_bank(peer.kind, peer.clearing_account, peer.exchanges),
                            CASE WHEN tb_rule_hours(tb_peer_number(item->>'minutes', 12), most) IS NOT NULL
                                      OR length(item->>'message') > 500
                                      OR NOT tb_plain(item->>'message')

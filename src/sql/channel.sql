@@ -5,24 +5,53 @@
 
 CREATE FUNCTION tb_fed_peers(ids text[], kinds text[], limits bigint[]) RETURNS jsonb
 LANGUAGE plpgsql AS $$
-DECLARE
-    i int;
-    acct bigint;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
-        INSERT INTO fed_peers (peer, kind) VALUES (ids[i], kinds[i])
-        ON CONFLICT (peer) DO UPDATE SET kind = EXCLUDED.kind;
-        IF kinds[i] = 'bank' THEN
-            SELECT clearing_account INTO acct FROM fed_peers WHERE peer = ids[i];
-            IF acct IS NULL THEN
-                INSERT INTO accounts (kind) VALUES ('clearing') RETURNING id INTO acct;
-                UPDATE fed_peers SET clearing_account = acct WHERE peer = ids[i];
-            END IF;
-            UPDATE accounts SET floor_minutes = -limits[i] WHERE id = acct;
-        END IF;
+        PERFORM tb_fed_peer_add(ids[i], kinds[i], 'config', limits[i]);
     END LOOP;
+    -- A peer the config named before and names no more is not linked now.
+    UPDATE fed_peers SET removed_at = now()
+     WHERE source = 'config' AND removed_at IS NULL AND NOT peer = ANY (ids);
+    PERFORM tb_fed_exchanges();
     RETURN coalesce((SELECT jsonb_agg(tb_fed_peer_json(p) ORDER BY p.peer) FROM fed_peers p
                       WHERE p.peer = ANY (ids)), '[]');
+END $$;
+
+-- A peer of the config or the register: its channel row and, a bank, its
+-- clearing account with the exposure limit (minutes) as its floor.
+CREATE FUNCTION tb_fed_peer_add(id text, kind_ text, source_ text, exposure bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    acct bigint;
+BEGIN
+    INSERT INTO fed_peers (peer, kind, source) VALUES (id, kind_, source_)
+    ON CONFLICT (peer) DO UPDATE
+        SET kind = EXCLUDED.kind, source = EXCLUDED.source, removed_at = NULL;
+    IF kind_ = 'bank' THEN
+        SELECT clearing_account INTO acct FROM fed_peers WHERE peer = id;
+        IF acct IS NULL THEN
+            INSERT INTO accounts (kind) VALUES ('clearing') RETURNING accounts.id INTO acct;
+            UPDATE fed_peers SET clearing_account = acct WHERE peer = id;
+        END IF;
+        UPDATE accounts SET floor_minutes = -exposure WHERE accounts.id = acct;
+    END IF;
+END $$;
+
+-- Whom this bank exchanges hours with: every peer still linked, or those
+-- of [federation] exchange_with. A peer it stops exchanging with no longer
+-- sees our directory, nor we its (its items go, and come again from the
+-- start if it is exchanged with again); what is pending with it stays.
+CREATE FUNCTION tb_fed_exchanges() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    only_ text[] := (SELECT exchange_with FROM fed_limits);
+BEGIN
+    WITH off AS (
+        UPDATE fed_peers SET exchanges = false, dir_cursor = 0, dir_synced_at = NULL
+         WHERE exchanges AND (removed_at IS NOT NULL OR NOT peer = ANY (coalesce(only_, ARRAY[peer])))
+        RETURNING peer)
+    DELETE FROM dir_remote r USING off WHERE r.peer = off.peer;
+    UPDATE fed_peers SET exchanges = true
+     WHERE NOT exchanges AND removed_at IS NULL AND peer = ANY (coalesce(only_, ARRAY[peer]));
 END $$;
 
 CREATE FUNCTION tb_fed_peer_json(p fed_peers) RETURNS jsonb
@@ -34,7 +63,8 @@ BEGIN
     SELECT * INTO s FROM fed_sealed WHERE peer = p.peer;
     SELECT * INTO a FROM fed_acked WHERE peer = p.peer;
     RETURN jsonb_build_object(
-        'peer', p.peer, 'queued', p.out_next_seq - 1, 'sealed', s.out_sealed,
+        'peer', p.peer, 'kind', p.kind, 'source', p.source, 'removed', p.removed_at IS NOT NULL,
+        'exchanges', p.exchanges, 'queued', p.out_next_seq - 1, 'sealed', s.out_sealed,
         'acked', a.out_acked, 'outbox_depth', p.out_next_seq - 1 - a.out_acked,
         'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
         'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
@@ -71,7 +101,15 @@ CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
         bank_id = coalesce(lim->>'bank_id', bank_id),
         role = coalesce(lim->>'role', role),
         suppress_below = coalesce((lim->>'suppress_below')::int, suppress_below),
-        round_to = coalesce((lim->>'round_to')::int, round_to)
+        round_to = coalesce((lim->>'round_to')::int, round_to),
+        exchange_with = CASE WHEN jsonb_typeof(lim->'exchange_with') = 'array'
+                             THEN ARRAY(SELECT jsonb_array_elements_text(lim->'exchange_with'))
+                             WHEN lim ? 'exchange_with' THEN NULL ELSE exchange_with END,
+        register_exposure_limit = coalesce((lim->>'register_exposure_limit')::bigint,
+                                           register_exposure_limit),
+        register_limits = coalesce(lim->'register_limits', register_limits);
+    SELECT tb_register_limits();
+    SELECT tb_fed_exchanges();
 $$;
 
 -- What peers sent is kept as proof for inbox_keep_days, and then deleted:

@@ -161,9 +161,18 @@ $$;
 
 -- Exchanges are between banks, not with the national body, and each is
 -- cleared through the bank's clearing account here.
-CREATE FUNCTION tb_rule_bank(kind text, clearing bigint) RETURNS text
+CREATE FUNCTION tb_rule_bank(kind text, clearing bigint, exchanges boolean) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' OR clearing IS NULL THEN 'unknown_bank' END
+    SELECT CASE WHEN kind IS DISTINCT FROM 'bank' OR clearing IS NULL THEN 'unknown_bank'
+                WHEN NOT exchanges THEN 'not_exchanging' END
+$$;
+
+-- Why no new exchange, claim or contact goes to a linked bank.
+CREATE FUNCTION tb_not_exchanging_text(bank text) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('this bank exchanges no hours with %s: %s', bank,
+                  CASE WHEN (SELECT removed_at FROM fed_peers WHERE peer = bank) IS NOT NULL
+                       THEN 'it is no longer in the network''s register'
+                       ELSE 'it is not in [federation] exchange_with' END)
 $$;
 
 -- A member a peer may name: one we have, and have not erased.

@@ -271,7 +271,7 @@ DECLARE
     last bigint;
     n int;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND kind = 'bank') THEN
+    IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND kind = 'bank' AND exchanges) THEN
         RETURN jsonb_build_object('since', since, 'next', since, 'more', false,
                                   'items', '[]'::jsonb);
     END IF;
@@ -314,7 +314,8 @@ DECLARE
     candidates int;
     room int;
 BEGIN
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' FOR UPDATE;
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' AND exchanges
+       FOR UPDATE;
     IF NOT FOUND OR jsonb_typeof(page->'since') <> 'number'
        OR (page->>'since')::numeric <> st.dir_cursor
        OR jsonb_typeof(page->'next') <> 'number' OR jsonb_typeof(page->'items') <> 'array' THEN

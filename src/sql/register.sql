@@ -95,6 +95,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM register_keys WHERE public_key = decode(pub_hex, 'hex')) THEN
         PERFORM tb_raise('key_in_use', 'that signing key is already in the register');
     END IF;
+    -- A bank takes at most four keys of one bank (FED_MAX_KEYS).
+    IF (SELECT count(*) FROM register_keys
+         WHERE bank = b.id AND (not_after IS NULL OR not_after > now())) >= 4 THEN
+        PERFORM tb_raise('too_many_keys', format(
+            '%s has four signing keys in force; rotate again once the oldest has ended', b.id));
+    END IF;
     UPDATE register_keys SET not_after = now() + make_interval(days => grace_days)
      WHERE bank = b.id AND (not_after IS NULL OR not_after > now() + make_interval(days => grace_days));
     INSERT INTO register_keys (bank, public_key) VALUES (b.id, decode(pub_hex, 'hex'));
@@ -112,6 +118,30 @@ CREATE FUNCTION tb_register_draft(next_days int) RETURNS jsonb LANGUAGE sql STAB
         'next_update_unix', floor(extract(epoch FROM now() + make_interval(days => next_days))),
         'banks', coalesce((SELECT jsonb_agg(tb_register_bank_json(b) ORDER BY b.id)
                              FROM register_banks b WHERE b.removed_at IS NULL), '[]'))
+$$;
+
+-- The last register published, again as the next serial with a new next
+-- update, when its next update is within_days away or past (the daemon
+-- checks hourly, so that no bank holds a stale register); NULL when it is
+-- not due. Keys whose window has ended are left out; changes not yet
+-- published stay waiting for a publish of their own.
+CREATE FUNCTION tb_register_refresh_due(within_days int, next_days int) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'serial', p.serial + 1,
+        'issued_unix', floor(extract(epoch FROM now())),
+        'next_update_unix', floor(extract(epoch FROM now() + make_interval(days => next_days))),
+        'banks', coalesce((
+            SELECT jsonb_agg(b || jsonb_build_object('keys', coalesce((
+                       SELECT jsonb_agg(k ORDER BY n) FROM jsonb_array_elements(b->'keys')
+                                                           WITH ORDINALITY AS t(k, n)
+                        WHERE (k->>'not_after_unix')::bigint = 0
+                           OR (k->>'not_after_unix')::bigint > extract(epoch FROM now())), '[]'))
+                   ORDER BY b->>'id')
+              FROM jsonb_array_elements(p.register->'banks') b), '[]'))
+      FROM (SELECT * FROM register_published ORDER BY serial DESC LIMIT 1) p
+     WHERE (p.register->>'next_update_unix')::bigint
+           < extract(epoch FROM now() + make_interval(days => within_days))
 $$;
 
 -- What the next publish would change, bank by bank, against the last one
@@ -198,6 +228,66 @@ BEGIN
         SET serial = EXCLUDED.serial, signed = EXCLUDED.signed, register = EXCLUDED.register,
             from_peer = EXCLUDED.from_peer, taken_at = now();
     RETURN tb_register_held() || '{"taken": true}';
+END $$;
+
+-- The register in force here: at a bank the one it took, at the national
+-- body the last it published.
+CREATE FUNCTION tb_register_in_force(OUT serial bigint, OUT signed bytea, OUT register jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT r.serial, r.signed, r.register FROM fed_register r
+     WHERE (SELECT role FROM fed_limits) = 'bank'
+    UNION ALL
+    (SELECT p.serial, p.signed, p.register FROM register_published p
+      WHERE (SELECT role FROM fed_limits) = 'observer' ORDER BY p.serial DESC LIMIT 1)
+$$;
+
+-- The exposure limit of a peer from the register: its own in the config
+-- ([peer ID] with only exposure_limit), else the default for the
+-- register's peers ([federation] exposure_limit).
+CREATE FUNCTION tb_register_limit(bank text) RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT coalesce((register_limits->>bank)::bigint, register_exposure_limit) FROM fed_limits
+$$;
+
+-- The config's limits for the register's peers, at start and reload.
+CREATE FUNCTION tb_register_limits() RETURNS void LANGUAGE sql AS $$
+    UPDATE accounts a SET floor_minutes = -tb_register_limit(p.peer)
+      FROM fed_peers p
+     WHERE p.source = 'register' AND p.kind = 'bank' AND a.id = p.clearing_account
+$$;
+
+-- The register's banks as this daemon's peers. Each bank it lists, but
+-- this one and those the config names, is a peer with its channel row
+-- and, a bank, its clearing account; a peer that came from the register
+-- and is no longer in it is removed: neither dialed nor accepted, and no
+-- new exchange, claim, contact or directory goes to it, while what is
+-- pending with it stays pending. Returns the register in force, signed
+-- (the daemon reads the banks' addresses and keys from it), and the
+-- channel state of each of its peers, and of those removed (shown as
+-- such, with what still waits for them).
+CREATE FUNCTION tb_register_peers() RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    held record;
+    own text := (SELECT bank_id FROM fed_limits);
+    b jsonb;
+    listed text[] := '{}';
+BEGIN
+    SELECT * INTO held FROM tb_register_in_force();
+    FOR b IN SELECT x FROM jsonb_array_elements(coalesce(held.register->'banks', '[]')) x LOOP
+        CONTINUE WHEN b->>'id' = own OR EXISTS (
+            SELECT 1 FROM fed_peers
+             WHERE peer = b->>'id' AND source = 'config' AND removed_at IS NULL);
+        listed := listed || (b->>'id');
+        PERFORM tb_fed_peer_add(b->>'id', b->>'kind', 'register', tb_register_limit(b->>'id'));
+    END LOOP;
+    UPDATE fed_peers SET removed_at = now()
+     WHERE source = 'register' AND removed_at IS NULL AND NOT peer = ANY (listed);
+    PERFORM tb_fed_exchanges();
+    RETURN jsonb_build_object(
+        'serial', coalesce(held.serial, 0), 'signed', encode(held.signed, 'hex'),
+        'peers', coalesce((SELECT jsonb_agg(tb_fed_peer_json(p) ORDER BY p.peer)
+                             FROM fed_peers p
+                            WHERE p.peer = ANY (listed)
+                               OR (p.source = 'register' AND p.removed_at IS NOT NULL)), '[]'));
 END $$;
 
 -- At a bank: the register held, for the daemon at start and for show.

@@ -384,7 +384,8 @@ BEGIN
     END IF;
     -- The daemon's hourly call and a coordinator's may meet.
     PERFORM pg_advisory_xact_lock(hashtext('tb_reports_send'));
-    FOR obs IN SELECT peer FROM fed_peers WHERE kind = 'observer' ORDER BY peer LOOP
+    FOR obs IN SELECT peer FROM fed_peers WHERE kind = 'observer' AND removed_at IS NULL
+                ORDER BY peer LOOP
         -- At most the last ten years, which is as far back as the
         -- national body takes.
         FOR m IN SELECT generate_series(

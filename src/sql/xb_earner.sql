@@ -88,7 +88,9 @@ BEGIN
         claimed := proposed.claimed;
         reason := proposed.reason;
     END IF;
-    reason := coalesce(reason, tb_rule_bank(peer.kind, peer.clearing_account),
+    -- a reversal of an earlier exchange goes through whoever the peer is now
+    reason := coalesce(reason, tb_rule_bank(peer.kind, peer.clearing_account,
+                                            peer.exchanges OR reversal),
                        tb_rule_named(em.number, em.erased_at),
                        -- a reversal is held to its original, not to today's limit
                        CASE WHEN reversal THEN tb_rule_hours(minutes, orig.minutes)
@@ -157,7 +159,7 @@ DECLARE
     most bigint := tb_max_exchange();
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
-    IF tb_rule_bank(peer.kind, peer.clearing_account) IS NOT NULL
+    IF tb_rule_bank(peer.kind, peer.clearing_account, peer.exchanges) IS NOT NULL
        OR jsonb_typeof(items) <> 'array' OR jsonb_array_length(items) = 0 THEN
         RETURN NULL;
     END IF;

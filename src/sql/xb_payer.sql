@@ -20,9 +20,10 @@ END $$;
 
 -- A bank the payer's bank proposes to is a linked bank, not the national
 -- body, whose books still agree with ours.
-CREATE FUNCTION tb_rule_peer(kind text, clearing bigint, diverged_at timestamptz)
+CREATE FUNCTION tb_rule_peer(kind text, clearing bigint, exchanges boolean,
+                             diverged_at timestamptz)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(tb_rule_bank(kind, clearing),
+    SELECT coalesce(tb_rule_bank(kind, clearing, exchanges),
                     CASE WHEN diverged_at IS NOT NULL THEN 'peer_diverged' END)
 $$;
 
@@ -63,10 +64,12 @@ BEGIN
         RETURN answer;
     END IF;
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = p->>'bank';
-    CASE tb_rule_peer(peer.kind, peer.clearing_account, peer.diverged_at)
+    CASE tb_rule_peer(peer.kind, peer.clearing_account, peer.exchanges, peer.diverged_at)
     WHEN 'unknown_bank' THEN
         PERFORM tb_raise('unknown_bank', format('%s is not a bank this bank is linked to',
                                                 p->>'bank'));
+    WHEN 'not_exchanging' THEN
+        PERFORM tb_raise('not_exchanging', tb_not_exchanging_text(peer.peer));
     WHEN 'peer_diverged' THEN
         PERFORM tb_raise('peer_diverged', format(
             'the books with %s have diverged; no new exchanges go there until it is resolved',
@@ -177,13 +180,13 @@ BEGIN
           FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
     m AS (
         SELECT it.*, pm.account_id AS pa, fp.peer AS peer, fp.kind AS peer_kind,
-               fp.clearing_account AS clearing, fp.diverged_at, tb_member_label(pm.kind, pm.number, pm.erased_at) AS pl
+               fp.clearing_account AS clearing, fp.exchanges, fp.diverged_at, tb_member_label(pm.kind, pm.number, pm.erased_at) AS pl
           FROM it LEFT JOIN members pm ON pm.number = it.payer
                   LEFT JOIN fed_peers fp ON fp.peer = it.bank)
     -- Each item's answer, as tb_xb_json gives a new pending exchange, in the
     -- items' order; created_at is the transaction's start, the row's default.
     SELECT coalesce(bool_and(coalesce(pa IS NOT NULL
-                                      AND tb_rule_peer(peer_kind, clearing, diverged_at) IS NULL
+                                      AND tb_rule_peer(peer_kind, clearing, exchanges, diverged_at) IS NULL
                                       AND tb_rule_date(performed_on) IS NULL, false)),
                     false)
            AND count(DISTINCT key) = count(*)

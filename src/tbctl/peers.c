@@ -20,7 +20,10 @@ static void show_peers(const json_t *body)
 	if (json_is_object(reg)) {
 		json_int_t serial = json_integer_value(json_object_get(reg, "serial"));
 		json_int_t refused = json_integer_value(json_object_get(reg, "refused"));
-		if (serial == 0)
+		if (strcmp(tbctl_str(body, "role"), "observer") == 0)
+			printf("register: serial %lld published; its banks are peers",
+			       (long long)serial);
+		else if (serial == 0)
 			printf("register: none taken yet from the national body");
 		else
 			printf("register: serial %lld from the national body", (long long)serial);
@@ -32,9 +35,9 @@ static void show_peers(const json_t *body)
 		printf("no peers: this daemon has no [federation] links\n");
 		return;
 	}
-	printf("%-14s %-9s %-12s %-20s %9s %9s %9s %7s %7s %-10s %-18s %s\n", "PEER", "KIND",
-	       "STATE", "SINCE", "SENT", "ACKED", "RECEIVED", "OUTBOX", "REFUSED", "CHECKPOINT",
-	       "DIRECTORY", "LAST ERROR");
+	printf("%-14s %-9s %-8s %-12s %-20s %9s %9s %9s %7s %7s %-10s %-18s %s\n", "PEER", "KIND",
+	       "SOURCE", "STATE", "SINCE", "SENT", "ACKED", "RECEIVED", "OUTBOX", "REFUSED",
+	       "CHECKPOINT", "DIRECTORY", "LAST ERROR");
 	json_array_foreach(json_object_get(body, "peers"), i, p)
 	{
 		const char *checkpoint = json_is_true(json_object_get(p, "diverged"))
@@ -48,9 +51,10 @@ static void show_peers(const json_t *body)
 			         (long long)json_integer_value(json_object_get(dir, "version")),
 			         (long long)json_integer_value(json_object_get(dir, "items")),
 			         json_integer_value(json_object_get(dir, "items")) == 1 ? "" : "s");
-		printf("%-14s %-9s %-12s %-20s %9lld %9lld %9lld %7lld %7lld %-10s %-18s %s\n",
-		       tbctl_str(p, "peer"), tbctl_str(p, "kind"), tbctl_str(p, "state"),
-		       tbctl_str(p, "since"),
+		/* SOURCE: named in the config, or listed in the network's register. */
+		printf("%-14s %-9s %-8s %-12s %-20s %9lld %9lld %9lld %7lld %7lld %-10s %-18s %s\n",
+		       tbctl_str(p, "peer"), tbctl_str(p, "kind"), tbctl_str(p, "source"),
+		       tbctl_str(p, "state"), tbctl_str(p, "since"),
 		       (long long)json_integer_value(json_object_get(p, "sent")),
 		       (long long)json_integer_value(json_object_get(p, "acked")),
 		       (long long)json_integer_value(json_object_get(p, "received")),
@@ -60,25 +64,27 @@ static void show_peers(const json_t *body)
 	}
 }
 
-/* Each peer's signing keys: pinned in the config, or learned in a
- * rotation, and until when each is accepted. */
+/* Each peer's signing keys: pinned in the config, learned in a rotation,
+ * or given by the register, and until when each is accepted. */
 static void show_keys(const json_t *body)
 {
 	const json_t *p, *k;
 	size_t i, j;
 
-	printf("%-14s %-16s %-8s %-5s %-21s %s\n", "PEER", "KEY", "FROM", "GOOD",
-	       "REPLACED, GOOD UNTIL", "LEARNED, GOOD UNTIL");
+	printf("%-14s %-16s %-8s %-5s %-21s %-21s %s\n", "PEER", "KEY", "FROM", "GOOD", "GOOD FROM",
+	       "REPLACED, GOOD UNTIL", "GOOD UNTIL");
 	json_array_foreach(json_object_get(body, "peers"), i, p)
 	{
 		json_array_foreach(json_object_get(p, "keys"), j, k)
 		{
 			const char *replaced = tbctl_str(k, "replaced_until");
 			const char *learned = tbctl_str(k, "learned_until");
-			printf("%-14s %-16s %-8s %-5s %-21s %s\n", tbctl_str(p, "peer"),
+			const char *from = tbctl_str(k, "valid_from");
+			printf("%-14s %-16s %-8s %-5s %-21s %-21s %s\n", tbctl_str(p, "peer"),
 			       tbctl_str(k, "key_id"), tbctl_str(k, "source"),
 			       json_is_true(json_object_get(k, "good")) ? "yes" : "no",
-			       replaced[0] ? replaced : "-", learned[0] ? learned : "-");
+			       from[0] ? from : "-", replaced[0] ? replaced : "-",
+			       learned[0] ? learned : "-");
 		}
 	}
 }

@@ -164,23 +164,11 @@ static void setup(void)
 	fed.loaded = 1;
 	fed.max_exchange = 1440;
 	LIST_INIT(&fed.conns);
-	fed.npeers = 1;
-	peer = &fed.peers[0];
-	peer->fed = &fed;
-	peer->id = "cheshire";
-	peer->host = "127.0.0.1";
-	peer->kind = "bank";
+	peer = fed_peer_add(&fed, "cheshire", "bank", "127.0.0.1", 8402);
 	peer_key = make_key();
 	/* The peer's public half, as the config would pin it. */
 	peer->keys[0] = crypto_key_from_raw(crypto_key_raw(peer_key), CRYPTO_PUB_LEN);
 	peer->nkeys = 1;
-	peer->backoff_ms = 500;
-	peer->timer = evtimer_new(fed.base, fed_peer_dial_due, peer);
-	peer->ack_timer = evtimer_new(fed.base, fed_chan_ack_due, peer);
-	peer->apply_timer = evtimer_new(fed.base, fed_chan_apply_due, peer);
-	peer->dir_timer = evtimer_new(fed.base, fed_dir_serve_due, peer);
-	STAILQ_INIT(&peer->pending);
-	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "unknown");
 }
 
 /* A new established session, as after a hello. */

@@ -139,8 +139,9 @@ def raw_public(pub):
                           capture_output=True, check=True).stdout[-32:]
 
 
-def register_bytes(serial, banks, crl=b"-----BEGIN X509 CRL-----\n", next_update=None):
-    """A Register, banks given as (id, address, kind, public key path)."""
+def register_bytes(serial, banks, crl, next_update=None):
+    """A Register, banks given as (id, address, kind, public key path), with
+    the CRL's PEM bytes."""
     now = int(time.time())
     out = wire.field(1, serial) + wire.field(2, now) + wire.field(3, next_update or now + 86400 * 60)
     for bid, address, kind, pub in banks:
@@ -178,6 +179,13 @@ def test_a_bank_takes_only_the_national_bodys_register_newer_than_its_own(cluste
     key, pub = f"{pki}/register/register.sign.key", f"{pki}/register/register.sign.pub"
     banks = [("colchester", "127.0.0.1:9401", "bank", f"{pki}/colchester/colchester.sign.pub"),
              ("westminster", "127.0.0.1:9402", "bank", f"{pki}/westminster/westminster.sign.pub")]
+    crl = open(f"{pki}/ca/crl.pem", "rb").read()
+    subprocess.run([TBPKI, "ca", f"{workdir}/other-ca"], check=True, stdout=subprocess.DEVNULL)
+    other_crl = open(f"{workdir}/other-ca/crl.pem", "rb").read()
+
+    def register(serial, listed=banks, crl=crl):
+        return register_bytes(serial, listed, crl)
+
     try:
         nat = wire.Impostor(ports["colchester"], pki, "national", "colchester")
         wait_for(lambda: col.api("GET", "/v1/peers")[1]["peers"][0]["state"] == "established",
@@ -188,33 +196,35 @@ def test_a_bank_takes_only_the_national_bodys_register_newer_than_its_own(cluste
                                                   body)))
 
         refused = 0
-        for bad in (offer(f"{pki}/other/other.sign.key", register_bytes(3, banks)),
-                    offer(f"{pki}/other/other.sign.key", register_bytes(3, banks),
+        for bad in (offer(f"{pki}/other/other.sign.key", register(3)),
+                    offer(f"{pki}/other/other.sign.key", register(3),
                           kid=hashlib.sha256(raw_public(pub)).hexdigest()[:16]),
-                    offer(key, register_bytes(3, banks), cut=40),
-                    offer(key, register_bytes(3, banks + banks[:1])),
-                    offer(key, register_bytes(3, [("dorset", "no port", "bank", pub)])),
-                    offer(key, register_bytes(3, [("Dorset!", "127.0.0.1:1", "bank", pub)])),
-                    offer(key, register_bytes(3, banks, crl=b""))):
+                    offer(key, register(3), cut=40),
+                    offer(key, register(3, banks + banks[:1])),
+                    offer(key, register(3, [("dorset", "no port", "bank", pub)])),
+                    offer(key, register(3, [("Dorset!", "127.0.0.1:1", "bank", pub)])),
+                    offer(key, register(3, crl=b"")),
+                    offer(key, register(3, crl=other_crl))):
             send(bad)
             refused += 1
             wait_for(lambda n=refused: held(col)["refused"] == n, what=f"refusal {refused}")
         assert held(col)["serial"] == 0
         # The good one is taken; an older one after it is refused.
-        send(offer(key, register_bytes(5, banks)))
+        send(offer(key, register(5)))
         wait_for(lambda: held(col)["serial"] == 5, what="the register taken")
-        send(offer(key, register_bytes(4, banks)))
+        send(offer(key, register(4)))
         wait_for(lambda: held(col)["refused"] == refused + 1, what="the older one refused")
         # A bank may not serve the register.
         wes = wire.Impostor(ports["colchester"], pki, "westminster", "colchester")
         time.sleep(0.5)
-        send(offer(key, register_bytes(6, banks)), who=wes)
+        send(offer(key, register(6)), who=wes)
         wait_for(lambda: held(col)["refused"] == refused + 2, what="the bank's refused")
         assert held(col)["serial"] == 5
         log = col.log_text()
         for why in ("signed by another key", "signature does not verify",
                     "not a signed register", "listed twice", "bad address", "bad id",
-                    "no CRL", "older serial", "not the national body"):
+                    "no CRL", "not signed by the network CA", "older serial",
+                    "not the national body"):
             assert why in log, why
         kept = cluster.psql("SELECT serial, from_peer, register->'banks'->0->>'id' "
                             "FROM fed_register", db).stdout.strip()

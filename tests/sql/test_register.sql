@@ -3,7 +3,7 @@
 -- draft the next publish signs; what it would change; the registers
 -- published, each the next serial.
 BEGIN;
-SELECT plan(15);
+SELECT plan(18);
 
 CREATE FUNCTION pg_temp.bank(id text, key_byte text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('id', id, 'name', initcap(id) || ' Time Bank',
@@ -55,5 +55,22 @@ SELECT results_eq($$SELECT action, coalesce(bank, ''), actor FROM register_histo
                            ('rotate-key', 'colchester', 'nb'), ('revoke', 'westminster', 'nb'),
                            ('add-bank', 'westminster', 'nb')$$,
                   'every change is kept, with who made it');
+-- Refreshed before it goes stale: the last one published, again, as the
+-- next serial; not before it is due.
+SELECT is(tb_register_refresh_due(20, 90), NULL, 'a register far from its next update waits');
+UPDATE register_published
+   SET register = jsonb_set(jsonb_set(register, '{next_update_unix}',
+                                      to_jsonb(floor(extract(epoch FROM now() + interval '10 days')))),
+                            '{banks,0,keys}',
+                            jsonb_build_array(jsonb_build_object('public_key', repeat('07', 32),
+                                                                 'not_after_unix', 1),
+                                              register->'banks'->0->'keys'->0))
+ WHERE serial = 1;
+SELECT is((tb_register_refresh_due(45, 90)->>'serial')::int, 2,
+          'one whose next update is near goes out again as the next serial');
+SELECT is(tb_register_refresh_due(45, 90)->'banks'->0->'keys',
+          (SELECT jsonb_build_array(register->'banks'->0->'keys'->1) FROM register_published
+            WHERE serial = 1),
+          'without the keys whose window has ended');
 SELECT finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- The rules, each answering its reason or NULL, and the readers of what a
 -- peer sent, which never raise.
 BEGIN;
-SELECT plan(47);
+SELECT plan(48);
 
 SELECT is(tb_rule_active('active'), NULL, 'an active member may take part');
 SELECT is(tb_rule_active('suspended'), 'member_inactive', 'a suspended one may not');
@@ -13,11 +13,13 @@ SELECT is(tb_rule_date(current_date + 1), 'invalid_date', 'not tomorrow');
 SELECT is(tb_rule_date(NULL), NULL, 'no date is today');
 SELECT is(tb_rule_floor(0, 600, -600), NULL, 'spending down to the floor is allowed');
 SELECT is(tb_rule_floor(0, 601, -600), 'below_floor', 'a minute past it is not');
-SELECT is(tb_rule_peer('bank', 9, NULL), NULL, 'a linked bank takes proposals');
-SELECT is(tb_rule_peer('observer', NULL, NULL), 'unknown_bank', 'the national body does not');
-SELECT is(tb_rule_peer(NULL, NULL, NULL), 'unknown_bank', 'nor a bank we do not know');
-SELECT is(tb_rule_peer('bank', 9, now()), 'peer_diverged', 'nor a bank whose books diverged');
-SELECT is(tb_rule_bank('bank', NULL), 'unknown_bank', 'nor a bank with no clearing account');
+SELECT is(tb_rule_peer('bank', 9, true, NULL), NULL, 'a linked bank takes proposals');
+SELECT is(tb_rule_peer('observer', NULL, true, NULL), 'unknown_bank', 'the national body does not');
+SELECT is(tb_rule_peer(NULL, NULL, NULL, NULL), 'unknown_bank', 'nor a bank we do not know');
+SELECT is(tb_rule_peer('bank', 9, true, now()), 'peer_diverged', 'nor a bank whose books diverged');
+SELECT is(tb_rule_bank('bank', NULL, true), 'unknown_bank', 'nor a bank with no clearing account');
+SELECT is(tb_rule_bank('bank', 9, false), 'not_exchanging',
+          'nor a bank removed from the register or not in exchange_with');
 SELECT is(tb_rule_named(7, NULL), NULL, 'a member we have may be named');
 SELECT is(tb_rule_named(NULL, NULL), 'member_not_found', 'one we do not have may not');
 SELECT is(tb_rule_named(7, now()), 'member_not_found', 'nor one erased');

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -204,6 +205,61 @@ static void test_config_reports_federation_problems(void **state)
 	assert_true(has_problem(&probs, 18, "unknown key 'flavour' in [peer cheshire]"));
 }
 
+static const char *fed_head = "[bank]\nid = dorset\nname = D\n"
+                              "[database]\nconninfo = host=/tmp\n"
+                              "[admin]\nlisten = 127.0.0.1:1\ntokens = t\n"
+                              "[federation]\nlisten = 127.0.0.1:9405\nca = ca.crt\n"
+                              "crl = crl.pem\ncert = d.crt\nkey = d.key\n"
+                              "signing_key = d.sign.key\n";
+
+static struct config *parse_with(const char *more, struct config_problems *probs)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text), "%s%s", fed_head, more);
+	return config_parse(text, NULL, probs);
+}
+
+static void test_config_reads_the_registers_peers_limits(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = parse_with("register_key = r.pub\nexposure_limit = 20h\n"
+	                                "exchange_with = colchester, westminster\n"
+	                                "[peer cheshire]\nexposure_limit = 5h\n",
+	                                &probs);
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_int_equal(cfg->fed_exposure_limit, 20 * 60);
+	assert_int_equal(cfg->nexchange_with, 2);
+	assert_string_equal(cfg->exchange_with[1], "westminster");
+	assert_true(config_peer(cfg, "cheshire")->limit_only);
+	assert_int_equal(config_peer(cfg, "cheshire")->exposure_limit, 5 * 60);
+	config_free(cfg);
+
+	cfg = parse_with("register_key = r.pub\nexchange_with = all\n", &probs);
+	assert_non_null(cfg);
+	assert_null(cfg->exchange_with);
+	assert_int_equal(cfg->fed_exposure_limit, 100 * 60);
+	config_free(cfg);
+}
+
+static void test_config_refuses_bad_register_settings(void **state)
+{
+	struct config_problems probs;
+
+	(void)state;
+	/* A limit alone names no peer without the register. */
+	assert_null(parse_with("[peer cheshire]\nexposure_limit = 5h\n", &probs));
+	assert_true(has_problem(&probs, 17, "[peer cheshire] needs an address"));
+	assert_null(parse_with("register_key = r.pub\nexchange_with = Bad!\n", &probs));
+	assert_true(has_problem(&probs, 0, "exchange_with in [federation] must be all"));
+	assert_null(parse_with("register_key = r.pub\nexchange_with = ,\n", &probs));
+	assert_true(has_problem(&probs, 0, "names no bank"));
+	assert_null(parse_with("register_key = r.pub\nexposure_limit = lots\n", &probs));
+	assert_true(has_problem(&probs, 17, "exposure_limit must be hours"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +271,8 @@ int main(void)
 	    cmocka_unit_test(test_config_load_reports_a_missing_file),
 	    cmocka_unit_test(test_config_reads_federation_and_peers),
 	    cmocka_unit_test(test_config_reports_federation_problems),
+	    cmocka_unit_test(test_config_reads_the_registers_peers_limits),
+	    cmocka_unit_test(test_config_refuses_bad_register_settings),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -391,9 +391,18 @@ static void test_req_register_checks_a_bank_and_a_rotation(void **state)
 	char text[512];
 
 	(void)state;
-	snprintf(text, sizeof(text),
-	         "{\"id\": \"dorset\", \"address\": \"dorset.example.org:9405\", %s}", key);
+	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"198.51.100.7:9405\", %s}",
+	         key);
 	assert_null(register_error(text, 0));
+	/* Banks dial the address as it is: an IP address and a plain port. */
+	assert_true(req_valid_address("[2001:db8::7]:9405"));
+	assert_false(req_valid_address("dorset.example.org:9405"));
+	assert_false(req_valid_address("...:9405"));
+	assert_false(req_valid_address("198.51.100.7:080"));
+	assert_false(req_valid_address("198.51.100.7:0"));
+	assert_false(req_valid_address("2001:db8::7:9405"));
+	assert_false(req_valid_address("[]:9405"));
+	assert_false(req_valid_address("198.51.100.7:"));
 	snprintf(text, sizeof(text), "{\"id\": \"Dorset\", \"address\": \"d:1\", %s}", key);
 	assert_string_equal(register_error(text, 0), "invalid_field");
 	snprintf(text, sizeof(text), "{\"id\": \"dorset\", \"address\": \"d\", %s}", key);
