@@ -57,6 +57,16 @@ int req_valid_bank_id(const char *s);
  * with no leading zero. */
 int req_valid_address(const char *s);
 json_t *req_register_rotate(const json_t *body, struct req_error *err);
+/* A register's banks and CRL as a bank takes them (and the national body
+ * signs them): at most REQ_REGISTER_MAX_BANKS banks, each with a good id,
+ * an IP:PORT address, a kind, 1 to REQ_REGISTER_MAX_KEYS 32-byte keys and
+ * an empty or 64-hex-digit certificate hash, none twice; and a CRL of at
+ * most REQ_REGISTER_MAX_CRL bytes. 0, or -1 with why, naming the bank. */
+#define REQ_REGISTER_MAX_BANKS 1000
+#define REQ_REGISTER_MAX_KEYS 4
+#define REQ_REGISTER_MAX_CRL (1024 * 1024)
+struct Timebank__V1__Register;
+int req_register_bad(const struct Timebank__V1__Register *reg, char *why, size_t len);
 
 /* A contact request for a shared item: handle, bank (optional), for (the
  * member asking), message (checked like an item's text). */

@@ -131,8 +131,10 @@ static char *crl_hex(const char *path, char *why, size_t len)
 	return hex;
 }
 
-/* The draft, signed: a SignedRegister's bytes as hex, or NULL. */
-static char *sign_draft(const struct api *api, json_t *draft)
+/* The draft, signed: a SignedRegister's bytes as hex, or NULL with why
+ * (*invalid when a bank would refuse it: it names the bank). */
+static char *sign_draft(const struct api *api, json_t *draft, char *why, size_t why_len,
+                        int *invalid)
 {
 	Timebank__V1__SignedRegister sr = TIMEBANK__V1__SIGNED_REGISTER__INIT;
 	ProtobufCMessage *m = env_msg_from_json(draft, &timebank__v1__register__descriptor);
@@ -140,8 +142,15 @@ static char *sign_draft(const struct api *api, json_t *draft)
 	size_t len, out_len;
 	char *hex = NULL;
 
+	snprintf(why, why_len, "the register could not be signed");
 	if (m == NULL)
 		return NULL;
+	/* What every bank would refuse is not signed. */
+	if (req_register_bad((const Timebank__V1__Register *)m, why, why_len) == -1) {
+		*invalid = 1;
+		env_msg_release(m);
+		return NULL;
+	}
 	len = protobuf_c_message_get_packed_size(m);
 	bytes = xmalloc(len > 0 ? len : 1);
 	protobuf_c_message_pack(m, bytes);
@@ -165,12 +174,14 @@ static char *sign_draft(const struct api *api, json_t *draft)
 
 /* A draft of the rules made ready to store: without its CRL as JSON to
  * show (*kept_text), and with the CA's CRL, signed (*signed_hex). 0, or an
- * HTTP status with the reason in why. */
+ * HTTP status and its error code, with the reason in why. */
 static int prepare(const struct api *api, json_t *draft, char **kept_text, char **signed_hex,
-                   char *why, size_t len)
+                   char *why, size_t len, const char **code)
 {
 	char *crl = crl_hex(api->crl_path, why, len);
+	int invalid = 0;
 
+	*code = "internal_error";
 	if (crl == NULL)
 		return 500;
 	/* What is kept to show and compare: the draft without the CRL, which
@@ -178,21 +189,19 @@ static int prepare(const struct api *api, json_t *draft, char **kept_text, char 
 	*kept_text = json_dumps(draft, JSON_COMPACT);
 	json_object_set_new(draft, "crl", json_string(crl));
 	free(crl);
-	*signed_hex = sign_draft(api, draft);
-	if (*signed_hex == NULL) {
-		snprintf(why, len, "the register could not be signed");
-	} else if (strlen(*signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
+	*signed_hex = sign_draft(api, draft, why, len, &invalid);
+	if (*signed_hex != NULL && strlen(*signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
 		snprintf(why, len, "the register would not fit one frame on the channel");
 		free(*signed_hex);
 		*signed_hex = NULL;
-		free(*kept_text);
-		return 422;
+		*code = "register_too_large";
+	} else if (*signed_hex == NULL && invalid) {
+		*code = "register_invalid";
+	} else if (*signed_hex != NULL) {
+		return 0;
 	}
-	if (*signed_hex == NULL) {
-		free(*kept_text);
-		return 500;
-	}
-	return 0;
+	free(*kept_text);
+	return strcmp(*code, "internal_error") == 0 ? 500 : 422;
 }
 
 static void on_draft(void *arg, const struct db_result *res)
@@ -200,6 +209,7 @@ static void on_draft(void *arg, const struct db_result *res)
 	struct api_req *r = arg;
 	json_t *draft;
 	char why[160], *kept_text, *signed_hex, serial[24];
+	const char *code;
 	int status;
 
 	if (res->status != DB_OK || PQntuples(res->res) != 1) {
@@ -212,10 +222,9 @@ static void on_draft(void *arg, const struct db_result *res)
 		                "the draft could not be read; nothing was published");
 		return;
 	}
-	status = prepare(r->api, draft, &kept_text, &signed_hex, why, sizeof(why));
+	status = prepare(r->api, draft, &kept_text, &signed_hex, why, sizeof(why), &code);
 	if (status != 0) {
-		api_reply_error(r, status, status == 422 ? "register_too_large" : "internal_error",
-		                "%s; nothing was published", why);
+		api_reply_error(r, status, code, "%s; nothing was published", why);
 		json_decref(draft);
 		return;
 	}
@@ -259,6 +268,7 @@ static void on_refresh_due(void *arg, const struct db_result *res)
 	struct api *api = arg;
 	json_t *draft;
 	char why[160], *kept_text, *signed_hex, serial[24];
+	const char *code;
 	enum db_status st;
 
 	if (res->status != DB_OK || PQgetisnull(res->res, 0, 0))
@@ -266,7 +276,7 @@ static void on_refresh_due(void *arg, const struct db_result *res)
 	draft = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
 	if (draft == NULL)
 		return;
-	if (prepare(api, draft, &kept_text, &signed_hex, why, sizeof(why)) != 0) {
+	if (prepare(api, draft, &kept_text, &signed_hex, why, sizeof(why), &code) != 0) {
 		log_error("register: it is due for its next update, and could not be refreshed: %s",
 		          why);
 		json_decref(draft);

@@ -2,6 +2,7 @@
 
 #include "dir_text.h"
 #include "hours.h"
+#include "register.pb-c.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -913,6 +914,50 @@ int req_valid_address(const char *s)
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)n, s);
 	return inet_pton(AF_INET, host, addr) == 1;
+}
+
+int req_register_bad(const struct Timebank__V1__Register *reg, char *why, size_t len)
+{
+	if (reg->n_banks > REQ_REGISTER_MAX_BANKS) {
+		snprintf(why, len, "more banks than a register may hold (%d)",
+		         REQ_REGISTER_MAX_BANKS);
+		return -1;
+	}
+	if (reg->crl.len == 0 || reg->crl.len > REQ_REGISTER_MAX_CRL) {
+		snprintf(why, len, "no CRL, or an oversized one");
+		return -1;
+	}
+	for (size_t i = 0; i < reg->n_banks; i++) {
+		const Timebank__V1__RegisterBank *b = reg->banks[i];
+		const char *bad = NULL;
+		if (!req_valid_bank_id(b->id)) {
+			snprintf(why, len, "a bank with a bad id");
+			return -1;
+		}
+		if (!req_valid_address(b->address))
+			bad = "a bad address (it must be IP:PORT)";
+		else if (strcmp(b->kind, "bank") != 0 && strcmp(b->kind, "observer") != 0)
+			bad = "no known kind";
+		else if (b->n_keys == 0)
+			bad = "no signing key";
+		else if (b->n_keys > REQ_REGISTER_MAX_KEYS)
+			bad = "more signing keys in force than a bank keeps (4)";
+		else if (b->cert_sha256[0] != '\0' &&
+		         (strlen(b->cert_sha256) != 64 ||
+		          strspn(b->cert_sha256, "0123456789abcdef") != 64))
+			bad = "a certificate hash that is not 64 hex digits";
+		for (size_t k = 0; bad == NULL && k < b->n_keys; k++)
+			if (b->keys[k]->public_key.len != 32)
+				bad = "a signing key that is not 32 bytes";
+		for (size_t j = 0; bad == NULL && j < i; j++)
+			if (strcmp(reg->banks[j]->id, b->id) == 0)
+				bad = "a second entry: a bank listed twice";
+		if (bad != NULL) {
+			snprintf(why, len, "bank %s has %s", b->id, bad);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 json_t *req_register_bank(const json_t *body, struct req_error *err)

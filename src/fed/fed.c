@@ -303,6 +303,15 @@ void fed_set_max_exchange(struct fed *fed, int64_t minutes)
 
 int fed_reload_crl(struct fed *fed, const char *crl_path)
 {
+	time_t issued = fed_tls_crl_this_update(crl_path);
+
+	/* The register's CRL may be newer than the file: the newer stays. */
+	if (issued != 0 && issued < fed->crl_this_update) {
+		log_info("fed: %s is older than the CRL in force (from the network's register); "
+		         "keeping that",
+		         crl_path);
+		return 0;
+	}
 	if (fed_tls_reload_crl(fed->ctx, crl_path) == -1)
 		return -1;
 	fed->crl_next_update = fed_tls_crl_next_update(crl_path);

@@ -28,8 +28,6 @@
 #include <string.h>
 
 #define REGISTER_ASK_SECONDS 3600
-#define REGISTER_MAX_BANKS 1000
-#define REGISTER_MAX_CRL (1024 * 1024)
 
 static int is_observer(const struct fed_peer *peer)
 {
@@ -132,36 +130,12 @@ static void refuse(struct fed_peer *peer, const char *why)
 	            peer->id, why, (unsigned long long)peer->fed->register_serial);
 }
 
-/* Why the banks a register lists are not well formed, or NULL. */
-static const char *bad_banks(const Timebank__V1__Register *reg)
+_Static_assert(FED_MAX_KEYS >= REQ_REGISTER_MAX_KEYS, "a bank keeps every key a register gives");
+
+/* Why the banks a register lists are not well formed, or NULL (why). */
+static const char *bad_banks(const Timebank__V1__Register *reg, char *why, size_t len)
 {
-	if (reg->n_banks > REGISTER_MAX_BANKS)
-		return "more banks than a register may hold";
-	if (reg->crl.len == 0 || reg->crl.len > REGISTER_MAX_CRL)
-		return "no CRL, or an oversized one";
-	for (size_t i = 0; i < reg->n_banks; i++) {
-		const Timebank__V1__RegisterBank *b = reg->banks[i];
-		if (!req_valid_bank_id(b->id))
-			return "a bank with a bad id";
-		if (!req_valid_address(b->address))
-			return "a bank with a bad address";
-		if (strcmp(b->kind, "bank") != 0 && strcmp(b->kind, "observer") != 0)
-			return "a bank of no known kind";
-		if (b->n_keys == 0)
-			return "a bank without a signing key";
-		if (b->n_keys > FED_MAX_KEYS)
-			return "a bank with more signing keys than are kept";
-		if (b->cert_sha256[0] != '\0' && (strlen(b->cert_sha256) != 64 ||
-		                                  strspn(b->cert_sha256, "0123456789abcdef") != 64))
-			return "a certificate hash that is not 64 hex digits";
-		for (size_t k = 0; k < b->n_keys; k++)
-			if (b->keys[k]->public_key.len != CRYPTO_PUB_LEN)
-				return "a signing key that is not 32 bytes";
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(reg->banks[j]->id, b->id) == 0)
-				return "a bank listed twice";
-	}
-	return NULL;
+	return req_register_bad(reg, why, len) == -1 ? why : NULL;
 }
 
 /* The register's address of a bank, split; 0 or -1. */
@@ -224,7 +198,15 @@ static void apply_bank(struct fed *fed, const Timebank__V1__RegisterBank *b, con
 		n += keys[n] != NULL;
 	}
 	fed_peer_set_keys(peer, keys, from, until, n);
-	snprintf(peer->cert_sha256, sizeof(peer->cert_sha256), "%s", b->cert_sha256);
+	if (strcmp(peer->cert_sha256, b->cert_sha256) != 0) {
+		struct fed_conn *conn;
+		snprintf(peer->cert_sha256, sizeof(peer->cert_sha256), "%s", b->cert_sha256);
+		/* Its sessions showed the certificate named before: they start
+		 * again, and show the one named now. */
+		LIST_FOREACH(conn, &fed->conns, next)
+		if (conn->peer == peer)
+			fed_conn_close(conn, "the network's register names another certificate");
+	}
 	if (fresh && fed->loaded && row != NULL)
 		fed_chan_load_row(peer, row);
 	if (peer->state == PEER_REMOVED)
@@ -256,22 +238,35 @@ static void removed_before(struct fed *fed, const json_t *states)
 	}
 }
 
-/* The register in force as our peers, and its CRL. */
+/* Whether the register lists id. */
+static int lists(const Timebank__V1__Register *reg, const char *id)
+{
+	for (size_t i = 0; i < reg->n_banks; i++)
+		if (strcmp(reg->banks[i]->id, id) == 0)
+			return 1;
+	return 0;
+}
+
+/* The register in force as our peers, and its CRL. A bank the register
+ * does not list is no member: every bank of it would refuse it, and it
+ * dials none of them. */
 static void apply(struct fed *fed, const Timebank__V1__Register *reg, const json_t *states)
 {
+	int member = !takes_register(fed) || lists(reg, fed->bank_id);
 	char err[200];
 
+	if (!member)
+		log_warn("fed: this bank (%s) is not in the network's register (serial %llu): no "
+		         "bank of it is a peer; the national body adds it with tbctl register "
+		         "add-bank",
+		         fed->bank_id, (unsigned long long)reg->serial);
 	removed_before(fed, states);
-
-	for (size_t i = 0; i < reg->n_banks; i++)
+	for (size_t i = 0; member && i < reg->n_banks; i++)
 		if (strcmp(reg->banks[i]->id, fed->bank_id) != 0)
 			apply_bank(fed, reg->banks[i], states);
 	for (int i = 0; i < fed->npeers; i++) {
 		struct fed_peer *peer = fed->peers[i];
-		size_t j = 0;
-		while (j < reg->n_banks && strcmp(reg->banks[j]->id, peer->id) != 0)
-			j++;
-		if (peer->from_register && j == reg->n_banks)
+		if (peer->from_register && (!member || !lists(reg, peer->id)))
 			fed_peer_remove(peer, "removed from the network's register");
 	}
 	switch (fed_tls_use_crl(fed->ctx, reg->crl.data, reg->crl.len, &fed->crl_this_update,
@@ -344,7 +339,7 @@ static void take(struct fed_peer *peer, const ProtobufCBinaryData *offer)
 	struct fed *fed = peer->fed;
 	Timebank__V1__Register *reg = NULL;
 	const char *why = NULL;
-	char serial[24], crl_why[80];
+	char serial[24], crl_why[80], bad[160];
 	char *hex, *text;
 	json_t *json;
 	struct fed_call *c;
@@ -357,7 +352,7 @@ static void take(struct fed_peer *peer, const ProtobufCBinaryData *offer)
 	else if (reg->serial == fed->register_serial)
 		why = ""; /* the one held: nothing to do */
 	else
-		why = bad_banks(reg);
+		why = bad_banks(reg, bad, sizeof(bad));
 	if (why == NULL &&
 	    !fed_tls_crl_ok(fed->ctx, reg->crl.data, reg->crl.len, crl_why, sizeof(crl_why)))
 		why = crl_why;
@@ -411,55 +406,26 @@ void fed_reg_received(struct fed_peer *peer, const Timebank__V1__Body *body)
 	}
 }
 
-/* The register in force, as tb_register_peers() made the database's
- * peers follow it: ours follow too. The first, at start, is followed by
- * the channel's state. */
+/* The register in force, read (tb_register_in_force_signed) and checked
+ * here before anything follows it: then the database's peers follow it
+ * (tb_register_peers), and ours. A held register this bank cannot use (the
+ * config's register key changed since it was taken) is forgotten, so that
+ * the national body's next offer is taken whatever its serial. The first,
+ * at start, is followed by the channel's state. */
 struct reg_load {
 	struct fed *fed;
 	unsigned wanted;
+	Timebank__V1__Register *reg; /* the register read, until its peers are made */
 };
 
-static void on_peers(void *arg, const struct db_result *r)
+static void loaded(struct reg_load *l)
 {
-	struct reg_load *l = arg;
 	struct fed *fed = l->fed;
-	json_t *res = NULL;
-	const char *hex, *why = NULL;
-	Timebank__V1__Register *reg = NULL;
 
 	fed->register_loading = 0;
-	if (fed->stopping || r->status != DB_OK ||
-	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
-		if (!fed->stopping)
-			log_warn("fed: the network's register could not be read: %s; trying again",
-			         r->status == DB_ERROR && r->message ? r->message
-			                                             : "database unavailable");
-		free(l);
-		return;
-	}
-	hex = json_string_value(json_object_get(res, "signed"));
-	if (hex != NULL) {
-		size_t max = strlen(hex) / 2;
-		uint8_t *bytes = xmalloc(max > 0 ? max : 1);
-		long n = crypto_unhex(hex, bytes, max);
-		reg = n > 0 ? open_signed(fed, bytes, (size_t)n, &why) : NULL;
-		if (reg != NULL)
-			why = bad_banks(reg);
-		if (why != NULL || reg == NULL)
-			log_error("fed: the network's register held (serial %lld) is not used: %s",
-			          (long long)json_integer_value(json_object_get(res, "serial")),
-			          why != NULL ? why : "not hex");
-		free(bytes);
-	}
-	if (reg != NULL && why == NULL) {
-		apply(fed, reg, json_object_get(res, "peers"));
-		fed->register_serial = reg->serial;
-		fed->register_next_update = (time_t)reg->next_update_unix;
-	}
-	if (reg != NULL)
-		timebank__v1__register__free_unpacked(reg, NULL);
-	json_decref(res);
 	fed->register_applied = l->wanted;
+	if (l->reg != NULL)
+		timebank__v1__register__free_unpacked(l->reg, NULL);
 	free(l);
 	if (!fed->register_loaded) {
 		fed->register_loaded = 1;
@@ -468,6 +434,117 @@ static void on_peers(void *arg, const struct db_result *r)
 	}
 	for (int i = 0; i < fed->npeers; i++)
 		fed_reg_ask(fed->peers[i]);
+}
+
+/* The database could not be read: again at the next tick (DB_OK: read
+ * again at once by the caller). */
+static void load_failed(struct reg_load *l, const struct db_result *r)
+{
+	if (!l->fed->stopping && r->status != DB_OK)
+		log_warn("fed: the network's register could not be read: %s; trying again",
+		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+	l->fed->register_loading = 0;
+	if (l->reg != NULL)
+		timebank__v1__register__free_unpacked(l->reg, NULL);
+	free(l);
+}
+
+static void on_peers(void *arg, const struct db_result *r)
+{
+	struct reg_load *l = arg;
+	struct fed *fed = l->fed;
+	json_t *res = NULL;
+
+	if (fed->stopping || r->status != DB_OK ||
+	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
+		load_failed(l, r);
+		return;
+	}
+	if (l->wanted != fed->register_wanted) {
+		/* A newer register came meanwhile: what was read is not followed,
+		 * the newer one is read. */
+		json_decref(res);
+		load_failed(l, &(struct db_result){.status = DB_OK});
+		fed_reg_load(fed);
+		return;
+	}
+	if (l->reg != NULL) {
+		apply(fed, l->reg, json_object_get(res, "peers"));
+		fed->register_serial = l->reg->serial;
+		fed->register_next_update = (time_t)l->reg->next_update_unix;
+	} else {
+		fed->register_serial = 0; /* forgotten: the next one offered is taken */
+		fed->register_next_update = 0;
+	}
+	json_decref(res);
+	loaded(l);
+}
+
+/* The national body's own register, as it published it (its database). */
+static Timebank__V1__Register *open_published(const uint8_t *data, size_t len, const char **why)
+{
+	Timebank__V1__SignedRegister *sr = timebank__v1__signed_register__unpack(NULL, len, data);
+	Timebank__V1__Register *reg =
+	    sr != NULL ? timebank__v1__register__unpack(NULL, sr->register_.len, sr->register_.data)
+	               : NULL;
+
+	if (reg == NULL)
+		*why = "it does not parse";
+	if (sr != NULL)
+		timebank__v1__signed_register__free_unpacked(sr, NULL);
+	return reg;
+}
+
+static void on_held(void *arg, const struct db_result *r)
+{
+	struct reg_load *l = arg;
+	struct fed *fed = l->fed;
+	json_t *res = NULL;
+	const char *hex, *why = NULL;
+	char bad[160];
+	int forget = 0;
+
+	if (fed->stopping || r->status != DB_OK ||
+	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
+		load_failed(l, r);
+		return;
+	}
+	hex = json_string_value(json_object_get(res, "signed"));
+	if (hex != NULL) {
+		size_t max = strlen(hex) / 2;
+		uint8_t *bytes = xmalloc(max > 0 ? max : 1);
+		long n = crypto_unhex(hex, bytes, max);
+		if (n <= 0)
+			why = "it is not hex";
+		else if (takes_register(fed))
+			l->reg = open_signed(fed, bytes, (size_t)n, &why);
+		else
+			l->reg = open_published(bytes, (size_t)n, &why);
+		if (l->reg != NULL)
+			why = bad_banks(l->reg, bad, sizeof(bad));
+		free(bytes);
+	}
+	if (why != NULL) {
+		log_error("fed: the network's register held (serial %lld) is not used: %s%s",
+		          (long long)json_integer_value(json_object_get(res, "serial")), why,
+		          takes_register(fed) ? "; the national body's next one is taken"
+		                              : "; publish it again");
+		if (l->reg != NULL)
+			timebank__v1__register__free_unpacked(l->reg, NULL);
+		l->reg = NULL;
+		forget = takes_register(fed);
+	}
+	json_decref(res);
+	if (why != NULL && !forget) {
+		loaded(l); /* the national body's, unreadable: its peers stay as they are */
+		return;
+	}
+	/* Registers may be as large as a frame: the signed bytes are not sent back. */
+	if (fed_query(fed,
+	              forget ? "SELECT tb_register_forget()::text"
+	                     : "SELECT tb_register_peers()::text",
+	              0, NULL, on_peers, l) == -1)
+		load_failed(l, &(struct db_result){.status = DB_UNAVAILABLE});
 }
 
 void fed_reg_load(struct fed *fed)
@@ -479,7 +556,7 @@ void fed_reg_load(struct fed *fed)
 	l = xcalloc(1, sizeof(*l));
 	l->fed = fed;
 	l->wanted = fed->register_wanted;
-	if (fed_query(fed, "SELECT tb_register_peers()::text", 0, NULL, on_peers, l) == 0)
+	if (fed_query(fed, "SELECT tb_register_in_force_signed()::text", 0, NULL, on_held, l) == 0)
 		fed->register_loading = 1;
 	else
 		free(l);

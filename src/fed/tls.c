@@ -178,8 +178,13 @@ int fed_tls_use_crl(SSL_CTX *ctx, const uint8_t *pem, size_t len, time_t *this_u
 	if (crl == NULL)
 		return -1;
 	issued = asn1_time(X509_CRL_get0_lastUpdate(crl));
-	if (issued < *this_update) {
-		rc = 0; /* the one in force is newer */
+	if (issued <= *this_update) {
+		rc = 0; /* the one in force is as new, or newer */
+		goto done;
+	}
+	/* An expired CRL would fail every certificate, every link with it. */
+	if (asn1_time(X509_CRL_get0_nextUpdate(crl)) <= time(NULL)) {
+		snprintf(err, errlen, "its CRL has expired");
 		goto done;
 	}
 	store = fresh_store(ctx);

@@ -358,6 +358,9 @@ BEGIN
     END IF;
     SELECT * INTO item FROM dir_remote
      WHERE handle = p->>'handle' AND (p->>'bank' IS NULL OR peer = p->>'bank');
+    IF NOT (SELECT exchanges FROM fed_peers WHERE peer = item.peer) THEN
+        PERFORM tb_raise('not_exchanging', tb_not_exchanging_text(item.peer));
+    END IF;
     INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
                               item_category, item_text, message, state, recorded_by)
          VALUES (own_bank || ':k' || nextval('dir_contacts_number'), 'requester', item.peer,
@@ -418,6 +421,9 @@ DECLARE
     room int := (SELECT max_open_contacts FROM fed_limits)
                 - (SELECT count(*) FROM dir_contacts c
                     WHERE c.peer = from_peer AND c.side = 'provider' AND c.state = 'open');
+    -- A bank not exchanged with may still hold our items from before.
+    exchanging boolean := coalesce((SELECT exchanges FROM fed_peers WHERE peer = from_peer),
+                                   false);
 BEGIN
     FOR x, n IN SELECT * FROM jsonb_array_elements(body->'items') WITH ORDINALITY LOOP
         SELECT * INTO item FROM dir_items WHERE handle = x->>'handle';
@@ -432,7 +438,8 @@ BEGIN
         IF EXISTS (SELECT 1 FROM dir_contacts WHERE contact_id = x->>'contact_id') THEN
             CONTINUE;
         END IF;
-        reason := CASE WHEN item.id IS NULL OR NOT tb_dir_shared(item, m.status)
+        reason := CASE WHEN NOT exchanging THEN 'not_exchanging'
+                       WHEN item.id IS NULL OR NOT tb_dir_shared(item, m.status)
                        THEN 'item_not_found'
                        WHEN NOT tb_plain(x->>'message') OR length(x->>'message') > 500
                        THEN 'invalid_request'

@@ -24,16 +24,21 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     acct bigint;
 BEGIN
+    -- Rows are written only when something changes: a start or a register
+    -- that changes nothing takes no lock the channel's applies wait for.
     INSERT INTO fed_peers (peer, kind, source) VALUES (id, kind_, source_)
     ON CONFLICT (peer) DO UPDATE
-        SET kind = EXCLUDED.kind, source = EXCLUDED.source, removed_at = NULL;
+        SET kind = EXCLUDED.kind, source = EXCLUDED.source, removed_at = NULL
+        WHERE (fed_peers.kind, fed_peers.source, fed_peers.removed_at)
+              IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.source, NULL::timestamptz);
     IF kind_ = 'bank' THEN
         SELECT clearing_account INTO acct FROM fed_peers WHERE peer = id;
         IF acct IS NULL THEN
             INSERT INTO accounts (kind) VALUES ('clearing') RETURNING accounts.id INTO acct;
             UPDATE fed_peers SET clearing_account = acct WHERE peer = id;
         END IF;
-        UPDATE accounts SET floor_minutes = -exposure WHERE accounts.id = acct;
+        UPDATE accounts SET floor_minutes = -exposure
+         WHERE accounts.id = acct AND floor_minutes IS DISTINCT FROM -exposure;
     END IF;
 END $$;
 

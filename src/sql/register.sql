@@ -253,6 +253,7 @@ CREATE FUNCTION tb_register_limits() RETURNS void LANGUAGE sql AS $$
     UPDATE accounts a SET floor_minutes = -tb_register_limit(p.peer)
       FROM fed_peers p
      WHERE p.source = 'register' AND p.kind = 'bank' AND a.id = p.clearing_account
+       AND a.floor_minutes IS DISTINCT FROM -tb_register_limit(p.peer)
 $$;
 
 -- The register's banks as this daemon's peers. Each bank it lists, but
@@ -260,10 +261,10 @@ $$;
 -- and, a bank, its clearing account; a peer that came from the register
 -- and is no longer in it is removed: neither dialed nor accepted, and no
 -- new exchange, claim, contact or directory goes to it, while what is
--- pending with it stays pending. Returns the register in force, signed
--- (the daemon reads the banks' addresses and keys from it), and the
--- channel state of each of its peers, and of those removed (shown as
--- such, with what still waits for them).
+-- pending with it stays pending. The daemon has read and checked the
+-- register in force (tb_register_in_force_signed) before. Returns its
+-- serial, and the channel state of each of its peers, and of those
+-- removed (shown as such, with what still waits for them).
 CREATE FUNCTION tb_register_peers() RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     held record;
@@ -272,6 +273,12 @@ DECLARE
     listed text[] := '{}';
 BEGIN
     SELECT * INTO held FROM tb_register_in_force();
+    -- A bank the register does not list is no member: no bank of it is a
+    -- peer (the daemon warns).
+    IF (SELECT role FROM fed_limits) = 'bank' AND NOT EXISTS (
+           SELECT 1 FROM jsonb_array_elements(held.register->'banks') x WHERE x->>'id' = own) THEN
+        held.register := NULL;
+    END IF;
     FOR b IN SELECT x FROM jsonb_array_elements(coalesce(held.register->'banks', '[]')) x LOOP
         CONTINUE WHEN b->>'id' = own OR EXISTS (
             SELECT 1 FROM fed_peers
@@ -283,11 +290,27 @@ BEGIN
      WHERE source = 'register' AND removed_at IS NULL AND NOT peer = ANY (listed);
     PERFORM tb_fed_exchanges();
     RETURN jsonb_build_object(
-        'serial', coalesce(held.serial, 0), 'signed', encode(held.signed, 'hex'),
+        'serial', coalesce(held.serial, 0),
         'peers', coalesce((SELECT jsonb_agg(tb_fed_peer_json(p) ORDER BY p.peer)
                              FROM fed_peers p
                             WHERE p.peer = ANY (listed)
                                OR (p.source = 'register' AND p.removed_at IS NOT NULL)), '[]'));
+END $$;
+
+-- The register in force, signed, for the daemon to check and read the
+-- banks' addresses and keys from.
+CREATE FUNCTION tb_register_in_force_signed() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('serial', coalesce(serial, 0), 'signed', encode(signed, 'hex'))
+      FROM tb_register_in_force()
+$$;
+
+-- At a bank: a register held that no longer verifies (the config's
+-- register key changed) is forgotten, and the peers that came of it go;
+-- the national body's next offer is taken whatever its serial.
+CREATE FUNCTION tb_register_forget() RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM fed_register;
+    RETURN tb_register_peers();
 END $$;
 
 -- At a bank: the register held, for the daemon at start and for show.

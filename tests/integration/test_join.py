@@ -277,7 +277,8 @@ def test_every_daemon_restarted_in_the_middle_of_a_change_follows_the_register(n
         b.start()
     wait_for(lambda: all(n.linked("dorset", b) for b in BANKS), timeout=30,
              what="dorset linked again after the restart")
-    assert all(n.serial(b) == serial for b in BANKS + ["dorset"])
+    wait_for(lambda: all(n.serial(b) == serial for b in BANKS + ["dorset"]), timeout=30,
+             what="the register everywhere")
 
 
 def test_the_register_is_refreshed_before_the_banks_hold_a_stale_one(network):

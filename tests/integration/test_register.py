@@ -3,6 +3,7 @@ their keys rotated with tbctl, each change kept; what the next publish
 would change; and the register published, signed with the register key,
 as the next serial. (Banks taking it in: the register's next part.)"""
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -133,6 +134,7 @@ def test_the_national_body_keeps_its_register_and_signs_each_serial(cluster, wor
     assert r.returncode != 0 and "only the national body" in r.stderr
 
 
+@functools.lru_cache(maxsize=None)
 def raw_public(pub):
     """The 32 raw bytes of a PEM Ed25519 public key."""
     return subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
@@ -232,6 +234,12 @@ def test_a_bank_takes_only_the_national_bodys_register_newer_than_its_own(cluste
         metrics = urllib.request.urlopen(col.url + "/metrics").read().decode()
         assert "timebankd_register_serial 5" in metrics
         assert f"timebankd_register_refused_total {refused + 2}" in metrics
+        # Oversized: more banks than a register may hold (the log's ten
+        # lines a minute for refusals are spent; it is counted).
+        send(offer(key, register(7, [(f"bank-{i}", f"127.0.0.1:{10000 + i}", "bank", pub)
+                                     for i in range(1001)])))
+        wait_for(lambda: held(col)["refused"] == refused + 3, what="the oversized one refused")
+        assert held(col)["serial"] == 5
         nat.close()
         wes.close()
     finally:

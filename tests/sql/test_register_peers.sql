@@ -4,7 +4,7 @@
 -- back when it does again; exchange_with narrows whom hours, directory and
 -- contacts go to.
 BEGIN;
-SELECT plan(14);
+SELECT plan(15);
 
 UPDATE fed_limits SET bank_id = 'dorset', role = 'bank';
 SELECT tb_fed_peers(ARRAY['national'], ARRAY['observer'], ARRAY[0::bigint]);
@@ -71,6 +71,16 @@ SELECT tb_register_peers();
 SELECT results_eq($$SELECT removed_at IS NULL, exchanges, source FROM fed_peers
                      WHERE peer = 'westminster'$$,
                   $$VALUES (true, true, 'register'::text)$$, 'listed again, it is a peer again');
+
+-- A register that does not list this bank: it is no member, and no bank of
+-- it is a peer.
+SELECT pg_temp.hold(4, ARRAY['national', 'colchester', 'westminster']);
+SELECT is((SELECT jsonb_agg(p->>'peer' ORDER BY p->>'peer')
+             FROM jsonb_array_elements(tb_register_peers()->'peers') p
+            WHERE NOT (p->>'removed')::boolean),
+          NULL, 'a bank the register does not list has none of its banks as peers');
+SELECT pg_temp.hold(5, ARRAY['national', 'colchester', 'westminster', 'dorset']);
+SELECT tb_register_peers();
 
 -- A bank the config names stays the config's.
 SELECT tb_fed_peers(ARRAY['national', 'colchester'], ARRAY['observer', 'bank'], ARRAY[0, 600::bigint]);
