@@ -475,6 +475,11 @@ static void on_connected(struct fed_conn *conn)
 			return;
 		}
 	} else {
+		/* Before the state is read, the register's peers are not yet known. */
+		if (!conn->fed->loaded) {
+			fed_conn_close(conn, "not ready: the channel state is still being read");
+			return;
+		}
 		peer = fed_peer_find(conn->fed, id);
 		if (peer == NULL || peer->state == PEER_REMOVED) {
 			char why[160];
@@ -485,10 +490,6 @@ static void on_connected(struct fed_conn *conn)
 			return;
 		}
 		conn->peer = peer;
-		if (!conn->fed->loaded) {
-			fed_conn_close(conn, "not ready: the channel state is still being read");
-			return;
-		}
 		if (peer->penalty_until > time(NULL)) {
 			fed_conn_close(conn, "it misbehaved recently; refused for now");
 			return;
