@@ -46,13 +46,22 @@ class Network:
         for b in BANKS:
             peers = {p: self.ports[p] for p in ["national"] + BANKS if p != b}
             self.make(b, peers, reg, observers=("national",))
-        # Dorset's config names the national body only.
-        self.make("dorset", {"national": self.ports["national"]}, reg, observers=("national",))
+        # Dorset's config is what the national body's kit gives it: it names
+        # the national body only.
+        kit = f"{self.pki}/dorset"
+        subprocess.run([TBPKI, "join-kit", f"{self.pki}/ca", "dorset", kit, "--national",
+                        f"national=127.0.0.1:{self.ports['national']}", "--national-pub",
+                        f"{self.pki}/national/national.sign.pub", "--register-pub",
+                        f"{self.pki}/register/register.sign.pub", "--listen",
+                        f"127.0.0.1:{self.ports['dorset']}", "--install-dir", kit],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.make("dorset", extra="\n" + open(f"{kit}/dorset.federation.conf").read())
 
-    def make(self, b, peers, settings, observers=()):
+    def make(self, b, peers=None, settings="", observers=(), extra=None):
         db = self.cluster.new_database()
-        bank = Bank(self.workdir, self.cluster.conninfo(db), bank_id=b, extra=federation_config(
-            self.pki, b, self.ports[b], peers, settings, observers=observers))
+        bank = Bank(self.workdir, self.cluster.conninfo(db), bank_id=b, extra=extra or
+                    federation_config(self.pki, b, self.ports[b], peers, settings,
+                                      observers=observers))
         bank.db, bank.cluster = db, self.cluster
         self.banks[b] = bank
 
