@@ -9,7 +9,13 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
         PERFORM tb_fed_peer_add(ids[i], kinds[i], 'config', limits[i]);
     END LOOP;
-    -- A peer the config named before and names no more is not linked now.
+    -- A peer the config named before and names no more is not linked now,
+    -- unless the register in force lists it: it is the register's now
+    -- (tb_register_peers), its directory kept.
+    UPDATE fed_peers SET source = 'register'
+     WHERE source = 'config' AND removed_at IS NULL AND NOT peer = ANY (ids)
+       AND peer IN (SELECT x->>'id' FROM tb_register_in_force() h,
+                         jsonb_array_elements(h.register->'banks') x);
     UPDATE fed_peers SET removed_at = now()
      WHERE source = 'config' AND removed_at IS NULL AND NOT peer = ANY (ids);
     PERFORM tb_fed_exchanges();

@@ -285,7 +285,11 @@ CREATE FUNCTION tb_network_pairs(m date, only_bank text DEFAULT NULL)
 RETURNS TABLE (a text, b text, state text, a_position numeric, b_position numeric,
                in_flight numeric)
 LANGUAGE sql STABLE AS $$
-    WITH banks AS (SELECT peer AS bank FROM fed_peers WHERE kind = 'bank'),
+    -- A bank removed from the register counts for the months it reported.
+    WITH banks AS (SELECT peer AS bank FROM fed_peers f
+                    WHERE kind = 'bank' AND (removed_at IS NULL OR EXISTS (
+                              SELECT 1 FROM network_reports r
+                               WHERE r.bank = f.peer AND r.month = date_trunc('month', m)))),
     pos AS (
         SELECT l.bank, c->>'bank' AS other, (c->>'position_minutes')::numeric AS position,
                (c->>'in_flight')::numeric AS in_flight, (c->>'applied_seq')::numeric AS applied,

@@ -4,7 +4,7 @@
 -- refuses anything else from it; the observer checks each report before
 -- it stores it, keeps every revision, and keeps the network's books.
 BEGIN;
-SELECT plan(28);
+SELECT plan(30);
 
 -- Three months: two closed (m2, m1) and this one (m0), whatever today is.
 SELECT to_char(current_date - interval '2 months', 'YYYY-MM') AS m2,
@@ -194,5 +194,14 @@ SELECT is(pg_temp.pair() || ' ' || (tb_network_books((:'m1' || '-01')::date)->>'
 SELECT is(tb_network_metrics() ~ ('timebankd_network_pair_diverged\{bank="cheshire",with="colchester",'
                                   'month="' || :'m1' || '"\} 1'),
           true, 'and the metric names the pair and the month (this month or last)');
+-- A bank removed from the register counts in the books for the months it
+-- reported, and not for the others.
+INSERT INTO fed_peers (peer, kind, source, removed_at) VALUES ('dorset', 'bank', 'register', now());
+SELECT is((SELECT count(*) FROM jsonb_array_elements(tb_network_books((:'m1' || '-01')::date)->'pairs') p
+            WHERE 'dorset' IN (p->>'a', p->>'b')), 0::bigint,
+          'a bank removed that never reported is not in the books');
+SELECT is((SELECT count(*) FROM jsonb_array_elements(tb_network_books((:'m1' || '-01')::date)->'pairs') p
+            WHERE 'colchester' IN (p->>'a', p->>'b')), 1::bigint,
+          'the banks that reported are');
 SELECT finish();
 ROLLBACK;

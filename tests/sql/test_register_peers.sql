@@ -4,7 +4,7 @@
 -- back when it does again; exchange_with narrows whom hours, directory and
 -- contacts go to.
 BEGIN;
-SELECT plan(15);
+SELECT plan(16);
 
 UPDATE fed_limits SET bank_id = 'dorset', role = 'bank';
 SELECT tb_fed_peers(ARRAY['national'], ARRAY['observer'], ARRAY[0::bigint]);
@@ -89,5 +89,16 @@ SELECT results_eq($$SELECT source, pg_temp.floor_of('colchester') FROM fed_peers
                      WHERE peer = 'colchester'$$,
                   $$VALUES ('config'::text, -600::bigint)$$,
                   'the config''s word stands over the register''s');
+-- A bank the config named, and now only the register lists, stays a peer
+-- with its directory: it is the register's.
+INSERT INTO dir_remote (peer, handle, kind, category, text, expires_on, version, tsv)
+VALUES ('colchester', 'c1', 'offer', 'lifts', 'Lifts', current_date + 30, 1, '');
+SELECT tb_fed_peers(ARRAY['national'], ARRAY['observer'], ARRAY[0::bigint]);
+SELECT tb_register_peers();
+SELECT results_eq($$SELECT p.source, p.removed_at IS NULL, count(r.handle)
+                     FROM fed_peers p LEFT JOIN dir_remote r ON r.peer = p.peer
+                    WHERE p.peer = 'colchester' GROUP BY p.source, p.removed_at$$,
+                  $$VALUES ('register'::text, true, 1::bigint)$$,
+                  'a bank the config no longer names but the register lists keeps its directory');
 SELECT finish();
 ROLLBACK;
