@@ -94,8 +94,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ)
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do $$t || fail=1; done; exit $$fail
 
+# Two workers, each with its own PostgreSQL cluster and its own share of
+# ports, each taking whole files (tests/integration/tbtest.py).
 integration: all
-	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+		-n $(TEST_WORKERS) --dist loadfile tests/integration
+TEST_WORKERS ?= 2
 
 # The shape of src/sql: each function, view and trigger defined once, in the
 # rules; migrations hold only tables and data.

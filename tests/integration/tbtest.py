@@ -29,6 +29,9 @@ PG_USER = "postgres"
 
 
 _ports_given = set()
+# This process's place among pytest-xdist's workers (gw0, gw1, ...), if any.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def free_port():
@@ -42,8 +45,12 @@ def free_port():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
+    # Parallel workers (pytest -n) each pick from their own share of it.
+    low = max(1024, first_ephemeral - 20000)
+    share = (first_ephemeral - low) // WORKERS
+    low += WORKER * share
     while True:
-        port = random.randrange(max(1024, first_ephemeral - 20000), first_ephemeral)
+        port = random.randrange(low, low + share)
         if port in _ports_given:
             continue
         with socket.socket() as s:
