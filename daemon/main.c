@@ -203,9 +203,7 @@ static void on_limits_set(void *arg, const struct db_result *r)
 {
 	(void)arg;
 	if (r->status != DB_OK)
-		log_error("reload: peers' limits were not stored: %s",
-		          r->status == DB_ERROR && r->message ? r->message
-		                                              : "database unavailable");
+		log_error("reload: peers' limits were not stored: %s", db_result_why(r));
 }
 
 /* The national body's register is refreshed before it goes stale: looked

@@ -42,5 +42,8 @@ int crypto_cert_sha256(const char *path, char *hex, char *err, size_t errlen)
 void crypto_hex(const uint8_t *bytes, size_t len, char *out);
 /* Hex into bytes; returns the number of bytes, or -1. */
 long crypto_unhex(const char *hex, uint8_t *out, size_t max);
+/* Hex into new bytes (freed by the caller), their number in *len; NULL
+ * when hex is NULL, empty or not hex. */
+uint8_t *crypto_unhex_new(const char *hex, size_t *len);
 
 #endif

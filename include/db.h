@@ -26,6 +26,13 @@ struct db_result {
 
 typedef void (*db_cb)(void *arg, const struct db_result *r);
 
+/* Why a statement failed, for a log line: the server's message, or
+ * "database unavailable". */
+static inline const char *db_result_why(const struct db_result *r)
+{
+	return r->status == DB_ERROR && r->message != NULL ? r->message : "database unavailable";
+}
+
 struct db;
 
 /* Starts size connections to conninfo (copied). */

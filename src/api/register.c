@@ -190,14 +190,14 @@ static int prepare(const struct api *api, json_t *draft, char **kept_text, char 
 	json_object_set_new(draft, "crl", json_string(crl));
 	free(crl);
 	*signed_hex = sign_draft(api, draft, why, len, &invalid);
-	if (*signed_hex != NULL && strlen(*signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
+	if (*signed_hex == NULL) {
+		*code = invalid ? "register_invalid" : "internal_error";
+	} else if (strlen(*signed_hex) / 2 > FRAME_MAX - ENVELOPE_ROOM) {
 		snprintf(why, len, "the register would not fit one frame on the channel");
 		free(*signed_hex);
 		*signed_hex = NULL;
 		*code = "register_too_large";
-	} else if (*signed_hex == NULL && invalid) {
-		*code = "register_invalid";
-	} else if (*signed_hex != NULL) {
+	} else {
 		return 0;
 	}
 	free(*kept_text);
@@ -249,8 +249,7 @@ static void on_refreshed(void *arg, const struct db_result *res)
 	if (res->status != DB_OK) {
 		log_warn(
 		    "register: the refreshed register was not kept: %s; trying again in an hour",
-		    res->status == DB_ERROR && res->message ? res->message
-		                                            : "database unavailable");
+		    db_result_why(res));
 		return;
 	}
 	out = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);

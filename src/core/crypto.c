@@ -54,6 +54,20 @@ long crypto_unhex(const char *hex, uint8_t *out, size_t max)
 	return (long)(n / 2);
 }
 
+uint8_t *crypto_unhex_new(const char *hex, size_t *len)
+{
+	size_t max = hex != NULL ? strlen(hex) / 2 : 0;
+	uint8_t *bytes = max > 0 ? xmalloc(max) : NULL;
+	long n = bytes != NULL ? crypto_unhex(hex, bytes, max) : -1;
+
+	if (n <= 0) {
+		free(bytes);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return bytes;
+}
+
 /* SHA-256 fetched from the provider once: EVP_sha256() is fetched again at
  * every digest, a lookup that cost more than hashing an API token. */
 void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out)

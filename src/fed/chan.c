@@ -474,7 +474,7 @@ static void on_flushed(void *arg, const struct db_result *r)
 	}
 	if (r->status != DB_OK) {
 		log_warn("fed: applies from %s could not be confirmed durable: %s", peer->id,
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		         db_result_why(r));
 		peer->in_applied = peer->in_durable;
 		if (fed_call_current(c))
 			fed_conn_close(peer->session, "the database could not confirm its applies");

@@ -98,8 +98,7 @@ static void on_purged(void *arg, const struct db_result *r)
 		log_info("fed: %s messages from peers older than their keeping time were deleted",
 		         PQgetvalue(r->res, 0, 0));
 	else if (r->status != DB_OK)
-		log_warn("fed: old messages from peers could not be deleted: %s",
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		log_warn("fed: old messages from peers could not be deleted: %s", db_result_why(r));
 }
 
 #define REPORTS_EVERY 3600 /* seconds between looks at the reports due */
@@ -120,7 +119,7 @@ static void on_reports(void *arg, const struct db_result *r)
 	} else if (r->status != DB_OK) {
 		log_warn(
 		    "fed: the activity reports could not be made: %s; trying again in 5 minutes",
-		    r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		    db_result_why(r));
 		fed->last_reports = time(NULL) - REPORTS_EVERY + REPORTS_RETRY;
 	}
 	json_decref(queued);
@@ -144,6 +143,16 @@ static void send_reports(struct fed *fed, time_t now)
 		fed->last_reports = now - REPORTS_EVERY + REPORTS_RETRY; /* the database is away */
 }
 
+/* What the link starts from: the register in force and its peers (where
+ * there is a register key), then the channel's state, which dials. */
+static void load_state(struct fed *fed)
+{
+	if (fed_reg_runs(fed) && !fed->register_loaded)
+		fed_reg_load(fed);
+	else
+		fed_chan_load(fed);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fed *fed = arg;
@@ -153,10 +162,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!fed->loaded) {
-		if (fed_reg_runs(fed) && !fed->register_loaded)
-			fed_reg_load(fed);
-		else
-			fed_chan_load(fed);
+		load_state(fed);
 		return;
 	}
 	fed_chan_seal(fed);
@@ -286,10 +292,7 @@ struct fed *fed_new(struct event_base *base, const struct config *cfg, struct db
 	         fed->role, fed->bank_id, addr, fed->npeers,
 	         fed->register_key != NULL ? " and those of the network's register" : "",
 	         crypto_key_id(fed->sign_key));
-	if (fed_reg_runs(fed))
-		fed_reg_load(fed);
-	else
-		fed_chan_load(fed);
+	load_state(fed);
 	return fed;
 fail:
 	fed_free(fed);
@@ -315,7 +318,7 @@ int fed_reload_crl(struct fed *fed, const char *crl_path)
 	if (fed_tls_reload_crl(fed->ctx, crl_path) == -1)
 		return -1;
 	fed->crl_next_update = fed_tls_crl_next_update(crl_path);
-	fed->crl_this_update = fed_tls_crl_this_update(crl_path);
+	fed->crl_this_update = issued;
 	fed->crl_warned = 0;
 	fed_close_untrusted(fed, "its certificate is revoked by the reloaded CRL");
 	return 0;

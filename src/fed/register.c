@@ -71,18 +71,14 @@ static void on_offer(void *arg, const struct db_result *r)
 	if (offer != NULL && peer->session != NULL) {
 		Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 		Timebank__V1__RegisterOffer msg = TIMEBANK__V1__REGISTER_OFFER__INIT;
-		const char *hex = json_string_value(json_object_get(offer, "signed"));
-		size_t max = hex != NULL ? strlen(hex) / 2 : 0;
-		uint8_t *bytes = xmalloc(max > 0 ? max : 1);
-		long n = hex != NULL ? crypto_unhex(hex, bytes, max) : -1;
-		if (n > 0) {
-			msg.signed_register.data = bytes;
-			msg.signed_register.len = (size_t)n;
+		msg.signed_register.data = crypto_unhex_new(
+		    json_string_value(json_object_get(offer, "signed")), &msg.signed_register.len);
+		if (msg.signed_register.data != NULL) {
 			body.kind_case = TIMEBANK__V1__BODY__KIND_REGISTER_OFFER;
 			body.register_offer = &msg;
 			fed_conn_send(peer->session, &body);
 		}
-		free(bytes);
+		free(msg.signed_register.data);
 	}
 	json_decref(offer);
 	fed_call_free(c);
@@ -155,9 +151,11 @@ static const json_t *state_of(const json_t *states, const char *id)
 	const json_t *row;
 	size_t i;
 
-	json_array_foreach(states, i,
-	                   row) if (strcmp(json_string_value(json_object_get(row, "peer")), id) ==
-	                            0) return row;
+	json_array_foreach(states, i, row)
+	{
+		if (strcmp(json_string_value(json_object_get(row, "peer")), id) == 0)
+			return row;
+	}
 	return NULL;
 }
 
@@ -328,7 +326,7 @@ static void on_taken(void *arg, const struct db_result *r)
 		}
 	} else if (!fed->stopping) {
 		log_warn("fed: the register from %s could not be kept: %s", c->peer->id,
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
+		         db_result_why(r));
 	}
 	json_decref(res);
 	fed_call_free(c);
@@ -418,15 +416,21 @@ struct reg_load {
 	Timebank__V1__Register *reg; /* the register read, until its peers are made */
 };
 
+/* The load is over: what it read is let go. */
+static void drop(struct reg_load *l)
+{
+	l->fed->register_loading = 0;
+	if (l->reg != NULL)
+		timebank__v1__register__free_unpacked(l->reg, NULL);
+	free(l);
+}
+
 static void loaded(struct reg_load *l)
 {
 	struct fed *fed = l->fed;
 
-	fed->register_loading = 0;
 	fed->register_applied = l->wanted;
-	if (l->reg != NULL)
-		timebank__v1__register__free_unpacked(l->reg, NULL);
-	free(l);
+	drop(l);
 	if (!fed->register_loaded) {
 		fed->register_loaded = 1;
 		fed_chan_load(fed);
@@ -436,17 +440,12 @@ static void loaded(struct reg_load *l)
 		fed_reg_ask(fed->peers[i]);
 }
 
-/* The database could not be read: again at the next tick (DB_OK: read
- * again at once by the caller). */
-static void load_failed(struct reg_load *l, const struct db_result *r)
+/* The database could not be read: again at the next tick. */
+static void load_failed(struct reg_load *l, const char *why)
 {
-	if (!l->fed->stopping && r->status != DB_OK)
-		log_warn("fed: the network's register could not be read: %s; trying again",
-		         r->status == DB_ERROR && r->message ? r->message : "database unavailable");
-	l->fed->register_loading = 0;
-	if (l->reg != NULL)
-		timebank__v1__register__free_unpacked(l->reg, NULL);
-	free(l);
+	if (!l->fed->stopping)
+		log_warn("fed: the network's register could not be read: %s; trying again", why);
+	drop(l);
 }
 
 static void on_peers(void *arg, const struct db_result *r)
@@ -457,14 +456,14 @@ static void on_peers(void *arg, const struct db_result *r)
 
 	if (fed->stopping || r->status != DB_OK ||
 	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
-		load_failed(l, r);
+		load_failed(l, db_result_why(r));
 		return;
 	}
 	if (l->wanted != fed->register_wanted) {
 		/* A newer register came meanwhile: what was read is not followed,
 		 * the newer one is read. */
 		json_decref(res);
-		load_failed(l, &(struct db_result){.status = DB_OK});
+		drop(l);
 		fed_reg_load(fed);
 		return;
 	}
@@ -502,24 +501,25 @@ static void on_held(void *arg, const struct db_result *r)
 	json_t *res = NULL;
 	const char *hex, *why = NULL;
 	char bad[160];
+	uint8_t *bytes;
+	size_t n;
 	int forget = 0;
 
 	if (fed->stopping || r->status != DB_OK ||
 	    (res = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL)) == NULL) {
-		load_failed(l, r);
+		load_failed(l, db_result_why(r));
 		return;
 	}
+	/* None held: signed is null. */
 	hex = json_string_value(json_object_get(res, "signed"));
 	if (hex != NULL) {
-		size_t max = strlen(hex) / 2;
-		uint8_t *bytes = xmalloc(max > 0 ? max : 1);
-		long n = crypto_unhex(hex, bytes, max);
-		if (n <= 0)
+		bytes = crypto_unhex_new(hex, &n);
+		if (bytes == NULL)
 			why = "it is not hex";
 		else if (takes_register(fed))
-			l->reg = open_signed(fed, bytes, (size_t)n, &why);
+			l->reg = open_signed(fed, bytes, n, &why);
 		else
-			l->reg = open_published(bytes, (size_t)n, &why);
+			l->reg = open_published(bytes, n, &why);
 		if (l->reg != NULL)
 			why = bad_banks(l->reg, bad, sizeof(bad));
 		free(bytes);
@@ -544,7 +544,7 @@ static void on_held(void *arg, const struct db_result *r)
 	              forget ? "SELECT tb_register_forget()::text"
 	                     : "SELECT tb_register_peers()::text",
 	              0, NULL, on_peers, l) == -1)
-		load_failed(l, &(struct db_result){.status = DB_UNAVAILABLE});
+		load_failed(l, "database unavailable");
 }
 
 void fed_reg_load(struct fed *fed)
