@@ -89,6 +89,9 @@ static char *limits_text(const struct config *cfg)
 	json_object_set_new(j, "exchange_with", with);
 	json_object_set_new(j, "register_exposure_limit", json_integer(cfg->fed_exposure_limit));
 	json_object_set_new(j, "register_limits", own);
+	json_object_set_new(j, "referral_accept_negative",
+	                    json_boolean(cfg->referral_accept_negative));
+	json_object_set_new(j, "referral_expire_days", json_integer(cfg->referral_expire_days));
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return text;

@@ -66,6 +66,8 @@ struct config {
 	int suppress_below; /* [reports] suppress_below: in the national body's report, counts */
 	int round_to;       /* of people 1..suppress_below-1 are suppressed, others rounded */
 	int dir_review;     /* [directory] review: shared items wait for a broker's approval */
+	int referral_accept_negative; /* [referrals] accept_negative: a member may arrive owing */
+	int referral_expire_days;     /* [referrals] expire_days: an undecided referral expires */
 
 	/* [federation]: absent, the daemon links to no one. */
 	int fed_enabled;

@@ -50,6 +50,8 @@ static const struct key keys[] = {
     {"reports", "suppress_below", KT_INT, OFF(suppress_below), 0, 1, 1000},
     {"reports", "round_to", KT_INT, OFF(round_to), 0, 1, 1000},
     {"directory", "review", KT_BOOL, OFF(dir_review), 0, 0, 0},
+    {"referrals", "accept_negative", KT_BOOL, OFF(referral_accept_negative), 0, 0, 0},
+    {"referrals", "expire_days", KT_INT, OFF(referral_expire_days), 0, 1, 365},
     {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
     {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
     {"federation", "ca", KT_PATH, OFF(fed_ca), 0, 0, 0},
@@ -353,6 +355,7 @@ static void set_defaults(struct config *cfg)
 	cfg->suppress_below = 8;
 	cfg->round_to = 5;
 	cfg->dir_review = 1;
+	cfg->referral_expire_days = 30;
 }
 
 /* exchange_with = all, or the ids of the banks hours are exchanged with. */

@@ -121,6 +121,9 @@ static const struct {
     {"erasure", TIMEBANK__V1__BODY__KIND_ERASURES},
     {"activity_report", TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT},
     {"report_answer", TIMEBANK__V1__BODY__KIND_REPORT_ANSWERS},
+    {"referral", TIMEBANK__V1__BODY__KIND_REFERRALS},
+    {"referral_answer", TIMEBANK__V1__BODY__KIND_REFERRAL_ANSWERS},
+    {"referral_withdraw", TIMEBANK__V1__BODY__KIND_REFERRAL_WITHDRAWALS},
 };
 #define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
 
@@ -145,6 +148,12 @@ size_t env_body_items(const Timebank__V1__Body *body)
 		return body->directory_page->n_items;
 	case TIMEBANK__V1__BODY__KIND_REPORT_ANSWERS:
 		return body->report_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_REFERRALS:
+		return body->referrals->n_items;
+	case TIMEBANK__V1__BODY__KIND_REFERRAL_ANSWERS:
+		return body->referral_answers->n_items;
+	case TIMEBANK__V1__BODY__KIND_REFERRAL_WITHDRAWALS:
+		return body->referral_withdrawals->n_items;
 	case TIMEBANK__V1__BODY__KIND_ACTIVITY_REPORT:
 		/* One report: its lists (a bank's peers, categories, areas) are
 		 * held to the frame, and the observer refuses one over 256 KiB. */

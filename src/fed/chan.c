@@ -802,6 +802,7 @@ static void on_checkpoint_durable(void *arg, const struct db_result *r)
 		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
 		checkpoint.clearing_minutes =
 		    json_integer_value(json_object_get(k->cp, "clearing"));
+		checkpoint.applied = (uint64_t)json_integer_value(json_object_get(k->cp, "applied"));
 		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
 		body.checkpoint = &checkpoint;
 		fed_conn_send(peer->session, &body);
@@ -868,22 +869,24 @@ static void on_clearing_stored(void *arg, const struct db_result *r)
 }
 
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len, int64_t clearing)
+                               size_t head_len, int64_t clearing, uint64_t applied)
 {
-	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24];
+	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24], a_text[24];
 	const char *params[3] = {peer->id, s, hex};
-	const char *cparams[2] = {peer->id, c_text};
+	const char *cparams[3] = {peer->id, c_text, a_text};
 	struct fed_call *c;
 
 	/* A peer sending checkpoints faster than they are checked loses them:
 	 * the next brings the same news. */
 	if ((c = fed_call_shared(peer)) == NULL)
 		return;
-	/* Its clearing balance for us, for tbctl audit --federation. */
+	/* Its clearing balance for us, and how much of our stream it had
+	 * applied then, for tbctl audit --federation. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
+	snprintf(a_text, sizeof(a_text), "%llu", (unsigned long long)applied);
 	/* Not stored when the database is down: the next checkpoint brings it. */
-	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint)", 2, cparams,
-	              on_clearing_stored, c) == -1) {
+	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint, $3::bigint)", 3,
+	              cparams, on_clearing_stored, c) == -1) {
 		fed_call_free(c);
 		log_debug("fed: peer %s: its clearing balance is not stored; the database is away",
 		          peer->id);

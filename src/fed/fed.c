@@ -47,7 +47,8 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 	case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
 		fed_chan_checkpoint_check(
 		    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
-		    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes);
+		    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes,
+		    body->checkpoint->applied);
 		break;
 	default:
 		if (env_is_channel(body))
@@ -143,6 +144,30 @@ static void send_reports(struct fed *fed, time_t now)
 		fed->last_reports = now - REPORTS_EVERY + REPORTS_RETRY; /* the database is away */
 }
 
+static void on_expired(void *arg, const struct db_result *r)
+{
+	struct fed *fed = arg;
+
+	if (fed->stopping)
+		return;
+	if (r->status == DB_OK && strcmp(PQgetvalue(r->res, 0, 0), "0") != 0) {
+		log_info("fed: %s referrals no coordinator decided in time expired and were erased",
+		         PQgetvalue(r->res, 0, 0));
+		fed_chan_seal(fed);
+	} else if (r->status != DB_OK) {
+		log_warn("fed: expired referrals could not be erased: %s", db_result_why(r));
+	}
+}
+
+/* A bank's referrals left undecided past [referrals] expire_days expire,
+ * erased, and the referring bank is told (tb_referrals_expire). */
+static void expire_referrals(struct fed *fed)
+{
+	if (strcmp(fed->role, "bank") == 0 &&
+	    fed_query(fed, "SELECT tb_referrals_expire()", 0, NULL, on_expired, fed) == -1)
+		log_debug("fed: the database is away; referrals expire at the next tick");
+}
+
 /* What the link starts from: the register in force and its peers (where
  * there is a register key), then the channel's state, which dials. */
 static void load_state(struct fed *fed)
@@ -169,8 +194,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	check_crl(fed, now);
 	send_reports(fed, now);
 	fed_reg_tick(fed, now);
-	if (checkpoints)
+	if (checkpoints) {
 		fed->last_checkpoint = now;
+		expire_referrals(fed);
+	}
 	if (now - fed->last_purge >= 86400) {
 		fed->last_purge = now;
 		if (fed_query(fed, "SELECT tb_fed_inbox_purge()", 0, NULL, on_purged, NULL) == -1)

@@ -112,17 +112,34 @@ CREATE FUNCTION tb_fed_audit() RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('peers', coalesce(jsonb_agg(r ORDER BY r.peer), '[]'))
       FROM (SELECT p.peer, a.balance_minutes AS position, p.peer_clearing,
                    p.peer_clearing_at, p.diverged_at IS NOT NULL AS diverged,
+                   -- In flight to the peer's checkpointed balance: our
+                   -- reservations, and what we posted and answered after
+                   -- what the peer had applied when it read that balance
+                   -- (as acknowledged, before a checkpoint says).
                    coalesce((SELECT sum(minutes) FROM xb_exchanges x
                               WHERE x.peer = p.peer AND x.side = 'payer'
                                 AND x.state = 'pending'), 0)
                  + coalesce((SELECT sum(minutes) FROM xb_exchanges x
                               WHERE x.peer = p.peer AND x.side = 'earner'
-                                AND x.state = 'settled' AND x.answer_seq > k.out_acked), 0)
+                                AND x.state = 'settled'
+                                AND x.answer_seq > coalesce(p.peer_clearing_applied, k.out_acked)), 0)
+                 -- Moves: open at the referring bank, which the other may
+                 -- have accepted and posted; accepted at the receiving
+                 -- bank, its answer not yet applied there.
+                 + coalesce((SELECT sum(abs(r.balance_minutes)) FROM referrals r
+                              WHERE r.peer = p.peer AND r.kind = 'move'
+                                AND ((r.side = 'referring' AND r.state = 'open')
+                                     OR (r.side = 'receiving' AND r.state = 'accepted'
+                                         AND r.sent_seq > coalesce(p.peer_clearing_applied,
+                                                                   k.out_acked)))), 0)
                    AS in_flight,
                    -- A checkpoint older than our last change with the peer
                    -- cannot show divergence, only that something is in flight.
-                   coalesce(p.peer_clearing_at < (SELECT max(greatest(x.created_at, x.decided_at))
-                                                    FROM xb_exchanges x WHERE x.peer = p.peer),
+                   coalesce(p.peer_clearing_at < greatest(
+                                (SELECT max(greatest(x.created_at, x.decided_at))
+                                   FROM xb_exchanges x WHERE x.peer = p.peer),
+                                (SELECT max(r.decided_at) FROM referrals r
+                                  WHERE r.peer = p.peer AND r.kind = 'move')),
                             false) AS checkpoint_stale
               FROM fed_peers p JOIN accounts a ON a.id = p.clearing_account
               JOIN fed_acked k ON k.peer = p.peer

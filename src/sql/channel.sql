@@ -118,7 +118,10 @@ CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
                              WHEN lim ? 'exchange_with' THEN NULL ELSE exchange_with END,
         register_exposure_limit = coalesce((lim->>'register_exposure_limit')::bigint,
                                            register_exposure_limit),
-        register_limits = coalesce(lim->'register_limits', register_limits);
+        register_limits = coalesce(lim->'register_limits', register_limits),
+        referral_accept_negative = coalesce((lim->>'referral_accept_negative')::boolean,
+                                            referral_accept_negative),
+        referral_expire_days = coalesce((lim->>'referral_expire_days')::int, referral_expire_days);
     SELECT tb_register_limits();
     SELECT tb_fed_exchanges();
 $$;
@@ -347,7 +350,14 @@ BEGIN
                         FROM jsonb_array_elements(items) i,
                              jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'xb_propose'
                                                        THEN i->'body'->'items' ELSE '[]' END) p
-                       WHERE length(p->>'earner') <= 18 AND p->>'earner' ~ '^[0-9]+$'))))
+                       WHERE length(p->>'earner') <= 18 AND p->>'earner' ~ '^[0-9]+$'))
+               UNION ALL
+               SELECT r.member_account FROM referrals r
+                WHERE r.side = 'referring' AND r.referral_id = ANY (ARRAY(
+                      SELECT a->>'referral_id'
+                        FROM jsonb_array_elements(items) i,
+                             jsonb_array_elements(CASE WHEN i->'body'->>'kind' = 'referral_answer'
+                                                       THEN i->'body'->'items' ELSE '[]' END) a))))
      ORDER BY id FOR UPDATE;
 END $$;
 
@@ -394,6 +404,12 @@ BEGIN
         RETURN tb_on_dir_contact_answer(from_peer, body, seq);
     WHEN 'erasure' THEN
         RETURN tb_on_erasure(from_peer, body);
+    WHEN 'referral' THEN
+        RETURN tb_on_referral(from_peer, body, seq);
+    WHEN 'referral_answer' THEN
+        RETURN tb_on_referral_answer(from_peer, body, seq);
+    WHEN 'referral_withdraw' THEN
+        RETURN tb_on_referral_withdraw(from_peer, body);
     WHEN 'activity_report' THEN
         RETURN tb_on_activity_report(from_peer, body, seq);
     WHEN 'report_answer' THEN
@@ -615,7 +631,8 @@ BEGIN
                        'head', coalesce((SELECT encode(hash, 'hex') FROM fed_outbox o
                                           WHERE o.peer = p.peer AND o.seq = a.out_acked), ''),
                        'clearing', (SELECT balance_minutes FROM accounts
-                                     WHERE id = p.clearing_account))
+                                     WHERE id = p.clearing_account),
+                       'applied', p.in_applied)
               FROM fed_peers p JOIN fed_acked a USING (peer) WHERE p.peer = to_peer);
 END $$;
 
@@ -646,8 +663,12 @@ BEGIN
     RETURN verdict;
 END $$;
 
-CREATE FUNCTION tb_fed_peer_clearing(from_peer text, clearing bigint) RETURNS void
-LANGUAGE sql AS $$
-    UPDATE fed_peers SET peer_clearing = clearing, peer_clearing_at = now()
+-- A peer's checkpointed clearing balance for us, and how much of our
+-- stream it had applied when it read it: what we sent after that is in
+-- flight to the balance (tb_fed_audit).
+CREATE FUNCTION tb_fed_peer_clearing(from_peer text, clearing bigint, applied bigint)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE fed_peers SET peer_clearing = clearing, peer_clearing_at = now(),
+                         peer_clearing_applied = applied
      WHERE peer = from_peer
 $$;

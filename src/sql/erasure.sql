@@ -30,8 +30,9 @@ LANGUAGE sql IMMUTABLE AS $$
                    WITH ORDINALITY AS t(x, n)) i
 $$;
 
--- Whether one body is another with only some items' words taken out: the
--- one change to a kept message the inbox allows (tb_inbox_guard).
+-- Whether one body is another with only some items' words taken out (a
+-- referral's items: all but their id, tb_referral_redacted): the one
+-- change to a kept message the inbox allows (tb_inbox_guard).
 CREATE FUNCTION tb_redacted(old jsonb, new jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT old - 'items' = new - 'items'
        AND jsonb_array_length(old->'items') = jsonb_array_length(new->'items')
@@ -39,7 +40,9 @@ CREATE FUNCTION tb_redacted(old jsonb, new jsonb) RETURNS boolean LANGUAGE sql I
                          FROM jsonb_array_elements(old->'items') WITH ORDINALITY AS o(x, n)
                          JOIN jsonb_array_elements(new->'items') WITH ORDINALITY AS w(x, n)
                               USING (n)
-                        WHERE w.x <> o.x AND w.x <> o.x || '{"message": ""}')
+                        WHERE w.x <> o.x AND w.x <> o.x || '{"message": ""}'
+                          AND NOT (old->>'kind' = 'referral'
+                                   AND w.x = jsonb_build_object('referral_id', o.x->'referral_id')))
 $$;
 
 -- What a peer sent us is kept as it came: the purge may delete old

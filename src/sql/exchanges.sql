@@ -92,7 +92,8 @@ BEGIN
         SELECT * FROM (
             SELECT e.id AS entry, t.id AS exchange, t.performed_on, t.category, t.description,
                    e.minutes, sum(e.minutes) OVER (ORDER BY e.id) AS balance_after,
-                   coalesce(tb_xb_party(t.xb_id), tb_account_label(other.account_id))
+                   coalesce(tb_xb_party(t.xb_id), tb_move_party(t.referral_id),
+                            tb_account_label(other.account_id))
                        AS other_party,
                    (SELECT name FROM members WHERE account_id = other.account_id) AS other_name
               FROM entries e JOIN transfers t ON t.id = e.transfer_id
@@ -396,7 +397,14 @@ BEGIN
         PERFORM tb_raise('not_reversible', format(
             'transfer %s is itself a reversal; record a new exchange instead', original));
     END IF;
+    IF t.kind = 'move' OR t.xb_id IS NOT NULL THEN
+        PERFORM tb_raise('not_reversible', format(
+            'transfer %s is %s; it is not reversed here', original,
+            CASE WHEN t.kind = 'move' THEN 'a member''s move between banks, which both banks posted'
+                 ELSE 'a cross-bank exchange: reverse it by its id, at the bank where the hours were earned' END));
+    END IF;
     PERFORM tb_lock_accounts(ARRAY[t.payer_account, t.earner_account]);
+    PERFORM tb_check_not_moving(ARRAY[t.payer_account, t.earner_account]);
     IF EXISTS (SELECT 1 FROM transfers WHERE reverses = original) THEN
         PERFORM tb_raise('already_reversed', format('exchange %s was already reversed by %s',
             original, (SELECT id FROM transfers WHERE reverses = original)));

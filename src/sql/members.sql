@@ -12,9 +12,14 @@ BEGIN
     RETURN m;
 END $$;
 
-CREATE FUNCTION tb_member_get(num bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT tb_member_json(tb_find_member(num), true)
-$$;
+-- A member, with where they came from or went (tb_member_referrals).
+CREATE FUNCTION tb_member_get(num bigint) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m members := tb_find_member(num);
+BEGIN
+    RETURN tb_member_json(m, true)
+           || jsonb_build_object('referrals', tb_member_referrals(m.account_id));
+END $$;
 
 CREATE FUNCTION tb_member_json(m members, with_notes boolean) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -116,6 +121,10 @@ BEGIN
     END IF;
     PERFORM tb_check_org_kind(m.kind, p->>'org_kind');
     SELECT * INTO a FROM accounts WHERE id = m.account_id FOR UPDATE;
+    m := tb_find_member(num);
+    IF p ? 'status' THEN
+        PERFORM tb_check_not_moving(ARRAY[m.account_id]);
+    END IF;
     IF p ? 'floor_minutes' THEN
         fl := coalesce((p->>'floor_minutes')::bigint, default_floor);
         IF a.balance_minutes - a.pending_minutes < fl THEN
@@ -224,6 +233,7 @@ BEGIN
                                 AND g.group_key IS NOT NULL))
        AND (description IS NOT NULL OR reason IS NOT NULL OR fingerprint IS NOT NULL);
     told := tb_erase_shared(a.id);
+    PERFORM tb_referral_forget(a.id);
     UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, district = NULL,
                        skills = NULL,
                        needs = NULL, availability = NULL, notes = NULL,

@@ -7,8 +7,8 @@
 -- that did not.
 
 -- Every cell of a report that counts people with their minutes: within,
--- grants, each peer's given and received, each category, area and
--- referral kind.
+-- grants, each peer's given and received, each category and area, the
+-- moves, and each referral kind.
 CREATE FUNCTION tb_report_cells(r jsonb) RETURNS SETOF jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT c FROM (
         SELECT r->'hours'->'within' AS c
@@ -17,6 +17,9 @@ CREATE FUNCTION tb_report_cells(r jsonb) RETURNS SETOF jsonb LANGUAGE sql IMMUTA
         UNION ALL SELECT p->'received' FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) p
         UNION ALL SELECT x FROM jsonb_array_elements(tb_report_list(r->'hours', 'categories')) x
         UNION ALL SELECT x FROM jsonb_array_elements(tb_report_list(r->'hours', 'areas')) x
+        UNION ALL SELECT r->'moves'->'moved_in'
+        UNION ALL SELECT r->'moves'->'moved_out'
+        UNION ALL SELECT r->'moves'->'visiting'
         -- A referral kind's hours go with its people in the month's
         -- exchanges (active); its members on the books are a count apart.
         UNION ALL SELECT x - 'members' || jsonb_build_object('members', x->'active')
@@ -208,7 +211,12 @@ CREATE FUNCTION tb_report_figures(r jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE 
                               FROM jsonb_array_elements(tb_report_list(r->'hours', 'peers')) p),
         'grant_minutes', (r#>>'{hours,grants,minutes}')::bigint,
         'referrals', (SELECT sum((x->>'received')::bigint)
-                        FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x))
+                        FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x),
+        -- A report made before moves were counted has none.
+        'moved_in', CASE WHEN jsonb_typeof(r->'moves') = 'object'
+                         THEN (r#>>'{moves,moved_in,members}')::bigint ELSE 0 END,
+        'moved_out', CASE WHEN jsonb_typeof(r->'moves') = 'object'
+                          THEN (r#>>'{moves,moved_out,members}')::bigint ELSE 0 END)
 $$;
 
 -- The network's totals a month at a time, from each bank's last report of
@@ -231,7 +239,9 @@ LANGUAGE sql STABLE AS $$
                    'within_minutes', sum((f->>'within_minutes')::bigint),
                    'between_minutes', sum((f->>'between_minutes')::bigint),
                    'grant_minutes', sum((f->>'grant_minutes')::bigint),
-                   'referrals', sum((f->>'referrals')::bigint)) AS t,
+                   'referrals', sum((f->>'referrals')::bigint),
+                   'moved_in', sum((f->>'moved_in')::bigint),
+                   'moved_out', sum((f->>'moved_out')::bigint)) AS t,
                coalesce(bool_or(jsonb_path_exists(f, '$.* ? (@ == null)')), false) AS partial
           FROM months LEFT JOIN rows USING (m)
          GROUP BY m)

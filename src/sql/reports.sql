@@ -35,7 +35,8 @@ BEGIN
       FROM (SELECT e.id AS entry, t.id AS transfer, t.kind, t.performed_on, t.category,
                    t.description, e.minutes,
                    sum(e.minutes) OVER (ORDER BY t.performed_on, e.id) AS running,
-                   coalesce(tb_xb_party(t.xb_id), tb_party_name(other.account_id))
+                   coalesce(tb_xb_party(t.xb_id), tb_move_party(t.referral_id),
+                            tb_party_name(other.account_id))
                        AS other_party
               FROM entries e JOIN transfers t ON t.id = e.transfer_id
              CROSS JOIN LATERAL (SELECT o.account_id FROM entries o
@@ -289,6 +290,22 @@ BEGIN
                   FROM (SELECT district, count(DISTINCT account_id) AS members,
                                sum(minutes) AS minutes
                           FROM sides WHERE gave GROUP BY district) a), below, step)),
+        -- Moves between banks, apart from hours exchanged: each cell a
+        -- count of people with the balances they carried.
+        'moves', (SELECT jsonb_build_object('moved_in', c->0, 'moved_out', c->1, 'visiting', c->2)
+                    FROM tb_disclose_cells((
+                        SELECT jsonb_agg(cell ORDER BY n)
+                          FROM (SELECT k.n, jsonb_build_object(
+                                       'members', count(r.id),
+                                       'minutes', coalesce(sum(greatest(r.balance_minutes, 0)), 0),
+                                       'owed_minutes',
+                                           coalesce(sum(greatest(-r.balance_minutes, 0)), 0)) AS cell
+                                  FROM (VALUES (1, 'receiving', 'move'), (2, 'referring', 'move'),
+                                               (3, 'receiving', 'introduce')) k(n, side, kind)
+                                  LEFT JOIN referrals r
+                                    ON r.side = k.side AND r.kind = k.kind AND r.state = 'accepted'
+                                   AND r.decided_at::date BETWEEN from_date AND to_date
+                                 GROUP BY k.n) g), below, step) c),
         -- A referral kind's cell is disclosed by its people in the month's
         -- exchanges (active), whose hours it holds; its members on the
         -- books at the month's end are a count apart.
@@ -325,7 +342,8 @@ BEGIN
                        below, step)) WITH ORDINALITY AS t(c, n)),
         -- The bank's position with each peer at the month's end, on what
         -- both have posted by then; in_flight: its exchanges not yet
-        -- decided, which the peer may have posted or not.
+        -- decided, and members' moves not yet answered, which the peer
+        -- may have posted or not.
         'clearing', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                 'bank', f.peer,
                                 'position_minutes', (
@@ -336,7 +354,10 @@ BEGIN
                                        AND t.performed_on <= to_date),
                                 'in_flight', (SELECT count(*) FROM xb_exchanges x
                                                WHERE x.peer = f.peer AND x.state = 'pending'
-                                                 AND x.performed_on <= to_date),
+                                                 AND x.performed_on <= to_date)
+                                             + (SELECT count(*) FROM referrals r
+                                                 WHERE r.peer = f.peer AND r.kind = 'move'
+                                                   AND r.side = 'referring' AND r.state = 'open'),
                                 'applied_seq', f.in_applied,
                                 'acked_seq', (SELECT out_acked FROM fed_acked a
                                                WHERE a.peer = f.peer))

@@ -99,8 +99,10 @@ BEGIN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
         SELECT * INTO em FROM members WHERE number = em.number;
         SELECT * INTO clearing FROM accounts WHERE id = peer.clearing_account;
-        -- Reversals are corrections: the member's status does not matter.
-        reason := coalesce(CASE WHEN NOT reversal THEN tb_rule_active(em.status) END,
+        -- Reversals are corrections: the member's status does not matter,
+        -- but while they move their balance is held (tb_referral_send).
+        reason := coalesce(CASE WHEN NOT reversal THEN tb_rule_active(em.status)
+                                WHEN em.status = 'moving' THEN 'member_inactive' END,
                            tb_rule_exposure(clearing.balance_minutes, minutes,
                                             clearing.floor_minutes));
     END IF;

@@ -464,6 +464,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM xb_exchanges WHERE reverses = want) THEN
         PERFORM tb_raise('already_reversed', format('exchange %s was already reversed', want));
     END IF;
+    PERFORM 1 FROM accounts WHERE id = orig.member_account FOR UPDATE;
+    PERFORM tb_check_not_moving(ARRAY[orig.member_account]);
     PERFORM tb_xb_reserve(orig.member_account, orig.minutes, default_floor);
     xid_id := nextval('xb_exchanges_id_seq');
     INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,

@@ -28,6 +28,13 @@ seeds = {
     "contacts": run((1, f(21, f(1, f(1, "cheshire:k1") + f(2, "abc123") + f(3, "hello"))))),
     "erasure": run((1, f(23, f(1, f(1, "claim") + f(2, "cheshire:c1")) +
                              f(1, f(1, "contact") + f(2, "colchester:k1"))))),
+    "referrals": run((1, f(26, f(1, f(1, "cheshire:r1") + f(2, "move") + f(3, 4) +
+                                 f(5, "name") + f(5, "phone") + f(6, "in person") +
+                                 f(8, "brenda") + f(9, "2026-11-30T10:00:00Z") +
+                                 f(10, "Ann") + f(12, "01270 500100") + f(20, 90)))),
+                     (1, f(27, f(1, f(1, "colchester:r1") + f(2, "accepted") + f(3, 31) +
+                                 f(6, day)))),
+                     (1, f(28, f(1, f(1, "cheshire:r1"))))),
     "test": run((1, wire.test_body(1)), (1, wire.test_body(2, "two"))),
     "session": run((0, f(2, f(1, 0) or b"")), (0, f(4, f(1, 0) + f(2, b"\0" * 32))),
                    (0, f(6, f(2, 1000))), (0, f(8, b"") or b"\x42\x00"),

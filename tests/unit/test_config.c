@@ -30,7 +30,11 @@ static const char *good = "[bank]\n"
                           "active_days = 30\n"
                           "\n"
                           "[directory]\n"
-                          "review = no\n";
+                          "review = no\n"
+                          "\n"
+                          "[referrals]\n"
+                          "accept_negative = yes\n"
+                          "expire_days = 14\n";
 
 static int has_problem(const struct config_problems *p, int line, const char *part)
 {
@@ -61,6 +65,8 @@ static void test_config_parses_a_good_file(void **state)
 	assert_int_equal(cfg->community_floor, -200 * 60);
 	assert_int_equal(cfg->active_days, 30);
 	assert_false(cfg->dir_review);
+	assert_true(cfg->referral_accept_negative);
+	assert_int_equal(cfg->referral_expire_days, 14);
 	config_free(cfg);
 }
 
@@ -80,6 +86,8 @@ static void test_config_defaults_floor_and_maximum(void **state)
 	assert_int_equal(cfg->max_exchange, 24 * 60);
 	assert_int_equal(cfg->db_pool, 4);
 	assert_true(cfg->dir_review); /* shared items wait for a broker */
+	assert_false(cfg->referral_accept_negative); /* no member arrives owing unless asked */
+	assert_int_equal(cfg->referral_expire_days, 30);
 	config_free(cfg);
 }
 

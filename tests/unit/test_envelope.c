@@ -121,6 +121,19 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	    "{\"kind\": \"erasure\", \"items\": [{\"record\": \"claim\", \"id\": "
 	    "\"colchester:c4\"}, {\"record\": \"exchange\", \"id\": \"colchester:9\"}]}",
 	    "{\"kind\": \"test\", \"n\": 5, \"text\": \"hello\"}",
+	    "{\"kind\": \"referral\", \"items\": [{\"referral_id\": \"colchester:r3\", \"kind\": "
+	    "\"move\", \"member\": 17, \"reason\": \"moved to Pimlico\", \"shared\": [\"name\", "
+	    "\"phone\", \"record\"], \"consent_how\": \"in person\", \"consent_notes\": false, "
+	    "\"consent_by\": \"brenda\", \"consent_at\": \"2026-12-01T10:02:11Z\", \"name\": "
+	    "\"Ann Baker\", \"email\": \"\", \"phone\": \"01206 500100\", \"address\": \"\", "
+	    "\"skills\": \"\", \"needs\": \"\", \"availability\": \"\", \"district\": \"\", "
+	    "\"notes\": \"\", \"record\": {\"joined_on\": \"2026-10-01\", \"exchanges_given\": 2, "
+	    "\"exchanges_received\": 1, \"minutes_given\": 210, \"minutes_received\": 45}, "
+	    "\"balance_minutes\": -165}]}",
+	    "{\"kind\": \"referral_answer\", \"items\": [{\"referral_id\": \"colchester:r3\", "
+	    "\"state\": \"accepted\", \"member\": 31, \"reason\": \"\", \"message\": \"welcome\", "
+	    "\"decided_on\": \"2026-12-02\"}]}",
+	    "{\"kind\": \"referral_withdraw\", \"items\": [{\"referral_id\": \"colchester:r3\"}]}",
 	};
 	struct crypto_key *pub, *key = new_key(&pub);
 
@@ -200,7 +213,7 @@ static void test_a_report_keeps_suppressed_apart_from_zero(void **state)
 	    "0}, \"peers\": [], \"categories\": [{\"category\": \"lifts\", \"members\": 10, "
 	    "\"minutes\": 765}], \"areas\": []}, \"referrals\": [], \"clearing\": [{\"bank\": "
 	    "\"westminster\", \"position_minutes\": -45, \"in_flight\": 0, \"applied_seq\": 3, "
-	    "\"acked_seq\": 4}]}";
+	    "\"acked_seq\": 4}], \"moves\": null}";
 	json_t *in = json_loads(text, 0, NULL), *out, *bad;
 	ProtobufCMessage *m = env_msg_from_json(in, &timebank__v1__activity_report__descriptor);
 	uint8_t buf[2048];
