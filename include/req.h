@@ -77,6 +77,15 @@ json_t *req_contact_answer(const json_t *body, int required, struct req_error *e
  * exchange fields (category defaults to the item's). */
 json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req_error *err);
 
+/* A referral of a member to another bank: member, bank, kind (move or
+ * introduce), reason, share (the fields the member consented to, a list or
+ * "name,phone,..."; contact is email, phone and address; name is needed),
+ * consent (in person, by phone, in writing), consent_notes (needed to share
+ * notes). Out: share as a list of field names. */
+json_t *req_referral(const json_t *body, struct req_error *err);
+/* Accepting a referral: number (optional), message for the referring bank. */
+json_t *req_referral_accept(const json_t *body, struct req_error *err);
+
 /* An erasure: force (boolean) needs a reason. */
 json_t *req_erase(const json_t *body, struct req_error *err);
 

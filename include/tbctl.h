@@ -100,6 +100,8 @@ int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
 int tbctl_exchange_id(const char *text);
 
 int tbctl_claim(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_referral(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
 int tbctl_offer(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_request(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_directory(const struct tbctl *t, int argc, char **argv)

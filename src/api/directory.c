@@ -225,26 +225,9 @@ void api_contact_request(struct api_req *r)
 
 void api_contact_list(struct api_req *r)
 {
-	struct api_page page;
-	const char *direction = evhttp_find_header(&r->query, "direction");
-	const char *state = evhttp_find_header(&r->query, "state");
-
-	if (direction == NULL)
-		direction = "incoming";
-	if (strcmp(direction, "incoming") != 0 && strcmp(direction, "outgoing") != 0) {
-		api_reply_error(r, 400, "invalid_request",
-		                "direction must be incoming (asked of this bank) or outgoing");
-		return;
-	}
-	if (state != NULL && strcmp(state, "open") != 0 && strcmp(state, "all") != 0) {
-		api_reply_error(r, 400, "invalid_request", "state must be open or all");
-		return;
-	}
-	if (api_query_page(r, &page) == -1)
-		return;
-	const char *params[4] = {direction, state != NULL && strcmp(state, "all") == 0 ? "f" : "t",
-	                         page.cursor, page.limit};
-	api_sql(r, "SELECT tb_contact_list($1, $2::boolean, $3::bigint, $4::int)::text", 4, params);
+	api_list_between_banks(r,
+	                       "SELECT tb_contact_list($1, $2::boolean, $3::bigint, $4::int)::text",
+	                       "incoming (asked of this bank) or outgoing");
 }
 
 void api_contact_get(struct api_req *r)

@@ -112,6 +112,12 @@ void api_claim_list(struct api_req *r);
 void api_claim_get(struct api_req *r);
 void api_claim_approve(struct api_req *r);
 void api_claim_decline(struct api_req *r);
+void api_referral_send(struct api_req *r);
+void api_referral_list(struct api_req *r);
+void api_referral_get(struct api_req *r);
+void api_referral_accept(struct api_req *r);
+void api_referral_decline(struct api_req *r);
+void api_referral_withdraw(struct api_req *r);
 void api_offer_add(struct api_req *r);
 void api_offer_update(struct api_req *r);
 void api_offer_withdraw(struct api_req *r);
@@ -170,6 +176,11 @@ void api_reply_text(struct api_req *r, int status, const char *json_text);
 
 /* Runs one ledger SQL statement returning a single jsonb value and answers
  * with it (status r->ok_status), or with the mapped error. Takes r. */
+/* A list of what passes between banks (claims, contacts, referrals):
+ * ?direction=incoming (the default) or outgoing (directions: what each
+ * means, for the error), ?state=open (the default) or all, and the page,
+ * as sql's $1 direction, $2 open only, $3 cursor, $4 limit. */
+void api_list_between_banks(struct api_req *r, const char *sql, const char *directions);
 void api_sql(struct api_req *r, const char *sql, int nparams, const char *const *params);
 
 /* api_sql with the validated body p (taken) as $1, then extra[0..nextra).

@@ -65,6 +65,13 @@ static const struct {
     {"ambiguous_handle", 422},
     {"wrong_bank", 422},
     {"invalid_category", 422},
+    {"referral_not_found", 404},
+    {"referral_already_decided", 409},
+    {"referral_open", 409},
+    {"member_has_open", 409},
+    {"member_moving", 409},
+    {"balance_refused", 422},
+    {"exposure_limit", 422},
 };
 
 struct api_batch *api_batcher(const struct api *api)
@@ -283,4 +290,27 @@ int api_query_page(struct api_req *r, struct api_page *page)
 	snprintf(page->cursor_text, sizeof(page->cursor_text), "%lld", (long long)cursor);
 	page->cursor = has_cursor ? page->cursor_text : NULL;
 	return 0;
+}
+
+void api_list_between_banks(struct api_req *r, const char *sql, const char *directions)
+{
+	struct api_page page;
+	const char *direction = evhttp_find_header(&r->query, "direction");
+	const char *state = evhttp_find_header(&r->query, "state");
+
+	if (direction == NULL)
+		direction = "incoming";
+	if (strcmp(direction, "incoming") != 0 && strcmp(direction, "outgoing") != 0) {
+		api_reply_error(r, 400, "invalid_request", "direction must be %s", directions);
+		return;
+	}
+	if (state != NULL && strcmp(state, "open") != 0 && strcmp(state, "all") != 0) {
+		api_reply_error(r, 400, "invalid_request", "state must be open or all");
+		return;
+	}
+	if (api_query_page(r, &page) == -1)
+		return;
+	const char *params[4] = {direction, state != NULL && strcmp(state, "all") == 0 ? "f" : "t",
+	                         page.cursor, page.limit};
+	api_sql(r, sql, 4, params);
 }

@@ -10,12 +10,14 @@
 #include <string.h>
 
 /* Answers a validation failure: 422 when the request is well formed but
- * names one member twice or would share personal details, else 400. */
+ * names one member twice, would share personal details or names no bank,
+ * else 400. */
 static void reply_invalid(struct api_req *r, const struct req_error *err)
 {
 	int status = strcmp(err->code, "same_member") == 0 ||
 	                     strcmp(err->code, "duplicate_earner") == 0 ||
-	                     strcmp(err->code, "personal_details") == 0
+	                     strcmp(err->code, "personal_details") == 0 ||
+	                     strcmp(err->code, "unknown_bank") == 0
 	                 ? 422
 	                 : 400;
 
@@ -347,6 +349,12 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/claims/*", ROLE_BROKER, 0, api_claim_get},
     {"POST", "/v1/claims/*/approve", ROLE_BROKER, 0, api_claim_approve},
     {"POST", "/v1/claims/*/decline", ROLE_BROKER, 1, api_claim_decline},
+    {"POST", "/v1/referrals", ROLE_COORDINATOR, 1, api_referral_send},
+    {"GET", "/v1/referrals", ROLE_COORDINATOR, 0, api_referral_list},
+    {"GET", "/v1/referrals/*", ROLE_COORDINATOR, 0, api_referral_get},
+    {"POST", "/v1/referrals/*/accept", ROLE_COORDINATOR, API_BODY_OPTIONAL, api_referral_accept},
+    {"POST", "/v1/referrals/*/decline", ROLE_COORDINATOR, 1, api_referral_decline},
+    {"POST", "/v1/referrals/*/withdraw", ROLE_COORDINATOR, 0, api_referral_withdraw},
     {"POST", "/v1/offers", ROLE_BROKER, 1, api_offer_add},
     {"GET", "/v1/offers", ROLE_BROKER, 0, api_offer_list},
     {"GET", "/v1/offers/#", ROLE_BROKER, 0, api_offer_get},

@@ -324,12 +324,26 @@ static int valid_key(const char *s)
 	return 1;
 }
 
+/* The body's idempotency_key, when it has one, into out; 0, or -1 with err. */
+static int key_of(const json_t *body, json_t *out, struct req_error *err)
+{
+	const json_t *key = json_object_get(body, "idempotency_key");
+
+	if (key == NULL || json_is_null(key))
+		return 0;
+	if (!json_is_string(key) || !valid_key(json_string_value(key))) {
+		fail(err, "invalid_idempotency_key",
+		     "idempotency_key must be 1 to 100 letters, digits or . _ : -");
+		return -1;
+	}
+	return json_object_set(out, "idempotency_key", (json_t *)key);
+}
+
 static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error *err)
 {
 	const json_t *cat = json_object_get(body, "category");
 	const json_t *desc = json_object_get(body, "description");
 	const json_t *date = json_object_get(body, "performed_on");
-	const json_t *key = json_object_get(body, "idempotency_key");
 	char lower[41];
 	size_t n;
 
@@ -356,12 +370,8 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 			            "performed_on must be a date written YYYY-MM-DD");
 		json_object_set(out, "performed_on", (json_t *)date);
 	}
-	if (key != NULL && !json_is_null(key)) {
-		if (!json_is_string(key) || !valid_key(json_string_value(key)))
-			return fail(err, "invalid_idempotency_key",
-			            "idempotency_key must be 1 to 100 letters, digits or . _ : -");
-		json_object_set(out, "idempotency_key", (json_t *)key);
-	}
+	if (key_of(body, out, err) == -1)
+		return NULL;
 	return out;
 }
 
@@ -619,19 +629,11 @@ static int reason_of(const json_t *body, json_t *out, int required, struct req_e
 json_t *req_reverse(const json_t *body, struct req_error *err)
 {
 	static const char *const allowed[] = {"reason", "idempotency_key", NULL};
-	const json_t *key = json_object_get(body, "idempotency_key");
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1 || reason_of(body, out, 1, err) == -1)
+	if (only_fields(body, allowed, err) == -1 || reason_of(body, out, 1, err) == -1 ||
+	    key_of(body, out, err) == -1)
 		goto bad;
-	if (key != NULL && !json_is_null(key)) {
-		if (!json_is_string(key) || !valid_key(json_string_value(key))) {
-			fail(err, "invalid_idempotency_key",
-			     "idempotency_key must be 1 to 100 letters, digits or . _ : -");
-			goto bad;
-		}
-		json_object_set(out, "idempotency_key", (json_t *)key);
-	}
 	return out;
 bad:
 	json_decref(out);
@@ -1042,6 +1044,171 @@ json_t *req_register_rotate(const json_t *body, struct req_error *err)
 	}
 	json_object_set(out, "signing_pub", (json_t *)pub);
 	json_object_set_new(out, "grace_days", json_integer(days));
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+/* ---- referrals between banks ------------------------------------------ */
+
+/* What a referral may share, as --share names it: each member field, the
+ * record, and contact for e-mail, phone and address together. */
+static const char *const referral_fields[] = {
+    "name",         "email",    "phone", "address", "skills", "needs",
+    "availability", "district", "notes", "record",  NULL};
+
+static int referral_field(const char *s)
+{
+	for (int i = 0; referral_fields[i] != NULL; i++)
+		if (strcmp(referral_fields[i], s) == 0)
+			return i;
+	return -1;
+}
+
+/* Marks one name of share (or the three of contact) in seen; -1 when unknown. */
+static int share_one(const char *s, size_t len, int *seen)
+{
+	char name[32];
+	int i;
+
+	if (len == 0 || len >= sizeof(name))
+		return -1;
+	memcpy(name, s, len);
+	name[len] = '\0';
+	if (strcmp(name, "contact") == 0) {
+		seen[referral_field("email")] = seen[referral_field("phone")] =
+		    seen[referral_field("address")] = 1;
+		return 0;
+	}
+	if ((i = referral_field(name)) < 0)
+		return -1;
+	seen[i] = 1;
+	return 0;
+}
+
+/* share: a list of names, or one text of them separated by commas. */
+static int read_share(const json_t *v, int *seen, struct req_error *err)
+{
+	const json_t *item;
+	size_t i;
+
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		while (*s != '\0') {
+			size_t n = strcspn(s, ",");
+			while (n > 0 && *s == ' ')
+				s++, n--;
+			while (n > 0 && s[n - 1] == ' ')
+				n--;
+			if (share_one(s, n, seen) == -1)
+				goto unknown;
+			s += strcspn(s, ",");
+			if (*s == ',')
+				s++;
+		}
+		return 0;
+	}
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		goto unknown;
+	json_array_foreach(v, i, item)
+	{
+		if (!json_is_string(item) ||
+		    share_one(json_string_value(item), json_string_length(item), seen) == -1)
+			goto unknown;
+	}
+	return 0;
+unknown:
+	fail(err, "invalid_share",
+	     "share names what the member agreed to share: name, email, phone, address (or "
+	     "contact for all three), skills, needs, availability, district, notes, record");
+	return -1;
+}
+
+json_t *req_referral(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {
+	    "member",          "bank", "kind", "reason", "share", "consent", "consent_notes",
+	    "idempotency_key", NULL};
+	static const char *const consents[] = {"in person", "by phone", "in writing", NULL};
+	const json_t *bank = json_object_get(body, "bank");
+	const json_t *kind = json_object_get(body, "kind");
+	const json_t *consent = json_object_get(body, "consent");
+	const json_t *notes = json_object_get(body, "consent_notes");
+	int seen[sizeof(referral_fields) / sizeof(referral_fields[0])] = {0};
+	int64_t member;
+	json_t *out, *share;
+	int i;
+
+	if (only_fields(body, allowed, err) == -1)
+		return NULL;
+	if (req_member_number(json_object_get(body, "member"), &member) == -1)
+		return fail(err, "invalid_member_number",
+		            "member must be the number of a member of this bank");
+	if (!json_is_string(bank) || !req_valid_bank_id(json_string_value(bank)))
+		return fail(err, "unknown_bank",
+		            "bank must be the id of a bank, such as westminster");
+	if (!json_is_string(kind) || (strcmp(json_string_value(kind), "move") != 0 &&
+	                              strcmp(json_string_value(kind), "introduce") != 0))
+		return fail(err, "invalid_kind",
+		            "kind must be move (the member relocates, with their balance) or "
+		            "introduce (a visiting membership beside this one)");
+	if (read_share(json_object_get(body, "share"), seen, err) == -1)
+		return NULL;
+	if (!seen[referral_field("name")])
+		return fail(err, "invalid_share",
+		            "share must include name: the other bank makes a membership of it");
+	for (i = 0; consents[i] != NULL; i++)
+		if (json_is_string(consent) && strcmp(json_string_value(consent), consents[i]) == 0)
+			break;
+	if (consents[i] == NULL)
+		return fail(err, "invalid_consent",
+		            "consent must say how the member agreed: in person, by phone or in "
+		            "writing");
+	if (notes != NULL && !json_is_null(notes) && !json_is_boolean(notes))
+		return fail(err, "invalid_consent", "consent_notes must be true or false");
+	if (seen[referral_field("notes")] && !json_is_true(notes))
+		return fail(err, "notes_not_consented",
+		            "notes (special needs, health) are shared only with the member's own, "
+		            "explicit consent to that: consent_notes");
+	out = json_pack("{sI sO sO sO sb}", "member", (json_int_t)member, "bank", bank, "kind",
+	                kind, "consent", consent, "consent_notes", json_is_true(notes));
+	share = json_array();
+	for (i = 0; referral_fields[i] != NULL; i++)
+		if (seen[i])
+			json_array_append_new(share, json_string(referral_fields[i]));
+	json_object_set_new(out, "share", share);
+	if (reason_of(body, out, 0, err) == -1 || key_of(body, out, err) == -1)
+		goto bad;
+	return out;
+bad:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *req_referral_accept(const json_t *body, struct req_error *err)
+{
+	static const char *const allowed[] = {"number", "message", NULL};
+	const json_t *number = json_object_get(body, "number");
+	const json_t *message = json_object_get(body, "message");
+	int64_t n;
+	json_t *out = json_object();
+
+	if (body == NULL)
+		return out;
+	if (only_fields(body, allowed, err) == -1)
+		goto bad;
+	if (number != NULL && !json_is_null(number)) {
+		if (req_member_number(number, &n) == -1) {
+			fail(err, "invalid_member_number",
+			     "number must be a member number, from 1");
+			goto bad;
+		}
+		json_object_set_new(out, "number", json_integer((json_int_t)n));
+	}
+	if (message != NULL && !json_is_null(message) &&
+	    dir_text_ok(message, "message", 500, 0, out, err) == -1)
+		goto bad;
 	return out;
 bad:
 	json_decref(out);

@@ -33,10 +33,12 @@ static const char *kind_word(const json_t *m)
 
 static void show_member(const json_t *m)
 {
-	static const char *const fields[] = {"email",  "phone",        "address", "district",
-	                                     "skills", "needs",        "availability", "notes",
+	static const char *const fields[] = {"email",    "phone",  "address",      "district",
+	                                     "skills",   "needs",  "availability", "notes",
 	                                     "org_kind", "left_on"};
 	const json_t *floor = json_object_get(m, "floor_minutes");
+	const json_t *ref;
+	size_t n;
 
 	printf("%s %lld: %s (%s)\n", kind_word(m),
 	       (long long)json_integer_value(json_object_get(m, "number")),
@@ -47,6 +49,11 @@ static void show_member(const json_t *m)
 	if (json_is_integer(json_object_get(m, "referred_by")))
 		printf("  %-13s organisation %lld\n", "referred by",
 		       (long long)json_integer_value(json_object_get(m, "referred_by")));
+	json_array_foreach(json_object_get(m, "referrals"), n, ref)
+	{
+		printf("  %-13s %s (referral %s)\n", "referral", tbctl_str(ref, "text"),
+		       tbctl_str(ref, "referral"));
+	}
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (tbctl_str(m, fields[i])[0] != '\0')
 			printf("  %-13s %s\n", fields[i], tbctl_str(m, fields[i]));

@@ -205,6 +205,15 @@ static void print_network(enum tbctl_format format, const char *bank, const json
 	}
 	network_cells(format, body, "categories", "category");
 	network_cells(format, body, "areas", "district");
+	/* Moves between banks, apart from hours: their minutes are the balances
+	 * in credit carried (the debts carried, owed_minutes, are in --json). */
+	if (json_is_object(json_object_get(body, "moves"))) {
+		const json_t *moves = json_object_get(body, "moves");
+		network_cell(format, "moves", "moved in", json_object_get(moves, "moved_in"));
+		network_cell(format, "moves", "moved out", json_object_get(moves, "moved_out"));
+		network_cell(format, "moves", "visiting memberships begun",
+		             json_object_get(moves, "visiting"));
+	}
 	json_array_foreach(json_object_get(body, "referrals"), i, row)
 	{
 		snprintf(label, sizeof(label), "%s (received %s)", tbctl_str(row, "kind"),
@@ -332,6 +341,8 @@ static const struct column summary_cols[] = {
     {"between_minutes", "hours_between", COL_MINUTES},
     {"grant_minutes", "hours_granted", COL_MINUTES},
     {"referrals", "referrals", COL_COUNT},
+    {"moved_in", "moved_in", COL_COUNT},
+    {"moved_out", "moved_out", COL_COUNT},
     {"partial", "partial", COL_FLAG},
     {NULL, NULL, 0},
 };
@@ -347,6 +358,8 @@ static const struct column summary_bank_cols[] = {
     {"between_minutes", "hours_between", COL_MINUTES},
     {"grant_minutes", "hours_granted", COL_MINUTES},
     {"referrals", "referrals", COL_COUNT},
+    {"moved_in", "moved_in", COL_COUNT},
+    {"moved_out", "moved_out", COL_COUNT},
     {NULL, NULL, 0},
 };
 static const struct column bank_cols[] = {

@@ -39,6 +39,15 @@ static void usage(FILE *out)
 	    "  claim list [--outgoing] [--state open|all] [--limit N] [--cursor C] [--all]\n"
 	    "  claim show ID | claim approve ID | claim decline ID --reason R\n"
 	    "  grant --member N --hours H [--reason R] [--category C] [--date D] [--key KEY]\n"
+	    "referrals of members between banks (a move carries the balance):\n"
+	    "  referral send --member N --to BANK --kind move|introduce [--reason R]\n"
+	    "                --share FIELDS --consent HOW [--consent-notes] [--key KEY]\n"
+	    "                (FIELDS: name and any of email, phone, address, contact, skills,\n"
+	    "                 needs, availability, district, notes, record; HOW: \"in person\",\n"
+	    "                 \"by phone\" or \"in writing\"; notes need --consent-notes)\n"
+	    "  referral list [--outgoing] [--state open|all] [--all] | referral show ID\n"
+	    "  referral accept ID [--number N] [--message M] | referral decline ID --reason R\n"
+	    "  referral withdraw ID       the member withdrew consent (at the referring bank)\n"
 	    "offers, requests and the shared directory:\n"
 	    "  offer add --member N --category C --text T [--area CO1] [--availability A]\n"
 	    "            [--visibility bank|federation] [--expires YYYY-MM-DD]\n"
@@ -133,27 +142,17 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},
-	    {"exchange", tbctl_exchange},
-	    {"claim", tbctl_claim},
-	    {"balance", tbctl_balance},
-	    {"offer", tbctl_offer},
-	    {"request", tbctl_request},
-	    {"directory", tbctl_directory},
-	    {"match", tbctl_match},
-	    {"contact", tbctl_contact},
-	    {"history", tbctl_history},
-	    {"audit", tbctl_audit},
-	    {"grant", tbctl_grant},
-	    {"org", tbctl_org},
-	    {"statement", tbctl_statement},
-	    {"statements", tbctl_statements},
-	    {"report", tbctl_report},
-	    {"peers", tbctl_peers},
-	    {"federation", tbctl_federation},
-	    {"network", tbctl_network},
-	    {"register", tbctl_register},
-	    {"token", tbctl_token},
+	    {"member", tbctl_member},         {"exchange", tbctl_exchange},
+	    {"claim", tbctl_claim},           {"referral", tbctl_referral},
+	    {"balance", tbctl_balance},       {"offer", tbctl_offer},
+	    {"request", tbctl_request},       {"directory", tbctl_directory},
+	    {"match", tbctl_match},           {"contact", tbctl_contact},
+	    {"history", tbctl_history},       {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},           {"org", tbctl_org},
+	    {"statement", tbctl_statement},   {"statements", tbctl_statements},
+	    {"report", tbctl_report},         {"peers", tbctl_peers},
+	    {"federation", tbctl_federation}, {"network", tbctl_network},
+	    {"register", tbctl_register},     {"token", tbctl_token},
 	};
 
 	mem_install();

@@ -290,7 +290,7 @@ class Bank:
 # under a running link whatever is asked, so their writes are checked by
 # what a peer receives).
 WRITTEN = ("members", "accounts", "transfers", "xb_exchanges", "xb_claims", "dir_items",
-           "dir_contacts")
+           "dir_contacts", "referrals")
 
 
 def ledger_snapshot(cluster, db):

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -340,6 +341,69 @@ static void test_req_reverse_and_erase_need_reasons(void **state)
 	json_decref(ok);
 }
 
+/* Runs req_referral and returns the error code, or NULL when accepted. */
+static const char *referral_error(const char *text)
+{
+	static struct req_error err;
+	json_t *body = parse(text), *out = req_referral(body, &err);
+
+	json_decref(body);
+	json_decref(out);
+	return out != NULL ? NULL : err.code;
+}
+
+#define REFERRAL(more) "{\"member\": 17, \"bank\": \"westminster\", \"kind\": \"move\", " more "}"
+
+static void test_req_referral_shares_only_what_is_named(void **state)
+{
+	struct req_error err;
+	json_t *body =
+	    parse(REFERRAL("\"share\": \"name, contact,record\", \"consent\": \"by phone\""));
+	json_t *out = req_referral(body, &err);
+	char *share;
+
+	(void)state;
+	assert_non_null(out);
+	share = json_dumps(json_object_get(out, "share"), JSON_COMPACT);
+	assert_string_equal(share, "[\"name\",\"email\",\"phone\",\"address\",\"record\"]");
+	assert_true(json_is_false(json_object_get(out, "consent_notes")));
+	free(share);
+	json_decref(out);
+	json_decref(body);
+	assert_null(referral_error(REFERRAL("\"share\": [\"name\", \"notes\"], \"consent\": "
+	                                    "\"in writing\", \"consent_notes\": true")));
+}
+
+static void test_req_referral_refuses_what_the_member_did_not_agree_to(void **state)
+{
+	(void)state;
+	assert_string_equal(
+	    referral_error(REFERRAL("\"share\": \"name,notes\", \"consent\": \"in person\"")),
+	    "notes_not_consented");
+	assert_string_equal(
+	    referral_error(REFERRAL("\"share\": \"name,shoe\", \"consent\": \"in person\"")),
+	    "invalid_share");
+	assert_string_equal(
+	    referral_error(REFERRAL("\"share\": \"phone\", \"consent\": \"in person\"")),
+	    "invalid_share");
+	assert_string_equal(referral_error(REFERRAL("\"share\": [], \"consent\": \"in person\"")),
+	                    "invalid_share");
+	assert_string_equal(referral_error(REFERRAL("\"share\": \"name\", \"consent\": \"yes\"")),
+	                    "invalid_consent");
+	assert_string_equal(referral_error(REFERRAL("\"share\": \"name\"")), "invalid_consent");
+	assert_string_equal(
+	    referral_error("{\"member\": 17, \"bank\": \"westminster\", \"kind\": \"stay\", "
+	                   "\"share\": \"name\", \"consent\": \"in person\"}"),
+	    "invalid_kind");
+	assert_string_equal(
+	    referral_error("{\"member\": 0, \"bank\": \"westminster\", \"kind\": \"move\", "
+	                   "\"share\": \"name\", \"consent\": \"in person\"}"),
+	    "invalid_member_number");
+	assert_string_equal(
+	    referral_error(REFERRAL("\"share\": \"name\", \"consent\": \"in person\", \"x\": 1")),
+	    "unknown_field");
+}
+
 static const char *approve_error(const char *text)
 {
 	static struct req_error err;
@@ -446,6 +510,8 @@ int main(void)
 	    cmocka_unit_test(test_req_grant_defaults_its_category),
 	    cmocka_unit_test(test_req_reverse_and_erase_need_reasons),
 	    cmocka_unit_test(test_req_dir_approve_takes_the_version_read),
+	    cmocka_unit_test(test_req_referral_shares_only_what_is_named),
+	    cmocka_unit_test(test_req_referral_refuses_what_the_member_did_not_agree_to),
 	};
 	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
 }
