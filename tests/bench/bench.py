@@ -281,8 +281,10 @@ def main():
                 cluster.stop("immediate")
             except subprocess.CalledProcessError:
                 pass
-            shutil.rmtree(cluster.root, ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
+            if not os.environ.get("KEEP"):  # KEEP=1 leaves logs and clusters to look at
+                shutil.rmtree(cluster.root, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def sync(cluster, root, pki):
     for b, other in (("westminster", "colchester"), ("colchester", "westminster")):
         db = cluster.new_database()
         banks[b] = Bank(root, cluster.conninfo(db), bank_id=b,
-                        extra=federation_config(pki, b, ports[b], {other: ports[other]}))
+                        extra=federation_config(pki, b, ports[b], {other: ports[other]},
+                                                # room for every item the run shares
+                                                f"max_directory_items = {SYNC_ITEMS}\n"))
         banks[b].db = db
     wes, col = banks["westminster"], banks["colchester"]
     wes.start()
