@@ -2,11 +2,16 @@
 -- how the other bank's member is named, and how what a peer sent is read.
 
 -- Once decided, a cross-bank exchange never changes, but for an erasure
--- clearing its description and the fingerprint of the request that held it.
+-- clearing its description and the fingerprint of the request that held it,
+-- and, as the run that decided it queues its answers in more than one
+-- message, the sequence of the message that carries its answer
+-- (tb_fed_apply, under tb.answer_parts).
 CREATE FUNCTION tb_xb_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND (OLD.state = 'pending'
-                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description,fingerprint}')) THEN
+                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), '{description,fingerprint}')
+                             OR (current_setting('tb.answer_parts', true) = 'on'
+                                 AND to_jsonb(OLD) - 'answer_seq' = to_jsonb(NEW) - 'answer_seq')) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'TB000', MESSAGE = 'journal_append_only',

@@ -1,7 +1,7 @@
 -- What a peer can make this bank keep, and what it says, held to this
 -- bank's own limits (fed_limits, written from the config).
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 2) g;
@@ -100,5 +100,21 @@ SELECT is(tb_fed_key_forget('westminster', 'k2', true)->>'state', 'forgotten', '
 SELECT is((SELECT replaces FROM fed_peer_keys WHERE key_id = 'k3'), 'k1',
           'and k3 now chains from k1, which announced k2');
 
+-- A run with more answers than one message holds: each exchange knows
+-- the message that carries its answer.
+SELECT is(tb_fed_apply('westminster', jsonb_build_array(jsonb_build_object(
+              'seq', in_applied + 1, 'prev', encode(in_head, 'hex'), 'hash', 'ab', 'envelope', 'cafe',
+              'body', jsonb_build_object('kind', 'xb_propose', 'items', (
+                  SELECT jsonb_agg(jsonb_build_object(
+                             'xid', 'westminster:' || (1000 + g), 'earner', 1, 'minutes', 1,
+                             'category', 'lifts', 'performed_on', current_date::text,
+                             'reverses', '', 'claim', '', 'contact', ''))
+                    FROM generate_series(1, 1001) g)))), 180)->>'error', NULL)
+  FROM fed_peers WHERE peer = 'westminster';
+SELECT results_eq($$SELECT count(DISTINCT answer_seq), count(*) FROM xb_exchanges
+                     WHERE xid = ANY (ARRAY(SELECT 'westminster:' || (1000 + g)
+                                              FROM generate_series(1, 1001) g))$$,
+                  $$VALUES (2::bigint, 1001::bigint)$$,
+                  '1001 answers go in two messages, each exchange naming its own');
 SELECT * FROM finish();
 ROLLBACK;
