@@ -791,6 +791,7 @@ static void on_checkpoint_durable(void *arg, const struct db_result *r)
 	struct fed_peer *peer = k->c->peer;
 	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
 	Timebank__V1__Checkpoint checkpoint = TIMEBANK__V1__CHECKPOINT__INIT;
+	Timebank__V1__StreamPosition applied = TIMEBANK__V1__STREAM_POSITION__INIT;
 	uint8_t head[CRYPTO_HASH_LEN];
 	long n;
 
@@ -802,7 +803,8 @@ static void on_checkpoint_durable(void *arg, const struct db_result *r)
 		checkpoint.chain_head.len = n > 0 ? (size_t)n : 0;
 		checkpoint.clearing_minutes =
 		    json_integer_value(json_object_get(k->cp, "clearing"));
-		checkpoint.applied = (uint64_t)json_integer_value(json_object_get(k->cp, "applied"));
+		applied.sequence = (uint64_t)json_integer_value(json_object_get(k->cp, "applied"));
+		checkpoint.applied = &applied;
 		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
 		body.checkpoint = &checkpoint;
 		fed_conn_send(peer->session, &body);
@@ -869,23 +871,29 @@ static void on_clearing_stored(void *arg, const struct db_result *r)
 }
 
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len, int64_t clearing, uint64_t applied)
+                               size_t head_len, int64_t clearing, const uint64_t *applied)
 {
 	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24], a_text[24];
 	const char *params[3] = {peer->id, s, hex};
-	const char *cparams[3] = {peer->id, c_text, a_text};
+	/* applied: absent from a peer that does not say, or past any sequence. */
+	const char *cparams[4] = {peer->id, c_text,
+	                          applied != NULL && *applied <= INT64_MAX ? a_text : NULL, s};
 	struct fed_call *c;
 
 	/* A peer sending checkpoints faster than they are checked loses them:
 	 * the next brings the same news. */
 	if ((c = fed_call_shared(peer)) == NULL)
 		return;
-	/* Its clearing balance for us, and how much of our stream it had
-	 * applied then, for tbctl audit --federation. */
+	/* Its clearing balance for us, and where both streams stood when it
+	 * read it, for tbctl audit --federation. A sequence past any a bigint
+	 * holds is past any there is. */
 	snprintf(c_text, sizeof(c_text), "%lld", (long long)clearing);
-	snprintf(a_text, sizeof(a_text), "%llu", (unsigned long long)applied);
+	if (applied != NULL)
+		snprintf(a_text, sizeof(a_text), "%llu", (unsigned long long)*applied);
+	snprintf(s, sizeof(s), "%llu", (unsigned long long)(seq <= INT64_MAX ? seq : INT64_MAX));
 	/* Not stored when the database is down: the next checkpoint brings it. */
-	if (fed_query(peer->fed, "SELECT tb_fed_peer_clearing($1, $2::bigint, $3::bigint)", 3,
+	if (fed_query(peer->fed,
+	              "SELECT tb_fed_peer_clearing($1, $2::bigint, $3::bigint, $4::bigint)", 4,
 	              cparams, on_clearing_stored, c) == -1) {
 		fed_call_free(c);
 		log_debug("fed: peer %s: its clearing balance is not stored; the database is away",
@@ -895,7 +903,6 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	if (head_len > CRYPTO_HASH_LEN)
 		head_len = 0;
 	crypto_hex(head, head_len, hex);
-	snprintf(s, sizeof(s), "%llu", (unsigned long long)seq);
 	c = fed_call_new(peer, seq);
 	if (fed_query(peer->fed, "SELECT tb_fed_checkpoint_check($1, $2::bigint, $3)", 3, params,
 	              on_checkpoint_checked, c) == -1)

@@ -48,7 +48,8 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 		fed_chan_checkpoint_check(
 		    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
 		    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes,
-		    body->checkpoint->applied);
+		    body->checkpoint->applied != NULL ? &body->checkpoint->applied->sequence
+		                                      : NULL);
 		break;
 	default:
 		if (env_is_channel(body))

@@ -312,7 +312,7 @@ void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len, int64_t clearing, uint64_t applied);
+                               size_t head_len, int64_t clearing, const uint64_t *applied);
 void fed_chan_session_started(struct fed_peer *peer);
 /* Drops what waits to be applied (the session it came on has gone). */
 void fed_chan_pending_clear(struct fed_peer *peer);

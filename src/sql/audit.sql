@@ -113,12 +113,15 @@ CREATE FUNCTION tb_fed_audit() RETURNS jsonb LANGUAGE sql STABLE AS $$
       FROM (SELECT p.peer, a.balance_minutes AS position, p.peer_clearing,
                    p.peer_clearing_at, p.diverged_at IS NOT NULL AS diverged,
                    -- In flight to the peer's checkpointed balance: our
-                   -- reservations, and what we posted and answered after
-                   -- what the peer had applied when it read that balance
-                   -- (as acknowledged, before a checkpoint says).
+                   -- reservations; what we posted and answered after what
+                   -- the peer had applied when it read that balance (as
+                   -- acknowledged, before a checkpoint says); and what we
+                   -- settled of proposals it had not applied then.
                    coalesce((SELECT sum(minutes) FROM xb_exchanges x
                               WHERE x.peer = p.peer AND x.side = 'payer'
-                                AND x.state = 'pending'), 0)
+                                AND (x.state = 'pending'
+                                     OR (x.state = 'settled'
+                                         AND x.proposed_seq > p.peer_clearing_applied))), 0)
                  + coalesce((SELECT sum(minutes) FROM xb_exchanges x
                               WHERE x.peer = p.peer AND x.side = 'earner'
                                 AND x.state = 'settled'
@@ -129,6 +132,9 @@ CREATE FUNCTION tb_fed_audit() RETURNS jsonb LANGUAGE sql STABLE AS $$
                  + coalesce((SELECT sum(abs(r.balance_minutes)) FROM referrals r
                               WHERE r.peer = p.peer AND r.kind = 'move'
                                 AND ((r.side = 'referring' AND r.state = 'open')
+                                     -- answered after the peer's checkpoint
+                                     OR (r.side = 'referring' AND r.state = 'accepted'
+                                         AND r.received_seq > p.peer_clearing_seq)
                                      OR (r.side = 'receiving' AND r.state = 'accepted'
                                          AND r.sent_seq > coalesce(p.peer_clearing_applied,
                                                                    k.out_acked)))), 0)

@@ -237,6 +237,8 @@ BEGIN
                                 THEN 'invalid_request' END,
                            tb_rule_sent(item->>'performed_on', item->>'category'),
                            tb_rule_named(pm.number, pm.erased_at),
+                           -- a member moving away leaves nothing open behind
+                           CASE WHEN pm.status = 'moving' THEN 'member_inactive' END,
                            CASE WHEN room <= 0 THEN 'too_many_open' END);
         -- Kept only while open, for a broker: one refused on arrival is
         -- answered, its proof is the message in fed_inbox without its

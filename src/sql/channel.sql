@@ -588,9 +588,11 @@ BEGIN
             IF queued = 0 AND part_seq <> st.out_next_seq THEN
                 PERFORM tb_raise('internal_error', 'answer sequence moved during apply');
             ELSIF queued > 0 THEN
+                PERFORM set_config('tb.answer_parts', 'on', true);
                 UPDATE xb_exchanges x SET answer_seq = part_seq
                   FROM jsonb_array_elements(got) a
                  WHERE x.xid = a->>'xid' AND x.side = 'earner' AND x.peer = from_peer;
+                PERFORM set_config('tb.answer_parts', 'off', true);
             END IF;
             queued := queued + 1;
         END LOOP;
@@ -663,12 +665,17 @@ BEGIN
     RETURN verdict;
 END $$;
 
--- A peer's checkpointed clearing balance for us, and how much of our
--- stream it had applied when it read it: what we sent after that is in
--- flight to the balance (tb_fed_audit).
-CREATE FUNCTION tb_fed_peer_clearing(from_peer text, clearing bigint, applied bigint)
+-- A peer's checkpointed clearing balance for us, how much of our stream it
+-- had applied when it read it (applied), and how much of its own we had
+-- acknowledged (at_seq): what was posted after those is in flight to the
+-- balance (tb_fed_audit).
+CREATE FUNCTION tb_fed_peer_clearing(from_peer text, clearing bigint, applied bigint,
+                                     at_seq bigint)
 RETURNS void LANGUAGE sql AS $$
     UPDATE fed_peers SET peer_clearing = clearing, peer_clearing_at = now(),
-                         peer_clearing_applied = applied
+                         peer_clearing_seq = at_seq,
+                         -- no more than we sent
+                         peer_clearing_applied = least(applied, (SELECT out_sealed FROM fed_sealed s
+                                                                  WHERE s.peer = from_peer))
      WHERE peer = from_peer
 $$;

@@ -165,11 +165,14 @@ BEGIN
          USING fed_acked a
          WHERE a.peer = w.peer AND w.seq <= a.out_acked
         RETURNING w.*)
-    UPDATE fed_outbox o SET body = tb_redact_body(o.body::jsonb, d.claims, d.contacts)::json,
-                            envelope = ''
+    UPDATE fed_outbox o
+       SET body = coalesce(tb_referral_redacted(o.body::jsonb, d.referrals),
+                           tb_redact_body(o.body::jsonb, d.claims, d.contacts))::json,
+           envelope = ''
       FROM done d
      WHERE o.peer = d.peer AND o.seq = d.seq
-       AND tb_redact_body(o.body::jsonb, d.claims, d.contacts) IS NOT NULL;
+       AND coalesce(tb_referral_redacted(o.body::jsonb, d.referrals),
+                    tb_redact_body(o.body::jsonb, d.claims, d.contacts)) IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;

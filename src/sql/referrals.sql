@@ -275,17 +275,20 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The member fields of a referral message's items taken out, for those
--- whose ids are named: the item keeps its id, and the envelope goes to its
--- hash (tb_referral_erase). NULL when the body carries none of them.
-CREATE FUNCTION tb_referral_redacted(body jsonb, ids text[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+-- whose ids are named (ids), or those at the places named (at, from 1):
+-- each keeps only its id, and the envelope goes to its hash
+-- (tb_referral_erase). NULL when the body carries none of them.
+CREATE FUNCTION tb_referral_redacted(body jsonb, ids text[], at bigint[] DEFAULT '{}')
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN bool_or(hit) THEN
                jsonb_set(body, '{items}', jsonb_agg(CASE WHEN hit
                                                          THEN jsonb_build_object('referral_id', x->'referral_id')
                                                          ELSE x END ORDER BY n))
            END
-      FROM (SELECT x, n, body->>'kind' = 'referral' AND x->>'referral_id' = ANY (ids)
-                         AND x <> jsonb_build_object('referral_id', x->'referral_id') AS hit
+      FROM (SELECT x, n, coalesce(body->>'kind' = 'referral'
+                                  AND (x->>'referral_id' = ANY (ids) OR n = ANY (at))
+                                  AND x <> jsonb_build_object('referral_id', x->'referral_id'),
+                                  false) AS hit
               FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
                                              THEN body->'items' ELSE '[]' END)
                    WITH ORDINALITY AS t(x, n)) i
@@ -303,8 +306,9 @@ DECLARE
     peer fed_peers := (SELECT p FROM fed_peers p WHERE p.peer = from_peer);
     lim fed_limits := (SELECT l FROM fed_limits l);
     item jsonb;
+    n bigint;
     why text;
-    dropped text[] := '{}';
+    dropped bigint[] := '{}';
     answers jsonb := '[]';
     room int := coalesce(lim.max_open_claims, 1000) - greatest(
                     (SELECT count(*) FROM referrals r
@@ -313,15 +317,16 @@ DECLARE
                       WHERE r.peer = from_peer AND r.side = 'receiving'
                         AND r.created_at > now() - interval '1 day'));
 BEGIN
-    FOR item IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
-                                                        THEN body->'items' ELSE '[]' END) LOOP
+    FOR item, n IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'items') = 'array'
+                                                           THEN body->'items' ELSE '[]' END)
+                            WITH ORDINALITY LOOP
         IF jsonb_typeof(item) <> 'object' THEN
             CONTINUE;
         END IF;
         IF tb_peer_id(from_peer, item->>'referral_id', 'r')
            AND EXISTS (SELECT 1 FROM referrals r WHERE r.referral_id = item->>'referral_id'
                                                    AND r.peer = from_peer AND r.side = 'receiving') THEN
-            dropped := dropped || (item->>'referral_id');
+            dropped := dropped || n;
             CONTINUE;
         END IF;
         why := CASE WHEN NOT tb_peer_id(from_peer, item->>'referral_id', 'r')
@@ -330,7 +335,7 @@ BEGIN
                         tb_referral_refusal(from_peer, item),
                         CASE WHEN room <= 0 THEN 'too_many_open' END);
         IF why IS NOT NULL THEN
-            dropped := dropped || coalesce(item->>'referral_id', '');
+            dropped := dropped || n;
             answers := answers || jsonb_build_object(
                 'referral_id', left(coalesce(item->>'referral_id', ''), 80), 'state', 'refused',
                 'member', 0, 'reason', why, 'message', '', 'decided_on', current_date::text);
@@ -364,7 +369,7 @@ BEGIN
     -- Nothing of a referral refused or seen before is kept: the message
     -- without its fields.
     RETURN jsonb_build_object('referral_answer', answers,
-                              '_kept', coalesce(tb_referral_redacted(body, dropped), body));
+                              '_kept', coalesce(tb_referral_redacted(body, '{}', dropped), body));
 END $$;
 
 -- At the receiving bank: a referral decided otherwise than accepted loses
@@ -479,6 +484,14 @@ BEGIN
     IF NOT peer.exchanges THEN
         PERFORM tb_raise('not_exchanging', tb_not_exchanging_text(peer.peer));
     END IF;
+    IF r.expires_at < now() THEN
+        PERFORM tb_raise('referral_already_decided', format(
+            'referral %s expired on %s; it is being erased', want, r.expires_at::date));
+    END IF;
+    IF r.kind = 'move' AND peer.diverged_at IS NOT NULL THEN
+        PERFORM tb_raise('peer_diverged', format(
+            'the books with %s have diverged; no balance moves until it is resolved', r.peer));
+    END IF;
     IF r.kind = 'move' THEN
         SELECT * INTO clearing FROM accounts WHERE id = peer.clearing_account FOR UPDATE;
         IF b < 0 AND NOT (SELECT referral_accept_negative FROM fed_limits) THEN
@@ -543,6 +556,20 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r referrals := tb_referral_open(want, 'referring');
 BEGIN
+    -- A bank no longer in the register will not answer: the referral ends
+    -- here, and a move's member is free. Should it come back with an answer
+    -- it made before it left, that answer finds nothing open, and the
+    -- federation audit shows what it posted.
+    IF (SELECT removed_at FROM fed_peers WHERE peer = r.peer) IS NOT NULL THEN
+        UPDATE referrals SET state = 'withdrawn', decided_by = actor, decided_at = now(),
+                             withdraw_asked_at = now(),
+                             answer = format('withdrawn here: %s is no longer in the network''s '
+                                             'register', r.peer)
+         WHERE id = r.id;
+        UPDATE members SET status = 'active', updated_by = actor, updated_at = now()
+         WHERE account_id = r.member_account AND status = 'moving';
+        RETURN tb_referral_get(want);
+    END IF;
     PERFORM tb_referral_ask_withdraw(r, format('withdrawn by %s', actor));
     RETURN tb_referral_get(want);
 END $$;
@@ -630,9 +657,15 @@ BEGIN
                                    updated_by = 'referral ' || r.referral_id, updated_at = now()
                  WHERE account_id = r.member_account;
             END IF;
-            UPDATE referrals SET state = 'accepted', remote_member = tb_peer_number(x->>'member', 18),
-                                 answer = tb_peer_words(x->>'message'), decided_by = from_peer,
-                                 decided_at = now(), received_seq = seq, transfer_id = tid
+            -- A member erased since keeps nothing of the answer but its state.
+            UPDATE referrals
+               SET state = 'accepted',
+                   remote_member = CASE WHEN NOT tb_erased(r.member_account)
+                                        THEN tb_peer_number(x->>'member', 18) END,
+                   answer = CASE WHEN NOT tb_erased(r.member_account)
+                                 THEN tb_peer_words(x->>'message') ELSE answer END,
+                   decided_by = from_peer, decided_at = now(), received_seq = seq,
+                   transfer_id = tid
              WHERE id = r.id;
         ELSE
             UPDATE referrals SET state = st, refusal = CASE WHEN st = 'refused'
@@ -691,13 +724,19 @@ BEGIN
                SET body = tb_referral_redacted(i.body, ARRAY[r.referral_id]), envelope = ''
              WHERE i.peer = r.peer AND i.seq = r.received_seq
                AND tb_referral_redacted(i.body, ARRAY[r.referral_id]) IS NOT NULL;
-        ELSE
+        ELSIF r.sent_seq <= (SELECT out_acked FROM fed_acked a WHERE a.peer = r.peer) THEN
             UPDATE fed_outbox o
                SET body = tb_referral_redacted(o.body::jsonb, ARRAY[r.referral_id])::json,
                    envelope = ''
              WHERE o.peer = r.peer AND o.seq = r.sent_seq
-               AND o.seq <= (SELECT out_acked FROM fed_acked a WHERE a.peer = r.peer)
                AND tb_referral_redacted(o.body::jsonb, ARRAY[r.referral_id]) IS NOT NULL;
+        ELSE
+            -- Not yet acknowledged, it may be sent again: redacted once it
+            -- is (tb_fed_redact_waiting).
+            INSERT INTO fed_redact_waiting (peer, seq, claims, contacts, referrals)
+                 VALUES (r.peer, r.sent_seq, '{}', '{}', ARRAY[r.referral_id])
+            ON CONFLICT (peer, seq) DO UPDATE
+                SET referrals = fed_redact_waiting.referrals || excluded.referrals;
         END IF;
     END LOOP;
 END $$;

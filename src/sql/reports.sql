@@ -342,8 +342,7 @@ BEGIN
                        below, step)) WITH ORDINALITY AS t(c, n)),
         -- The bank's position with each peer at the month's end, on what
         -- both have posted by then; in_flight: its exchanges not yet
-        -- decided, and members' moves not yet answered, which the peer
-        -- may have posted or not.
+        -- decided, which the peer may have posted or not.
         'clearing', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                 'bank', f.peer,
                                 'position_minutes', (
@@ -351,13 +350,14 @@ BEGIN
                                                              THEN t.minutes ELSE -t.minutes END), 0)
                                       FROM transfers t
                                      WHERE f.clearing_account IN (t.payer_account, t.earner_account)
-                                       AND t.performed_on <= to_date),
+                                       AND t.performed_on <= to_date
+                                       -- without members' moves, which cancel
+                                       -- pair by pair as exchanges do, and
+                                       -- would show one mover's balance
+                                       AND t.kind <> 'move'),
                                 'in_flight', (SELECT count(*) FROM xb_exchanges x
                                                WHERE x.peer = f.peer AND x.state = 'pending'
-                                                 AND x.performed_on <= to_date)
-                                             + (SELECT count(*) FROM referrals r
-                                                 WHERE r.peer = f.peer AND r.kind = 'move'
-                                                   AND r.side = 'referring' AND r.state = 'open'),
+                                                 AND x.performed_on <= to_date),
                                 'applied_seq', f.in_applied,
                                 'acked_seq', (SELECT out_acked FROM fed_acked a
                                                WHERE a.peer = f.peer))

@@ -3,7 +3,7 @@
 -- it found, and the other checks stay ok. Each corruption is undone by
 -- rolling back to the savepoint before it.
 BEGIN;
-SELECT plan(15);
+SELECT plan(17);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 2) g;
@@ -86,9 +86,17 @@ SELECT is((tb_fed_audit()->'peers'->0->>'in_flight')::bigint, 30::bigint,
           'a reservation not yet answered is in flight');
 SELECT is((tb_fed_audit()->'peers'->0->>'position')::bigint, 0::bigint,
           'and not yet in the clearing position');
+UPDATE xb_exchanges SET proposed_seq = 5 WHERE xid = 'colchester:1';
 SELECT tb_on_xb_answer('westminster', '{"items": [{"xid": "colchester:1", "accepted": true}]}', 1);
 SELECT is((tb_fed_audit()->'peers'->0->>'position')::bigint, 30::bigint,
           'settled, it is');
+SELECT tb_fed_peer_clearing('westminster', 0, 4, 0);
+SELECT is((tb_fed_audit()->'peers'->0->>'in_flight')::bigint, 30::bigint,
+          'a checkpoint the peer read before it applied our proposal: still in flight to it');
+UPDATE fed_sealed SET out_sealed = 5 WHERE peer = 'westminster';  -- as sent
+SELECT tb_fed_peer_clearing('westminster', -30, 5, 1);
+SELECT is((tb_fed_audit()->'peers'->0->>'in_flight')::bigint, 0::bigint,
+          'and not once the peer says it had applied it');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,7 +6,7 @@
 -- posts its balance within this bank's rules; a declined, withdrawn or
 -- expired one is erased, its message redacted to its hash.
 BEGIN;
-SELECT plan(54);
+SELECT plan(60);
 
 UPDATE fed_limits SET bank_id = 'colchester', role = 'bank';
 SELECT tb_fed_peers(ARRAY['westminster', 'cheshire'], ARRAY['bank', 'bank'],
@@ -225,6 +225,39 @@ SELECT throws_ok(format('SELECT tb_reverse(%s, ''{"reason": "mistake"}'', ''bren
 SELECT throws_ok(format('SELECT tb_reverse(%s, ''{"reason": "mistake"}'', ''brenda'', -600, -6000)',
                         (SELECT min(id) FROM transfers WHERE kind = 'move')),
                  'TB000', 'not_reversible', 'a move is not reversed');
+-- A claim a peer makes of a moving member is refused: nothing is left open.
+SELECT is(pg_temp.deliver('westminster', jsonb_build_object('kind', 'xb_claim', 'items',
+              jsonb_build_array(jsonb_build_object(
+                  'claim_id', 'westminster:c1', 'payer', 60, 'earner', 9, 'minutes', 60,
+                  'category', 'lifts', 'performed_on', current_date::text,
+                  'message', ''))))->>'error', NULL, 'a claim of a moving member');
+SELECT is(pg_temp.last_sent('westminster')->'items'->0->>'reason', 'member_inactive',
+          'is refused');
+-- Cheshire leaves the register: withdrawn, the move ends here at once.
+UPDATE fed_peers SET removed_at = now() WHERE peer = 'cheshire';
+SELECT is(tb_referral_withdraw((SELECT referral_id FROM referrals r JOIN members m
+                                   ON m.account_id = r.member_account
+                                 WHERE m.number = 60 AND r.state = 'open'), 'brenda')->>'state',
+          'withdrawn', 'a referral to a bank that left the register ends when withdrawn');
+SELECT is(pg_temp.status(60), 'active', 'and the member is free');
+UPDATE fed_peers SET removed_at = NULL WHERE peer = 'cheshire';
+-- An introduction not yet acknowledged when its member is erased: its
+-- message is redacted once it is.
+SELECT tb_member_add('{"name": "Fay Gone", "number": 70, "phone": "07700 900070"}', 'test');
+SELECT tb_referral_send('{"member": 70, "bank": "cheshire", "kind": "introduce",
+                          "share": ["name", "phone"], "consent": "by phone"}', 'brenda', 'colchester');
+SELECT tb_member_update(70, '{"status": "left"}', 'brenda', -600);
+SELECT tb_member_erase(70, '{}', 'brenda');
+SELECT is((SELECT referrals FROM fed_redact_waiting WHERE peer = 'cheshire'),
+          ARRAY[(SELECT referral_id FROM referrals r JOIN members m ON m.account_id = r.member_account
+                  WHERE m.number = 70)], 'the referral waits to be redacted');
+UPDATE fed_sealed SET out_sealed = (SELECT max(seq) FROM fed_outbox WHERE peer = 'cheshire')
+ WHERE peer = 'cheshire';
+SELECT tb_fed_acked('cheshire', (SELECT max(seq) FROM fed_outbox WHERE peer = 'cheshire'));
+SELECT tb_fed_redact_waiting();
+SELECT ok(NOT EXISTS (SELECT 1 FROM fed_outbox WHERE body::text ~ 'Fay|900070'),
+          'and is, once acknowledged; the withdrawal went with it');
+
 -- A member accepted here and erased later: the message that brought them goes too.
 SELECT tb_member_update(40, '{"status": "left"}', 'chris', -600);
 SELECT tb_member_erase(40, '{"force": true, "reason": "asked"}', 'chris');
