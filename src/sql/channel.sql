@@ -274,7 +274,7 @@ END $$;
 -- block (a subtransaction) and tb_xb_batch's reads run only when there is.
 -- Plans: see tb_fed_apply.
 CREATE FUNCTION tb_fed_to_seal(lim int) RETURNS json LANGUAGE plpgsql
-    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM xb_claims
                 WHERE side = 'earner' AND state = 'open' AND sent_seq IS NULL)
@@ -432,11 +432,13 @@ END $$;
 -- Planned from a younger table's statistics, a lookup becomes a read of
 -- the whole table; so they use an index wherever there is one, join by
 -- nested loops, count a random page read as one from memory, and keep
--- generic plans (their SET options).
+-- generic plans (their SET options). A scan forbidden that cannot be
+-- avoided (a table of one row, fed_limits) is costed past jit_above_cost,
+-- and would be compiled afresh at each call: they do not compile (jit).
 CREATE FUNCTION tb_fed_apply(from_peer text, items jsonb, max_exchange bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
-    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     st fed_peers;
     item jsonb;

@@ -242,7 +242,7 @@ END $$;
 -- it in the WAL, so a crash loses both or neither. Plans: see tb_fed_apply.
 CREATE FUNCTION tb_exchange_batch(items jsonb, default_floor bigint, own_bank text)
 RETURNS TABLE (ok boolean, body text, code text, detail text) LANGUAGE plpgsql
-    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     it jsonb;
     fast text[];

@@ -277,7 +277,7 @@ $$;
 -- claim or contact they come from): one message of each kind per peer, in
 -- one transaction. Messages are applied by tb_fed_apply. Plans: see tb_fed_apply.
 CREATE FUNCTION tb_xb_batch(lim int) RETURNS int LANGUAGE plpgsql
-    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET random_page_cost = 1.1 SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 DECLARE
     to_peer text;
     items jsonb;
