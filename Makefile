@@ -35,15 +35,15 @@ PROTO_C := $(BUILD)/gen/federation.pb-c.c $(BUILD)/gen/report.pb-c.c $(BUILD)/ge
 # order (a file's triggers may use functions of the files before it).
 SQL_MIGRATIONS := $(sort $(wildcard src/sql/migrations/*.sql))
 SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel.sql \
-	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql erasure.sql referrals.sql reports.sql \
-	network.sql register.sql audit.sql)
+	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql erasure.sql referrals.sql reports.sql intake.sql \
+	safeguarding.sql network.sql register.sql audit.sql)
 
 # The C tree in layers (each header says what it may include; make layers
 # checks it, tests/layers.py): src/core is pure (no socket, no database), src/io reaches
 # the outside (the database, HTTP, the managed cluster), and src/api and
 # src/fed are the daemon's two halves, which know nothing of each other.
 # daemon/main.c wires them. src/tbctl is the command-line client.
-CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c dir_text.c auth.c crypto.c \
+CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c req_intake.c dir_text.c auth.c crypto.c \
 	frame.c envelope.c) src/io/http.c src/io/gate.c
 DAEMON_SRC := daemon/main.c src/core/failpoint.c $(addprefix src/io/,db.c pgm.c schema.c) \
 	$(wildcard src/api/*.c) $(wildcard src/fed/*.c)

@@ -69,11 +69,12 @@ static struct api_limits limits_of(const struct config *cfg)
  * text, freed by the caller. */
 static char *limits_text(const struct config *cfg)
 {
-	json_t *j = json_pack(
-	    "{sisisisisssssisi}", "max_open_claims", cfg->fed_max_open_claims, "max_open_contacts",
-	    cfg->fed_max_open_contacts, "max_directory_items", cfg->fed_max_directory_items,
-	    "inbox_keep_days", cfg->fed_inbox_keep_days, "bank_id", cfg->bank_id, "role",
-	    cfg->fed_role, "suppress_below", cfg->suppress_below, "round_to", cfg->round_to);
+	json_t *j =
+	    json_pack("{si si si si ss ss? si si}", "max_open_claims", cfg->fed_max_open_claims,
+	              "max_open_contacts", cfg->fed_max_open_contacts, "max_directory_items",
+	              cfg->fed_max_directory_items, "inbox_keep_days", cfg->fed_inbox_keep_days,
+	              "bank_id", cfg->bank_id, "role", cfg->fed_role, "suppress_below",
+	              cfg->suppress_below, "round_to", cfg->round_to);
 	json_t *with = cfg->exchange_with != NULL ? json_array() : json_null();
 	json_t *own = json_object();
 	char *text;
@@ -92,6 +93,11 @@ static char *limits_text(const struct config *cfg)
 	json_object_set_new(j, "referral_accept_negative",
 	                    json_boolean(cfg->referral_accept_negative));
 	json_object_set_new(j, "referral_expire_days", json_integer(cfg->referral_expire_days));
+	json_object_set_new(j, "intake_overdue_days", json_integer(cfg->intake_overdue_days));
+	json_t *required = json_array();
+	for (int i = 0; i < cfg->ncheck_required; i++)
+		json_array_append_new(required, json_string(cfg->check_required[i]));
+	json_object_set_new(j, "check_required", required);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return text;
@@ -99,7 +105,8 @@ static char *limits_text(const struct config *cfg)
 
 /* Every configured peer has its channel row (and, for a bank, its clearing
  * account with the exposure limit as its floor) before anything can queue
- * to it. */
+ * to it; then the rules read the config's part they need (fed_limits),
+ * which a bank with no federation has too. */
 static int register_peers(PGconn *c, const struct config *cfg)
 {
 	char ids[CONFIG_MAX_PEERS * 34 + 3], kinds[CONFIG_MAX_PEERS * 10 + 3];
@@ -124,8 +131,11 @@ static int register_peers(PGconn *c, const struct config *cfg)
 	snprintf(ids + n, sizeof(ids) - n, "}");
 	snprintf(kinds + k, sizeof(kinds) - k, "}");
 	snprintf(limits + l, sizeof(limits) - l, "}");
-	r = PQexecParams(c, "SELECT tb_fed_peers($1::text[], $2::text[], $3::bigint[])", 3, NULL,
-	                 params, NULL, NULL, 0);
+	r = cfg->fed_enabled ? PQexecParams(c,
+	                                    "SELECT tb_fed_peers($1::text[], $2::text[], "
+	                                    "$3::bigint[])",
+	                                    3, NULL, params, NULL, NULL, 0)
+	                     : PQexec(c, "SELECT 1");
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (ok) {
 		char *lim = limits_text(cfg);
@@ -185,7 +195,7 @@ static void migrate(const char *conninfo, const struct config *cfg)
 			continue;
 		}
 		rc = schema_migrate(c);
-		if (rc == 0 && cfg->fed_enabled)
+		if (rc == 0)
 			rc = register_peers(c, cfg);
 		if (rc == 0) {
 			warn_if_not_durable(c);
@@ -281,14 +291,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_warn("reload: bank id, database or listen address changed: restart to apply");
 	limits = limits_of(cfg);
 	api_reload(d->api, auth, cfg->token_file, &limits);
-	if (d->fed != NULL) {
+	if (d->fed != NULL)
+		fed_set_max_exchange(d->fed, cfg->max_exchange);
+	{
 		char *lim = limits_text(cfg);
 		const char *lp[1] = {lim};
 		enum db_status st;
-		fed_set_max_exchange(d->fed, cfg->max_exchange);
 		if (db_query(d->db, "SELECT tb_fed_limits_set($1::jsonb)", 1, lp, on_limits_set,
 		             NULL, &st) == -1)
-			log_error("reload: the database is away; peers' limits stay as they were");
+			log_error(
+			    "reload: the database is away; the rules' limits stay as they were");
 		free(lim);
 	}
 	if (d->fed != NULL && cfg->fed_crl != NULL && fed_reload_crl(d->fed, cfg->fed_crl) == -1)
@@ -310,7 +322,12 @@ static int make_token(const struct config *cfg, const char *name, const char *ro
 		fprintf(stderr, "timebankd: role must be coordinator, broker or viewer\n");
 		return 2;
 	}
-	if (auth_add_token(cfg->token_file, name, role, token, err, sizeof(err)) != AUTH_OK) {
+	if (role == ROLE_REFERRER) {
+		fprintf(stderr, "timebankd: a referrer's token is for one organisation: make it "
+		                "with tbctl token add NAME --role referrer --org NUMBER\n");
+		return 2;
+	}
+	if (auth_add_token(cfg->token_file, name, role, 0, token, err, sizeof(err)) != AUTH_OK) {
 		fprintf(stderr, "timebankd: %s\n", err);
 		return 1;
 	}

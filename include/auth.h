@@ -1,5 +1,6 @@
 /* auth: bearer tokens with roles, kept hashed (SHA-256) in the token file,
- * one per line: NAME ROLE sha256:HEX [created=TIME]. Names are unique. The
+ * one per line: NAME ROLE sha256:HEX [org=N] [created=TIME], org for a
+ * referrer's token and for no other. Names are unique. The
  * token itself is shown once, when made, and never stored or logged.
  * Layer: core (src/core/); includes core headers only. */
 #ifndef TB_AUTH_H
@@ -7,8 +8,11 @@
 
 #include <stddef.h>
 
-/* Ordered: each role can do what the ones below it can. */
-enum auth_role { ROLE_VIEWER = 1, ROLE_BROKER = 2, ROLE_COORDINATOR = 3 };
+/* Ordered: each role can do what the ones below it can, but a referrer
+ * (a GP practice's or service's own system), which may refer people for
+ * its organisation and read what became of them, and nothing else: only
+ * the routes that name it let it in. */
+enum auth_role { ROLE_REFERRER = 1, ROLE_VIEWER = 2, ROLE_BROKER = 3, ROLE_COORDINATOR = 4 };
 
 #define AUTH_NAME_MAX 64
 #define AUTH_TOKEN_LEN 51 /* "tb_" + 48 hex digits */
@@ -16,6 +20,7 @@ enum auth_role { ROLE_VIEWER = 1, ROLE_BROKER = 2, ROLE_COORDINATOR = 3 };
 struct auth_token {
 	char name[AUTH_NAME_MAX];
 	enum auth_role role;
+	long long org; /* a referrer's organisation (a member number); else 0 */
 	unsigned char hash[32];
 	char created[32]; /* "" when the line has none */
 };
@@ -28,6 +33,7 @@ enum auth_result {
 	AUTH_DUPLICATE = -3,        /* duplicate_token_name */
 	AUTH_NOT_FOUND = -4,        /* token_not_found */
 	AUTH_LAST_COORDINATOR = -5, /* last_coordinator */
+	AUTH_BAD_ORG = -6,          /* invalid_org: org is a referrer's, and its only */
 };
 
 struct auth;
@@ -50,9 +56,12 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 
 /* Makes a new random token named name (unique in the file), appends its hash
  * to path (created mode 0600) and writes the token itself to out
- * (AUTH_TOKEN_LEN + 1 bytes). AUTH_OK, or an error with a message in err. */
-enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role, char *out,
-                                char *err, size_t errlen) __attribute__((warn_unused_result));
+ * (AUTH_TOKEN_LEN + 1 bytes). org is the organisation of a referrer's
+ * token (needed for one, 0 for any other role). AUTH_OK, or an error with
+ * a message in err. */
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
+                                long long org, char *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Removes the token named name from path (rewritten whole, then renamed into
  * place). Refuses to remove the last coordinator token, which would leave

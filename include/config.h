@@ -68,6 +68,12 @@ struct config {
 	int dir_review;     /* [directory] review: shared items wait for a broker's approval */
 	int referral_accept_negative; /* [referrals] accept_negative: a member may arrive owing */
 	int referral_expire_days;     /* [referrals] expire_days: an undecided referral expires */
+	int intake_overdue_days;      /* [intake] overdue_days: a referral not yet contacted */
+	/* [safeguarding] check_required: the categories whose helper needs a
+	 * valid safeguarding check, as written and as a list. */
+	char *check_required_text;
+	char **check_required;
+	int ncheck_required;
 
 	/* [federation]: absent, the daemon links to no one. */
 	int fed_enabled;

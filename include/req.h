@@ -86,6 +86,37 @@ json_t *req_referral(const json_t *body, struct req_error *err);
 /* Accepting a referral: number (optional), message for the referring bank. */
 json_t *req_referral_accept(const json_t *body, struct req_error *err);
 
+/* A person referred in by an organisation of this bank (intake): org, name,
+ * phone, email, address, reasons (a list, or "isolation,low-mood"; each
+ * from REQ_INTAKE_REASONS), referrer_name, referrer_role,
+ * referrer_contact, notes, consent_contact, consent_outcomes,
+ * idempotency_key. Out: reasons as a list, the consents as booleans. */
+#define REQ_INTAKE_REASONS                                                                         \
+	"isolation, low-mood, long-term-condition, carer, bereavement, recently-discharged or "    \
+	"other"
+json_t *req_intake(const json_t *body, struct req_error *err);
+/* A referral's next state: "joined" takes member (optional), "declined"
+ * a reason (required); the others nothing. body may be NULL. */
+json_t *req_intake_move(const json_t *body, const char *state, struct req_error *err);
+/* A safeguarding check: kind (dbs-basic, dbs-standard, dbs-enhanced,
+ * dbs-enhanced-barred, pvg, other), reference, checked_on and expires_on
+ * (dates YYYY-MM-DD), all required. */
+json_t *req_check(const json_t *body, struct req_error *err);
+
+/* The shared readers of the req files. Each returns 0, or -1 with err set
+ * (req_fail always NULL, having set err). */
+json_t *req_fail(struct req_error *err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Text a person typed: at most max bytes, no control characters but, when
+ * allowed, newlines and tabs. 1 when it is. */
+int req_valid_text(const char *s, size_t max, int allow_newlines);
+/* -1 when body is not an object or has a field not in allowed. */
+int req_only_fields(const json_t *body, const char *const *allowed, struct req_error *err);
+/* The body's idempotency_key, when it has one, into out. */
+int req_key_of(const json_t *body, json_t *out, struct req_error *err);
+/* The body's reason (1 to 500 characters), needed when required, into out. */
+int req_reason_of(const json_t *body, json_t *out, int required, struct req_error *err);
+
 /* An erasure: force (boolean) needs a reason. */
 json_t *req_erase(const json_t *body, struct req_error *err);
 

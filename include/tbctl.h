@@ -124,6 +124,13 @@ int tbctl_token(const struct tbctl *t, int argc, char **argv) __attribute__((war
 int tbctl_peers(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_federation(const struct tbctl *t, int argc, char **argv)
     __attribute__((warn_unused_result));
+int tbctl_intake(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_member_checks(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_member_check_add(const struct tbctl *t, int argc, char **argv)
+    __attribute__((warn_unused_result));
+int tbctl_care(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_todo(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 
 /* Output formats for statements and reports. */
 enum tbctl_format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };

@@ -164,6 +164,7 @@ static int authenticate(struct api_req *r)
 		return -1;
 	}
 	r->role = t->role;
+	r->org = t->org;
 	snprintf(r->actor, sizeof(r->actor), "%s", t->name);
 	return 0;
 }
@@ -225,7 +226,7 @@ static void route(struct api_req *r, const char *path)
 	}
 	if (authenticate(r) == -1)
 		return;
-	if (r->role < rt->role) {
+	if (r->role == ROLE_REFERRER ? !rt->referrer : r->role < rt->role) {
 		api_reply_error(r, 403, "forbidden", "this needs a %s token; yours is %s",
 		                auth_role_name(rt->role), auth_role_name(r->role));
 		return;

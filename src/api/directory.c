@@ -218,6 +218,8 @@ void api_contact_request(struct api_req *r)
 	struct req_error err;
 	const char *extra[2] = {r->actor, api_bank_id(r->api)};
 
+	if (api_override_allowed(r) == -1)
+		return;
 	r->queues_messages = 1;
 	api_sql_body(r, "SELECT tb_contact_request($1::jsonb, $2, $3)::text",
 	             req_contact(r->body, &err), &err, 2, extra);
@@ -244,12 +246,16 @@ static void contact_answer(struct api_req *r, int accept)
 	json_t *p = req_contact_answer(r->body != NULL ? r->body : empty, accept, &err);
 	const char *extra[3] = {r->name, accept ? "t" : "f", r->actor};
 
+	if (api_override_allowed(r) == -1) {
+		json_decref(p);
+		json_decref(empty);
+		return;
+	}
 	r->ok_status = 200;
 	r->queues_messages = 1;
-	/* $1 is the body; its message is the answer's words. */
-	api_sql_body(r,
-	             "SELECT tb_contact_answer($2, $3::boolean, $1::jsonb->>'message', $4)::text",
-	             p, &err, 3, extra);
+	/* $1 is the body: the answer's words, and an override. */
+	api_sql_body(r, "SELECT tb_contact_answer($2, $3::boolean, $1::jsonb, $4)::text", p, &err,
+	             3, extra);
 	json_decref(empty);
 }
 

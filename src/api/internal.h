@@ -55,6 +55,7 @@ struct api_req {
 	struct api *api;
 	struct http_req *req;
 	enum auth_role role;       /* copied: a reload may free the token */
+	long long org;             /* a referrer's organisation, else 0 */
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
 	int64_t id;                /* '#' in the path: a number or id */
 	char name[AUTH_NAME_MAX];  /* '*' in the path: a token name */
@@ -75,6 +76,7 @@ struct api_route {
 	enum auth_role role;
 	int needs_body; /* 1: a JSON body; API_BODY_OPTIONAL: one when sent */
 	void (*handle)(struct api_req *r);
+	int referrer; /* a referrer's token may call it too, for its organisation */
 };
 
 extern const struct api_route api_routes[];
@@ -139,6 +141,26 @@ void api_contact_get(struct api_req *r);
 void api_contact_accept(struct api_req *r);
 void api_contact_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
+void api_intake_add(struct api_req *r);
+void api_intake_list(struct api_req *r);
+void api_intake_get(struct api_req *r);
+void api_intake_contacted(struct api_req *r);
+void api_intake_joined(struct api_req *r);
+void api_intake_declined(struct api_req *r);
+void api_intake_unreachable(struct api_req *r);
+void api_intake_withdrawn(struct api_req *r);
+void api_intake_letter(struct api_req *r);
+void api_intake_erase(struct api_req *r);
+void api_report_intake(struct api_req *r);
+void api_check_add(struct api_req *r);
+void api_check_list(struct api_req *r);
+void api_checks_expiring(struct api_req *r);
+void api_care_review(struct api_req *r);
+void api_care_reviewed(struct api_req *r);
+void api_todo(struct api_req *r);
+/* A body's safeguarding_override is a coordinator's to give: 0, or -1
+ * after answering 403 (r is then freed). */
+int api_override_allowed(struct api_req *r) __attribute__((warn_unused_result));
 
 const struct api_limits *api_limits(const struct api *api);
 const char *api_bank_id(const struct api *api);

@@ -72,6 +72,16 @@ static const struct {
     {"member_moving", 409},
     {"balance_refused", 422},
     {"exposure_limit", 422},
+    {"intake_not_found", 404},
+    {"other_organisation", 403},
+    {"forbidden", 403},
+    {"not_an_organisation", 422},
+    {"invalid_transition", 409},
+    {"no_consent", 422},
+    {"member_already_referred", 409},
+    {"intake_open", 409},
+    {"safeguarding_check_required", 422},
+    {"not_flagged", 409},
 };
 
 struct api_batch *api_batcher(const struct api *api)
@@ -313,4 +323,16 @@ void api_list_between_banks(struct api_req *r, const char *sql, const char *dire
 	const char *params[4] = {direction, state != NULL && strcmp(state, "all") == 0 ? "f" : "t",
 	                         page.cursor, page.limit};
 	api_sql(r, sql, 4, params);
+}
+
+/* A safeguarding override is a coordinator's: 0, or -1 after answering 403. */
+int api_override_allowed(struct api_req *r)
+{
+	if (json_object_get(r->body, "safeguarding_override") == NULL ||
+	    r->role >= ROLE_COORDINATOR)
+		return 0;
+	api_reply_error(r, 403, "forbidden",
+	                "a safeguarding override needs a coordinator token; yours is %s",
+	                auth_role_name(r->role));
+	return -1;
 }

@@ -47,9 +47,12 @@ void api_token_list(struct api_req *r)
 	items = json_array();
 	for (int i = 0; i < auth_count(auth); i++) {
 		const struct auth_token *t = auth_get(auth, i);
-		json_array_append_new(items, json_pack("{ssssss*}", "name", t->name, "role",
-		                                       auth_role_name(t->role), "created",
-		                                       t->created[0] ? t->created : NULL));
+		json_t *item =
+		    json_pack("{ssssss*}", "name", t->name, "role", auth_role_name(t->role),
+		              "created", t->created[0] ? t->created : NULL);
+		if (t->org != 0)
+			json_object_set_new(item, "org", json_integer(t->org));
+		json_array_append_new(items, item);
 	}
 	auth_free(auth);
 	reply_json(r, 200, json_pack("{so}", "items", items));
@@ -73,6 +76,9 @@ static int token_result(struct api_req *r, enum auth_result rc, const char *err)
 	case AUTH_LAST_COORDINATOR:
 		api_reply_error(r, 409, "last_coordinator", "%s", err);
 		break;
+	case AUTH_BAD_ORG:
+		api_reply_error(r, 400, "invalid_org", "%s", err);
+		break;
 	case AUTH_FAILED:
 		log_error("api: token file: %s", err);
 		api_reply_error(r, 500, "internal_error", "the token file could not be changed");
@@ -81,31 +87,80 @@ static int token_result(struct api_req *r, enum auth_result rc, const char *err)
 	return -1;
 }
 
-void api_token_create(struct api_req *r)
+/* Makes the token the request asks for, org its organisation (0: none). */
+static void token_make(struct api_req *r, long long org)
 {
 	const char *name = json_string_value(json_object_get(r->body, "name"));
 	const char *role_name = json_string_value(json_object_get(r->body, "role"));
 	char token[AUTH_TOKEN_LEN + 1], err[512];
-	enum auth_role role;
+	enum auth_role role = ROLE_VIEWER;
+	json_t *answer;
 
-	if (!json_is_object(r->body) || json_object_size(r->body) != 2 || name == NULL) {
-		api_reply_error(r, 400, "invalid_request", "give exactly a name and a role");
-		return;
-	}
-	if (role_name == NULL || auth_role_parse(role_name, &role) == -1) {
-		api_reply_error(r, 400, "invalid_role",
-		                "role must be coordinator, broker or viewer");
-		return;
-	}
-	if (token_result(
-	        r, auth_add_token(api_token_file(r->api), name, role, token, err, sizeof(err)),
+	if (auth_role_parse(role_name, &role) == -1 ||
+	    token_result(
+	        r, auth_add_token(api_token_file(r->api), name, role, org, token, err, sizeof(err)),
 	        err) == -1)
 		return;
 	if (reload_tokens(r->api, err, sizeof(err)) == -1)
 		log_error("api: token %s made but the token file cannot be read: %s", name, err);
 	log_info("api: %s token %s made by %s", role_name, name, r->actor);
-	reply_json(r, 201, json_pack("{ssssss}", "name", name, "role", role_name, "token", token));
+	answer = json_pack("{ssssss}", "name", name, "role", role_name, "token", token);
+	if (org != 0)
+		json_object_set_new(answer, "org", json_integer(org));
+	reply_json(r, 201, answer);
 	OPENSSL_cleanse(token, sizeof(token));
+}
+
+/* A referrer's organisation is one of this bank's: tb_intake_org says. */
+static void on_org(void *arg, const struct db_result *res)
+{
+	struct api_req *r = arg;
+
+	if (res->status != DB_OK || PQntuples(res->res) != 1 || PQgetisnull(res->res, 0, 0)) {
+		api_reply_failure(r, res);
+		return;
+	}
+	token_make(r, strtoll(PQgetvalue(res->res, 0, 0), NULL, 10));
+}
+
+void api_token_create(struct api_req *r)
+{
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	const char *role_name = json_string_value(json_object_get(r->body, "role"));
+	const json_t *org = json_object_get(r->body, "org");
+	enum auth_role role;
+	int64_t num;
+	enum db_status st;
+	char text[24];
+
+	if (!json_is_object(r->body) || json_object_size(r->body) != 2 + (org != NULL) ||
+	    name == NULL) {
+		api_reply_error(r, 400, "invalid_request",
+		                "give a name and a role, and for a referrer its org");
+		return;
+	}
+	if (role_name == NULL || auth_role_parse(role_name, &role) == -1) {
+		api_reply_error(r, 400, "invalid_role",
+		                "role must be coordinator, broker, viewer or referrer");
+		return;
+	}
+	if ((role == ROLE_REFERRER) != (org != NULL) ||
+	    (org != NULL && req_member_number(org, &num) == -1)) {
+		api_reply_error(r, 400, "invalid_org",
+		                "a referrer's token names its organisation (org, a member number), "
+		                "and no other token does");
+		return;
+	}
+	if (org == NULL) {
+		token_make(r, 0);
+		return;
+	}
+	const char *params[1] = {API_I64(text, num)};
+	if (db_query(api_db(r->api), "SELECT (tb_intake_org($1::bigint)).number", 1, params, on_org,
+	             r, &st) == -1) {
+		struct db_result res = {.status = st};
+		api_reply_failure(r, &res);
+	}
 }
 
 void api_token_revoke(struct api_req *r)

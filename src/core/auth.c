@@ -41,16 +41,16 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
-static const char *const role_names[] = {NULL, "viewer", "broker", "coordinator"};
+static const char *const role_names[] = {NULL, "referrer", "viewer", "broker", "coordinator"};
 
 const char *auth_role_name(enum auth_role role)
 {
-	return role >= ROLE_VIEWER && role <= ROLE_COORDINATOR ? role_names[role] : "none";
+	return role >= ROLE_REFERRER && role <= ROLE_COORDINATOR ? role_names[role] : "none";
 }
 
 int auth_role_parse(const char *name, enum auth_role *role)
 {
-	for (int r = ROLE_VIEWER; r <= ROLE_COORDINATOR; r++) {
+	for (int r = ROLE_REFERRER; r <= ROLE_COORDINATOR; r++) {
 		if (strcmp(name, role_names[r]) == 0) {
 			*role = (enum auth_role)r;
 			return 0;
@@ -83,8 +83,21 @@ static int unhex(const char *s, unsigned char *out, size_t n)
 	return s[2 * n] == '\0' ? 0 : -1;
 }
 
-/* One "NAME ROLE sha256:HEX [created=TIME]" line into t; 0, 1 for a blank
- * or comment line, -1 when malformed. Changes line. */
+/* org=N: a member number, 1 to 999999999; 0 when malformed. */
+static long long org_of(const char *s)
+{
+	char *end;
+	long long v;
+
+	if (strncmp(s, "org=", 4) != 0 || !isdigit((unsigned char)s[4]))
+		return 0;
+	v = strtoll(s + 4, &end, 10);
+	return *end == '\0' && v >= 1 && v <= 999999999 ? v : 0;
+}
+
+/* One "NAME ROLE sha256:HEX [org=N] [created=TIME]" line into t; 0, 1 for
+ * a blank or comment line, -1 when malformed. A referrer's line names its
+ * organisation, and no other does. Changes line. */
 static int parse_line(char *line, struct auth_token *t)
 {
 	char *name, *role, *hash, *created, *extra, *save = NULL;
@@ -96,11 +109,18 @@ static int parse_line(char *line, struct auth_token *t)
 	role = strtok_r(NULL, " \t", &save);
 	hash = strtok_r(NULL, " \t", &save);
 	created = strtok_r(NULL, " \t", &save);
+	t->org = 0;
+	if (created != NULL && strncmp(created, "org=", 4) == 0) {
+		if ((t->org = org_of(created)) == 0)
+			return -1;
+		created = strtok_r(NULL, " \t", &save);
+	}
 	extra = strtok_r(NULL, " \t", &save);
 	if (role == NULL || hash == NULL || extra != NULL || !valid_name(name) ||
 	    auth_role_parse(role, &t->role) == -1 || strncmp(hash, "sha256:", 7) != 0 ||
 	    unhex(hash + 7, t->hash, 32) == -1 ||
-	    (created != NULL && (strncmp(created, "created=", 8) != 0 || strlen(created) > 39)))
+	    (created != NULL && (strncmp(created, "created=", 8) != 0 || strlen(created) > 39)) ||
+	    (t->role == ROLE_REFERRER) != (t->org != 0))
 		return -1;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	snprintf(t->created, sizeof(t->created), "%s", created != NULL ? created + 8 : "");
@@ -127,7 +147,8 @@ struct auth *auth_load(const char *path, char *err, size_t errlen)
 		}
 		rc = parse_line(line, &auth->tokens[auth->n]);
 		if (rc == -1) {
-			snprintf(err, errlen, "%s:%d: expected NAME ROLE sha256:HEX", path, lineno);
+			snprintf(err, errlen, "%s:%d: expected NAME ROLE sha256:HEX [org=N]", path,
+			         lineno);
 			goto fail;
 		}
 		if (rc == 0)
@@ -154,7 +175,7 @@ struct auth *auth_still_listed(const struct auth *running, const char *path)
 			continue;
 		for (int i = 0; i < running->n && kept->n < AUTH_MAX_TOKENS; i++) {
 			const struct auth_token *r = &running->tokens[i];
-			if (strcmp(r->name, t.name) == 0 && r->role == t.role &&
+			if (strcmp(r->name, t.name) == 0 && r->role == t.role && r->org == t.org &&
 			    CRYPTO_memcmp(r->hash, t.hash, sizeof(t.hash)) == 0) {
 				kept->tokens[kept->n++] = *r;
 				break;
@@ -218,8 +239,8 @@ const struct auth_token *auth_check(const struct auth *auth, const char *bearer)
 	return found;
 }
 
-enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role, char *out,
-                                char *err, size_t errlen)
+enum auth_result auth_add_token(const char *path, const char *name, enum auth_role role,
+                                long long org, char *out, char *err, size_t errlen)
 {
 	unsigned char raw[24], h[32];
 	char line[256], created[32];
@@ -230,6 +251,13 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 	if (!valid_name(name)) {
 		snprintf(err, errlen, "token name must be 1-63 letters, digits or . _ @ -");
 		return AUTH_BAD_NAME;
+	}
+	if ((role == ROLE_REFERRER) != (org != 0) || org < 0 || org > 999999999) {
+		snprintf(err, errlen,
+		         role == ROLE_REFERRER
+		             ? "a referrer's token is for one organisation: give its member number"
+		             : "only a referrer's token is for an organisation");
+		return AUTH_BAD_ORG;
 	}
 	taken = name_taken(path, name, err, errlen);
 	if (taken != 0) {
@@ -251,6 +279,8 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 	n = snprintf(line, sizeof(line), "%s %s sha256:", name, auth_role_name(role));
 	for (size_t i = 0; i < sizeof(h); i++)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", h[i]);
+	if (org != 0)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " org=%lld", org);
 	n += snprintf(line + n, sizeof(line) - (size_t)n, " created=%s\n", created);
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
 	if (fd == -1 || write(fd, line, (size_t)n) != n || fsync(fd) == -1 ||

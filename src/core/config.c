@@ -52,6 +52,8 @@ static const struct key keys[] = {
     {"directory", "review", KT_BOOL, OFF(dir_review), 0, 0, 0},
     {"referrals", "accept_negative", KT_BOOL, OFF(referral_accept_negative), 0, 0, 0},
     {"referrals", "expire_days", KT_INT, OFF(referral_expire_days), 0, 1, 365},
+    {"intake", "overdue_days", KT_INT, OFF(intake_overdue_days), 0, 1, 365},
+    {"safeguarding", "check_required", KT_STR, OFF(check_required_text), 0, 0, 0},
     {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
     {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
     {"federation", "ca", KT_PATH, OFF(fed_ca), 0, 0, 0},
@@ -356,6 +358,44 @@ static void set_defaults(struct config *cfg)
 	cfg->round_to = 5;
 	cfg->dir_review = 1;
 	cfg->referral_expire_days = 30;
+	cfg->intake_overdue_days = 14;
+}
+
+/* A category as exchanges are recorded with it: 1 to 40 of a-z, 0-9, '-'. */
+static int valid_category(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 40)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* check_required = the categories whose helper needs a valid check. */
+static void check_safeguarding(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+	char *list, *save = NULL;
+
+	if (cfg->check_required_text == NULL)
+		return;
+	list = xstrdup(cfg->check_required_text);
+	for (char *c = strtok_r(list, ", ", &save); c != NULL; c = strtok_r(NULL, ", ", &save)) {
+		if (!valid_category(c)) {
+			problem(p->probs, 0,
+			        "check_required in [safeguarding] must be categories separated by "
+			        "commas, such as personal-care, childcare ('%.40s' is not one)",
+			        c);
+			break;
+		}
+		cfg->check_required = xrealloc(cfg->check_required,
+		                               (size_t)(cfg->ncheck_required + 1) * sizeof(char *));
+		cfg->check_required[cfg->ncheck_required++] = xstrdup(c);
+	}
+	free(list);
 }
 
 /* exchange_with = all, or the ids of the banks hours are exchanged with. */
@@ -452,6 +492,7 @@ static void check_whole(struct parse *p)
 	if (cfg->log_level == NULL)
 		cfg->log_level = xstrdup("info");
 	check_federation(p);
+	check_safeguarding(p);
 }
 
 struct config *config_parse(const char *text, const char *base_dir, struct config_problems *probs)
@@ -537,6 +578,10 @@ void config_free(struct config *cfg)
 	free(cfg->fed_register_signing_key);
 	free(cfg->fed_register_key);
 	free(cfg->fed_exchange_with);
+	free(cfg->check_required_text);
+	for (int i = 0; i < cfg->ncheck_required; i++)
+		free(cfg->check_required[i]);
+	free(cfg->check_required);
 	for (int i = 0; i < cfg->nexchange_with; i++)
 		free(cfg->exchange_with[i]);
 	free(cfg->exchange_with);

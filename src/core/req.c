@@ -14,10 +14,7 @@
 
 #define MEMBER_NUMBER_MAX 999999999LL
 
-static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static json_t *fail(struct req_error *err, const char *code, const char *fmt, ...)
+json_t *req_fail(struct req_error *err, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -100,7 +97,7 @@ static const char *number_text(const json_t *v, char *buf, size_t len)
 
 /* Text a person typed: at most max bytes, no control characters (C0, DEL,
  * and C1, U+0080 to U+009F, which is 0xC2 0x80-0x9F in UTF-8). */
-static int valid_text(const char *s, size_t max, int allow_newlines)
+int req_valid_text(const char *s, size_t max, int allow_newlines)
 {
 	size_t n = strlen(s);
 
@@ -148,21 +145,21 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		if (json_is_null(v) && strcmp(key, "name") != 0)
 			return json_object_set(out, key, json_null());
 		if (!json_is_string(v) ||
-		    !valid_text(json_string_value(v), tf->max, tf->multiline)) {
-			fail(err, "invalid_field", "%s must be text of at most %zu characters", key,
-			     tf->max);
+		    !req_valid_text(json_string_value(v), tf->max, tf->multiline)) {
+			req_fail(err, "invalid_field", "%s must be text of at most %zu characters",
+			         key, tf->max);
 			return -1;
 		}
 		if (strcmp(key, "name") == 0 && json_string_length(v) == 0) {
-			fail(err, "invalid_field", "name must not be empty");
+			req_fail(err, "invalid_field", "name must not be empty");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
 	}
 	if (strcmp(key, "number") == 0 && !for_update) {
 		if (req_member_number(v, &n) == -1) {
-			fail(err, "invalid_member_number",
-			     "number must be a whole number from 1 to 999999999");
+			req_fail(err, "invalid_member_number",
+			         "number must be a whole number from 1 to 999999999");
 			return -1;
 		}
 		return json_object_set_new(out, key, json_integer(n));
@@ -175,8 +172,8 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		if (json_is_integer(v) || json_is_real(v))
 			text = number_text(v, buf, sizeof(buf));
 		if (text == NULL || hours_parse(text, &n) == -1 || n > 0) {
-			fail(err, "invalid_hours",
-			     "floor must be zero or negative hours, like -10h");
+			req_fail(err, "invalid_hours",
+			         "floor must be zero or negative hours, like -10h");
 			return -1;
 		}
 		return json_object_set_new(out, "floor_minutes", json_integer(n));
@@ -185,7 +182,7 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		const char *s = json_string_value(v);
 		if (s == NULL || (strcmp(s, "active") != 0 && strcmp(s, "suspended") != 0 &&
 		                  strcmp(s, "left") != 0)) {
-			fail(err, "invalid_status", "status must be active, suspended or left");
+			req_fail(err, "invalid_status", "status must be active, suspended or left");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
@@ -193,7 +190,7 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 	if (strcmp(key, "kind") == 0 && !for_update) {
 		const char *k = json_string_value(v);
 		if (k == NULL || (strcmp(k, "person") != 0 && strcmp(k, "organisation") != 0)) {
-			fail(err, "invalid_kind", "kind must be person or organisation");
+			req_fail(err, "invalid_kind", "kind must be person or organisation");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
@@ -202,8 +199,8 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		if (json_is_null(v))
 			return json_object_set(out, key, json_null());
 		if (req_member_number(v, &n) == -1) {
-			fail(err, "invalid_member_number",
-			     "referred_by must be the number of an organisation");
+			req_fail(err, "invalid_member_number",
+			         "referred_by must be the number of an organisation");
 			return -1;
 		}
 		return json_object_set_new(out, key, json_integer(n));
@@ -214,9 +211,9 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 			return json_object_set(out, key, json_null());
 		if (!json_is_string(v) ||
 		    dir_area(json_string_value(v), district, sizeof(district)) == -1) {
-			fail(err, "invalid_field",
-			     "district must be a postcode district, such as CO2 (not a full "
-			     "postcode)");
+			req_fail(err, "invalid_field",
+			         "district must be a postcode district, such as CO2 (not a full "
+			         "postcode)");
 			return -1;
 		}
 		return json_object_set_new(out, key, json_string(district));
@@ -231,21 +228,29 @@ static int member_field(json_t *out, const char *key, const json_t *v, int for_u
 		while (k != NULL && *known != NULL && strcmp(*known, k) != 0)
 			known++;
 		if (k == NULL || *known == NULL) {
-			fail(err, "invalid_field",
-			     "org_kind must be gp_practice, social_services, "
-			     "mental_health, housing or other");
+			req_fail(err, "invalid_field",
+			         "org_kind must be gp_practice, social_services, "
+			         "mental_health, housing or other");
+			return -1;
+		}
+		return json_object_set(out, key, (json_t *)v);
+	}
+	if (strcmp(key, "needs_care") == 0) {
+		if (!json_is_boolean(v)) {
+			req_fail(err, "invalid_field", "needs_care must be true or false");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
 	}
 	if (strcmp(key, "joined_on") == 0) {
 		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
-			fail(err, "invalid_date", "joined_on must be a date written YYYY-MM-DD");
+			req_fail(err, "invalid_date",
+			         "joined_on must be a date written YYYY-MM-DD");
 			return -1;
 		}
 		return json_object_set(out, key, (json_t *)v);
 	}
-	fail(err, "unknown_field", "unknown field '%s'", key);
+	req_fail(err, "unknown_field", "unknown field '%s'", key);
 	return -1;
 }
 
@@ -255,7 +260,7 @@ json_t *req_member(const json_t *body, int for_update, struct req_error *err)
 	json_t *v, *out;
 
 	if (!json_is_object(body))
-		return fail(err, "invalid_request", "the request body must be a JSON object");
+		return req_fail(err, "invalid_request", "the request body must be a JSON object");
 	out = json_object();
 	json_object_foreach((json_t *)body, key, v)
 	{
@@ -266,11 +271,11 @@ json_t *req_member(const json_t *body, int for_update, struct req_error *err)
 	}
 	if (!for_update && json_object_get(out, "name") == NULL) {
 		json_decref(out);
-		return fail(err, "invalid_field", "name is required");
+		return req_fail(err, "invalid_field", "name is required");
 	}
 	if (for_update && json_object_size(out) == 0) {
 		json_decref(out);
-		return fail(err, "invalid_request", "nothing to update");
+		return req_fail(err, "invalid_request", "nothing to update");
 	}
 	return out;
 }
@@ -285,12 +290,12 @@ static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes,
 	const char *text;
 
 	if ((h == NULL) == (m == NULL)) {
-		fail(err, "invalid_hours", "give either hours or minutes");
+		req_fail(err, "invalid_hours", "give either hours or minutes");
 		return -1;
 	}
 	if (m != NULL) {
 		if (!json_is_integer(m)) {
-			fail(err, "invalid_hours", "minutes must be a whole number");
+			req_fail(err, "invalid_hours", "minutes must be a whole number");
 			return -1;
 		}
 		*minutes = json_integer_value(m);
@@ -299,14 +304,14 @@ static int exchange_minutes(const json_t *body, int64_t max, int64_t *minutes,
 		if (json_is_integer(h) || json_is_real(h))
 			text = number_text(h, buf, sizeof(buf));
 		if (text == NULL || hours_parse(text, minutes) == -1) {
-			fail(err, "invalid_hours",
-			     "hours must be like 2, 1.5, 1h30m or 90m, in whole minutes");
+			req_fail(err, "invalid_hours",
+			         "hours must be like 2, 1.5, 1h30m or 90m, in whole minutes");
 			return -1;
 		}
 	}
 	if (*minutes <= 0 || *minutes > max) {
 		hours_format(max, shown, sizeof(shown));
-		fail(err, "invalid_hours", "time must be more than zero and at most %s", shown);
+		req_fail(err, "invalid_hours", "time must be more than zero and at most %s", shown);
 		return -1;
 	}
 	return 0;
@@ -325,18 +330,36 @@ static int valid_key(const char *s)
 }
 
 /* The body's idempotency_key, when it has one, into out; 0, or -1 with err. */
-static int key_of(const json_t *body, json_t *out, struct req_error *err)
+int req_key_of(const json_t *body, json_t *out, struct req_error *err)
 {
 	const json_t *key = json_object_get(body, "idempotency_key");
 
 	if (key == NULL || json_is_null(key))
 		return 0;
 	if (!json_is_string(key) || !valid_key(json_string_value(key))) {
-		fail(err, "invalid_idempotency_key",
-		     "idempotency_key must be 1 to 100 letters, digits or . _ : -");
+		req_fail(err, "invalid_idempotency_key",
+		         "idempotency_key must be 1 to 100 letters, digits or . _ : -");
 		return -1;
 	}
 	return json_object_set(out, "idempotency_key", (json_t *)key);
+}
+
+/* A coordinator's reason to let help go ahead that needs a safeguarding
+ * check the helper does not hold, when the body has one, into out; 0, or
+ * -1 with err. Only the routes that allow the field reach here with it. */
+static int override_of(const json_t *body, json_t *out, struct req_error *err)
+{
+	const json_t *v = json_object_get(body, "safeguarding_override");
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    !req_valid_text(json_string_value(v), 500, 1)) {
+		req_fail(err, "invalid_field",
+		         "safeguarding_override must be the reason, of 1 to 500 characters");
+		return -1;
+	}
+	return json_object_set(out, "safeguarding_override", (json_t *)v);
 }
 
 static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error *err)
@@ -351,39 +374,42 @@ static json_t *exchange_fields(const json_t *body, json_t *out, struct req_error
 	if (cat == NULL && json_object_get(out, "contact") != NULL) {
 		/* nothing to check */
 	} else if (!json_is_string(cat) || (n = json_string_length(cat)) == 0 || n > 40 ||
-	           !valid_text(json_string_value(cat), 40, 0)) {
-		return fail(err, "invalid_category", "category must be text of 1 to 40 characters");
+	           !req_valid_text(json_string_value(cat), 40, 0)) {
+		return req_fail(err, "invalid_category",
+		                "category must be text of 1 to 40 characters");
 	} else {
 		for (size_t i = 0; i <= n; i++)
 			lower[i] = (char)tolower((unsigned char)json_string_value(cat)[i]);
 		json_object_set_new(out, "category", json_string(lower));
 	}
 	if (desc != NULL && !json_is_null(desc)) {
-		if (!json_is_string(desc) || !valid_text(json_string_value(desc), 500, 1))
-			return fail(err, "invalid_field",
-			            "description must be text of at most 500 characters");
+		if (!json_is_string(desc) || !req_valid_text(json_string_value(desc), 500, 1))
+			return req_fail(err, "invalid_field",
+			                "description must be text of at most 500 characters");
 		json_object_set(out, "description", (json_t *)desc);
 	}
 	if (date != NULL && !json_is_null(date)) {
 		if (!json_is_string(date) || !req_valid_date(json_string_value(date)))
-			return fail(err, "invalid_date",
-			            "performed_on must be a date written YYYY-MM-DD");
+			return req_fail(err, "invalid_date",
+			                "performed_on must be a date written YYYY-MM-DD");
 		json_object_set(out, "performed_on", (json_t *)date);
 	}
-	if (key_of(body, out, err) == -1)
+	if (override_of(body, out, err) == -1)
+		return NULL;
+	if (req_key_of(body, out, err) == -1)
 		return NULL;
 	return out;
 }
 
 /* Refuses a body that is not an object or has a field not in allowed (a
  * NULL-terminated list). Returns 0, or -1 with err set. */
-static int only_fields(const json_t *body, const char *const *allowed, struct req_error *err)
+int req_only_fields(const json_t *body, const char *const *allowed, struct req_error *err)
 {
 	const char *key;
 	json_t *v;
 
 	if (!json_is_object(body)) {
-		fail(err, "invalid_request", "the request body must be a JSON object");
+		req_fail(err, "invalid_request", "the request body must be a JSON object");
 		return -1;
 	}
 	json_object_foreach((json_t *)body, key, v)
@@ -392,7 +418,7 @@ static int only_fields(const json_t *body, const char *const *allowed, struct re
 		while (*a != NULL && strcmp(*a, key) != 0)
 			a++;
 		if (*a == NULL) {
-			fail(err, "unknown_field", "unknown field '%s'", key);
+			req_fail(err, "unknown_field", "unknown field '%s'", key);
 			return -1;
 		}
 	}
@@ -434,27 +460,42 @@ static int remote_member(const json_t *v, char *bank, size_t len, int64_t *numbe
 
 json_t *req_exchange(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",        "earner",          "hours",
-	                                      "minutes",      "category",        "description",
-	                                      "performed_on", "idempotency_key", NULL};
+	static const char *const allowed[] = {"payer",
+	                                      "earner",
+	                                      "hours",
+	                                      "minutes",
+	                                      "category",
+	                                      "description",
+	                                      "performed_on",
+	                                      "idempotency_key",
+	                                      "safeguarding_override",
+	                                      NULL};
 	int64_t payer, earner, minutes;
 	char bank[40] = "";
 	json_t *out;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
-		return fail(err, "invalid_member_number", "payer must be a member number");
+		return req_fail(err, "invalid_member_number", "payer must be a member number");
 	if (!remote_member(json_object_get(body, "earner"), bank, sizeof(bank), &earner) &&
 	    req_member_number(json_object_get(body, "earner"), &earner) == -1)
-		return fail(err, "invalid_member_number",
-		            "earner must be a member number, or BANK:NUMBER for another bank's");
+		return req_fail(
+		    err, "invalid_member_number",
+		    "earner must be a member number, or BANK:NUMBER for another bank's");
 	if (payer == earner && bank[0] == '\0')
-		return fail(err, "same_member", "payer and earner are the same member");
+		return req_fail(err, "same_member", "payer and earner are the same member");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	out = json_pack("{sI sI sI}", "payer", (json_int_t)payer, "earner", (json_int_t)earner,
 	                "minutes", (json_int_t)minutes);
+	if (bank[0] != '\0' && json_object_get(body, "safeguarding_override") != NULL) {
+		json_decref(out);
+		return req_fail(
+		    err, "invalid_field",
+		    "safeguarding_override is for help given by this bank's own member; "
+		    "the earner's bank checks its own");
+	}
 	if (bank[0] != '\0')
 		json_object_set_new(out, "bank", json_string(bank));
 	return with_fields(body, out, err);
@@ -469,9 +510,9 @@ static int no_personal_details(const json_t *v, const char *field, struct req_er
 
 	if (d == DIR_CLEAN)
 		return 0;
-	fail(err, "personal_details",
-	     "%s contains %s (%s); remove it: members are reached through their brokers", field,
-	     dir_detail_name(d), what);
+	req_fail(err, "personal_details",
+	         "%s contains %s (%s); remove it: members are reached through their brokers", field,
+	         dir_detail_name(d), what);
 	return -1;
 }
 
@@ -485,19 +526,20 @@ json_t *req_claim(const json_t *body, int64_t max_minutes, struct req_error *err
 	char bank[40] = "";
 	json_t *out;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "earner"), &earner) == -1)
-		return fail(err, "invalid_member_number",
-		            "earner must be the number of a member of this bank");
+		return req_fail(err, "invalid_member_number",
+		                "earner must be the number of a member of this bank");
 	if (!remote_member(json_object_get(body, "payer"), bank, sizeof(bank), &payer))
-		return fail(err, "invalid_member_number",
-		            "payer must be BANK:NUMBER, a member of another bank");
+		return req_fail(err, "invalid_member_number",
+		                "payer must be BANK:NUMBER, a member of another bank");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	if (message != NULL && !json_is_null(message) &&
-	    (!json_is_string(message) || !valid_text(json_string_value(message), 500, 1)))
-		return fail(err, "invalid_field", "message must be text of at most 500 characters");
+	    (!json_is_string(message) || !req_valid_text(json_string_value(message), 500, 1)))
+		return req_fail(err, "invalid_field",
+		                "message must be text of at most 500 characters");
 	/* The message goes to the payer's bank. */
 	if (message != NULL && !json_is_null(message) &&
 	    no_personal_details(message, "message", err) == -1)
@@ -519,7 +561,7 @@ static int group_earner(const json_t *body, const json_t *item, int64_t max, int
 	const json_t *has_own;
 
 	if (json_is_object(item)) {
-		if (only_fields(item, allowed, err) == -1)
+		if (req_only_fields(item, allowed, err) == -1)
 			return -1;
 		has_own = json_object_get(item, "hours") != NULL     ? item
 		          : json_object_get(item, "minutes") != NULL ? item
@@ -529,7 +571,7 @@ static int group_earner(const json_t *body, const json_t *item, int64_t max, int
 			body = has_own;
 	}
 	if (req_member_number(item, earner) == -1) {
-		fail(err, "invalid_member_number", "each earner must be a member number");
+		req_fail(err, "invalid_member_number", "each earner must be a member number");
 		return -1;
 	}
 	return exchange_minutes(body, max, minutes, err);
@@ -537,37 +579,44 @@ static int group_earner(const json_t *body, const json_t *item, int64_t max, int
 
 json_t *req_group(const json_t *body, int64_t max_minutes, struct req_error *err)
 {
-	static const char *const allowed[] = {"payer",        "earners",         "hours",
-	                                      "minutes",      "category",        "description",
-	                                      "performed_on", "idempotency_key", NULL};
+	static const char *const allowed[] = {"payer",
+	                                      "earners",
+	                                      "hours",
+	                                      "minutes",
+	                                      "category",
+	                                      "description",
+	                                      "performed_on",
+	                                      "idempotency_key",
+	                                      "safeguarding_override",
+	                                      NULL};
 	const json_t *earners = json_object_get(body, "earners"), *item;
 	int64_t payer, earner, minutes;
 	json_t *out, *list;
 	size_t i, j;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "payer"), &payer) == -1)
-		return fail(err, "invalid_member_number", "payer must be a member number");
+		return req_fail(err, "invalid_member_number", "payer must be a member number");
 	if (!json_is_array(earners) || json_array_size(earners) == 0 ||
 	    json_array_size(earners) > GROUP_MAX_EARNERS)
-		return fail(err, "invalid_request", "earners must be a list of 1 to %d members",
-		            GROUP_MAX_EARNERS);
+		return req_fail(err, "invalid_request", "earners must be a list of 1 to %d members",
+		                GROUP_MAX_EARNERS);
 	list = json_array();
 	json_array_foreach(earners, i, item)
 	{
 		if (group_earner(body, item, max_minutes, &earner, &minutes, err) == -1)
 			goto bad;
 		if (earner == payer) {
-			fail(err, "same_member", "the payer %lld is also an earner",
-			     (long long)payer);
+			req_fail(err, "same_member", "the payer %lld is also an earner",
+			         (long long)payer);
 			goto bad;
 		}
 		for (j = 0; j < i; j++) {
 			if (json_integer_value(
 			        json_object_get(json_array_get(list, j), "earner")) == earner) {
-				fail(err, "duplicate_earner", "member %lld is listed twice",
-				     (long long)earner);
+				req_fail(err, "duplicate_earner", "member %lld is listed twice",
+				         (long long)earner);
 				goto bad;
 			}
 		}
@@ -590,15 +639,16 @@ json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err
 	int64_t member, minutes;
 	json_t *out, *with_category;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "member"), &member) == -1)
-		return fail(err, "invalid_member_number", "member must be a member number");
+		return req_fail(err, "invalid_member_number", "member must be a member number");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	if (reason != NULL && !json_is_null(reason) &&
-	    (!json_is_string(reason) || !valid_text(json_string_value(reason), 500, 1)))
-		return fail(err, "invalid_field", "reason must be text of at most 500 characters");
+	    (!json_is_string(reason) || !req_valid_text(json_string_value(reason), 500, 1)))
+		return req_fail(err, "invalid_field",
+		                "reason must be text of at most 500 characters");
 	/* A grant's category is "grant" unless the coordinator names one. */
 	with_category = json_deep_copy(body);
 	if (json_object_get(with_category, "category") == NULL)
@@ -612,15 +662,15 @@ json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err
 }
 
 /* A required reason, for reversals and forced erasures. */
-static int reason_of(const json_t *body, json_t *out, int required, struct req_error *err)
+int req_reason_of(const json_t *body, json_t *out, int required, struct req_error *err)
 {
 	const json_t *reason = json_object_get(body, "reason");
 
 	if ((reason == NULL || json_is_null(reason)) && !required)
 		return 0;
 	if (!json_is_string(reason) || json_string_length(reason) == 0 ||
-	    !valid_text(json_string_value(reason), 500, 1)) {
-		fail(err, "invalid_reason", "a reason of 1 to 500 characters is needed");
+	    !req_valid_text(json_string_value(reason), 500, 1)) {
+		req_fail(err, "invalid_reason", "a reason of 1 to 500 characters is needed");
 		return -1;
 	}
 	return json_object_set(out, "reason", (json_t *)reason);
@@ -631,8 +681,8 @@ json_t *req_reverse(const json_t *body, struct req_error *err)
 	static const char *const allowed[] = {"reason", "idempotency_key", NULL};
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1 || reason_of(body, out, 1, err) == -1 ||
-	    key_of(body, out, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1 || req_reason_of(body, out, 1, err) == -1 ||
+	    req_key_of(body, out, err) == -1)
 		goto bad;
 	return out;
 bad:
@@ -659,13 +709,13 @@ json_t *req_erase(const json_t *body, struct req_error *err)
 	const json_t *force = json_object_get(body, "force");
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (force != NULL && !json_is_boolean(force)) {
-		fail(err, "invalid_request", "force must be true or false");
+		req_fail(err, "invalid_request", "force must be true or false");
 		goto bad;
 	}
-	if (reason_of(body, out, json_is_true(force), err) == -1)
+	if (req_reason_of(body, out, json_is_true(force), err) == -1)
 		goto bad;
 	json_object_set_new(out, "force", json_boolean(json_is_true(force)));
 	return out;
@@ -683,9 +733,9 @@ static int dir_text_ok(const json_t *v, const char *field, int max, int is_item,
                        struct req_error *err)
 {
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
-	    !valid_text(json_string_value(v), (size_t)max, !is_item)) {
-		fail(err, "invalid_field", "%s must be text of 1 to %d characters%s", field, max,
-		     is_item ? " on one line" : "");
+	    !req_valid_text(json_string_value(v), (size_t)max, !is_item)) {
+		req_fail(err, "invalid_field", "%s must be text of 1 to %d characters%s", field,
+		         max, is_item ? " on one line" : "");
 		return -1;
 	}
 	if (no_personal_details(v, field, err) == -1)
@@ -702,29 +752,29 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
 	int64_t member;
 	char norm[DIR_AVAILABILITY_MAX * 2], bad[40];
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (for_update && json_object_size(body) == 0) {
-		fail(err, "invalid_request", "give at least one field to change");
+		req_fail(err, "invalid_request", "give at least one field to change");
 		goto bad;
 	}
 	if ((v = json_object_get(body, "member")) != NULL || !for_update) {
 		if (for_update) {
-			fail(err, "invalid_field", "an item stays with its member");
+			req_fail(err, "invalid_field", "an item stays with its member");
 			goto bad;
 		}
 		if (req_member_number(v, &member) == -1) {
-			fail(err, "invalid_member_number", "member must be a member number");
+			req_fail(err, "invalid_member_number", "member must be a member number");
 			goto bad;
 		}
 		json_object_set_new(out, "member", json_integer((json_int_t)member));
 	}
 	if ((v = json_object_get(body, "category")) != NULL || !for_update) {
 		if (!json_is_string(v) || json_string_length(v) == 0 ||
-		    !valid_text(json_string_value(v), 40, 0)) {
-			fail(err, "invalid_category",
-			     "category must be one of the directory's "
-			     "categories (tbctl directory categories)");
+		    !req_valid_text(json_string_value(v), 40, 0)) {
+			req_fail(err, "invalid_category",
+			         "category must be one of the directory's "
+			         "categories (tbctl directory categories)");
 			goto bad;
 		}
 		json_object_set(out, "category", (json_t *)v);
@@ -735,9 +785,10 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
 	if ((v = json_object_get(body, "area")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v) ||
 		    dir_area(json_string_value(v), norm, sizeof(norm)) == -1) {
-			fail(err, "invalid_area",
-			     "area must be a postcode district such as CO1 or SW1A, never a full "
-			     "postcode");
+			req_fail(
+			    err, "invalid_area",
+			    "area must be a postcode district such as CO1 or SW1A, never a full "
+			    "postcode");
 			goto bad;
 		}
 		json_object_set_new(out, "area", json_string(norm));
@@ -745,10 +796,11 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
 	if ((v = json_object_get(body, "availability")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v) || dir_availability(json_string_value(v), norm, sizeof(norm),
 		                                           bad, sizeof(bad)) == -1) {
-			fail(err, "invalid_availability",
-			     "availability is days and parts of the day, such as \"tue am, thu pm, "
-			     "weekends\"; '%s' is not one",
-			     json_is_string(v) ? bad : "?");
+			req_fail(
+			    err, "invalid_availability",
+			    "availability is days and parts of the day, such as \"tue am, thu pm, "
+			    "weekends\"; '%s' is not one",
+			    json_is_string(v) ? bad : "?");
 			goto bad;
 		}
 		json_object_set_new(out, "availability", json_string(norm));
@@ -756,15 +808,16 @@ json_t *req_dir_item(const json_t *body, int for_update, struct req_error *err)
 	if ((v = json_object_get(body, "visibility")) != NULL) {
 		if (!json_is_string(v) || (strcmp(json_string_value(v), "bank") != 0 &&
 		                           strcmp(json_string_value(v), "federation") != 0)) {
-			fail(err, "invalid_visibility",
-			     "visibility must be bank (this bank only) or federation");
+			req_fail(err, "invalid_visibility",
+			         "visibility must be bank (this bank only) or federation");
 			goto bad;
 		}
 		json_object_set(out, "visibility", (json_t *)v);
 	}
 	if ((v = json_object_get(body, "expires_on")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v) || !req_valid_date(json_string_value(v))) {
-			fail(err, "invalid_date", "expires_on must be a date written YYYY-MM-DD");
+			req_fail(err, "invalid_date",
+			         "expires_on must be a date written YYYY-MM-DD");
 			goto bad;
 		}
 		json_object_set(out, "expires_on", (json_t *)v);
@@ -781,15 +834,15 @@ json_t *req_dir_approve(const json_t *body, struct req_error *err)
 	const json_t *version = json_object_get(body, "version");
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (version != NULL && !json_is_null(version)) {
 		int64_t v;
 		if (!(json_is_integer(version) && (v = json_integer_value(version)) >= 1) &&
 		    !(json_is_string(version) &&
 		      req_parse_int(json_string_value(version), 1, INT64_MAX, &v) == 0)) {
-			fail(err, "invalid_field",
-			     "version must be the item's version as read (a whole number)");
+			req_fail(err, "invalid_field",
+			         "version must be the item's version as read (a whole number)");
 			goto bad;
 		}
 		json_object_set_new(out, "version", json_integer(v));
@@ -802,33 +855,36 @@ bad:
 
 json_t *req_contact(const json_t *body, struct req_error *err)
 {
-	static const char *const allowed[] = {"handle", "bank", "for", "message", NULL};
+	static const char *const allowed[] = {
+	    "handle", "bank", "for", "message", "safeguarding_override", NULL};
 	const json_t *handle = json_object_get(body, "handle"),
 	             *bank = json_object_get(body, "bank");
 	json_t *out = json_object();
 	int64_t member;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (!json_is_string(handle) || !valid_key(json_string_value(handle)) ||
 	    json_string_length(handle) > 40) {
-		fail(err, "invalid_handle", "handle must be a directory item's handle");
+		req_fail(err, "invalid_handle", "handle must be a directory item's handle");
 		goto bad;
 	}
 	json_object_set(out, "handle", (json_t *)handle);
 	if (bank != NULL && !json_is_null(bank)) {
 		if (!json_is_string(bank) || !valid_key(json_string_value(bank))) {
-			fail(err, "invalid_field", "bank must be a bank id");
+			req_fail(err, "invalid_field", "bank must be a bank id");
 			goto bad;
 		}
 		json_object_set(out, "bank", (json_t *)bank);
 	}
 	if (req_member_number(json_object_get(body, "for"), &member) == -1) {
-		fail(err, "invalid_member_number", "for must be the number of the member asking");
+		req_fail(err, "invalid_member_number",
+		         "for must be the number of the member asking");
 		goto bad;
 	}
 	json_object_set_new(out, "for", json_integer((json_int_t)member));
-	if (dir_text_ok(json_object_get(body, "message"), "message", 500, 0, out, err) == -1)
+	if (dir_text_ok(json_object_get(body, "message"), "message", 500, 0, out, err) == -1 ||
+	    override_of(body, out, err) == -1)
 		goto bad;
 	return out;
 bad:
@@ -838,17 +894,18 @@ bad:
 
 json_t *req_contact_answer(const json_t *body, int required, struct req_error *err)
 {
-	static const char *const allowed[] = {"message", NULL};
+	static const char *const allowed[] = {"message", "safeguarding_override", NULL};
 	const json_t *message = json_object_get(body, "message");
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1 || override_of(body, out, err) == -1)
 		goto bad;
 	if (((message != NULL && !json_is_null(message)) || required) &&
 	    dir_text_ok(message, "message", 500, 0, out, err) == -1) {
 		if (required)
-			fail(err, "invalid_field",
-			     "message (1 to 500 characters) must say how the members will meet");
+			req_fail(
+			    err, "invalid_field",
+			    "message (1 to 500 characters) must say how the members will meet");
 		goto bad;
 	}
 	return out;
@@ -866,11 +923,11 @@ json_t *req_exchange_contact(const json_t *body, int64_t max_minutes, struct req
 	int64_t minutes;
 	json_t *out;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (!json_is_string(contact) || !valid_key(json_string_value(contact)))
-		return fail(err, "invalid_field",
-		            "contact must be a contact id such as cheshire:k3");
+		return req_fail(err, "invalid_field",
+		                "contact must be a contact id such as cheshire:k3");
 	if (exchange_minutes(body, max_minutes, &minutes, err) == -1)
 		return NULL;
 	out = json_pack("{sOsI}", "contact", contact, "minutes", (json_int_t)minutes);
@@ -973,36 +1030,37 @@ json_t *req_register_bank(const json_t *body, struct req_error *err)
 	             *cert = json_object_get(body, "cert_sha256");
 	json_t *out = json_object();
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (!json_is_string(id) || !req_valid_bank_id(json_string_value(id))) {
-		fail(err, "invalid_field", "id must be 2 to 32 of a-z, 0-9 and '-', from a letter");
+		req_fail(err, "invalid_field",
+		         "id must be 2 to 32 of a-z, 0-9 and '-', from a letter");
 		goto bad;
 	}
 	if (name != NULL && (!json_is_string(name) || json_string_length(name) == 0 ||
-	                     !valid_text(json_string_value(name), 100, 0))) {
-		fail(err, "invalid_field", "name must be text of 1 to 100 characters");
+	                     !req_valid_text(json_string_value(name), 100, 0))) {
+		req_fail(err, "invalid_field", "name must be text of 1 to 100 characters");
 		goto bad;
 	}
 	if (!json_is_string(address) || !req_valid_address(json_string_value(address))) {
-		fail(err, "invalid_field",
-		     "address must be IP:PORT of its federation listener (an IP address, "
-		     "[IPv6] in brackets: banks dial it as it is)");
+		req_fail(err, "invalid_field",
+		         "address must be IP:PORT of its federation listener (an IP address, "
+		         "[IPv6] in brackets: banks dial it as it is)");
 		goto bad;
 	}
 	if (kind != NULL &&
 	    (!json_is_string(kind) || (strcmp(json_string_value(kind), "bank") != 0 &&
 	                               strcmp(json_string_value(kind), "observer") != 0))) {
-		fail(err, "invalid_field", "kind must be bank or observer");
+		req_fail(err, "invalid_field", "kind must be bank or observer");
 		goto bad;
 	}
 	if (!valid_hex(pub, 32)) {
-		fail(err, "invalid_field",
-		     "signing_pub must be its Ed25519 public key, 64 hex digits");
+		req_fail(err, "invalid_field",
+		         "signing_pub must be its Ed25519 public key, 64 hex digits");
 		goto bad;
 	}
 	if (cert != NULL && !valid_hex(cert, 32)) {
-		fail(err, "invalid_field", "cert_sha256 must be 64 hex digits");
+		req_fail(err, "invalid_field", "cert_sha256 must be 64 hex digits");
 		goto bad;
 	}
 	json_object_set(out, "id", (json_t *)id);
@@ -1028,18 +1086,18 @@ json_t *req_register_rotate(const json_t *body, struct req_error *err)
 	json_t *out = json_object();
 	int64_t days = 30;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (!valid_hex(pub, 32)) {
-		fail(err, "invalid_field",
-		     "signing_pub must be its Ed25519 public key, 64 hex digits");
+		req_fail(err, "invalid_field",
+		         "signing_pub must be its Ed25519 public key, 64 hex digits");
 		goto bad;
 	}
 	if (grace != NULL &&
 	    !(json_is_integer(grace) && (days = json_integer_value(grace)) >= 0 && days <= 365) &&
 	    !(json_is_string(grace) &&
 	      req_parse_int(json_string_value(grace), 0, 365, &days) == 0)) {
-		fail(err, "invalid_field", "grace_days must be 0 to 365");
+		req_fail(err, "invalid_field", "grace_days must be 0 to 365");
 		goto bad;
 	}
 	json_object_set(out, "signing_pub", (json_t *)pub);
@@ -1119,9 +1177,9 @@ static int read_share(const json_t *v, int *seen, struct req_error *err)
 	}
 	return 0;
 unknown:
-	fail(err, "invalid_share",
-	     "share names what the member agreed to share: name, email, phone, address (or "
-	     "contact for all three), skills, needs, availability, district, notes, record");
+	req_fail(err, "invalid_share",
+	         "share names what the member agreed to share: name, email, phone, address (or "
+	         "contact for all three), skills, needs, availability, district, notes, record");
 	return -1;
 }
 
@@ -1140,37 +1198,38 @@ json_t *req_referral(const json_t *body, struct req_error *err)
 	json_t *out, *share;
 	int i;
 
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		return NULL;
 	if (req_member_number(json_object_get(body, "member"), &member) == -1)
-		return fail(err, "invalid_member_number",
-		            "member must be the number of a member of this bank");
+		return req_fail(err, "invalid_member_number",
+		                "member must be the number of a member of this bank");
 	if (!json_is_string(bank) || !req_valid_bank_id(json_string_value(bank)))
-		return fail(err, "unknown_bank",
-		            "bank must be the id of a bank, such as westminster");
+		return req_fail(err, "unknown_bank",
+		                "bank must be the id of a bank, such as westminster");
 	if (!json_is_string(kind) || (strcmp(json_string_value(kind), "move") != 0 &&
 	                              strcmp(json_string_value(kind), "introduce") != 0))
-		return fail(err, "invalid_kind",
-		            "kind must be move (the member relocates, with their balance) or "
-		            "introduce (a visiting membership beside this one)");
+		return req_fail(err, "invalid_kind",
+		                "kind must be move (the member relocates, with their balance) or "
+		                "introduce (a visiting membership beside this one)");
 	if (read_share(json_object_get(body, "share"), seen, err) == -1)
 		return NULL;
 	if (!seen[referral_field("name")])
-		return fail(err, "invalid_share",
-		            "share must include name: the other bank makes a membership of it");
+		return req_fail(err, "invalid_share",
+		                "share must include name: the other bank makes a membership of it");
 	for (i = 0; consents[i] != NULL; i++)
 		if (json_is_string(consent) && strcmp(json_string_value(consent), consents[i]) == 0)
 			break;
 	if (consents[i] == NULL)
-		return fail(err, "invalid_consent",
-		            "consent must say how the member agreed: in person, by phone or in "
-		            "writing");
+		return req_fail(err, "invalid_consent",
+		                "consent must say how the member agreed: in person, by phone or in "
+		                "writing");
 	if (notes != NULL && !json_is_null(notes) && !json_is_boolean(notes))
-		return fail(err, "invalid_consent", "consent_notes must be true or false");
+		return req_fail(err, "invalid_consent", "consent_notes must be true or false");
 	if (seen[referral_field("notes")] && !json_is_true(notes))
-		return fail(err, "notes_not_consented",
-		            "notes (special needs, health) are shared only with the member's own, "
-		            "explicit consent to that: consent_notes");
+		return req_fail(
+		    err, "notes_not_consented",
+		    "notes (special needs, health) are shared only with the member's own, "
+		    "explicit consent to that: consent_notes");
 	out = json_pack("{sI sO sO sO sb}", "member", (json_int_t)member, "bank", bank, "kind",
 	                kind, "consent", consent, "consent_notes", json_is_true(notes));
 	share = json_array();
@@ -1178,7 +1237,7 @@ json_t *req_referral(const json_t *body, struct req_error *err)
 		if (seen[i])
 			json_array_append_new(share, json_string(referral_fields[i]));
 	json_object_set_new(out, "share", share);
-	if (reason_of(body, out, 0, err) == -1 || key_of(body, out, err) == -1)
+	if (req_reason_of(body, out, 0, err) == -1 || req_key_of(body, out, err) == -1)
 		goto bad;
 	return out;
 bad:
@@ -1196,12 +1255,12 @@ json_t *req_referral_accept(const json_t *body, struct req_error *err)
 
 	if (body == NULL)
 		return out;
-	if (only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1)
 		goto bad;
 	if (number != NULL && !json_is_null(number)) {
 		if (req_member_number(number, &n) == -1) {
-			fail(err, "invalid_member_number",
-			     "number must be a member number, from 1");
+			req_fail(err, "invalid_member_number",
+			         "number must be a member number, from 1");
 			goto bad;
 		}
 		json_object_set_new(out, "number", json_integer((json_int_t)n));

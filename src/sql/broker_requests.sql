@@ -120,6 +120,7 @@ BEGIN
         PERFORM tb_raise('invalid_date', 'performed_on is in the future');
     END IF;
     em := tb_active_member((p->>'earner')::bigint, 'earner');
+    PERFORM tb_safeguarding_guard(p->>'category', em, (p->>'performed_on')::date, NULL);
     INSERT INTO xb_claims (claim_id, side, peer, member_account, remote_member, minutes,
                            category, description, message, performed_on, state, recorded_by,
                            idempotency_key, fingerprint)
@@ -341,6 +342,7 @@ DECLARE
     item dir_remote;
     n int;
     c dir_contacts;
+    overridden boolean;
 BEGIN
     IF p->>'bank' = own_bank OR (p->>'bank' IS NULL AND EXISTS (
            SELECT 1 FROM dir_items WHERE handle = p->>'handle')) THEN
@@ -363,12 +365,20 @@ BEGIN
     IF NOT (SELECT exchanges FROM fed_peers WHERE peer = item.peer) THEN
         PERFORM tb_raise('not_exchanging', tb_not_exchanging_text(item.peer));
     END IF;
+    -- Our member offers the help a peer's request is for.
+    overridden := item.kind = 'request'
+                  AND tb_safeguarding_guard(item.category, m, current_date,
+                                            p->>'safeguarding_override');
     INSERT INTO dir_contacts (contact_id, side, peer, handle, member_account, item_kind,
                               item_category, item_text, message, state, recorded_by)
          VALUES (own_bank || ':k' || nextval('dir_contacts_number'), 'requester', item.peer,
                  item.handle, m.account_id, item.kind, item.category, item.text,
                  p->>'message', 'open', actor)
       RETURNING * INTO c;
+    IF overridden THEN
+        PERFORM tb_safeguarding_overridden(m.account_id, item.category, NULL, c.contact_id,
+                                           p->>'safeguarding_override', actor);
+    END IF;
     UPDATE dir_contacts SET sent_seq = tb_fed_enqueue(c.peer, jsonb_build_object(
                'kind', 'dir_contact', 'items', jsonb_build_array(jsonb_build_object(
                    'contact_id', c.contact_id, 'handle', c.handle, 'message', c.message)))::json)
@@ -378,10 +388,14 @@ END $$;
 
 -- At the providing bank: a broker accepts or declines, with words for the
 -- requesting bank.
-CREATE FUNCTION tb_contact_answer(want text, accept boolean, words text, actor text)
+-- p: message, the broker's words; safeguarding_override, a coordinator's
+-- reason to accept help that needs a check the member does not hold.
+CREATE FUNCTION tb_contact_answer(want text, accept boolean, p jsonb, actor text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     c dir_contacts;
+    words text := p->>'message';
+    em members;
 BEGIN
     SELECT * INTO c FROM dir_contacts WHERE contact_id = want AND side = 'provider' FOR UPDATE;
     IF NOT FOUND THEN
@@ -391,6 +405,15 @@ BEGIN
     IF c.state <> 'open' THEN
         PERFORM tb_raise('contact_already_decided', format('contact %s was already %s',
                                                            want, c.state));
+    END IF;
+    -- Our member gives the help an offer is for.
+    IF accept AND c.item_kind = 'offer' THEN
+        SELECT * INTO em FROM members WHERE account_id = c.member_account;
+        IF tb_safeguarding_guard(c.item_category, em, current_date,
+                                 p->>'safeguarding_override') THEN
+            PERFORM tb_safeguarding_overridden(em.account_id, c.item_category, NULL,
+                                               c.contact_id, p->>'safeguarding_override', actor);
+        END IF;
     END IF;
     UPDATE dir_contacts SET state = CASE WHEN accept THEN 'accepted' ELSE 'declined' END,
                             reason = CASE WHEN accept THEN NULL ELSE 'declined' END,

@@ -121,7 +121,11 @@ CREATE FUNCTION tb_fed_limits_set(lim jsonb) RETURNS void LANGUAGE sql AS $$
         register_limits = coalesce(lim->'register_limits', register_limits),
         referral_accept_negative = coalesce((lim->>'referral_accept_negative')::boolean,
                                             referral_accept_negative),
-        referral_expire_days = coalesce((lim->>'referral_expire_days')::int, referral_expire_days);
+        referral_expire_days = coalesce((lim->>'referral_expire_days')::int, referral_expire_days),
+        intake_overdue_days = coalesce((lim->>'intake_overdue_days')::int, intake_overdue_days),
+        check_required = CASE WHEN jsonb_typeof(lim->'check_required') = 'array'
+                              THEN ARRAY(SELECT jsonb_array_elements_text(lim->'check_required'))
+                              ELSE check_required END;
     SELECT tb_register_limits();
     SELECT tb_fed_exchanges();
 $$;

@@ -446,6 +446,7 @@ DECLARE
     words tsquery;
     letters text;
     result jsonb;
+    required text[] := tb_check_required();
 BEGIN
     PERFORM tb_dir_expire();
     -- Any of the request's words, not all of them.
@@ -457,6 +458,10 @@ BEGIN
           FROM dir_items i JOIN members m ON m.account_id = i.member_account
          WHERE i.kind = 'offer' AND i.state = 'active' AND m.status = 'active'
            AND i.expires_on >= current_date AND i.member_account <> r.member_account
+           -- help that needs a check is matched only to a member who holds one
+           AND (cardinality(required) = 0
+                OR tb_rule_safeguarding(i.category, i.member_account, current_date,
+                                        required) IS NULL)
         UNION ALL
         SELECT x.peer, x.handle, x.category, x.text, x.area, x.availability, x.expires_on,
                NULL, 1, x.tsv
@@ -483,7 +488,13 @@ BEGIN
                      FROM (SELECT * FROM page ORDER BY away, score DESC, bank, handle
                             LIMIT lim) p), '[]'),
         'next_cursor', CASE WHEN (SELECT count(*) FROM page) > lim
-                            THEN (off + lim)::text END)
+                            THEN (off + lim)::text END,
+        'withheld_for_safeguarding', (
+            SELECT count(*) FROM dir_items i JOIN members m ON m.account_id = i.member_account
+             WHERE i.kind = 'offer' AND i.state = 'active' AND m.status = 'active'
+               AND i.category = r.category AND i.expires_on >= current_date
+               AND tb_rule_safeguarding(i.category, i.member_account, current_date,
+                                        required) IS NOT NULL))
       INTO result;
     RETURN result;
 END $$;

@@ -122,6 +122,7 @@ DECLARE
     pm members;
     em members;
     tid bigint;
+    overridden boolean;
 BEGIN
     IF answer IS NOT NULL THEN
         RETURN answer;
@@ -137,9 +138,15 @@ BEGIN
     PERFORM tb_lock_accounts(ARRAY[pm.account_id, em.account_id]);
     pm := tb_active_member(pm.number, 'payer');
     em := tb_active_member(em.number, 'earner');
+    overridden := tb_safeguarding_guard(p->>'category', em, (p->>'performed_on')::date,
+                                        p->>'safeguarding_override');
     tid := tb_post('exchange', pm.account_id, em.account_id,
         (p->>'minutes')::bigint, p->>'category', p->>'description',
         (p->>'performed_on')::date, actor, key, fp, NULL, NULL, NULL, default_floor, NULL);
+    IF overridden THEN
+        PERFORM tb_safeguarding_overridden(em.account_id, p->>'category', tid, NULL,
+                                           p->>'safeguarding_override', actor);
+    END IF;
     -- A new statement, so the STABLE reader sees the row just posted.
     RETURN tb_exchange_json(tid);
 END $$;
@@ -156,16 +163,19 @@ DECLARE
     payer_labels text[];
     earner_labels text[];
     result text[];
+    required text[] := tb_check_required();
 BEGIN
+    -- An override goes item by item, to be recorded with its exchange.
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) i
-                WHERE (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL) THEN
+                WHERE (i->>'xb')::boolean OR i->'p'->>'idempotency_key' IS NULL
+                   OR i->'p' ? 'safeguarding_override') THEN
         RETURN NULL;
     END IF;
     -- tb_exchange_batch, the caller, holds every key's lock already.
     WITH it AS (
         SELECT n, (x->'p'->>'payer')::bigint AS payer, (x->'p'->>'earner')::bigint AS earner,
                (x->'p'->>'minutes')::bigint AS minutes, x->'p'->>'idempotency_key' AS key,
-               (x->'p'->>'performed_on')::date AS performed_on
+               (x->'p'->>'performed_on')::date AS performed_on, x->'p'->>'category' AS category
           FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)),
     m AS (
         SELECT it.*, pm.account_id AS pa, pm.status AS ps, em.account_id AS ea,
@@ -182,7 +192,11 @@ BEGIN
                                       AND tb_rule_parties(payer, earner) IS NULL
                                       AND tb_rule_date(performed_on) IS NULL
                                       AND tb_rule_active(ps) IS NULL
-                                      AND tb_rule_active(es) IS NULL, false)), false)
+                                      AND tb_rule_active(es) IS NULL
+                                      AND (cardinality(required) = 0
+                                           OR tb_rule_safeguarding(category, ea, performed_on,
+                                                                   required) IS NULL),
+                                      false)), false)
            AND count(DISTINCT key) = count(*)
            AND NOT EXISTS (SELECT 1 FROM transfers t
                             WHERE t.idempotency_key = ANY (ARRAY(SELECT key FROM it)))
@@ -320,6 +334,7 @@ DECLARE
     accts bigint[];
     total bigint := 0;
     i int := 0;
+    tid bigint;
 BEGIN
     IF answer IS NOT NULL THEN
         RETURN answer;
@@ -341,9 +356,20 @@ BEGIN
     FOR item IN SELECT * FROM jsonb_array_elements(p->'earners') LOOP
         i := i + 1;
         em := tb_active_member((item->>'earner')::bigint, 'earner');
-        PERFORM tb_post('exchange', pm.account_id, em.account_id, (item->>'minutes')::bigint,
-            p->>'category', p->>'description', (p->>'performed_on')::date, actor,
-            key || ':' || i, fp, NULL, NULL, key, default_floor, NULL);
+        IF tb_safeguarding_guard(p->>'category', em, (p->>'performed_on')::date,
+                                 p->>'safeguarding_override') THEN
+            tid := tb_post('exchange', pm.account_id, em.account_id,
+                (item->>'minutes')::bigint, p->>'category', p->>'description',
+                (p->>'performed_on')::date, actor, key || ':' || i, fp, NULL, NULL, key,
+                default_floor, NULL);
+            PERFORM tb_safeguarding_overridden(em.account_id, p->>'category', tid, NULL,
+                                               p->>'safeguarding_override', actor);
+        ELSE
+            PERFORM tb_post('exchange', pm.account_id, em.account_id,
+                (item->>'minutes')::bigint, p->>'category', p->>'description',
+                (p->>'performed_on')::date, actor, key || ':' || i, fp, NULL, NULL, key,
+                default_floor, NULL);
+        END IF;
     END LOOP;
     RETURN tb_group_json(key);
 END $$;

@@ -31,7 +31,9 @@ LANGUAGE sql STABLE AS $$
         'district', tb_member_district(m), 'org_kind', m.org_kind, 'left_on', m.left_on,
         'floor_minutes', a.floor_minutes, 'balance_minutes', a.balance_minutes,
         'pending_minutes', a.pending_minutes, 'updated_at', m.updated_at)
-        || CASE WHEN with_notes THEN jsonb_build_object('notes', m.notes) ELSE '{}' END
+        || CASE WHEN with_notes THEN jsonb_build_object('notes', m.notes,
+                                                         'needs_care', m.needs_care)
+                ELSE '{}' END
       FROM accounts a WHERE a.id = m.account_id
 $$;
 
@@ -97,11 +99,12 @@ BEGIN
     PERFORM tb_check_org_kind(kind, p->>'org_kind');
     INSERT INTO members (number, account_id, kind, name, email, phone, address, skills, needs,
                          availability, notes, joined_on, referred_by, district, org_kind,
-                         created_by, updated_by)
+                         needs_care, created_by, updated_by)
          VALUES (num, acct, kind, p->>'name', p->>'email', p->>'phone', p->>'address',
                  p->>'skills', p->>'needs', p->>'availability', p->>'notes',
                  coalesce((p->>'joined_on')::date, current_date),
-                 (p->>'referred_by')::bigint, p->>'district', p->>'org_kind', actor, actor)
+                 (p->>'referred_by')::bigint, p->>'district', p->>'org_kind',
+                 coalesce((p->>'needs_care')::boolean, false), actor, actor)
       RETURNING * INTO m;
     RETURN tb_member_json(m, true);
 END $$;
@@ -147,6 +150,7 @@ BEGIN
                            ELSE referred_by END,
         district = CASE WHEN p ? 'district' THEN p->>'district' ELSE district END,
         org_kind = CASE WHEN p ? 'org_kind' THEN p->>'org_kind' ELSE org_kind END,
+        needs_care = coalesce((p->>'needs_care')::boolean, needs_care),
         -- The day a member left, for the month's figures; gone if they come back.
         left_on = CASE WHEN coalesce(p->>'status', status) <> 'left' THEN NULL
                        WHEN status = 'left' THEN left_on ELSE current_date END,
@@ -234,9 +238,15 @@ BEGIN
        AND (description IS NOT NULL OR reason IS NOT NULL OR fingerprint IS NOT NULL);
     told := tb_erase_shared(a.id);
     PERFORM tb_referral_forget(a.id);
+    PERFORM tb_intake_forget((SELECT id FROM intake WHERE member_account = a.id));
+    UPDATE safeguarding_checks SET reference = NULL WHERE member_account = a.id;
+    UPDATE safeguarding_overrides SET reason = 'erased'
+     WHERE member_account = a.id
+        OR transfer_id IN (SELECT id FROM transfers
+                            WHERE payer_account = a.id OR earner_account = a.id);
     UPDATE members SET name = NULL, email = NULL, phone = NULL, address = NULL, district = NULL,
                        skills = NULL,
-                       needs = NULL, availability = NULL, notes = NULL,
+                       needs = NULL, availability = NULL, notes = NULL, needs_care = false,
                        erased_at = now(), erased_by = actor,
                        erase_reason = tb_scrub(p->>'reason', tb_member_terms(m),
                                                 tb_member_phones(m)),

@@ -83,6 +83,9 @@ BEGIN
                                      jsonb_each(CASE WHEN jsonb_typeof(counts) = 'object'
                                                      THEN counts ELSE '{}' END) f(name, v)
                        UNION ALL SELECT c->'members' FROM tb_report_cells(r) c
+                       UNION ALL SELECT f.v
+                                   FROM jsonb_each(CASE WHEN jsonb_typeof(r->'intake') = 'object'
+                                                        THEN r->'intake' ELSE '{}' END) f(k, v)
                        UNION ALL SELECT y.v
                                    FROM jsonb_array_elements(tb_report_list(r, 'referrals')) x,
                                         LATERAL (VALUES (x->'received'), (x->'members')) y(v)) p
@@ -216,7 +219,13 @@ CREATE FUNCTION tb_report_figures(r jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE 
         'moved_in', CASE WHEN jsonb_typeof(r->'moves') = 'object'
                          THEN (r#>>'{moves,moved_in,members}')::bigint ELSE 0 END,
         'moved_out', CASE WHEN jsonb_typeof(r->'moves') = 'object'
-                          THEN (r#>>'{moves,moved_out,members}')::bigint ELSE 0 END)
+                          THEN (r#>>'{moves,moved_out,members}')::bigint ELSE 0 END,
+        -- People referred in by GP practices and services; a report made
+        -- before intake was counted has none.
+        'intake_received', CASE WHEN jsonb_typeof(r->'intake') = 'object'
+                                THEN (r#>>'{intake,received}')::bigint ELSE 0 END,
+        'intake_joined', CASE WHEN jsonb_typeof(r->'intake') = 'object'
+                              THEN (r#>>'{intake,joined}')::bigint ELSE 0 END)
 $$;
 
 -- The network's totals a month at a time, from each bank's last report of
@@ -241,7 +250,9 @@ LANGUAGE sql STABLE AS $$
                    'grant_minutes', sum((f->>'grant_minutes')::bigint),
                    'referrals', sum((f->>'referrals')::bigint),
                    'moved_in', sum((f->>'moved_in')::bigint),
-                   'moved_out', sum((f->>'moved_out')::bigint)) AS t,
+                   'moved_out', sum((f->>'moved_out')::bigint),
+                   'intake_received', sum((f->>'intake_received')::bigint),
+                   'intake_joined', sum((f->>'intake_joined')::bigint)) AS t,
                coalesce(bool_or(jsonb_path_exists(f, '$.* ? (@ == null)')), false) AS partial
           FROM months LEFT JOIN rows USING (m)
          GROUP BY m)

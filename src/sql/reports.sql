@@ -57,10 +57,8 @@ END $$;
 -- Exchanges that stand: not grants, not reversals, not reversed. A
 -- cross-bank exchange is reversed by another exchange the other way
 -- (xb_exchanges.reverses): neither stands.
-CREATE FUNCTION tb_standing_exchanges(from_date date, to_date date) RETURNS SETOF transfers
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM transfers t
-     WHERE t.kind = 'exchange' AND t.performed_on BETWEEN from_date AND to_date
+CREATE FUNCTION tb_stands(t transfers) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT t.kind = 'exchange'
        AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.reverses = t.id)
        AND (t.xb_id IS NULL
             OR NOT EXISTS (SELECT 1 FROM xb_exchanges x
@@ -69,6 +67,12 @@ LANGUAGE sql STABLE AS $$
                                    OR EXISTS (SELECT 1 FROM xb_exchanges r
                                                WHERE r.reverses = x.xid
                                                  AND r.state = 'settled'))))
+$$;
+
+CREATE FUNCTION tb_standing_exchanges(from_date date, to_date date) RETURNS SETOF transfers
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM transfers t
+     WHERE t.kind = 'exchange' AND t.performed_on BETWEEN from_date AND to_date AND tb_stands(t)
 $$;
 
 CREATE FUNCTION tb_report_categories(from_date date, to_date date) RETURNS jsonb
@@ -306,6 +310,8 @@ BEGIN
                                     ON r.side = k.side AND r.kind = k.kind AND r.state = 'accepted'
                                    AND r.decided_at::date BETWEEN from_date AND to_date
                                  GROUP BY k.n) g), below, step) c),
+        -- People referred in by GP practices and services (intake.sql).
+        'intake', tb_intake_month(from_date, to_date, below, step),
         -- A referral kind's cell is disclosed by its people in the month's
         -- exchanges (active), whose hours it holds; its members on the
         -- books at the month's end are a count apart.

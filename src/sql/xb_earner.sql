@@ -94,7 +94,15 @@ BEGIN
                        tb_rule_named(em.number, em.erased_at),
                        -- a reversal is held to its original, not to today's limit
                        CASE WHEN reversal THEN tb_rule_hours(minutes, orig.minutes)
-                            ELSE tb_rule_hours(minutes, tb_max_exchange()) END);
+                            ELSE tb_rule_hours(minutes, tb_max_exchange()) END,
+                       -- help our member gave, unless a coordinator let the
+                       -- contact it came from through in that category
+                       CASE WHEN NOT reversal
+                                 AND NOT tb_safeguarding_contact_overridden(
+                                         nullif(item->>'contact', ''), item->>'category')
+                            THEN tb_rule_safeguarding(item->>'category', em.account_id,
+                                                      (item->>'performed_on')::date,
+                                                      tb_check_required()) END);
     IF reason IS NULL THEN
         PERFORM tb_lock_accounts(ARRAY[peer.clearing_account, em.account_id]);
         SELECT * INTO em FROM members WHERE number = em.number;
@@ -159,6 +167,7 @@ DECLARE
     -- Each item's earner's account, in order: found once while checking.
     earners bigint[];
     most bigint := tb_max_exchange();
+    required text[] := tb_check_required();
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
     IF tb_rule_bank(peer.kind, peer.clearing_account, peer.exchanges) IS NOT NULL
@@ -184,7 +193,15 @@ BEGIN
                                       AND tb_rule_sent(performed_on, category) IS NULL
                                       AND tb_rule_named(number, erased_at) IS NULL
                                       AND tb_rule_hours(mins, most) IS NULL
-                                      AND tb_rule_active(status) IS NULL, false)), false)
+                                      AND tb_rule_active(status) IS NULL
+                                      AND (cardinality(required) = 0
+                                           OR tb_rule_safeguarding(
+                                                  category, account_id,
+                                                  CASE WHEN tb_rule_sent(performed_on, category)
+                                                            IS NULL
+                                                       THEN performed_on::date END,
+                                                  required) IS NULL),
+                                      false)), false)
            AND count(DISTINCT xid) = count(*)
            AND NOT EXISTS (SELECT 1 FROM xb_exchanges x
                             WHERE x.xid = ANY (ARRAY(SELECT xid FROM it)))

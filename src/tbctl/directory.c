@@ -50,7 +50,8 @@ static void show_item(const json_t *i)
 	if (strcmp(tbctl_str(i, "review"), "waiting") == 0)
 		printf("  waiting for a broker's approval before it is shared (tbctl %s approve "
 		       "%lld --version %lld)\n",
-		       tbctl_str(i, "kind"), (long long)json_integer_value(json_object_get(i, "id")),
+		       tbctl_str(i, "kind"),
+		       (long long)json_integer_value(json_object_get(i, "id")),
 		       (long long)json_integer_value(json_object_get(i, "version")));
 	else if (strcmp(tbctl_str(i, "review"), "approved") == 0)
 		printf("  approved by %s\n", tbctl_str(i, "approved_by"));
@@ -272,8 +273,11 @@ static void contact_row(const json_t *c)
 
 static int contact_request(const struct tbctl *t, int argc, char **argv)
 {
-	static const struct tbctl_field fields[] = {
-	    {"for", "for"}, {"message", "message"}, {"bank", "bank"}, {NULL, NULL}};
+	static const struct tbctl_field fields[] = {{"for", "for"},
+	                                            {"message", "message"},
+	                                            {"bank", "bank"},
+	                                            {"override", "safeguarding_override"},
+	                                            {NULL, NULL}};
 	json_t *body = json_object();
 	int first, rc;
 
@@ -292,7 +296,8 @@ int tbctl_contact(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field list_fields[] = {
 	    {"state", "state"}, {"limit", "limit"}, {"cursor", "cursor"}, {NULL, NULL}};
-	static const struct tbctl_field answer_fields[] = {{"message", "message"}, {NULL, NULL}};
+	static const struct tbctl_field answer_fields[] = {
+	    {"message", "message"}, {"override", "safeguarding_override"}, {NULL, NULL}};
 	const char *sub = argc > 1 ? argv[1] : "";
 	json_t *body;
 	char path[128];

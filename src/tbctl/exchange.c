@@ -98,9 +98,16 @@ static json_t *group_earner(const char *text)
 static int exchange_record(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-	    {"payer", "payer"},       {"earner", "earner"},       {"contact", "contact"},
-	    {"hours", "hours"},       {"category", "category"},   {"description", "description"},
-	    {"date", "performed_on"}, {"key", "idempotency_key"}, {NULL, NULL},
+	    {"payer", "payer"},
+	    {"earner", "earner"},
+	    {"contact", "contact"},
+	    {"hours", "hours"},
+	    {"category", "category"},
+	    {"description", "description"},
+	    {"date", "performed_on"},
+	    {"key", "idempotency_key"},
+	    {"override", "safeguarding_override"},
+	    {NULL, NULL},
 	};
 	json_t *body = json_object(), *earner, *earners;
 	const char *path = "/v1/exchanges";

@@ -23,8 +23,19 @@ static const struct tbctl_field member_fields[] = {
     {"referred-by", "referred_by"},
     {"district", "district"},
     {"org-kind", "org_kind"},
+    {"needs-care", "needs_care"},
     {NULL, NULL},
 };
+
+/* --needs-care yes|no as the API's boolean; anything else is left for the
+ * API to refuse. */
+static void care_flag(json_t *body)
+{
+	const char *v = json_string_value(json_object_get(body, "needs_care"));
+
+	if (v != NULL && (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0))
+		json_object_set_new(body, "needs_care", json_boolean(strcmp(v, "yes") == 0));
+}
 
 static const char *kind_word(const json_t *m)
 {
@@ -57,6 +68,9 @@ static void show_member(const json_t *m)
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (tbctl_str(m, fields[i])[0] != '\0')
 			printf("  %-13s %s\n", fields[i], tbctl_str(m, fields[i]));
+	if (json_is_true(json_object_get(m, "needs_care")))
+		printf("  %-13s yes (their exchanges are listed for a broker's review)\n",
+		       "needs care");
 	printf("  %-13s %s (pending %s, floor %s)\n", "balance",
 	       tbctl_hours(json_integer_value(json_object_get(m, "balance_minutes"))),
 	       tbctl_hours(json_integer_value(json_object_get(m, "pending_minutes"))),
@@ -108,6 +122,7 @@ static int member_add(const struct tbctl *t, int argc, char **argv, const char *
 		return TBCTL_USAGE;
 	}
 	json_object_del(body, "status");
+	care_flag(body);
 	if (kind != NULL)
 		json_object_set_new(body, "kind", json_string(kind));
 	rc = tbctl_call(t, "POST", "/v1/members", body, show_added);
@@ -130,6 +145,7 @@ static int member_update(const struct tbctl *t, int argc, char **argv, const cha
 		json_decref(body);
 		return TBCTL_USAGE;
 	}
+	care_flag(body);
 	if (strcmp(tbctl_str(body, "floor"), "default") == 0)
 		json_object_set_new(body, "floor", json_null());
 	json_object_del(body, "number");
@@ -263,11 +279,15 @@ int tbctl_member(const struct tbctl *t, int argc, char **argv)
 		return member_list(t, argc - 1, argv + 1);
 	if (strcmp(sub, "update") == 0)
 		return member_update(t, argc - 1, argv + 1, NULL);
+	if (strcmp(sub, "checks") == 0)
+		return tbctl_member_checks(t, argc - 1, argv + 1);
+	if (strcmp(sub, "check-add") == 0)
+		return tbctl_member_check_add(t, argc - 1, argv + 1);
 	if (strcmp(sub, "suspend") == 0)
 		return member_update(t, argc - 1, argv + 1, "suspend");
 	if (strcmp(sub, "activate") == 0)
 		return member_update(t, argc - 1, argv + 1, "activate");
-	fprintf(stderr, "tbctl: member needs add, show, list, update, suspend, activate, export "
-	                "or erase\n");
+	fprintf(stderr, "tbctl: member needs add, show, list, update, suspend, activate, export, "
+	                "erase, checks or check-add\n");
 	return TBCTL_USAGE;
 }

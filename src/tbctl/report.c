@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum col_type { COL_TEXT, COL_COUNT, COL_MINUTES, COL_FLAG };
+enum col_type { COL_TEXT, COL_COUNT, COL_MINUTES, COL_FLAG, COL_DAYS };
 
 struct column {
 	const char *key;
@@ -46,13 +46,62 @@ static const struct column referrals[] = {
     {NULL, NULL, 0},
 };
 
+/* The commissioners' report on people referred in: a row per referring
+ * organisation, per reason, and in all. */
+static const struct column intake_cols[] = {
+    {"by", "by", COL_TEXT},
+    {"name", "name", COL_TEXT},
+    {"received", "received", COL_COUNT},
+    {"contacted_in_time", "contacted_in_time", COL_COUNT},
+    {"joined", "joined", COL_COUNT},
+    {"declined", "declined", COL_COUNT},
+    {"unreachable", "unreachable", COL_COUNT},
+    {"withdrawn", "withdrawn", COL_COUNT},
+    {"median_days_to_contact", "days_to_contact", COL_DAYS},
+    {"median_days_to_first_exchange", "days_to_exchange", COL_DAYS},
+    {"active_3_months", "active_3m", COL_COUNT},
+    {"active_6_months", "active_6m", COL_COUNT},
+    {"given_minutes", "hours_given", COL_MINUTES},
+    {"received_minutes", "hours_received", COL_MINUTES},
+    {NULL, NULL, 0},
+};
+
 static const struct report reports[] = {
     {"categories", "/v1/reports/categories", categories},
     {"active", "/v1/reports/active", active},
     {"new-members", "/v1/reports/new-members", new_members},
     {"referrals", "/v1/reports/referrals", referrals},
+    {"intake", "/v1/reports/intake", intake_cols},
     {NULL, NULL, NULL},
 };
+
+/* The intake report's sections as one table: organisations, reasons, and
+ * the total, each row saying which it is. New reference. */
+static json_t *intake_rows(const json_t *body)
+{
+	json_t *rows = json_array(), *row;
+	const json_t *r;
+	size_t i;
+
+	json_array_foreach(json_object_get(body, "organisations"), i, r)
+	{
+		row = json_deep_copy(r);
+		json_object_set_new(row, "by", json_string("organisation"));
+		json_array_append_new(rows, row);
+	}
+	json_array_foreach(json_object_get(body, "reasons"), i, r)
+	{
+		row = json_deep_copy(r);
+		json_object_set_new(row, "by", json_string("reason"));
+		json_object_set(row, "name", json_object_get(r, "reason"));
+		json_array_append_new(rows, row);
+	}
+	row = json_deep_copy(json_object_get(body, "total"));
+	json_object_set_new(row, "by", json_string("total"));
+	json_object_set_new(row, "name", json_string("all referrals"));
+	json_array_append_new(rows, row);
+	return rows;
+}
 
 /* One value as a table cell: text, a count, hours, yes/no. A figure that
  * is null (suppressed by disclosure control, or a total with none to sum)
@@ -64,6 +113,12 @@ static const char *cell_text(const struct column *c, const json_t *v, int csv, c
 		return json_is_string(v) ? json_string_value(v) : "";
 	if (c->type == COL_FLAG)
 		return json_is_true(v) ? "yes" : "no";
+	if (c->type == COL_DAYS) {
+		if (!json_is_number(v))
+			return csv ? "" : "-";
+		snprintf(buf, len, "%.1f", json_number_value(v));
+		return buf;
+	}
 	if (!json_is_integer(v))
 		return csv ? "" : "*";
 	if (c->type == COL_MINUTES)
@@ -213,6 +268,21 @@ static void print_network(enum tbctl_format format, const char *bank, const json
 		network_cell(format, "moves", "moved out", json_object_get(moves, "moved_out"));
 		network_cell(format, "moves", "visiting memberships begun",
 		             json_object_get(moves, "visiting"));
+	}
+	/* People referred in by GP practices and services, by what happened
+	 * to their referral in the month. */
+	if (json_is_object(json_object_get(body, "intake"))) {
+		static const char *const steps[] = {
+		    "received",         "contacted",      "joined",           "declined",
+		    "unreachable",      "withdrawn",      "reached_3_months", "active_3_months",
+		    "reached_6_months", "active_6_months"};
+		for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+			json_t *cell =
+			    json_pack("{s:O?}", "members",
+			              json_object_get(json_object_get(body, "intake"), steps[k]));
+			network_cell(format, "intake", steps[k], cell);
+			json_decref(cell);
+		}
 	}
 	json_array_foreach(json_object_get(body, "referrals"), i, row)
 	{
@@ -588,8 +658,8 @@ done:
 int tbctl_report(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-	    {"from", "from"},   {"to", "to"},         {"month", "month"}, {"days", "days"},
-	    {"as-of", "as_of"}, {"format", "format"}, {NULL, NULL},
+	    {"from", "from"},   {"to", "to"},   {"month", "month"},   {"days", "days"},
+	    {"as-of", "as_of"}, {"org", "org"}, {"format", "format"}, {NULL, NULL},
 	};
 	const char *name = argc > 1 ? argv[1] : "";
 	const struct report *rep = reports;
@@ -606,10 +676,12 @@ int tbctl_report(const struct tbctl *t, int argc, char **argv)
 	while (rep->name != NULL && strcmp(rep->name, name) != 0)
 		rep++;
 	if (rep->name == NULL) {
-		fprintf(stderr, "tbctl: report needs categories, active, new-members, referrals "
-		                "or network\n");
+		fprintf(stderr, "tbctl: report needs categories, active, new-members, referrals, "
+		                "intake or network\n");
 		goto done;
 	}
+	if (tbctl_flag(&argc, argv, "--internal"))
+		json_object_set_new(query, "internal", json_string("true"));
 	if (tbctl_fields(argc - 1, argv + 1, fields, query, &first) == -1 || first != argc - 1)
 		goto done;
 	if (tbctl_format(t->json ? "json" : json_string_value(json_object_get(query, "format")),
@@ -641,7 +713,19 @@ int tbctl_report(const struct tbctl *t, int argc, char **argv)
 		else if (format == FORMAT_TEXT)
 			printf("%s, %s to %s\n", rep->name, tbctl_str(reply.body, "from"),
 			       tbctl_str(reply.body, "to"));
-		print_rows(format, rep->cols, json_object_get(reply.body, "rows"));
+		if (strcmp(rep->name, "intake") == 0) {
+			json_t *rows = intake_rows(reply.body);
+			if (format == FORMAT_TEXT)
+				printf("%s\n",
+				       json_is_true(json_object_get(reply.body, "disclosed"))
+				           ? "counts of 1 to 7 people are suppressed (*), others "
+				             "rounded to 5, as for the national body"
+				           : "internal: exact counts, for this bank only");
+			print_rows(format, rep->cols, rows);
+			json_decref(rows);
+		} else {
+			print_rows(format, rep->cols, json_object_get(reply.body, "rows"));
+		}
 	}
 	json_decref(reply.body);
 	rc = TBCTL_OK;

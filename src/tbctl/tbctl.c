@@ -25,6 +25,31 @@ static void usage(FILE *out)
 	    "  member suspend NUMBER | member activate NUMBER\n"
 	    "  member export NUMBER\n"
 	    "  member erase NUMBER [--force --reason R]\n"
+	    "  member update NUMBER --needs-care yes|no   extra care (confidential)\n"
+	    "safeguarding:\n"
+	    "  member check-add NUMBER --kind dbs-basic|dbs-standard|dbs-enhanced|\n"
+	    "                   dbs-enhanced-barred|pvg|other --reference R\n"
+	    "                   --checked YYYY-MM-DD --expires YYYY-MM-DD\n"
+	    "  member checks NUMBER | member checks --expiring 30d\n"
+	    "  care review                exchanges of members who need extra care, to review\n"
+	    "  care reviewed NUMBER [--up-to EXCHANGE]   a broker has reviewed them\n"
+	    "  exchange record ... --override REASON   (coordinator) help that needs a check\n"
+	    "                             the helper does not hold; contact accept too\n"
+	    "  todo [--near HOURS]        what is waiting: referrals, claims, contacts, items,\n"
+	    "                             floors, checks, members needing care, peers\n"
+	    "people referred in by GP practices and services:\n"
+	    "  intake add --org N --name NAME [--phone P] [--email E] [--address A]\n"
+	    "             --reason isolation[,low-mood,...] [--referrer \"Dr Byng\"]\n"
+	    "             [--referrer-role GP] [--referrer-contact C] [--notes N]\n"
+	    "             [--consent-contact] [--consent-outcomes] [--key KEY]\n"
+	    "             (reasons: isolation, low-mood, long-term-condition, carer,\n"
+	    "              bereavement, recently-discharged, other)\n"
+	    "  intake list [--state S] [--overdue] [--org N] [--all] | intake show ID\n"
+	    "  intake contacted|unreachable|withdrawn ID | intake joined ID [--member N]\n"
+	    "  intake declined ID --reason R | intake letter ID | intake erase ID\n"
+	    "  report intake [--from D --to D | --month M] [--org N] [--internal]\n"
+	    "                [--format text|csv|json]   counts of 1-7 suppressed unless "
+	    "--internal\n"
 	    "  org add --name NAME [--org-kind gp_practice|social_services|mental_health|\n"
 	    "                       housing|other] [...as member add]   org list [--all]\n"
 	    "exchanges:\n"
@@ -95,6 +120,7 @@ static void usage(FILE *out)
 	    "  register publish [--next-update-days N]   sign it as the next serial\n"
 	    "tokens:\n"
 	    "  token create --name NAME --role coordinator|broker|viewer\n"
+	    "  token create --name NAME --role referrer --org N   a GP system's own token\n"
 	    "  token list\n"
 	    "  token revoke NAME\n"
 	    "\n"
@@ -142,17 +168,31 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},         {"exchange", tbctl_exchange},
-	    {"claim", tbctl_claim},           {"referral", tbctl_referral},
-	    {"balance", tbctl_balance},       {"offer", tbctl_offer},
-	    {"request", tbctl_request},       {"directory", tbctl_directory},
-	    {"match", tbctl_match},           {"contact", tbctl_contact},
-	    {"history", tbctl_history},       {"audit", tbctl_audit},
-	    {"grant", tbctl_grant},           {"org", tbctl_org},
-	    {"statement", tbctl_statement},   {"statements", tbctl_statements},
-	    {"report", tbctl_report},         {"peers", tbctl_peers},
-	    {"federation", tbctl_federation}, {"network", tbctl_network},
-	    {"register", tbctl_register},     {"token", tbctl_token},
+	    {"member", tbctl_member},
+	    {"exchange", tbctl_exchange},
+	    {"claim", tbctl_claim},
+	    {"referral", tbctl_referral},
+	    {"balance", tbctl_balance},
+	    {"offer", tbctl_offer},
+	    {"request", tbctl_request},
+	    {"directory", tbctl_directory},
+	    {"match", tbctl_match},
+	    {"contact", tbctl_contact},
+	    {"history", tbctl_history},
+	    {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},
+	    {"org", tbctl_org},
+	    {"statement", tbctl_statement},
+	    {"statements", tbctl_statements},
+	    {"report", tbctl_report},
+	    {"peers", tbctl_peers},
+	    {"federation", tbctl_federation},
+	    {"network", tbctl_network},
+	    {"register", tbctl_register},
+	    {"token", tbctl_token},
+	    {"intake", tbctl_intake},
+	    {"care", tbctl_care},
+	    {"todo", tbctl_todo},
 	};
 
 	mem_install();

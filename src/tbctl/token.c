@@ -2,6 +2,7 @@
 #include "tbctl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void show_created(const json_t *t)
@@ -14,12 +15,17 @@ static void show_created(const json_t *t)
 
 static void list_header(void)
 {
-	printf("%-24s  %-12s  %s\n", "NAME", "ROLE", "CREATED");
+	printf("%-24s  %-12s  %-8s  %s\n", "NAME", "ROLE", "ORG", "CREATED");
 }
 
 static void list_row(const json_t *t)
 {
-	printf("%-24s  %-12s  %s\n", tbctl_str(t, "name"), tbctl_str(t, "role"),
+	char org[24] = "-";
+
+	if (json_is_integer(json_object_get(t, "org")))
+		snprintf(org, sizeof(org), "%lld",
+		         (long long)json_integer_value(json_object_get(t, "org")));
+	printf("%-24s  %-12s  %-8s  %s\n", tbctl_str(t, "name"), tbctl_str(t, "role"), org,
 	       tbctl_str(t, "created"));
 }
 
@@ -31,7 +37,7 @@ static void show_revoked(const json_t *t)
 int tbctl_token(const struct tbctl *t, int argc, char **argv)
 {
 	static const struct tbctl_field fields[] = {
-	    {"name", "name"}, {"role", "role"}, {NULL, NULL}};
+	    {"name", "name"}, {"role", "role"}, {"org", "org"}, {NULL, NULL}};
 	const char *sub = argc > 1 ? argv[1] : "";
 	json_t *body;
 	char path[128];
@@ -42,16 +48,22 @@ int tbctl_token(const struct tbctl *t, int argc, char **argv)
 		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 ||
 		    first != argc - 1 || json_object_get(body, "name") == NULL ||
 		    json_object_get(body, "role") == NULL) {
-			fprintf(stderr, "tbctl: token create needs --name NAME and --role ROLE\n");
+			fprintf(stderr,
+			        "tbctl: token create needs --name NAME and --role ROLE (and "
+			        "--org N for a referrer)\n");
 			json_decref(body);
 			return TBCTL_USAGE;
 		}
+		/* The organisation is a member number. */
+		if (json_object_get(body, "org") != NULL)
+			json_object_set_new(
+			    body, "org", json_integer(strtoll(tbctl_str(body, "org"), NULL, 10)));
 		rc = tbctl_call(t, "POST", "/v1/tokens", body, show_created);
 		json_decref(body);
 		return rc;
 	}
 	if (strcmp(sub, "list") == 0)
-		return tbctl_list_command(t, argc - 1, argv + 1, fields + 2, "/v1/tokens", NULL,
+		return tbctl_list_command(t, argc - 1, argv + 1, fields + 3, "/v1/tokens", NULL,
 		                          list_header, list_row);
 	if (strcmp(sub, "revoke") == 0 && argc == 3 && strchr(argv[2], '/') == NULL) {
 		snprintf(path, sizeof(path), "/v1/tokens/%.64s/revoke", argv[2]);

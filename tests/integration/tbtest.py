@@ -290,7 +290,8 @@ class Bank:
 # under a running link whatever is asked, so their writes are checked by
 # what a peer receives).
 WRITTEN = ("members", "accounts", "transfers", "xb_exchanges", "xb_claims", "dir_items",
-           "dir_contacts", "referrals")
+           "dir_contacts", "referrals", "intake", "intake_events", "safeguarding_checks",
+           "safeguarding_overrides")
 
 
 def ledger_snapshot(cluster, db):

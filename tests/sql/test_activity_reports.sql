@@ -4,7 +4,7 @@
 -- refuses anything else from it; the observer checks each report before
 -- it stores it, keeps every revision, and keeps the network's books.
 BEGIN;
-SELECT plan(30);
+SELECT plan(31);
 
 -- Three months: two closed (m2, m1) and this one (m0), whatever today is.
 SELECT to_char(current_date - interval '2 months', 'YYYY-MM') AS m2,
@@ -52,6 +52,8 @@ SELECT is(pg_temp.sent(:'m1')->'hours'->'categories',
           'counted by the shared taxonomy''s codes, people rounded, hours exact');
 SELECT is((SELECT count(*) FROM fed_outbox WHERE peer = 'westminster'), 0::bigint,
           'no other bank is sent a report');
+SELECT is(pg_temp.sent(:'m1')->'intake'->'received', '0',
+          'the report carries the month''s people referred in (none here)');
 
 -- A backdated exchange: November is revised, nothing else.
 SELECT tb_exchange_record(jsonb_build_object('payer', 1, 'earner', 2, 'minutes', 30,
@@ -122,16 +124,19 @@ SELECT pg_temp.deliver('colchester', r || jsonb_build_object('revision', 8, 'hou
            jsonb_set(r->'hours', '{categories}', (SELECT jsonb_agg(jsonb_build_object(
                'category', 'lifts', 'members', 10, 'minutes', 60)) FROM generate_series(1, 5000)))))
   FROM closed;
+SELECT pg_temp.deliver('colchester', r || jsonb_build_object('revision', 9, 'intake',
+           r->'intake' || '{"received": 3}')) FROM closed;
 SELECT results_eq($$SELECT i->>'revision', i->>'reason'
                       FROM fed_outbox o, jsonb_array_elements(o.body::jsonb->'items') i
                      WHERE o.peer = 'colchester' AND NOT (i->>'accepted')::boolean
                      ORDER BY o.seq$$,
                   $$VALUES ('2'::text, 'stale_revision'::text), ('3', 'undisclosed_count'),
                            ('4', 'negative_count'), ('5', 'undisclosed_count'),
-                           ('6', 'malformed'), ('7', 'undisclosed_count'), ('8', 'too_large')$$,
+                           ('6', 'malformed'), ('7', 'undisclosed_count'), ('8', 'too_large'),
+                           ('9', 'undisclosed_count')$$,
                   'a count of 1 to 7 people, one not rounded, hours of a suppressed cell, '
-                  'a negative figure, a full postcode or an oversized report is refused, '
-                  'with the reason');
+                  'a negative figure, a full postcode, an oversized report or 3 people '
+                  'referred in is refused, with the reason');
 -- Hostile figures meet no cast they break: each is refused, the run goes on.
 SELECT is(array_agg(pg_temp.deliver('colchester', x)->>'error'), ARRAY[NULL, NULL, NULL, NULL, NULL,
                                                                       NULL, NULL, NULL]::text[],
@@ -153,13 +158,13 @@ SELECT is(array_agg(pg_temp.deliver('colchester', x)->>'error'), ARRAY[NULL, NUL
 SELECT results_eq($$SELECT i->>'reason'
                       FROM fed_outbox o, jsonb_array_elements(o.body::jsonb->'items') i
                      WHERE o.peer = 'colchester' AND NOT (i->>'accepted')::boolean
-                     ORDER BY o.seq OFFSET 7$$,
+                     ORDER BY o.seq OFFSET 8$$,
                   $$VALUES ('malformed'::text), ('malformed'), ('malformed'), ('malformed'),
                            ('unknown_bank'), ('malformed'), ('undisclosed_count'), ('malformed')$$,
                   'with the reason for each');
 SELECT is((SELECT count(*) FROM network_reports), 1::bigint, 'and none of them is stored');
 SELECT is((SELECT count(*) FROM fed_inbox WHERE peer = 'colchester' AND envelope = ''
-              AND body = '{"kind": "activity_report", "refused": "undisclosed_count"}'), 4::bigint,
+              AND body = '{"kind": "activity_report", "refused": "undisclosed_count"}'), 5::bigint,
           'a refused report is kept as its hash only');
 
 -- The books: Cheshire reports its position with Colchester.

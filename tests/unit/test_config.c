@@ -34,7 +34,13 @@ static const char *good = "[bank]\n"
                           "\n"
                           "[referrals]\n"
                           "accept_negative = yes\n"
-                          "expire_days = 14\n";
+                          "expire_days = 14\n"
+                          "\n"
+                          "[intake]\n"
+                          "overdue_days = 10\n"
+                          "\n"
+                          "[safeguarding]\n"
+                          "check_required = personal-care, childcare\n";
 
 static int has_problem(const struct config_problems *p, int line, const char *part)
 {
@@ -67,7 +73,25 @@ static void test_config_parses_a_good_file(void **state)
 	assert_false(cfg->dir_review);
 	assert_true(cfg->referral_accept_negative);
 	assert_int_equal(cfg->referral_expire_days, 14);
+	assert_int_equal(cfg->intake_overdue_days, 10);
+	assert_int_equal(cfg->ncheck_required, 2);
+	assert_string_equal(cfg->check_required[0], "personal-care");
+	assert_string_equal(cfg->check_required[1], "childcare");
 	config_free(cfg);
+}
+
+static void test_config_refuses_a_category_that_is_not_one(void **state)
+{
+	struct config_problems probs;
+	struct config *cfg = config_parse("[bank]\nid = westminster\nname = W\n"
+	                                  "[database]\nconninfo = managed\n"
+	                                  "[admin]\nlisten = 127.0.0.1:0\ntokens = t\n"
+	                                  "[safeguarding]\ncheck_required = Personal Care!\n",
+	                                  NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 0, "check_required in [safeguarding]"));
 }
 
 static void test_config_defaults_floor_and_maximum(void **state)
@@ -85,9 +109,11 @@ static void test_config_defaults_floor_and_maximum(void **state)
 	assert_int_equal(cfg->default_floor, -600);
 	assert_int_equal(cfg->max_exchange, 24 * 60);
 	assert_int_equal(cfg->db_pool, 4);
-	assert_true(cfg->dir_review); /* shared items wait for a broker */
+	assert_true(cfg->dir_review);                /* shared items wait for a broker */
 	assert_false(cfg->referral_accept_negative); /* no member arrives owing unless asked */
 	assert_int_equal(cfg->referral_expire_days, 30);
+	assert_int_equal(cfg->intake_overdue_days, 14);
+	assert_int_equal(cfg->ncheck_required, 0); /* no category needs a check unless named */
 	config_free(cfg);
 }
 
@@ -272,6 +298,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_config_parses_a_good_file),
+	    cmocka_unit_test(test_config_refuses_a_category_that_is_not_one),
 	    cmocka_unit_test(test_config_defaults_floor_and_maximum),
 	    cmocka_unit_test(test_config_reports_each_problem_with_its_line),
 	    cmocka_unit_test(test_config_reports_a_key_set_twice),

@@ -213,7 +213,10 @@ static void test_a_report_keeps_suppressed_apart_from_zero(void **state)
 	    "0}, \"peers\": [], \"categories\": [{\"category\": \"lifts\", \"members\": 10, "
 	    "\"minutes\": 765}], \"areas\": []}, \"referrals\": [], \"clearing\": [{\"bank\": "
 	    "\"westminster\", \"position_minutes\": -45, \"in_flight\": 0, \"applied_seq\": 3, "
-	    "\"acked_seq\": 4}], \"moves\": null}";
+	    "\"acked_seq\": 4}], \"moves\": null, \"intake\": {\"received\": 10, \"contacted\": "
+	    "null, \"joined\": 0, \"declined\": null, \"unreachable\": 0, \"withdrawn\": 0, "
+	    "\"reached_3_months\": null, \"active_3_months\": null, \"reached_6_months\": 0, "
+	    "\"active_6_months\": 0}}";
 	json_t *in = json_loads(text, 0, NULL), *out, *bad;
 	ProtobufCMessage *m = env_msg_from_json(in, &timebank__v1__activity_report__descriptor);
 	uint8_t buf[2048];

@@ -491,6 +491,135 @@ static void test_req_register_checks_a_bank_and_a_rotation(void **state)
 	assert_null(register_error(text, 1));
 }
 
+/* Runs a validator on text; its error code, or NULL when it accepts. */
+static const char *intake_error(json_t *(*check)(const json_t *, struct req_error *),
+                                const char *text)
+{
+	static struct req_error err;
+	json_t *body = parse(text), *out = check(body, &err);
+
+	json_decref(body);
+	if (out != NULL) {
+		json_decref(out);
+		return NULL;
+	}
+	return err.code;
+}
+
+static void test_req_intake_reads_reasons_and_consents(void **state)
+{
+	struct req_error err;
+	json_t *body = parse("{\"org\": \"1\", \"name\": \"Edna Clarke\", "
+	                     "\"reasons\": \"bereavement, isolation\", \"consent_contact\": true}");
+	json_t *out = req_intake(body, &err);
+
+	(void)state;
+	assert_non_null(out);
+	assert_int_equal(json_integer_value(json_object_get(out, "org")), 1);
+	/* In the list's order, whatever order they came in. */
+	assert_string_equal(json_string_value(json_array_get(json_object_get(out, "reasons"), 0)),
+	                    "isolation");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(out, "reasons"), 1)),
+	                    "bereavement");
+	assert_true(json_is_true(json_object_get(out, "consent_contact")));
+	assert_true(json_is_false(json_object_get(out, "consent_outcomes")));
+	json_decref(out);
+	json_decref(body);
+}
+
+static void test_req_intake_refuses_what_is_not_a_referral(void **state)
+{
+	(void)state;
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"A\", \"reasons\": [\"sad\"]}"),
+	                    "invalid_reason");
+	assert_string_equal(
+	    intake_error(req_intake, "{\"name\": \"A\", \"reasons\": [\"carer\", \"carer\"]}"),
+	    "invalid_reason");
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"A\", \"reasons\": []}"),
+	                    "invalid_reason");
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"A\"}"), "invalid_reason");
+	assert_string_equal(intake_error(req_intake, "{\"reasons\": \"carer\"}"), "invalid_field");
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"\", \"reasons\": \"carer\"}"),
+	                    "invalid_field");
+	assert_string_equal(
+	    intake_error(req_intake, "{\"name\": \"A\", \"reasons\": \"carer\", \"org\": 0}"),
+	    "invalid_member_number");
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"A\", \"reasons\": \"carer\", "
+	                                             "\"consent_outcomes\": \"yes\"}"),
+	                    "invalid_consent");
+	assert_string_equal(intake_error(req_intake, "{\"name\": \"A\", \"reasons\": \"carer\", "
+	                                             "\"nhs_number\": \"485 777 3456\"}"),
+	                    "unknown_field");
+	assert_string_equal(
+	    intake_error(req_intake, "{\"name\": \"A\\u001b[2J\", \"reasons\": \"carer\"}"),
+	    "invalid_field");
+}
+
+static void test_req_intake_move_needs_a_declined_reason(void **state)
+{
+	struct req_error err;
+	json_t *none = req_intake_move(NULL, "declined", &err);
+	json_t *body = parse("{\"member\": 12}");
+	json_t *joined = req_intake_move(body, "joined", &err);
+	json_t *contacted = req_intake_move(body, "contacted", &err);
+
+	(void)state;
+	assert_null(none);
+	assert_non_null(joined);
+	assert_int_equal(json_integer_value(json_object_get(joined, "member")), 12);
+	assert_null(contacted);
+	assert_string_equal(err.code, "unknown_field");
+	json_decref(joined);
+	json_decref(body);
+}
+
+static json_t *check_of(const json_t *body, struct req_error *err)
+{
+	return req_check(body, err);
+}
+
+static void test_req_check_knows_its_kinds_and_dates(void **state)
+{
+	(void)state;
+	assert_null(intake_error(check_of, "{\"kind\": \"dbs-enhanced\", \"reference\": \"0012\", "
+	                                   "\"checked_on\": \"2026-01-10\", "
+	                                   "\"expires_on\": \"2029-01-10\"}"));
+	assert_string_equal(intake_error(check_of, "{\"kind\": \"dbs\", \"reference\": \"1\", "
+	                                           "\"checked_on\": \"2026-01-10\", "
+	                                           "\"expires_on\": \"2029-01-10\"}"),
+	                    "invalid_kind");
+	/* A check is recorded from its certificate, and has a day to renew it. */
+	assert_string_equal(intake_error(check_of,
+	                                 "{\"kind\": \"other\", \"checked_on\": "
+	                                 "\"2026-01-10\", \"expires_on\": \"2029-01-10\"}"),
+	                    "invalid_field");
+	assert_string_equal(intake_error(check_of, "{\"kind\": \"pvg\", \"reference\": \"1\", "
+	                                           "\"checked_on\": \"2026-01-10\"}"),
+	                    "invalid_date");
+	assert_string_equal(intake_error(check_of, "{\"kind\": \"pvg\", \"reference\": \"1\", "
+	                                           "\"checked_on\": \"2026-02-30\", "
+	                                           "\"expires_on\": \"2029-01-10\"}"),
+	                    "invalid_date");
+}
+
+static void test_req_exchange_takes_an_override_for_its_own_member_only(void **state)
+{
+	(void)state;
+	assert_null(exchange_error("{\"payer\": 1, \"earner\": 2, \"hours\": 1, \"category\": "
+	                           "\"personal-care\", \"safeguarding_override\": \"renewing\"}",
+	                           1440));
+	assert_string_equal(exchange_error("{\"payer\": 1, \"earner\": 2, \"hours\": 1, "
+	                                   "\"category\": \"childcare\", "
+	                                   "\"safeguarding_override\": \"\"}",
+	                                   1440),
+	                    "invalid_field");
+	assert_string_equal(exchange_error("{\"payer\": 1, \"earner\": \"westminster:2\", "
+	                                   "\"hours\": 1, \"category\": \"childcare\", "
+	                                   "\"safeguarding_override\": \"known to us\"}",
+	                                   1440),
+	                    "invalid_field");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +641,11 @@ int main(void)
 	    cmocka_unit_test(test_req_dir_approve_takes_the_version_read),
 	    cmocka_unit_test(test_req_referral_shares_only_what_is_named),
 	    cmocka_unit_test(test_req_referral_refuses_what_the_member_did_not_agree_to),
+	    cmocka_unit_test(test_req_intake_reads_reasons_and_consents),
+	    cmocka_unit_test(test_req_intake_refuses_what_is_not_a_referral),
+	    cmocka_unit_test(test_req_intake_move_needs_a_declined_reason),
+	    cmocka_unit_test(test_req_check_knows_its_kinds_and_dates),
+	    cmocka_unit_test(test_req_exchange_takes_an_override_for_its_own_member_only),
 	};
 	return cmocka_run_group_tests_name("req", tests, NULL, NULL);
 }
