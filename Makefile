@@ -43,7 +43,7 @@ SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel
 # the outside (the database, HTTP, the managed cluster), and src/api and
 # src/fed are the daemon's two halves, which know nothing of each other.
 # daemon/main.c wires them. src/tbctl is the command-line client.
-CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c req_intake.c dir_text.c auth.c crypto.c \
+CORE := $(addprefix src/core/,mem.c hours.c config.c log.c req.c req_intake.c dir_text.c auth.c users.c crypto.c \
 	frame.c envelope.c) src/io/http.c src/io/gate.c
 DAEMON_SRC := daemon/main.c src/core/failpoint.c $(addprefix src/io/,db.c pgm.c schema.c) \
 	$(wildcard src/api/*.c) $(wildcard src/fed/*.c)

@@ -60,6 +60,8 @@ static struct api_limits limits_of(const struct config *cfg)
 	    .suppress_below = cfg->suppress_below,
 	    .round_to = cfg->round_to,
 	    .observer = cfg->fed_role != NULL && strcmp(cfg->fed_role, "observer") == 0,
+	    .session_idle = cfg->session_idle_minutes * 60,
+	    .session_max = cfg->session_hours * 3600,
 	};
 	return l;
 }

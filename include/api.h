@@ -28,6 +28,8 @@ struct api_limits {
 	int suppress_below;       /* reports: counts of people under this are suppressed, */
 	int round_to;             /* and the others rounded to a multiple of this */
 	int observer;             /* the national body: /metrics shows the network */
+	int session_idle;         /* seconds a console session may go unused */
+	int session_max;          /* seconds a console session lasts at most */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

@@ -69,6 +69,16 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 enum auth_result auth_revoke(const char *path, const char *name, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* slen hex digits of s, exactly 2 * n, into out[0..n); 0 or -1. */
+int auth_unhex(const char *s, size_t slen, unsigned char *out, size_t n)
+    __attribute__((warn_unused_result));
+/* 1 if s is a token or account name: 1-63 of letters, digits, . _ @ -. */
+int auth_valid_name(const char *s);
+/* Writes text to path through a temporary file renamed into place (mode
+ * 0600), so a crash leaves the old file or the new one; 0, or -1 with err. */
+int auth_replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 const char *auth_role_name(enum auth_role role);
 int auth_role_parse(const char *name, enum auth_role *role) __attribute__((warn_unused_result));
 

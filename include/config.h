@@ -69,6 +69,8 @@ struct config {
 	int referral_accept_negative; /* [referrals] accept_negative: a member may arrive owing */
 	int referral_expire_days;     /* [referrals] expire_days: an undecided referral expires */
 	int intake_overdue_days;      /* [intake] overdue_days: a referral not yet contacted */
+	int session_idle_minutes;     /* [admin]: a console session unused this long ends */
+	int session_hours;            /* [admin]: and any session after this long */
 	/* [safeguarding] check_required: the categories whose helper needs a
 	 * valid safeguarding check, as written and as a list. */
 	char *check_required_text;

@@ -86,6 +86,8 @@ const char *http_req_method(const struct http_req *r);
 const char *http_req_target(const struct http_req *r);
 /* The value of a request header (any case), or NULL. */
 const char *http_req_header(const struct http_req *r, const char *name);
+/* The client's address, "HOST:PORT" ("[V6]:PORT"), valid until the reply. */
+const char *http_req_source(const struct http_req *r);
 /* The body (len 0 when there is none); valid until the reply. */
 const char *http_req_body(const struct http_req *r, size_t *len);
 

@@ -131,6 +131,7 @@ int tbctl_member_check_add(const struct tbctl *t, int argc, char **argv)
     __attribute__((warn_unused_result));
 int tbctl_care(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_todo(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_user(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 
 /* Output formats for statements and reports. */
 enum tbctl_format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };

@@ -154,11 +154,16 @@ static const struct auth_token *bearer(const struct api *api, const char *header
 	return auth_check(api->auth, header + 7);
 }
 
-/* 0 with r->role and r->actor set, or -1 after answering 401. */
+/* 0 with r->role and r->actor set, or -1 after answering 401. A request
+ * with no Authorization header may be a console session's (its cookie). */
 static int authenticate(struct api_req *r)
 {
-	const struct auth_token *t = bearer(r->api, http_req_header(r->req, "Authorization"));
+	const char *header = http_req_header(r->req, "Authorization");
+	const struct auth_token *t = bearer(r->api, header);
+	int session;
 
+	if (header == NULL && (session = api_session_auth(r)) != 0)
+		return session == 1 ? 0 : -1;
 	if (t == NULL) {
 		api_reply_error(r, 401, "unauthorized", "a valid bearer token is required");
 		return -1;
@@ -224,9 +229,9 @@ static void route(struct api_req *r, const char *path)
 			api_reply_error(r, 404, "not_found", "no such endpoint: %s", path);
 		return;
 	}
-	if (authenticate(r) == -1)
+	if (rt->role != 0 && authenticate(r) == -1)
 		return;
-	if (r->role == ROLE_REFERRER ? !rt->referrer : r->role < rt->role) {
+	if (rt->role != 0 && (r->role == ROLE_REFERRER ? !rt->referrer : r->role < rt->role)) {
 		api_reply_error(r, 403, "forbidden", "this needs a %s token; yours is %s",
 		                auth_role_name(rt->role), auth_role_name(r->role));
 		return;
@@ -277,9 +282,20 @@ static void on_request(struct http_req *req, void *arg)
 
 /* A request with a body and no valid token is refused before its body is
  * read: a stranger cannot make the daemon take in a megabyte to say 401. */
+/* The writes that need no token, whose bodies are small: signing in, and
+ * setting a password with a setup code. */
+static int public_write(const struct http_head *h)
+{
+	return h->content_length <= 4096 && strcmp(h->method, "POST") == 0 &&
+	       (strcmp(h->target, "/v1/session") == 0 || strcmp(h->target, "/v1/users/setup") == 0);
+}
+
 static int check_head(const struct http_head *h, void *arg, const char **code, const char **message)
 {
-	if (h->content_length <= 0 || bearer(arg, http_head_header(h, "Authorization")) != NULL)
+	struct api *api = arg;
+
+	if (h->content_length <= 0 || bearer(api, http_head_header(h, "Authorization")) != NULL ||
+	    public_write(h) || api_session_known(api->sessions, http_head_header(h, "Cookie")))
 		return 0;
 	*code = "unauthorized";
 	*message = "a valid bearer token is required";
@@ -306,6 +322,8 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->bank_id = xstrdup(bank_id);
 	api->bank_name = xstrdup(bank_name);
 	api->token_file = xstrdup(token_file);
+	api->users_file = xasprintf("%s.users", token_file);
+	api->sessions = api_sessions_new();
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;
@@ -358,6 +376,8 @@ void api_free(struct api *api)
 	free(api->bank_id);
 	free(api->bank_name);
 	free(api->token_file);
+	free(api->users_file);
+	api_sessions_free(api->sessions);
 	free(api->network_metrics);
 	crypto_key_free(api->register_key);
 	free(api->crl_path);
@@ -370,6 +390,8 @@ void api_reload(struct api *api, struct auth *auth, const char *token_file,
 	api_set_auth(api, auth);
 	free(api->token_file);
 	api->token_file = xstrdup(token_file);
+	free(api->users_file);
+	api->users_file = xasprintf("%s.users", token_file);
 	api->limits = *limits;
 	http_server_set_max_body(api->http, hard_body_cap(limits));
 }

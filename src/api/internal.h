@@ -21,6 +21,7 @@
 #define API_I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
 struct api_batch;
+struct api_sessions;
 
 /* The API's state: api.c makes and frees it; the other files read it. */
 struct api {
@@ -28,6 +29,8 @@ struct api {
 	char *bank_id;
 	char *bank_name;
 	char *token_file;
+	char *users_file; /* the console's accounts: TOKEN_FILE.users */
+	struct api_sessions *sessions;
 	struct api_link link; /* the federation link, when there is one */
 	struct http_server *http;
 	struct db *db;
@@ -59,6 +62,7 @@ struct api_req {
 	char actor[AUTH_NAME_MAX]; /* the token's name, recorded by writes */
 	int64_t id;                /* '#' in the path: a number or id */
 	char name[AUTH_NAME_MAX];  /* '*' in the path: a token name */
+	char csrf[65];             /* a console session's CSRF token; "" for a bearer token */
 	struct evkeyvalq query;
 	json_t *body;                /* parsed JSON body, or NULL */
 	const char *failpoint_after; /* a crash-test step once the ledger answered */
@@ -72,9 +76,9 @@ struct api_req {
 
 struct api_route {
 	const char *method;
-	const char *path; /* "/v1/members/#": '#' matches a number, '*' a name */
-	enum auth_role role;
-	int needs_body; /* 1: a JSON body; API_BODY_OPTIONAL: one when sent */
+	const char *path;    /* "/v1/members/#": '#' matches a number, '*' a name */
+	enum auth_role role; /* 0: no token or session needed */
+	int needs_body;      /* 1: a JSON body; API_BODY_OPTIONAL: one when sent */
 	void (*handle)(struct api_req *r);
 	int referrer; /* a referrer's token may call it too, for its organisation */
 };
@@ -141,6 +145,24 @@ void api_contact_get(struct api_req *r);
 void api_contact_accept(struct api_req *r);
 void api_contact_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
+/* session.c: the console's accounts and sessions. */
+struct api_sessions *api_sessions_new(void);
+void api_sessions_free(struct api_sessions *s); /* accepts NULL */
+/* Authenticates r by its session cookie: 1 with r->role and r->actor set,
+ * 0 when it has none, -1 after answering (ended, or a write without its
+ * CSRF token). */
+int api_session_auth(struct api_req *r) __attribute__((warn_unused_result));
+/* 1 if a Cookie header (may be NULL) names a session there is: whose
+ * request's body may be read before it is authenticated. */
+int api_session_known(struct api_sessions *s, const char *cookies);
+void api_session_start(struct api_req *r);
+void api_session_get(struct api_req *r);
+void api_session_end(struct api_req *r);
+void api_user_add(struct api_req *r);
+void api_user_list(struct api_req *r);
+void api_user_reset(struct api_req *r);
+void api_user_remove(struct api_req *r);
+void api_user_setup(struct api_req *r);
 void api_intake_add(struct api_req *r);
 void api_intake_list(struct api_req *r);
 void api_intake_get(struct api_req *r);
@@ -195,6 +217,8 @@ void api_req_free(struct api_req *r);
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void api_reply_text(struct api_req *r, int status, const char *json_text);
+/* api_reply_text with more header lines ("Name: value\r\n" each, or ""). */
+void api_reply_with(struct api_req *r, int status, const char *headers, const char *json_text);
 
 /* Runs one ledger SQL statement returning a single jsonb value and answers
  * with it (status r->ok_status), or with the mapped error. Takes r. */

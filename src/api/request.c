@@ -135,19 +135,25 @@ void api_req_free(struct api_req *r)
 	}
 }
 
-void api_reply_text(struct api_req *r, int status, const char *json_text)
+void api_reply_with(struct api_req *r, int status, const char *headers, const char *json_text)
 {
 	struct iovec body[2] = {{(void *)json_text, strlen(json_text)}, {"\n", 1}};
+	char head[512];
 
-	http_reply(r->req, status,
-	           status == 503 ? "Content-Type: application/json\r\nRetry-After: 1\r\n"
-	           : status == 401
-	               ? "Content-Type: application/json\r\nWWW-Authenticate: Bearer\r\n"
-	               : "Content-Type: application/json\r\n",
-	           body, 2);
+	snprintf(head, sizeof(head), "Content-Type: application/json\r\n%s%s",
+	         status == 503   ? "Retry-After: 1\r\n"
+	         : status == 401 ? "WWW-Authenticate: Bearer\r\n"
+	                         : "",
+	         headers);
+	http_reply(r->req, status, head, body, 2);
 	if (status / 100 < 6)
 		r->api->by_class[status / 100]++;
 	api_req_free(r);
+}
+
+void api_reply_text(struct api_req *r, int status, const char *json_text)
+{
+	api_reply_with(r, status, "", json_text);
 }
 
 void api_reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)

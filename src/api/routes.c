@@ -425,5 +425,13 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/care-review", ROLE_BROKER, 0, api_care_review, 0},
     {"POST", "/v1/members/#/care-reviewed", ROLE_BROKER, API_BODY_OPTIONAL, api_care_reviewed, 0},
     {"GET", "/v1/todo", ROLE_BROKER, 0, api_todo, 0},
+    {"POST", "/v1/session", 0, 1, api_session_start, 0},
+    {"GET", "/v1/session", ROLE_REFERRER, 0, api_session_get, 1},
+    {"DELETE", "/v1/session", 0, 0, api_session_end, 0},
+    {"POST", "/v1/users/setup", 0, 1, api_user_setup, 0},
+    {"GET", "/v1/users", ROLE_COORDINATOR, 0, api_user_list, 0},
+    {"POST", "/v1/users", ROLE_COORDINATOR, 1, api_user_add, 0},
+    {"POST", "/v1/users/*/reset", ROLE_COORDINATOR, 0, api_user_reset, 0},
+    {"POST", "/v1/users/*/remove", ROLE_COORDINATOR, 0, api_user_remove, 0},
     {NULL, NULL, 0, 0, NULL, 0},
 };

@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "users.h"
 
 #include <stdlib.h>
 #include <openssl/crypto.h>
@@ -94,8 +95,16 @@ static void token_make(struct api_req *r, long long org)
 	const char *role_name = json_string_value(json_object_get(r->body, "role"));
 	char token[AUTH_TOKEN_LEN + 1], err[512];
 	enum auth_role role = ROLE_VIEWER;
+	struct users_account user;
 	json_t *answer;
 
+	/* Tokens and the console's accounts record writes by name: one each. */
+	if (users_find(r->api->users_file, name, &user) == 1) {
+		OPENSSL_cleanse(&user, sizeof(user));
+		api_reply_error(r, 409, "duplicate_token_name", "%s is already the name of a user",
+		                name);
+		return;
+	}
 	if (auth_role_parse(role_name, &role) == -1 ||
 	    token_result(
 	        r, auth_add_token(api_token_file(r->api), name, role, org, token, err, sizeof(err)),

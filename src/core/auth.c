@@ -59,7 +59,7 @@ int auth_role_parse(const char *name, enum auth_role *role)
 	return -1;
 }
 
-static int valid_name(const char *s)
+int auth_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -71,8 +71,10 @@ static int valid_name(const char *s)
 	return 1;
 }
 
-static int unhex(const char *s, unsigned char *out, size_t n)
+int auth_unhex(const char *s, size_t slen, unsigned char *out, size_t n)
 {
+	if (slen != 2 * n)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		unsigned int v;
 		if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
@@ -80,7 +82,7 @@ static int unhex(const char *s, unsigned char *out, size_t n)
 			return -1;
 		out[i] = (unsigned char)v;
 	}
-	return s[2 * n] == '\0' ? 0 : -1;
+	return 0;
 }
 
 /* org=N: a member number, 1 to 999999999; 0 when malformed. */
@@ -116,9 +118,9 @@ static int parse_line(char *line, struct auth_token *t)
 		created = strtok_r(NULL, " \t", &save);
 	}
 	extra = strtok_r(NULL, " \t", &save);
-	if (role == NULL || hash == NULL || extra != NULL || !valid_name(name) ||
+	if (role == NULL || hash == NULL || extra != NULL || !auth_valid_name(name) ||
 	    auth_role_parse(role, &t->role) == -1 || strncmp(hash, "sha256:", 7) != 0 ||
-	    unhex(hash + 7, t->hash, 32) == -1 ||
+	    auth_unhex(hash + 7, strlen(hash + 7), t->hash, 32) == -1 ||
 	    (created != NULL && (strncmp(created, "created=", 8) != 0 || strlen(created) > 39)) ||
 	    (t->role == ROLE_REFERRER) != (t->org != 0))
 		return -1;
@@ -248,7 +250,7 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 	struct tm tm;
 	int fd, n, taken;
 
-	if (!valid_name(name)) {
+	if (!auth_valid_name(name)) {
 		snprintf(err, errlen, "token name must be 1-63 letters, digits or . _ @ -");
 		return AUTH_BAD_NAME;
 	}
@@ -296,7 +298,7 @@ enum auth_result auth_add_token(const char *path, const char *name, enum auth_ro
 
 /* Writes lines to path through a temporary file renamed into place, so a
  * crash leaves either the old file or the new one. */
-static int replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
+int auth_replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
 {
 	char tmp[4096];
 	int fd, ok;
@@ -352,7 +354,7 @@ enum auth_result auth_revoke(const char *path, const char *name, char *err, size
 	} else if (revoking_coordinator && coordinators_left == 0) {
 		snprintf(err, errlen, "%s is the last coordinator token; make another first", name);
 		rc = AUTH_LAST_COORDINATOR;
-	} else if (replace_file(path, kept, kept_len, err, errlen) == -1) {
+	} else if (auth_replace_file(path, kept, kept_len, err, errlen) == -1) {
 		rc = AUTH_FAILED;
 	}
 	free(kept);

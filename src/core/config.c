@@ -43,6 +43,8 @@ static const struct key keys[] = {
     {"admin", "max_body", KT_INT, OFF(max_body), 0, 1024, 16 * 1024 * 1024},
     {"admin", "max_connections", KT_INT, OFF(admin_conns), 0, 1, 65536},
     {"admin", "max_connections_per_source", KT_INT, OFF(admin_conns_per_source), 0, 1, 65536},
+    {"admin", "session_idle_minutes", KT_INT, OFF(session_idle_minutes), 0, 1, 24 * 60},
+    {"admin", "session_hours", KT_INT, OFF(session_hours), 0, 1, 7 * 24},
     {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
@@ -359,6 +361,8 @@ static void set_defaults(struct config *cfg)
 	cfg->dir_review = 1;
 	cfg->referral_expire_days = 30;
 	cfg->intake_overdue_days = 14;
+	cfg->session_idle_minutes = 30;
+	cfg->session_hours = 12;
 }
 
 /* A category as exchanges are recorded with it: 1 to 40 of a-z, 0-9, '-'. */

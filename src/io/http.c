@@ -228,6 +228,7 @@ struct http_conn {
 	int dead;        /* to be freed once process() returns */
 	int read_paused; /* read ahead is full until the request is answered */
 	int ticket;      /* its place at the gate */
+	char source[64]; /* the client's address, as the gate saw it */
 	struct http_conn *prev, *next;
 };
 
@@ -674,7 +675,7 @@ static void on_accept(evutil_socket_t fd, int ticket, const char *addr, void *ar
 	struct http_conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
-	(void)addr;
+	snprintf(c->source, sizeof(c->source), "%s", addr != NULL ? addr : "");
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->srv = s;
 	c->fd = fd;
@@ -786,6 +787,11 @@ const char *http_req_target(const struct http_req *r)
 const char *http_req_header(const struct http_req *r, const char *name)
 {
 	return http_head_header(&r->head, name);
+}
+
+const char *http_req_source(const struct http_req *r)
+{
+	return r->conn->source;
 }
 
 const char *http_req_body(const struct http_req *r, size_t *len)

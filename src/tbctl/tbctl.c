@@ -121,6 +121,11 @@ static void usage(FILE *out)
 	    "tokens:\n"
 	    "  token create --name NAME --role coordinator|broker|viewer\n"
 	    "  token create --name NAME --role referrer --org N   a GP system's own token\n"
+	    "accounts for people (the console):\n"
+	    "  user add --name NAME --role coordinator|broker|viewer|referrer [--org N]\n"
+	    "                             prints a one-time setup code\n"
+	    "  user setup NAME --code CODE   sets the password, read from standard input\n"
+	    "  user list | user reset NAME | user remove NAME\n"
 	    "  token list\n"
 	    "  token revoke NAME\n"
 	    "\n"
@@ -193,6 +198,7 @@ int main(int argc, char **argv)
 	    {"intake", tbctl_intake},
 	    {"care", tbctl_care},
 	    {"todo", tbctl_todo},
+	    {"user", tbctl_user},
 	};
 
 	mem_install();

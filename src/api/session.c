@@ -1,0 +1,488 @@
+/* The console's accounts and sessions. People sign in with a password
+ * (users.h); a session is a random cookie (HttpOnly, SameSite=Strict) with
+ * a CSRF token that every write made with it must carry. Failed sign-ins
+ * are slowed per account (locked a while after a few) and per address.
+ * Sessions live in memory: a restart signs everyone out. Coordinators make
+ * and remove accounts; each account sets its password once with a one-time
+ * setup code. */
+#include "internal.h"
+
+#include "crypto.h"
+#include "http.h"
+#include "log.h"
+#include "mem.h"
+#include "users.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSIONS_MAX 1024
+#define FAILS_MAX 1024
+#define ACCOUNT_FAILS 5    /* failed sign-ins before an account is locked, */
+#define LOCK_SECONDS 900   /* for this long */
+#define ADDRESS_FAILS 20   /* failed sign-ins from one address, */
+#define ADDRESS_WINDOW 900 /* in this long, before it is slowed too */
+#define COOKIE "tb_session"
+
+struct session {
+	int used;
+	unsigned char id_hash[32]; /* of the cookie's value: the value itself is not kept */
+	char csrf[65];
+	char user[AUTH_NAME_MAX];
+	enum auth_role role;
+	long long org;
+	time_t created, seen;
+};
+
+struct fail {
+	char key[80]; /* an account's name, or an address */
+	int count;
+	time_t first, locked_until;
+};
+
+struct api_sessions {
+	struct session s[SESSIONS_MAX];
+	struct fail accounts[FAILS_MAX], addresses[FAILS_MAX];
+};
+
+struct api_sessions *api_sessions_new(void)
+{
+	return xcalloc(1, sizeof(struct api_sessions));
+}
+
+void api_sessions_free(struct api_sessions *s)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+}
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", in[i]);
+}
+
+/* The value of the session cookie in a Cookie header, into out (65 bytes);
+ * 0, or -1 when there is none of the right shape. */
+static int cookie_value(const char *header, char *out)
+{
+	const char *p = header;
+	size_t n;
+
+	while (p != NULL && *p != '\0') {
+		while (*p == ' ' || *p == ';')
+			p++;
+		if (strncmp(p, COOKIE "=", sizeof(COOKIE)) == 0) {
+			p += sizeof(COOKIE);
+			n = strcspn(p, "; ");
+			if (n != 64)
+				return -1;
+			memcpy(out, p, 64);
+			out[64] = '\0';
+			return 0;
+		}
+		p = strchr(p, ';');
+	}
+	return -1;
+}
+
+static struct session *find_session(struct api_sessions *s, const char *value)
+{
+	unsigned char h[32];
+	struct session *found = NULL;
+
+	crypto_sha256((const uint8_t *)value, strlen(value), h);
+	for (int i = 0; i < SESSIONS_MAX; i++)
+		if (s->s[i].used && CRYPTO_memcmp(s->s[i].id_hash, h, 32) == 0)
+			found = &s->s[i];
+	return found;
+}
+
+int api_session_known(struct api_sessions *s, const char *cookies)
+{
+	char value[65];
+	int known;
+
+	if (cookies == NULL || cookie_value(cookies, value) == -1)
+		return 0;
+	known = find_session(s, value) != NULL;
+	OPENSSL_cleanse(value, sizeof(value));
+	return known;
+}
+
+int api_session_auth(struct api_req *r)
+{
+	const char *cookies = http_req_header(r->req, "Cookie");
+	const char *method = http_req_method(r->req);
+	const struct api_limits *lim = api_limits(r->api);
+	const char *csrf = http_req_header(r->req, "X-CSRF-Token");
+	time_t now = time(NULL);
+	char value[65];
+	struct session *se;
+
+	if (cookies == NULL || cookie_value(cookies, value) == -1)
+		return 0;
+	se = find_session(r->api->sessions, value);
+	OPENSSL_cleanse(value, sizeof(value));
+	if (se != NULL &&
+	    (now - se->seen > lim->session_idle || now - se->created > lim->session_max)) {
+		OPENSSL_cleanse(se, sizeof(*se));
+		se = NULL;
+	}
+	if (se == NULL) {
+		api_reply_error(r, 401, "session_expired", "the session has ended; sign in again");
+		return -1;
+	}
+	/* A write made with the cookie carries the session's own token: a
+	 * page of another site cannot read it, so cannot send it. */
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	    (csrf == NULL || strlen(csrf) != 64 || CRYPTO_memcmp(csrf, se->csrf, 64) != 0)) {
+		api_reply_error(r, 403, "csrf_failed",
+		                "a write from the console needs its X-CSRF-Token header");
+		return -1;
+	}
+	se->seen = now;
+	r->role = se->role;
+	r->org = se->org;
+	snprintf(r->actor, sizeof(r->actor), "%s", se->user);
+	snprintf(r->csrf, sizeof(r->csrf), "%s", se->csrf);
+	return 1;
+}
+
+/* The entry for key in table (made, or the oldest reused, when absent). */
+static struct fail *fail_of(struct fail *table, const char *key, time_t now, int make)
+{
+	struct fail *oldest = &table[0];
+
+	for (int i = 0; i < FAILS_MAX; i++) {
+		if ((table[i].count > 0 || table[i].locked_until != 0) &&
+		    strcmp(table[i].key, key) == 0)
+			return &table[i];
+		if (table[i].first < oldest->first)
+			oldest = &table[i];
+	}
+	if (!make)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	snprintf(oldest->key, sizeof(oldest->key), "%s", key);
+	oldest->first = now;
+	return oldest;
+}
+
+/* The host part of a "HOST:PORT" or "[V6]:PORT" source. */
+static void host_of(const char *source, char *out, size_t len)
+{
+	const char *colon = strrchr(source, ':');
+	size_t n = colon != NULL ? (size_t)(colon - source) : strlen(source);
+
+	snprintf(out, len, "%.*s", (int)n, source);
+}
+
+static void reply_json(struct api_req *r, int status, const char *headers, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	api_reply_with(r, status, headers, text);
+	free(text);
+	json_decref(j);
+}
+
+static void sign_in_failed(struct api_req *r, const char *name, const char *host, time_t now)
+{
+	struct fail *a = fail_of(r->api->sessions->accounts, name, now, 1);
+	struct fail *ad = fail_of(r->api->sessions->addresses, host, now, 1);
+
+	if (now - ad->first > ADDRESS_WINDOW) {
+		ad->first = now;
+		ad->count = 0;
+	}
+	ad->count++;
+	if (++a->count >= ACCOUNT_FAILS) {
+		a->locked_until = now + LOCK_SECONDS;
+		a->count = 0;
+		log_warn("api: account %s locked for %d minutes after %d failed sign-ins (the "
+		         "last from %s)",
+		         name, LOCK_SECONDS / 60, ACCOUNT_FAILS, host);
+	}
+	api_reply_error(r, 401, "invalid_credentials", "the name or the password is wrong");
+}
+
+/* POST /v1/session {"name", "password"}: signs in. */
+void api_session_start(struct api_req *r)
+{
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	const char *password = json_string_value(json_object_get(r->body, "password"));
+	struct api_sessions *s = r->api->sessions;
+	time_t now = time(NULL);
+	struct users_account account;
+	struct session *se = &s->s[0];
+	struct fail *locked, *ad;
+	unsigned char id[32], csrf[32];
+	char host[64], value[65], headers[256];
+	int found;
+
+	host_of(http_req_source(r->req), host, sizeof(host));
+	if (!json_is_object(r->body) || json_object_size(r->body) != 2 || name == NULL ||
+	    password == NULL || strlen(password) > USERS_PASSWORD_MAX || !auth_valid_name(name)) {
+		api_reply_error(r, 400, "invalid_request", "give the name and the password");
+		return;
+	}
+	ad = fail_of(s->addresses, host, now, 0);
+	locked = fail_of(s->accounts, name, now, 0);
+	if (ad != NULL && ad->count >= ADDRESS_FAILS && now - ad->first <= ADDRESS_WINDOW) {
+		api_reply_error(r, 429, "too_many_attempts",
+		                "too many failed sign-ins from this address; wait %ld minutes",
+		                (long)(ADDRESS_WINDOW - (now - ad->first)) / 60 + 1);
+		return;
+	}
+	if (locked != NULL && locked->locked_until > now) {
+		api_reply_error(
+		    r, 429, "account_locked",
+		    "this account is locked after failed sign-ins; wait %ld minutes, or "
+		    "ask a coordinator",
+		    (long)(locked->locked_until - now) / 60 + 1);
+		return;
+	}
+	found = users_find(r->api->users_file, name, &account);
+	if (found == -1) {
+		log_error("api: cannot read the users file %s", r->api->users_file);
+		api_reply_error(r, 500, "internal_error", "the accounts cannot be read");
+		return;
+	}
+	if (!users_check_password(found == 1 ? &account : NULL, password)) {
+		OPENSSL_cleanse(&account, sizeof(account));
+		sign_in_failed(r, name, host, now);
+		return;
+	}
+	if (locked != NULL)
+		memset(locked, 0, sizeof(*locked));
+	/* A free place, or the one unused longest. */
+	for (int i = 0; i < SESSIONS_MAX; i++) {
+		if (!s->s[i].used) {
+			se = &s->s[i];
+			break;
+		}
+		if (s->s[i].seen < se->seen)
+			se = &s->s[i];
+	}
+	if (RAND_bytes(id, sizeof(id)) != 1 || RAND_bytes(csrf, sizeof(csrf)) != 1) {
+		api_reply_error(r, 500, "internal_error", "no randomness available");
+		return;
+	}
+	memset(se, 0, sizeof(*se));
+	hex(id, sizeof(id), value);
+	crypto_sha256((const uint8_t *)value, 64, se->id_hash);
+	hex(csrf, sizeof(csrf), se->csrf);
+	snprintf(se->user, sizeof(se->user), "%s", account.name);
+	se->role = account.role;
+	se->org = account.org;
+	se->created = se->seen = now;
+	se->used = 1;
+	snprintf(headers, sizeof(headers),
+	         "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d\r\n",
+	         value, api_limits(r->api)->session_max);
+	log_info("api: %s signed in from %s", account.name, host);
+	reply_json(r, 200, headers,
+	           json_pack("{ss ss ss si si}", "user", account.name, "role",
+	                     auth_role_name(account.role), "csrf_token", se->csrf, "idle_seconds",
+	                     api_limits(r->api)->session_idle, "max_seconds",
+	                     api_limits(r->api)->session_max));
+	OPENSSL_cleanse(id, sizeof(id));
+	OPENSSL_cleanse(csrf, sizeof(csrf));
+	OPENSSL_cleanse(value, sizeof(value));
+	OPENSSL_cleanse(&account, sizeof(account));
+	OPENSSL_cleanse(headers, sizeof(headers));
+}
+
+/* GET /v1/session: who is signed in (also for a token: its name and role). */
+void api_session_get(struct api_req *r)
+{
+	reply_json(r, 200, "",
+	           json_pack("{ssss}", "user", r->actor, "role", auth_role_name(r->role)));
+}
+
+/* DELETE /v1/session: signs out. */
+void api_session_end(struct api_req *r)
+{
+	const char *cookies = http_req_header(r->req, "Cookie");
+	char value[65];
+	struct session *se = NULL;
+
+	if (cookies != NULL && cookie_value(cookies, value) == 0) {
+		se = find_session(r->api->sessions, value);
+		OPENSSL_cleanse(value, sizeof(value));
+	}
+	if (se != NULL) {
+		log_info("api: %s signed out", se->user);
+		OPENSSL_cleanse(se, sizeof(*se));
+	}
+	reply_json(r, 200,
+	           "Set-Cookie: " COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n",
+	           json_pack("{ss}", "state", "signed out"));
+}
+
+/* Ends every session of user (an account removed or reset). */
+static void end_sessions_of(struct api_sessions *s, const char *user)
+{
+	for (int i = 0; i < SESSIONS_MAX; i++)
+		if (s->s[i].used && strcmp(s->s[i].user, user) == 0)
+			OPENSSL_cleanse(&s->s[i], sizeof(s->s[i]));
+}
+
+/* A users-file result as the API's answer; 0 when it went through. */
+static int users_reply(struct api_req *r, enum users_result rc, const char *err)
+{
+	static const struct {
+		enum users_result rc;
+		int status;
+		const char *code;
+	} map[] = {
+	    {USERS_BAD_NAME, 400, "invalid_user_name"},
+	    {USERS_DUPLICATE, 409, "duplicate_user_name"},
+	    {USERS_NOT_FOUND, 404, "user_not_found"},
+	    {USERS_BAD_CODE, 403, "invalid_setup_code"},
+	    {USERS_WEAK, 400, "weak_password"},
+	    {USERS_BAD_ORG, 400, "invalid_org"},
+	};
+
+	if (rc == USERS_OK)
+		return 0;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (map[i].rc == rc) {
+			api_reply_error(r, map[i].status, map[i].code, "%s", err);
+			return -1;
+		}
+	log_error("api: users file: %s", err);
+	api_reply_error(r, 500, "internal_error", "the accounts could not be changed");
+	return -1;
+}
+
+static void reply_code(struct api_req *r, int status, const char *name, const char *role,
+                       const char *code)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/console/setup?user=%s&code=%s", name, code);
+	reply_json(r, status, "",
+	           json_pack("{ss ss ss ss ss si}", "name", name, "role", role, "setup_code", code,
+	                     "setup_path", path, "state", "waiting for its password",
+	                     "code_valid_seconds", USERS_CODE_SECONDS));
+}
+
+/* POST /v1/users {"name", "role", "org"}: an account and its setup code. */
+void api_user_add(struct api_req *r)
+{
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	const char *role_name = json_string_value(json_object_get(r->body, "role"));
+	const json_t *org = json_object_get(r->body, "org");
+	char code[USERS_CODE_LEN + 1], err[256];
+	enum auth_role role;
+	int64_t num = 0;
+
+	if (!json_is_object(r->body) || json_object_size(r->body) != 2 + (org != NULL) ||
+	    name == NULL || role_name == NULL || auth_role_parse(role_name, &role) == -1 ||
+	    (org != NULL && req_member_number(org, &num) == -1)) {
+		api_reply_error(
+		    r, 400, "invalid_request",
+		    "give name, role (coordinator, broker, viewer or referrer) and, for "
+		    "a referrer, org");
+		return;
+	}
+	if (users_reply(r,
+	                users_add(r->api->users_file, r->api->token_file, name, role, num, 0,
+	                          time(NULL), code, err, sizeof(err)),
+	                err) == -1)
+		return;
+	log_info("api: %s account %s made by %s", role_name, name, r->actor);
+	reply_code(r, 201, name, role_name, code);
+	OPENSSL_cleanse(code, sizeof(code));
+}
+
+/* POST /v1/users/NAME/reset: a new setup code; the password and sessions go. */
+void api_user_reset(struct api_req *r)
+{
+	struct users_account a;
+	char code[USERS_CODE_LEN + 1], err[256];
+
+	if (users_reply(r,
+	                users_add(r->api->users_file, r->api->token_file, r->name, ROLE_VIEWER, 0,
+	                          1, time(NULL), code, err, sizeof(err)),
+	                err) == -1)
+		return;
+	end_sessions_of(r->api->sessions, r->name);
+	log_info("api: account %s reset by %s", r->name, r->actor);
+	if (users_find(r->api->users_file, r->name, &a) != 1)
+		a.role = ROLE_VIEWER;
+	reply_code(r, 200, r->name, auth_role_name(a.role), code);
+	OPENSSL_cleanse(code, sizeof(code));
+	OPENSSL_cleanse(&a, sizeof(a));
+}
+
+/* POST /v1/users/NAME/remove */
+void api_user_remove(struct api_req *r)
+{
+	char err[256];
+
+	if (users_reply(r, users_remove(r->api->users_file, r->name, err, sizeof(err)), err) == -1)
+		return;
+	end_sessions_of(r->api->sessions, r->name);
+	log_info("api: account %s removed by %s", r->name, r->actor);
+	reply_json(r, 200, "", json_pack("{ssss}", "name", r->name, "state", "removed"));
+}
+
+/* GET /v1/users */
+void api_user_list(struct api_req *r)
+{
+	struct users_account *all;
+	json_t *items;
+	int n;
+
+	if (users_list(r->api->users_file, &all, &n) == -1) {
+		api_reply_error(r, 500, "internal_error", "the accounts cannot be read");
+		return;
+	}
+	items = json_array();
+	for (int i = 0; i < n; i++) {
+		json_t *item = json_pack(
+		    "{ss ss ss sb ss*}", "name", all[i].name, "role", auth_role_name(all[i].role),
+		    "state", all[i].has_password ? "active" : "waiting for its password",
+		    "has_password", all[i].has_password, "created",
+		    all[i].created[0] ? all[i].created : NULL);
+		if (all[i].org != 0)
+			json_object_set_new(item, "org", json_integer(all[i].org));
+		json_array_append_new(items, item);
+	}
+	if (all != NULL)
+		OPENSSL_cleanse(all, (size_t)n * sizeof(*all));
+	free(all);
+	reply_json(r, 200, "", json_pack("{so}", "items", items));
+}
+
+/* POST /v1/users/setup {"name", "code", "password"}: no token; the code is
+ * the secret, used once. */
+void api_user_setup(struct api_req *r)
+{
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	const char *code = json_string_value(json_object_get(r->body, "code"));
+	const char *password = json_string_value(json_object_get(r->body, "password"));
+	char err[256], host[64];
+
+	host_of(http_req_source(r->req), host, sizeof(host));
+	if (!json_is_object(r->body) || json_object_size(r->body) != 3 || name == NULL ||
+	    code == NULL || password == NULL || strlen(code) > 128 ||
+	    strlen(password) > USERS_PASSWORD_MAX) {
+		api_reply_error(r, 400, "invalid_request", "give name, code and password");
+		return;
+	}
+	if (users_reply(r,
+	                users_set_password(r->api->users_file, name, code, password, time(NULL),
+	                                   err, sizeof(err)),
+	                err) == -1)
+		return;
+	log_info("api: account %s set its password (from %s)", name, host);
+	reply_json(r, 200, "", json_pack("{ssss}", "name", name, "state", "active"));
+}
