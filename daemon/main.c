@@ -62,6 +62,7 @@ static struct api_limits limits_of(const struct config *cfg)
 	    .observer = cfg->fed_role != NULL && strcmp(cfg->fed_role, "observer") == 0,
 	    .session_idle = cfg->session_idle_minutes * 60,
 	    .session_max = cfg->session_hours * 3600,
+	    .behind_proxy = cfg->admin_behind_proxy,
 	};
 	return l;
 }

@@ -30,6 +30,8 @@ struct api_limits {
 	int observer;             /* the national body: /metrics shows the network */
 	int session_idle;         /* seconds a console session may go unused */
 	int session_max;          /* seconds a console session lasts at most */
+	int behind_proxy;         /* a TLS reverse proxy in front: cookies are Secure, and
+	                             a client's address is the proxy's X-Forwarded-For */
 };
 
 /* Listens on host:port. Takes ownership of auth (freed on failure too); db is

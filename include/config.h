@@ -71,6 +71,7 @@ struct config {
 	int intake_overdue_days;      /* [intake] overdue_days: a referral not yet contacted */
 	int session_idle_minutes;     /* [admin]: a console session unused this long ends */
 	int session_hours;            /* [admin]: and any session after this long */
+	int admin_behind_proxy;       /* [admin] behind_proxy: a TLS proxy is in front */
 	/* [safeguarding] check_required: the categories whose helper needs a
 	 * valid safeguarding check, as written and as a list. */
 	char *check_required_text;

@@ -86,6 +86,9 @@ const char *http_req_method(const struct http_req *r);
 const char *http_req_target(const struct http_req *r);
 /* The value of a request header (any case), or NULL. */
 const char *http_req_header(const struct http_req *r, const char *name);
+/* The value of the last header name (any case) gives, or NULL: what a
+ * proxy appended after whatever the client sent. */
+const char *http_req_header_last(const struct http_req *r, const char *name);
 /* The client's address, "HOST:PORT" ("[V6]:PORT"), valid until the reply. */
 const char *http_req_source(const struct http_req *r);
 /* The body (len 0 when there is none); valid until the reply. */

@@ -24,6 +24,8 @@
 #define LOCK_SECONDS 900   /* for this long */
 #define ADDRESS_FAILS 20   /* failed sign-ins from one address, */
 #define ADDRESS_WINDOW 900 /* in this long, before it is slowed too */
+#define SIGN_INS_PER_SECOND 8
+#define SESSIONS_PER_USER 10
 #define COOKIE "tb_session"
 
 struct session {
@@ -45,6 +47,8 @@ struct fail {
 struct api_sessions {
 	struct session s[SESSIONS_MAX];
 	struct fail accounts[FAILS_MAX], addresses[FAILS_MAX];
+	time_t second; /* sign-ins tried in this second */
+	int tries;
 };
 
 struct api_sessions *api_sessions_new(void)
@@ -72,6 +76,7 @@ static int cookie_value(const char *header, char *out)
 {
 	const char *p = header;
 	size_t n;
+	int found = 0;
 
 	while (p != NULL && *p != '\0') {
 		while (*p == ' ' || *p == ';')
@@ -79,15 +84,16 @@ static int cookie_value(const char *header, char *out)
 		if (strncmp(p, COOKIE "=", sizeof(COOKIE)) == 0) {
 			p += sizeof(COOKIE);
 			n = strcspn(p, "; ");
-			if (n != 64)
+			/* Two of them: one was planted beside ours. */
+			if (n != 64 || found)
 				return -1;
 			memcpy(out, p, 64);
 			out[64] = '\0';
-			return 0;
+			found = 1;
 		}
 		p = strchr(p, ';');
 	}
-	return -1;
+	return found ? 0 : -1;
 }
 
 static struct session *find_session(struct api_sessions *s, const char *value)
@@ -133,6 +139,18 @@ int api_session_auth(struct api_req *r)
 		OPENSSL_cleanse(se, sizeof(*se));
 		se = NULL;
 	}
+	/* The account as the file has it now: removed or changed by hand, its
+	 * sessions end. */
+	if (se != NULL) {
+		struct users_account a;
+		int ok = users_find(r->api->users_file, se->user, &a) == 1 && a.has_password &&
+		         a.role == se->role && a.org == se->org;
+		OPENSSL_cleanse(&a, sizeof(a));
+		if (!ok) {
+			OPENSSL_cleanse(se, sizeof(*se));
+			se = NULL;
+		}
+	}
 	if (se == NULL) {
 		api_reply_error(r, 401, "session_expired", "the session has ended; sign in again");
 		return -1;
@@ -153,32 +171,55 @@ int api_session_auth(struct api_req *r)
 	return 1;
 }
 
-/* The entry for key in table (made, or the oldest reused, when absent). */
+/* An entry that still counts: failures in its window, or a lock. */
+static int live(const struct fail *f, time_t now)
+{
+	return f->locked_until > now || (f->count > 0 && now - f->first <= ADDRESS_WINDOW);
+}
+
+/* The entry for key in table, or (make) a new one in a place that no
+ * longer counts; NULL when there is none, or the table is full of live
+ * entries (never evicted, so that failures cannot be washed out). */
 static struct fail *fail_of(struct fail *table, const char *key, time_t now, int make)
 {
-	struct fail *oldest = &table[0];
+	struct fail *spare = NULL;
 
 	for (int i = 0; i < FAILS_MAX; i++) {
-		if ((table[i].count > 0 || table[i].locked_until != 0) &&
-		    strcmp(table[i].key, key) == 0)
+		if (live(&table[i], now) && strcmp(table[i].key, key) == 0)
 			return &table[i];
-		if (table[i].first < oldest->first)
-			oldest = &table[i];
+		if (spare == NULL && !live(&table[i], now))
+			spare = &table[i];
 	}
-	if (!make)
+	if (!make || spare == NULL)
 		return NULL;
+	struct fail *oldest = spare;
 	memset(oldest, 0, sizeof(*oldest));
 	snprintf(oldest->key, sizeof(oldest->key), "%s", key);
 	oldest->first = now;
 	return oldest;
 }
 
-/* The host part of a "HOST:PORT" or "[V6]:PORT" source. */
-static void host_of(const char *source, char *out, size_t len)
+/* The client's address: the host part of the connection's "HOST:PORT"
+ * ("[V6]:PORT"), or, behind a proxy on this machine, the address the
+ * proxy put last in X-Forwarded-For (the one it saw; earlier ones are the
+ * client's word). */
+static void client_of(const struct api_req *r, char *out, size_t len)
 {
+	const char *source = http_req_source(r->req);
 	const char *colon = strrchr(source, ':');
+	const char *fwd = http_req_header_last(r->req, "X-Forwarded-For");
 	size_t n = colon != NULL ? (size_t)(colon - source) : strlen(source);
 
+	/* Only a proxy on this machine is believed. */
+	if (api_limits(r->api)->behind_proxy && fwd != NULL &&
+	    (strncmp(source, "127.", 4) == 0 || strncmp(source, "[::1]", 5) == 0)) {
+		const char *last = strrchr(fwd, ',');
+		last = last != NULL ? last + 1 : fwd;
+		while (*last == ' ')
+			last++;
+		snprintf(out, len, "%.*s", (int)strcspn(last, " "), last);
+		return;
+	}
 	snprintf(out, len, "%.*s", (int)n, source);
 }
 
@@ -191,22 +232,34 @@ static void reply_json(struct api_req *r, int status, const char *headers, json_
 	json_decref(j);
 }
 
+/* An account's failures are counted from each address apart: a stranger
+ * who guesses wrong locks the account against themself, not against the
+ * person it belongs to. */
+static void account_key(const char *name, const char *host, char *out, size_t len)
+{
+	snprintf(out, len, "%s@%s", name, host);
+}
+
 static void sign_in_failed(struct api_req *r, const char *name, const char *host, time_t now)
 {
-	struct fail *a = fail_of(r->api->sessions->accounts, name, now, 1);
-	struct fail *ad = fail_of(r->api->sessions->addresses, host, now, 1);
+	char key[80];
+	struct fail *a, *ad;
 
-	if (now - ad->first > ADDRESS_WINDOW) {
-		ad->first = now;
-		ad->count = 0;
+	account_key(name, host, key, sizeof(key));
+	a = fail_of(r->api->sessions->accounts, key, now, 1);
+	ad = fail_of(r->api->sessions->addresses, host, now, 1);
+	if (a == NULL || ad == NULL) {
+		api_reply_error(r, 429, "too_many_attempts",
+		                "too many failed sign-ins just now; wait a few minutes");
+		return;
 	}
 	ad->count++;
 	if (++a->count >= ACCOUNT_FAILS) {
 		a->locked_until = now + LOCK_SECONDS;
 		a->count = 0;
-		log_warn("api: account %s locked for %d minutes after %d failed sign-ins (the "
-		         "last from %s)",
-		         name, LOCK_SECONDS / 60, ACCOUNT_FAILS, host);
+		log_warn("api: account %s locked for %d minutes against %s after %d failed "
+		         "sign-ins from there",
+		         name, LOCK_SECONDS / 60, host, ACCOUNT_FAILS);
 	}
 	api_reply_error(r, 401, "invalid_credentials", "the name or the password is wrong");
 }
@@ -222,17 +275,28 @@ void api_session_start(struct api_req *r)
 	struct session *se = &s->s[0];
 	struct fail *locked, *ad;
 	unsigned char id[32], csrf[32];
-	char host[64], value[65], headers[256];
-	int found;
+	char host[64], value[65], headers[256], key[80];
+	int found, mine = 0;
 
-	host_of(http_req_source(r->req), host, sizeof(host));
+	client_of(r, host, sizeof(host));
 	if (!json_is_object(r->body) || json_object_size(r->body) != 2 || name == NULL ||
 	    password == NULL || strlen(password) > USERS_PASSWORD_MAX || !auth_valid_name(name)) {
 		api_reply_error(r, 400, "invalid_request", "give the name and the password");
 		return;
 	}
+	account_key(name, host, key, sizeof(key));
 	ad = fail_of(s->addresses, host, now, 0);
-	locked = fail_of(s->accounts, name, now, 0);
+	locked = fail_of(s->accounts, key, now, 0);
+	/* scrypt's work is the loop's: at most a few sign-ins a second, from
+	 * anyone. */
+	if (s->second != now) {
+		s->second = now;
+		s->tries = 0;
+	}
+	if (++s->tries > SIGN_INS_PER_SECOND) {
+		api_reply_error(r, 503, "busy", "too many sign-ins at once; retry in a second");
+		return;
+	}
 	if (ad != NULL && ad->count >= ADDRESS_FAILS && now - ad->first <= ADDRESS_WINDOW) {
 		api_reply_error(r, 429, "too_many_attempts",
 		                "too many failed sign-ins from this address; wait %ld minutes",
@@ -260,14 +324,22 @@ void api_session_start(struct api_req *r)
 	}
 	if (locked != NULL)
 		memset(locked, 0, sizeof(*locked));
-	/* A free place, or the one unused longest. */
-	for (int i = 0; i < SESSIONS_MAX; i++) {
-		if (!s->s[i].used) {
-			se = &s->s[i];
+	/* A place: the account's own unused longest once it has its share, or
+	 * a free one, or the one unused longest. */
+	for (int i = 0; i < SESSIONS_MAX; i++)
+		mine += s->s[i].used && strcmp(s->s[i].user, account.name) == 0;
+	for (int i = 0, chosen = 0; i < SESSIONS_MAX; i++) {
+		struct session *c = &s->s[i];
+		if (mine >= SESSIONS_PER_USER) {
+			if (c->used && strcmp(c->user, account.name) == 0 &&
+			    (!chosen || c->seen < se->seen))
+				se = c, chosen = 1;
+		} else if (!c->used) {
+			se = c;
 			break;
+		} else if (c->seen < se->seen) {
+			se = c;
 		}
-		if (s->s[i].seen < se->seen)
-			se = &s->s[i];
 	}
 	if (RAND_bytes(id, sizeof(id)) != 1 || RAND_bytes(csrf, sizeof(csrf)) != 1) {
 		api_reply_error(r, 500, "internal_error", "no randomness available");
@@ -283,8 +355,9 @@ void api_session_start(struct api_req *r)
 	se->created = se->seen = now;
 	se->used = 1;
 	snprintf(headers, sizeof(headers),
-	         "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d\r\n",
-	         value, api_limits(r->api)->session_max);
+	         "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
+	         value, api_limits(r->api)->session_max,
+	         api_limits(r->api)->behind_proxy ? "; Secure" : "");
 	log_info("api: %s signed in from %s", account.name, host);
 	reply_json(r, 200, headers,
 	           json_pack("{ss ss ss si si}", "user", account.name, "role",
@@ -325,12 +398,18 @@ void api_session_end(struct api_req *r)
 	           json_pack("{ss}", "state", "signed out"));
 }
 
-/* Ends every session of user (an account removed or reset). */
+/* Ends every session of user (an account removed or reset), and forgets
+ * the failed sign-ins counted against it. */
 static void end_sessions_of(struct api_sessions *s, const char *user)
 {
+	size_t n = strlen(user);
+
 	for (int i = 0; i < SESSIONS_MAX; i++)
 		if (s->s[i].used && strcmp(s->s[i].user, user) == 0)
 			OPENSSL_cleanse(&s->s[i], sizeof(s->s[i]));
+	for (int i = 0; i < FAILS_MAX; i++)
+		if (strncmp(s->accounts[i].key, user, n) == 0 && s->accounts[i].key[n] == '@')
+			memset(&s->accounts[i], 0, sizeof(s->accounts[i]));
 }
 
 /* A users-file result as the API's answer; 0 when it went through. */
@@ -366,7 +445,8 @@ static void reply_code(struct api_req *r, int status, const char *name, const ch
 {
 	char path[160];
 
-	snprintf(path, sizeof(path), "/console/setup?user=%s&code=%s", name, code);
+	/* In the fragment, which no server or log is sent. */
+	snprintf(path, sizeof(path), "/console/setup#user=%s&code=%s", name, code);
 	reply_json(r, status, "",
 	           json_pack("{ss ss ss ss ss si}", "name", name, "role", role, "setup_code", code,
 	                     "setup_path", path, "state", "waiting for its password",
@@ -471,7 +551,7 @@ void api_user_setup(struct api_req *r)
 	const char *password = json_string_value(json_object_get(r->body, "password"));
 	char err[256], host[64];
 
-	host_of(http_req_source(r->req), host, sizeof(host));
+	client_of(r, host, sizeof(host));
 	if (!json_is_object(r->body) || json_object_size(r->body) != 3 || name == NULL ||
 	    code == NULL || password == NULL || strlen(code) > 128 ||
 	    strlen(password) > USERS_PASSWORD_MAX) {

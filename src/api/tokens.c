@@ -99,10 +99,15 @@ static void token_make(struct api_req *r, long long org)
 	json_t *answer;
 
 	/* Tokens and the console's accounts record writes by name: one each. */
-	if (users_find(r->api->users_file, name, &user) == 1) {
-		OPENSSL_cleanse(&user, sizeof(user));
-		api_reply_error(r, 409, "duplicate_token_name", "%s is already the name of a user",
-		                name);
+	int taken = users_find(r->api->users_file, name, &user);
+
+	OPENSSL_cleanse(&user, sizeof(user));
+	if (taken != 0) {
+		if (taken == 1)
+			api_reply_error(r, 409, "duplicate_token_name",
+			                "%s is already the name of a user", name);
+		else
+			api_reply_error(r, 500, "internal_error", "the accounts cannot be read");
 		return;
 	}
 	if (auth_role_parse(role_name, &role) == -1 ||

@@ -3,6 +3,7 @@
 #include "hours.h"
 #include "mem.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -45,6 +46,7 @@ static const struct key keys[] = {
     {"admin", "max_connections_per_source", KT_INT, OFF(admin_conns_per_source), 0, 1, 65536},
     {"admin", "session_idle_minutes", KT_INT, OFF(session_idle_minutes), 0, 1, 24 * 60},
     {"admin", "session_hours", KT_INT, OFF(session_hours), 0, 1, 7 * 24},
+    {"admin", "behind_proxy", KT_BOOL, OFF(admin_behind_proxy), 0, 0, 0},
     {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
@@ -378,6 +380,35 @@ static int valid_category(const char *s)
 	return 1;
 }
 
+/* The admin API carries passwords, session cookies and tokens: off this
+ * machine only through TLS, which a reverse proxy on this machine
+ * terminates (behind_proxy), so the daemon itself listens on loopback. */
+static void check_admin_listen(struct parse *p)
+{
+	const char *h = p->cfg->admin_host;
+	struct in_addr v4;
+	struct in6_addr v6;
+	int loopback;
+
+	char bare[64];
+
+	if (h == NULL)
+		return;
+	/* "[::1]" as the listen line writes it. */
+	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(h + (h[0] == '['), "]"),
+	         h + (h[0] == '['));
+	loopback = (inet_pton(AF_INET, h, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) ||
+	           (inet_pton(AF_INET6, bare, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6)) ||
+	           strcmp(h, "localhost") == 0;
+	if (!loopback)
+		problem(p->probs, 0,
+		        "listen in [admin] (%.64s) is not a loopback address: passwords, session "
+		        "cookies and tokens cross it, and off this machine need TLS; listen on "
+		        "127.0.0.1 behind a TLS reverse proxy on this machine, and say "
+		        "behind_proxy = yes",
+		        h);
+}
+
 /* check_required = the categories whose helper needs a valid check. */
 static void check_safeguarding(struct parse *p)
 {
@@ -497,6 +528,7 @@ static void check_whole(struct parse *p)
 		cfg->log_level = xstrdup("info");
 	check_federation(p);
 	check_safeguarding(p);
+	check_admin_listen(p);
 }
 
 struct config *config_parse(const char *text, const char *base_dir, struct config_problems *probs)

@@ -225,6 +225,11 @@ enum users_result users_add(const char *path, const char *token_file, const char
 	for (int i = 0; i < n; i++)
 		if (strcmp(all[i].name, name) == 0)
 			found = &all[i];
+	if (!reset && n >= USERS_MAX) {
+		snprintf(err, errlen, "a bank has at most %d accounts", USERS_MAX);
+		rc = USERS_FAILED;
+		goto done;
+	}
 	taken = reset ? 0 : token_name_taken(token_file, name, err, errlen);
 	if (taken == -1 || (!reset && found != NULL) || taken == 1 || (reset && found == NULL)) {
 		rc = taken == -1 ? USERS_FAILED : reset ? USERS_NOT_FOUND : USERS_DUPLICATE;

@@ -789,6 +789,16 @@ const char *http_req_header(const struct http_req *r, const char *name)
 	return http_head_header(&r->head, name);
 }
 
+const char *http_req_header_last(const struct http_req *r, const char *name)
+{
+	const char *last = NULL;
+
+	for (int i = 0; i < r->head.nheaders; i++)
+		if (strcasecmp(r->head.headers[i].name, name) == 0)
+			last = r->head.headers[i].value;
+	return last;
+}
+
 const char *http_req_source(const struct http_req *r)
 {
 	return r->conn->source;

@@ -3,6 +3,7 @@
  * password with it (tbctl user setup, or the console's setup page). */
 #include "tbctl.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ static int user_setup(const struct tbctl *t, int argc, char **argv)
 	password[strcspn(password, "\r\n")] = '\0';
 	json_object_set_new(body, "name", json_string(argv[first]));
 	json_object_set_new(body, "password", json_string(password));
-	memset(password, 0, sizeof(password));
+	OPENSSL_cleanse(password, sizeof(password));
 	rc = tbctl_call(t, "POST", "/v1/users/setup", body, show_state);
 done:
 	json_decref(body);

@@ -5,6 +5,7 @@ name."""
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -14,7 +15,17 @@ from tbtest import Bank, ledger_snapshot
 
 
 def call(bank, method, path, body=None, cookie=None, csrf=None):
-    """(status, JSON body, response headers), with no bearer token."""
+    """(status, JSON body, response headers), with no bearer token; a
+    sign-in turned away as one of too many at once (503 busy) is retried."""
+    for _ in range(50):
+        status, reply, headers = call_once(bank, method, path, body, cookie, csrf)
+        if status != 503:
+            break
+        time.sleep(0.2)
+    return status, reply, headers
+
+
+def call_once(bank, method, path, body=None, cookie=None, csrf=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(bank.url + path, data=data, method=method)
     if data is not None:
@@ -82,6 +93,11 @@ def test_an_account_signs_in_and_its_writes_carry_its_name(bank):
     status, body, _ = call(bank, "POST", "/v1/grants", {"member": ann, "hours": 1},
                            cookie=cookie, csrf=csrf)
     assert status == 403 and body["error"]["code"] == "forbidden"
+    # A second session cookie beside ours (one planted by another site of
+    # the same host) is no session at all.
+    status, body, _ = call(bank, "GET", "/v1/session",
+                           cookie=f"{cookie}; tb_session={'a' * 64}")
+    assert status == 401
     # Signing out ends the session, whatever the cookie says after.
     status, body, headers = call(bank, "DELETE", "/v1/session", cookie=cookie)
     assert status == 200 and "Max-Age=0" in headers["Set-Cookie"]
@@ -124,8 +140,9 @@ def test_an_address_that_keeps_failing_is_slowed(bank):
 
 
 def test_setup_codes_are_one_time_and_passwords_long_enough(bank):
-    code = bank.tbctl("user", "add", "--name", "dee", "--role", "coordinator",
-                      check=True).stdout.strip()
+    status, made = bank.api("POST", "/v1/users", {"name": "dee", "role": "coordinator"})
+    assert status == 201 and made["setup_path"].startswith("/console/setup#")
+    code = made["setup_code"]
     for body, status, err in [
             ({"name": "dee", "code": "0" * 32, "password": "a long pass phrase"}, 403,
              "invalid_setup_code"),
@@ -177,3 +194,58 @@ def test_a_session_of_another_bank_or_from_before_a_restart_is_refused(cluster, 
     assert status == 401 and body["error"]["code"] == "session_expired"
     # The account itself stays, and signs in again.
     sign_in(bank, "brenda")
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_the_proxys_address_counts(cluster, workdir):
+    db = cluster.new_database()
+    b = Bank(workdir, cluster.conninfo(db))
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace("[ledger]", "behind_proxy = yes\n\n[ledger]"))
+    b.start()
+    try:
+        make_user(b, "brenda", "broker")
+        _, _, header = sign_in(b, "brenda")
+        assert "Secure" in header
+        names = iter(range(100))
+
+        def attempt(address):
+            data = json.dumps({"name": f"guess{next(names)}", "password": "x"}).encode()
+            req = urllib.request.Request(b.url + "/v1/session", data=data, method="POST")
+            req.add_header("Content-Type", "application/json")
+            req.add_header("X-Forwarded-For", f"198.51.100.1, {address}")
+            try:
+                urllib.request.urlopen(req, timeout=30)
+            except urllib.error.HTTPError as e:
+                if e.code == 503:
+                    time.sleep(0.2)
+                    return attempt(address)
+                return e.code
+        for _ in range(20):
+            assert attempt("203.0.113.7") == 401
+        assert attempt("203.0.113.7") == 429
+        assert attempt("203.0.113.8") == 401  # another client behind the same proxy
+
+        def sign_in_from(address, password):
+            data = json.dumps({"name": "brenda", "password": password}).encode()
+            req = urllib.request.Request(b.url + "/v1/session", data=data, method="POST")
+            req.add_header("Content-Type", "application/json")
+            req.add_header("X-Forwarded-For", address)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                if e.code == 503:
+                    time.sleep(0.2)
+                    return sign_in_from(address, password)
+                return e.code
+        # A stranger's wrong guesses lock brenda's account against the
+        # stranger, not against brenda.
+        for _ in range(5):
+            assert sign_in_from("203.0.113.9", "wrong guess") == 401
+        assert sign_in_from("203.0.113.9", "a long pass phrase") == 429
+        assert sign_in_from("203.0.113.10", "a long pass phrase") == 200
+        assert "account brenda locked for 15 minutes against 203.0.113.9" in b.log_text()
+    finally:
+        assert b.stop() == 0

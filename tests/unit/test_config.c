@@ -80,6 +80,30 @@ static void test_config_parses_a_good_file(void **state)
 	config_free(cfg);
 }
 
+static void test_config_admin_off_loopback_needs_a_tls_proxy(void **state)
+{
+	struct config_problems probs;
+	const char *base = "[bank]\nid = westminster\nname = W\n"
+	                   "[database]\nconninfo = host=/tmp dbname=tb\n"
+	                   "[admin]\nlisten = 192.0.2.10:8401\ntokens = t\n";
+	char text[512];
+	struct config *cfg = config_parse(base, NULL, &probs);
+
+	(void)state;
+	assert_null(cfg);
+	assert_true(has_problem(&probs, 0, "not a loopback address"));
+	/* Even behind a proxy: the proxy is on this machine. */
+	snprintf(text, sizeof(text), "%sbehind_proxy = yes\n", base);
+	assert_null(config_parse(text, NULL, &probs));
+	cfg = config_parse("[bank]\nid = westminster\nname = W\n"
+	                   "[database]\nconninfo = host=/tmp dbname=tb\n"
+	                   "[admin]\nlisten = [::1]:8401\ntokens = t\nbehind_proxy = yes\n",
+	                   NULL, &probs);
+	assert_non_null(cfg);
+	assert_true(cfg->admin_behind_proxy);
+	config_free(cfg);
+}
+
 static void test_config_refuses_a_category_that_is_not_one(void **state)
 {
 	struct config_problems probs;
@@ -299,6 +323,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_config_parses_a_good_file),
 	    cmocka_unit_test(test_config_refuses_a_category_that_is_not_one),
+	    cmocka_unit_test(test_config_admin_off_loopback_needs_a_tls_proxy),
 	    cmocka_unit_test(test_config_defaults_floor_and_maximum),
 	    cmocka_unit_test(test_config_reports_each_problem_with_its_line),
 	    cmocka_unit_test(test_config_reports_a_key_set_twice),
