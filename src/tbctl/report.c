@@ -710,6 +710,10 @@ int tbctl_report(const struct tbctl *t, int argc, char **argv)
 			printf("active in the %lld days to %s\n",
 			       (long long)json_integer_value(json_object_get(reply.body, "days")),
 			       tbctl_str(reply.body, "as_of"));
+		else if (format == FORMAT_TEXT &&
+		         strcmp(tbctl_str(reply.body, "from"), "1900-01-01") == 0 &&
+		         strcmp(tbctl_str(reply.body, "to"), "9999-12-31") == 0)
+			printf("%s, all time\n", rep->name);
 		else if (format == FORMAT_TEXT)
 			printf("%s, %s to %s\n", rep->name, tbctl_str(reply.body, "from"),
 			       tbctl_str(reply.body, "to"));

@@ -14,9 +14,8 @@ static void show_code(const json_t *u)
 	fprintf(stderr,
 	        "tbctl: %s account '%s' waits for its password; the setup code above is shown "
 	        "once and sets it within 7 days: tbctl user setup %s --code CODE (the password "
-	        "on standard input), or the console at %s\n",
-	        tbctl_str(u, "role"), tbctl_str(u, "name"), tbctl_str(u, "name"),
-	        tbctl_str(u, "setup_path"));
+	        "on standard input)\n",
+	        tbctl_str(u, "role"), tbctl_str(u, "name"), tbctl_str(u, "name"));
 }
 
 static void list_header(void)
