@@ -21,8 +21,6 @@ CREATE TABLE register_keys (
     not_after  timestamptz,
     PRIMARY KEY (bank, public_key)
 );
--- A key is one bank's, ever.
-CREATE UNIQUE INDEX register_keys_public_key ON register_keys (public_key);
 
 CREATE TABLE register_history (
     n      bigserial PRIMARY KEY,

@@ -1,7 +1,11 @@
 -- Peers from the network's register beside those of the config: where each
 -- came from, when it left (removed from the register, or from the config),
 -- and whether this bank exchanges hours with it ([federation]
--- exchange_with); the register's peers' exposure limits.
+-- exchange_with); the register's peers' exposure limits. And at the
+-- national body, a signing key is one bank's, ever (tb_register_add and
+-- tb_register_rotate check it; the index holds it when two run at once).
+CREATE UNIQUE INDEX register_keys_public_key ON register_keys (public_key);
+
 ALTER TABLE fed_peers
     ADD COLUMN source text NOT NULL DEFAULT 'config' CHECK (source IN ('config', 'register')),
     ADD COLUMN removed_at timestamptz,

@@ -13,12 +13,10 @@ ALTER TABLE transfers DROP CONSTRAINT transfers_kind_check,
         CHECK (kind IN ('exchange', 'grant', 'reversal', 'move')),
     ADD COLUMN referral_id bigint;
 
--- Where the streams stood when a peer read the clearing balance its last
--- checkpoint carried: how much of ours it had applied, and how much of its
--- own we had acknowledged. What either side posted after that is in
+-- How much of our stream a peer had applied when it read the clearing
+-- balance its last checkpoint carried: what we sent after that is in
 -- flight to that balance (tb_fed_audit).
-ALTER TABLE fed_peers ADD COLUMN peer_clearing_applied bigint,
-                      ADD COLUMN peer_clearing_seq bigint;
+ALTER TABLE fed_peers ADD COLUMN peer_clearing_applied bigint;
 
 -- [referrals] of the config: whether a member may arrive owing hours, and
 -- how long a referral waits for this bank's coordinator.
@@ -68,10 +66,6 @@ CREATE TABLE referrals (
     fingerprint       text,
     created_at        timestamptz NOT NULL DEFAULT now()
 );
--- A referral message to a peer that waits for its acknowledgement before
--- an erasure redacts it (tb_referral_forget), as claims and contacts do.
-ALTER TABLE fed_redact_waiting ADD COLUMN referrals text[] NOT NULL DEFAULT '{}';
-
 CREATE INDEX referrals_state ON referrals (side, state, id);
 CREATE INDEX referrals_member ON referrals (member_account) WHERE member_account IS NOT NULL;
 -- One open referral of a member to a bank at a time.
