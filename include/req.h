@@ -114,6 +114,10 @@ int req_valid_text(const char *s, size_t max, int allow_newlines);
 int req_only_fields(const json_t *body, const char *const *allowed, struct req_error *err);
 /* The body's idempotency_key, when it has one, into out. */
 int req_key_of(const json_t *body, json_t *out, struct req_error *err);
+/* The body's member number under key, when it has one (not null), into
+ * out as an integer; what, the sentence for a bad one. */
+int req_optional_member(const json_t *body, const char *key, json_t *out, const char *what,
+                        struct req_error *err);
 /* The body's reason (1 to 500 characters), needed when required, into out. */
 int req_reason_of(const json_t *body, json_t *out, int required, struct req_error *err);
 

@@ -95,6 +95,13 @@ int tbctl_list_command(const struct tbctl *t, int argc, char **argv,
 int tbctl_send_once(const struct tbctl *t, const char *path, json_t *body,
                     void (*show)(const json_t *)) __attribute__((warn_unused_result));
 
+/* token create / user add: --name, --role and, for a referrer, --org (a
+ * member number), POSTed to path; what names the thing made, for the
+ * usage message. */
+int tbctl_create_named(const struct tbctl *t, int argc, char **argv, const char *what,
+                       const char *path, void (*show)(const json_t *))
+    __attribute__((warn_unused_result));
+
 /* An exchange id as the user wrote it: local (12) or cross-bank
  * (colchester:12); claims too (westminster:c3). 1 when usable in a path. */
 int tbctl_exchange_id(const char *text);

@@ -8,9 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#define ALL_FROM "1900-01-01"
-#define ALL_TO "9999-12-31"
-
 void api_statement(struct api_req *r)
 {
 	char num[24], from[11], to[11];

@@ -159,7 +159,7 @@ void api_report_intake(struct api_req *r)
 		api_reply_error(r, 400, "invalid_request", "internal must be true or false");
 		return;
 	}
-	if (api_query_period(r, "1900-01-01", "9999-12-31", from, to) == -1 ||
+	if (api_query_period(r, ALL_FROM, ALL_TO, from, to) == -1 ||
 	    api_query_int(r, "org", &org, &has_org) == -1)
 		return;
 	const char *params[4] = {from, to, has_org ? API_I64(org_text, org) : NULL,

@@ -17,6 +17,10 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+/* A report's period when none is asked for: all time. */
+#define ALL_FROM "1900-01-01"
+#define ALL_TO "9999-12-31"
+
 /* Writes a number as SQL parameter text into buf; yields buf. */
 #define API_I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 

@@ -661,6 +661,21 @@ json_t *req_grant(const json_t *body, int64_t max_minutes, struct req_error *err
 	return out;
 }
 
+int req_optional_member(const json_t *body, const char *key, json_t *out, const char *what,
+                        struct req_error *err)
+{
+	const json_t *v = body != NULL ? json_object_get(body, key) : NULL;
+	int64_t n;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (req_member_number(v, &n) == -1) {
+		req_fail(err, "invalid_member_number", "%s", what);
+		return -1;
+	}
+	return json_object_set_new(out, key, json_integer((json_int_t)n));
+}
+
 /* A required reason, for reversals and forced erasures. */
 int req_reason_of(const json_t *body, json_t *out, int required, struct req_error *err)
 {
@@ -1248,23 +1263,15 @@ bad:
 json_t *req_referral_accept(const json_t *body, struct req_error *err)
 {
 	static const char *const allowed[] = {"number", "message", NULL};
-	const json_t *number = json_object_get(body, "number");
 	const json_t *message = json_object_get(body, "message");
-	int64_t n;
 	json_t *out = json_object();
 
 	if (body == NULL)
 		return out;
-	if (req_only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1 ||
+	    req_optional_member(body, "number", out, "number must be a member number, from 1",
+	                        err) == -1)
 		goto bad;
-	if (number != NULL && !json_is_null(number)) {
-		if (req_member_number(number, &n) == -1) {
-			req_fail(err, "invalid_member_number",
-			         "number must be a member number, from 1");
-			goto bad;
-		}
-		json_object_set_new(out, "number", json_integer((json_int_t)n));
-	}
 	if (message != NULL && !json_is_null(message) &&
 	    dir_text_ok(message, "message", 500, 0, out, err) == -1)
 		goto bad;

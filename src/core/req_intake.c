@@ -119,20 +119,12 @@ json_t *req_intake(const json_t *body, struct req_error *err)
 	                                      "consent_outcomes",
 	                                      "idempotency_key",
 	                                      NULL};
-	const json_t *org = json_object_get(body, "org");
 	json_t *out = json_object();
-	int64_t n;
 
-	if (req_only_fields(body, allowed, err) == -1)
+	if (req_only_fields(body, allowed, err) == -1 ||
+	    req_optional_member(body, "org", out,
+	                        "org must be the number of the referring organisation", err) == -1)
 		goto bad;
-	if (org != NULL && !json_is_null(org)) {
-		if (req_member_number(org, &n) == -1) {
-			req_fail(err, "invalid_member_number",
-			         "org must be the number of the referring organisation");
-			goto bad;
-		}
-		json_object_set_new(out, "org", json_integer((json_int_t)n));
-	}
 	for (size_t i = 0; i < sizeof(intake_text) / sizeof(intake_text[0]); i++) {
 		const struct text_limit *t = &intake_text[i];
 		const json_t *v = json_object_get(body, t->name);
@@ -163,9 +155,7 @@ json_t *req_intake_move(const json_t *body, const char *state, struct req_error 
 	static const char *const declined[] = {"reason", NULL};
 	static const char *const none[] = {NULL};
 	int is_joined = strcmp(state, "joined") == 0, is_declined = strcmp(state, "declined") == 0;
-	const json_t *member = body != NULL ? json_object_get(body, "member") : NULL;
 	json_t *out = json_object();
-	int64_t n;
 
 	if (body != NULL && req_only_fields(body,
 	                                    is_joined     ? joined
@@ -173,14 +163,10 @@ json_t *req_intake_move(const json_t *body, const char *state, struct req_error 
 	                                                  : none,
 	                                    err) == -1)
 		goto bad;
-	if (member != NULL && !json_is_null(member)) {
-		if (req_member_number(member, &n) == -1) {
-			req_fail(err, "invalid_member_number",
-			         "member must be the number of the member the person joined as");
-			goto bad;
-		}
-		json_object_set_new(out, "member", json_integer((json_int_t)n));
-	}
+	if (req_optional_member(body, "member", out,
+	                        "member must be the number of the member the person joined as",
+	                        err) == -1)
+		goto bad;
 	if (is_declined) {
 		json_t *empty = json_object();
 		int rc = req_reason_of(body != NULL ? body : empty, out, 1, err);

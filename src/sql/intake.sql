@@ -104,6 +104,9 @@ LANGUAGE sql STABLE AS $$
         'snomed', tb_intake_snomed(i.state),
         'history', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'state', e.state, 'at', e.at, 'snomed', tb_intake_snomed(e.state))
+                        || CASE WHEN scope IS NULL
+                                THEN jsonb_build_object('by', e.by_actor, 'detail', e.detail)
+                                ELSE '{}' END
                         ORDER BY e.id), '[]')
                       FROM intake_events e WHERE e.intake_id = i.id))
         || CASE WHEN scope IS NULL OR i.consent_outcomes
@@ -112,7 +115,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- All of a referral, for the bank's staff: the person, the referrer, the
--- notes, and who made each change.
+-- notes, and (tb_intake_status) who made each change.
 CREATE FUNCTION tb_intake_json(i intake) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT tb_intake_status(i, NULL) || jsonb_build_object(
         'name', i.name, 'phone', i.phone, 'email', i.email, 'address', i.address,
@@ -120,11 +123,7 @@ CREATE FUNCTION tb_intake_json(i intake) RETURNS jsonb LANGUAGE sql STABLE AS $$
                                                          'role', i.referrer_role,
                                                          'contact', i.referrer_contact),
         'declined_reason', i.declined_reason, 'erased', i.erased_at IS NOT NULL,
-        'member', (SELECT number FROM members WHERE account_id = i.member_account),
-        'history', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                        'state', e.state, 'at', e.at, 'by', e.by_actor, 'detail', e.detail,
-                        'snomed', tb_intake_snomed(e.state)) ORDER BY e.id), '[]')
-                      FROM intake_events e WHERE e.intake_id = i.id))
+        'member', (SELECT number FROM members WHERE account_id = i.member_account))
 $$;
 
 CREATE FUNCTION tb_intake_answer(i intake, scope bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$

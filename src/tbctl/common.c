@@ -300,3 +300,31 @@ int tbctl_exchange_id(const char *text)
 			return 0;
 	return 1;
 }
+
+int tbctl_create_named(const struct tbctl *t, int argc, char **argv, const char *what,
+                       const char *path, void (*show)(const json_t *))
+{
+	static const struct tbctl_field fields[] = {
+	    {"name", "name"}, {"role", "role"}, {"org", "org"}, {NULL, NULL}};
+	json_t *body = json_object();
+	const char *org;
+	int64_t n = 0;
+	int first, rc;
+
+	if (tbctl_fields(argc, argv, fields, body, &first) == -1 || first != argc ||
+	    json_object_get(body, "name") == NULL || json_object_get(body, "role") == NULL ||
+	    ((org = json_string_value(json_object_get(body, "org"))) != NULL &&
+	     req_parse_int(org, 1, 999999999, &n) == -1)) {
+		fprintf(stderr,
+		        "tbctl: %s %s needs --name NAME and --role ROLE (and --org N, an "
+		        "organisation's member number, for a referrer)\n",
+		        what, argv[0]);
+		json_decref(body);
+		return TBCTL_USAGE;
+	}
+	if (n != 0)
+		json_object_set_new(body, "org", json_integer((json_int_t)n));
+	rc = tbctl_call(t, "POST", path, body, show);
+	json_decref(body);
+	return rc;
+}

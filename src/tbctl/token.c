@@ -2,7 +2,6 @@
 #include "tbctl.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static void show_created(const json_t *t)
@@ -36,34 +35,15 @@ static void show_revoked(const json_t *t)
 
 int tbctl_token(const struct tbctl *t, int argc, char **argv)
 {
-	static const struct tbctl_field fields[] = {
-	    {"name", "name"}, {"role", "role"}, {"org", "org"}, {NULL, NULL}};
+	static const struct tbctl_field no_fields[] = {{NULL, NULL}};
 	const char *sub = argc > 1 ? argv[1] : "";
-	json_t *body;
 	char path[128];
-	int first, rc;
 
-	if (strcmp(sub, "create") == 0) {
-		body = json_object();
-		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 ||
-		    first != argc - 1 || json_object_get(body, "name") == NULL ||
-		    json_object_get(body, "role") == NULL) {
-			fprintf(stderr,
-			        "tbctl: token create needs --name NAME and --role ROLE (and "
-			        "--org N for a referrer)\n");
-			json_decref(body);
-			return TBCTL_USAGE;
-		}
-		/* The organisation is a member number. */
-		if (json_object_get(body, "org") != NULL)
-			json_object_set_new(
-			    body, "org", json_integer(strtoll(tbctl_str(body, "org"), NULL, 10)));
-		rc = tbctl_call(t, "POST", "/v1/tokens", body, show_created);
-		json_decref(body);
-		return rc;
-	}
+	if (strcmp(sub, "create") == 0)
+		return tbctl_create_named(t, argc - 1, argv + 1, "token", "/v1/tokens",
+		                          show_created);
 	if (strcmp(sub, "list") == 0)
-		return tbctl_list_command(t, argc - 1, argv + 1, fields + 3, "/v1/tokens", NULL,
+		return tbctl_list_command(t, argc - 1, argv + 1, no_fields, "/v1/tokens", NULL,
 		                          list_header, list_row);
 	if (strcmp(sub, "revoke") == 0 && argc == 3 && strchr(argv[2], '/') == NULL) {
 		snprintf(path, sizeof(path), "/v1/tokens/%.64s/revoke", argv[2]);

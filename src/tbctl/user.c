@@ -5,7 +5,6 @@
 
 #include <openssl/crypto.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static void show_code(const json_t *u)
@@ -71,31 +70,11 @@ done:
 
 int tbctl_user(const struct tbctl *t, int argc, char **argv)
 {
-	static const struct tbctl_field fields[] = {
-	    {"name", "name"}, {"role", "role"}, {"org", "org"}, {NULL, NULL}};
 	const char *sub = argc > 1 ? argv[1] : "";
-	json_t *body;
 	char path[128];
-	int first, rc;
 
-	if (strcmp(sub, "add") == 0) {
-		body = json_object();
-		if (tbctl_fields(argc - 1, argv + 1, fields, body, &first) == -1 ||
-		    first != argc - 1 || json_object_get(body, "name") == NULL ||
-		    json_object_get(body, "role") == NULL) {
-			fprintf(stderr,
-			        "tbctl: user add needs --name NAME and --role ROLE (and --org N "
-			        "for a referrer)\n");
-			json_decref(body);
-			return TBCTL_USAGE;
-		}
-		if (json_object_get(body, "org") != NULL)
-			json_object_set_new(
-			    body, "org", json_integer(strtoll(tbctl_str(body, "org"), NULL, 10)));
-		rc = tbctl_call(t, "POST", "/v1/users", body, show_code);
-		json_decref(body);
-		return rc;
-	}
+	if (strcmp(sub, "add") == 0)
+		return tbctl_create_named(t, argc - 1, argv + 1, "user", "/v1/users", show_code);
 	if (strcmp(sub, "list") == 0 && argc == 2)
 		return tbctl_list(t, "/v1/users", NULL, 0, list_header, list_row);
 	if (strcmp(sub, "setup") == 0)
