@@ -52,7 +52,7 @@ TBCTL_SRC := $(wildcard src/tbctl/*.c)
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 CORE_OBJ := $(call obj,$(CORE)) $(BUILD)/obj/gen/federation.pb-c.o $(BUILD)/obj/gen/report.pb-c.o \
 	$(BUILD)/obj/gen/register.pb-c.o
-GEN_OBJ := $(BUILD)/obj/gen/schema_sql.o
+GEN_OBJ := $(BUILD)/obj/gen/schema_sql.o $(BUILD)/obj/gen/console_files.o
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
@@ -85,6 +85,14 @@ $(PROTO_C) &: proto/federation.proto proto/report.proto proto/register.proto
 $(BUILD)/gen/schema_sql.c: $(SQL_MIGRATIONS) $(SQL_SOURCES) src/sql/embed.sh Makefile
 	@mkdir -p $(BUILD)/gen
 	sh src/sql/embed.sh $(SQL_MIGRATIONS) -- $(SQL_SOURCES) > $@.tmp && mv $@.tmp $@
+
+# The console's pages, the API's OpenAPI document, and Chart.js from
+# Debian's libjs-chart.js, shipped inside the daemon as the SQL is.
+CHART_JS := /usr/share/javascript/chart.js/chart.min.js
+WEB_FILES := $(addprefix src/web/,console.html console.css console.js openapi.json) $(CHART_JS)
+$(BUILD)/gen/console_files.c: $(WEB_FILES) src/web/embed.sh
+	@mkdir -p $(BUILD)/gen
+	sh src/web/embed.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)

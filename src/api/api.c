@@ -276,6 +276,11 @@ static void on_request(struct http_req *req, void *arg)
 		reply_health(r);
 	else if (strcmp(path, "/metrics") == 0)
 		reply_metrics(r);
+	else if (strcmp(path, "/v1/openapi.json") == 0)
+		api_openapi(r);
+	else if (strcmp(path, "/") == 0 || strcmp(path, "/console") == 0 ||
+	         strncmp(path, "/console/", 9) == 0)
+		api_console(r, path);
 	else
 		route(r, path);
 }
@@ -323,7 +328,7 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->bank_name = xstrdup(bank_name);
 	api->token_file = xstrdup(token_file);
 	api->users_file = xasprintf("%s.users", token_file);
-	api->sessions = api_sessions_new();
+	api->sessions = api_sessions_new(bank_id);
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;

@@ -150,7 +150,7 @@ void api_contact_accept(struct api_req *r);
 void api_contact_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
 /* session.c: the console's accounts and sessions. */
-struct api_sessions *api_sessions_new(void);
+struct api_sessions *api_sessions_new(const char *bank_id);
 void api_sessions_free(struct api_sessions *s); /* accepts NULL */
 /* Authenticates r by its session cookie: 1 with r->role and r->actor set,
  * 0 when it has none, -1 after answering (ended, or a write without its
@@ -223,6 +223,15 @@ void api_reply_error(struct api_req *r, int status, const char *code, const char
 void api_reply_text(struct api_req *r, int status, const char *json_text);
 /* api_reply_text with more header lines ("Name: value\r\n" each, or ""). */
 void api_reply_with(struct api_req *r, int status, const char *headers, const char *json_text);
+/* Answers with headers (each line ending "\r\n", Content-Type among them)
+ * and the body's nbody parts, counts the reply and frees r. */
+struct iovec;
+void api_reply_parts(struct api_req *r, int status, const char *headers, const struct iovec *body,
+                     int nbody);
+/* The console's pages and files (console.c): GET / and /console/... */
+void api_console(struct api_req *r, const char *path);
+/* GET /v1/openapi.json: the API's OpenAPI 3 document (src/web/openapi.json). */
+void api_openapi(struct api_req *r);
 
 /* Runs one ledger SQL statement returning a single jsonb value and answers
  * with it (status r->ok_status), or with the mapped error. Takes r. */

@@ -145,7 +145,13 @@ void api_reply_with(struct api_req *r, int status, const char *headers, const ch
 	         : status == 401 ? "WWW-Authenticate: Bearer\r\n"
 	                         : "",
 	         headers);
-	http_reply(r->req, status, head, body, 2);
+	api_reply_parts(r, status, head, body, 2);
+}
+
+void api_reply_parts(struct api_req *r, int status, const char *headers, const struct iovec *body,
+                     int nbody)
+{
+	http_reply(r->req, status, headers, body, nbody);
 	if (status / 100 < 6)
 		r->api->by_class[status / 100]++;
 	api_req_free(r);

@@ -26,7 +26,10 @@
 #define ADDRESS_WINDOW 900 /* in this long, before it is slowed too */
 #define SIGN_INS_PER_SECOND 8
 #define SESSIONS_PER_USER 10
-#define COOKIE "tb_session"
+/* The cookie is named for the bank, tb_session_BANK: browsers send a
+ * cookie to every port of a host, so two banks' consoles on one machine
+ * would otherwise sign each other out. */
+#define COOKIE_PREFIX "tb_session_"
 
 struct session {
 	int used;
@@ -49,11 +52,15 @@ struct api_sessions {
 	struct fail accounts[FAILS_MAX], addresses[FAILS_MAX];
 	time_t second; /* sign-ins tried in this second */
 	int tries;
+	char cookie[sizeof(COOKIE_PREFIX) + 40]; /* tb_session_BANK */
 };
 
-struct api_sessions *api_sessions_new(void)
+struct api_sessions *api_sessions_new(const char *bank_id)
 {
-	return xcalloc(1, sizeof(struct api_sessions));
+	struct api_sessions *s = xcalloc(1, sizeof(struct api_sessions));
+
+	snprintf(s->cookie, sizeof(s->cookie), COOKIE_PREFIX "%s", bank_id);
+	return s;
 }
 
 void api_sessions_free(struct api_sessions *s)
@@ -72,17 +79,17 @@ static void hex(const unsigned char *in, size_t n, char *out)
 
 /* The value of the session cookie in a Cookie header, into out (65 bytes);
  * 0, or -1 when there is none of the right shape. */
-static int cookie_value(const char *header, char *out)
+static int cookie_value(const struct api_sessions *s, const char *header, char *out)
 {
 	const char *p = header;
-	size_t n;
+	size_t n, name = strlen(s->cookie);
 	int found = 0;
 
 	while (p != NULL && *p != '\0') {
 		while (*p == ' ' || *p == ';')
 			p++;
-		if (strncmp(p, COOKIE "=", sizeof(COOKIE)) == 0) {
-			p += sizeof(COOKIE);
+		if (strncmp(p, s->cookie, name) == 0 && p[name] == '=') {
+			p += name + 1;
 			n = strcspn(p, "; ");
 			/* Two of them: one was planted beside ours. */
 			if (n != 64 || found)
@@ -113,7 +120,7 @@ int api_session_known(struct api_sessions *s, const char *cookies)
 	char value[65];
 	int known;
 
-	if (cookies == NULL || cookie_value(cookies, value) == -1)
+	if (cookies == NULL || cookie_value(s, cookies, value) == -1)
 		return 0;
 	known = find_session(s, value) != NULL;
 	OPENSSL_cleanse(value, sizeof(value));
@@ -130,7 +137,7 @@ int api_session_auth(struct api_req *r)
 	char value[65];
 	struct session *se;
 
-	if (cookies == NULL || cookie_value(cookies, value) == -1)
+	if (cookies == NULL || cookie_value(r->api->sessions, cookies, value) == -1)
 		return 0;
 	se = find_session(r->api->sessions, value);
 	OPENSSL_cleanse(value, sizeof(value));
@@ -355,8 +362,8 @@ void api_session_start(struct api_req *r)
 	se->created = se->seen = now;
 	se->used = 1;
 	snprintf(headers, sizeof(headers),
-	         "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
-	         value, api_limits(r->api)->session_max,
+	         "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
+	         s->cookie, value, api_limits(r->api)->session_max,
 	         api_limits(r->api)->behind_proxy ? "; Secure" : "");
 	log_info("api: %s signed in from %s", account.name, host);
 	reply_json(r, 200, headers,
@@ -371,21 +378,31 @@ void api_session_start(struct api_req *r)
 	OPENSSL_cleanse(headers, sizeof(headers));
 }
 
-/* GET /v1/session: who is signed in (also for a token: its name and role). */
+/* GET /v1/session: who is signed in (also for a token: its name and role),
+ * at which bank, and a session's CSRF token. */
 void api_session_get(struct api_req *r)
 {
-	reply_json(r, 200, "",
-	           json_pack("{ssss}", "user", r->actor, "role", auth_role_name(r->role)));
+	json_t *j = json_pack("{ss ss ss ss}", "user", r->actor, "role", auth_role_name(r->role),
+	                      "bank", r->api->bank_id, "bank_name", r->api->bank_name);
+
+	if (r->org != 0)
+		json_object_set_new(j, "org", json_integer(r->org));
+	/* The page that signed in reads it again after a reload: only this
+	 * daemon's own pages can read the answer (no CORS), and the cookie
+	 * alone cannot write. */
+	if (r->csrf[0] != '\0')
+		json_object_set_new(j, "csrf_token", json_string(r->csrf));
+	reply_json(r, 200, "", j);
 }
 
 /* DELETE /v1/session: signs out. */
 void api_session_end(struct api_req *r)
 {
 	const char *cookies = http_req_header(r->req, "Cookie");
-	char value[65];
+	char value[65], clear[128];
 	struct session *se = NULL;
 
-	if (cookies != NULL && cookie_value(cookies, value) == 0) {
+	if (cookies != NULL && cookie_value(r->api->sessions, cookies, value) == 0) {
 		se = find_session(r->api->sessions, value);
 		OPENSSL_cleanse(value, sizeof(value));
 	}
@@ -393,9 +410,10 @@ void api_session_end(struct api_req *r)
 		log_info("api: %s signed out", se->user);
 		OPENSSL_cleanse(se, sizeof(*se));
 	}
-	reply_json(r, 200,
-	           "Set-Cookie: " COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n",
-	           json_pack("{ss}", "state", "signed out"));
+	snprintf(clear, sizeof(clear),
+	         "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n",
+	         r->api->sessions->cookie);
+	reply_json(r, 200, clear, json_pack("{ss}", "state", "signed out"));
 }
 
 /* Ends every session of user (an account removed or reset), and forgets

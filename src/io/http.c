@@ -408,6 +408,10 @@ static const char *reason(int status)
 		return "OK";
 	case 201:
 		return "Created";
+	case 303:
+		return "See Other";
+	case 304:
+		return "Not Modified";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -430,6 +434,8 @@ static const char *reason(int status)
 		return "Expectation Failed";
 	case 422:
 		return "Unprocessable Content";
+	case 429:
+		return "Too Many Requests";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 500:

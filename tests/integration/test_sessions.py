@@ -70,7 +70,10 @@ def test_an_account_signs_in_and_its_writes_carry_its_name(bank):
     cookie, csrf, header = sign_in(bank, "brenda")
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Path=/" in header
     status, me, _ = call(bank, "GET", "/v1/session", cookie=cookie)
-    assert status == 200 and me == {"user": "brenda", "role": "broker"}
+    assert status == 200 and me == {"user": "brenda", "role": "broker", "bank": "colchester",
+                                    "bank_name": me["bank_name"], "csrf_token": csrf}
+    # A token's answer carries no CSRF token: it needs none.
+    assert "csrf_token" not in bank.api("GET", "/v1/session")[1]
     ann, bob = bank.add_member("Ann"), bank.add_member("Bob")
     status, m, _ = call(bank, "GET", f"/v1/members/{ann}", cookie=cookie)
     assert status == 200 and m["name"] == "Ann"
@@ -96,7 +99,7 @@ def test_an_account_signs_in_and_its_writes_carry_its_name(bank):
     # A second session cookie beside ours (one planted by another site of
     # the same host) is no session at all.
     status, body, _ = call(bank, "GET", "/v1/session",
-                           cookie=f"{cookie}; tb_session={'a' * 64}")
+                           cookie=f"{cookie}; tb_session_colchester={'a' * 64}")
     assert status == 401
     # Signing out ends the session, whatever the cookie says after.
     status, body, headers = call(bank, "DELETE", "/v1/session", cookie=cookie)
@@ -184,7 +187,13 @@ def test_a_session_of_another_bank_or_from_before_a_restart_is_refused(cluster, 
     other = Bank(other_dir, cluster.conninfo(db), bank_id="westminster").start()
     try:
         make_user(other, "brenda", "broker")
+        # The cookie is named for its bank: westminster does not read
+        # colchester's, and the same value under its own name is no session.
+        assert cookie.startswith("tb_session_colchester=")
         status, body, _ = call(other, "GET", "/v1/session", cookie=cookie)
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+        renamed = cookie.replace("tb_session_colchester=", "tb_session_westminster=")
+        status, body, _ = call(other, "GET", "/v1/session", cookie=renamed)
         assert status == 401 and body["error"]["code"] == "session_expired"
     finally:
         assert other.stop() == 0
