@@ -413,7 +413,11 @@ static int run(struct daemon *d)
 	free(conninfo);
 	d->api = api_new(d->base, d->cfg->bank_id, d->cfg->bank_name, d->cfg->admin_host,
 	                 d->cfg->admin_port, d->db, auth, d->cfg->token_file, &limits);
-	if (d->api == NULL) {
+	if (d->api == NULL ||
+	    (d->cfg->admin_tls_host != NULL &&
+	     api_listen_tls(d->api, d->cfg->admin_tls_host, d->cfg->admin_tls_port,
+	                    d->cfg->admin_tls_cert, d->cfg->admin_tls_key) == -1)) {
+		api_free(d->api);
 		db_free(d->db);
 		pgm_stop(d->pgm);
 		fatal("cannot start the admin API");

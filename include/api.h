@@ -57,6 +57,9 @@ struct api_link {
 	/* The national body published its register as serial: its banks hear. */
 	void (*register_published)(void *arg, uint64_t serial);
 };
+/* Serves the API and the console over TLS on host:port too, with the
+ * certificate chain and key in these PEM files: 0, or -1 with why logged. */
+int api_listen_tls(struct api *api, const char *host, int port, const char *cert, const char *key);
 /* Without it the API answers as a bank with no [federation]. */
 void api_set_link(struct api *api, const struct api_link *link);
 /* At the national body: the register key (taken) that signs the register,

@@ -52,6 +52,12 @@ struct config {
 
 	char *admin_host; /* [admin] listen = host:port */
 	int admin_port;
+	/* [admin] tls_listen = host:port: the console and API over TLS, with
+	 * tls_cert (the certificate chain) and tls_key (PEM files). */
+	char *admin_tls_host;
+	int admin_tls_port;
+	char *admin_tls_cert;
+	char *admin_tls_key;
 	char *token_file;           /* [admin] tokens */
 	size_t max_body;            /* [admin] max_body, bytes */
 	int admin_conns;            /* [admin] max_connections, in all */

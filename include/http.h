@@ -61,16 +61,21 @@ typedef void (*http_cb)(struct http_req *req, void *arg);
 typedef int (*http_check_cb)(const struct http_head *h, void *arg, const char **code,
                              const char **message);
 
-/* Listens on host:port. A request with a body over max_body bytes is
- * refused 413 (JSON) before the body is read, and its connection closes
- * once the client stops sending. Connections idle (no request in progress)
- * for timeout_s are closed; the time a request has to arrive starts when
- * the one before is answered, and what the client sends does not extend it.
- * Connections are capped by conns (see gate.h). NULL with the reason
- * logged when it cannot listen. */
+/* A TLS listener's certificate chain and private key, PEM files. */
+struct http_tls {
+	const char *cert;
+	const char *key;
+};
+
+/* Listens on host:port, speaking TLS when tls is not NULL. A request with a body over max_body
+ * bytes is refused 413 (JSON) before the body is read, and its connection closes once the client
+ * stops sending. Connections idle (no request in progress) for timeout_s are closed; the time a
+ * request has to arrive starts when the one before is answered, and what the client sends does not
+ * extend it. Connections are capped by conns (see gate.h). NULL with the reason logged when it
+ * cannot listen. */
 struct http_server *http_server_new(struct event_base *base, const char *host, int port,
                                     size_t max_body, int timeout_s, struct gate_limits conns,
-                                    http_cb cb, void *arg);
+                                    const struct http_tls *tls, http_cb cb, void *arg);
 void http_server_set_check(struct http_server *s, http_check_cb check);
 /* The server's connection metrics (gate_metrics), onto out. */
 void http_server_metrics(const struct http_server *s, struct evbuffer *out);
@@ -91,6 +96,8 @@ const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_header_last(const struct http_req *r, const char *name);
 /* The client's address, "HOST:PORT" ("[V6]:PORT"), valid until the reply. */
 const char *http_req_source(const struct http_req *r);
+/* 1 when the request came over TLS. */
+int http_req_tls(const struct http_req *r);
 /* The body (len 0 when there is none); valid until the reply. */
 const char *http_req_body(const struct http_req *r, size_t *len);
 

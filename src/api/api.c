@@ -93,6 +93,8 @@ static void send_metrics(struct api_req *r, const char *network)
 	                    "timebankd_exchange_batches_set_wise_total %llu\n",
 	                    batches, exchanges, set_wise);
 	http_server_metrics(api->http, buf);
+	if (api->https != NULL)
+		http_server_metrics(api->https, buf);
 	evbuffer_add_printf(buf,
 	                    "# HELP timebankd_log_lines_suppressed_total Repeated log lines left "
 	                    "out by the rate limit.\n"
@@ -335,8 +337,8 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->batch = api_batch_new(api, base);
 	/* Every method reaches the router, so unknown ones get a JSON 405. */
 	struct gate_limits conns = {limits->max_conns, limits->max_conns_per_source};
-	api->http =
-	    http_server_new(base, host, port, hard_body_cap(limits), 60, conns, on_request, api);
+	api->http = http_server_new(base, host, port, hard_body_cap(limits), 60, conns, NULL,
+	                            on_request, api);
 	if (api->http == NULL) {
 		log_error("api: cannot listen on %s:%d", host, port);
 		api_free(api);
@@ -345,6 +347,22 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	http_server_set_check(api->http, check_head);
 	log_info("api: listening on %s:%d (%d tokens)", host, port, auth_count(auth));
 	return api;
+}
+
+int api_listen_tls(struct api *api, const char *host, int port, const char *cert, const char *key)
+{
+	struct gate_limits conns = {api->limits.max_conns, api->limits.max_conns_per_source};
+	struct http_tls tls = {cert, key};
+
+	api->https = http_server_new(api->base, host, port, hard_body_cap(&api->limits), 60, conns,
+	                             &tls, on_request, api);
+	if (api->https == NULL) {
+		log_error("api: cannot serve TLS on %s:%d", host, port);
+		return -1;
+	}
+	http_server_set_check(api->https, check_head);
+	log_info("api: serving TLS on %s:%d", host, port);
+	return 0;
 }
 
 void api_set_link(struct api *api, const struct api_link *link)
@@ -376,6 +394,7 @@ void api_free(struct api *api)
 	if (api == NULL)
 		return;
 	http_server_free(api->http);
+	http_server_free(api->https);
 	api_batch_free(api->batch);
 	auth_free(api->auth);
 	free(api->bank_id);
@@ -399,11 +418,15 @@ void api_reload(struct api *api, struct auth *auth, const char *token_file,
 	api->users_file = xasprintf("%s.users", token_file);
 	api->limits = *limits;
 	http_server_set_max_body(api->http, hard_body_cap(limits));
+	if (api->https != NULL)
+		http_server_set_max_body(api->https, hard_body_cap(limits));
 }
 
 void api_drain(struct api *api, void (*done)(void *), void *arg)
 {
 	http_server_stop_accepting(api->http);
+	if (api->https != NULL)
+		http_server_stop_accepting(api->https);
 	api->draining = 1;
 	api->done = done;
 	api->done_arg = arg;

@@ -37,6 +37,7 @@ struct api {
 	struct api_sessions *sessions;
 	struct api_link link; /* the federation link, when there is one */
 	struct http_server *http;
+	struct http_server *https; /* [admin] tls_listen, or NULL */
 	struct db *db;
 	struct auth *auth;
 	struct api_limits limits;

@@ -364,7 +364,7 @@ void api_session_start(struct api_req *r)
 	snprintf(headers, sizeof(headers),
 	         "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
 	         s->cookie, value, api_limits(r->api)->session_max,
-	         api_limits(r->api)->behind_proxy ? "; Secure" : "");
+	         api_limits(r->api)->behind_proxy || http_req_tls(r->req) ? "; Secure" : "");
 	log_info("api: %s signed in from %s", account.name, host);
 	reply_json(r, 200, headers,
 	           json_pack("{ss ss ss si si}", "user", account.name, "role",

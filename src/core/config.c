@@ -47,6 +47,9 @@ static const struct key keys[] = {
     {"admin", "session_idle_minutes", KT_INT, OFF(session_idle_minutes), 0, 1, 24 * 60},
     {"admin", "session_hours", KT_INT, OFF(session_hours), 0, 1, 7 * 24},
     {"admin", "behind_proxy", KT_BOOL, OFF(admin_behind_proxy), 0, 0, 0},
+    {"admin", "tls_listen", KT_LISTEN, 0, 0, 0, 0},
+    {"admin", "tls_cert", KT_PATH, OFF(admin_tls_cert), 0, 0, 0},
+    {"admin", "tls_key", KT_PATH, OFF(admin_tls_key), 0, 0, 0},
     {"ledger", "default_floor", KT_HOURS, OFF(default_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "community_floor", KT_HOURS, OFF(community_floor), 0, -HOURS_LIMIT_MINUTES, 0},
     {"ledger", "max_exchange", KT_HOURS, OFF(max_exchange), 0, 1, 1000 * 60},
@@ -150,7 +153,8 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 	char *field = (char *)p->cfg + k->offset;
 	int64_t minutes;
 	long long n;
-	char *end;
+	char *end, **host;
+	int *port;
 
 	switch (k->type) {
 	case KT_BANK_ID:
@@ -222,11 +226,13 @@ static int set_value(struct parse *p, const struct key *k, const char *value, ch
 		*(int64_t *)field = minutes;
 		return 0;
 	case KT_LISTEN:
-		if (parse_listen(value,
-		                 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_host
-		                                                  : &p->cfg->fed_host,
-		                 strcmp(k->section, "admin") == 0 ? &p->cfg->admin_port
-		                                                  : &p->cfg->fed_port) == -1) {
+		if (strcmp(k->name, "tls_listen") == 0)
+			host = &p->cfg->admin_tls_host, port = &p->cfg->admin_tls_port;
+		else if (strcmp(k->section, "admin") == 0)
+			host = &p->cfg->admin_host, port = &p->cfg->admin_port;
+		else
+			host = &p->cfg->fed_host, port = &p->cfg->fed_port;
+		if (parse_listen(value, host, port) == -1) {
 			snprintf(err, len, "listen must be host:port, like 127.0.0.1:8401");
 			return -1;
 		}
@@ -380,10 +386,8 @@ static int valid_category(const char *s)
 	return 1;
 }
 
-/* The admin API carries passwords, session cookies and tokens: off this
- * machine only through TLS, which a reverse proxy on this machine
- * terminates (behind_proxy), so the daemon itself listens on loopback. */
-static void check_admin_listen(struct parse *p)
+/* listen in [admin]: loopback, since it speaks no TLS. */
+static void check_loopback(struct parse *p)
 {
 	const char *h = p->cfg->admin_host;
 	struct in_addr v4;
@@ -403,10 +407,26 @@ static void check_admin_listen(struct parse *p)
 	if (!loopback)
 		problem(p->probs, 0,
 		        "listen in [admin] (%.64s) is not a loopback address: passwords, session "
-		        "cookies and tokens cross it, and off this machine need TLS; listen on "
-		        "127.0.0.1 behind a TLS reverse proxy on this machine, and say "
-		        "behind_proxy = yes",
+		        "cookies and tokens cross it, and off this machine need TLS; serve TLS "
+		        "with tls_listen, tls_cert and tls_key, or listen on 127.0.0.1 behind a "
+		        "TLS reverse proxy on this machine and say behind_proxy = yes",
 		        h);
+}
+
+/* The admin API carries passwords, session cookies and tokens: off this
+ * machine only through TLS, which the daemon serves itself (tls_listen,
+ * with tls_cert and tls_key) or a reverse proxy on this machine terminates
+ * (behind_proxy); listen, without TLS, is on loopback. */
+static void check_admin_listen(struct parse *p)
+{
+	const struct config *c = p->cfg;
+
+	if ((c->admin_tls_host != NULL) != (c->admin_tls_cert != NULL) ||
+	    (c->admin_tls_cert != NULL) != (c->admin_tls_key != NULL))
+		problem(p->probs, 0,
+		        "tls_listen, tls_cert and tls_key in [admin] go together: the address "
+		        "to serve TLS on, its certificate chain and its private key");
+	check_loopback(p);
 }
 
 /* check_required = the categories whose helper needs a valid check. */
@@ -602,6 +622,9 @@ void config_free(struct config *cfg)
 	free(cfg->pg_bindir);
 	free(cfg->pg_user);
 	free(cfg->admin_host);
+	free(cfg->admin_tls_host);
+	free(cfg->admin_tls_cert);
+	free(cfg->admin_tls_key);
 	free(cfg->token_file);
 	free(cfg->fed_role);
 	free(cfg->fed_host);

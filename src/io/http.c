@@ -4,7 +4,10 @@
 #include "log.h"
 #include "mem.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -222,13 +225,16 @@ struct http_conn {
 	size_t out_len, out_off;
 	enum conn_state state;
 	struct http_req req;
-	size_t head_len; /* READING: the head parsed so far, or 0 */
-	int close_after; /* close once the reply is out */
-	int processing;  /* inside process(): a reply made there goes on from there */
-	int dead;        /* to be freed once process() returns */
-	int read_paused; /* read ahead is full until the request is answered */
-	int ticket;      /* its place at the gate */
-	char source[64]; /* the client's address, as the gate saw it */
+	size_t head_len;      /* READING: the head parsed so far, or 0 */
+	int close_after;      /* close once the reply is out */
+	int processing;       /* inside process(): a reply made there goes on from there */
+	int dead;             /* to be freed once process() returns */
+	int read_paused;      /* read ahead is full until the request is answered */
+	int ticket;           /* its place at the gate */
+	char source[64];      /* the client's address, as the gate saw it */
+	SSL *ssl;             /* on a TLS listener */
+	int read_wants_write; /* TLS: a read waits for the socket to take a write */
+	int write_wants_read; /* TLS: a write waits for bytes from the client */
 	struct http_conn *prev, *next;
 };
 
@@ -242,6 +248,7 @@ struct http_server {
 	http_check_cb check;
 	void *arg;
 	struct http_conn *conns;
+	SSL_CTX *tls; /* a TLS listener's, or NULL */
 };
 
 static void process(struct http_conn *c);
@@ -269,6 +276,8 @@ static void close_socket(struct http_conn *c)
 	event_free(c->wev);
 	event_free(c->timer);
 	c->rev = c->wev = c->timer = NULL;
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	c->fd = -1;
 	if (c->srv != NULL)
@@ -309,6 +318,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	conn_free(c);
 }
 
+/* TLS may hold decrypted bytes the socket no longer signals: read them. */
+static void read_held(struct http_conn *c)
+{
+	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		event_active(c->rev, EV_READ, 0);
+}
+
 /* The request answered, its reply out: on to the next, or closed. */
 static void reply_done(struct http_conn *c)
 {
@@ -338,9 +354,80 @@ static void reply_done(struct http_conn *c)
 	if (c->read_paused) {
 		c->read_paused = 0;
 		event_add(c->rev, NULL);
+		read_held(c);
 	}
 	if (!c->processing && c->in_len > 0)
 		process(c);
+}
+
+/* TLS's answer to a read or write that did not complete: -1 with errno
+ * EAGAIN when it waits for the socket (for the other direction, flagged
+ * in want), 0 when the client closed, else -1 (errno EPROTO). */
+static ssize_t tls_stalled(struct http_conn *c, int ret, int *want, short other)
+{
+	int e = SSL_get_error(c->ssl, ret);
+
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		if ((e == SSL_ERROR_WANT_WRITE) == (other == EV_WRITE)) {
+			*want = 1;
+			event_add(other == EV_WRITE ? c->wev : c->rev, NULL);
+		}
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (!SSL_is_init_finished(c->ssl))
+		log_debug("api: a TLS handshake from %s failed: %s", c->source,
+		          ERR_reason_error_string(ERR_peek_last_error()) != NULL
+		              ? ERR_reason_error_string(ERR_peek_last_error())
+		              : "the connection closed");
+	ERR_clear_error();
+	errno = EPROTO;
+	return -1;
+}
+
+/* recv(), or SSL_read() on a TLS listener: bytes, 0 at the client's end,
+ * or -1 (errno EAGAIN: nothing yet). */
+static ssize_t conn_read(struct http_conn *c, void *buf, size_t n)
+{
+	int r;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, buf, n, 0);
+	ERR_clear_error();
+	r = SSL_read(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+	return r > 0 ? r : tls_stalled(c, r, &c->read_wants_write, EV_WRITE);
+}
+
+/* send(), or SSL_write() on a TLS listener (which may write part). */
+static ssize_t conn_write(struct http_conn *c, const void *buf, size_t n)
+{
+	int r;
+
+	if (c->ssl == NULL)
+		return send(c->fd, buf, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	r = SSL_write(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+	return r > 0 ? r : tls_stalled(c, r, &c->write_wants_read, EV_READ);
+}
+
+/* What of iov TLS takes now, part by part. */
+static ssize_t tls_writev(struct http_conn *c, const struct iovec *iov, int n)
+{
+	ssize_t total = 0, w;
+
+	for (int i = 0; i < n; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		w = conn_write(c, iov[i].iov_base, iov[i].iov_len);
+		if (w < 0)
+			return total > 0 && errno == EAGAIN ? total : w;
+		total += w;
+		if ((size_t)w < iov[i].iov_len)
+			break;
+	}
+	return total;
 }
 
 /* Writes as much of iov as the socket takes now; keeps the rest to write on
@@ -354,7 +441,7 @@ static int send_or_keep(struct http_conn *c, struct iovec *iov, int n)
 	for (int i = 0; i < n; i++)
 		total += iov[i].iov_len;
 	do
-		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		w = c->ssl != NULL ? tls_writev(c, iov, n) : sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
 	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 		return -1;
@@ -377,12 +464,26 @@ static int send_or_keep(struct http_conn *c, struct iovec *iov, int n)
 	return 0;
 }
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
-	ssize_t w = send(fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+	ssize_t w;
 
 	(void)what;
+	if (c->read_wants_write) {
+		c->read_wants_write = 0;
+		if (c->out == NULL)
+			event_del(c->wev);
+		on_read(fd, EV_READ, c);
+		return;
+	}
+	if (c->out == NULL) {
+		event_del(c->wev);
+		return;
+	}
+	w = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
 	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (w <= 0) {
@@ -607,7 +708,7 @@ static void process(struct http_conn *c)
 			}
 			if (h->expect_continue && c->in_len < c->head_len + body) {
 				static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-				if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) !=
+				if (conn_write(c, cont, sizeof(cont) - 1) !=
 				    (ssize_t)sizeof(cont) - 1) {
 					conn_free(c);
 					break;
@@ -636,9 +737,14 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
+	if (c->write_wants_read) {
+		c->write_wants_read = 0;
+		on_write(fd, EV_WRITE, c);
+		return;
+	}
 	if (c->state == DISCARDING) {
 		char sink[4096];
-		n = recv(fd, sink, sizeof(sink), 0);
+		n = conn_read(c, sink, sizeof(sink));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			conn_free(c);
 		return;
@@ -648,7 +754,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	room = c->in_cap - c->in_len;
-	n = recv(fd, c->in + c->in_len, room, 0);
+	n = conn_read(c, c->in + c->in_len, room);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -664,6 +770,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in_len += (size_t)n;
+	read_held(c);
 	if (c->state == READING) {
 		process(c);
 		return;
@@ -689,6 +796,15 @@ static void on_accept(evutil_socket_t fd, int ticket, const char *addr, void *ar
 	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
 	c->timer = evtimer_new(s->base, on_timer, c);
+	if (s->tls != NULL && ((c->ssl = SSL_new(s->tls)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+		log_error("api: no memory for a TLS connection");
+		ERR_clear_error();
+		close_socket(c);
+		free(c);
+		return;
+	}
+	if (c->ssl != NULL)
+		SSL_set_accept_state(c->ssl);
 	c->next = s->conns;
 	if (s->conns != NULL)
 		s->conns->prev = c;
@@ -699,9 +815,32 @@ static void on_accept(evutil_socket_t fd, int ticket, const char *addr, void *ar
 
 /* ---- the server ------------------------------------------------------- */
 
+/* A TLS server's context, of the certificate chain and key in PEM files:
+ * TLS 1.2 and up, no renegotiation, and no session tickets, so that after
+ * the handshake a read never needs to write. NULL with why logged. */
+static SSL_CTX *tls_context(const struct http_tls *tls)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1 || SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		log_error("api: cannot serve TLS with %s and %s: %s", tls->cert, tls->key,
+		          e != 0 ? ERR_reason_error_string(e) : "no memory");
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ctx;
+}
+
 struct http_server *http_server_new(struct event_base *base, const char *host, int port,
                                     size_t max_body, int timeout_s, struct gate_limits conns,
-                                    http_cb cb, void *arg)
+                                    const struct http_tls *tls, http_cb cb, void *arg)
 {
 	struct http_server *s = xcalloc(1, sizeof(*s));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -716,17 +855,23 @@ struct http_server *http_server_new(struct event_base *base, const char *host, i
 	s->timeout_s = timeout_s;
 	s->cb = cb;
 	s->arg = arg;
+	if (tls != NULL && (s->tls = tls_context(tls)) == NULL) {
+		free(s);
+		return NULL;
+	}
 	snprintf(service, sizeof(service), "%d", port);
 	if ((rc = getaddrinfo(host, service, &hints, &ai)) != 0) {
 		log_error("api: cannot resolve %s: %s", host, gai_strerror(rc));
+		SSL_CTX_free(s->tls);
 		free(s);
 		return NULL;
 	}
 	for (struct addrinfo *a = ai; a != NULL && s->gate == NULL; a = a->ai_next)
-		s->gate =
-		    gate_listen(base, a->ai_addr, (int)a->ai_addrlen, "api", conns, on_accept, s);
+		s->gate = gate_listen(base, a->ai_addr, (int)a->ai_addrlen,
+		                      tls != NULL ? "api_tls" : "api", conns, on_accept, s);
 	freeaddrinfo(ai);
 	if (s->gate == NULL) {
+		SSL_CTX_free(s->tls);
 		free(s);
 		return NULL;
 	}
@@ -775,6 +920,7 @@ void http_server_free(struct http_server *s)
 			conn_free(c);
 	}
 	gate_free(s->gate);
+	SSL_CTX_free(s->tls);
 	free(s);
 }
 
@@ -808,6 +954,11 @@ const char *http_req_header_last(const struct http_req *r, const char *name)
 const char *http_req_source(const struct http_req *r)
 {
 	return r->conn->source;
+}
+
+int http_req_tls(const struct http_req *r)
+{
+	return r->conn->ssl != NULL;
 }
 
 const char *http_req_body(const struct http_req *r, size_t *len)

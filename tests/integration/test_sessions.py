@@ -1,9 +1,12 @@
 """The console's accounts and sessions: a one-time setup code, signing in
 with a password, the session cookie and its CSRF token, failed sign-ins
-slowed and locked, signing out, and every write recorded by the person's
-name."""
+slowed and locked, signing out, every write recorded by the person's
+name, and the console over the daemon's own TLS."""
 
 import json
+import os
+import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -11,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tbtest import Bank, ledger_snapshot
+from tbtest import TIMEBANKD, Bank, free_port, ledger_snapshot
 
 
 def call(bank, method, path, body=None, cookie=None, csrf=None):
@@ -180,7 +183,6 @@ def test_a_session_of_another_bank_or_from_before_a_restart_is_refused(cluster, 
     make_user(bank, "brenda", "broker")
     cookie, _, _ = sign_in(bank, "brenda")
     db = cluster.new_database()
-    import os
     other_dir = os.path.join(workdir, "other")
     os.mkdir(other_dir)
     os.chmod(other_dir, 0o755)
@@ -258,3 +260,106 @@ def test_behind_a_tls_proxy_cookies_are_secure_and_the_proxys_address_counts(clu
         assert "account brenda locked for 15 minutes against 203.0.113.9" in b.log_text()
     finally:
         assert b.stop() == 0
+
+
+def self_signed(directory):
+    """A certificate for 127.0.0.1 and its key, as an operator's own CA or
+    ACME client would give them."""
+    cert, key = os.path.join(directory, "admin.crt"), os.path.join(directory, "admin.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=timebank.example.org",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_the_console_served_over_tls_sets_a_secure_cookie(cluster, workdir):
+    cert, key = self_signed(workdir)
+    port = free_port()
+    db = cluster.new_database()
+    bank = Bank(workdir, cluster.conninfo(db), extra=(
+        f"\n[admin]\ntls_listen = 127.0.0.1:{port}\ntls_cert = {cert}\ntls_key = {key}\n"))
+    bank.db = db
+    bank.start()
+    try:
+        make_user(bank, "brenda", "broker")
+        tls = ssl.create_default_context(cafile=cert)
+        base = f"https://127.0.0.1:{port}"
+
+        def over_tls(method, path, body=None, cookie=None, csrf=None):
+            data = json.dumps(body).encode() if body is not None else None
+            req = urllib.request.Request(base + path, data=data, method=method)
+            for name, value in (("Content-Type", "application/json" if data else None),
+                                ("Cookie", cookie), ("X-CSRF-Token", csrf)):
+                if value:
+                    req.add_header(name, value)
+            try:
+                with urllib.request.urlopen(req, context=tls, timeout=30) as r:
+                    return r.status, r.read(), r.headers
+            except urllib.error.HTTPError as e:
+                return e.code, e.read(), e.headers
+
+        status, page, headers = over_tls("GET", "/console/sign-in")
+        assert status == 200 and b"console.js" in page
+        status, body, headers = over_tls("POST", "/v1/session",
+                                         {"name": "brenda", "password": "a long pass phrase"})
+        assert status == 200, body
+        set_cookie = headers["Set-Cookie"]
+        assert "Secure" in set_cookie and "HttpOnly" in set_cookie, set_cookie
+        cookie, csrf = set_cookie.split(";")[0], json.loads(body)["csrf_token"]
+        ann = bank.add_member("Ann")
+        status, body, _ = over_tls("GET", f"/v1/members/{ann}", cookie=cookie)
+        assert status == 200 and json.loads(body)["name"] == "Ann"
+        # Many requests on one kept-alive TLS connection, and a large answer.
+        for i in range(20):
+            assert over_tls("GET", "/console/assets/chart.min.js")[0] == 200
+        # Over the plain loopback listener the same sign-in's cookie is not Secure.
+        _, _, plain = call(bank, "POST", "/v1/session",
+                           {"name": "brenda", "password": "a long pass phrase"})
+        assert "Secure" not in plain["Set-Cookie"]
+        # Plain HTTP spoken to the TLS port, and a stalled handshake, are
+        # dropped; the daemon goes on.
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(10)
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert b"200 OK" not in answer
+        half = socket.create_connection(("127.0.0.1", port))
+        half.sendall(b"\x16\x03\x01")
+        assert over_tls("GET", "/v1/health")[0] == 200
+        half.close()
+        # A client that will not trust the certificate cannot be served.
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(base + "/v1/health", context=ssl.create_default_context(),
+                                   timeout=10)
+    finally:
+        assert bank.stop() == 0, bank.log_text()
+
+
+def test_remote_access_without_tls_is_refused_by_the_config_check(bank, workdir):
+    cert, key = self_signed(workdir)
+    text = open(bank.config).read()
+
+    def check(admin):
+        path = os.path.join(workdir, "check.conf")
+        with open(path, "w") as f:
+            f.write(text + "\n[admin]\n" + admin)
+        return subprocess.run([TIMEBANKD, "-n", "-c", path], capture_output=True, text=True)
+
+    plain = check("").returncode
+    assert plain == 0
+    wide = open(bank.config).read().replace(f"listen = 127.0.0.1:{bank.port}",
+                                            f"listen = 0.0.0.0:{bank.port}")
+    path = os.path.join(workdir, "wide.conf")
+    with open(path, "w") as f:
+        f.write(wide)
+    r = subprocess.run([TIMEBANKD, "-n", "-c", path], capture_output=True, text=True)
+    assert r.returncode != 0 and "not a loopback address" in r.stderr and "tls_listen" in r.stderr
+    r = check(f"tls_listen = 0.0.0.0:{free_port()}\ntls_cert = {cert}\ntls_key = {key}\n")
+    assert r.returncode == 0, r.stderr
+    r = check(f"tls_listen = 0.0.0.0:{free_port()}\ntls_cert = {cert}\n")
+    assert r.returncode != 0 and "go together" in r.stderr
