@@ -97,6 +97,12 @@
 		return el("span", { class: `state-${text}` }, String(text).replace(/_/g, " "));
 	}
 
+	/* A cell with nothing in it: a figure withheld (suppressed in a
+	 * report) or a field not filled in. */
+	function shown(v) {
+		return v === null || v === undefined || v === "" ? el("span", { title: "none, or withheld" }, "—") : v;
+	}
+
 	/* A table: columns are [heading, row => cell, "num"?]. */
 	function table(caption, columns, rows, empty) {
 		if (!rows || rows.length === 0) return el("p", { class: "muted" }, empty || "None.");
@@ -108,7 +114,7 @@
 			el(
 				"tbody",
 				null,
-				rows.map((row) => el("tr", null, columns.map((c) => el("td", { class: c[2] || null }, c[1](row)))))
+				rows.map((row) => el("tr", null, columns.map((c) => el("td", { class: c[2] || null }, shown(c[1](row))))))
 			)
 		);
 	}
@@ -552,23 +558,50 @@
 		const pending = recent.items.filter((x) => x.state === "pending");
 		const down = (peers.peers || []).filter((p) => p.state !== "established" && p.state !== "removed");
 		const diverged = (peers.peers || []).filter((p) => p.diverged);
-		const section = (title, rows, render, empty) =>
-			el("section", null, el("h2", null, `${title} (${rows.length})`), rows.length ? el("ul", null, rows.map((r) => el("li", null, render(r)))) : el("p", { class: "muted" }, empty || "Nothing waiting."));
+		/* What waits comes first; what does not is named in one line. */
+		const sections = [
+			["Incoming referrals overdue for contact", todo.intake_overdue, (r) => link(`/console/intake/${r.id}`, `Referral ${r.id}, received ${when(r.received_at)}`)],
+			["Incoming referrals to follow up", todo.intake_waiting, (r) => link(`/console/intake/${r.id}`, `Referral ${r.id} (${r.state}), received ${when(r.received_at)}`)],
+			["Claims from other banks", todo.claims, (c) => link(`/console/directory/claims#${c.claim}`, `Claim ${c.claim} from ${c.bank}: ${hours(c.minutes)}`)],
+			["Contact requests", todo.contacts, (c) => link(`/console/directory/contacts#${c.contact}`, `Contact ${c.contact} from ${c.bank} about item ${c.handle}`)],
+			["Members referred from other banks", todo.referrals, (r) => `Referral ${r.referral} from ${r.bank} (${r.kind}): tbctl referral show ${r.referral}`],
+			["Items waiting for review", todo.items_waiting, (i) => link("/console/directory/review", `${i.kind} ${i.id} (${i.handle})`)],
+			["Members near their floor", todo.near_floor, (m) => link(`/console/members/${m.member}`, `Member ${m.member}: balance ${hours(m.balance_minutes)}, floor ${hours(m.floor_minutes)}`)],
+			["Safeguarding checks running out", todo.checks_expiring, (c) => link(`/console/members/${c.member}`, `Member ${c.member}: ${c.kind}${c.expires_on ? ` until ${c.expires_on}` : ""}`)],
+			["Members needing care who have gone quiet", todo.care_quiet, (m) => link(`/console/members/${m.member}`, `Member ${m.member}, last exchange ${m.last_exchange || "never"}`)],
+			["Exchanges of members needing care, to review", todo.care_review ? [todo.care_review] : [], (n) => link("/console/care-review", `${n} exchanges not yet read`)],
+			["Cross-bank exchanges pending", pending, (x) => link(`/console/exchanges/${x.id}`, `${x.id}: ${hours(x.minutes)}, ${x.payer_label} to ${x.earner_label}`)],
+			["Peers down", down, (p) => link("/console/federation", `${p.peer}: ${p.state}${p.last_error ? `, ${p.last_error}` : ""}`)],
+			["Peers diverged", diverged, (p) => link("/console/federation", `${p.peer}: ${p.diverged_reason || "diverged"}`)],
+		];
+		const waiting = sections.filter(([, rows]) => rows.length > 0);
+		const quiet = sections.filter(([, rows]) => rows.length === 0).map(([title]) => title.toLowerCase());
 		screen(
 			"Today",
-			section("Incoming referrals overdue for contact", todo.intake_overdue, (r) => link(`/console/intake/${r.id}`, `Referral ${r.id}, received ${when(r.received_at)}`)),
-			section("Incoming referrals to follow up", todo.intake_waiting, (r) => link(`/console/intake/${r.id}`, `Referral ${r.id} (${r.state}), received ${when(r.received_at)}`)),
-			section("Claims from other banks", todo.claims, (c) => link(`/console/directory/claims#${c.claim}`, `Claim ${c.claim} from ${c.bank}: ${hours(c.minutes)}`)),
-			section("Contact requests", todo.contacts, (c) => link(`/console/directory/contacts#${c.contact}`, `Contact ${c.contact} from ${c.bank} about item ${c.handle}`)),
-			section("Members referred from other banks", todo.referrals, (r) => `Referral ${r.referral} from ${r.bank} (${r.kind}): tbctl referral show ${r.referral}`),
-			section("Items waiting for review", todo.items_waiting, (i) => link(`/console/directory/review`, `${i.kind} ${i.id} (${i.handle})`)),
-			section("Members near their floor", todo.near_floor, (m) => link(`/console/members/${m.member}`, `Member ${m.member}: balance ${hours(m.balance_minutes)}, floor ${hours(m.floor_minutes)}`)),
-			section("Safeguarding checks running out", todo.checks_expiring, (c) => link(`/console/members/${c.member}`, `Member ${c.member}: ${c.kind} ${c.expires_on ? `until ${c.expires_on}` : ""}`)),
-			section("Members needing care who have gone quiet", todo.care_quiet, (m) => link(`/console/members/${m.member}`, `Member ${m.member}, last exchange ${m.last_exchange || "never"}`)),
-			section("Exchanges of members needing care to review", todo.care_review ? [todo.care_review] : [], (n) => `${n} exchanges: tbctl care-review`),
-			section("Cross-bank exchanges pending", pending, (x) => link(`/console/exchanges/${x.id}`, `${x.id}: ${hours(x.minutes)}, ${x.payer_label} to ${x.earner_label}`)),
-			section("Peers down", down, (p) => link("/console/federation", `${p.peer}: ${p.state}${p.last_error ? `, ${p.last_error}` : ""}`), "Every peer is linked."),
-			section("Peers diverged", diverged, (p) => link("/console/federation", `${p.peer}: ${p.diverged_reason || "diverged"}`), "No peer is diverged.")
+			waiting.length === 0 ? notice("good", "Nothing waits for you today.") : null,
+			waiting.map(([title, rows, render]) => el("section", null, el("h2", null, `${title} (${title.startsWith("Exchanges of") ? rows[0] : rows.length})`), el("ul", null, rows.map((r) => el("li", null, render(r)))))),
+			quiet.length ? el("p", { class: "muted" }, `Nothing waiting: ${quiet.join("; ")}.`) : null
+		);
+	}
+
+	/* Exchanges of members who need extra care, for a broker to read. */
+	async function careReviewScreen() {
+		const review = await get("/v1/care-review");
+		const byMember = new Map();
+		for (const x of review.items) byMember.set(x.care_member, [...(byMember.get(x.care_member) || []), x]);
+		screen(
+			"Exchanges to review",
+			el("p", null, "Exchanges of members who need extra care, not yet read by a broker."),
+			byMember.size === 0 ? notice("good", "Every exchange has been read.") : null,
+			[...byMember].map(([member, xs]) =>
+				el(
+					"section",
+					null,
+					el("h2", null, link(`/console/members/${member}`, `Member ${member}`)),
+					table(null, [["Exchange", (x) => link(`/console/exchanges/${x.id}`, x.id)], ["Date", (x) => x.performed_on], ["From", (x) => x.payer_label], ["To", (x) => x.earner_label], ["Hours", (x) => hours(x.minutes), "num"], ["What", (x) => x.description || x.category], ["Recorded by", (x) => x.recorded_by]], xs),
+					actButton("Read: mark as reviewed", `/v1/members/${member}/care-reviewed`, "/console/care-review", false, { up_to: Math.max(...xs.map((x) => x.id)) })
+				)
+			)
 		);
 	}
 
@@ -1539,6 +1572,7 @@
 			["grant_minutes", (m) => m.grant_minutes, "num"],
 			["partial", (m) => (m.partial ? "yes" : ""), null],
 		];
+		const now = summary.months[summary.months.length - 1] || {};
 		const perBank = perMonth.flatMap((p) => p.banks.map((b) => ({ month: p.month, bank: b.bank, minutes: (b.within_minutes || 0) + (b.between_minutes || 0) })));
 		screen(
 			"The network at a glance",
@@ -1547,9 +1581,10 @@
 				{ class: "figures" },
 				el("li", null, "Banks reporting", el("span", { class: "value" }, banks.length)),
 				el("li", null, "Reports late", el("span", { class: "value" }, banks.filter(late).length)),
-				el("li", null, "Hours this month", el("span", { class: "value" }, hours(summary.months[11] ? (summary.months[11].within_minutes || 0) + (summary.months[11].between_minutes || 0) : 0))),
-				el("li", null, "Active members (rounded)", el("span", { class: "value" }, summary.months[11] ? summary.months[11].active ?? "—" : "—"))
+				el("li", null, "Hours this month", el("span", { class: "value" }, hours((now.within_minutes || 0) + (now.between_minutes || 0)))),
+				el("li", null, "Active members (rounded, as reported)", el("span", { class: "value" }, now.active ?? "—"))
 			),
+			el("p", { class: "muted" }, "Figures are as each bank reported them: counts of people are rounded, and a dash is a figure the bank withheld because it counted too few people to share."),
 			reportSection("Banks and their reports", "banks.csv", bankCols, banks),
 			el("h2", null, "Hours exchanged per month, network-wide"),
 			chartOf("Hours exchanged per month across the network", {
@@ -1603,6 +1638,7 @@
 
 	const ROUTES = [
 		[/^\/console\/today$/, todayScreen, "/console/today"],
+		[/^\/console\/care-review$/, careReviewScreen, "/console/today"],
 		[/^\/console\/members$/, membersScreen, "/console/members"],
 		[/^\/console\/members\/new$/, memberNew, "/console/members"],
 		[/^\/console\/members\/(\d+)$/, memberScreen, "/console/members"],
