@@ -330,7 +330,16 @@ struct api *api_new(struct event_base *base, const char *bank_id, const char *ba
 	api->bank_name = xstrdup(bank_name);
 	api->token_file = xstrdup(token_file);
 	api->users_file = xasprintf("%s.users", token_file);
-	api->sessions = api_sessions_new(bank_id);
+	api->sessions = api_sessions_new(base, bank_id);
+	if (api->sessions == NULL) {
+		auth_free(auth);
+		free(api->bank_id);
+		free(api->bank_name);
+		free(api->token_file);
+		free(api->users_file);
+		free(api);
+		return NULL;
+	}
 	api->db = db;
 	api->auth = auth;
 	api->limits = *limits;

@@ -151,7 +151,8 @@ void api_contact_accept(struct api_req *r);
 void api_contact_decline(struct api_req *r);
 void api_test_messages(struct api_req *r);
 /* session.c: the console's accounts and sessions. */
-struct api_sessions *api_sessions_new(const char *bank_id);
+/* NULL with why logged when it has no pipe for its password checks. */
+struct api_sessions *api_sessions_new(struct event_base *base, const char *bank_id);
 void api_sessions_free(struct api_sessions *s); /* accepts NULL */
 /* Authenticates r by its session cookie: 1 with r->role and r->actor set,
  * 0 when it has none, -1 after answering (ended, or a write without its

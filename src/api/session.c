@@ -2,7 +2,8 @@
  * (users.h); a session is a random cookie (HttpOnly, SameSite=Strict) with
  * a CSRF token that every write made with it must carry. Failed sign-ins
  * are slowed per account (locked a while after a few) and per address.
- * Sessions live in memory: a restart signs everyone out. Coordinators make
+ * Sessions live in memory: a restart signs everyone out. A password is
+ * checked on a thread of its own, the rest on the loop. Coordinators make
  * and remove accounts; each account sets its password once with a one-time
  * setup code. */
 #include "internal.h"
@@ -13,10 +14,15 @@
 #include "mem.h"
 #include "users.h"
 
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SESSIONS_MAX 1024
 #define FAILS_MAX 1024
@@ -42,7 +48,7 @@ struct session {
 };
 
 struct fail {
-	char key[80]; /* an account's name, or an address */
+	char key[AUTH_NAME_MAX + 64]; /* NAME@ADDRESS, or an address */
 	int count;
 	time_t first, locked_until;
 };
@@ -52,14 +58,56 @@ struct api_sessions {
 	struct fail accounts[FAILS_MAX], addresses[FAILS_MAX];
 	time_t second; /* sign-ins tried in this second */
 	int tries;
-	char cookie[sizeof(COOKIE_PREFIX) + 40]; /* tb_session_BANK */
+	char cookie[sizeof(COOKIE_PREFIX) + 40];        /* tb_session_BANK */
+	char secure_cookie[sizeof(COOKIE_PREFIX) + 48]; /* __Host-tb_session_BANK */
+	/* Passwords are checked on threads of their own (scrypt takes 50 to
+	 * 100 ms, which the loop's other requests and the federation would
+	 * wait out); each thread, done, writes its job's address here. */
+	int done[2];
+	struct event *done_ev;
+	int checking; /* threads at work */
 };
 
-struct api_sessions *api_sessions_new(const char *bank_id)
+/* One sign-in whose password a thread is checking. */
+struct check_job {
+	struct api_req *r;
+	int done_fd;
+	int found; /* the account exists */
+	int ok;    /* the password is its own: set by the thread */
+	struct users_account account;
+	char password[USERS_PASSWORD_MAX + 1];
+	char host[64];
+};
+
+#define CHECKING_MAX 4
+
+static void signed_in(struct check_job *job);
+
+static void on_checked(evutil_socket_t fd, short what, void *arg)
+{
+	struct api_sessions *s = arg;
+	struct check_job *job;
+
+	(void)what;
+	while (read(fd, &job, sizeof(job)) == (ssize_t)sizeof(job)) {
+		s->checking--;
+		signed_in(job);
+	}
+}
+
+struct api_sessions *api_sessions_new(struct event_base *base, const char *bank_id)
 {
 	struct api_sessions *s = xcalloc(1, sizeof(struct api_sessions));
 
 	snprintf(s->cookie, sizeof(s->cookie), COOKIE_PREFIX "%s", bank_id);
+	snprintf(s->secure_cookie, sizeof(s->secure_cookie), "__Host-" COOKIE_PREFIX "%s", bank_id);
+	if (pipe2(s->done, O_CLOEXEC | O_NONBLOCK) == -1) {
+		log_error("api: no pipe for the password checks: %s", strerror(errno));
+		free(s);
+		return NULL;
+	}
+	s->done_ev = event_new(base, s->done[0], EV_READ | EV_PERSIST, on_checked, s);
+	event_add(s->done_ev, NULL);
 	return s;
 }
 
@@ -67,8 +115,25 @@ void api_sessions_free(struct api_sessions *s)
 {
 	if (s == NULL)
 		return;
+	event_free(s->done_ev);
+	close(s->done[0]);
+	close(s->done[1]);
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
+}
+
+static void *check_password(void *arg)
+{
+	struct check_job *job = arg;
+	ssize_t w;
+
+	job->ok = users_check_password(job->found ? &job->account : NULL, job->password);
+	OPENSSL_cleanse(job->password, sizeof(job->password));
+	/* A pointer is under PIPE_BUF: written whole, or not at all. */
+	do
+		w = write(job->done_fd, &job, sizeof(job));
+	while (w == -1 && errno == EINTR);
+	return NULL;
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -77,18 +142,30 @@ static void hex(const unsigned char *in, size_t n, char *out)
 		snprintf(out + 2 * i, 3, "%02x", in[i]);
 }
 
+/* The session cookie's name for r: over TLS (the daemon's or a proxy's),
+ * __Host-tb_session_BANK, which a browser keeps only as this host's,
+ * secure, for every path, so that nothing served over plain HTTP or from
+ * another host of the domain can plant one; else tb_session_BANK. */
+static const char *cookie_of(const struct api_req *r)
+{
+	const struct api_sessions *s = r->api->sessions;
+
+	return api_limits(r->api)->behind_proxy || http_req_tls(r->req) ? s->secure_cookie
+	                                                                : s->cookie;
+}
+
 /* The value of the session cookie in a Cookie header, into out (65 bytes);
  * 0, or -1 when there is none of the right shape. */
-static int cookie_value(const struct api_sessions *s, const char *header, char *out)
+static int cookie_value(const char *cookie, const char *header, char *out)
 {
 	const char *p = header;
-	size_t n, name = strlen(s->cookie);
+	size_t n, name = strlen(cookie);
 	int found = 0;
 
 	while (p != NULL && *p != '\0') {
 		while (*p == ' ' || *p == ';')
 			p++;
-		if (strncmp(p, s->cookie, name) == 0 && p[name] == '=') {
+		if (strncmp(p, cookie, name) == 0 && p[name] == '=') {
 			p += name + 1;
 			n = strcspn(p, "; ");
 			/* Two of them: one was planted beside ours. */
@@ -120,7 +197,10 @@ int api_session_known(struct api_sessions *s, const char *cookies)
 	char value[65];
 	int known;
 
-	if (cookies == NULL || cookie_value(s, cookies, value) == -1)
+	/* Before the request is read: either name (it is only whether its body
+	 * may be read). */
+	if (cookies == NULL || (cookie_value(s->cookie, cookies, value) == -1 &&
+	                        cookie_value(s->secure_cookie, cookies, value) == -1))
 		return 0;
 	known = find_session(s, value) != NULL;
 	OPENSSL_cleanse(value, sizeof(value));
@@ -137,7 +217,7 @@ int api_session_auth(struct api_req *r)
 	char value[65];
 	struct session *se;
 
-	if (cookies == NULL || cookie_value(r->api->sessions, cookies, value) == -1)
+	if (cookies == NULL || cookie_value(cookie_of(r), cookies, value) == -1)
 		return 0;
 	se = find_session(r->api->sessions, value);
 	OPENSSL_cleanse(value, sizeof(value));
@@ -249,7 +329,7 @@ static void account_key(const char *name, const char *host, char *out, size_t le
 
 static void sign_in_failed(struct api_req *r, const char *name, const char *host, time_t now)
 {
-	char key[80];
+	char key[AUTH_NAME_MAX + 64];
 	struct fail *a, *ad;
 
 	account_key(name, host, key, sizeof(key));
@@ -271,46 +351,50 @@ static void sign_in_failed(struct api_req *r, const char *name, const char *host
 	api_reply_error(r, 401, "invalid_credentials", "the name or the password is wrong");
 }
 
-/* POST /v1/session {"name", "password"}: signs in. */
+/* POST /v1/session {"name", "password"}: signs in, once a thread has
+ * checked the password (signed_in answers). */
 void api_session_start(struct api_req *r)
 {
 	const char *name = json_string_value(json_object_get(r->body, "name"));
 	const char *password = json_string_value(json_object_get(r->body, "password"));
 	struct api_sessions *s = r->api->sessions;
 	time_t now = time(NULL);
-	struct users_account account;
-	struct session *se = &s->s[0];
+	struct check_job *job;
 	struct fail *locked, *ad;
-	unsigned char id[32], csrf[32];
-	char host[64], value[65], headers[256], key[80];
-	int found, mine = 0;
+	char key[AUTH_NAME_MAX + 64];
+	pthread_t thread;
+	pthread_attr_t attr;
+	int found, started;
 
-	client_of(r, host, sizeof(host));
 	if (!json_is_object(r->body) || json_object_size(r->body) != 2 || name == NULL ||
 	    password == NULL || strlen(password) > USERS_PASSWORD_MAX || !auth_valid_name(name)) {
 		api_reply_error(r, 400, "invalid_request", "give the name and the password");
 		return;
 	}
-	account_key(name, host, key, sizeof(key));
-	ad = fail_of(s->addresses, host, now, 0);
+	job = xcalloc(1, sizeof(*job));
+	client_of(r, job->host, sizeof(job->host));
+	account_key(name, job->host, key, sizeof(key));
+	ad = fail_of(s->addresses, job->host, now, 0);
 	locked = fail_of(s->accounts, key, now, 0);
-	/* scrypt's work is the loop's: at most a few sign-ins a second, from
-	 * anyone. */
+	/* scrypt's work: at most a few sign-ins a second, from anyone. */
 	if (s->second != now) {
 		s->second = now;
 		s->tries = 0;
 	}
-	if (++s->tries > SIGN_INS_PER_SECOND) {
+	if (++s->tries > SIGN_INS_PER_SECOND || s->checking >= CHECKING_MAX) {
+		free(job);
 		api_reply_error(r, 503, "busy", "too many sign-ins at once; retry in a second");
 		return;
 	}
 	if (ad != NULL && ad->count >= ADDRESS_FAILS && now - ad->first <= ADDRESS_WINDOW) {
+		free(job);
 		api_reply_error(r, 429, "too_many_attempts",
 		                "too many failed sign-ins from this address; wait %ld minutes",
 		                (long)(ADDRESS_WINDOW - (now - ad->first)) / 60 + 1);
 		return;
 	}
 	if (locked != NULL && locked->locked_until > now) {
+		free(job);
 		api_reply_error(
 		    r, 429, "account_locked",
 		    "this account is locked after failed sign-ins; wait %ld minutes, or "
@@ -318,27 +402,66 @@ void api_session_start(struct api_req *r)
 		    (long)(locked->locked_until - now) / 60 + 1);
 		return;
 	}
-	found = users_find(r->api->users_file, name, &account);
+	found = users_find(r->api->users_file, name, &job->account);
 	if (found == -1) {
+		free(job);
 		log_error("api: cannot read the users file %s", r->api->users_file);
 		api_reply_error(r, 500, "internal_error", "the accounts cannot be read");
 		return;
 	}
-	if (!users_check_password(found == 1 ? &account : NULL, password)) {
-		OPENSSL_cleanse(&account, sizeof(account));
-		sign_in_failed(r, name, host, now);
+	/* An unknown name is checked all the same, against nothing, so that it
+	 * costs what a wrong password does; its name is kept for the count. */
+	if (found != 1)
+		snprintf(job->account.name, sizeof(job->account.name), "%s", name);
+	job->r = r;
+	job->found = found == 1;
+	job->done_fd = s->done[1];
+	snprintf(job->password, sizeof(job->password), "%s", password);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	started = pthread_create(&thread, &attr, check_password, job) == 0;
+	pthread_attr_destroy(&attr);
+	if (!started) {
+		OPENSSL_cleanse(job, sizeof(*job));
+		free(job);
+		api_reply_error(r, 503, "busy",
+		                "no thread to check the password; retry in a second");
 		return;
 	}
-	if (locked != NULL)
+	s->checking++;
+}
+
+/* The thread has checked job's password: a session and its cookie, or a
+ * failure counted. */
+static void signed_in(struct check_job *job)
+{
+	struct api_req *r = job->r;
+	struct api_sessions *s = r->api->sessions;
+	struct users_account *account = &job->account;
+	time_t now = time(NULL);
+	struct session *se = &s->s[0];
+	struct fail *locked;
+	unsigned char id[32], csrf[32];
+	char value[65], headers[256], key[AUTH_NAME_MAX + 64];
+	int mine = 0;
+
+	if (!job->ok) {
+		sign_in_failed(r, account->name, job->host, now);
+		OPENSSL_cleanse(job, sizeof(*job));
+		free(job);
+		return;
+	}
+	account_key(account->name, job->host, key, sizeof(key));
+	if ((locked = fail_of(s->accounts, key, now, 0)) != NULL)
 		memset(locked, 0, sizeof(*locked));
 	/* A place: the account's own unused longest once it has its share, or
 	 * a free one, or the one unused longest. */
 	for (int i = 0; i < SESSIONS_MAX; i++)
-		mine += s->s[i].used && strcmp(s->s[i].user, account.name) == 0;
+		mine += s->s[i].used && strcmp(s->s[i].user, account->name) == 0;
 	for (int i = 0, chosen = 0; i < SESSIONS_MAX; i++) {
 		struct session *c = &s->s[i];
 		if (mine >= SESSIONS_PER_USER) {
-			if (c->used && strcmp(c->user, account.name) == 0 &&
+			if (c->used && strcmp(c->user, account->name) == 0 &&
 			    (!chosen || c->seen < se->seen))
 				se = c, chosen = 1;
 		} else if (!c->used) {
@@ -349,6 +472,8 @@ void api_session_start(struct api_req *r)
 		}
 	}
 	if (RAND_bytes(id, sizeof(id)) != 1 || RAND_bytes(csrf, sizeof(csrf)) != 1) {
+		OPENSSL_cleanse(job, sizeof(*job));
+		free(job);
 		api_reply_error(r, 500, "internal_error", "no randomness available");
 		return;
 	}
@@ -356,26 +481,27 @@ void api_session_start(struct api_req *r)
 	hex(id, sizeof(id), value);
 	crypto_sha256((const uint8_t *)value, 64, se->id_hash);
 	hex(csrf, sizeof(csrf), se->csrf);
-	snprintf(se->user, sizeof(se->user), "%s", account.name);
-	se->role = account.role;
-	se->org = account.org;
+	snprintf(se->user, sizeof(se->user), "%s", account->name);
+	se->role = account->role;
+	se->org = account->org;
 	se->created = se->seen = now;
 	se->used = 1;
 	snprintf(headers, sizeof(headers),
 	         "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
-	         s->cookie, value, api_limits(r->api)->session_max,
+	         cookie_of(r), value, api_limits(r->api)->session_max,
 	         api_limits(r->api)->behind_proxy || http_req_tls(r->req) ? "; Secure" : "");
-	log_info("api: %s signed in from %s", account.name, host);
+	log_info("api: %s signed in from %s", account->name, job->host);
 	reply_json(r, 200, headers,
-	           json_pack("{ss ss ss si si}", "user", account.name, "role",
-	                     auth_role_name(account.role), "csrf_token", se->csrf, "idle_seconds",
+	           json_pack("{ss ss ss si si}", "user", account->name, "role",
+	                     auth_role_name(account->role), "csrf_token", se->csrf, "idle_seconds",
 	                     api_limits(r->api)->session_idle, "max_seconds",
 	                     api_limits(r->api)->session_max));
 	OPENSSL_cleanse(id, sizeof(id));
 	OPENSSL_cleanse(csrf, sizeof(csrf));
 	OPENSSL_cleanse(value, sizeof(value));
-	OPENSSL_cleanse(&account, sizeof(account));
 	OPENSSL_cleanse(headers, sizeof(headers));
+	OPENSSL_cleanse(job, sizeof(*job));
+	free(job);
 }
 
 /* GET /v1/session: who is signed in (also for a token: its name and role),
@@ -399,10 +525,11 @@ void api_session_get(struct api_req *r)
 void api_session_end(struct api_req *r)
 {
 	const char *cookies = http_req_header(r->req, "Cookie");
-	char value[65], clear[128];
+	const char *name = cookie_of(r);
+	char value[65], clear[192];
 	struct session *se = NULL;
 
-	if (cookies != NULL && cookie_value(r->api->sessions, cookies, value) == 0) {
+	if (cookies != NULL && cookie_value(name, cookies, value) == 0) {
 		se = find_session(r->api->sessions, value);
 		OPENSSL_cleanse(value, sizeof(value));
 	}
@@ -411,8 +538,8 @@ void api_session_end(struct api_req *r)
 		OPENSSL_cleanse(se, sizeof(*se));
 	}
 	snprintf(clear, sizeof(clear),
-	         "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\r\n",
-	         r->api->sessions->cookie);
+	         "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s\r\n", name,
+	         name == r->api->sessions->secure_cookie ? "; Secure" : "");
 	reply_json(r, 200, clear, json_pack("{ss}", "state", "signed out"));
 }
 

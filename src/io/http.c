@@ -26,6 +26,10 @@
 /* How long a refused connection drains what the client still sends before
  * it closes (see refuse). */
 #define HTTP_DISCARD_SECONDS 5
+/* A TLS client has this long to finish its handshake, however its bytes
+ * trickle in: a stranger cannot hold a connection for the full idle time
+ * without one. */
+#define HTTP_HANDSHAKE_SECONDS 10
 
 /* ---- parsing a request's head ----------------------------------------- */
 
@@ -235,6 +239,7 @@ struct http_conn {
 	SSL *ssl;             /* on a TLS listener */
 	int read_wants_write; /* TLS: a read waits for the socket to take a write */
 	int write_wants_read; /* TLS: a write waits for bytes from the client */
+	int handshaking;      /* TLS: HTTP_HANDSHAKE_SECONDS to finish it */
 	struct http_conn *prev, *next;
 };
 
@@ -368,9 +373,14 @@ static ssize_t tls_stalled(struct http_conn *c, int ret, int *want, short other)
 	int e = SSL_get_error(c->ssl, ret);
 
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		/* A read that must write first (a handshake's flight, an answer
+		 * to a KeyUpdate) waits for the socket to take it, and no longer
+		 * for bytes, which would wake it over and over; a write that
+		 * must read first, the other way round. */
 		if ((e == SSL_ERROR_WANT_WRITE) == (other == EV_WRITE)) {
 			*want = 1;
 			event_add(other == EV_WRITE ? c->wev : c->rev, NULL);
+			event_del(other == EV_WRITE ? c->rev : c->wev);
 		}
 		errno = EAGAIN;
 		return -1;
@@ -397,6 +407,11 @@ static ssize_t conn_read(struct http_conn *c, void *buf, size_t n)
 		return recv(c->fd, buf, n, 0);
 	ERR_clear_error();
 	r = SSL_read(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+	if (c->handshaking && SSL_is_init_finished(c->ssl)) {
+		c->handshaking = 0; /* from now on, the time a request has */
+		if (c->srv != NULL)
+			arm_timer(c, c->srv->timeout_s);
+	}
 	return r > 0 ? r : tls_stalled(c, r, &c->read_wants_write, EV_WRITE);
 }
 
@@ -476,6 +491,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 		c->read_wants_write = 0;
 		if (c->out == NULL)
 			event_del(c->wev);
+		if (!c->read_paused)
+			event_add(c->rev, NULL);
 		on_read(fd, EV_READ, c);
 		return;
 	}
@@ -556,7 +573,7 @@ static void send_reply(struct http_conn *c, int status, const char *headers,
                        const struct iovec *body, int nbody, int head_only, int minor,
                        int keep_alive)
 {
-	char head[512];
+	char head[1024], length[48] = "";
 	struct iovec iov[8];
 	size_t len = 0;
 	int n = 0, hn;
@@ -567,8 +584,11 @@ static void send_reply(struct http_conn *c, int status, const char *headers,
 		len += body[i].iov_len;
 	if (!keep_alive || (c->srv != NULL && c->srv->stopping))
 		c->close_after = 1;
-	hn = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s\r\n",
-	              status, reason(status), headers, len,
+	/* A 304 has no body, and says nothing of the one it stands for. */
+	if (status != 304)
+		snprintf(length, sizeof(length), "Content-Length: %zu\r\n", len);
+	hn = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%s\r\n", status, reason(status),
+	              headers, length,
 	              c->close_after ? "Connection: close\r\n"
 	              : minor == 0   ? "Connection: keep-alive\r\n"
 	                             : "");
@@ -739,6 +759,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (c->write_wants_read) {
 		c->write_wants_read = 0;
+		event_add(c->wev, NULL);
+		if (c->read_paused)
+			event_del(c->rev);
 		on_write(fd, EV_WRITE, c);
 		return;
 	}
@@ -805,19 +828,20 @@ static void on_accept(evutil_socket_t fd, int ticket, const char *addr, void *ar
 	}
 	if (c->ssl != NULL)
 		SSL_set_accept_state(c->ssl);
+	c->handshaking = c->ssl != NULL;
 	c->next = s->conns;
 	if (s->conns != NULL)
 		s->conns->prev = c;
 	s->conns = c;
 	event_add(c->rev, NULL);
-	arm_timer(c, s->timeout_s);
+	arm_timer(c, c->handshaking ? HTTP_HANDSHAKE_SECONDS : s->timeout_s);
 }
 
 /* ---- the server ------------------------------------------------------- */
 
 /* A TLS server's context, of the certificate chain and key in PEM files:
- * TLS 1.2 and up, no renegotiation, and no session tickets, so that after
- * the handshake a read never needs to write. NULL with why logged. */
+ * TLS 1.2 and up, no renegotiation, and no session tickets (a read may
+ * still need to write: tls_stalled). NULL with why logged. */
 static SSL_CTX *tls_context(const struct http_tls *tls)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());

@@ -358,7 +358,7 @@
 		const f = el(
 			"form",
 			{ class: opts.inline ? "inline" : "stack", novalidate: true, "aria-label": opts.label || null },
-			opts.fields.map((s) => (s instanceof Node ? s : field(s))),
+			opts.fields.filter(Boolean).map((s) => (s instanceof Node ? s : field(s))),
 			el("p", { class: "form-error", tabindex: "-1", role: "alert" }),
 			el("div", { class: "actions" }, button, opts.extra || null)
 		);
@@ -474,6 +474,7 @@
 					["/console/statements", "Statements", "broker"],
 					["/console/directory", "Directory", "broker"],
 					["/console/intake", "Intake", "broker"],
+					["/console/referrals", "Referrals", "coordinator"],
 					["/console/reports", "Reports", "viewer"],
 					["/console/federation", "Federation", "viewer"],
 					["/console/accounts", "Accounts", "coordinator"],
@@ -564,7 +565,7 @@
 			["Incoming referrals to follow up", todo.intake_waiting, (r) => link(`/console/intake/${r.id}`, `Referral ${r.id} (${r.state}), received ${when(r.received_at)}`)],
 			["Claims from other banks", todo.claims, (c) => link(`/console/directory/claims#${c.claim}`, `Claim ${c.claim} from ${c.bank}: ${hours(c.minutes)}`)],
 			["Contact requests", todo.contacts, (c) => link(`/console/directory/contacts#${c.contact}`, `Contact ${c.contact} from ${c.bank} about item ${c.handle}`)],
-			["Members referred from other banks", todo.referrals, (r) => `Referral ${r.referral} from ${r.bank} (${r.kind}): tbctl referral show ${r.referral}`],
+			["Members referred from other banks", todo.referrals, (r) => link("/console/referrals", `Referral ${r.referral} from ${r.bank} (${r.kind})`)],
 			["Items waiting for review", todo.items_waiting, (i) => link("/console/directory/review", `${i.kind} ${i.id} (${i.handle})`)],
 			["Members near their floor", todo.near_floor, (m) => link(`/console/members/${m.member}`, `Member ${m.member}: balance ${hours(m.balance_minutes)}, floor ${hours(m.floor_minutes)}`)],
 			["Safeguarding checks running out", todo.checks_expiring, (c) => link(`/console/members/${c.member}`, `Member ${c.member}: ${c.kind}${c.expires_on ? ` until ${c.expires_on}` : ""}`)],
@@ -692,13 +693,14 @@
 
 	async function memberScreen(number) {
 		const cursor = here.get("cursor") || "";
-		const [m, bal, hist, offers, requests, checks] = await Promise.all([
+		const [m, bal, hist, offers, requests, checks, banks] = await Promise.all([
 			get(`/v1/members/${number}`),
 			get(`/v1/members/${number}/balance`),
 			get(`/v1/members/${number}/history${q({ cursor, limit: 20 })}`),
 			get(`/v1/offers?member=${number}&state=all`),
 			get(`/v1/requests?member=${number}&state=all`),
 			get(`/v1/members/${number}/checks`),
+			can("coordinator") ? peerBanks() : [],
 		]);
 		const coordinator = can("coordinator");
 		const status = (to, label) =>
@@ -776,8 +778,32 @@
 			el("h2", null, "Safeguarding checks"),
 			el("p", null, checks.valid ? "A valid check is held." : "No valid check is held.", checks.needs_care ? " This member needs extra care." : ""),
 			table(null, [["Kind", (c) => c.kind], ["Reference", (c) => c.reference], ["Checked", (c) => c.checked_on], ["Expires", (c) => c.expires_on]], checks.items, "No checks recorded."),
+			m.status === "active"
+				? el(
+						"details",
+						null,
+						el("summary", null, "Record a check"),
+						form({
+							label: "Record a safeguarding check",
+							submit: "Record check",
+							fields: [
+								{ name: "kind", label: "Kind", type: "select", options: [["dbs-basic", "DBS basic"], ["dbs-standard", "DBS standard"], ["dbs-enhanced", "DBS enhanced"], ["dbs-enhanced-barred", "DBS enhanced with barred lists"], ["pvg", "PVG (Scotland)"], ["other", "other"]] },
+								{ name: "reference", label: "Certificate number", required: true },
+								{ name: "checked_on", label: "Checked on", type: "date", required: true },
+								{ name: "expires_on", label: "Renew by", type: "date", required: true },
+							],
+							send: async (v) => {
+								await post(`/v1/members/${number}/checks`, v);
+								go(`/console/members/${number}?saved=1`);
+							},
+						})
+				  )
+				: null,
 			coordinator
 				? [
+						m.status === "active" && banks.length
+							? [el("h2", null, "Refer to another bank"), el("details", null, el("summary", null, "Refer this member"), referralForm(number, banks))]
+							: null,
 						el("h2", null, "Status, export and erasure"),
 						el(
 							"div",
@@ -848,6 +874,9 @@
 					},
 					{ name: "earner", label: "Member who helped (earns)", inputmode: "numeric", required: true, size: 10, hint: "Their member number at their bank." },
 					...common,
+					can("coordinator")
+						? { name: "safeguarding_override", label: "Safeguarding override", type: "textarea", rows: 2, hint: "Only where the helper has no valid check this help needs: why it may go ahead. Recorded with your name." }
+						: null,
 				],
 				send: async (v, f) => {
 					const body = { ...v };
@@ -1225,6 +1254,83 @@
 				"Nothing is waiting."
 			)
 		);
+	}
+
+	/* ---- referrals between banks ---- */
+
+	async function referralsScreen() {
+		const [incoming, outgoing] = await Promise.all([get("/v1/referrals?direction=incoming"), get("/v1/referrals?direction=outgoing&state=all")]);
+		const back = "/console/referrals";
+		screen(
+			"Members moving or introduced",
+			here.get("sent") ? notice("good", "Referred. The other bank's coordinator will answer.") : null,
+			el("p", null, "Referrals of members between banks, made with the member's consent. Refer a member from their page."),
+			el("h2", null, "Referred to us"),
+			table(
+				null,
+				[
+					["Referral", (r) => r.id],
+					["From", (r) => r.peer],
+					["Kind", (r) => r.kind],
+					["Shared with us", (r) => (r.details ? Object.entries(r.details).map(([k, v]) => `${k}: ${v}`).join("; ") : "")],
+					["Hours", (r) => (r.kind === "move" ? hours(r.balance_minutes) : "")],
+					["Expires", (r) => when(r.expires_at)],
+					[
+						"Answer",
+						(r) =>
+							el(
+								"div",
+								null,
+								actForm(`Accept referral ${r.id}`, "Accept", `/v1/referrals/${encodeURIComponent(r.id)}/accept`, back, { name: "message", label: "Message back", size: 18 }),
+								actForm(`Decline referral ${r.id}`, "Decline", `/v1/referrals/${encodeURIComponent(r.id)}/decline`, back, { name: "reason", label: "Reason", required: true, size: 18 })
+							),
+					],
+				],
+				incoming.items,
+				"No referrals waiting."
+			),
+			el("h2", null, "Referred by us"),
+			table(
+				null,
+				[
+					["Referral", (r) => r.id],
+					["Member", (r) => (r.member ? link(`/console/members/${r.member}`, r.member) : "")],
+					["To", (r) => r.peer],
+					["Kind", (r) => r.kind],
+					["State", (r) => state(r.state)],
+					["Answer", (r) => r.answer || r.refusal],
+					["", (r) => (r.state === "open" ? actButton("Withdraw", `/v1/referrals/${encodeURIComponent(r.id)}/withdraw`, back, true) : "")],
+				],
+				outgoing.items,
+				"None."
+			)
+		);
+	}
+
+	/* A member's referral to another bank: what they agreed to share, and how. */
+	function referralForm(number, banks) {
+		return form({
+			label: "Refer to another bank",
+			submit: "Refer",
+			idempotent: true,
+			fields: [
+				{ name: "bank", label: "To the bank", type: "select", options: banks.map((b) => [b, b]), required: true },
+				{ name: "kind", label: "Kind", type: "select", options: [["introduce", "introduce them (they stay a member here)"], ["move", "they move there, with their hours"]] },
+				{
+					name: "share",
+					label: "What they agreed to share",
+					type: "choices",
+					required: true,
+					options: [["name", "name"], ["phone", "phone"], ["email", "e-mail"], ["address", "address"], ["skills", "skills"], ["needs", "needs"], ["availability", "availability"], ["district", "district"], ["record", "their record of exchanges"]],
+				},
+				{ name: "consent", label: "How they agreed", type: "select", options: [["in person", "in person"], ["by phone", "by phone"], ["in writing", "in writing"]] },
+				{ name: "reason", label: "Why", type: "textarea" },
+			],
+			send: async (v) => {
+				await post("/v1/referrals", { ...v, member: number });
+				go("/console/referrals?sent=1");
+			},
+		});
 	}
 
 	/* ---- intake ---- */
@@ -1653,6 +1759,7 @@
 		[/^\/console\/directory\/claims$/, claimsScreen, "/console/directory"],
 		[/^\/console\/directory\/contacts$/, contactsScreen, "/console/directory"],
 		[/^\/console\/directory\/review$/, reviewScreen, "/console/directory"],
+		[/^\/console\/referrals$/, referralsScreen, "/console/referrals"],
 		[/^\/console\/intake$/, intakeScreen, "/console/intake"],
 		[/^\/console\/intake\/new$/, intakeNew, "/console/intake"],
 		[/^\/console\/intake\/(\d+)$/, intakeOne, "/console/intake"],

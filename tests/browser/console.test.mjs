@@ -428,6 +428,50 @@ for (const [user, role] of [["carol", "coordinator"], ["bill", "broker"], ["vera
 		await page.context().close();
 	});
 
+await test("a member referred to another bank, and accepted there; a safeguarding check recorded", async () => {
+	const page = await newPage();
+	await signedIn(page, C, "carol");
+	await visit(page, `${C}/console/members/${members.cyril}`);
+	await page.getByText("Refer this member").click();
+	await page.getByLabel("To the bank").selectOption("westminster");
+	await page.getByRole("button", { name: "Refer" }).click();
+	check((await errorBeside(page, "What they agreed to share")).length > 0, "sharing nothing is not refused beside it");
+	await page.getByRole("checkbox", { name: "name", exact: true }).check();
+	await page.getByRole("checkbox", { name: "skills", exact: true }).check();
+	await page.getByRole("button", { name: "Refer" }).click();
+	await page.waitForURL(/\/console\/referrals\?sent=1$/);
+	await ready(page);
+	await look(page, "referrals");
+	const west = await newPage();
+	await signedIn(west, cfg.westminster, "carol");
+	for (let i = 0; i < 100; i++) {
+		await visit(west, `${cfg.westminster}/console/referrals`);
+		if ((await west.getByRole("button", { name: "Accept" }).count()) > 0) break;
+		await west.waitForTimeout(200);
+	}
+	check((await west.textContent("main")).includes("Cyril Moss"), "the referral's shared name is not shown at westminster");
+	await look(west, "referrals-incoming");
+	await west.getByRole("button", { name: "Accept" }).click();
+	await west.waitForURL(/\/console\/referrals$/);
+	await west.context().close();
+	/* A broker records Cyril's DBS check. */
+	const broker = await newPage();
+	await signedIn(broker, C, "bill");
+	await visit(broker, `${C}/console/members/${members.cyril}`);
+	await broker.getByText("Record a check").click();
+	await broker.getByLabel("Kind").selectOption("dbs-enhanced");
+	await labelled(broker, "Certificate number").fill("001234567890");
+	const now = new Date();
+	await labelled(broker, "Checked on").fill(now.toISOString().slice(0, 10));
+	await labelled(broker, "Renew by").fill(new Date(now.getTime() + 3 * 365 * 86400000).toISOString().slice(0, 10));
+	await broker.getByRole("button", { name: "Record check" }).click();
+	await broker.waitForURL(/saved=1$/);
+	await ready(broker);
+	check((await broker.textContent("main")).includes("A valid check is held"), "the check is not held");
+	await broker.context().close();
+	await page.context().close();
+});
+
 /* ---- what no role may do by typing a URL or replaying a cookie ---- */
 
 await test("a viewer cannot reach a member's page by typing its URL", async () => {

@@ -307,10 +307,15 @@ def test_the_console_served_over_tls_sets_a_secure_cookie(cluster, workdir):
         assert status == 200, body
         set_cookie = headers["Set-Cookie"]
         assert "Secure" in set_cookie and "HttpOnly" in set_cookie, set_cookie
+        # __Host-: a cookie planted over plain HTTP, or by another host of
+        # the domain, is not this one.
+        assert set_cookie.startswith("__Host-tb_session_colchester="), set_cookie
         cookie, csrf = set_cookie.split(";")[0], json.loads(body)["csrf_token"]
         ann = bank.add_member("Ann")
         status, body, _ = over_tls("GET", f"/v1/members/{ann}", cookie=cookie)
         assert status == 200 and json.loads(body)["name"] == "Ann"
+        planted = "tb_session_colchester=" + cookie.split("=", 1)[1]
+        assert over_tls("GET", "/v1/session", cookie=planted)[0] == 401
         # Many requests on one kept-alive TLS connection, and a large answer.
         for i in range(20):
             assert over_tls("GET", "/console/assets/chart.min.js")[0] == 200
@@ -331,6 +336,13 @@ def test_the_console_served_over_tls_sets_a_secure_cookie(cluster, workdir):
         half = socket.create_connection(("127.0.0.1", port))
         half.sendall(b"\x16\x03\x01")
         assert over_tls("GET", "/v1/health")[0] == 200
+        # A handshake never finished is closed (after 10 s), not left for
+        # the minute an idle connection has.
+        half.settimeout(40)
+        try:
+            assert half.recv(1) == b""
+        except ConnectionResetError:
+            pass
         half.close()
         # A client that will not trust the certificate cannot be served.
         with pytest.raises(urllib.error.URLError):
