@@ -13,6 +13,7 @@
 #include "schema.h"
 
 #include <event2/event.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -43,7 +44,13 @@ static void usage(FILE *out)
 	        "       timebankd -n -c FILE       check the config and exit\n"
 	        "       timebankd -c FILE -T NAME [-R ROLE]\n"
 	        "                                  make an API token (coordinator, broker or\n"
-	        "                                  viewer; default coordinator), print it once\n");
+	        "                                  viewer; default coordinator), print it once\n"
+	        "       timebankd --restore [--to TIME] -c FILE\n"
+	        "                                  put the managed cluster back from its backups,\n"
+	        "                                  to the newest point archived or to TIME (UTC,\n"
+	        "                                  2026-12-04 09:30:00); the bank must be stopped\n"
+	        "       timebankd --check-backup DIR\n"
+	        "                                  whether DIR ([backup] dir) can be restored\n");
 }
 
 static struct api_limits limits_of(const struct config *cfg)
@@ -449,8 +456,10 @@ static int run(struct daemon *d)
 		d->register_tick = evtimer_new(d->base, on_register_tick, d);
 		evtimer_add(d->register_tick, &soon);
 	}
-	if (d->pgm != NULL)
+	if (d->pgm != NULL) {
 		pgm_supervise(d->pgm, d->base);
+		api_set_pgm(d->api, d->pgm);
+	}
 	ev_term = evsignal_new(d->base, SIGTERM, on_stop, d);
 	ev_int = evsignal_new(d->base, SIGINT, on_stop, d);
 	ev_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
@@ -485,8 +494,25 @@ int main(int argc, char **argv)
 	int check = 0, opt, rc;
 
 	mem_install();
-	while ((opt = getopt(argc, argv, "c:nT:R:h")) != -1) {
+	static const struct option longs[] = {{"restore", no_argument, NULL, 'r'},
+	                                      {"to", required_argument, NULL, 't'},
+	                                      {"check-backup", required_argument, NULL, 'b'},
+	                                      {"help", no_argument, NULL, 'h'},
+	                                      {NULL, 0, NULL, 0}};
+	const char *restore_to = NULL, *backup_dir = NULL;
+	int restore = 0;
+
+	while ((opt = getopt_long(argc, argv, "c:nT:R:h", longs, NULL)) != -1) {
 		switch (opt) {
+		case 'r':
+			restore = 1;
+			break;
+		case 't':
+			restore_to = optarg;
+			break;
+		case 'b':
+			backup_dir = optarg;
+			break;
 		case 'c':
 			d.config_path = optarg;
 			break;
@@ -507,7 +533,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (d.config_path == NULL || optind != argc) {
+	if (backup_dir != NULL && d.config_path == NULL && optind == argc)
+		return pgm_check_backup(backup_dir, stdout) == 0 ? 0 : 1;
+	if (d.config_path == NULL || optind != argc || (restore_to != NULL && !restore)) {
 		usage(stderr);
 		return 2;
 	}
@@ -520,6 +548,8 @@ int main(int argc, char **argv)
 	}
 	if (check)
 		rc = check_only(d.cfg, d.config_path);
+	else if (restore)
+		rc = pgm_restore(d.cfg, restore_to) == 0 ? 0 : 1;
 	else if (token_name != NULL)
 		rc = make_token(d.cfg, token_name, role);
 	else

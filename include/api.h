@@ -60,6 +60,10 @@ struct api_link {
 /* Serves the API and the console over TLS on host:port too, with the
  * certificate chain and key in these PEM files: 0, or -1 with why logged. */
 int api_listen_tls(struct api *api, const char *host, int port, const char *cert, const char *key);
+/* The managed cluster, whose backups GET /v1/backup and /metrics show
+ * (borrowed). Without it the API answers as a bank on an external database. */
+struct pgm;
+void api_set_pgm(struct api *api, const struct pgm *pgm);
 /* Without it the API answers as a bank with no [federation]. */
 void api_set_link(struct api *api, const struct api_link *link);
 /* At the national body: the register key (taken) that signs the register,

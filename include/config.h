@@ -49,6 +49,15 @@ struct config {
 	int db_pool;     /* [database] pool: connections */
 	char *pg_bindir; /* [database] pg_bindir: initdb, pg_ctl (managed) */
 	char *pg_user;   /* [database] pg_user: runs the cluster when root */
+	/* [backup], for a managed cluster: WAL archived as it fills and at
+	 * least every archive_timeout seconds, and a base backup every
+	 * base_every_days, into dir (default DATA_DIR/backup), kept keep_days;
+	 * enabled = no turns it off. */
+	char *backup_dir;
+	int backup_enabled;
+	int backup_keep_days;
+	int backup_base_every_days;
+	int backup_archive_timeout;
 
 	char *admin_host; /* [admin] listen = host:port */
 	int admin_port;

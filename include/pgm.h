@@ -10,8 +10,49 @@
 #include "config.h"
 
 #include <event2/event.h>
+#include <stdio.h>
+#include <time.h>
 
 struct pgm;
+
+/* Where the managed cluster's backups stand. Continuous archiving is
+ * PostgreSQL's own: each WAL segment is copied to DIR/wal as it fills, and
+ * at least every archive_timeout seconds; a base backup is made by
+ * pg_basebackup into DIR/base/NAME (NAME its UTC start, YYYYMMDDTHHMMSSZ)
+ * every base_every_days, and what is older than keep_days is removed, but
+ * the newest base from before then, from which the window restores. */
+struct pgm_backup {
+	int enabled;
+	const char *dir; /* DIR, while the handle lives */
+	int keep_days, base_every_days;
+	int bases;            /* base backups kept */
+	char oldest_base[32]; /* their names, or "" */
+	char newest_base[32];
+	time_t newest_base_at;
+	long long newest_base_bytes;
+	int base_running;   /* one is being made */
+	char last_wal[64];  /* the last WAL segment archived, or "" */
+	time_t last_wal_at; /* when: the newest point a restore reaches */
+	long long failed;   /* archive attempts that failed since the cluster started */
+	char last_failed_wal[64];
+	time_t last_failed_at;
+	long long bytes; /* everything under DIR */
+};
+
+/* The state as last looked at (once a minute), into out. */
+void pgm_backup_state(const struct pgm *pgm, struct pgm_backup *out);
+/* The backup directory, or NULL when backups are off. */
+const char *pgm_backup_dir(const struct pgm *pgm);
+
+/* timebankd --restore: puts the managed cluster back from its backups, to
+ * the newest point archived, or to the time given (PostgreSQL's
+ * recovery_target_time, like "2026-12-04 09:30:00+00"). The cluster must
+ * not be running; its data directory is kept beside, as
+ * postgres.before-restore-TIME. Blocking; 0, or -1 with why logged. */
+int pgm_restore(const struct config *cfg, const char *to);
+/* timebankd --check-backup DIR: whether DIR holds a base backup and the WAL
+ * from its start that a restore needs: 0, or -1 with why printed. */
+int pgm_check_backup(const char *dir, FILE *out);
 
 /* Makes and starts the cluster, or adopts it if it is already running (left
  * by a daemon that crashed). Returns the handle and a conninfo to reach it

@@ -5,6 +5,7 @@
 #define TB_REQ_H
 
 #include <jansson.h>
+#include <time.h>
 #include <stdint.h>
 
 struct req_error {
@@ -120,6 +121,9 @@ int req_optional_member(const json_t *body, const char *key, json_t *out, const 
                         struct req_error *err);
 /* The body's reason (1 to 500 characters), needed when required, into out. */
 int req_reason_of(const json_t *body, json_t *out, int required, struct req_error *err);
+
+/* A time as the API writes it, "2026-12-04T09:30:00Z"; null for 0. */
+json_t *req_time_json(time_t t);
 
 /* An erasure: force (boolean) needs a reason. */
 json_t *req_erase(const json_t *body, struct req_error *err);

@@ -129,6 +129,7 @@ int tbctl_register(const struct tbctl *t, int argc, char **argv)
     __attribute__((warn_unused_result));
 int tbctl_token(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_peers(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
+int tbctl_backup(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));
 int tbctl_federation(const struct tbctl *t, int argc, char **argv)
     __attribute__((warn_unused_result));
 int tbctl_intake(const struct tbctl *t, int argc, char **argv) __attribute__((warn_unused_result));

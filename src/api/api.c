@@ -101,6 +101,7 @@ static void send_metrics(struct api_req *r, const char *network)
 	                    "# TYPE timebankd_log_lines_suppressed_total counter\n"
 	                    "timebankd_log_lines_suppressed_total %llu\n",
 	                    log_suppressed_total());
+	api_backup_metrics(api, buf);
 	if (api->link.metrics != NULL)
 		api->link.metrics(api->link.arg, buf);
 	if (network != NULL)
@@ -372,6 +373,11 @@ int api_listen_tls(struct api *api, const char *host, int port, const char *cert
 	http_server_set_check(api->https, check_head);
 	log_info("api: serving TLS on %s:%d", host, port);
 	return 0;
+}
+
+void api_set_pgm(struct api *api, const struct pgm *pgm)
+{
+	api->pgm = pgm;
 }
 
 void api_set_link(struct api *api, const struct api_link *link)

@@ -38,6 +38,7 @@ struct api {
 	struct api_link link; /* the federation link, when there is one */
 	struct http_server *http;
 	struct http_server *https; /* [admin] tls_listen, or NULL */
+	const struct pgm *pgm;     /* the managed cluster, or NULL */
 	struct db *db;
 	struct auth *auth;
 	struct api_limits limits;
@@ -113,6 +114,10 @@ void api_register_revoke(struct api_req *r);
 void api_register_rotate(struct api_req *r);
 void api_register_publish(struct api_req *r);
 void api_report_referrals(struct api_req *r);
+void api_backup_status(struct api_req *r);
+/* The backups' figures for /metrics, onto buf (none without a managed cluster). */
+struct evbuffer;
+void api_backup_metrics(const struct api *api, struct evbuffer *buf);
 void api_token_list(struct api_req *r);
 void api_token_create(struct api_req *r);
 void api_token_revoke(struct api_req *r);

@@ -405,6 +405,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/tokens", ROLE_COORDINATOR, 0, api_token_list, 0},
     {"POST", "/v1/tokens", ROLE_COORDINATOR, 1, api_token_create, 0},
     {"POST", "/v1/tokens/*/revoke", ROLE_COORDINATOR, 0, api_token_revoke, 0},
+    {"GET", "/v1/backup", ROLE_VIEWER, 0, api_backup_status, 0},
     {"GET", "/v1/peers", ROLE_VIEWER, 0, api_peers, 0},
     {"POST", "/v1/peers/*/forget-key", ROLE_COORDINATOR, 1, api_peer_forget_key, 0},
     {"POST", "/v1/federation/test-messages", ROLE_COORDINATOR, 1, api_test_messages, 0},

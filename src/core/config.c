@@ -61,6 +61,11 @@ static const struct key keys[] = {
     {"referrals", "expire_days", KT_INT, OFF(referral_expire_days), 0, 1, 365},
     {"intake", "overdue_days", KT_INT, OFF(intake_overdue_days), 0, 1, 365},
     {"safeguarding", "check_required", KT_STR, OFF(check_required_text), 0, 0, 0},
+    {"backup", "dir", KT_PATH, OFF(backup_dir), 0, 0, 0},
+    {"backup", "keep_days", KT_INT, OFF(backup_keep_days), 0, 1, 3660},
+    {"backup", "base_every_days", KT_INT, OFF(backup_base_every_days), 0, 1, 366},
+    {"backup", "archive_timeout", KT_INT, OFF(backup_archive_timeout), 0, 60, 86400},
+    {"backup", "enabled", KT_BOOL, OFF(backup_enabled), 0, 0, 0},
     {"federation", "role", KT_STR, OFF(fed_role), 0, 0, 0},
     {"federation", "listen", KT_LISTEN, 0, 0, 0, 0},
     {"federation", "ca", KT_PATH, OFF(fed_ca), 0, 0, 0},
@@ -370,6 +375,10 @@ static void set_defaults(struct config *cfg)
 	cfg->referral_expire_days = 30;
 	cfg->intake_overdue_days = 14;
 	cfg->session_idle_minutes = 30;
+	cfg->backup_enabled = 1;
+	cfg->backup_keep_days = 28;
+	cfg->backup_base_every_days = 7;
+	cfg->backup_archive_timeout = 300;
 	cfg->session_hours = 12;
 }
 
@@ -539,7 +548,13 @@ static void check_whole(struct parse *p)
 		cfg->db_managed = 1;
 		if (cfg->data_dir == NULL)
 			problem(p->probs, 0, "conninfo = managed needs 'data_dir' in [bank]");
+		else if (cfg->backup_dir == NULL)
+			cfg->backup_dir = xasprintf("%s/backup", cfg->data_dir);
 	}
+	/* The archive command names the directory in quotes: none in it. */
+	if (cfg->backup_dir != NULL && strpbrk(cfg->backup_dir, "'\"\\%$`\n") != NULL)
+		problem(p->probs, 0,
+		        "dir in [backup] must not hold quotes, backslashes, '$' or '%%'");
 	if (cfg->pg_bindir == NULL)
 		cfg->pg_bindir = xstrdup(PG_BINDIR);
 	if (cfg->pg_user == NULL)
@@ -617,6 +632,7 @@ void config_free(struct config *cfg)
 	free(cfg->bank_id);
 	free(cfg->bank_name);
 	free(cfg->data_dir);
+	free(cfg->backup_dir);
 	free(cfg->log_level);
 	free(cfg->database);
 	free(cfg->pg_bindir);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MEMBER_NUMBER_MAX 999999999LL
 
@@ -1279,4 +1280,16 @@ json_t *req_referral_accept(const json_t *body, struct req_error *err)
 bad:
 	json_decref(out);
 	return NULL;
+}
+
+json_t *req_time_json(time_t t)
+{
+	char text[32];
+	struct tm tm;
+
+	if (t == 0)
+		return json_null();
+	gmtime_r(&t, &tm);
+	strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(text);
 }

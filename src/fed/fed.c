@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "req.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -387,18 +388,6 @@ void fed_free(struct fed *fed)
 	free(fed);
 }
 
-static json_t *stamp(time_t t)
-{
-	char text[32];
-	struct tm tm;
-
-	if (t == 0)
-		return json_null();
-	gmtime_r(&t, &tm);
-	strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(text);
-}
-
 /* The peer's signing keys: the one the config pins and those learned in
  * rotations, or the register's, with when each is accepted (learned_until:
  * a learned key's end, or a register key's not_after). */
@@ -414,9 +403,10 @@ static json_t *keys_json(const struct fed_peer *peer)
 		              peer->from_register ? "register"
 		              : k == 0            ? "config"
 		                                  : "learned",
-		              "replaced_until", stamp(peer->replaced_until[k]), "learned_until",
-		              stamp(peer->learned_until[k]), "valid_from",
-		              stamp(peer->valid_from[k]), "good", fed_peer_key_good(peer, k, now)));
+		              "replaced_until", req_time_json(peer->replaced_until[k]),
+		              "learned_until", req_time_json(peer->learned_until[k]), "valid_from",
+		              req_time_json(peer->valid_from[k]), "good",
+		              fed_peer_key_good(peer, k, now)));
 	return keys;
 }
 

@@ -103,6 +103,8 @@ static void usage(FILE *out)
 	    "  peers                      each peer's link, channel and checkpoint\n"
 	    "  peers keys                 each peer's signing keys, pinned and learned\n"
 	    "  peers forget-key PEER KEY_ID   stop accepting a key learned in a rotation\n"
+	    "  backup status              the managed cluster's backups: last base backup, last\n"
+	    "                             WAL archived, size, retention, failures\n"
 	    "  federation test PEER [--count N] [--text T]\n"
 	    "                             send test messages over the channel to PEER\n"
 	    "the national body (at the observer; all with [--format text|csv|json]):\n"
@@ -173,31 +175,19 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(const struct tbctl *, int, char **);
 	} commands[] = {
-	    {"member", tbctl_member},
-	    {"exchange", tbctl_exchange},
-	    {"claim", tbctl_claim},
-	    {"referral", tbctl_referral},
-	    {"balance", tbctl_balance},
-	    {"offer", tbctl_offer},
-	    {"request", tbctl_request},
-	    {"directory", tbctl_directory},
-	    {"match", tbctl_match},
-	    {"contact", tbctl_contact},
-	    {"history", tbctl_history},
-	    {"audit", tbctl_audit},
-	    {"grant", tbctl_grant},
-	    {"org", tbctl_org},
-	    {"statement", tbctl_statement},
-	    {"statements", tbctl_statements},
-	    {"report", tbctl_report},
-	    {"peers", tbctl_peers},
-	    {"federation", tbctl_federation},
-	    {"network", tbctl_network},
-	    {"register", tbctl_register},
-	    {"token", tbctl_token},
-	    {"intake", tbctl_intake},
-	    {"care", tbctl_care},
-	    {"todo", tbctl_todo},
+	    {"member", tbctl_member},       {"exchange", tbctl_exchange},
+	    {"claim", tbctl_claim},         {"referral", tbctl_referral},
+	    {"balance", tbctl_balance},     {"offer", tbctl_offer},
+	    {"request", tbctl_request},     {"directory", tbctl_directory},
+	    {"match", tbctl_match},         {"contact", tbctl_contact},
+	    {"history", tbctl_history},     {"audit", tbctl_audit},
+	    {"grant", tbctl_grant},         {"org", tbctl_org},
+	    {"statement", tbctl_statement}, {"statements", tbctl_statements},
+	    {"report", tbctl_report},       {"peers", tbctl_peers},
+	    {"backup", tbctl_backup},       {"federation", tbctl_federation},
+	    {"network", tbctl_network},     {"register", tbctl_register},
+	    {"token", tbctl_token},         {"intake", tbctl_intake},
+	    {"care", tbctl_care},           {"todo", tbctl_todo},
 	    {"user", tbctl_user},
 	};
 
