@@ -68,6 +68,7 @@ void fed_chan_load_row(struct fed_peer *peer, const json_t *row)
 	peer->in_durable = peer->in_applied;
 	peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
 	peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
+	peer->recovering = json_is_object(json_object_get(row, "recovering"));
 	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s",
 	         json_is_true(json_object_get(row, "diverged")) ? "diverged" : "unknown");
 	/* The register gives its peers' keys; none is learned. */
@@ -533,6 +534,15 @@ static void on_applied(void *arg, const struct db_result *r)
 		fed_chan_seal(peer->fed);
 	err = json_string_value(json_object_get(res, "error"));
 	if (fed_call_current(c)) {
+		if (err != NULL && strcmp(err, "sequence_reused") == 0 &&
+		    strcmp(peer->checkpoint, "diverged") != 0) {
+			snprintf(peer->checkpoint, sizeof(peer->checkpoint), "diverged");
+			log_error("fed: peer %s has DIVERGED: it sent a different message under "
+			          "sequence %lld, which we applied already (was it restored from a "
+			          "backup?); refused, and no new proposals go to it",
+			          peer->id,
+			          (long long)json_integer_value(json_object_get(res, "error_seq")));
+		}
 		if (err != NULL) {
 			char what[96];
 			snprintf(what, sizeof(what), "%s at sequence %lld (applied up to %llu)",
@@ -909,9 +919,55 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 		fed_call_free(c);
 }
 
+static void on_behind(void *arg, const struct db_result *r)
+{
+	struct fed_call *c = arg;
+	struct fed_peer *peer = c->peer;
+	json_t *res = NULL;
+
+	if (!peer->fed->stopping &&
+	    (res = fed_db_answer(r, "recording what we lack", peer->id)) != NULL &&
+	    json_is_true(json_object_get(res, "behind"))) {
+		if (!peer->recovering)
+			log_error(
+			    "fed: peer %s applied our messages up to %lld, but we hold them only "
+			    "up to %lld: this bank was put back to an earlier point. Sequences "
+			    "%lld to %lld are lost here; nothing new goes to %s, so that no "
+			    "sequence names two messages",
+			    peer->id, (long long)json_integer_value(json_object_get(res, "to")),
+			    (long long)json_integer_value(json_object_get(res, "held")),
+			    (long long)json_integer_value(json_object_get(res, "from")),
+			    (long long)json_integer_value(json_object_get(res, "to")), peer->id);
+		peer->recovering = 1;
+	}
+	json_decref(res);
+	fed_call_free(c);
+}
+
+/* The peer's hello says how much of our stream it applied: past what we
+ * hold sealed, we were restored, and hold back (tb_fed_behind). */
+static void check_behind(struct fed_peer *peer)
+{
+	char s[24];
+	const char *params[2] = {peer->id, s};
+	struct fed_call *c;
+
+	if (peer->session->confirmed <= peer->sealed)
+		return;
+	snprintf(s, sizeof(s), "%llu",
+	         (unsigned long long)(peer->session->confirmed <= INT64_MAX
+	                                  ? peer->session->confirmed
+	                                  : (uint64_t)INT64_MAX));
+	c = fed_call_new(peer, peer->session->confirmed);
+	if (fed_query(peer->fed, "SELECT tb_fed_behind($1, $2::bigint)::text", 2, params, on_behind,
+	              c) == -1)
+		fed_call_free(c);
+}
+
 void fed_chan_session_started(struct fed_peer *peer)
 {
 	peer->ack_sent = 0; /* this session has heard only the hello */
+	check_behind(peer);
 	fed_chan_checkpoint_send(peer);
 	fed_chan_pump(peer);
 }

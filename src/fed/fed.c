@@ -457,6 +457,8 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 			json_object_set(item, "diverged_reason",
 			                json_object_get(row, "diverged_reason"));
 			json_object_set(item, "directory", json_object_get(row, "directory"));
+			json_object_set(item, "sealed", json_object_get(row, "sealed"));
+			json_object_set(item, "recovering", json_object_get(row, "recovering"));
 		}
 		json_array_append_new(items, item);
 	}

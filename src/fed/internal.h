@@ -111,6 +111,7 @@ struct fed_peer {
 	uint64_t in_applied; /* what the database applied, as far as we know */
 	uint64_t in_durable; /* ...and known durable: what the peer hears */
 	uint64_t sealed;
+	int recovering; /* the peer applied more of our stream than we hold (tb_fed_behind) */
 	uint64_t acked;
 	uint64_t send_after;       /* sent to this session up to here */
 	uint64_t ack_sent;         /* acknowledged to this session up to here */

@@ -79,6 +79,9 @@ BEGIN
         'acked', a.out_acked, 'outbox_depth', p.out_next_seq - 1 - a.out_acked,
         'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
         'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
+        'recovering', CASE WHEN p.recover_to IS NOT NULL THEN jsonb_build_object(
+                          'from', p.recover_from, 'to', p.recover_to,
+                          'since', p.recovering_since) END,
         'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
                               'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
                               'replaces', k.replaces,
@@ -266,8 +269,34 @@ BEGIN
                        'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
                        ORDER BY o.peer, o.seq), '[]')
               FROM (SELECT * FROM fed_outbox WHERE envelope IS NULL
+                       AND peer NOT IN (SELECT peer FROM fed_peers
+                                         WHERE recover_to IS NOT NULL)
                      ORDER BY peer, seq LIMIT lim) o
               JOIN fed_sealed s USING (peer));
+END $$;
+
+-- A peer's hello says it applied our messages up to confirmed. Past the
+-- last we hold sealed, this bank was put back to an earlier point (a
+-- restore): the messages after it were signed here, sent and applied
+-- there, and are lost here. Until they are held again, nothing more is
+-- sealed for that peer (tb_fed_unsealed), so that no sequence names a
+-- second message; what is queued waits. Answers whether it is so, and the
+-- sequences lacking.
+CREATE FUNCTION tb_fed_behind(to_peer text, confirmed bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    held bigint := (SELECT out_sealed FROM fed_sealed WHERE peer = to_peer);
+    p fed_peers;
+BEGIN
+    IF held IS NULL OR confirmed <= held THEN
+        RETURN jsonb_build_object('behind', false, 'held', held);
+    END IF;
+    UPDATE fed_peers SET recover_from = coalesce(recover_from, held + 1),
+                         recover_to = greatest(coalesce(recover_to, 0), confirmed),
+                         recovering_since = coalesce(recovering_since, now())
+     WHERE peer = to_peer RETURNING * INTO p;
+    RETURN jsonb_build_object('behind', true, 'held', held, 'from', p.recover_from,
+                              'to', p.recover_to, 'since', p.recovering_since);
 END $$;
 
 -- What the daemon seals next, in one call: reservations not yet proposed
@@ -536,6 +565,23 @@ BEGIN
     FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
         s := (item->>'seq')::bigint;
         IF s <= st.in_applied THEN
+            -- A sequence names one message for ever: the same one again is
+            -- a resend after a lost acknowledgement, skipped; a different
+            -- one under it (a peer put back to an earlier point, numbering
+            -- anew) is refused, and the pair is diverged.
+            IF EXISTS (SELECT 1 FROM fed_inbox i
+                        WHERE i.peer = from_peer AND i.seq = s
+                          AND i.hash <> decode(item->>'hash', 'hex')) THEN
+                err := 'sequence_reused';
+                err_seq := s;
+                UPDATE fed_peers
+                   SET diverged_at = coalesce(diverged_at, now()),
+                       diverged_reason = coalesce(diverged_reason, format(
+                           'it sent a different message under sequence %s, which we applied '
+                           'already', s))
+                 WHERE peer = from_peer;
+                EXIT;
+            END IF;
             dup := dup + 1;
             CONTINUE;
         END IF;

@@ -62,6 +62,18 @@ static void show_peers(const json_t *body)
 		       (long long)json_integer_value(json_object_get(p, "refused")), checkpoint,
 		       directory, tbctl_str(p, "last_error"));
 	}
+	json_array_foreach(json_object_get(body, "peers"), i, p)
+	{
+		const json_t *r = json_object_get(p, "recovering");
+		if (json_is_object(r))
+			printf("RECOVERING from %s since %s: it applied our messages %lld to %lld, "
+			       "which this bank lost when it was put back to an earlier point; "
+			       "nothing "
+			       "new goes to it\n",
+			       tbctl_str(p, "peer"), tbctl_str(r, "since"),
+			       (long long)json_integer_value(json_object_get(r, "from")),
+			       (long long)json_integer_value(json_object_get(r, "to")));
+	}
 }
 
 /* Each peer's signing keys: pinned in the config, learned in a rotation,

@@ -1,7 +1,8 @@
 """A managed bank backs itself up: PostgreSQL's continuous archiving into
 [backup] dir, base backups by pg_basebackup, what they stand at in tbctl
-backup status and /metrics; and every run restores one, to the newest
-point and to a time between two exchanges."""
+backup status and /metrics, a failing archive logged while the bank goes
+on; and every run restores one, to the newest point and to a time between
+two exchanges."""
 
 import datetime
 import os
@@ -93,3 +94,23 @@ def test_restore_refuses_what_it_cannot_do(workdir, bank):
     r = subprocess.run([TIMEBANKD, "--check-backup", os.path.join(workdir, "nothing")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "no base backup" in r.stdout
+
+
+def test_a_failing_archive_is_logged_and_the_bank_goes_on(workdir):
+    bank = Bank(workdir, "managed").start()
+    data = os.path.join(workdir, "colchester-data")
+    wal = os.path.join(data, "backup", "wal")
+    managed = Managed(data)
+    ann, bob = bank.add_member("Ann"), bank.add_member("Bob")
+    os.chmod(wal, 0o500)  # the archive's disk turns read-only
+    try:
+        switch_wal(managed)
+        wait_for(lambda: "archiving WAL to" in bank.log_text(), timeout=150,
+                 what="the archive failure logged")
+        assert bank.exchange(ann, bob, "1")[0] == 201
+        status = bank.tbctl_json("backup", "status")
+        assert status["archive_failures"] > 0 and status["last_failed_wal"]
+        assert "WARNING: archiving failed" in bank.tbctl("backup", "status", check=True).stdout
+    finally:
+        os.chmod(wal, 0o700)
+    assert bank.stop() == 0

@@ -372,3 +372,62 @@ def test_both_dialing_leaves_one_session_shown_established(net):
         wait_for(lambda: connections(col, "westminster") == 1 and
                  connections(wes, "colchester") == 1, what="one session at each end")
         assert established(col, "westminster") and established(wes, "colchester")
+
+
+def test_a_different_message_under_an_applied_sequence_is_refused(net):
+    """A peer put back to an earlier point that numbered anew: the same
+    sequence for a different message is refused, logged, and the pair
+    marked diverged, where the same message again is a duplicate."""
+    col = net.banks["colchester"]
+    port, pki = net.ports["colchester"], net.pki
+    imp = wire.Impostor(port, pki, "cheshire", "colchester")
+    wait_for(lambda: established(col, "cheshire"), what="the impostor's session")
+    first, h1 = imp.message(1, b"", 1)
+    second, _ = imp.message(2, h1, 2)
+    imp.send_raw(wire.frame(first) + wire.frame(second))
+    wait_for(lambda: received(col, "cheshire")[0] == 2, what="two good messages")
+    imp.send_raw(wire.frame(second))  # the same again: a duplicate
+    wait_for(lambda: peer_state(col, "cheshire")["duplicates"] == 1, what="the duplicate")
+    assert not peer_state(col, "cheshire")["diverged"]
+    forged, _ = imp.message(2, h1, 99)  # sequence 2 again, another message
+    imp.send_raw(wire.frame(forged))
+    wait_for(lambda: peer_state(col, "cheshire")["diverged"], what="the pair diverged")
+    state = peer_state(col, "cheshire")
+    assert "under sequence 2" in state["diverged_reason"]
+    assert "sequence_reused" in col.log_text() and "DIVERGED" in col.log_text()
+    assert received(col, "cheshire") == (2, [1, 2], True)  # nothing of it applied
+    assert col.api("GET", "/v1/health")[0] == 200
+
+
+def test_a_bank_put_back_to_an_earlier_point_holds_back_what_it_would_number_again(net):
+    """Westminster loses the end of its stream to Colchester (as a restore
+    from a backup would): Colchester's hello says it applied more than
+    Westminster holds, and Westminster seals nothing new for it."""
+    col, wes = net.banks["colchester"], net.banks["westminster"]
+    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+             what="the link")
+    wes.tbctl("federation", "test", "colchester", "--count", "6", check=True)
+    wait_for(lambda: received(col, "westminster")[0] == 6, what="six messages")
+    wait_for(lambda: peer_state(wes, "colchester")["acked"] == 6, what="their acknowledgement")
+    assert wes.stop() == 0
+    # The last three, lost here as a restore would lose them.
+    wes.cluster.psql("DELETE FROM fed_outbox WHERE peer = 'colchester' AND seq > 3; "
+                     "UPDATE fed_sealed SET out_sealed = 3, out_head = (SELECT hash FROM "
+                     "fed_outbox WHERE peer = 'colchester' AND seq = 3) "
+                     "WHERE peer = 'colchester'; "
+                     "UPDATE fed_acked SET out_acked = 3 WHERE peer = 'colchester'; "
+                     "UPDATE fed_peers SET out_next_seq = 4 WHERE peer = 'colchester'", wes.db)
+    wes.start()
+    wait_for(lambda: peer_state(wes, "colchester").get("recovering") is not None,
+             what="westminster to see it is behind")
+    rec = peer_state(wes, "colchester")["recovering"]
+    assert rec["from"] == 4 and rec["to"] == 6
+    assert "Sequences 4 to 6 are lost here" in wes.log_text()
+    assert "RECOVERING from colchester" in wes.tbctl("peers", check=True).stdout
+    # What it would send now would reuse 4: it is held, and Colchester
+    # applies nothing more and refuses nothing.
+    wes.tbctl("federation", "test", "colchester", "--count", "2", check=True)
+    time.sleep(2)
+    assert received(col, "westminster")[0] == 6
+    assert peer_state(wes, "colchester")["sealed"] == 3
+    assert not peer_state(col, "westminster")["diverged"]
