@@ -1,8 +1,9 @@
 # timebankd: a plain GNU Makefile. `make` builds build/timebankd and
 # build/tbctl; `make check` runs the unit and integration tests, against a
 # test build with failpoints (FAILPOINTS=1, in build/test/), and checks that
-# the build that is installed has none; `make SAN=address,undefined check`
-# does the same under sanitizers (in build/san/ and build/san/test/).
+# the build that is installed has none, and last builds the Debian package
+# and checks it (check-deb); `make SAN=address,undefined check` does the
+# same under sanitizers (in build/san/ and build/san/test/).
 
 CC ?= cc
 PKGS := libevent libevent_openssl openssl libpq libprotobuf-c jansson inih libutf8proc
@@ -58,7 +59,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check layers sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: man deb check-deb all check layers sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -132,6 +133,7 @@ check: deps
 	$(MAKE) layers sql-shape sql-test no-failpoints
 	$(MAKE) FAILPOINTS=1 all unit
 	$(MAKE) FAILPOINTS=1 integration
+	$(MAKE) check-deb
 
 # libFuzzer targets (clang), each run for a bounded time; a crash or a leak
 # fails it: framing and envelope opening, the admin API's request heads,
@@ -192,13 +194,55 @@ demo-down:
 format:
 	clang-format -i $(wildcard daemon/*.c src/*/*.c src/*/*.h include/*.h tests/unit/*.c)
 
+# The man pages, made from the programs' own --help (deploy/man/mkman).
+MAN_PAGES := $(BUILD)/man/timebankd.8 $(BUILD)/man/tbctl.1 $(BUILD)/man/tbpki.8
+$(BUILD)/man/timebankd.8: $(BUILD)/timebankd deploy/man/mkman
+	@mkdir -p $(dir $@)
+	$(BUILD)/timebankd --help | deploy/man/mkman timebankd 8 "the time bank daemon" > $@
+$(BUILD)/man/tbctl.1: $(BUILD)/tbctl deploy/man/mkman
+	@mkdir -p $(dir $@)
+	$(BUILD)/tbctl --help | deploy/man/mkman tbctl 1 "a time bank's command line" > $@
+$(BUILD)/man/tbpki.8: deploy/pki/tbpki deploy/man/mkman
+	@mkdir -p $(dir $@)
+	deploy/pki/tbpki --help | deploy/man/mkman tbpki 8 "the time bank network's PKI" > $@
+man: $(MAN_PAGES)
+
 PREFIX ?= /usr/local
-install: all
+SYSTEMD_DIR ?= /etc/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/timebankd
+install: all $(MAN_PAGES)
 	install -D -m 0755 $(BUILD)/timebankd $(DESTDIR)$(PREFIX)/bin/timebankd
 	install -D -m 0755 $(BUILD)/tbctl $(DESTDIR)$(PREFIX)/bin/tbctl
-	install -D -m 0644 deploy/systemd/timebankd@.service \
-		$(DESTDIR)/etc/systemd/system/timebankd@.service
-	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/timebankd/README.md
+	install -D -m 0755 deploy/pki/tbpki $(DESTDIR)$(PREFIX)/bin/tbpki
+	install -d $(DESTDIR)$(SYSTEMD_DIR)
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g; s|/usr/local/share/doc/timebankd|$(DOCDIR)|g' \
+		deploy/systemd/timebankd@.service > $(DESTDIR)$(SYSTEMD_DIR)/timebankd@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/timebankd@.service
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 0644 deploy/examples/timebankd.conf.example \
+		$(DESTDIR)$(DOCDIR)/examples/timebankd.conf.example
+	install -D -m 0644 $(BUILD)/man/timebankd.8 $(DESTDIR)$(PREFIX)/share/man/man8/timebankd.8
+	install -D -m 0644 $(BUILD)/man/tbpki.8 $(DESTDIR)$(PREFIX)/share/man/man8/tbpki.8
+	install -D -m 0644 $(BUILD)/man/tbctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/tbctl.1
+
+# A Debian package, built by dpkg-buildpackage from a copy of the tree with
+# deploy/debian as its debian/ (build/deb/); and its check: lintian, then
+# the package installed into a throwaway root (dpkg --root) and the daemon
+# there checking the example config.
+DEB_VERSION := $(shell dpkg-parsechangelog -l deploy/debian/changelog -S Version 2>/dev/null)
+DEB := build/deb/timebankd_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+deb: deps
+	rm -rf build/deb && mkdir -p build/deb/timebankd-$(DEB_VERSION)
+	tar -c --exclude=build --exclude=node_modules --exclude=.git --exclude=__pycache__ \
+		Makefile README.md daemon deploy include proto src tests | \
+		tar -x -C build/deb/timebankd-$(DEB_VERSION)
+	cp -r deploy/debian build/deb/timebankd-$(DEB_VERSION)/debian
+	cd build/deb/timebankd-$(DEB_VERSION) && dpkg-buildpackage -us -uc -b
+	@echo "deb: $(DEB)"
+
+check-deb: deb
+	lintian --fail-on error $(DEB)
+	deploy/debian/check-installed $(DEB)
 
 clean:
 	rm -rf build
