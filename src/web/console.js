@@ -1530,7 +1530,7 @@
 	/* ---- federation ---- */
 
 	async function federationScreen() {
-		const [peers, audit, fed] = await Promise.all([get("/v1/peers"), get("/v1/audit"), get("/v1/audit/federation")]);
+		const [peers, audit, fed, backup] = await Promise.all([get("/v1/peers"), get("/v1/audit"), get("/v1/audit/federation"), get("/v1/backup")]);
 		const peerCols = [
 			["Peer", (p) => p.peer],
 			["Kind", (p) => p.kind],
@@ -1541,8 +1541,9 @@
 			["Acked", (p) => p.acked, "num"],
 			["Received", (p) => p.received, "num"],
 			["Outbox", (p) => p.outbox_depth, "num"],
-			["Books", (p) => state(p.diverged ? "diverged" : p.checkpoint || "—")],
+			["Books", (p) => state(p.diverged ? "diverged" : p.recovering ? "recovering" : p.checkpoint || "—")],
 		];
+		const recovering = (peers.peers || []).filter((p) => p.recovering);
 		const fedCols = [
 			["Peer", (p) => p.peer],
 			["Our position", (p) => hours(p.position), "num"],
@@ -1556,11 +1557,37 @@
 			el("h2", null, "Peers"),
 			table(null, peerCols, peers.peers, "This bank is not in a federation."),
 			peers.peers && peers.peers.length ? csvButton("peers.csv", peerCols.map(([h, f]) => [h, (r) => f(r).textContent ?? f(r)]), peers.peers) : null,
+			recovering.map((p) =>
+				notice(
+					"bad",
+					`Recovering from ${p.peer} since ${when(p.recovering.since)}: it applied our messages ${p.recovering.from} to ${p.recovering.to}, which this bank lost when it was put back to an earlier point. Nothing new goes to it.`
+				)
+			),
 			el("h2", null, "The ledger's audit"),
-			notice(audit.ok ? "good" : "bad", audit.ok ? "Every invariant holds." : "An invariant fails: see below, and tell the project."),
+			notice(audit.ok ? "good" : "bad", audit.ok ? "Every invariant holds." : "An invariant fails: see below. Record nothing more until it is understood."),
 			table(null, [["Invariant", (c) => c.invariant, "num"], ["Check", (c) => c.name], ["Result", (c) => state(c.ok ? "ok" : "failed")], ["Detail", (c) => c.detail]], audit.checks),
 			el("h2", null, "The federation's audit"),
-			table(null, fedCols, fed.peers, "No peers.")
+			table(null, fedCols, fed.peers, "No peers."),
+			el("h2", null, "Backups"),
+			backup.enabled
+				? [
+						backup.archive_failures > 0
+							? notice("bad", `Archiving failed ${backup.archive_failures} times, last ${backup.last_failed_wal} at ${when(backup.last_failed_at)}: what is not archived cannot be restored. See the cluster's log.`)
+							: null,
+						el(
+							"dl",
+							null,
+							[
+								["Kept in", backup.dir],
+								["Restorable to", backup.newest_restorable_at ? `${when(backup.newest_restorable_at)} (${Math.round(backup.newest_restorable_age_seconds / 60)} minutes ago)` : "not yet: the first base backup is being made"],
+								["Base backups", `${backup.bases} kept, newest ${backup.newest_base || "none yet"}${backup.base_running ? ", one being made" : ""}`],
+								["Last WAL archived", backup.last_wal ? `${backup.last_wal} at ${when(backup.last_wal_at)}` : "none yet"],
+								["Kept for", `${backup.keep_days} days, a base backup every ${backup.base_every_days} days`],
+								["Size", `${(backup.bytes / 1048576).toFixed(1)} MiB`],
+							].map(([k, v]) => [el("dt", null, k), el("dd", null, v)])
+						),
+				  ]
+				: el("p", null, `${backup.advice[0].toUpperCase()}${backup.advice.slice(1)}.`)
 		);
 	}
 
