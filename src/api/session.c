@@ -14,6 +14,7 @@
 #include "mem.h"
 #include "users.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -290,6 +291,24 @@ static struct fail *fail_of(struct fail *table, const char *key, time_t now, int
  * ("[V6]:PORT"), or, behind a proxy on this machine, the address the
  * proxy put last in X-Forwarded-For (the one it saw; earlier ones are the
  * client's word). */
+/* An IPv6 address stands for its /64: one household or office is given a
+ * whole /64, and a stranger its 2^64 addresses; failed sign-ins are
+ * counted per /64 (as connections are, gate.h). out is left as it is
+ * otherwise. */
+static void per_network(char *out, size_t len)
+{
+	char bare[64];
+	struct in6_addr a;
+
+	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(out + (out[0] == '['), "]"),
+	         out + (out[0] == '['));
+	if (inet_pton(AF_INET6, bare, &a) != 1 || IN6_IS_ADDR_V4MAPPED(&a))
+		return;
+	memset(a.s6_addr + 8, 0, 8);
+	if (inet_ntop(AF_INET6, &a, bare, sizeof(bare)) != NULL)
+		snprintf(out, len, "%.45s/64", bare);
+}
+
 static void client_of(const struct api_req *r, char *out, size_t len)
 {
 	const char *source = http_req_source(r->req);
@@ -305,9 +324,11 @@ static void client_of(const struct api_req *r, char *out, size_t len)
 		while (*last == ' ')
 			last++;
 		snprintf(out, len, "%.*s", (int)strcspn(last, " "), last);
+		per_network(out, len);
 		return;
 	}
 	snprintf(out, len, "%.*s", (int)n, source);
+	per_network(out, len);
 }
 
 static void reply_json(struct api_req *r, int status, const char *headers, json_t *j)

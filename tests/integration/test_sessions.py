@@ -237,6 +237,12 @@ def test_behind_a_tls_proxy_cookies_are_secure_and_the_proxys_address_counts(clu
             assert attempt("203.0.113.7") == 401
         assert attempt("203.0.113.7") == 429
         assert attempt("203.0.113.8") == 401  # another client behind the same proxy
+        # An IPv6 client counts as its /64: a stranger cannot spread its
+        # guesses over the 2^64 addresses it is given.
+        for i in range(20):
+            assert attempt(f"2001:db8:1:2::{i + 1:x}") == 401
+        assert attempt("2001:db8:1:2:ffff::9") == 429
+        assert attempt("2001:db8:1:3::1") == 401  # the next /64 is another household
 
         def sign_in_from(address, password):
             data = json.dumps({"name": "brenda", "password": password}).encode()
