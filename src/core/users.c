@@ -40,7 +40,8 @@ static int scrypt_parts(const char *s, unsigned long long *nrp, unsigned char *s
 		return -1;
 	salt_at = s + used;
 	key_at = strchr(salt_at, ':');
-	if (key_at == NULL || auth_unhex(salt_at, (size_t)(key_at - salt_at), salt, SALT_LEN) == -1 ||
+	if (key_at == NULL ||
+	    auth_unhex(salt_at, (size_t)(key_at - salt_at), salt, SALT_LEN) == -1 ||
 	    auth_unhex(key_at + 1, strlen(key_at + 1), key, KEY_LEN) == -1)
 		return -1;
 	return 0;
@@ -141,6 +142,42 @@ int users_find(const char *path, const char *name, struct users_account *out)
 	return found;
 }
 
+/* The accounts, read to be written back: refused, naming the line, when
+ * the file holds a line that is not an account (mistyped by hand), which
+ * writing back would drop. */
+static enum users_result read_for_change(const char *path, struct users_account **all, int *n,
+                                         char *err, size_t errlen)
+{
+	struct users_account a;
+	char line[512];
+	int number = 0, bad = 0;
+	FILE *f;
+
+	if (users_list(path, all, n) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return USERS_FAILED;
+	}
+	if ((f = fopen(path, "r")) != NULL) {
+		while (!bad && fgets(line, sizeof(line), f) != NULL) {
+			number++;
+			bad = parse_line(line, &a) == -1;
+		}
+		fclose(f);
+		OPENSSL_cleanse(&a, sizeof(a));
+	}
+	if (!bad)
+		return USERS_OK;
+	if (*all != NULL)
+		OPENSSL_cleanse(*all, (size_t)*n * sizeof(**all));
+	free(*all);
+	*all = NULL;
+	snprintf(err, errlen,
+	         "line %d of %s is not an account; mend or remove it by hand first, so that "
+	         "nothing in the file is lost when it is written again",
+	         number, path);
+	return USERS_FAILED;
+}
+
 static void line_of(const struct users_account *a, FILE *out)
 {
 	fprintf(out, "%s %s ", a->name, auth_role_name(a->role));
@@ -218,10 +255,8 @@ enum users_result users_add(const char *path, const char *token_file, const char
 		             : "only a referrer's account is for an organisation");
 		return USERS_BAD_ORG;
 	}
-	if (users_list(path, &all, &n) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (read_for_change(path, &all, &n, err, errlen) != USERS_OK)
 		return USERS_FAILED;
-	}
 	for (int i = 0; i < n; i++)
 		if (strcmp(all[i].name, name) == 0)
 			found = &all[i];
@@ -306,10 +341,8 @@ enum users_result users_set_password(const char *path, const char *name, const c
 	int n;
 	enum users_result rc = USERS_BAD_CODE;
 
-	if (users_list(path, &all, &n) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (read_for_change(path, &all, &n, err, errlen) != USERS_OK)
 		return USERS_FAILED;
-	}
 	for (int i = 0; i < n; i++)
 		if (strcmp(all[i].name, name) == 0)
 			a = &all[i];
@@ -357,10 +390,8 @@ enum users_result users_remove(const char *path, const char *name, char *err, si
 	int n, found = 0;
 	enum users_result rc;
 
-	if (users_list(path, &all, &n) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (read_for_change(path, &all, &n, err, errlen) != USERS_OK)
 		return USERS_FAILED;
-	}
 	for (int i = 0; i < n; i++)
 		found |= strcmp(all[i].name, name) == 0;
 	snprintf(a.name, sizeof(a.name), "%s", name);

@@ -136,6 +136,37 @@ static void test_users_names_are_apart_from_tokens_and_each_other(void **state)
 	                 USERS_NOT_FOUND);
 }
 
+/* A line mistyped by hand is not dropped when the file is written again:
+ * the change is refused, naming the line, and the file stays as it was. */
+static void test_users_a_file_with_a_line_it_cannot_read_is_not_rewritten(void **state)
+{
+	struct files *f = *state;
+	char code[USERS_CODE_LEN + 1], err[256], before[1024] = "", after[1024] = "";
+	struct users_account a;
+	FILE *file;
+
+	assert_int_equal(
+	    users_add(f->users, f->tokens, "dee", ROLE_BROKER, 0, 0, 1000, code, err, sizeof(err)),
+	    USERS_OK);
+	file = fopen(f->users, "a");
+	fputs("# a comment is fine\nerin broker scrypt:mistyped\n", file);
+	fclose(file);
+	file = fopen(f->users, "r");
+	assert_true(fread(before, 1, sizeof(before) - 1, file) > 0);
+	fclose(file);
+	assert_int_equal(
+	    users_add(f->users, f->tokens, "fay", ROLE_BROKER, 0, 0, 1000, code, err, sizeof(err)),
+	    USERS_FAILED);
+	assert_non_null(strstr(err, "line 3 of"));
+	assert_int_equal(users_remove(f->users, "dee", err, sizeof(err)), USERS_FAILED);
+	file = fopen(f->users, "r");
+	assert_true(fread(after, 1, sizeof(after) - 1, file) > 0);
+	fclose(file);
+	assert_string_equal(before, after);
+	/* Reading goes on around it: dee still signs in. */
+	assert_int_equal(users_find(f->users, "dee", &a), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +176,8 @@ int main(void)
 	        test_users_a_code_expires_and_a_reset_takes_the_password_away, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_users_names_are_apart_from_tokens_and_each_other,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_users_a_file_with_a_line_it_cannot_read_is_not_rewritten, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
