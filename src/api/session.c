@@ -510,7 +510,7 @@ static void signed_in(struct check_job *job)
 	snprintf(headers, sizeof(headers),
 	         "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
 	         cookie_of(r), value, api_limits(r->api)->session_max,
-	         api_limits(r->api)->behind_proxy || http_req_tls(r->req) ? "; Secure" : "");
+	         cookie_of(r) == s->secure_cookie ? "; Secure" : "");
 	log_info("api: %s signed in from %s", account->name, job->host);
 	reply_json(r, 200, headers,
 	           json_pack("{ss ss ss si si}", "user", account->name, "role",

@@ -49,12 +49,11 @@ struct pgm {
 	int backup;       /* on */
 	char *backup_dir; /* DIR, holding wal/ and base/ */
 	int keep_days, base_every_days;
-	pid_t basebackup;   /* a pg_basebackup at work, or 0 */
-	char base_name[32]; /* what it is making: DIR/base/NAME.part */
-	time_t next_backup; /* the next look */
-	PGconn *stats;      /* for pg_stat_archiver */
-	long long failed;   /* failed archive attempts seen so far */
-	struct pgm_backup state;
+	pid_t basebackup;        /* a pg_basebackup at work, or 0 */
+	char base_name[32];      /* what it is making: DIR/base/NAME.part */
+	time_t next_backup;      /* the next look */
+	PGconn *stats;           /* for pg_stat_archiver */
+	struct pgm_backup state; /* as last looked at */
 };
 
 /* Starts bindir/prog (or prog, a full path) with args as the cluster's
@@ -610,14 +609,13 @@ static void reap_basebackup(struct pgm *p, time_t now)
 }
 
 /* pg_basebackup in a child, when the newest base backup is old enough. */
-static void start_basebackup(struct pgm *p, time_t now)
+static void start_basebackup(struct pgm *p, time_t now, time_t newest)
 {
-	char names[256][BASE_NAME_LEN + 1], part[4200];
-	int n = list_bases(p->backup_dir, names, 256);
+	char part[4200];
 	struct tm tm;
 
 	if (p->basebackup != 0 ||
-	    (n > 0 && now - base_time(names[n - 1]) < (time_t)p->base_every_days * 86400))
+	    (newest != 0 && now - newest < (time_t)p->base_every_days * 86400))
 		return;
 	gmtime_r(&now, &tm);
 	strftime(p->base_name, sizeof(p->base_name), "%Y%m%dT%H%M%SZ", &tm);
@@ -656,18 +654,18 @@ static void read_archiver(struct pgm *p)
 	                     "FROM pg_stat_archiver");
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		struct pgm_backup *st = &p->state;
+		long long before = st->failed;
 		st->failed = atoll(PQgetvalue(r, 0, 0));
 		snprintf(st->last_failed_wal, sizeof(st->last_failed_wal), "%s",
 		         PQgetvalue(r, 0, 1));
 		st->last_failed_at = (time_t)atoll(PQgetvalue(r, 0, 2));
 		snprintf(st->last_wal, sizeof(st->last_wal), "%s", PQgetvalue(r, 0, 3));
 		st->last_wal_at = (time_t)atoll(PQgetvalue(r, 0, 4));
-		if (st->failed > p->failed)
+		if (st->failed > before)
 			log_warn(
 			    "pgm: archiving WAL to %s/wal failed (%lld times so far, last %s); the "
 			    "bank goes on, but what is not archived cannot be restored: see %s",
 			    p->backup_dir, st->failed, st->last_failed_wal, p->logfile);
-		p->failed = st->failed;
 	} else {
 		PQfinish(p->stats);
 		p->stats = NULL;
@@ -687,9 +685,8 @@ static void backup_tick(struct pgm *p, time_t now)
 		return;
 	p->next_backup = now + BACKUP_LOOK_SECONDS;
 	read_archiver(p);
-	start_basebackup(p, now);
 	n = list_bases(p->backup_dir, names, 256);
-	p->state.enabled = 1;
+	start_basebackup(p, now, n > 0 ? base_time(names[n - 1]) : 0);
 	p->state.bases = n;
 	p->state.base_running = p->basebackup != 0;
 	snprintf(p->state.oldest_base, sizeof(p->state.oldest_base), "%s", n > 0 ? names[0] : "");

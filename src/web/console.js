@@ -1115,6 +1115,12 @@
 		);
 	}
 
+	/* What passes between banks (claims, contacts, referrals): what was
+	 * asked of us and waits, and all that we asked. */
+	function bothWays(path) {
+		return Promise.all([get(`${path}?direction=incoming`), get(`${path}?direction=outgoing&state=all`)]);
+	}
+
 	/* ---- the directory ---- */
 
 	async function directoryScreen() {
@@ -1169,7 +1175,7 @@
 	}
 
 	async function claimsScreen() {
-		const [incoming, outgoing] = await Promise.all([get("/v1/claims?direction=incoming"), get("/v1/claims?direction=outgoing&state=all")]);
+		const [incoming, outgoing] = await bothWays("/v1/claims");
 		screen(
 			"Claims",
 			el("p", null, "Hours another bank's member asks of one of ours, for help given."),
@@ -1203,7 +1209,7 @@
 	}
 
 	async function contactsScreen() {
-		const [incoming, outgoing] = await Promise.all([get("/v1/contacts?direction=incoming"), get("/v1/contacts?direction=outgoing&state=all")]);
+		const [incoming, outgoing] = await bothWays("/v1/contacts");
 		screen(
 			"Contact requests",
 			here.get("asked") !== null ? notice("good", "Asked. The other bank's broker will answer.") : null,
@@ -1259,7 +1265,7 @@
 	/* ---- referrals between banks ---- */
 
 	async function referralsScreen() {
-		const [incoming, outgoing] = await Promise.all([get("/v1/referrals?direction=incoming"), get("/v1/referrals?direction=outgoing&state=all")]);
+		const [incoming, outgoing] = await bothWays("/v1/referrals");
 		const back = "/console/referrals";
 		screen(
 			"Members moving or introduced",
