@@ -36,7 +36,7 @@ PROTO_C := $(BUILD)/gen/federation.pb-c.c $(BUILD)/gen/report.pb-c.c $(BUILD)/ge
 # order (a file's triggers may use functions of the files before it).
 SQL_MIGRATIONS := $(sort $(wildcard src/sql/migrations/*.sql))
 SQL_SOURCES := $(addprefix src/sql/,ledger.sql members.sql exchanges.sql channel.sql \
-	cross_bank.sql xb_payer.sql xb_earner.sql broker_requests.sql directory.sql erasure.sql referrals.sql reports.sql intake.sql \
+	cross_bank.sql xb_payer.sql xb_earner.sql recovery.sql broker_requests.sql directory.sql erasure.sql referrals.sql reports.sql intake.sql \
 	safeguarding.sql network.sql register.sql audit.sql)
 
 # The C tree in layers (each header says what it may include; make layers

@@ -49,6 +49,10 @@ static void usage(FILE *out)
 	        "                                  put the managed cluster back from its backups,\n"
 	        "                                  to the newest point archived or to TIME (UTC,\n"
 	        "                                  2026-12-04 09:30:00); the bank must be stopped\n"
+	        "       timebankd --restored -c FILE\n"
+	        "                                  say that the database was put back from a\n"
+	        "                                  backup by other means: the next start catches\n"
+	        "                                  up with the peers as after --restore\n"
 	        "       timebankd --check-backup DIR\n"
 	        "                                  whether DIR ([backup] dir) can be restored\n");
 }
@@ -184,6 +188,35 @@ static void warn_if_not_durable(PGconn *c)
 	PQclear(r);
 }
 
+/* The first start after a restore records it (tb_restored): numbers given
+ * from now on pass those the lost history gave, and every peer's stream is
+ * held until its hello says whether we are behind it. 0 or -1. */
+static int record_restore(PGconn *c, const struct config *cfg)
+{
+	char stamp[64], target[128];
+	const char *params[2] = {stamp, target};
+	PGresult *r;
+	int ok;
+
+	if (!pgm_restored(cfg, stamp, sizeof(stamp), target, sizeof(target)))
+		return 0;
+	if (target[0] == '\0')
+		params[1] = NULL;
+	r = PQexecParams(c, "SELECT tb_restored($1, $2)::text", 2, NULL, params, NULL, NULL, 0);
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (ok) {
+		log_warn("restore %s recorded (%s): numbers given from now on pass any the lost "
+		         "history gave, and each peer's stream is held until it says whether this "
+		         "bank is behind it",
+		         stamp, PQgetvalue(r, 0, 0));
+		pgm_restored_done(cfg);
+	} else {
+		log_error("restore %s could not be recorded: %s", stamp, PQresultErrorMessage(r));
+	}
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
 /* Start-up only: waits for the database, then brings its schema up to date
  * and registers the peers. A failure part way (the database restarting, or
  * a deadlock with what a killed predecessor left running) is tried again
@@ -207,6 +240,8 @@ static void migrate(const char *conninfo, const struct config *cfg)
 		rc = schema_migrate(c);
 		if (rc == 0)
 			rc = register_peers(c, cfg);
+		if (rc == 0)
+			rc = record_restore(c, cfg);
 		if (rc == 0) {
 			warn_if_not_durable(c);
 			PQfinish(c);
@@ -497,15 +532,19 @@ int main(int argc, char **argv)
 	static const struct option longs[] = {{"restore", no_argument, NULL, 'r'},
 	                                      {"to", required_argument, NULL, 't'},
 	                                      {"check-backup", required_argument, NULL, 'b'},
+	                                      {"restored", no_argument, NULL, 'm'},
 	                                      {"help", no_argument, NULL, 'h'},
 	                                      {NULL, 0, NULL, 0}};
 	const char *restore_to = NULL, *backup_dir = NULL;
-	int restore = 0;
+	int restore = 0, restored = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:nT:R:h", longs, NULL)) != -1) {
 		switch (opt) {
 		case 'r':
 			restore = 1;
+			break;
+		case 'm':
+			restored = 1;
 			break;
 		case 't':
 			restore_to = optarg;
@@ -535,7 +574,8 @@ int main(int argc, char **argv)
 	}
 	if (backup_dir != NULL && d.config_path == NULL && optind == argc)
 		return pgm_check_backup(backup_dir, stdout) == 0 ? 0 : 1;
-	if (d.config_path == NULL || optind != argc || (restore_to != NULL && !restore)) {
+	if (d.config_path == NULL || optind != argc || (restore_to != NULL && !restore) ||
+	    (restored && restore)) {
 		usage(stderr);
 		return 2;
 	}
@@ -550,6 +590,8 @@ int main(int argc, char **argv)
 		rc = check_only(d.cfg, d.config_path);
 	else if (restore)
 		rc = pgm_restore(d.cfg, restore_to) == 0 ? 0 : 1;
+	else if (restored)
+		rc = pgm_mark_restored(d.cfg, NULL) == 0 ? 0 : 1;
 	else if (token_name != NULL)
 		rc = make_token(d.cfg, token_name, role);
 	else

@@ -33,6 +33,18 @@ int crypto_verify(const struct crypto_key *key, const uint8_t *msg, size_t len, 
                   size_t sig_len) __attribute__((warn_unused_result));
 
 void crypto_sha256(const uint8_t *msg, size_t len, uint8_t *out);
+
+/* A note sealed to oneself: ChaCha20-Poly1305 under a key derived from a
+ * private signing key, bound to ad (what it is about), so that whoever
+ * holds the note cannot read or alter it. *out is malloc'd, *out_len
+ * bytes: a version byte, the nonce, the ciphertext and the tag. 0 or -1. */
+#define CRYPTO_NOTE_OVERHEAD (1 + 12 + 16)
+int crypto_note_seal(const struct crypto_key *key, const char *ad, const uint8_t *text, size_t len,
+                     uint8_t **out, size_t *out_len) __attribute__((warn_unused_result));
+/* The reverse: the text (malloc'd and NUL-terminated, *len bytes before
+ * the NUL), or NULL when key did not seal it for ad, or it was altered. */
+uint8_t *crypto_note_open(const struct crypto_key *key, const char *ad, const uint8_t *note,
+                          size_t note_len, size_t *len);
 /* The SHA-256 of a PEM certificate's DER, as hex into hex (65 bytes): 0,
  * or -1 with the reason in err. */
 int crypto_cert_sha256(const char *path, char *hex, char *err, size_t errlen)

@@ -4,7 +4,8 @@
  * there at once, as if killed: nothing is flushed, nothing is cleaned up.
  * Steps: reserve_before, reserve_after (recording a cross-bank exchange),
  * send_before, send_after (channel messages), apply_before, apply_after
- * (applying what a peer sent).
+ * (applying what a peer sent), recover_before, recover_after (holding our
+ * messages a peer gave back after a restore).
  * Layer: core (src/core/); includes nothing. */
 #ifndef TB_FAILPOINT_H
 #define TB_FAILPOINT_H

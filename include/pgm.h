@@ -50,6 +50,16 @@ const char *pgm_backup_dir(const struct pgm *pgm);
  * not be running; its data directory is kept beside, as
  * postgres.before-restore-TIME. Blocking; 0, or -1 with why logged. */
 int pgm_restore(const struct config *cfg, const char *to);
+/* A restore leaves DATA_DIR/restored (its stamp, and the target if one
+ * was given) for the first start after it, which records it in the
+ * database (tb_restored) and takes it away: --restore does, and
+ * --restored for a database put back by other means. 0 or -1 (logged). */
+int pgm_mark_restored(const struct config *cfg, const char *to);
+/* The mark, if there is one: 1 with its stamp and target ("" none), 0
+ * none. */
+int pgm_restored(const struct config *cfg, char *stamp, size_t stamp_len, char *target,
+                 size_t target_len);
+void pgm_restored_done(const struct config *cfg);
 /* timebankd --check-backup DIR: whether DIR holds a base backup and the WAL
  * from its start that a restore needs: 0, or -1 with why printed. */
 int pgm_check_backup(const char *dir, FILE *out);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,4 +204,82 @@ int crypto_cert_sha256(const char *path, char *hex, char *err, size_t errlen)
 	}
 	crypto_hex(md, n, hex);
 	return 0;
+}
+
+/* The note key: SHA-256 over a label and the 32-byte private key, so that
+ * it is tied to the signing key and says nothing of it. */
+static int note_key(const struct crypto_key *key, uint8_t *out)
+{
+	static const char label[] = "timebankd sender note v1";
+	uint8_t buf[sizeof(label) + 32];
+	size_t len = 32;
+
+	if (!key->private_key ||
+	    EVP_PKEY_get_raw_private_key(key->pkey, buf + sizeof(label), &len) != 1 || len != 32)
+		return -1;
+	memcpy(buf, label, sizeof(label));
+	crypto_sha256(buf, sizeof(buf), out);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+}
+
+/* One pass of ChaCha20-Poly1305 over in, into out; tag written (seal) or
+ * checked (open). 0 or -1. */
+static int note_cipher(const struct crypto_key *key, int seal, const uint8_t *nonce, const char *ad,
+                       const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
+{
+	uint8_t k[CRYPTO_HASH_LEN];
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, rc = -1;
+
+	if (ctx == NULL || note_key(key, k) == -1 || len > INT32_MAX)
+		goto out;
+	if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, k, nonce, seal) != 1 ||
+	    (!seal && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, tag) != 1) ||
+	    EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)ad, (int)strlen(ad)) != 1 ||
+	    EVP_CipherUpdate(ctx, out, &n, in, (int)len) != 1 ||
+	    EVP_CipherFinal_ex(ctx, out + n, &n) != 1 ||
+	    (seal && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1))
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_cleanse(k, sizeof(k));
+	EVP_CIPHER_CTX_free(ctx);
+	return rc;
+}
+
+int crypto_note_seal(const struct crypto_key *key, const char *ad, const uint8_t *text, size_t len,
+                     uint8_t **out, size_t *out_len)
+{
+	uint8_t *note = xmalloc(len + CRYPTO_NOTE_OVERHEAD);
+
+	note[0] = 1;
+	if (RAND_bytes(note + 1, 12) != 1 ||
+	    note_cipher(key, 1, note + 1, ad, text, len, note + 13, note + 13 + len) == -1) {
+		free(note);
+		return -1;
+	}
+	*out = note;
+	*out_len = len + CRYPTO_NOTE_OVERHEAD;
+	return 0;
+}
+
+uint8_t *crypto_note_open(const struct crypto_key *key, const char *ad, const uint8_t *note,
+                          size_t note_len, size_t *len)
+{
+	uint8_t tag[16], *text;
+	size_t n;
+
+	if (note_len < CRYPTO_NOTE_OVERHEAD || note[0] != 1)
+		return NULL;
+	n = note_len - CRYPTO_NOTE_OVERHEAD;
+	memcpy(tag, note + 13 + n, sizeof(tag));
+	text = xmalloc(n + 1);
+	if (note_cipher(key, 0, note + 1, ad, note + 13, n, text, tag) == -1) {
+		free(text);
+		return NULL;
+	}
+	text[n] = '\0';
+	*len = n;
+	return text;
 }

@@ -68,7 +68,11 @@ void fed_chan_load_row(struct fed_peer *peer, const json_t *row)
 	peer->in_durable = peer->in_applied;
 	peer->sealed = (uint64_t)json_integer_value(json_object_get(row, "sealed"));
 	peer->acked = (uint64_t)json_integer_value(json_object_get(row, "acked"));
-	peer->recovering = json_is_object(json_object_get(row, "recovering"));
+	const char *stage =
+	    json_string_value(json_object_get(json_object_get(row, "recovering"), "stage"));
+	peer->recovering = stage == NULL                    ? RECOVER_NONE
+	                   : strcmp(stage, "agreeing") == 0 ? RECOVER_AGREEING
+	                                                    : RECOVER_HELD;
 	snprintf(peer->checkpoint, sizeof(peer->checkpoint), "%s",
 	         json_is_true(json_object_get(row, "diverged")) ? "diverged" : "unknown");
 	/* The register gives its peers' keys; none is learned. */
@@ -224,6 +228,44 @@ static void on_sealed(void *arg, const struct db_result *r)
 	sealed_free(sd);
 }
 
+/* A proposal's note (tb_xb_proposal: our payer's number, who recorded
+ * it) goes sealed to ourselves, as its sender_note: the peer keeps
+ * bytes it cannot read, and gives them back after a restore (recover.c).
+ * -1 when a note cannot be sealed. */
+static int seal_notes(const struct fed *fed, json_t *body)
+{
+	json_t *item, *note;
+	size_t i;
+
+	if (!json_is_object(body) ||
+	    strcmp(json_string_value(json_object_get(body, "kind")) ?: "", "xb_propose") != 0)
+		return 0;
+	json_array_foreach(json_object_get(body, "items"), i, item)
+	{
+		const char *xid = json_string_value(json_object_get(item, "xid"));
+		char *text, *hex;
+		uint8_t *sealed;
+		size_t len;
+		int rc;
+
+		if ((note = json_object_get(item, "note")) == NULL || xid == NULL)
+			continue;
+		text = json_dumps(note, JSON_COMPACT);
+		rc = crypto_note_seal(fed->sign_key, xid, (const uint8_t *)text, strlen(text),
+		                      &sealed, &len);
+		free(text);
+		if (rc == -1)
+			return -1;
+		hex = xmalloc(2 * len + 1);
+		crypto_hex(sealed, len, hex);
+		json_object_set_new(item, "sender_note", json_string(hex));
+		json_object_del(item, "note");
+		free(hex);
+		free(sealed);
+	}
+	return 0;
+}
+
 /* Signs one queued row; appends {peer, seq, envelope, hash} to items, keeps
  * the envelope in sd, and leaves its hash in prev. -1 when the body is not
  * a channel message. */
@@ -238,7 +280,8 @@ static int seal_row(struct fed *fed, const json_t *row, uint8_t *prev, int has_p
 	size_t len;
 	int sealed;
 
-	if (env_body_from_json(json_object_get(row, "body"), &body) == -1)
+	if (seal_notes(fed, json_object_get(row, "body")) == -1 ||
+	    env_body_from_json(json_object_get(row, "body"), &body) == -1)
 		return -1;
 	sealed = env_seal(fed->bank_id, peer, seq, has_prev ? prev : NULL, fed_now_ms(), &body,
 	                  fed->sign_key, &env, &len, hash);
@@ -711,9 +754,19 @@ void fed_chan_received(struct fed_conn *conn, struct env_msg *msg, const uint8_t
                        size_t raw_len)
 {
 	struct fed_peer *peer = conn->peer;
-	struct fed_pending *p = xcalloc(1, sizeof(*p));
-	json_t *body = env_body_to_json(msg->sp->body);
+	struct fed_pending *p;
+	json_t *body;
 	int64_t t = fed_now_ms();
+
+	/* Held after a restore: what it answered of ours must be held again
+	 * before anything it sends is applied (recover.c). Not acknowledged,
+	 * so it comes again on the next session. */
+	if (peer->recovering == RECOVER_HELD) {
+		peer->recover_dropped = 1;
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	body = env_body_to_json(msg->sp->body);
 
 	peer->close_behind = t - peer->recv_ms < APPLY_WAIT_MS;
 	peer->recv_ms = t;
@@ -863,6 +916,15 @@ static void on_checkpoint_checked(void *arg, const struct db_result *r)
 
 	if (!peer->fed->stopping && r->status == DB_OK) {
 		verdict = PQgetvalue(r->res, 0, 0);
+		if (strcmp(verdict, "recovered") == 0) {
+			log_info(
+			    "fed: recovered with %s: its checkpoint at %llu agrees with what we "
+			    "applied again; what waited for it is sealed now",
+			    peer->id, (unsigned long long)c->seq);
+			peer->recovering = RECOVER_NONE;
+			verdict = "agree";
+			fed_chan_seal(peer->fed);
+		}
 		if (strcmp(verdict, "diverged") == 0 && strcmp(peer->checkpoint, "diverged") != 0)
 			log_error(
 			    "fed: peer %s has DIVERGED: its checkpoint at %llu does not match "
@@ -924,41 +986,62 @@ static void on_behind(void *arg, const struct db_result *r)
 	struct fed_call *c = arg;
 	struct fed_peer *peer = c->peer;
 	json_t *res = NULL;
+	const char *stage;
 
-	if (!peer->fed->stopping &&
-	    (res = fed_db_answer(r, "recording what we lack", peer->id)) != NULL &&
-	    json_is_true(json_object_get(res, "behind"))) {
-		if (!peer->recovering)
-			log_error(
-			    "fed: peer %s applied our messages up to %lld, but we hold them only "
-			    "up to %lld: this bank was put back to an earlier point. Sequences "
-			    "%lld to %lld are lost here; nothing new goes to %s, so that no "
-			    "sequence names two messages",
-			    peer->id, (long long)json_integer_value(json_object_get(res, "to")),
-			    (long long)json_integer_value(json_object_get(res, "held")),
-			    (long long)json_integer_value(json_object_get(res, "from")),
-			    (long long)json_integer_value(json_object_get(res, "to")), peer->id);
-		peer->recovering = 1;
+	if (peer->fed->stopping ||
+	    (res = fed_db_answer(r, "recording what we lack", peer->id)) == NULL) {
+		fed_call_free(c);
+		return;
+	}
+	stage = json_string_value(json_object_get(res, "stage"));
+	if (json_is_true(json_object_get(res, "behind"))) {
+		log_error(
+		    "fed: peer %s applied our messages up to %lld, but we hold them only up to "
+		    "%lld: this bank was put back to an earlier point. Nothing new goes to %s, "
+		    "and nothing from it is applied, until we hold %lld to %lld again: we ask "
+		    "it for them back",
+		    peer->id, (long long)json_integer_value(json_object_get(res, "to")),
+		    (long long)json_integer_value(json_object_get(res, "held")), peer->id,
+		    (long long)json_integer_value(json_object_get(res, "from")),
+		    (long long)json_integer_value(json_object_get(res, "to")));
+		peer->recovering = RECOVER_HELD;
+		if (fed_call_current(c))
+			fed_recover_ask(peer);
+	} else if (stage == NULL) {
+		if (json_is_true(json_object_get(res, "released")))
+			log_info(
+			    "fed: %s has applied no more of ours than we hold: this bank is not "
+			    "behind it since the restore, and its stream goes on",
+			    peer->id);
+		peer->recovering = RECOVER_NONE;
+		fed_chan_seal(peer->fed);
+	} else if (strcmp(stage, "agreeing") == 0) {
+		peer->recovering = RECOVER_AGREEING;
 	}
 	json_decref(res);
 	fed_call_free(c);
 }
 
 /* The peer's hello says how much of our stream it applied: past what we
- * hold sealed, we were restored, and hold back (tb_fed_behind). */
+ * hold sealed, we were restored, and hold back (tb_fed_behind), at once:
+ * nothing it sends on this session is applied before we know. A stream
+ * held since a restore is released by a hello that is not past it. */
 static void check_behind(struct fed_peer *peer)
 {
 	char s[24];
 	const char *params[2] = {peer->id, s};
 	struct fed_call *c;
+	uint64_t confirmed = peer->session->confirmed;
 
-	if (peer->session->confirmed <= peer->sealed)
+	if (confirmed > peer->sealed)
+		peer->recovering = RECOVER_HELD;
+	else if (peer->recovering == RECOVER_NONE)
 		return;
+	else if (peer->recovering == RECOVER_HELD)
+		peer->recovering = RECOVER_AGREEING; /* applied from now; sealed once released */
 	snprintf(s, sizeof(s), "%llu",
-	         (unsigned long long)(peer->session->confirmed <= INT64_MAX
-	                                  ? peer->session->confirmed
-	                                  : (uint64_t)INT64_MAX));
-	c = fed_call_new(peer, peer->session->confirmed);
+	         (unsigned long long)(confirmed <= INT64_MAX ? confirmed : (uint64_t)INT64_MAX));
+	c = fed_call_new(peer, confirmed);
 	if (fed_query(peer->fed, "SELECT tb_fed_behind($1, $2::bigint)::text", 2, params, on_behind,
 	              c) == -1)
 		fed_call_free(c);
@@ -967,6 +1050,8 @@ static void check_behind(struct fed_peer *peer)
 void fed_chan_session_started(struct fed_peer *peer)
 {
 	peer->ack_sent = 0; /* this session has heard only the hello */
+	peer->recover_asking = 0;
+	peer->recover_dropped = 0;
 	check_behind(peer);
 	fed_chan_checkpoint_send(peer);
 	fed_chan_pump(peer);

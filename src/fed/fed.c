@@ -45,6 +45,12 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 	case TIMEBANK__V1__BODY__KIND_REGISTER_NOTICE:
 		fed_reg_received(peer, body);
 		break;
+	case TIMEBANK__V1__BODY__KIND_RECOVER_REQUEST:
+		fed_recover_serve(peer, body->recover_request);
+		break;
+	case TIMEBANK__V1__BODY__KIND_RECOVER_PAGE:
+		fed_recover_page(conn, body->recover_page);
+		break;
 	case TIMEBANK__V1__BODY__KIND_CHECKPOINT:
 		fed_chan_checkpoint_check(
 		    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
@@ -459,7 +465,14 @@ json_t *fed_peers_json(const struct fed *fed, const json_t *db_state)
 			json_object_set(item, "directory", json_object_get(row, "directory"));
 			json_object_set(item, "sealed", json_object_get(row, "sealed"));
 			json_object_set(item, "recovering", json_object_get(row, "recovering"));
+			json_object_set(item, "recovery_lost",
+			                json_object_get(row, "recovery_lost"));
 		}
+		if (peer->recover_warned && peer->recovering == RECOVER_HELD)
+			json_object_set_new(
+			    item, "recovery_blocked",
+			    json_string("it runs an older timebankd, which cannot give "
+			                "our messages back: upgrade it"));
 		json_array_append_new(items, item);
 	}
 	char crl[32] = "";

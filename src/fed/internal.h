@@ -4,6 +4,7 @@
  *   register.c   the network's register: taken, served, its banks as peers
  *   peers.c      peers made, whether of the config or the register
  *   chan.c       the exactly-once channel, its state in the database
+ *   recover.c    a restored bank taking its own messages back from a peer
  *   directory.c  the shared directory's pulls and pages
  *   call.c       database calls about a peer's session
  *   session.c    connections and sessions; hands what they carry up
@@ -65,7 +66,8 @@ struct fed_conn {
 	int tcp_only; /* dialing: TCP not yet up, bev is plain and owns no fd */
 	int closing;  /* closed: freed when the loop comes round */
 	int hello_received;
-	uint64_t confirmed; /* what the peer says it applied: its hello, then its acks */
+	uint64_t confirmed;  /* what the peer says it applied: its hello, then its acks */
+	int serves_recovery; /* its hello offers RecoverRequest */
 	int refusals;
 	int ticket;             /* accepted: its place at the gate, until proven */
 	struct event *deadline; /* TLS and hello must be done by then */
@@ -111,7 +113,15 @@ struct fed_peer {
 	uint64_t in_applied; /* what the database applied, as far as we know */
 	uint64_t in_durable; /* ...and known durable: what the peer hears */
 	uint64_t sealed;
-	int recovering; /* the peer applied more of our stream than we hold (tb_fed_behind) */
+	/* After a restore (recovery.sql, recover.c): RECOVER_HELD while we
+	 * wait for its hello or take our messages back from it, when nothing
+	 * from it is applied; RECOVER_AGREEING once they are held again, until
+	 * its next checkpoint agrees. Nothing new is sealed for it meanwhile. */
+	int recovering;
+	int recover_asking; /* a RecoverRequest is out, for what follows recover_asked */
+	uint64_t recover_asked;
+	int recover_dropped; /* a message from it was not applied while held: it sends it again */
+	int recover_warned;  /* told the log that it cannot serve recovery */
 	uint64_t acked;
 	uint64_t send_after;       /* sent to this session up to here */
 	uint64_t ack_sent;         /* acknowledged to this session up to here */
@@ -319,6 +329,14 @@ void fed_chan_session_started(struct fed_peer *peer);
 void fed_chan_pending_clear(struct fed_peer *peer);
 void fed_chan_key_learned(struct fed_peer *peer, const struct crypto_key *key,
                           const char *replaces);
+
+/* recover.c */
+enum { RECOVER_NONE, RECOVER_HELD, RECOVER_AGREEING };
+/* Asks the peer for our messages after the last we hold, unless asked. */
+void fed_recover_ask(struct fed_peer *peer);
+/* A peer asks for its own messages back, or answers our asking. */
+void fed_recover_serve(struct fed_peer *peer, const Timebank__V1__RecoverRequest *req);
+void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *page);
 
 /* directory.c */
 /* Asks the peer for its directory changes since our cursor. */

@@ -292,6 +292,7 @@ static void send_hello(struct fed_conn *conn)
 	hello.protocol_version = ENV_PROTOCOL_VERSION;
 	hello.bank_id = conn->fed->bank_id;
 	hello.last_applied = conn->peer->in_durable;
+	hello.recovery = 1;
 	body.kind_case = TIMEBANK__V1__BODY__KIND_HELLO;
 	body.hello = &hello;
 	fed_conn_send(conn, &body);
@@ -354,6 +355,7 @@ static void on_hello(struct fed_conn *conn, const Timebank__V1__Hello *hello)
 	}
 	conn->hello_received = 1;
 	conn->confirmed = hello->last_applied;
+	conn->serves_recovery = hello->recovery;
 	establish(conn);
 }
 

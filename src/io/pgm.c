@@ -844,7 +844,15 @@ int pgm_restore(const struct config *cfg, const char *to)
 	         to != NULL ? "'\"" : "");
 	const char *start[] = {"-D",   p->pgdata, "-l", p->logfile, "-w", "-t",
 	                       "3600", "-o",      opts, "start",    NULL};
-	if (run_or_say(p, "pg_ctl", start) == -1 || wait_promoted(p) == -1)
+	if (run_or_say(p, "pg_ctl", start) == -1 || wait_promoted(p) == -1) {
+		if (to != NULL)
+			log_error("pgm: where %s says the recovery target was not reached, %s is "
+			          "past the newest point archived: give an earlier time, or none "
+			          "for the newest",
+			          p->logfile, to);
+		goto stop;
+	}
+	if (pgm_mark_restored(cfg, to) == -1)
 		goto stop;
 	log_info("pgm: restored; the bank starts from there, and its peers are asked for what "
 	         "it lost");
@@ -856,6 +864,57 @@ stop:;
 out:
 	pgm_free(p);
 	return rc;
+}
+
+static void restored_path(const struct config *cfg, char *path, size_t len)
+{
+	snprintf(path, len, "%s/restored", cfg->data_dir);
+}
+
+int pgm_mark_restored(const struct config *cfg, const char *to)
+{
+	char path[4200], tmp[4300], stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	FILE *f;
+
+	restored_path(cfg, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "%s\n%s\n", stamp, to ? to : "") < 0 ||
+	    fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+		log_error("pgm: cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int pgm_restored(const struct config *cfg, char *stamp, size_t stamp_len, char *target,
+                 size_t target_len)
+{
+	char path[4200];
+	FILE *f;
+
+	restored_path(cfg, path, sizeof(path));
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	stamp[0] = target[0] = '\0';
+	if (fgets(stamp, (int)stamp_len, f) == NULL || fgets(target, (int)target_len, f) == NULL)
+		target[0] = '\0';
+	fclose(f);
+	stamp[strcspn(stamp, "\n")] = '\0';
+	target[strcspn(target, "\n")] = '\0';
+	return stamp[0] != '\0';
+}
+
+void pgm_restored_done(const struct config *cfg)
+{
+	char path[4200];
+
+	restored_path(cfg, path, sizeof(path));
+	if (unlink(path) == -1 && errno != ENOENT)
+		log_warn("pgm: cannot remove %s: %s", path, strerror(errno));
 }
 
 int pgm_check_backup(const char *dir, FILE *out)

@@ -256,6 +256,8 @@ BEGIN
                          tb_peer_number(item->>'minutes', 12), item->>'category',
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
                          'open', 'federation:' || from_peer, seq);
+            -- decided before a restore here: so again (recovery.sql)
+            PERFORM tb_xb_claim_recovered(from_peer, item->>'claim_id');
         ELSE
             PERFORM tb_note_refused(from_peer, 'claim', item->>'claim_id', pm.account_id);
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',

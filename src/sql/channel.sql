@@ -79,9 +79,8 @@ BEGIN
         'acked', a.out_acked, 'outbox_depth', p.out_next_seq - 1 - a.out_acked,
         'applied', p.in_applied, 'in_head', encode(p.in_head, 'hex'),
         'diverged', p.diverged_at IS NOT NULL, 'diverged_reason', p.diverged_reason,
-        'recovering', CASE WHEN p.recover_to IS NOT NULL THEN jsonb_build_object(
-                          'from', p.recover_from, 'to', p.recover_to,
-                          'since', p.recovering_since) END,
+        'recovering', tb_fed_recovery_json(p),
+        'recovery_lost', tb_fed_recovery_lost_json(p.peer),
         'keys', coalesce((SELECT jsonb_agg(jsonb_build_object(
                               'key_id', k.key_id, 'public_key', encode(k.public_key, 'hex'),
                               'replaces', k.replaces,
@@ -269,34 +268,11 @@ BEGIN
                        'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
                        ORDER BY o.peer, o.seq), '[]')
               FROM (SELECT * FROM fed_outbox WHERE envelope IS NULL
+                       -- held while recovering (recovery.sql)
                        AND peer NOT IN (SELECT peer FROM fed_peers
-                                         WHERE recover_to IS NOT NULL)
+                                         WHERE recovering_since IS NOT NULL)
                      ORDER BY peer, seq LIMIT lim) o
               JOIN fed_sealed s USING (peer));
-END $$;
-
--- A peer's hello says it applied our messages up to confirmed. Past the
--- last we hold sealed, this bank was put back to an earlier point (a
--- restore): the messages after it were signed here, sent and applied
--- there, and are lost here. Until they are held again, nothing more is
--- sealed for that peer (tb_fed_unsealed), so that no sequence names a
--- second message; what is queued waits. Answers whether it is so, and the
--- sequences lacking.
-CREATE FUNCTION tb_fed_behind(to_peer text, confirmed bigint) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    held bigint := (SELECT out_sealed FROM fed_sealed WHERE peer = to_peer);
-    p fed_peers;
-BEGIN
-    IF held IS NULL OR confirmed <= held THEN
-        RETURN jsonb_build_object('behind', false, 'held', held);
-    END IF;
-    UPDATE fed_peers SET recover_from = coalesce(recover_from, held + 1),
-                         recover_to = greatest(coalesce(recover_to, 0), confirmed),
-                         recovering_since = coalesce(recovering_since, now())
-     WHERE peer = to_peer RETURNING * INTO p;
-    RETURN jsonb_build_object('behind', true, 'held', held, 'from', p.recover_from,
-                              'to', p.recover_to, 'since', p.recovering_since);
 END $$;
 
 -- What the daemon seals next, in one call: reservations not yet proposed
@@ -537,6 +513,7 @@ BEGIN
     -- Anything else, or proposals that are not all simple together, goes
     -- message by message below.
     IF jsonb_array_length(items) > 1 AND NOT observer AND st.kind = 'bank'
+       AND NOT EXISTS (SELECT 1 FROM fed_recovered_answers r WHERE r.peer = from_peer)
        AND (SELECT count(*) FROM (
                 SELECT n, i, lag(i->>'hash') OVER (ORDER BY n) AS prev_hash
                   FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, n)) r
@@ -706,6 +683,12 @@ BEGIN
     ELSE
         SELECT hash INTO ours FROM fed_inbox WHERE peer = from_peer AND fed_inbox.seq = at_seq;
         verdict := CASE WHEN encode(ours, 'hex') = head THEN 'agree' ELSE 'diverged' END;
+    END IF;
+    -- After a restore, what the peer checkpoints of its stream agreeing
+    -- with what we applied again ends the recovery (tb_fed_recovered).
+    IF verdict = 'agree' AND st.recovered_at IS NOT NULL AND st.recover_to IS NOT NULL
+       AND tb_fed_recovered(from_peer) THEN
+        verdict := 'recovered';
     END IF;
     IF verdict = 'diverged' THEN
         UPDATE fed_peers SET diverged_at = coalesce(diverged_at, now()),

@@ -87,7 +87,10 @@ BEGIN
     -- Numbers are handed out one at a time so two adds never pick the same.
     PERFORM pg_advisory_xact_lock(hashtext('tb_member_number'));
     IF num IS NULL THEN
-        SELECT coalesce(max(number), 0) + 1 INTO num FROM members;
+        -- Past any a history lost to a restore may have given (tb_restored).
+        SELECT greatest(coalesce(max(number), 0),
+                        (SELECT coalesce(max(member_floor), 0) FROM restores)) + 1
+          INTO num FROM members;
     ELSIF EXISTS (SELECT 1 FROM members WHERE number = num) THEN
         PERFORM tb_raise('duplicate_member_number',
                          format('member number %s is already taken', num));

@@ -36,6 +36,46 @@ BEGIN
     END IF;
 END $$;
 
+-- The exchange a proposal makes at the earner's bank, decided (reason
+-- NULL: settled and posted), and the claim it approves; the accounts are
+-- locked. Decided by the rules (tb_xb_on_propose), or as our answer said
+-- before a restore (tb_xb_recovered).
+CREATE FUNCTION tb_xb_earner_record(from_peer text, item jsonb, em members, claimed xb_claims,
+                                    reason text, answer_seq bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    clearing bigint := (SELECT clearing_account FROM fed_peers WHERE peer = from_peer);
+    minutes bigint := tb_peer_number(item->>'minutes', 12);
+    xid_id bigint := nextval('xb_exchanges_id_seq');
+    tid bigint;
+BEGIN
+    IF reason IS NULL THEN
+        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
+                               description, performed_on, recorded_by, idempotency_key,
+                               fingerprint, xb_id)
+             VALUES ('exchange', clearing, em.account_id, minutes,
+                     item->>'category', 'from a ' || from_peer || ' member',
+                     (item->>'performed_on')::date, 'federation:' || from_peer,
+                     'xb:' || (item->>'xid'), md5(item::text), xid_id)
+          RETURNING id INTO tid;
+    END IF;
+    INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
+                              description, performed_on, state, reason, transfer_id,
+                              answer_seq, recorded_by, decided_at, reverses, claim)
+         VALUES (xid_id, item->>'xid', 'earner', from_peer, em.account_id, greatest(minutes, 1),
+                 item->>'category', 'from a ' || from_peer || ' member',
+                 (item->>'performed_on')::date,
+                 CASE WHEN reason IS NULL THEN 'settled' ELSE 'rejected' END, reason, tid,
+                 answer_seq, 'federation:' || from_peer, now(),
+                 CASE WHEN reason IS NULL THEN nullif(item->>'reverses', '') END,
+                 claimed.claim_id);
+    IF claimed.id IS NOT NULL AND reason IS DISTINCT FROM 'claim_not_found' THEN
+        UPDATE xb_claims SET state = 'approved', xid = item->>'xid',
+                             decided_by = 'federation:' || from_peer, decided_at = now()
+         WHERE id = claimed.id;
+    END IF;
+END $$;
+
 -- One proposal, item by item: each rule in turn, the first that refuses
 -- giving the answer's reason. tb_xb_propose_batch asks the same rules of a
 -- whole message at once.
@@ -51,8 +91,6 @@ DECLARE
     minutes bigint := tb_peer_number(item->>'minutes', 12);
     reversal boolean := coalesce(item->>'reverses', '') <> '';
     reason text;
-    tid bigint;
-    xid_id bigint;
 BEGIN
     SELECT * INTO peer FROM fed_peers WHERE fed_peers.peer = from_peer;
     -- A peer names its own exchanges only; one it sent before gets the same
@@ -114,32 +152,7 @@ BEGIN
                            tb_rule_exposure(clearing.balance_minutes, minutes,
                                             clearing.floor_minutes));
     END IF;
-    xid_id := nextval('xb_exchanges_id_seq');
-    IF reason IS NULL THEN
-        INSERT INTO transfers (kind, payer_account, earner_account, minutes, category,
-                               description, performed_on, recorded_by, idempotency_key,
-                               fingerprint, xb_id)
-             VALUES ('exchange', peer.clearing_account, em.account_id, minutes,
-                     item->>'category', 'from a ' || from_peer || ' member',
-                     (item->>'performed_on')::date, 'federation:' || from_peer,
-                     'xb:' || (item->>'xid'), md5(item::text), xid_id)
-          RETURNING id INTO tid;
-    END IF;
-    INSERT INTO xb_exchanges (id, xid, side, peer, member_account, minutes, category,
-                              description, performed_on, state, reason, transfer_id,
-                              answer_seq, recorded_by, decided_at, reverses, claim)
-         VALUES (xid_id, item->>'xid', 'earner', from_peer, em.account_id, greatest(minutes, 1),
-                 item->>'category', 'from a ' || from_peer || ' member',
-                 (item->>'performed_on')::date,
-                 CASE WHEN reason IS NULL THEN 'settled' ELSE 'rejected' END, reason, tid,
-                 answer_seq, 'federation:' || from_peer, now(),
-                 CASE WHEN reason IS NULL THEN nullif(item->>'reverses', '') END,
-                 claimed.claim_id);
-    IF claimed.id IS NOT NULL AND reason IS DISTINCT FROM 'claim_not_found' THEN
-        UPDATE xb_claims SET state = 'approved', xid = item->>'xid',
-                             decided_by = 'federation:' || from_peer, decided_at = now()
-         WHERE id = claimed.id;
-    END IF;
+    PERFORM tb_xb_earner_record(from_peer, item, em, claimed, reason, answer_seq);
     RETURN tb_xb_answer_text(item->>'xid', reason)::jsonb;
 END $$;
 
@@ -148,8 +161,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     x jsonb;
     answers jsonb[] := '{}';
-    fast jsonb := tb_xb_propose_batch(from_peer, body->'items', answer_seq);
+    fast jsonb;
 BEGIN
+    -- Those we answered before a restore are decided as we answered them.
+    body := tb_xb_recovered(from_peer, body);
+    fast := tb_xb_propose_batch(from_peer, body->'items', answer_seq);
     IF fast IS NOT NULL THEN
         RETURN jsonb_build_object('xb_answer', fast);
     END IF;

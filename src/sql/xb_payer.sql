@@ -213,7 +213,8 @@ BEGIN
                        own_bank || ':' || ids[n], (x->'p'->>'earner')::bigint,
                        (x->'p'->>'minutes')::bigint, x->'p'->>'category',
                        coalesce((x->'p'->>'performed_on')::date, current_date),
-                       NULL, NULL, NULL) ORDER BY n)) AS body
+                       NULL, NULL, NULL, (x->'p'->>'payer')::bigint, x->>'actor')
+                       ORDER BY n)) AS body
               FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n)
              GROUP BY x->'p'->>'bank') q;
     PERFORM 1 FROM accounts WHERE id = ANY (payer_accounts) ORDER BY id FOR UPDATE;
@@ -263,14 +264,21 @@ END $$;
 -- Written out as JSON text (json, kept as written) rather than built as
 -- jsonb, which looks up every value's type for every row.
 CREATE FUNCTION tb_xb_proposal(xid text, earner bigint, minutes bigint, category text,
-                               performed_on date, reverses text, claim text, contact text)
+                               performed_on date, reverses text, claim text, contact text,
+                               payer bigint, recorded_by text)
 RETURNS json LANGUAGE sql STABLE AS $$
+    -- note: what a restore would need of our side (the payer's number, who
+    -- recorded it), which the daemon seals to itself as the proposal's
+    -- sender_note (federation.proto) and takes out; the peer never reads
+    -- it. The coordinator's words stay here.
     SELECT ('{"xid":' || to_json(xid)::text || ',"earner":' || coalesce(earner, 0)
             || ',"minutes":' || minutes || ',"category":' || to_json(category)::text
             || ',"performed_on":"' || performed_on::text
             || '","reverses":' || to_json(coalesce(reverses, ''))::text
             || ',"claim":' || to_json(coalesce(claim, ''))::text
-            || ',"contact":' || to_json(coalesce(contact, ''))::text || '}')::json
+            || ',"contact":' || to_json(coalesce(contact, ''))::text
+            || ',"note":{"payer":' || coalesce(payer, 0)
+            || ',"recorded_by":' || to_json(coalesce(recorded_by, ''))::text || '}}')::json
 $$;
 
 -- Claims waiting to go, and reservations not yet proposed (naming the
@@ -313,7 +321,10 @@ BEGIN
     FOR to_peer IN SELECT DISTINCT peer FROM xb_exchanges
                     WHERE side = 'payer' AND state = 'pending' AND proposed_seq IS NULL LOOP
         SELECT json_agg(tb_xb_proposal(xid, remote_member, minutes, category, performed_on,
-                                       reverses, claim, contact) ORDER BY id),
+                                       reverses, claim, contact,
+                                       (SELECT number FROM members m
+                                         WHERE m.account_id = q.member_account),
+                                       recorded_by) ORDER BY id),
                array_agg(id)
           INTO proposals, ids
           FROM (SELECT * FROM xb_exchanges

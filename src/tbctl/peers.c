@@ -4,6 +4,48 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A restored bank's recovery from one peer (recovery.sql's stages), and
+ * what it could not bring back. */
+static void show_recovery(const json_t *p)
+{
+	const json_t *r = json_object_get(p, "recovering"), *l;
+	const char *peer = tbctl_str(p, "peer"),
+	           *stage = json_is_object(r) ? tbctl_str(r, "stage") : "";
+	long long from = json_integer_value(json_object_get(r, "from"));
+	long long to = json_integer_value(json_object_get(r, "to"));
+	size_t j;
+
+	if (strcmp(stage, "waiting") == 0)
+		printf(
+		    "RECOVERING from %s since %s: this bank was restored; nothing new goes to it "
+		    "until its hello says whether it applied more of ours than we hold\n",
+		    peer, tbctl_str(r, "since"));
+	else if (strcmp(stage, "fetching") == 0)
+		printf("RECOVERING from %s since %s: it applied our messages %lld to %lld, which "
+		       "this bank lost when it was put back to an earlier point; we hold them "
+		       "again up to %lld. Nothing new goes to it, and nothing from it is applied, "
+		       "until we hold them all\n",
+		       peer, tbctl_str(r, "since"), from, to,
+		       (long long)json_integer_value(json_object_get(r, "held")));
+	else if (strcmp(stage, "agreeing") == 0)
+		printf("RECOVERING from %s since %s: our messages %lld to %lld are held again; we "
+		       "propose to it again once its checkpoint agrees\n",
+		       peer, tbctl_str(r, "since"), from, to);
+	if (json_is_string(json_object_get(p, "recovery_blocked")))
+		printf("RECOVERY WAITS for %s: %s\n", peer, tbctl_str(p, "recovery_blocked"));
+	json_array_foreach(json_object_get(p, "recovery_lost"), j, l)
+	{
+		long long lf = json_integer_value(json_object_get(l, "from"));
+		long long lt = json_integer_value(json_object_get(l, "to"));
+		if (lf == lt)
+			printf("NOT RECOVERED from %s, our message %lld: %s\n", peer, lf,
+			       tbctl_str(l, "what"));
+		else
+			printf("NOT RECOVERED from %s, our messages %lld to %lld: %s\n", peer, lf,
+			       lt, tbctl_str(l, "what"));
+	}
+}
+
 static void show_peers(const json_t *body)
 {
 	const json_t *p, *reg;
@@ -64,15 +106,7 @@ static void show_peers(const json_t *body)
 	}
 	json_array_foreach(json_object_get(body, "peers"), i, p)
 	{
-		const json_t *r = json_object_get(p, "recovering");
-		if (json_is_object(r))
-			printf("RECOVERING from %s since %s: it applied our messages %lld to %lld, "
-			       "which this bank lost when it was put back to an earlier point; "
-			       "nothing "
-			       "new goes to it\n",
-			       tbctl_str(p, "peer"), tbctl_str(r, "since"),
-			       (long long)json_integer_value(json_object_get(r, "from")),
-			       (long long)json_integer_value(json_object_get(r, "to")));
+		show_recovery(p);
 	}
 }
 

@@ -1563,10 +1563,10 @@
 			el("h2", null, "Peers"),
 			table(null, peerCols, peers.peers, "This bank is not in a federation."),
 			peers.peers && peers.peers.length ? csvButton("peers.csv", peerCols.map(([h, f]) => [h, (r) => f(r).textContent ?? f(r)]), peers.peers) : null,
-			recovering.map((p) =>
-				notice(
-					"bad",
-					`Recovering from ${p.peer} since ${when(p.recovering.since)}: it applied our messages ${p.recovering.from} to ${p.recovering.to}, which this bank lost when it was put back to an earlier point. Nothing new goes to it.`
+			recovering.map((p) => notice("bad", recoveryText(p))),
+			(peers.peers || []).flatMap((p) =>
+				(p.recovery_lost || []).map((l) =>
+					notice("bad", `Not recovered from ${p.peer}, our message${l.from === l.to ? ` ${l.from}` : `s ${l.from} to ${l.to}`}: ${l.what}.`)
 				)
 			),
 			el("h2", null, "The ledger's audit"),
@@ -1595,6 +1595,16 @@
 				  ]
 				: el("p", null, `${backup.advice[0].toUpperCase()}${backup.advice.slice(1)}.`)
 		);
+	}
+
+	/* What a restored bank's recovery from one peer has come to (recovery.sql's stages). */
+	function recoveryText(p) {
+		const r = p.recovering;
+		const since = `Recovering from ${p.peer} since ${when(r.since)}: `;
+		if (r.stage === "waiting") return since + "this bank was restored, and nothing new goes to it until its hello says whether it applied more of ours than we hold.";
+		if (r.stage === "fetching")
+			return since + `it applied our messages ${r.from} to ${r.to}, which this bank lost when it was put back to an earlier point; we hold them again up to ${r.held}. Nothing new goes to it, and nothing from it is applied, until we hold them all.`;
+		return since + `our messages ${r.from} to ${r.to} are held again; we propose to it again once its checkpoint agrees.`;
 	}
 
 	/* ---- accounts and tokens ---- */

@@ -18,8 +18,9 @@ import pytest
 import wire
 
 
-@pytest.fixture
-def pair(cluster, workdir):
+def linked_pair(cluster, workdir):
+    """Colchester and Westminster, linked; each on cluster, or with cluster
+    None on its own managed one. Stopped cleanly at the end."""
     n = start_network(cluster, workdir)
     col, wes = n.banks["colchester"], n.banks["westminster"]
     wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
@@ -28,6 +29,11 @@ def pair(cluster, workdir):
     for b in n.banks.values():
         if b.proc is not None:
             assert b.stop() == 0, b.log_text()
+
+
+@pytest.fixture
+def pair(cluster, workdir):
+    yield from linked_pair(cluster, workdir)
 
 
 def xb(bank, xid):

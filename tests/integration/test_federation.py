@@ -399,16 +399,20 @@ def test_a_different_message_under_an_applied_sequence_is_refused(net):
     assert col.api("GET", "/v1/health")[0] == 200
 
 
-def test_a_bank_put_back_to_an_earlier_point_holds_back_what_it_would_number_again(net):
+def test_a_bank_put_back_to_an_earlier_point_takes_its_messages_back(net):
     """Westminster loses the end of its stream to Colchester (as a restore
     from a backup would): Colchester's hello says it applied more than
-    Westminster holds, and Westminster seals nothing new for it."""
+    Westminster holds. Westminster seals nothing new for it, takes 4 to 6
+    back from Colchester's inbox, holds them under their numbers, and
+    sends what waited after them once Colchester's checkpoint agrees."""
     col, wes = net.banks["colchester"], net.banks["westminster"]
     wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
              what="the link")
     wes.tbctl("federation", "test", "colchester", "--count", "6", check=True)
     wait_for(lambda: received(col, "westminster")[0] == 6, what="six messages")
     wait_for(lambda: peer_state(wes, "colchester")["acked"] == 6, what="their acknowledgement")
+    kept = wes.cluster.psql("SELECT encode(hash, 'hex') FROM fed_outbox WHERE "
+                            "peer = 'colchester' AND seq > 3 ORDER BY seq", wes.db).stdout.split()
     assert wes.stop() == 0
     # The last three, lost here as a restore would lose them.
     wes.cluster.psql("DELETE FROM fed_outbox WHERE peer = 'colchester' AND seq > 3; "
@@ -417,17 +421,44 @@ def test_a_bank_put_back_to_an_earlier_point_holds_back_what_it_would_number_aga
                      "WHERE peer = 'colchester'; "
                      "UPDATE fed_acked SET out_acked = 3 WHERE peer = 'colchester'; "
                      "UPDATE fed_peers SET out_next_seq = 4 WHERE peer = 'colchester'", wes.db)
+    # Queued while it cannot know: under 4 and 5, which name other messages.
+    wes.cluster.psql("SELECT tb_fed_test_enqueue('colchester', 2, 'after')", wes.db)
     wes.start()
-    wait_for(lambda: peer_state(wes, "colchester").get("recovering") is not None,
+    wait_for(lambda: "we ask it for them back" in wes.log_text(),
              what="westminster to see it is behind")
-    rec = peer_state(wes, "colchester")["recovering"]
-    assert rec["from"] == 4 and rec["to"] == 6
-    assert "Sequences 4 to 6 are lost here" in wes.log_text()
-    assert "RECOVERING from colchester" in wes.tbctl("peers", check=True).stdout
-    # What it would send now would reuse 4: it is held, and Colchester
-    # applies nothing more and refuses nothing.
-    wes.tbctl("federation", "test", "colchester", "--count", "2", check=True)
-    time.sleep(2)
-    assert received(col, "westminster")[0] == 6
-    assert peer_state(wes, "colchester")["sealed"] == 3
+    wait_for(lambda: peer_state(wes, "colchester").get("recovering") is None, timeout=40,
+             what="the recovery to end")
+    assert "are held again" in wes.log_text() and "recovered with colchester" in wes.log_text()
+    assert wes.cluster.psql("SELECT encode(hash, 'hex') FROM fed_outbox WHERE "
+                            "peer = 'colchester' AND seq BETWEEN 4 AND 6 ORDER BY seq",
+                            wes.db).stdout.split() == kept
+    # What waited went after them, as 7 and 8, and nothing was refused.
+    wait_for(lambda: received(col, "westminster")[0] == 8, what="the two that waited")
+    assert received(col, "westminster")[1] == list(range(1, 9))
+    assert peer_state(wes, "colchester")["sealed"] == 8
     assert not peer_state(col, "westminster")["diverged"]
+    assert not peer_state(wes, "colchester")["diverged"]
+    assert peer_state(col, "westminster")["refused"] == 0
+
+
+def test_a_peer_without_recovery_is_named_and_a_page_not_asked_for_is_refused(net):
+    """Cheshire's hello says it applied five of Westminster's messages, which
+    Westminster never sent (as after a restore), and does not offer
+    recovery, as an older timebankd would not: Westminster says so and
+    holds its stream to it. A page of messages it did not ask for is
+    refused. Its link with Colchester goes on."""
+    col, wes = net.banks["colchester"], net.banks["westminster"]
+    imp = wire.Impostor(net.ports["westminster"], net.pki, "cheshire", "westminster",
+                        last_applied=5)
+    wait_for(lambda: "cannot give our messages back" in wes.log_text(),
+             what="westminster to name it")
+    rec = peer_state(wes, "cheshire")["recovering"]
+    assert rec["stage"] == "fetching" and (rec["from"], rec["to"]) == (1, 5)
+    assert "older timebankd" in wes.tbctl("peers", check=True).stdout
+    imp.session_message(wire.field(30, wire.field(1, 0) + wire.field(2, 5)))
+    wait_for(lambda: "a recovery page not asked for" in wes.log_text(), what="the refusal")
+    assert peer_state(wes, "cheshire")["refused"] >= 1
+    wait_for(lambda: established(col, "westminster"), what="the other link")
+    wes.tbctl("federation", "test", "colchester", "--count", "1", check=True)
+    wait_for(lambda: received(col, "westminster")[0] == 1, what="a message to colchester")
+    imp.close()

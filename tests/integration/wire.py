@@ -33,8 +33,9 @@ def field(num, value):
     return varint(num << 3 | 2) + varint(len(value)) + value if value else b""
 
 
-def hello(bank, last_applied=0):
-    return field(1, field(1, 1) + field(2, bank) + field(3, last_applied))
+def hello(bank, last_applied=0, recovery=False):
+    return field(1, field(1, 1) + field(2, bank) + field(3, last_applied)
+                 + (field(4, 1) if recovery else b""))
 
 
 def test_body(n, text="test"):
@@ -105,12 +106,16 @@ def closed_by_peer(sock, timeout=10):
 class Impostor:
     """A peer that speaks for `bank` to the daemon `to` on port."""
 
-    def __init__(self, port, pki, bank, to, sign_key=None):
+    def __init__(self, port, pki, bank, to, sign_key=None, last_applied=0):
         self.sock = tls_connect(port, f"{pki}/{bank}/{bank}.crt", f"{pki}/{bank}/{bank}.key",
                                 f"{pki}/ca/ca.crt")
         self.bank, self.to = bank, to
         self.key = sign_key or f"{pki}/{bank}/{bank}.sign.key"
-        self.send_raw(frame(envelope(self.key, bank, to, 0, b"", hello(bank))))
+        self.send_raw(frame(envelope(self.key, bank, to, 0, b"", hello(bank, last_applied))))
+
+    def session_message(self, body):
+        """A signed session message (sequence 0) of body, sent."""
+        self.send_raw(frame(envelope(self.key, self.bank, self.to, 0, b"", body)))
 
     def send_raw(self, data):
         self.sock.sendall(data)

@@ -103,10 +103,10 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	static const char *const bodies[] = {
 	    "{\"kind\": \"xb_propose\", \"items\": [{\"xid\": \"colchester:7\", \"earner\": 204, "
 	    "\"minutes\": 120, \"category\": \"lifts\", \"performed_on\": \"2026-11-20\", "
-	    "\"reverses\": \"\", \"claim\": \"\", \"contact\": \"\"}, "
+	    "\"reverses\": \"\", \"claim\": \"\", \"contact\": \"\", \"sender_note\": \"\"}, "
 	    "{\"xid\": \"colchester:8\", \"earner\": 0, \"minutes\": 60, \"category\": \"diy\", "
 	    "\"performed_on\": \"2026-11-21\", \"reverses\": \"\", \"claim\": \"westminster:c3\", "
-	    "\"contact\": \"\"}]}",
+	    "\"contact\": \"\", \"sender_note\": \"01a2b3\"}]}",
 	    "{\"kind\": \"xb_answer\", \"items\": [{\"xid\": \"colchester:7\", \"accepted\": "
 	    "false, \"reason\": \"exposure_limit\"}]}",
 	    "{\"kind\": \"xb_claim\", \"items\": [{\"claim_id\": \"westminster:c3\", \"payer\": "
@@ -295,6 +295,41 @@ static void test_crypto_hex_round_trips(void **state)
 	assert_int_equal(crypto_unhex("0011223344", back, sizeof(back)), -1);
 }
 
+/* A sender's note opens only with the key that sealed it, for what it
+ * was sealed for, and not once a byte of it is changed. */
+static void test_a_sender_note_opens_only_for_its_sealer(void **state)
+{
+	struct crypto_key *pub, *other_pub;
+	struct crypto_key *key = new_key(&pub), *other = new_key(&other_pub);
+	const char *text = "{\"payer\":12,\"description\":\"a lift\"}";
+	uint8_t *note, *back;
+	size_t len, back_len;
+
+	(void)state;
+	assert_int_equal(
+	    crypto_note_seal(key, "colchester:7", (const uint8_t *)text, strlen(text), &note, &len),
+	    0);
+	assert_int_equal(len, strlen(text) + CRYPTO_NOTE_OVERHEAD);
+	assert_null(memmem(note, len, "payer", 5)); /* the holder reads nothing */
+	back = crypto_note_open(key, "colchester:7", note, len, &back_len);
+	assert_non_null(back);
+	assert_int_equal(back_len, strlen(text));
+	assert_string_equal((char *)back, text);
+	free(back);
+	assert_null(crypto_note_open(other, "colchester:7", note, len, &back_len));
+	assert_null(crypto_note_open(key, "colchester:8", note, len, &back_len));
+	assert_null(crypto_note_open(pub, "colchester:7", note, len, &back_len));
+	note[len / 2] ^= 1;
+	assert_null(crypto_note_open(key, "colchester:7", note, len, &back_len));
+	assert_null(crypto_note_open(key, "colchester:7", note, 10, &back_len));
+	assert_int_equal(crypto_note_seal(pub, "x", (const uint8_t *)"y", 1, &back, &back_len), -1);
+	free(note);
+	crypto_key_free(key);
+	crypto_key_free(pub);
+	crypto_key_free(other);
+	crypto_key_free(other_pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +340,7 @@ int main(void)
 	    cmocka_unit_test(test_a_report_keeps_suppressed_apart_from_zero),
 	    cmocka_unit_test(test_envelope_refuses_tampering_strangers_and_misdirection),
 	    cmocka_unit_test(test_crypto_hex_round_trips),
+	    cmocka_unit_test(test_a_sender_note_opens_only_for_its_sealer),
 	};
 	return cmocka_run_group_tests_name("envelope", tests, NULL, NULL);
 }
