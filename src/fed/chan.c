@@ -248,7 +248,7 @@ static int seal_notes(const struct fed *fed, json_t *body)
 		size_t len;
 		int rc;
 
-		if ((note = json_object_get(item, "note")) == NULL || xid == NULL)
+		if (!json_is_object(note = json_object_get(item, "note")) || xid == NULL)
 			continue;
 		text = json_dumps(note, JSON_COMPACT);
 		rc = crypto_note_seal(fed->sign_key, xid, (const uint8_t *)text, strlen(text),
@@ -994,7 +994,19 @@ static void on_behind(void *arg, const struct db_result *r)
 		return;
 	}
 	stage = json_string_value(json_object_get(res, "stage"));
-	if (json_is_true(json_object_get(res, "behind"))) {
+	if (json_is_true(json_object_get(res, "diverged"))) {
+		log_error("fed: peer %s has DIVERGED: it says it applied our messages up to %lld, "
+		          "but we sealed only %lld, and this bank was not put back to an earlier "
+		          "point (if it was, stop it and run timebankd --restored); nothing is "
+		          "taken back from it, and no new proposals go to it",
+		          peer->id, (long long)json_integer_value(json_object_get(res, "to")),
+		          (long long)json_integer_value(json_object_get(res, "held")));
+		snprintf(peer->checkpoint, sizeof(peer->checkpoint), "diverged");
+		peer->recovering = RECOVER_NONE;
+		/* What it sent before we knew comes again on a new session. */
+		if (peer->recover_dropped && fed_call_current(c))
+			fed_conn_close(peer->session, "diverged");
+	} else if (json_is_true(json_object_get(res, "behind"))) {
 		log_error(
 		    "fed: peer %s applied our messages up to %lld, but we hold them only up to "
 		    "%lld: this bank was put back to an earlier point. Nothing new goes to %s, "
@@ -1005,6 +1017,7 @@ static void on_behind(void *arg, const struct db_result *r)
 		    (long long)json_integer_value(json_object_get(res, "from")),
 		    (long long)json_integer_value(json_object_get(res, "to")));
 		peer->recovering = RECOVER_HELD;
+		peer->recover_to = (uint64_t)json_integer_value(json_object_get(res, "to"));
 		if (fed_call_current(c))
 			fed_recover_ask(peer);
 	} else if (stage == NULL) {

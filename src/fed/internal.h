@@ -120,6 +120,8 @@ struct fed_peer {
 	int recovering;
 	int recover_asking; /* a RecoverRequest is out, for what follows recover_asked */
 	uint64_t recover_asked;
+	uint64_t recover_to; /* the last of ours it applied, as its hello said */
+	int recover_serving; /* its asking for its own messages back, being answered */
 	int recover_dropped; /* a message from it was not applied while held: it sends it again */
 	int recover_warned;  /* told the log that it cannot serve recovery */
 	uint64_t acked;

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include "failpoint.h"
+#include "frame.h"
 #include "log.h"
 #include "mem.h"
 
@@ -18,6 +19,8 @@
 
 #define RECOVER_PAGE 200                /* messages asked for at once */
 #define RECOVER_PAGE_BYTES (640 * 1024) /* ...and envelopes' bytes a page holds, past its first */
+/* An envelope that fits a frame with the page, its envelope and signature around it. */
+#define RECOVER_ENVELOPE_MAX (FRAME_MAX - 4096)
 
 /* ---- asking --------------------------------------------------------------- */
 
@@ -164,6 +167,7 @@ static void on_recovered(void *arg, const struct db_result *r)
 		return;
 	}
 	failpoint("recover_after");
+	uint64_t before = peer->sealed;
 	peer->sealed = (uint64_t)json_integer_value(json_object_get(res, "held"));
 	if (peer->acked < peer->sealed)
 		peer->acked = peer->sealed;
@@ -188,6 +192,10 @@ static void on_recovered(void *arg, const struct db_result *r)
 		if (peer->recover_dropped && fed_call_current(c))
 			fed_conn_close(peer->session, "our messages are held again; the session "
 			                              "starts afresh for what it sent meanwhile");
+	} else if (peer->sealed == before) {
+		log_error("fed: %s gave back none of our messages after %llu that we could hold; "
+		          "recovery from it waits for the next session",
+		          peer->id, (unsigned long long)before);
 	} else if (fed_call_current(c)) {
 		fed_recover_ask(peer);
 	}
@@ -207,6 +215,10 @@ void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *pa
 		fed_conn_refuse(conn, "a recovery page not asked for");
 		return;
 	}
+	if (page->n_messages > RECOVER_PAGE) {
+		fed_conn_refuse(conn, "a recovery page of more messages than were asked for");
+		return;
+	}
 	peer->recover_asking = 0;
 	if (page->n_messages == 0) {
 		log_error("fed: %s gave back none of our messages after %llu, though it applied "
@@ -219,9 +231,12 @@ void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *pa
 	for (size_t i = 0; i < page->n_messages; i++) {
 		const Timebank__V1__RecoveredMessage *m = page->messages[i];
 		json_t *item;
-		if (m->sequence <= last) {
-			snprintf(err, sizeof(err), "message %llu out of order",
-			         (unsigned long long)m->sequence);
+		if (m->sequence <= last || m->sequence > peer->recover_to) {
+			snprintf(err, sizeof(err),
+			         "message %llu, out of order or past the %llu it "
+			         "said it applied",
+			         (unsigned long long)m->sequence,
+			         (unsigned long long)peer->recover_to);
 			item = NULL;
 		} else {
 			item = given_back(peer, m, err, sizeof(err));
@@ -257,6 +272,7 @@ static void on_page_read(void *arg, const struct db_result *r)
 	json_t *res, *msgs, *m;
 	size_t i, n = 0, bytes = 0;
 
+	peer->recover_serving = 0;
 	if (peer->fed->stopping ||
 	    (res = fed_db_answer(r, "reading a peer's messages to give back", peer->id)) == NULL) {
 		fed_call_free(c);
@@ -275,8 +291,13 @@ static void on_page_read(void *arg, const struct db_result *r)
 		    crypto_unhex_new(json_string_value(json_object_get(m, "hash")), &rm->hash.len);
 		rm->envelope.data = crypto_unhex_new(
 		    json_string_value(json_object_get(m, "envelope")), &rm->envelope.len);
-		if (rm->envelope.data == NULL)
+		/* One that could not go in a frame with its page (only a peer that
+		 * sent us such envelopes could ask for one) goes as redacted. */
+		if (rm->envelope.data == NULL || rm->envelope.len > RECOVER_ENVELOPE_MAX) {
+			free(rm->envelope.data);
+			rm->envelope.data = NULL;
 			rm->envelope.len = 0;
+		}
 		if (rm->hash.data == NULL)
 			rm->hash.len = 0;
 		if (n > 0 && bytes + rm->envelope.len > RECOVER_PAGE_BYTES) {
@@ -313,19 +334,27 @@ void fed_recover_serve(struct fed_peer *peer, const Timebank__V1__RecoverRequest
 	const char *params[3] = {peer->id, after, lim};
 	struct fed_call *c;
 
-	/* A peer that asks and does not read is not given more to hold. */
-	if (peer->session == NULL ||
+	static struct log_limit busy;
+
+	/* One page at a time, as an asker waits for each; and a peer that asks
+	 * and does not read is not given more to hold. */
+	if (peer->recover_serving || peer->session == NULL ||
 	    evbuffer_get_length(bufferevent_get_output(peer->session->bev)) > FED_SEND_BUFFER) {
-		log_warn("fed: %s asks for its messages back faster than it reads them; not now",
-		         peer->id);
+		log_limited(&busy, LOGL_WARN,
+		            "fed: %s asks for its messages back before it has read the last "
+		            "page; not answered",
+		            peer->id);
 		return;
 	}
 	if ((c = fed_call_shared(peer)) == NULL)
 		return;
+	peer->recover_serving = 1;
 	c->seq = req->after <= INT64_MAX ? req->after : (uint64_t)INT64_MAX;
 	snprintf(after, sizeof(after), "%llu", (unsigned long long)c->seq);
 	snprintf(lim, sizeof(lim), "%u", req->limit < RECOVER_PAGE ? req->limit : RECOVER_PAGE);
 	if (fed_query(peer->fed, "SELECT tb_fed_recover_page($1, $2::bigint, $3::int)::text", 3,
-	              params, on_page_read, c) == -1)
+	              params, on_page_read, c) == -1) {
+		peer->recover_serving = 0;
 		fed_call_free(c);
+	}
 }

@@ -585,15 +585,16 @@ static void prune(struct pgm *p, time_t now)
 		log_warn("pgm: pg_archivecleanup in %s failed; see %s", wal, p->logfile);
 }
 
-/* A finished pg_basebackup: named, or its remains removed. */
-static void reap_basebackup(struct pgm *p, time_t now)
+/* A finished pg_basebackup: named, or its remains removed. Whether one
+ * finished. */
+static int reap_basebackup(struct pgm *p, time_t now)
 {
 	char part[4200], done[4200];
 	int status;
 	pid_t r;
 
 	if (p->basebackup == 0 || (r = waitpid(p->basebackup, &status, WNOHANG)) == 0)
-		return;
+		return 0;
 	p->basebackup = 0;
 	snprintf(part, sizeof(part), "%s/base/%s.part", p->backup_dir, p->base_name);
 	snprintf(done, sizeof(done), "%s/base/%s", p->backup_dir, p->base_name);
@@ -602,10 +603,11 @@ static void reap_basebackup(struct pgm *p, time_t now)
 		         p->base_name, p->logfile);
 		remove_base(part);
 		p->next_backup = now + BASE_RETRY_SECONDS;
-		return;
+		return 1;
 	}
 	log_info("pgm: base backup %s made (%lld bytes)", p->base_name, tree_bytes(done, 0));
 	prune(p, now);
+	return 1;
 }
 
 /* pg_basebackup in a child, when the newest base backup is old enough. */
@@ -673,20 +675,23 @@ static void read_archiver(struct pgm *p)
 	PQclear(r);
 }
 
-/* Once a minute: the archiver read, a base backup reaped or begun, and the
- * state kept for status and metrics. */
+/* Once a minute: the archiver read, a base backup begun, and the state
+ * kept for status and metrics; the state again as soon as a base backup
+ * ends. */
 static void backup_tick(struct pgm *p, time_t now)
 {
 	char names[256][BASE_NAME_LEN + 1], path[4200];
-	int n;
+	int finished = reap_basebackup(p, now), due = now >= p->next_backup, n;
 
-	reap_basebackup(p, now);
-	if (now < p->next_backup)
+	if (!due && !finished)
 		return;
-	p->next_backup = now + BACKUP_LOOK_SECONDS;
-	read_archiver(p);
+	if (due) {
+		p->next_backup = now + BACKUP_LOOK_SECONDS;
+		read_archiver(p);
+	}
 	n = list_bases(p->backup_dir, names, 256);
-	start_basebackup(p, now, n > 0 ? base_time(names[n - 1]) : 0);
+	if (due)
+		start_basebackup(p, now, n > 0 ? base_time(names[n - 1]) : 0);
 	p->state.bases = n;
 	p->state.base_running = p->basebackup != 0;
 	snprintf(p->state.oldest_base, sizeof(p->state.oldest_base), "%s", n > 0 ? names[0] : "");
@@ -878,6 +883,10 @@ int pgm_mark_restored(const struct config *cfg, const char *to)
 	struct tm tm;
 	FILE *f;
 
+	if (mkdir(cfg->data_dir, 0700) == -1 && errno != EEXIST) {
+		log_error("pgm: cannot make data_dir %s: %s", cfg->data_dir, strerror(errno));
+		return -1;
+	}
 	restored_path(cfg, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	gmtime_r(&now, &tm);

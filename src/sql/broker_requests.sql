@@ -3,11 +3,14 @@
 -- asks for contact with the member behind another bank's shared item).
 
 -- Once decided, a claim or a contact never changes (TG_ARGV[0]: which),
--- but for an erasure clearing its words (TG_ARGV[1]).
+-- but for an erasure clearing its words (TG_ARGV[1]), and the number of
+-- the message that carried it moving after a restore (tb_fed_shift).
 CREATE FUNCTION tb_request_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND (OLD.state = 'open'
-                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), TG_ARGV[1]::text[]))
+                             OR tb_only_cleared(to_jsonb(OLD), to_jsonb(NEW), TG_ARGV[1]::text[])
+                             OR (current_setting('tb.renumber', true) = 'on'
+                                 AND to_jsonb(OLD) - 'sent_seq' = to_jsonb(NEW) - 'sent_seq'))
     THEN
         RETURN NEW;
     END IF;

@@ -267,11 +267,14 @@ BEGIN
                        'peer', o.peer, 'seq', o.seq, 'body', o.body,
                        'prev', encode(s.out_head, 'hex'), 'after', s.out_sealed)
                        ORDER BY o.peer, o.seq), '[]')
-              FROM (SELECT * FROM fed_outbox WHERE envelope IS NULL
-                       -- held while recovering (recovery.sql)
-                       AND peer NOT IN (SELECT peer FROM fed_peers
-                                         WHERE recovering_since IS NOT NULL)
-                     ORDER BY peer, seq LIMIT lim) o
+              -- Each peer's in turn, but those held while recovering
+              -- (recovery.sql), whose backlog is not read at all.
+              FROM (SELECT q.* FROM fed_peers p
+                      CROSS JOIN LATERAL (SELECT * FROM fed_outbox q
+                                           WHERE q.peer = p.peer AND q.envelope IS NULL
+                                           ORDER BY q.seq LIMIT lim) q
+                     WHERE p.recovering_since IS NULL
+                     ORDER BY q.peer, q.seq LIMIT lim) o
               JOIN fed_sealed s USING (peer));
 END $$;
 

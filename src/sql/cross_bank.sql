@@ -212,10 +212,25 @@ $$;
 -- An answer to a proposal, the one place its shape is written: JSON text.
 -- An xid checked as the peer's (tb_peer_id) needs no escaping; one that
 -- failed the check is cut short and escaped.
-CREATE FUNCTION tb_xb_answer_text(xid text, reason text) RETURNS text
+CREATE FUNCTION tb_xb_answer_text(xid text, reason text, item jsonb) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN reason IS NULL
-                THEN '{"xid":"' || xid || '","accepted":true,"reason":""}'
+                THEN '{"xid":"' || xid || '","accepted":true,"reason":"'
                 ELSE '{"xid":' || to_json(left(coalesce(xid, ''), 80))::text
-                     || ',"accepted":false,"reason":"' || reason || '"}' END
+                     || ',"accepted":false,"reason":"' || reason END
+           || '","proposal":"' || tb_xb_proposal_digest(item) || '"}'
+$$;
+
+-- What an answer answered (ExchangeAnswer.proposal): a proposal's fields,
+-- hashed, so that a bank restored from a backup knows the proposal its
+-- answer was to when the peer sends it again (tb_xb_recovered).
+CREATE FUNCTION tb_xb_proposal_digest(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT left(encode(sha256(convert_to(concat_ws('|', item->>'xid', item->>'earner',
+                                                   item->>'minutes', item->>'category',
+                                                   item->>'performed_on',
+                                                   coalesce(item->>'reverses', ''),
+                                                   coalesce(item->>'claim', ''),
+                                                   coalesce(item->>'contact', '')),
+                                         'UTF8')), 'hex'), 32)
 $$;

@@ -10,15 +10,16 @@
 -- new for it, and apply nothing from it.
 
 -- The first start after timebankd --restore (stamp: the restore's). Every
--- sequence gives numbers past any the history lost since the restored
--- point may have given (exchanges' xids, claims', contacts' and
--- referrals' ids, directory versions), new members are numbered past
--- member_floor, and every peer's stream is held until its hello says
--- whether we are behind it (tb_fed_behind). Once per stamp.
+-- sequence jumps a billion (years of the busiest bank), past any number
+-- the history lost since the restored point may have given (exchanges'
+-- xids, claims', contacts' and referrals' ids, directory versions); new
+-- members are numbered past member_floor, and the national body's
+-- registers past register_floor; and every peer's stream is held until
+-- its hello says whether we are behind it (tb_fed_behind). Once per stamp.
 CREATE FUNCTION tb_restored(stamp_ text, target_ text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    gap CONSTANT bigint := 1000000;
+    gap CONSTANT bigint := 1000000000;
     member_gap CONSTANT bigint := 1000;
     sq record;
     n int := 0;
@@ -32,12 +33,17 @@ BEGIN
                        coalesce(sq.last_value, 0) + gap);
         n := n + 1;
     END LOOP;
-    INSERT INTO restores (stamp, target, member_floor)
-         VALUES (stamp_, target_, coalesce((SELECT max(number) FROM members), 0) + member_gap);
+    INSERT INTO restores (stamp, target, member_floor, register_floor)
+         VALUES (stamp_, target_, coalesce((SELECT max(number) FROM members), 0) + member_gap,
+                 -- a register's serial is one a bank keeps only if it is newer
+                 coalesce((SELECT max(serial) FROM register_published), 0) + member_gap);
     UPDATE fed_peers p SET recovering_since = now(), recover_from = s.out_sealed + 1,
                            recover_to = NULL, recovered_at = NULL
       FROM fed_sealed s
      WHERE s.peer = p.peer AND p.removed_at IS NULL;
+    -- A peer that told us we were behind before we knew we had been put back.
+    UPDATE fed_peers SET diverged_at = NULL, diverged_reason = NULL
+     WHERE diverged_reason LIKE 'it says it applied our messages up to %';
     RETURN jsonb_build_object('stamp', stamp_, 'recorded', true, 'sequences', n,
                               'member_floor', (SELECT member_floor FROM restores
                                                 WHERE stamp = stamp_));
@@ -49,7 +55,8 @@ END $$;
 -- lost here. Until they are held again (tb_fed_recover), nothing more is
 -- sealed for that peer (tb_fed_unsealed), so that no sequence names a
 -- second message. A stream held since a restore and not behind is
--- released. Answers {behind, held, released, stage}.
+-- released. Answers {behind, held, released, stage}, or {behind,
+-- diverged} when this bank was not restored.
 CREATE FUNCTION tb_fed_behind(to_peer text, confirmed bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -64,12 +71,35 @@ BEGIN
          WHERE peer = to_peer AND recovering_since IS NOT NULL AND recover_to IS NULL
         RETURNING * INTO p;
         -- Being taken back, and the peer now says it holds no more of ours
-        -- than we do (it was put back too): there is nothing more to take.
-        UPDATE fed_peers SET recovered_at = now()
-         WHERE peer = to_peer AND recover_to IS NOT NULL AND recovered_at IS NULL;
+        -- than we do (it was put back too): there is nothing more to take,
+        -- and what was moved past its last comes back to follow ours.
+        IF EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND recover_to IS NOT NULL
+                                             AND recovered_at IS NULL) THEN
+            PERFORM tb_fed_shift(to_peer, held + 1,
+                                 held + 1 - coalesce((SELECT min(seq) FROM fed_outbox
+                                                       WHERE peer = to_peer AND seq > held),
+                                                     held + 1));
+            UPDATE fed_peers SET recovered_at = now(), recover_to = held WHERE peer = to_peer;
+        END IF;
         RETURN jsonb_build_object('behind', false, 'held', held, 'released', p.peer IS NOT NULL,
                                   'stage', (SELECT tb_fed_recovery_stage(f) FROM fed_peers f
                                              WHERE f.peer = to_peer));
+    END IF;
+    -- Only a bank that was put back says so (tb_restored, at the first start
+    -- after timebankd --restore or --restored). Any other, and any claim
+    -- past what a stream could hold, is a peer that does not agree with
+    -- what we sent: the pair is diverged, and nothing is taken.
+    IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND recovering_since IS NOT NULL)
+       OR confirmed - held > 10000000 THEN
+        UPDATE fed_peers
+           SET diverged_at = coalesce(diverged_at, now()),
+               diverged_reason = coalesce(diverged_reason, format(
+                   'it says it applied our messages up to %s, but we sealed only %s, and this '
+                   'bank was not put back to an earlier point (timebankd --restored says it was)',
+                   confirmed, held))
+         WHERE peer = to_peer;
+        RETURN jsonb_build_object('behind', true, 'diverged', true, 'held', held,
+                                  'to', confirmed);
     END IF;
     UPDATE fed_peers SET recover_from = coalesce(recover_from, held + 1),
                          recover_to = greatest(coalesce(recover_to, 0), confirmed),
@@ -111,7 +141,8 @@ $$;
 
 -- At the peer: the asker's own messages, as we applied them, after its
 -- sequence after: {applied, messages: [{seq, hash, envelope}]}, the
--- envelope empty where an erasure redacted it. Those deleted after
+-- envelope empty where an erasure redacted it: at most lim (200), and
+-- within 640 KiB of envelopes past the first. Those deleted after
 -- inbox_keep_days are absent (the last is always kept).
 CREATE FUNCTION tb_fed_recover_page(for_peer text, after bigint, lim int) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -121,9 +152,16 @@ LANGUAGE sql STABLE AS $$
                                   'seq', i.seq, 'hash', encode(i.hash, 'hex'),
                                   'envelope', encode(coalesce(i.envelope, ''), 'hex'))
                                   ORDER BY i.seq)
-                                FROM (SELECT * FROM fed_inbox
-                                       WHERE peer = for_peer AND seq > after
-                                       ORDER BY seq LIMIT least(greatest(lim, 1), 500)) i),
+                                FROM (SELECT *, sum(octet_length(coalesce(envelope, '')))
+                                                    OVER (ORDER BY seq)
+                                                - octet_length(coalesce(envelope, '')) AS before
+                                        FROM (SELECT * FROM fed_inbox
+                                               WHERE peer = for_peer AND seq > after
+                                               ORDER BY seq
+                                               LIMIT least(greatest(lim, 1), 200)) l) i
+                               -- the first always; then within 640 KiB of envelopes
+                               WHERE i.before = 0 OR i.before + octet_length(coalesce(
+                                         i.envelope, '')) <= 655360),
                              '[]'))
 $$;
 
@@ -166,42 +204,56 @@ BEGIN
     RETURN jsonb_build_object('peer', to_peer, 'from', seq_from_, 'to', seq_to_, 'what', what_);
 END $$;
 
--- Messages queued here that are in the way of those taken back, from
--- from_seq on, go after the peer's last (recover_to), in their order, with
--- everything that names their sequence.
-CREATE FUNCTION tb_fed_renumber(to_peer text, from_seq bigint, last_seq bigint) RETURNS void
+-- Our messages queued and not yet sealed for a peer, from from_seq on,
+-- moved by shift in their order, with everything that names their number.
+CREATE FUNCTION tb_fed_shift(to_peer text, from_seq bigint, shift bigint) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    shift bigint := last_seq + 1 - from_seq;
 BEGIN
-    IF shift <= 0 OR NOT EXISTS (SELECT 1 FROM fed_outbox
-                                  WHERE peer = to_peer AND seq BETWEEN from_seq AND last_seq) THEN
+    IF shift = 0 THEN
         RETURN;
     END IF;
     -- Twice, through negative numbers, so that no row meets another.
     UPDATE fed_outbox SET seq = -(seq + shift) WHERE peer = to_peer AND seq >= from_seq;
     UPDATE fed_outbox SET seq = -seq WHERE peer = to_peer AND seq < 0;
+    UPDATE fed_redact_waiting SET seq = -(seq + shift) WHERE peer = to_peer AND seq >= from_seq;
+    UPDATE fed_redact_waiting SET seq = -seq WHERE peer = to_peer AND seq < 0;
     UPDATE fed_peers SET out_next_seq = out_next_seq + shift WHERE peer = to_peer;
     UPDATE xb_exchanges SET proposed_seq = proposed_seq + shift
      WHERE peer = to_peer AND side = 'payer' AND proposed_seq >= from_seq;
+    -- a decided exchange, claim or contact changes only so (tb_xb_guard,
+    -- tb_request_guard)
     PERFORM set_config('tb.answer_parts', 'on', true);
+    PERFORM set_config('tb.renumber', 'on', true);
     UPDATE xb_exchanges SET answer_seq = answer_seq + shift
      WHERE peer = to_peer AND side = 'earner' AND answer_seq >= from_seq;
-    PERFORM set_config('tb.answer_parts', 'off', true);
     UPDATE xb_claims SET sent_seq = sent_seq + shift WHERE peer = to_peer AND sent_seq >= from_seq;
     UPDATE dir_contacts SET sent_seq = sent_seq + shift
      WHERE peer = to_peer AND sent_seq >= from_seq;
+    PERFORM set_config('tb.answer_parts', 'off', true);
+    PERFORM set_config('tb.renumber', 'off', true);
     UPDATE referrals SET sent_seq = sent_seq + shift WHERE peer = to_peer AND sent_seq >= from_seq;
     UPDATE fed_reports_sent SET sent_seq = sent_seq + shift
      WHERE peer = to_peer AND sent_seq >= from_seq;
+END $$;
+
+-- Messages queued here that are in the way of those taken back, from
+-- from_seq on, go after the peer's last (last_seq), in their order.
+CREATE FUNCTION tb_fed_renumber(to_peer text, from_seq bigint, last_seq bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fed_outbox
+                WHERE peer = to_peer AND seq BETWEEN from_seq AND last_seq) THEN
+        PERFORM tb_fed_shift(to_peer, from_seq, last_seq + 1 - from_seq);
+    END IF;
 END $$;
 
 -- What one of our messages taken back did here, done again where this
 -- bank lost it: our proposals (rebuilt from their sender_note, which the
 -- daemon opened into notes; the coordinator's words were never sent, and
 -- are not known), our answers to the peer's proposals (kept
--- until the peer sends the proposals again: tb_xb_recovered). What cannot
--- be done again is noted. Returns the notes.
+-- until the peer sends the proposals again: tb_xb_recovered), our claims
+-- and referrals, our decisions on the peer's claims. What cannot be done
+-- again is noted. Returns the notes.
 CREATE FUNCTION tb_fed_readopt(to_peer text, s bigint, m jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -275,6 +327,40 @@ BEGIN
             lost := lost || tb_fed_recovery_note(to_peer, s, s, format(
                 'claims %s: their claimant is not here', array_to_string(missing, ', ')));
         END IF;
+    WHEN 'referral' THEN
+        -- Our referrals: a move's balance is posted here when the peer's
+        -- answer comes again (tb_on_referral_answer), and its member is
+        -- held meanwhile, as when it was sent.
+        INSERT INTO referrals (id, referral_id, side, peer, kind, state, member_account, reason,
+                               shared, consent_how, consent_notes, consent_by, consent_at,
+                               record, balance_minutes, recorded_by, sent_seq)
+        SELECT substr(split_part(r->>'referral_id', ':', 2), 2)::bigint, r->>'referral_id',
+               'referring', to_peer, r->>'kind', 'open', m.account_id, nullif(r->>'reason', ''),
+               ARRAY(SELECT jsonb_array_elements_text(r->'shared')), r->>'consent_how',
+               coalesce((r->>'consent_notes')::boolean, false), r->>'consent_by',
+               (r->>'consent_at')::timestamptz,
+               CASE WHEN jsonb_typeof(r->'record') = 'object' THEN r->'record' END,
+               coalesce((r->>'balance_minutes')::bigint, 0), r->>'consent_by', s
+          FROM jsonb_array_elements(body->'items') r
+          JOIN members m ON m.number = (r->>'member')::bigint
+         WHERE tb_peer_id((SELECT bank_id FROM fed_limits), r->>'referral_id', 'r')
+           AND r->>'kind' IN ('move', 'introduce')
+           AND NOT EXISTS (SELECT 1 FROM referrals k WHERE k.referral_id = r->>'referral_id');
+        UPDATE members m SET status = 'moving', updated_by = 'recovered:' || to_peer,
+                             updated_at = now()
+          FROM jsonb_array_elements(body->'items') r
+         WHERE m.number = (r->>'member')::bigint AND r->>'kind' = 'move'
+           AND m.status = 'active'
+           AND EXISTS (SELECT 1 FROM referrals k
+                        WHERE k.referral_id = r->>'referral_id' AND k.state = 'open'
+                          AND k.sent_seq = s);
+        SELECT array_agg(r->>'referral_id') INTO missing
+          FROM jsonb_array_elements(body->'items') r
+         WHERE NOT EXISTS (SELECT 1 FROM referrals k WHERE k.referral_id = r->>'referral_id');
+        IF cardinality(missing) > 0 THEN
+            lost := lost || tb_fed_recovery_note(to_peer, s, s, format(
+                'referrals %s: their member is not here', array_to_string(missing, ', ')));
+        END IF;
     WHEN 'xb_claim_answer' THEN
         -- Claims of the peer's we declined: so again, now or when it sends them again.
         FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
@@ -290,16 +376,12 @@ BEGIN
     WHEN 'test', 'activity_report', 'report_answer' THEN
         NULL; -- nothing here rests on them (a report is made again when due)
     ELSE
-        -- Claims, contacts, referrals, their answers, erasures: named, for
+        -- Contacts, answers on contacts and referrals, erasures: named, for
         -- a coordinator to make again where this bank lost them.
         SELECT array_agg(tb_fed_item_id(i) ORDER BY n) INTO missing
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(i, n)
-         WHERE NOT (body->>'kind' = 'xb_claim'
-                    AND EXISTS (SELECT 1 FROM xb_claims c WHERE c.claim_id = i->>'claim_id'))
-           AND NOT (body->>'kind' = 'dir_contact'
-                    AND EXISTS (SELECT 1 FROM dir_contacts c WHERE c.contact_id = i->>'contact_id'))
-           AND NOT (body->>'kind' = 'referral'
-                    AND EXISTS (SELECT 1 FROM referrals r WHERE r.referral_id = i->>'referral_id'));
+         WHERE NOT (body->>'kind' = 'dir_contact'
+                    AND EXISTS (SELECT 1 FROM dir_contacts c WHERE c.contact_id = i->>'contact_id'));
         IF cardinality(missing) > 0 THEN
             lost := lost || tb_fed_recovery_note(to_peer, s, s, format(
                 '%s (%s): %s applied it; what it did here is not made again%s', body->>'kind',
@@ -331,7 +413,13 @@ DECLARE
     lost jsonb := '[]';
     chained boolean := true; -- out_head is the hash of out_sealed's envelope
 BEGIN
-    SELECT * INTO p FROM fed_peers WHERE peer = to_peer FOR UPDATE;
+    -- Accounts before the peer's row, as everything that takes both does.
+    PERFORM tb_lock_accounts(ARRAY(
+        SELECT m.account_id FROM jsonb_array_elements(msgs) g,
+               jsonb_each(CASE WHEN jsonb_typeof(g->'notes') = 'object' THEN g->'notes'
+                               ELSE '{}' END) n
+          JOIN members m ON m.number = (n.value->>'payer')::bigint));
+    SELECT * INTO p FROM fed_peers WHERE peer = to_peer FOR NO KEY UPDATE;
     SELECT * INTO st FROM fed_sealed WHERE peer = to_peer FOR UPDATE;
     IF p.recover_to IS NULL OR p.recovered_at IS NOT NULL THEN
         PERFORM tb_raise('not_recovering', format('nothing is being recovered from %s', to_peer));
@@ -341,10 +429,8 @@ BEGIN
         CONTINUE WHEN s <= st.out_sealed;  -- held already: a page asked for again
         EXIT WHEN s > p.recover_to;
         IF s > st.out_sealed + 1 THEN
+            -- Not held here, and never numbered again: out_sealed passes them.
             PERFORM tb_fed_renumber(to_peer, st.out_sealed + 1, p.recover_to);
-            INSERT INTO fed_outbox (peer, seq, body, envelope, hash)
-            SELECT to_peer, g, '{"kind": "lost"}', '', NULL
-              FROM generate_series(st.out_sealed + 1, s - 1) g;
             lost := lost || tb_fed_recovery_note(to_peer, st.out_sealed + 1, s - 1, format(
                 '%s no longer keeps them (inbox_keep_days): what they did here is not known',
                 to_peer));
@@ -429,10 +515,22 @@ END $$;
 -- is sealed. (tb_fed_checkpoint_check.)
 CREATE FUNCTION tb_fed_recovered(from_peer text) RETURNS boolean
 LANGUAGE plpgsql AS $$
+DECLARE
+    ra fed_recovered_answers;
 BEGIN
     UPDATE fed_peers SET recovering_since = NULL, recover_from = NULL, recover_to = NULL
      WHERE peer = from_peer AND recover_to IS NOT NULL AND recovered_at IS NOT NULL;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- The peer has sent again all it had sent us: an answer of ours that
+    -- no request came again for is named, and kept no longer.
+    FOR ra IN DELETE FROM fed_recovered_answers r WHERE r.peer = from_peer RETURNING * LOOP
+        PERFORM tb_fed_recovery_note(from_peer, ra.seq, ra.seq, format(
+            'our answer on %s: %s did not send it again, so it is not made again here',
+            ra.id, from_peer));
+    END LOOP;
+    RETURN true;
 END $$;
 
 -- At the earner's bank, proposals the peer sends again that we answered
@@ -459,11 +557,20 @@ BEGIN
     FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
         DELETE FROM fed_recovered_answers r WHERE r.peer = from_peer AND r.id = x->>'xid'
         RETURNING * INTO ra;
-        IF NOT FOUND THEN
+        IF NOT FOUND OR NOT tb_peer_id(from_peer, x->>'xid', '') THEN
             rest := rest || jsonb_build_array(x);
             CONTINUE;
         END IF;
         CONTINUE WHEN EXISTS (SELECT 1 FROM xb_exchanges WHERE xid = x->>'xid');
+        -- Not the proposal we answered: decided afresh (the peer keeps the
+        -- first answer it applied), and named.
+        IF coalesce(ra.answer->>'proposal', '') NOT IN ('', tb_xb_proposal_digest(x)) THEN
+            PERFORM tb_fed_recovery_note(from_peer, ra.seq, ra.seq, format(
+                'exchange %s: %s sent it again, but not as we answered it; it was decided '
+                'afresh', x->>'xid', from_peer));
+            rest := rest || jsonb_build_array(x);
+            CONTINUE;
+        END IF;
         reason := CASE WHEN (ra.answer->>'accepted')::boolean THEN NULL
                        ELSE coalesce(nullif(ra.answer->>'reason', ''), 'refused') END;
         em := NULL;

@@ -109,11 +109,18 @@ BEGIN
     RETURN tb_register_bank_json(b);
 END $$;
 
+-- The serial the next register published takes: past the last, and past
+-- any a history lost to a restore may have published (tb_restored).
+CREATE FUNCTION tb_register_next_serial() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT greatest(coalesce((SELECT max(serial) FROM register_published), 0),
+                    coalesce((SELECT max(register_floor) FROM restores), 0)) + 1
+$$;
+
 -- The register the next publish signs (next_days: until its next update),
 -- without its CRL, which the daemon reads from the CA's file.
 CREATE FUNCTION tb_register_draft(next_days int) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
-        'serial', coalesce((SELECT max(serial) FROM register_published), 0) + 1,
+        'serial', tb_register_next_serial(),
         'issued_unix', floor(extract(epoch FROM now())),
         'next_update_unix', floor(extract(epoch FROM now() + make_interval(days => next_days))),
         'banks', coalesce((SELECT jsonb_agg(tb_register_bank_json(b) ORDER BY b.id)
@@ -170,7 +177,7 @@ CREATE FUNCTION tb_register_store(serial bigint, register jsonb, signed_hex text
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM tb_register_lock();
-    IF serial <> coalesce((SELECT max(p.serial) FROM register_published p), 0) + 1 THEN
+    IF serial <> tb_register_next_serial() THEN
         PERFORM tb_raise('register_changed', 'another register was published meanwhile; '
                                              'publish again');
     END IF;

@@ -96,17 +96,18 @@ BEGIN
     -- A peer names its own exchanges only; one it sent before gets the same
     -- answer again; a malformed one is refused without being recorded.
     IF NOT tb_peer_id(from_peer, item->>'xid', '') THEN
-        RETURN tb_xb_answer_text(item->>'xid', 'invalid_request')::jsonb;
+        RETURN tb_xb_answer_text(item->>'xid', 'invalid_request', item)::jsonb;
     END IF;
     SELECT * INTO orig FROM xb_exchanges WHERE xid = item->>'xid';
     IF FOUND THEN
         RETURN tb_xb_answer_text(orig.xid, CASE WHEN orig.state <> 'settled'
-                                                THEN coalesce(orig.reason, '') END)::jsonb;
+                                                THEN coalesce(orig.reason, '') END,
+                                 item)::jsonb;
     END IF;
     orig := NULL;
     reason := tb_rule_sent(item->>'performed_on', item->>'category');
     IF reason IS NOT NULL THEN
-        RETURN tb_xb_answer_text(item->>'xid', reason)::jsonb;
+        RETURN tb_xb_answer_text(item->>'xid', reason, item)::jsonb;
     END IF;
     IF reversal THEN
         -- A reversal: the earner is the payer of the exchange it reverses.
@@ -153,7 +154,7 @@ BEGIN
                                             clearing.floor_minutes));
     END IF;
     PERFORM tb_xb_earner_record(from_peer, item, em, claimed, reason, answer_seq);
-    RETURN tb_xb_answer_text(item->>'xid', reason)::jsonb;
+    RETURN tb_xb_answer_text(item->>'xid', reason, item)::jsonb;
 END $$;
 
 CREATE FUNCTION tb_on_xb_propose(from_peer text, body jsonb, answer_seq bigint) RETURNS jsonb
@@ -251,7 +252,7 @@ BEGIN
            tr.minutes, tr.category, tr.description, tr.performed_on, 'settled', tr.id,
            answer_seq, tr.recorded_by, now()
       FROM tr ORDER BY tr.id;
-    RETURN (SELECT ('[' || string_agg(tb_xb_answer_text(x->>'xid', NULL), ',' ORDER BY n)
+    RETURN (SELECT ('[' || string_agg(tb_xb_answer_text(x->>'xid', NULL, x), ',' ORDER BY n)
                     || ']')::jsonb
               FROM jsonb_array_elements(items) WITH ORDINALITY AS t(x, n));
 END $$;

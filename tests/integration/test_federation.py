@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 import wire
-from tbtest import (TBPKI, Bank, Managed, federation_config, free_port, make_pki, peer_state,
+from tbtest import (TBPKI, TIMEBANKD, Bank, Managed, federation_config, free_port, make_pki, peer_state,
                     wait_for)
 
 BANKS = ["colchester", "westminster", "cheshire"]
@@ -420,7 +420,8 @@ def test_a_bank_put_back_to_an_earlier_point_takes_its_messages_back(net):
                      "fed_outbox WHERE peer = 'colchester' AND seq = 3) "
                      "WHERE peer = 'colchester'; "
                      "UPDATE fed_acked SET out_acked = 3 WHERE peer = 'colchester'; "
-                     "UPDATE fed_peers SET out_next_seq = 4 WHERE peer = 'colchester'", wes.db)
+                     "UPDATE fed_peers SET out_next_seq = 4 WHERE peer = 'colchester'; "
+                     "SELECT tb_restored('test', NULL)", wes.db)
     # Queued while it cannot know: under 4 and 5, which name other messages.
     wes.cluster.psql("SELECT tb_fed_test_enqueue('colchester', 2, 'after')", wes.db)
     wes.start()
@@ -443,11 +444,24 @@ def test_a_bank_put_back_to_an_earlier_point_takes_its_messages_back(net):
 
 def test_a_peer_without_recovery_is_named_and_a_page_not_asked_for_is_refused(net):
     """Cheshire's hello says it applied five of Westminster's messages, which
-    Westminster never sent (as after a restore), and does not offer
-    recovery, as an older timebankd would not: Westminster says so and
-    holds its stream to it. A page of messages it did not ask for is
-    refused. Its link with Colchester goes on."""
+    Westminster never sent. Westminster was not restored: the pair is
+    diverged, and nothing is taken back. Once it says it was restored
+    (timebankd --restored), the same hello starts a recovery; but Cheshire
+    does not offer recovery, as an older timebankd would not, and
+    Westminster says so and holds its stream to it. A page of messages it
+    did not ask for is refused. Its link with Colchester goes on."""
     col, wes = net.banks["colchester"], net.banks["westminster"]
+    imp = wire.Impostor(net.ports["westminster"], net.pki, "cheshire", "westminster",
+                        last_applied=5)
+    wait_for(lambda: peer_state(wes, "cheshire")["diverged"], what="the pair diverged")
+    assert "was not put back to an earlier point" in peer_state(wes, "cheshire")["diverged_reason"]
+    assert peer_state(wes, "cheshire").get("recovering") is None
+    imp.close()
+    assert wes.stop() == 0
+    r = subprocess.run([TIMEBANKD, "--restored", "-c", wes.config], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wes.start()
+    assert "restore" in wes.log_text() and not peer_state(wes, "cheshire")["diverged"]
     imp = wire.Impostor(net.ports["westminster"], net.pki, "cheshire", "westminster",
                         last_applied=5)
     wait_for(lambda: "cannot give our messages back" in wes.log_text(),

@@ -163,7 +163,7 @@ def test_a_bank_restored_to_last_nights_backup_catches_up_with_its_peer(managed_
     agree(col, wes)
     # It proposes again, with numbers no one has seen.
     new = record(wes, will, col, alan, "1", "after the restore")
-    assert int(new.split(":")[1]) > 1000000
+    assert int(new.split(":")[1]) > 1000000000
     wait_for(lambda: decided(wes, new), what="a new exchange")
     assert xb(col, new)["state"] == "settled"
     agree(col, wes)

@@ -108,7 +108,7 @@ static void test_ledger_bodies_round_trip_through_protobuf(void **state)
 	    "\"performed_on\": \"2026-11-21\", \"reverses\": \"\", \"claim\": \"westminster:c3\", "
 	    "\"contact\": \"\", \"sender_note\": \"01a2b3\"}]}",
 	    "{\"kind\": \"xb_answer\", \"items\": [{\"xid\": \"colchester:7\", \"accepted\": "
-	    "false, \"reason\": \"exposure_limit\"}]}",
+	    "false, \"reason\": \"exposure_limit\", \"proposal\": \"9f2c\"}]}",
 	    "{\"kind\": \"xb_claim\", \"items\": [{\"claim_id\": \"westminster:c3\", \"payer\": "
 	    "17, \"earner\": 204, \"minutes\": 90, \"category\": \"gardening\", \"performed_on\": "
 	    "\"2026-11-19\", \"message\": \"hedge at the allotment\"}]}",

@@ -9,7 +9,8 @@ CREATE TABLE restores (
     stamp        text PRIMARY KEY,                  -- YYYYMMDDTHHMMSSZ of the restore
     target       text,                              -- --to, or NULL: the newest point archived
     restored_at  timestamptz NOT NULL DEFAULT now(),
-    member_floor bigint NOT NULL                    -- new members are numbered past it
+    member_floor bigint NOT NULL,                   -- new members are numbered past it
+    register_floor bigint NOT NULL DEFAULT 0        -- the national body: registers too
 );
 
 ALTER TABLE fed_peers ADD COLUMN recovered_at timestamptz; -- our messages to it held again
