@@ -260,7 +260,7 @@ BEGIN
                          nullif(item->>'message', ''), tb_safe_date(item->>'performed_on'),
                          'open', 'federation:' || from_peer, seq);
             -- decided before a restore here: so again (recovery.sql)
-            PERFORM tb_xb_claim_recovered(from_peer, item->>'claim_id');
+            PERFORM tb_fed_request_recovered(from_peer, item->>'claim_id');
         ELSE
             PERFORM tb_note_refused(from_peer, 'claim', item->>'claim_id', pm.account_id);
             answers := answers || jsonb_build_object('claim_id', item->>'claim_id',
@@ -488,6 +488,8 @@ BEGIN
              VALUES (x->>'contact_id', 'provider', from_peer, item.handle, item.member_account,
                      item.kind, item.category, item.text, coalesce(x->>'message', ''),
                      'open', 'federation:' || from_peer, seq);
+        -- answered before a restore here: so again (recovery.sql)
+        PERFORM tb_fed_request_recovered(from_peer, x->>'contact_id');
     END LOOP;
     RETURN jsonb_build_object('dir_contact_answer', answers) || tb_inbox_kept(body, kept);
 END $$;

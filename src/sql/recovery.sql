@@ -252,7 +252,7 @@ END $$;
 -- daemon opened into notes; the coordinator's words were never sent, and
 -- are not known), our answers to the peer's proposals (kept
 -- until the peer sends the proposals again: tb_xb_recovered), our claims
--- and referrals, our decisions on the peer's claims. What cannot be done
+-- and referrals, our decisions on the peer's claims and contact requests. What cannot be done
 -- again is noted. Returns the notes.
 CREATE FUNCTION tb_fed_readopt(to_peer text, s bigint, m jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -361,10 +361,12 @@ BEGIN
             lost := lost || tb_fed_recovery_note(to_peer, s, s, format(
                 'referrals %s: their member is not here', array_to_string(missing, ', ')));
         END IF;
-    WHEN 'xb_claim_answer' THEN
-        -- Claims of the peer's we declined: so again, now or when it sends them again.
+    WHEN 'xb_claim_answer', 'dir_contact_answer' THEN
+        -- The peer's claims we declined, its contact requests we answered:
+        -- so again, now or when it sends them again.
         FOR x IN SELECT * FROM jsonb_array_elements(body->'items') LOOP
-            PERFORM tb_fed_recovered_answer(to_peer, x->>'claim_id', s, x);
+            PERFORM tb_fed_recovered_answer(to_peer, coalesce(x->>'claim_id', x->>'contact_id'),
+                                            s, x);
         END LOOP;
     WHEN 'xb_answer' THEN
         INSERT INTO fed_recovered_answers (peer, id, seq, answer)
@@ -376,8 +378,9 @@ BEGIN
     WHEN 'test', 'activity_report', 'report_answer' THEN
         NULL; -- nothing here rests on them (a report is made again when due)
     ELSE
-        -- Contacts, answers on contacts and referrals, erasures: named, for
-        -- a coordinator to make again where this bank lost them.
+        -- Our contact requests (who asked is not in them), answers on the
+        -- peer's referrals, erasures: named, for a coordinator to make
+        -- again where this bank lost them.
         SELECT array_agg(tb_fed_item_id(i) ORDER BY n) INTO missing
           FROM jsonb_array_elements(body->'items') WITH ORDINALITY AS t(i, n)
          WHERE NOT (body->>'kind' = 'dir_contact'
@@ -468,45 +471,61 @@ BEGIN
                               'done', st.out_sealed >= p.recover_to, 'lost', lost);
 END $$;
 
--- Our decision on a claim of the peer's, taken back from it: applied to
--- the claim if we hold it, else kept until the peer sends it again
--- (tb_xb_claim_recovered).
+-- Our decision on a claim or contact request of the peer's, taken back
+-- from it: applied to it if we hold it, else kept until the peer sends it
+-- again (tb_fed_request_recovered).
 CREATE FUNCTION tb_fed_recovered_answer(to_peer text, cid text, s bigint, answer jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO fed_recovered_answers (peer, id, seq, answer) VALUES (to_peer, cid, s, answer)
     ON CONFLICT DO NOTHING;
-    PERFORM tb_xb_claim_recovered(to_peer, cid);
+    PERFORM tb_fed_request_recovered(to_peer, cid);
 END $$;
 
--- A claim of the peer's we hold, open, that we decided before a restore
--- (fed_recovered_answers): decided so again, and not answered again.
--- Called when the claim comes (tb_on_xb_claim) and when the decision is
--- taken back. Whether it was.
-CREATE FUNCTION tb_xb_claim_recovered(from_peer text, cid text) RETURNS boolean
+-- A claim or contact request of the peer's we hold, open, that we decided
+-- before a restore (fed_recovered_answers): decided so again, and not
+-- answered again. Called when the request comes (tb_on_xb_claim,
+-- tb_on_dir_contact) and when the decision is taken back. Whether it was.
+CREATE FUNCTION tb_fed_request_recovered(from_peer text, rid text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     ra fed_recovered_answers;
+    claim boolean := EXISTS (SELECT 1 FROM xb_claims
+                              WHERE claim_id = rid AND side = 'payer' AND peer = from_peer
+                                AND state = 'open');
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM xb_claims
-                    WHERE claim_id = cid AND side = 'payer' AND peer = from_peer
-                      AND state = 'open') THEN
+    IF NOT claim AND NOT EXISTS (SELECT 1 FROM dir_contacts
+                                  WHERE contact_id = rid AND side = 'provider'
+                                    AND peer = from_peer AND state = 'open') THEN
         RETURN false;
     END IF;
-    DELETE FROM fed_recovered_answers r WHERE r.peer = from_peer AND r.id = cid
+    DELETE FROM fed_recovered_answers r WHERE r.peer = from_peer AND r.id = rid
     RETURNING * INTO ra;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    UPDATE xb_claims
-       SET state = CASE WHEN ra.answer ? 'xid' THEN 'approved' ELSE 'declined' END,
-           xid = ra.answer->>'xid',
-           reason = CASE WHEN NOT ra.answer ? 'xid'
-                         THEN coalesce(nullif(ra.answer->>'reason', ''), 'declined') END,
-           answer = nullif(ra.answer->>'message', ''),
-           decided_by = coalesce(nullif(ra.answer->>'by', ''), 'recovered:' || from_peer),
-           decided_at = now()
-     WHERE claim_id = cid AND side = 'payer' AND peer = from_peer;
+    IF claim THEN
+        -- approved by the proposal that names it ({xid}), or declined
+        UPDATE xb_claims
+           SET state = CASE WHEN ra.answer ? 'xid' THEN 'approved' ELSE 'declined' END,
+               xid = ra.answer->>'xid',
+               reason = CASE WHEN NOT ra.answer ? 'xid'
+                             THEN coalesce(nullif(ra.answer->>'reason', ''), 'declined') END,
+               answer = nullif(ra.answer->>'message', ''),
+               sent_seq = CASE WHEN NOT ra.answer ? 'xid' THEN ra.seq END,
+               decided_by = coalesce(nullif(ra.answer->>'by', ''), 'recovered:' || from_peer),
+               decided_at = now()
+         WHERE claim_id = rid AND side = 'payer' AND peer = from_peer;
+    ELSE
+        UPDATE dir_contacts
+           SET state = CASE WHEN (ra.answer->>'accepted')::boolean THEN 'accepted'
+                            ELSE 'declined' END,
+               reason = CASE WHEN NOT (ra.answer->>'accepted')::boolean
+                             THEN coalesce(nullif(ra.answer->>'reason', ''), 'declined') END,
+               answer = nullif(ra.answer->>'message', ''), sent_seq = ra.seq,
+               decided_by = 'recovered:' || from_peer, decided_at = now()
+         WHERE contact_id = rid AND side = 'provider' AND peer = from_peer;
+    END IF;
     RETURN true;
 END $$;
 

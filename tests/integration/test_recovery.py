@@ -17,6 +17,7 @@ import pytest
 
 from tbtest import TIMEBANKD, peer_state, wait_for
 from test_claims import arrived, claim
+from test_directory import add_item, remote
 from test_cross_bank import balance, linked_pair, settled_or_rejected, xb
 
 
@@ -121,6 +122,9 @@ def test_a_bank_restored_to_last_nights_backup_catches_up_with_its_peer(managed_
     wendy, will = wes.add_member("Wendy"), wes.add_member("Will")
     early = record(col, ann, wes, wendy, "1", "before the backup")
     wait_for(lambda: decided(col, early), what="the early exchange")
+    lift = add_item(wes, "offer", wendy, "lifts", "Lifts to the surgery", area="SW1",
+                    visibility="federation")
+    wait_for(lambda: lift["handle"] in remote(col, "westminster"), what="the offer shared")
     backup_point = restore_point(wes)
     # Since the backup: both ways, and claims both ways.
     xids = [record(col, ann, wes, wendy, "2", "lift to the surgery"),
@@ -130,6 +134,16 @@ def test_a_bank_restored_to_last_nights_backup_catches_up_with_its_peer(managed_
     declined = claim(col, alan, f"westminster:{will}", "4", message="not so")
     wait_for(lambda: arrived(col, c_wes["id"]) and arrived(wes, c_col["id"])
              and arrived(wes, declined["id"]), what="the claims")
+    # A contact through the directory, accepted, and the exchange it became.
+    contact = col.tbctl_json("contact", "request", lift["handle"], "--for", str(ann),
+                             "--message", "a lift to the GP", token=col.tokens["broker"])
+    wait_for(lambda: wes.api("GET", f"/v1/contacts/{contact['id']}")[0] == 200,
+             what="the contact request")
+    wes.tbctl_json("contact", "accept", contact["id"], "--message", "Wendy will ring")
+    wait_for(lambda: col.tbctl_json("contact", "show", contact["id"])["state"] == "accepted",
+             what="the contact accepted")
+    xids.append(col.tbctl_json("exchange", "record", "--contact", contact["id"],
+                               "--hours", "1")["id"])
     xids.append(col.tbctl_json("claim", "approve", c_wes["id"])["exchange"]["id"])
     xids.append(wes.tbctl_json("claim", "approve", c_col["id"])["exchange"]["id"])
     wes.tbctl_json("claim", "decline", declined["id"], "--reason", "no record of it")
@@ -155,6 +169,7 @@ def test_a_bank_restored_to_last_nights_backup_catches_up_with_its_peer(managed_
     assert wes.tbctl_json("claim", "show", c_col["id"])["state"] == "approved"
     assert wes.tbctl_json("claim", "show", declined["id"])["state"] == "declined"
     assert wes.tbctl_json("claim", "show", c_wes["id"])["state"] == "approved"
+    assert wes.tbctl_json("contact", "show", contact["id"])["state"] == "accepted"
     # The local exchange after the backup is not invented: Wendy paid Will
     # an hour that this bank no longer holds.
     assert balance(wes, wendy)["balance_minutes"] == before[wendy] + 60

@@ -3,7 +3,7 @@
 -- held under their numbers, what they did made again, and what the peer
 -- sends again decided as our answers said.
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 SELECT tb_member_add(jsonb_build_object('name', 'Member ' || g), 'test')
   FROM generate_series(1, 3) g;
@@ -164,6 +164,25 @@ SELECT is(tb_xb_proposal_digest('{"xid": "westminster:9", "earner": 3, "minutes"
               "category": "lifts", "performed_on": "2026-12-01", "reverses": "",
               "sender_note": "ab"}'),
           'the digest is of what a proposal says, however it is written');
+
+-- A contact request of the peer's we accepted before the restore, sent
+-- again: accepted again, and not answered again.
+INSERT INTO dir_items (handle, member_account, kind, category, text, availability, visibility,
+                       expires_on, created_by, updated_by, approved_by, approved_at)
+SELECT 'hk1', account_id, 'offer', 'lifts', 'Lifts to the surgery', '', 'federation',
+       current_date + 30, 'test', 'test', 'test', now()
+  FROM members WHERE number = 1;
+INSERT INTO fed_recovered_answers (peer, id, seq, answer)
+     VALUES ('westminster', 'westminster:k3', 6,
+             '{"contact_id": "westminster:k3", "accepted": true, "reason": "",
+               "message": "Ben will ring"}');
+SELECT is(jsonb_array_length(tb_on_dir_contact('westminster', '{"items": [{"contact_id":
+              "westminster:k3", "handle": "hk1", "message": "a lift please"}]}', 10)
+              ->'dir_contact_answer'), 0, 'a contact request we answered is not answered again');
+SELECT results_eq($$SELECT state, answer, sent_seq FROM dir_contacts
+                     WHERE contact_id = 'westminster:k3'$$,
+                  $$VALUES ('accepted', 'Ben will ring', 6::bigint)$$,
+                  'it is accepted as we accepted it, by the message that said so');
 
 -- A bank not restored that hears it is behind: the pair is diverged.
 SELECT is(tb_fed_behind('westminster', 100)->>'diverged', 'true',
