@@ -59,7 +59,7 @@ TBCTL_OBJ := $(call obj,$(TBCTL_SRC))
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: man deb check-deb all check layers sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench profile fuzz format install clean
+.PHONY: man deb check-deb all check layers sql-shape sql-test no-failpoints unit integration deps demo demo-up demo-down bench bench-network profile fuzz format install clean
 all: $(BUILD)/timebankd $(BUILD)/tbctl
 
 deps:
@@ -178,6 +178,10 @@ $(BUILD)/tbload: tests/bench/tbload.c
 
 bench: deps all $(BUILD)/tbload
 	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py
+
+# The federation at 5, 10, 20 and 30 banks (BENCH_NETWORK_SIZES): about 20 minutes.
+bench-network: deps all $(BUILD)/tbload
+	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench_network.py
 
 profile: deps all
 	TB_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/profile.py

@@ -7,7 +7,6 @@
 
 #include "dir_text.h"
 #include "failpoint.h"
-#include "frame.h"
 #include "log.h"
 #include "mem.h"
 
@@ -174,11 +173,7 @@ static void sealed_free(struct sealed *sd)
 /* Frames one envelope onto the session; the peer's sent mark moves. */
 static void send_envelope(struct fed_peer *peer, uint64_t seq, const uint8_t *env, size_t len)
 {
-	uint8_t header[FRAME_HEADER];
-
-	frame_header((uint32_t)len, header);
-	bufferevent_write(peer->session->bev, header, sizeof(header));
-	bufferevent_write(peer->session->bev, env, len);
+	fed_conn_write(peer->session, env, len);
 	peer->send_after = seq;
 	peer->sent++;
 }
@@ -868,9 +863,15 @@ static void on_checkpoint_durable(void *arg, const struct db_result *r)
 		    json_integer_value(json_object_get(k->cp, "clearing"));
 		applied.sequence = (uint64_t)json_integer_value(json_object_get(k->cp, "applied"));
 		checkpoint.applied = &applied;
+		/* Recovering, we leave it when the peer's own checkpoint agrees. */
+		checkpoint.answer = peer->recovering == RECOVER_AGREEING;
 		body.kind_case = TIMEBANK__V1__BODY__KIND_CHECKPOINT;
 		body.checkpoint = &checkpoint;
 		fed_conn_send(peer->session, &body);
+		peer->cp_acked = checkpoint.sequence;
+		peer->cp_applied = applied.sequence;
+		peer->cp_at = time(NULL);
+		peer->cp_wanted = 0;
 	}
 	checkpoint_free(k);
 }
@@ -908,6 +909,18 @@ void fed_chan_checkpoint_send(struct fed_peer *peer)
 		checkpoint_free(k);
 }
 
+/* Nothing changed on a quiet link needs no checkpoint but the heartbeat;
+ * a peer recovering after a restore is sent one every round (asking for
+ * the peer's in return), until it has recovered. */
+void fed_chan_checkpoint_round(struct fed_peer *peer, time_t now)
+{
+	if (peer->cp_at != 0 && !peer->cp_wanted && peer->recovering != RECOVER_AGREEING &&
+	    peer->acked == peer->cp_acked && peer->in_applied == peer->cp_applied &&
+	    now - peer->cp_at < FED_HEARTBEAT_SECONDS)
+		return;
+	fed_chan_checkpoint_send(peer);
+}
+
 static void on_checkpoint_checked(void *arg, const struct db_result *r)
 {
 	struct fed_call *c = arg;
@@ -943,7 +956,8 @@ static void on_clearing_stored(void *arg, const struct db_result *r)
 }
 
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len, int64_t clearing, const uint64_t *applied)
+                               size_t head_len, int64_t clearing, const uint64_t *applied,
+                               int answer)
 {
 	char s[24], hex[2 * CRYPTO_HASH_LEN + 1], c_text[24], a_text[24];
 	const char *params[3] = {peer->id, s, hex};
@@ -952,6 +966,12 @@ void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_
 	                          applied != NULL && *applied <= INT64_MAX ? a_text : NULL, s};
 	struct fed_call *c;
 
+	/* Ours in return, at once unless one went within the second (a peer
+	 * that asks again and again is answered once a round). */
+	if (answer && time(NULL) - peer->cp_at >= 1)
+		fed_chan_checkpoint_send(peer);
+	else if (answer)
+		peer->cp_wanted = 1;
 	/* A peer sending checkpoints faster than they are checked loses them:
 	 * the next brings the same news. */
 	if ((c = fed_call_shared(peer)) == NULL)
@@ -1063,6 +1083,8 @@ static void check_behind(struct fed_peer *peer)
 void fed_chan_session_started(struct fed_peer *peer)
 {
 	peer->ack_sent = 0; /* this session has heard only the hello */
+	peer->cp_at = 0;
+	peer->cp_wanted = 0;
 	peer->recover_asking = 0;
 	peer->recover_dropped = 0;
 	check_behind(peer);

@@ -1,6 +1,7 @@
 /* The shared directory over the link: each bank pulls its peers' changes
  * since the version it last applied, a page at a time, on session start,
- * when a peer says its directory changed, and every checkpoint round. The
+ * when a peer says its directory changed, and when nothing was pulled for
+ * FED_DIR_POLL_SECONDS (a notice lost, or a change no write announced). The
  * pages are session messages: one lost with its session is asked for
  * again, and applying a page twice changes nothing (src/sql/directory.sql). */
 #include "internal.h"
@@ -60,7 +61,7 @@ static void on_cursor(void *arg, const struct db_result *r)
 		body.kind_case = TIMEBANK__V1__BODY__KIND_DIRECTORY_PULL;
 		body.directory_pull = &pull;
 		send_body(peer, &body);
-	} else if (!peer->fed->stopping) {
+	} else if (!peer->fed->stopping && fed_call_current(c)) {
 		peer->dir_pulling = 0;
 	}
 	fed_call_free(c);
@@ -80,8 +81,16 @@ void fed_dir_pull(struct fed_peer *peer)
 	peer->dir_pulling = 1;
 	peer->dir_again = 0;
 	peer->dir_pull_at = now;
+	peer->dir_polled = now;
 	if (dir_query(peer, "SELECT tb_dir_cursor($1)", 1, params, on_cursor) == -1)
 		peer->dir_pulling = 0;
+}
+
+void fed_dir_poll(struct fed_peer *peer, time_t now)
+{
+	if (now - peer->dir_polled >= FED_DIR_POLL_SECONDS ||
+	    (peer->dir_pulling && now - peer->dir_pull_at >= DIR_PULL_PATIENCE))
+		fed_dir_pull(peer);
 }
 
 /* ---- serving a peer's pull -------------------------------------------- */
@@ -187,14 +196,13 @@ static void on_applied(void *arg, const struct db_result *r)
 		            "[federation] max_directory_items lets one peer keep here",
 		            (long long)json_integer_value(json_object_get(res, "dropped")),
 		            peer->id);
-	if (!peer->fed->stopping) {
+	if (!peer->fed->stopping && res != NULL) {
+		peer->dir_version = (uint64_t)json_integer_value(json_object_get(res, "cursor"));
+		peer->dir_applied += (uint64_t)json_integer_value(json_object_get(res, "applied"));
+	}
+	/* A page of an older session leaves this one's pull be. */
+	if (!peer->fed->stopping && fed_call_current(c)) {
 		peer->dir_pulling = 0;
-		if (res != NULL) {
-			peer->dir_version =
-			    (uint64_t)json_integer_value(json_object_get(res, "cursor"));
-			peer->dir_applied +=
-			    (uint64_t)json_integer_value(json_object_get(res, "applied"));
-		}
 		if (res != NULL && (json_is_true(json_object_get(res, "more")) || peer->dir_again))
 			fed_dir_pull(peer);
 	}

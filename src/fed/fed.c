@@ -55,8 +55,8 @@ static void received(struct fed_conn *conn, struct env_msg *msg, const uint8_t *
 		fed_chan_checkpoint_check(
 		    peer, body->checkpoint->sequence, body->checkpoint->chain_head.data,
 		    body->checkpoint->chain_head.len, body->checkpoint->clearing_minutes,
-		    body->checkpoint->applied != NULL ? &body->checkpoint->applied->sequence
-		                                      : NULL);
+		    body->checkpoint->applied != NULL ? &body->checkpoint->applied->sequence : NULL,
+		    body->checkpoint->answer);
 		break;
 	default:
 		if (env_is_channel(body))
@@ -186,11 +186,25 @@ static void load_state(struct fed *fed)
 		fed_chan_load(fed);
 }
 
+/* A session with nothing else to say says this, so that the peer hears it
+ * is alive within FED_IDLE_SECONDS. */
+static void ping_if_quiet(struct fed_conn *conn, time_t now)
+{
+	Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
+	Timebank__V1__Ping ping = TIMEBANK__V1__PING__INIT;
+
+	if (now - conn->sent_at < FED_PING_SECONDS)
+		return;
+	body.kind_case = TIMEBANK__V1__BODY__KIND_PING;
+	body.ping = &ping;
+	fed_conn_send(conn, &body);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fed *fed = arg;
 	time_t now = time(NULL);
-	int checkpoints = now - fed->last_checkpoint >= 10;
+	int round = now - fed->last_round >= FED_ROUND_SECONDS;
 
 	(void)fd;
 	(void)what;
@@ -198,12 +212,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		load_state(fed);
 		return;
 	}
-	fed_chan_seal(fed);
+	if (fed_now_ms() - fed->seal_polled_ms >= FED_SEAL_POLL_MS) {
+		fed->seal_polled_ms = fed_now_ms();
+		fed_chan_seal(fed);
+	}
 	check_crl(fed, now);
 	send_reports(fed, now);
 	fed_reg_tick(fed, now);
-	if (checkpoints) {
-		fed->last_checkpoint = now;
+	if (round) {
+		fed->last_round = now;
 		expire_referrals(fed);
 	}
 	if (now - fed->last_purge >= 86400) {
@@ -215,14 +232,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		struct fed_peer *peer = fed->peers[i];
 		if (peer->session == NULL)
 			continue;
-		if (checkpoints) {
-			Timebank__V1__Body body = TIMEBANK__V1__BODY__INIT;
-			Timebank__V1__Ping ping = TIMEBANK__V1__PING__INIT;
-			body.kind_case = TIMEBANK__V1__BODY__KIND_PING;
-			body.ping = &ping;
-			fed_conn_send(peer->session, &body);
-			fed_chan_checkpoint_send(peer);
-			fed_dir_pull(peer);
+		if (round) {
+			fed_chan_checkpoint_round(peer, now);
+			fed_dir_poll(peer, now);
+			ping_if_quiet(peer->session, now);
 		}
 		fed_chan_pump(peer);
 	}
@@ -513,6 +526,17 @@ void fed_metrics(const struct fed *fed, struct evbuffer *out)
 
 	gate_metrics(fed->gate, out);
 	fed_reg_metrics(fed, out);
+	evbuffer_add_printf(out,
+	                    "# HELP timebankd_fed_frames_sent_total Messages sent to peers: the "
+	                    "channel's, and the sessions' own (hellos, pings, checkpoints, "
+	                    "directory pulls and pages).\n"
+	                    "# TYPE timebankd_fed_frames_sent_total counter\n"
+	                    "timebankd_fed_frames_sent_total %llu\n"
+	                    "# HELP timebankd_fed_frames_received_total Messages received from "
+	                    "peers, of every kind.\n"
+	                    "# TYPE timebankd_fed_frames_received_total counter\n"
+	                    "timebankd_fed_frames_received_total %llu\n",
+	                    fed->frames_sent, fed->frames_received);
 	evbuffer_add_printf(out,
 	                    "# HELP timebankd_crl_next_update_timestamp_seconds When the CRL in "
 	                    "force must be replaced (its nextUpdate); warned of 30 days ahead.\n"

@@ -29,6 +29,21 @@
 #define FED_MAX_KEYS 4
 #define FED_MAX_REFUSALS 5 /* refusals on one session before it is dropped */
 
+/* A quiet link costs next to nothing per peer. Each peer's session is looked
+ * at every FED_ROUND_SECONDS; it is pinged only after FED_PING_SECONDS with
+ * nothing sent, and dead after FED_IDLE_SECONDS with nothing heard; a
+ * checkpoint goes when a stream moved, or as a heartbeat; the peer's
+ * directory is pulled on its notice, and polled as a safety net. */
+#define FED_ROUND_SECONDS 10
+#define FED_PING_SECONDS 120
+#define FED_IDLE_SECONDS 300
+#define FED_HEARTBEAT_SECONDS 300
+#define FED_DIR_POLL_SECONDS 600
+/* What this daemon queues it seals at once (fed_kick, and after each apply
+ * that queued an answer); the outbox is read besides every
+ * FED_SEAL_POLL_MS, for what another writer queued. */
+#define FED_SEAL_POLL_MS 2000
+
 enum peer_state {
 	PEER_IDLE,
 	PEER_CONNECTING, /* TCP to the peer */
@@ -69,6 +84,7 @@ struct fed_conn {
 	uint64_t confirmed;  /* what the peer says it applied: its hello, then its acks */
 	int serves_recovery; /* its hello offers RecoverRequest */
 	int refusals;
+	time_t sent_at;         /* the last message sent: a ping follows FED_PING_SECONDS of none */
 	int ticket;             /* accepted: its place at the gate, until proven */
 	struct event *deadline; /* TLS and hello must be done by then */
 	char addr[64];
@@ -139,6 +155,12 @@ struct fed_peer {
 	size_t npending;
 	size_t pending_bytes; /* their cost: reading stops beyond FED_PENDING_BYTES */
 	char checkpoint[16];
+	/* What our last checkpoint to this session said (cp_at 0: none yet).
+	 * The next goes when either stream moved, the peer asked for one, or
+	 * FED_HEARTBEAT_SECONDS passed. */
+	uint64_t cp_acked, cp_applied;
+	time_t cp_at;
+	int cp_wanted;
 
 	/* The peer's directory (kept by fed_dir.c). */
 	uint64_t dir_version; /* the peer's version we applied up to */
@@ -146,6 +168,7 @@ struct fed_peer {
 	uint64_t dir_asked; /* the cursor our pull named: the page must answer it */
 	int dir_again;      /* the peer changed again during a pull */
 	time_t dir_pull_at;
+	time_t dir_polled; /* the last pull not asked for by a notice (FED_DIR_POLL_SECONDS) */
 	/* Its pulls of ours: one served at a time, none while its output is
 	 * backed up, at most DIR_SERVES_PER_SECOND; the latest waits. */
 	int dir_serving;
@@ -201,8 +224,11 @@ struct fed {
 	unsigned epoch;     /* bumped when a database connection is lost */
 	int stopping;       /* shutting down: database answers are ignored */
 	int sealing;
-	int reseal; /* asked to seal while sealing: again once done */
-	time_t last_checkpoint;
+	int reseal;             /* asked to seal while sealing: again once done */
+	int64_t seal_polled_ms; /* the outbox last read by the tick (FED_SEAL_POLL_MS) */
+	time_t last_round; /* of each peer's pings, checkpoints and polls (FED_ROUND_SECONDS) */
+	/* Every message to and from peers, of the channel and of sessions. */
+	unsigned long long frames_sent, frames_received;
 	time_t last_purge;      /* of old messages from peers (tb_fed_inbox_purge) */
 	time_t last_reports;    /* reports due to the national body queued (tb_reports_send) */
 	time_t crl_next_update; /* when the CRL in force must be replaced; 0 unknown */
@@ -271,6 +297,8 @@ void fed_conn_close(struct fed_conn *conn, const char *why);
 void fed_conn_free(evutil_socket_t fd, short what, void *arg);
 /* Seals and writes a session message (sequence 0) on conn. */
 void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body);
+/* Frames one envelope, already sealed, onto the connection. */
+void fed_conn_write(struct fed_conn *conn, const uint8_t *env, size_t len);
 void fed_conn_refuse(struct fed_conn *conn, const char *what);
 /* One frame's envelope from conn's peer: verified, checked for its place
  * in the session, and handed up. */
@@ -324,8 +352,11 @@ void fed_chan_ack(struct fed_peer *peer, uint64_t seq);
 void fed_chan_ack_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_apply_due(evutil_socket_t fd, short what, void *arg);
 void fed_chan_checkpoint_send(struct fed_peer *peer);
+/* Sends a checkpoint when one is due (see struct fed_peer). */
+void fed_chan_checkpoint_round(struct fed_peer *peer, time_t now);
 void fed_chan_checkpoint_check(struct fed_peer *peer, uint64_t seq, const uint8_t *head,
-                               size_t head_len, int64_t clearing, const uint64_t *applied);
+                               size_t head_len, int64_t clearing, const uint64_t *applied,
+                               int answer);
 void fed_chan_session_started(struct fed_peer *peer);
 /* Drops what waits to be applied (the session it came on has gone). */
 void fed_chan_pending_clear(struct fed_peer *peer);
@@ -343,6 +374,8 @@ void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *pa
 /* directory.c */
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
+/* The safety poll: a pull when none was made for FED_DIR_POLL_SECONDS. */
+void fed_dir_poll(struct fed_peer *peer, time_t now);
 
 /* peers.c */
 /* A peer with every timer its session, channel and directory use. */

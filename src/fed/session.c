@@ -21,7 +21,6 @@
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-#define IDLE_SECONDS 30 /* a session silent this long is dead (pings every 10 s) */
 
 static const char *const state_names[] = {"idle",        "connecting",  "tls",    "hello",
                                           "established", "backing_off", "removed"};
@@ -142,7 +141,7 @@ static void send_signed(struct fed_conn *conn, const Timebank__V1__Body *body,
                         const struct crypto_key *key)
 {
 	struct fed *fed = conn->fed;
-	uint8_t *buf, hash[CRYPTO_HASH_LEN], header[FRAME_HEADER];
+	uint8_t *buf, hash[CRYPTO_HASH_LEN];
 	size_t len;
 
 	if (env_seal(fed->bank_id, conn->peer->id, 0, NULL, fed_now_ms(), body, key, &buf, &len,
@@ -150,10 +149,19 @@ static void send_signed(struct fed_conn *conn, const Timebank__V1__Body *body,
 		log_error("fed: cannot sign a message to %s", conn->peer->id);
 		return;
 	}
+	fed_conn_write(conn, buf, len);
+	free(buf);
+}
+
+void fed_conn_write(struct fed_conn *conn, const uint8_t *env, size_t len)
+{
+	uint8_t header[FRAME_HEADER];
+
 	frame_header((uint32_t)len, header);
 	bufferevent_write(conn->bev, header, sizeof(header));
-	bufferevent_write(conn->bev, buf, len);
-	free(buf);
+	bufferevent_write(conn->bev, env, len);
+	conn->sent_at = time(NULL);
+	conn->fed->frames_sent++;
 }
 
 void fed_conn_send(struct fed_conn *conn, const Timebank__V1__Body *body)
@@ -438,6 +446,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			break;
 		}
 		evbuffer_drain(in, FRAME_HEADER);
+		conn->fed->frames_received++;
 		uint8_t *buf = xmalloc(len);
 		evbuffer_remove(in, buf, len);
 		fed_session_message(conn, buf, len);
@@ -527,7 +536,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		snprintf(why, sizeof(why), "silent for %d seconds", IDLE_SECONDS);
+		snprintf(why, sizeof(why), "silent for %d seconds", FED_IDLE_SECONDS);
 	else if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "closed by the other side");
 	else
@@ -561,7 +570,7 @@ static void arm_deadline(struct fed_conn *conn)
 static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int outbound)
 {
 	struct fed_conn *conn = xcalloc(1, sizeof(*conn));
-	struct timeval idle = {IDLE_SECONDS, 0};
+	struct timeval idle = {FED_IDLE_SECONDS, 0};
 
 	conn->fed = fed;
 	conn->ticket = -1;
@@ -583,7 +592,7 @@ static struct fed_conn *conn_new(struct fed *fed, struct bufferevent *bev, int o
 static void on_tcp_event(struct bufferevent *plain, short what, void *arg)
 {
 	struct fed_conn *conn = arg;
-	struct timeval idle = {IDLE_SECONDS, 0};
+	struct timeval idle = {FED_IDLE_SECONDS, 0};
 	evutil_socket_t fd;
 	char why[300];
 

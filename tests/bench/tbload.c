@@ -4,11 +4,16 @@
  * idempotency key). Prints a JSON summary: requests, rate, latency
  * percentiles, refusals by status. With --xids FILE it also writes, for
  * each exchange recorded, its id and when it was sent (for measuring when
- * a cross-bank exchange settles).
+ * a cross-bank exchange settles). --earner-bank names the earners' bank,
+ * or several, comma-separated, one picked at random for each exchange.
+ * With --rate R the load is offered at R exchanges a second, whatever the
+ * answers' pace (an open loop, as members' exchanges come), rather than as
+ * fast as the connections are answered; one due while every connection
+ * waits for an answer is counted as missed.
  *
  *   tbload --url http://127.0.0.1:8401 --token T [--connections 64]
  *          [--seconds 10] [--payers 1-100] [--earners 1-100]
- *          [--earner-bank westminster] [--xids FILE] */
+ *          [--earner-bank westminster[,cheshire...]] [--rate R] [--xids FILE] */
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -30,6 +35,7 @@
 #define TIMEOUT_S 60
 #define TOKEN_MAX 512 /* so that every request fits in a client's out */
 #define BANK_MAX 40
+#define EARNER_BANKS_MAX 64
 
 struct range {
 	long lo, hi;
@@ -49,6 +55,7 @@ struct client {
 	int id;
 	unsigned long n;
 	uint64_t sent_us;
+	int busy; /* a request is out */
 	unsigned seed;
 	char out[2048];
 	size_t out_len, out_off; /* what send() has not taken yet */
@@ -61,8 +68,12 @@ struct load {
 	char host[128];
 	int port;
 	const char *token;
-	const char *earner_bank;
+	char *earner_banks[EARNER_BANKS_MAX];
+	int nbanks;
 	struct range payers, earners;
+	double rate; /* offered exchanges a second; 0: as fast as answered */
+	unsigned long missed;
+	unsigned seed;
 	int connections, in_flight, stopping, failed;
 	FILE *xids;
 	uint32_t *latencies; /* microseconds, one per answered request */
@@ -183,6 +194,7 @@ static void answered(struct client *c, int status, const char *body, size_t len,
 	uint64_t took = now_us() - c->sent_us;
 
 	l->in_flight--;
+	c->busy = 0;
 	l->requests++;
 	l->by_status[status]++; /* 0: no answer */
 	if (l->nlat == l->caplat) {
@@ -204,6 +216,8 @@ static void answered(struct client *c, int status, const char *body, size_t len,
 			event_base_loopexit(l->base, NULL);
 		return;
 	}
+	if (l->rate > 0)
+		return;    /* the next goes when it is due (offer) */
 	if (status == 0) { /* again on a new connection, after a pause */
 		struct timeval pause = {0, 10000};
 		event_base_once(l->base, -1, EV_TIMEOUT, resend, c, &pause);
@@ -304,10 +318,11 @@ static void send_one(struct client *c)
 	ssize_t sent;
 	int n;
 
-	if (l->earner_bank == NULL && who == payer)
+	if (l->nbanks == 0 && who == payer)
 		who = who < l->earners.hi ? who + 1 : l->earners.lo;
-	if (l->earner_bank != NULL)
-		snprintf(earner, sizeof(earner), "\"%s:%ld\"", l->earner_bank, who);
+	if (l->nbanks > 0)
+		snprintf(earner, sizeof(earner), "\"%s:%ld\"",
+		         l->earner_banks[rand_r(&c->seed) % (unsigned)l->nbanks], who);
 	else
 		snprintf(earner, sizeof(earner), "%ld", who);
 	n = snprintf(body, sizeof(body),
@@ -322,6 +337,7 @@ static void send_one(struct client *c)
 	                              l->host, l->port, l->token, n, body);
 	c->out_off = 0;
 	c->sent_us = now_us();
+	c->busy = 1;
 	l->in_flight++;
 	if (c->fd < 0 && dial(c) == -1) {
 		if (!l->failed)
@@ -340,6 +356,37 @@ static void send_one(struct client *c)
 	c->out_off = sent > 0 ? (size_t)sent : 0;
 	if (c->out_off < c->out_len) /* the rest when the socket has room */
 		watch(c, EV_READ | EV_WRITE);
+}
+
+/* An exchange is due (--rate): it goes on a connection with none out. */
+static void offer(evutil_socket_t fd, short what, void *arg)
+{
+	struct load *l = arg;
+	int start = (int)(rand_r(&l->seed) % (unsigned)l->connections);
+
+	(void)fd;
+	(void)what;
+	if (l->stopping)
+		return;
+	for (int i = 0; i < l->connections; i++) {
+		struct client *c = &l->clients[(start + i) % l->connections];
+		if (!c->busy) {
+			send_one(c);
+			return;
+		}
+	}
+	l->missed++;
+}
+
+/* The earners' banks, comma-separated; -1 when one is empty or too long. */
+static int parse_banks(char *s, struct load *l)
+{
+	for (char *b = strtok(s, ","); b != NULL; b = strtok(NULL, ",")) {
+		if (strlen(b) > BANK_MAX || l->nbanks == EARNER_BANKS_MAX)
+			return -1;
+		l->earner_banks[l->nbanks++] = b;
+	}
+	return l->nbanks > 0 ? 0 : -1;
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -379,8 +426,8 @@ static int parse_range(const char *s, struct range *r)
 static void usage(void)
 {
 	fprintf(stderr, "usage: tbload --url http://HOST:PORT --token T [--connections N] "
-	                "[--seconds S] [--payers A-B] [--earners A-B] [--earner-bank B] "
-	                "[--xids FILE]\n");
+	                "[--seconds S] [--payers A-B] [--earners A-B] [--earner-bank B[,B...]] "
+	                "[--rate R] [--xids FILE]\n");
 	exit(2);
 }
 
@@ -411,16 +458,17 @@ int main(int argc, char **argv)
 			;
 		else if (strcmp(argv[i], "--earners") == 0 && parse_range(v, &l.earners) == 0)
 			;
-		else if (strcmp(argv[i], "--earner-bank") == 0)
-			l.earner_bank = v;
+		else if (strcmp(argv[i], "--earner-bank") == 0 && parse_banks(argv[i + 1], &l) == 0)
+			;
+		else if (strcmp(argv[i], "--rate") == 0 && (l.rate = atof(v)) > 0)
+			;
 		else if (strcmp(argv[i], "--xids") == 0)
 			xids = v;
 		else
 			usage();
 		i++;
 	}
-	if (url == NULL || l.token == NULL || strlen(l.token) > TOKEN_MAX ||
-	    (l.earner_bank != NULL && strlen(l.earner_bank) > BANK_MAX) || l.connections < 1 ||
+	if (url == NULL || l.token == NULL || strlen(l.token) > TOKEN_MAX || l.connections < 1 ||
 	    l.connections > MAX_CONNECTIONS || seconds <= 0 ||
 	    sscanf(url, "http://%127[^:]:%d", l.host, &l.port) != 2)
 		usage();
@@ -450,9 +498,19 @@ int main(int argc, char **argv)
 	tv.tv_usec = (long)((seconds - (double)tv.tv_sec) * 1e6);
 	event_base_once(l.base, -1, EV_TIMEOUT, on_stop, &l, &tv);
 	l.start_us = now_us();
-	for (int i = 0; i < l.connections; i++)
-		send_one(&l.clients[i]);
-	event_base_dispatch(l.base);
+	l.seed = (unsigned)getpid();
+	if (l.rate > 0) {
+		double gap = 1.0 / l.rate;
+		struct timeval every = {(long)gap, (long)((gap - (double)(long)gap) * 1e6)};
+		struct event *due = event_new(l.base, -1, EV_PERSIST, offer, &l);
+		event_add(due, &every);
+		event_base_dispatch(l.base);
+		event_free(due);
+	} else {
+		for (int i = 0; i < l.connections; i++)
+			send_one(&l.clients[i]);
+		event_base_dispatch(l.base);
+	}
 	if (l.failed)
 		return 1;
 	qsort(l.latencies, l.nlat, sizeof(*l.latencies), cmp_u32);
@@ -464,10 +522,10 @@ int main(int argc, char **argv)
 			json_object_set_new(errors, s == 0 ? "no answer" : k,
 			                    json_integer((json_int_t)l.by_status[s]));
 		}
-	out = json_pack("{sisIsIsfsfsfsfso}", "connections", l.connections, "requests",
-	                (json_int_t)l.requests, "recorded", (json_int_t)l.ok, "seconds",
-	                (double)(l.end_us - l.start_us) / 1e6, "rate",
-	                (double)l.ok / ((double)(l.end_us - l.start_us) / 1e6), "p50_ms",
+	out = json_pack("{sisIsIsIsfsfsfsfso}", "connections", l.connections, "requests",
+	                (json_int_t)l.requests, "recorded", (json_int_t)l.ok, "missed",
+	                (json_int_t)l.missed, "seconds", (double)(l.end_us - l.start_us) / 1e6,
+	                "rate", (double)l.ok / ((double)(l.end_us - l.start_us) / 1e6), "p50_ms",
 	                percentile_ms(&l, 50), "p99_ms", percentile_ms(&l, 99), "errors", errors);
 	json_dumpf(out, stdout, JSON_COMPACT);
 	putchar('\n');
