@@ -838,6 +838,7 @@ struct checkpoint {
 
 static void checkpoint_free(struct checkpoint *k)
 {
+	k->c->peer->cp_sending = 0;
 	json_decref(k->cp);
 	fed_call_free(k->c);
 	free(k);
@@ -900,10 +901,15 @@ static void on_checkpoint(void *arg, const struct db_result *r)
 void fed_chan_checkpoint_send(struct fed_peer *peer)
 {
 	const char *params[1] = {peer->id};
-	struct checkpoint *k = xcalloc(1, sizeof(*k));
+	struct checkpoint *k;
 	enum db_status st;
 
+	/* One at a time: the one on its way reads the stream after this ask. */
+	if (peer->cp_sending)
+		return;
+	k = xcalloc(1, sizeof(*k));
 	k->c = fed_call_new(peer, 0);
+	peer->cp_sending = 1;
 	if (db_query_durable(peer->fed->db, "SELECT tb_fed_checkpoint($1)::text", 1, params,
 	                     on_checkpoint, on_checkpoint_durable, k, &st) == -1)
 		checkpoint_free(k);

@@ -81,15 +81,14 @@ void fed_dir_pull(struct fed_peer *peer)
 	peer->dir_pulling = 1;
 	peer->dir_again = 0;
 	peer->dir_pull_at = now;
-	peer->dir_polled = now;
 	if (dir_query(peer, "SELECT tb_dir_cursor($1)", 1, params, on_cursor) == -1)
 		peer->dir_pulling = 0;
 }
 
 void fed_dir_poll(struct fed_peer *peer, time_t now)
 {
-	if (now - peer->dir_polled >= FED_DIR_POLL_SECONDS ||
-	    (peer->dir_pulling && now - peer->dir_pull_at >= DIR_PULL_PATIENCE))
+	if (now - peer->dir_pull_at >=
+	    (peer->dir_pulling ? DIR_PULL_PATIENCE : FED_DIR_POLL_SECONDS))
 		fed_dir_pull(peer);
 }
 

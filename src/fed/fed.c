@@ -204,6 +204,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fed *fed = arg;
 	time_t now = time(NULL);
+	int64_t now_ms = fed_now_ms();
 	int round = now - fed->last_round >= FED_ROUND_SECONDS;
 
 	(void)fd;
@@ -212,8 +213,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		load_state(fed);
 		return;
 	}
-	if (fed_now_ms() - fed->seal_polled_ms >= FED_SEAL_POLL_MS) {
-		fed->seal_polled_ms = fed_now_ms();
+	if (now_ms - fed->seal_polled_ms >= FED_SEAL_POLL_MS) {
+		fed->seal_polled_ms = now_ms;
 		fed_chan_seal(fed);
 	}
 	check_crl(fed, now);

@@ -161,14 +161,14 @@ struct fed_peer {
 	uint64_t cp_acked, cp_applied;
 	time_t cp_at;
 	int cp_wanted;
+	int cp_sending; /* one read and on its way: no other is started meanwhile */
 
 	/* The peer's directory (kept by fed_dir.c). */
 	uint64_t dir_version; /* the peer's version we applied up to */
 	int dir_pulling;
 	uint64_t dir_asked; /* the cursor our pull named: the page must answer it */
 	int dir_again;      /* the peer changed again during a pull */
-	time_t dir_pull_at;
-	time_t dir_polled; /* the last pull not asked for by a notice (FED_DIR_POLL_SECONDS) */
+	time_t dir_pull_at; /* the last pull started: the next poll is FED_DIR_POLL_SECONDS on */
 	/* Its pulls of ours: one served at a time, none while its output is
 	 * backed up, at most DIR_SERVES_PER_SECOND; the latest waits. */
 	int dir_serving;
@@ -374,7 +374,8 @@ void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *pa
 /* directory.c */
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
-/* The safety poll: a pull when none was made for FED_DIR_POLL_SECONDS. */
+/* The safety poll: a pull when none was made for FED_DIR_POLL_SECONDS, or
+ * again when the one made had no answer in time. */
 void fed_dir_poll(struct fed_peer *peer, time_t now);
 
 /* peers.c */

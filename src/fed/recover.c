@@ -188,13 +188,10 @@ static void on_recovered(void *arg, const struct db_result *r)
 		    "fed: our messages to %s up to %llu are held again; we propose to it again "
 		    "once its checkpoint agrees with what we applied",
 		    peer->id, (unsigned long long)peer->sealed);
-		/* What it sent while we were held comes again on a new session;
-		 * on this one, we ask for its checkpoint. */
+		/* What it sent while we were held comes again on a new session. */
 		if (peer->recover_dropped && fed_call_current(c))
 			fed_conn_close(peer->session, "our messages are held again; the session "
 			                              "starts afresh for what it sent meanwhile");
-		else if (fed_call_current(c))
-			peer->cp_wanted = 1; /* the next round sends it */
 	} else if (peer->sealed == before) {
 		log_error("fed: %s gave back none of our messages after %llu that we could hold; "
 		          "recovery from it waits for the next session",

@@ -164,9 +164,11 @@ def network(root):
     return banks
 
 
-def settled(col, xids_file):
-    """(settled per second, p50 ms, p99 ms, rejected) from submission to settled
-    at both banks: the payer's bank settles when the earner's answer is applied."""
+def decided(col, xids_file):
+    """Once every exchange the payer's bank col holds is decided: (ms from
+    submission to settled at both banks, sorted; when each settled, in us;
+    when each was sent, in us; how many were rejected). The payer's bank
+    settles when the earner's answer is applied."""
     sent = {}
     with open(xids_file) as f:
         for line in f:
@@ -185,15 +187,22 @@ def settled(col, xids_file):
                             "FROM xb_exchanges WHERE side = 'payer'", col.db).stdout.split()
     lat, done, rejected = [], [], 0
     for row in rows:
-        xid, state, decided = row.split("|")
+        xid, state, at = row.split("|")
         if xid not in sent:
             continue
         if state != "settled":
             rejected += 1
             continue
-        lat.append((int(decided) - sent[xid]) / 1000)
-        done.append(int(decided))
+        lat.append((int(at) - sent[xid]) / 1000)
+        done.append(int(at))
     lat.sort()
+    return lat, done, sent, rejected
+
+
+def settled(col, xids_file):
+    """(settled per second, p50 ms, p99 ms, rejected), from submission to
+    settled at both banks."""
+    lat, done, sent, rejected = decided(col, xids_file)
     span = (max(done) - min(sent.values())) / 1e6
     return (len(done) / span, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))],
             rejected)

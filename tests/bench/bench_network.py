@@ -33,7 +33,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from tbtest import (BUILD, Bank, Cluster, federation_config, free_port,  # noqa: E402
                     make_pki, make_tempdir)
-from bench import TBLOAD, proc_cpu  # noqa: E402
+from bench import TBLOAD, decided, proc_cpu  # noqa: E402
 from bench_directory import ITEM_SQL, item_columns, machine, percentile  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("BENCH_NETWORK_SIZES", "5,10,20,30").split(",")]
@@ -211,28 +211,9 @@ def exchanges(banks, root):
         missed += out["missed"]
     lat, rejected = [], 0
     for b, _, xids in loads:
-        bank = banks[b]
-        sent = {}
-        with open(xids) as f:
-            for line in f:
-                xid, us = line.split()
-                sent[xid] = int(us)
-
-        def decided():
-            return int(bank.cluster.psql("SELECT count(*) FROM xb_exchanges WHERE state = "
-                                         "'pending'", bank.db).stdout) == 0
-        wait(decided, 300, f"every exchange from {b} decided")
-        rows = bank.cluster.psql(
-            "SELECT xid, state, (extract(epoch FROM decided_at) * 1e6)::bigint "
-            "FROM xb_exchanges WHERE side = 'payer'", bank.db).stdout.split()
-        for row in rows:
-            xid, state, at = row.split("|")
-            if xid not in sent:
-                continue
-            if state != "settled":
-                rejected += 1
-            else:
-                lat.append((int(at) - sent[xid]) / 1000)
+        bank_lat, _, _, bank_rejected = decided(banks[b], xids)
+        lat += bank_lat
+        rejected += bank_rejected
     lat.sort()
     return percentile(lat, 50), percentile(lat, 99), len(lat), rejected, missed
 
