@@ -57,7 +57,7 @@ DECLARE
     only_ text[] := (SELECT exchange_with FROM fed_limits);
 BEGIN
     WITH off AS (
-        UPDATE fed_peers SET exchanges = false, dir_cursor = 0, dir_synced_at = NULL
+        UPDATE fed_peers SET exchanges = false, dir_cursor = 0, dir_synced_at = NULL, dir_held = 0
          WHERE exchanges AND (removed_at IS NOT NULL OR NOT peer = ANY (coalesce(only_, ARRAY[peer])))
         RETURNING peer)
     DELETE FROM dir_remote r USING off WHERE r.peer = off.peer;

@@ -1,17 +1,50 @@
 -- The shared directory: members' offers and requests, what is shared with
 -- the federation and synced to peers, search and matching.
 
--- What search matches: the category's words, the text, the availability.
-CREATE FUNCTION tb_dir_tsv(category text, text text, availability text) RETURNS tsvector
-LANGUAGE sql STABLE AS $$
-    SELECT to_tsvector('english', coalesce((SELECT label FROM dir_categories WHERE code = category),
-                                           category)
-                                  || ' ' || text || ' ' || coalesce(availability, ''))
+-- What search matches: the category's words (label, its name in the
+-- taxonomy, when it has one), the text, the availability; and the item's
+-- keys, which narrow a search inside the same index. The caller looks the
+-- label up, so that this is inlined where a page of items is applied.
+CREATE FUNCTION tb_dir_tsv(kind text, category text, label text, text text, availability text,
+                           area text)
+RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_tsvector('english', coalesce(label, category) || ' ' || text || ' '
+                                  || coalesce(availability, ''))
+           || tb_dir_keys(kind, category, area)
+$$;
+
+-- The keys: lexemes no word makes (the parser splits at ':'). An area is
+-- keyed by each of its starts, so that a prefix is one key.
+CREATE FUNCTION tb_dir_keys(kind text, category text, area text) RETURNS tsvector
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_to_tsvector(array_remove(ARRAY[
+               'kind:' || kind, 'category:' || category, 'area:' || left(area, 1),
+               'area:' || left(area, 2), 'area:' || left(area, 3), 'area:' || left(area, 4)],
+               NULL))
+$$;
+
+-- The keys a search asks for (NULL: none); values that no item can hold
+-- ask for a key no item has.
+CREATE FUNCTION tb_dir_keys_query(kind text, category text, area_prefix text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(array_to_string(array_remove(ARRAY[
+               CASE WHEN kind IS NULL THEN NULL
+                    WHEN kind IN ('offer', 'request') THEN quote_literal('kind:' || kind)
+                    ELSE quote_literal('kind:none') END,
+               CASE WHEN category IS NULL THEN NULL
+                    WHEN category ~ '^[a-z-]{1,40}$' THEN quote_literal('category:' || category)
+                    ELSE quote_literal('category:none') END,
+               CASE WHEN area_prefix IS NULL THEN NULL
+                    WHEN upper(area_prefix) ~ '^[A-Z0-9]{1,4}$'
+                    THEN quote_literal('area:' || upper(area_prefix))
+                    ELSE quote_literal('area:none') END], NULL), ' & '), '')::tsquery
 $$;
 
 CREATE FUNCTION tb_dir_item_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.tsv := tb_dir_tsv(NEW.category, NEW.text, NEW.availability);
+    NEW.tsv := tb_dir_tsv(NEW.kind, NEW.category,
+                          (SELECT label FROM dir_categories WHERE code = NEW.category),
+                          NEW.text, NEW.availability, NEW.area);
     IF TG_OP = 'UPDATE' THEN
         NEW.version := nextval('dir_version');
         NEW.updated_at := now();
@@ -264,40 +297,42 @@ $$;
 
 -- For a peer bank: every change since its cursor, oldest first, as shared
 -- items or withdrawals. Nothing that names the member leaves.
-CREATE FUNCTION tb_dir_page(to_peer text, since bigint, lim int) RETURNS jsonb
+CREATE FUNCTION tb_dir_page(to_peer text, since bigint, lim int) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    items jsonb;
+    items json;
     last bigint;
     n int;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fed_peers WHERE peer = to_peer AND kind = 'bank' AND exchanges) THEN
-        RETURN jsonb_build_object('since', since, 'next', since, 'more', false,
-                                  'items', '[]'::jsonb);
+        RETURN json_build_object('since', since, 'next', since, 'more', false,
+                                 'items', '[]'::json);
     END IF;
     PERFORM tb_dir_expire();
     -- At most lim items, and the page ends where their JSON text passes
-    -- 256 KiB, so that it fits the frame whatever the texts hold.
-    SELECT coalesce(jsonb_agg(item ORDER BY version), '[]'), max(version), count(*)
+    -- 512 KiB, so that it fits the frame (1 MiB) whatever the texts hold.
+    -- (json, not jsonb: the page is written once, as text, and not read.)
+    SELECT coalesce(json_agg(item ORDER BY version), '[]'), max(version), count(*)
       INTO items, last, n
-      FROM (SELECT version, item,
-                   sum(octet_length(item::text)) OVER (ORDER BY version)
-                   - octet_length(item::text) AS before
-              FROM (SELECT q.version, CASE WHEN shared THEN jsonb_build_object(
-                               'handle', handle, 'kind', kind, 'category', category,
-                               'text', text, 'area', coalesce(area, ''),
-                               'availability', coalesce(availability, ''),
-                               'expires_on', expires_on::text, 'version', version)
-                           ELSE jsonb_build_object('handle', handle, 'withdrawn', true,
-                                                   'version', version) END AS item
-                      FROM (SELECT i.*, tb_dir_shared(i, m.status) AS shared
-                              FROM dir_items i JOIN members m ON m.account_id = i.member_account
-                             WHERE i.version > since ORDER BY i.version LIMIT lim) q) a) b
-     WHERE before < 262144;
-    RETURN jsonb_build_object('since', since, 'next', coalesce(last, since),
-                              'more', EXISTS (SELECT 1 FROM dir_items
-                                               WHERE version > coalesce(last, since)),
-                              'items', items);
+      FROM (SELECT version, item, sum(size) OVER (ORDER BY version) - size AS before
+              FROM (SELECT version, item, octet_length(item::text) AS size
+                      FROM (SELECT q.version, CASE WHEN shared THEN json_build_object(
+                                       'handle', handle, 'kind', kind, 'category', category,
+                                       'text', text, 'area', coalesce(area, ''),
+                                       'availability', coalesce(availability, ''),
+                                       'expires_on', expires_on::text, 'version', version)
+                                   ELSE json_build_object('handle', handle, 'withdrawn', true,
+                                                          'version', version) END AS item
+                              FROM (SELECT i.*, tb_dir_shared(i, m.status) AS shared
+                                      FROM dir_items i
+                                      JOIN members m ON m.account_id = i.member_account
+                                     WHERE i.version > since ORDER BY i.version LIMIT lim) q) a
+                   ) z) b
+     WHERE before < 524288;
+    RETURN json_build_object('since', since, 'next', coalesce(last, since),
+                             'more', EXISTS (SELECT 1 FROM dir_items
+                                              WHERE version > coalesce(last, since)),
+                             'items', items);
 END $$;
 
 -- At the pulling bank: one page from a peer, in one transaction. A page
@@ -306,79 +341,130 @@ END $$;
 -- items that are malformed, or that would take the peer past its share
 -- (fed_limits.max_directory_items), are skipped. Never raises on what the
 -- peer sent. Returns {cursor, more, applied, dropped, refused}.
+--
+-- The items are checked and their words made before the peer's row is
+-- locked: the lock is held only while they are written.
 CREATE FUNCTION tb_dir_apply(from_peer text, page jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     st fed_peers;
-    kept int := 0;
+    since numeric;
+    added int;
+    changed int;
+    gone int;
     candidates int;
     room int;
+    not_objects boolean;
+    out_of_step boolean;
+    top numeric;
+    staged dir_remote[];
+    gone_handles text[];
 BEGIN
-    SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' AND exchanges
-       FOR UPDATE;
-    IF NOT FOUND OR jsonb_typeof(page->'since') <> 'number'
-       OR (page->>'since')::numeric <> st.dir_cursor
-       OR jsonb_typeof(page->'next') <> 'number' OR jsonb_typeof(page->'items') <> 'array' THEN
-        RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0);
+    -- A page is a copy of the peer's, and the cursor moves with it: one
+    -- lost in a crash is pulled again, so its commit need not wait for the
+    -- disk.
+    SET LOCAL synchronous_commit = off;
+    IF jsonb_typeof(page->'since') <> 'number' OR jsonb_typeof(page->'next') <> 'number'
+       OR jsonb_typeof(page->'items') <> 'array' THEN
+        RETURN jsonb_build_object('cursor', tb_dir_cursor(from_peer), 'more', false,
+                                  'applied', 0);
     END IF;
+    since := (page->>'since')::numeric;
     -- The page's cursor is its last item's version (since, when it is
     -- empty), and every item comes after since.
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements(page->'items') x
-                WHERE coalesce(x->>'version', '') !~ '^[0-9]{1,18}$'
-                   OR (x->>'version')::numeric <= st.dir_cursor)
-       OR (page->>'next')::numeric
-          <> coalesce((SELECT max((x->>'version')::numeric)
-                         FROM jsonb_array_elements(page->'items') x), st.dir_cursor) THEN
+    SELECT bool_or(jsonb_typeof(x) <> 'object'),
+           bool_or(CASE WHEN length(x->>'version') BETWEEN 1 AND 18 AND x->>'version' !~ '[^0-9]'
+                        THEN (x->>'version')::numeric <= since ELSE true END),
+           max(CASE WHEN length(x->>'version') BETWEEN 1 AND 18 AND x->>'version' !~ '[^0-9]'
+                    THEN (x->>'version')::numeric END)
+      INTO not_objects, out_of_step, top
+      FROM jsonb_array_elements(page->'items') x;
+    -- Each item's fields read once (text, whatever JSON they are), its date
+    -- once; the last of a handle's, if it comes twice; each one kept as the
+    -- row it will be, in dir_remote's column order.
+    WITH it AS MATERIALIZED (
+        SELECT i.*, tb_safe_date(i.expires_on) AS expires
+          FROM ROWS FROM (jsonb_to_recordset(page->'items')
+                          AS (handle text, withdrawn text, kind text, category text, text text,
+                              area text, availability text, expires_on text, version text))
+               WITH ORDINALITY AS i(handle, withdrawn, kind, category, text, area,
+                                    availability, expires_on, version, n)
+         WHERE NOT coalesce(not_objects, false) AND NOT coalesce(out_of_step, false)),
+    c AS (
+        SELECT DISTINCT ON (it.handle) it.*
+          FROM it
+         WHERE coalesce(it.withdrawn, 'false') <> 'true'
+           -- (a length and a class left out: the same as an anchored
+           -- pattern, and cheaper, over thousands of items a page)
+           AND length(handle) BETWEEN 1 AND 40 AND handle !~ '[^A-Za-z0-9]'
+           AND kind IN ('offer', 'request')
+           AND length(category) BETWEEN 1 AND 40 AND category !~ '[^a-z-]'
+           AND length(coalesce(text, '')) BETWEEN 1 AND 500
+           AND tb_plain(text) AND text !~ E'[\\n\\t]'
+           AND length(coalesce(area, '')) <= 4 AND coalesce(area, '') !~ '[^A-Z0-9]'
+           AND length(coalesce(availability, '')) <= 300
+           AND tb_plain(availability)
+           -- two years ahead, at most, of the peer's today, which may be ours + 1
+           AND expires BETWEEN current_date AND current_date + 731
+         ORDER BY it.handle, n DESC)
+    SELECT ARRAY(SELECT ROW(from_peer, c.handle, c.kind, c.category, c.text, nullif(c.area, ''),
+                            nullif(c.availability, ''), c.expires, c.version::bigint, now(),
+                            tb_dir_tsv(c.kind, c.category, l.label, c.text,
+                                       nullif(c.availability, ''), nullif(c.area, '')))::dir_remote
+                   FROM c LEFT JOIN dir_categories l ON l.code = c.category ORDER BY c.n),
+           ARRAY(SELECT handle FROM it WHERE it.withdrawn = 'true')
+      INTO staged, gone_handles;
+
+    SELECT * INTO st FROM fed_peers WHERE peer = from_peer AND kind = 'bank' AND exchanges
+       FOR UPDATE;
+    IF NOT FOUND OR since <> st.dir_cursor THEN
+        RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0);
+    END IF;
+    IF not_objects THEN
+        RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0,
+                                  'refused', 'its items are not all objects');
+    END IF;
+    IF out_of_step OR (page->>'next')::numeric <> coalesce(top, since) THEN
         RETURN jsonb_build_object('cursor', st.dir_cursor, 'more', false, 'applied', 0,
                                   'refused', 'its cursor does not follow its items');
     END IF;
-    DELETE FROM dir_remote r
-     USING jsonb_array_elements(page->'items') AS it(x)
-     WHERE r.peer = from_peer AND r.handle = it.x->>'handle'
-       AND (it.x->>'withdrawn')::text = 'true';
-    room := (SELECT max_directory_items FROM fed_limits)
-            - (SELECT count(*) FROM dir_remote WHERE peer = from_peer);
-    WITH c AS (
-        SELECT DISTINCT ON (x->>'handle') x, n,
-               NOT EXISTS (SELECT 1 FROM dir_remote r WHERE r.peer = from_peer
-                                                       AND r.handle = x->>'handle') AS fresh
-          FROM jsonb_array_elements(page->'items') WITH ORDINALITY AS it(x, n)
-         WHERE coalesce(x->>'withdrawn', 'false') <> 'true'
-           AND coalesce(x->>'handle', '') ~ '^[A-Za-z0-9]{1,40}$'
-           AND x->>'kind' IN ('offer', 'request')
-           AND coalesce(x->>'category', '') ~ '^[a-z-]{1,40}$'
-           AND length(coalesce(x->>'text', '')) BETWEEN 1 AND 500
-           AND tb_plain(x->>'text') AND x->>'text' !~ E'[\\n\\t]'
-           AND coalesce(x->>'area', '') ~ '^[A-Z0-9]{0,4}$'
-           AND length(coalesce(x->>'availability', '')) <= 300
-           AND tb_plain(x->>'availability')
-           -- two years ahead, at most, of the peer's today, which may be ours + 1
-           AND tb_safe_date(x->>'expires_on') BETWEEN current_date AND current_date + 731
-         ORDER BY x->>'handle', n DESC),
+    DELETE FROM dir_remote r WHERE r.peer = from_peer AND r.handle = ANY (gone_handles);
+    GET DIAGNOSTICS gone = ROW_COUNT;
+    room := (SELECT max_directory_items FROM fed_limits) - (st.dir_held - gone);
+    WITH s AS (
+        SELECT x.*, NOT EXISTS (SELECT 1 FROM dir_remote r WHERE r.peer = from_peer
+                                                           AND r.handle = x.handle) AS fresh
+          FROM unnest(staged) WITH ORDINALITY AS x(peer, handle, kind, category, text, area,
+                                                   availability, expires_on, version,
+                                                   received_at, tsv, n)),
     k AS (
-        SELECT x, fresh, count(*) FILTER (WHERE fresh) OVER (ORDER BY n) AS nth FROM c),
+        SELECT s.*, count(*) FILTER (WHERE fresh) OVER (ORDER BY n) AS nth FROM s),
+    -- New items are inserted, known ones changed: the peer's row, locked
+    -- above, keeps another page of the same peer from racing this one.
     ins AS (
-        INSERT INTO dir_remote AS r (peer, handle, kind, category, text, area, availability,
-                                     expires_on, version, tsv)
-        SELECT from_peer, x->>'handle', x->>'kind', x->>'category', x->>'text',
-               nullif(x->>'area', ''), nullif(x->>'availability', ''),
-               tb_safe_date(x->>'expires_on'), (x->>'version')::bigint,
-               tb_dir_tsv(x->>'category', x->>'text', nullif(x->>'availability', ''))
+        INSERT INTO dir_remote (peer, handle, kind, category, text, area, availability,
+                                expires_on, version, received_at, tsv)
+        SELECT peer, handle, kind, category, text, area, availability, expires_on, version,
+               received_at, tsv
           FROM k
-         WHERE NOT fresh OR nth <= room
-        ON CONFLICT (peer, handle) DO UPDATE SET
-            kind = EXCLUDED.kind, category = EXCLUDED.category, text = EXCLUDED.text,
-            area = EXCLUDED.area, availability = EXCLUDED.availability,
-            expires_on = EXCLUDED.expires_on, version = EXCLUDED.version,
-            received_at = now(), tsv = EXCLUDED.tsv
+         WHERE fresh AND nth <= room
+        RETURNING 1),
+    upd AS (
+        UPDATE dir_remote r SET
+            kind = k.kind, category = k.category, text = k.text, area = k.area,
+            availability = k.availability, expires_on = k.expires_on, version = k.version,
+            received_at = k.received_at, tsv = k.tsv
+          FROM k
+         WHERE NOT k.fresh AND r.peer = from_peer AND r.handle = k.handle
         RETURNING 1)
-    SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM ins) INTO candidates, kept;
+    SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)
+      INTO candidates, added, changed;
     UPDATE fed_peers SET dir_cursor = greatest((page->>'next')::bigint, dir_cursor),
-                         dir_synced_at = now()
+                         dir_synced_at = now(), dir_held = dir_held - gone + added
      WHERE peer = from_peer;
     RETURN jsonb_build_object('cursor', greatest((page->>'next')::bigint, st.dir_cursor),
                               'more', coalesce((page->>'more')::text = 'true', false),
-                              'applied', kept, 'dropped', candidates - kept);
+                              'applied', added + changed, 'dropped', candidates - added - changed);
 END $$;
 
 CREATE FUNCTION tb_dir_cursor(from_peer text) RETURNS bigint LANGUAGE sql STABLE AS $$
@@ -390,35 +476,49 @@ $$;
 -- Own items (all active ones: brokers see their bank's too) and every
 -- peer's shared ones, by relevance to q; filters may be NULL. Paged by
 -- offset: relevance has no stable key.
+--
+-- Words rank at most `candidates` matches from each side, the first the
+-- GIN index yields: a common word matches tens of thousands of a million
+-- cached items, and ranking each one costs a heap visit apiece, more than a
+-- broker should wait. 'broad' says that more matched than were ranked, so
+-- that the broker narrows the search. Kind, category and area narrow it
+-- inside the same index (tb_dir_keys), so that the items visited are the
+-- matches. Without words, a browse lists every match, newest first.
 CREATE FUNCTION tb_dir_search(q text, cat text, area_prefix text, want_bank text,
                               want_kind text, own_bank text, off int, lim int)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     tq tsquery := CASE WHEN coalesce(q, '') <> '' THEN websearch_to_tsquery('english', q) END;
+    keys tsquery := tb_dir_keys_query(want_kind, cat, area_prefix);
+    fq tsquery := CASE WHEN keys IS NULL OR numnode(tq) = 0 THEN tq ELSE tq && keys END;
+    candidates CONSTANT int := 2000;
+    bound int := CASE WHEN tq IS NOT NULL THEN candidates END;
     result jsonb;
 BEGIN
     PERFORM tb_dir_expire();
-    WITH hits AS (
+    WITH own AS (
         SELECT own_bank AS bank, i.handle, i.kind, i.category, i.text, i.area,
-               i.availability, i.expires_on, m.number AS member,
-               CASE WHEN tq IS NULL THEN 0 ELSE ts_rank(i.tsv, tq) END AS rank,
-               i.updated_at AS at
+               i.availability, i.expires_on, m.number AS member, i.tsv, i.updated_at AS at
           FROM dir_items i JOIN members m ON m.account_id = i.member_account
          WHERE i.state = 'active' AND m.status = 'active' AND i.expires_on >= current_date
-           AND (tq IS NULL OR i.tsv @@ tq) AND (cat IS NULL OR i.category = cat)
+           AND (tq IS NULL OR i.tsv @@ fq) AND (cat IS NULL OR i.category = cat)
            AND (area_prefix IS NULL OR i.area LIKE upper(area_prefix) || '%')
            AND (want_bank IS NULL OR want_bank = own_bank)
            AND (want_kind IS NULL OR i.kind = want_kind)
-        UNION ALL
-        SELECT r.peer, r.handle, r.kind, r.category, r.text, r.area, r.availability,
-               r.expires_on, NULL,
-               CASE WHEN tq IS NULL THEN 0 ELSE ts_rank(r.tsv, tq) END, r.received_at
+         LIMIT bound + 1),
+    remote AS (
+        SELECT r.peer AS bank, r.handle, r.kind, r.category, r.text, r.area, r.availability,
+               r.expires_on, NULL::bigint AS member, r.tsv, r.received_at AS at
           FROM dir_remote r
          WHERE r.expires_on >= current_date
-           AND (tq IS NULL OR r.tsv @@ tq) AND (cat IS NULL OR r.category = cat)
+           AND (tq IS NULL OR r.tsv @@ fq) AND (cat IS NULL OR r.category = cat)
            AND (area_prefix IS NULL OR r.area LIKE upper(area_prefix) || '%')
            AND (want_bank IS NULL OR r.peer = want_bank)
-           AND (want_kind IS NULL OR r.kind = want_kind)),
+           AND (want_kind IS NULL OR r.kind = want_kind)
+         LIMIT bound + 1),
+    hits AS (
+        SELECT h.*, CASE WHEN tq IS NULL THEN 0 ELSE ts_rank(h.tsv, tq) END AS rank
+          FROM ((SELECT * FROM own LIMIT bound) UNION ALL (SELECT * FROM remote LIMIT bound)) h),
     page AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, bank, handle
               LIMIT lim + 1 OFFSET off)
     SELECT jsonb_build_object(
@@ -431,7 +531,9 @@ BEGIN
                      FROM (SELECT * FROM page ORDER BY rank DESC, at DESC, bank, handle
                             LIMIT lim) p), '[]'),
         'next_cursor', CASE WHEN (SELECT count(*) FROM page) > lim
-                            THEN (off + lim)::text END)
+                            THEN (off + lim)::text END,
+        'broad', coalesce((SELECT count(*) FROM own) > bound
+                          OR (SELECT count(*) FROM remote) > bound, false))
       INTO result;
     RETURN result;
 END $$;

@@ -1155,6 +1155,7 @@
 				field({ name: "bank", label: "Bank", type: "select", value: params.bank, options: [["", "any"], [me.bank, me.bank], ...banks.map((b) => [b, b])] }),
 				el("div", { class: "actions" }, el("button", { type: "submit" }, "Search"))
 			),
+			results && results.broad ? el("p", { role: "status" }, "More items match these words than are ranked; the best of the first 2,000 are shown. Add a word, a category or an area to narrow the search.") : null,
 			results
 				? table(
 						`${results.items.length} found`,

@@ -8,7 +8,7 @@ SELECT tb_fed_peers(ARRAY['westminster'], ARRAY['bank'], ARRAY[100000]);
 
 CREATE FUNCTION page_items() RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_agg(x - 'version' - 'expires_on' ORDER BY x->>'version')
-      FROM jsonb_array_elements(tb_dir_page('westminster', 0, 100)->'items') x
+      FROM jsonb_array_elements(tb_dir_page('westminster', 0, 100)::jsonb->'items') x
 $$;
 
 SELECT is(tb_dir_add('offer', '{"member": 1, "category": "lifts", "text": "Lifts to the GP",
