@@ -17,6 +17,8 @@
  * directory items); senders split longer lists (tb_fed_enqueue_items), and
  * a receiver refuses a message with more. */
 #define ENV_MAX_ITEMS 1000
+/* A directory page's items, at most: as many as a pull may ask for. */
+#define ENV_MAX_DIR_ITEMS 2500
 #define ENV_MAX_TEST_TEXT 200 /* bytes of a test message's text */
 
 /* Each maps to one reason a message is refused, named in logs and metrics. */
@@ -58,6 +60,9 @@ int env_is_channel(const Timebank__V1__Body *body);
 
 /* How many items body holds: its list's length, or 0 for a kind without one. */
 size_t env_body_items(const Timebank__V1__Body *body);
+
+/* How many items a message of body's kind may hold. */
+size_t env_body_max_items(const Timebank__V1__Body *body);
 
 /* A channel message's body as the ledger's JSON ({"kind": "test", ...}), or
  * NULL for a body that is not a channel message. Caller owns the result. */

@@ -127,6 +127,12 @@ static const struct {
 };
 #define NKINDS (sizeof(channel_kinds) / sizeof(channel_kinds[0]))
 
+size_t env_body_max_items(const Timebank__V1__Body *body)
+{
+	return body->kind_case == TIMEBANK__V1__BODY__KIND_DIRECTORY_PAGE ? ENV_MAX_DIR_ITEMS
+	                                                                  : ENV_MAX_ITEMS;
+}
+
 size_t env_body_items(const Timebank__V1__Body *body)
 {
 	switch (body->kind_case) {

@@ -17,7 +17,7 @@
 static void session_started(struct fed_peer *peer)
 {
 	fed_chan_session_started(peer);
-	peer->dir_pulling = 0;
+	fed_dir_reset(peer);
 	peer->dir_serving = 0;
 	peer->dir_held = 0;
 	fed_dir_pull(peer);

@@ -39,6 +39,8 @@
 #define FED_IDLE_SECONDS 300
 #define FED_HEARTBEAT_SECONDS 300
 #define FED_DIR_POLL_SECONDS 600
+#define FED_DIR_APPLYING 1 /* directory pages applied at once */
+#define FED_DIR_AHEAD 1    /* and come, waiting for one of those, at most */
 /* What this daemon queues it seals at once (fed_kick, and after each apply
  * that queued an answer); the outbox is read besides every
  * FED_SEAL_POLL_MS, for what another writer queued. */
@@ -165,10 +167,19 @@ struct fed_peer {
 
 	/* The peer's directory (kept by fed_dir.c). */
 	uint64_t dir_version; /* the peer's version we applied up to */
-	int dir_pulling;
-	uint64_t dir_asked; /* the cursor our pull named: the page must answer it */
-	int dir_again;      /* the peer changed again during a pull */
-	time_t dir_pull_at; /* the last pull started: the next poll is FED_DIR_POLL_SECONDS on */
+	int dir_pulling;      /* a pull asked, its page not come */
+	uint64_t dir_asked;   /* the cursor our pull named: the page must answer it */
+	int dir_again;        /* the peer changed again during a pull */
+	time_t dir_pull_at;   /* the last pull started: the next poll is FED_DIR_POLL_SECONDS on */
+	int dir_applying;     /* pages being applied, which move the cursor to: */
+	uint64_t dir_applying_next[FED_DIR_APPLYING];
+	struct fed_dir_page {
+		char *text;           /* its JSON text */
+		uint64_t next;        /* its cursor */
+	} dir_waiting[FED_DIR_AHEAD]; /* the pages after it, come meanwhile */
+	int dir_nwaiting;
+	int dir_ahead_more; /* the newest page come said more follows, from: */
+	uint64_t dir_ahead_next;
 	/* Its pulls of ours: one served at a time, none while its output is
 	 * backed up, at most DIR_SERVES_PER_SECOND; the latest waits. */
 	int dir_serving;
@@ -374,6 +385,8 @@ void fed_recover_page(struct fed_conn *conn, const Timebank__V1__RecoverPage *pa
 /* directory.c */
 /* Asks the peer for its directory changes since our cursor. */
 void fed_dir_pull(struct fed_peer *peer);
+/* Forgets the pull under way and any page waiting (a new session). */
+void fed_dir_reset(struct fed_peer *peer);
 /* The safety poll: a pull when none was made for FED_DIR_POLL_SECONDS, or
  * again when the one made had no answer in time. */
 void fed_dir_poll(struct fed_peer *peer, time_t now);

@@ -92,6 +92,7 @@ void fed_peers_free(struct fed *fed)
 		if (peer->dir_timer != NULL)
 			event_free(peer->dir_timer);
 		fed_chan_pending_clear(peer);
+		fed_dir_reset(peer);
 		free(peer->id);
 		free(peer->host);
 		free(peer->kind);

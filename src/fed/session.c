@@ -401,10 +401,10 @@ void fed_session_message(struct fed_conn *conn, const uint8_t *buf, size_t len)
 		snprintf(why, sizeof(why), "a test message with more than %d bytes of text",
 		         ENV_MAX_TEST_TEXT);
 		fed_conn_refuse(conn, why);
-	} else if (env_body_items(body) > ENV_MAX_ITEMS) {
+	} else if (env_body_items(body) > env_body_max_items(body)) {
 		char why[96];
-		snprintf(why, sizeof(why), "a message of %zu items, over the %d one may hold",
-		         env_body_items(body), ENV_MAX_ITEMS);
+		snprintf(why, sizeof(why), "a message of %zu items, over the %zu one may hold",
+		         env_body_items(body), env_body_max_items(body));
 		fed_conn_refuse(conn, why);
 	} else if (peer->session != conn && body->kind_case != TIMEBANK__V1__BODY__KIND_HELLO) {
 		/* A session being replaced: what it sends now is sent again. */
