@@ -111,6 +111,35 @@ def test_channel_delivers_both_ways_in_order_exactly_once(net):
     assert col.tbctl_json("audit")["ok"] and wes.tbctl_json("audit")["ok"]
 
 
+def frames(bank):
+    """(frames sent, frames received) over the link, from /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", bank.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    got = dict(re.findall(r"^timebankd_fed_frames_(sent|received)_total (\d+)$", text, re.M))
+    return int(got["sent"]), int(got["received"])
+
+
+def test_an_idle_link_is_quiet_until_something_moves(net):
+    col, wes = net.banks["colchester"], net.banks["westminster"]
+    wait_for(lambda: established(col, "westminster") and established(wes, "colchester"),
+             what="the link")
+    wait_for(lambda: peer_state(wes, "colchester")["checkpoint"] == "agree", timeout=30,
+             what="a checkpoint")
+    time.sleep(11)  # a round: the start's last checkpoints go
+    before = frames(col), frames(wes)
+    time.sleep(25)  # two and a half rounds, short of a ping or a heartbeat
+    after = frames(col), frames(wes)
+    assert after == before, f"an idle link sent frames: {before} then {after}"
+    # Something moves: its message, the ack and the checkpoints that follow go.
+    col.tbctl("federation", "test", "westminster", "--count", "1", check=True)
+    wait_for(lambda: received(wes, "colchester")[0] == 1, what="delivery")
+    wait_for(lambda: frames(wes)[0] > after[1][0] and frames(col)[0] > after[0][0] + 1,
+             timeout=30, what="the ack and a checkpoint")
+    wait_for(lambda: peer_state(wes, "colchester")["checkpoint"] == "agree", timeout=30,
+             what="a checkpoint after the message")
+
+
 def refused_tls(port, cert_dir, bank, ca, **kw):
     """True when the daemon refuses a TLS client showing cert_dir/bank.crt."""
     try:
