@@ -162,6 +162,14 @@ int tbctl_get(const struct tbctl *t, const char *path, const json_t *query, cons
 	return tbctl_http(t, "GET", target, NULL, reply);
 }
 
+/* A search that matched more than it ranked says so (the directory's). */
+static void broad_hint(int broad)
+{
+	if (broad)
+		printf("(more items match these words than were ranked: add a word, --category "
+		       "or --area)\n");
+}
+
 int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int all,
                void (*header)(void), void (*row)(const json_t *item))
 {
@@ -170,6 +178,7 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 	struct tbctl_reply reply;
 	size_t i;
 	json_t *item;
+	int broad = 0;
 
 	for (;;) {
 		if (tbctl_get(t, path, query, cursor[0] ? cursor : NULL, &reply) == -1 ||
@@ -188,6 +197,7 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 					header();
 				json_array_foreach(json_object_get(reply.body, "items"), i, item)
 				    row(item);
+				broad_hint(json_is_true(json_object_get(reply.body, "broad")));
 				if (json_is_string(json_object_get(reply.body, "next_cursor")))
 					printf("(more: --cursor %s, or --all)\n",
 					       tbctl_str(reply.body, "next_cursor"));
@@ -196,6 +206,7 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 			return TBCTL_OK;
 		}
 		json_array_extend(items, json_object_get(reply.body, "items"));
+		broad |= json_is_true(json_object_get(reply.body, "broad"));
 		next = json_object_get(reply.body, "next_cursor");
 		snprintf(cursor, sizeof(cursor), "%s",
 		         json_is_string(next) ? json_string_value(next) : "");
@@ -213,6 +224,7 @@ int tbctl_list(const struct tbctl *t, const char *path, const json_t *query, int
 	if (header != NULL)
 		header();
 	json_array_foreach(items, i, item) row(item);
+	broad_hint(broad);
 	json_decref(items);
 	return TBCTL_OK;
 }

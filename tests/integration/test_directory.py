@@ -251,6 +251,16 @@ def test_search_and_match_find_the_right_items_in_a_sensible_order(trio):
     page = col.tbctl_json("directory", "search", "lifts", "--limit", "2")
     assert len(page["items"]) == 2 and page["next_cursor"] == "2"
     assert len(col.tbctl_json("directory", "search", "lifts", "--all")["items"]) == 4
+    # A common word: more matches than are ranked, and the broker is told.
+    col.cluster.psql("INSERT INTO dir_remote (peer, handle, kind, category, text, area, "
+                     "expires_on, version, tsv) SELECT 'westminster', 'weed' || g, 'offer', "
+                     "'gardening', 'Weeding', 'SW2', current_date + 30, 1000 + g, "
+                     "tb_dir_tsv('offer', 'gardening', 'Gardening', 'Weeding', NULL, 'SW2') "
+                     "FROM generate_series(1, 2001) g", col.db)
+    assert col.tbctl_json("directory", "search", "weeding")["broad"] is True
+    assert "add a word, --category or --area" in col.tbctl(
+        "directory", "search", "weeding", check=True).stdout
+    assert col.tbctl_json("directory", "search", "lifts")["broad"] is False
     status, out = col.api("GET", "/v1/directory?kind=both")
     assert status == 400 and out["error"]["code"] == "invalid_kind"
 
