@@ -8,8 +8,8 @@
  * A page that says more follows is answered at once with the pull of the
  * next, so that the peer reads it while we apply this one: pages are
  * applied one at a time, in order, and one more waits at most. (Two
- * applied at once, the database holding the later back for the earlier's
- * cursor, measured no faster on two cores.) */
+ * applied at once measured no faster on two cores: the one pull in flight
+ * then sets the pace.) */
 #include "internal.h"
 
 #include "dir_text.h"
@@ -189,18 +189,7 @@ static void serve_pull(struct fed_peer *peer, const Timebank__V1__DirectoryPull 
 
 /* ---- applying a peer's page ------------------------------------------- */
 
-static void start_applies(struct fed_peer *peer);
-
-/* Asks for the page after the newest one come, when it said more follows,
- * no pull is on its way, and no page waits for an apply. */
-static void pull_ahead(struct fed_peer *peer)
-{
-	if (peer->dir_ahead_more && !peer->dir_pulling && peer->dir_nwaiting < FED_DIR_AHEAD &&
-	    peer->session != NULL) {
-		peer->dir_again = 0;
-		send_pull(peer, peer->dir_ahead_next);
-	}
-}
+static void start_apply(struct fed_peer *peer, struct fed_dir_page page);
 
 static void on_applied(void *arg, const struct db_result *r)
 {
@@ -210,14 +199,13 @@ static void on_applied(void *arg, const struct db_result *r)
 	int refused = res != NULL && json_string_value(json_object_get(res, "refused")) != NULL;
 	uint64_t cursor =
 	    res != NULL ? (uint64_t)json_integer_value(json_object_get(res, "cursor")) : 0;
-	int at = -1; /* which of this session's applies under way, if one */
+	/* The apply under way of this session's, not one let go before. */
+	int ours = !peer->fed->stopping && fed_call_current(c) && peer->dir_applying &&
+	           peer->dir_applying_next == c->seq;
 
 	static struct log_limit dropped;
 
-	for (int i = 0; !peer->fed->stopping && fed_call_current(c) && i < peer->dir_applying; i++)
-		if (peer->dir_applying_next[i] == c->seq)
-			at = i;
-	if (at >= 0 && refused) {
+	if (ours && refused) {
 		char why[120];
 		snprintf(why, sizeof(why), "a directory page: %s",
 		         json_string_value(json_object_get(res, "refused")));
@@ -231,62 +219,54 @@ static void on_applied(void *arg, const struct db_result *r)
 		            (long long)json_integer_value(json_object_get(res, "dropped")),
 		            peer->id);
 	if (!peer->fed->stopping && res != NULL) {
-		if (at < 0 || cursor > peer->dir_version) /* (the later page may answer first) */
-			peer->dir_version = cursor;
+		peer->dir_version = cursor;
 		peer->dir_applied += (uint64_t)json_integer_value(json_object_get(res, "applied"));
 	}
-	if (at >= 0) {
-		peer->dir_applying--;
-		memmove(&peer->dir_applying_next[at], &peer->dir_applying_next[at + 1],
-		        (size_t)(peer->dir_applying - at) * sizeof(peer->dir_applying_next[0]));
+	if (ours) {
+		peer->dir_applying = 0;
 		if (res == NULL || cursor != c->seq) {
-			/* Not applied as it came (a failure, out of step with our
-			 * cursor, or ahead of the page before it): what was asked
-			 * ahead of it is let go, and the pull starts again from the
-			 * cursor. */
+			/* Not applied as it came (a failure, or out of step with our
+			 * cursor): what was asked ahead of it is let go, and the pull
+			 * starts again from the cursor. */
 			fed_dir_reset(peer);
 			if (res != NULL && !refused)
 				fed_dir_pull(peer);
-		} else {
-			start_applies(peer);
-			pull_ahead(peer);
-			if (!peer->dir_applying && !peer->dir_pulling && peer->dir_again)
-				fed_dir_pull(peer);
+		} else if (peer->dir_waiting.text != NULL) {
+			struct fed_dir_page next = peer->dir_waiting;
+			peer->dir_waiting.text = NULL;
+			start_apply(peer, next);
+		} else if (!peer->dir_pulling && peer->dir_again) {
+			fed_dir_pull(peer);
 		}
 	}
 	json_decref(res);
 	fed_call_free(c);
 }
 
-/* Applies the pages waiting, FED_DIR_APPLYING at a time. */
-static void start_applies(struct fed_peer *peer)
+/* Applies a page (taking its text), and asks for the next when it says
+ * more follows: the peer reads that one while this one is applied. */
+static void start_apply(struct fed_peer *peer, struct fed_dir_page page)
 {
-	while (peer->dir_nwaiting > 0 && peer->dir_applying < FED_DIR_APPLYING) {
-		struct fed_dir_page first = peer->dir_waiting[0];
-		const char *params[2] = {peer->id, first.text};
+	const char *params[2] = {peer->id, page.text};
 
-		peer->dir_nwaiting--;
-		memmove(&peer->dir_waiting[0], &peer->dir_waiting[1],
-		        (size_t)peer->dir_nwaiting * sizeof(peer->dir_waiting[0]));
-		peer->dir_applying_next[peer->dir_applying++] = first.next;
-		int rc = dir_query(peer, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params,
-		                   on_applied, first.next);
-		free(first.text);
-		if (rc == -1) {
-			fed_dir_reset(peer); /* the poll asks again */
-			return;
-		}
+	peer->dir_applying = 1;
+	peer->dir_applying_next = page.next;
+	if (dir_query(peer, "SELECT tb_dir_apply($1, $2::jsonb)::text", 2, params, on_applied,
+	              page.next) == -1) {
+		fed_dir_reset(peer); /* the poll asks again */
+	} else if (page.more && !peer->dir_pulling) {
+		peer->dir_again = 0;
+		send_pull(peer, page.next);
 	}
+	free(page.text);
 }
 
 void fed_dir_reset(struct fed_peer *peer)
 {
 	peer->dir_pulling = 0;
 	peer->dir_applying = 0;
-	peer->dir_ahead_more = 0;
-	for (int i = 0; i < peer->dir_nwaiting; i++)
-		free(peer->dir_waiting[i].text);
-	peer->dir_nwaiting = 0;
+	free(peer->dir_waiting.text);
+	peer->dir_waiting.text = NULL;
 }
 
 /* A peer's item is held to the check our own are: one whose text or
@@ -324,7 +304,6 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 {
 	static struct log_limit unasked;
 	json_t *json;
-	char *text;
 
 	if (!shares_directory(peer))
 		return;
@@ -340,21 +319,18 @@ static void apply_page(struct fed_peer *peer, const Timebank__V1__DirectoryPage 
 	peer->dir_pulling = 0;
 	json = env_msg_to_json(&page->base);
 	drop_personal_details(peer, json);
-	text = json_dumps(json, JSON_COMPACT);
-	json_decref(json);
-	if (text == NULL || peer->dir_nwaiting == FED_DIR_AHEAD) {
-		free(text); /* (none is asked for with no room for it) */
-		fed_dir_reset(peer);
-		return;
-	}
-	peer->dir_waiting[peer->dir_nwaiting].text = text;
-	peer->dir_waiting[peer->dir_nwaiting].next = page->next;
-	peer->dir_nwaiting++;
 	/* More follows only when the page moved the cursor on. */
-	peer->dir_ahead_more = page->more && page->next > page->since;
-	peer->dir_ahead_next = page->next;
-	start_applies(peer);
-	pull_ahead(peer);
+	struct fed_dir_page come = {json_dumps(json, JSON_COMPACT), page->next,
+	                            page->more && page->next > page->since};
+	json_decref(json);
+	if (come.text == NULL || peer->dir_waiting.text != NULL) {
+		free(come.text); /* (none is asked for while one waits) */
+		fed_dir_reset(peer);
+	} else if (peer->dir_applying) {
+		peer->dir_waiting = come; /* once the page before is applied */
+	} else {
+		start_apply(peer, come);
+	}
 }
 
 void fed_dir_received(struct fed_peer *peer, const Timebank__V1__Body *body)

@@ -39,8 +39,6 @@
 #define FED_IDLE_SECONDS 300
 #define FED_HEARTBEAT_SECONDS 300
 #define FED_DIR_POLL_SECONDS 600
-#define FED_DIR_APPLYING 1 /* directory pages applied at once */
-#define FED_DIR_AHEAD 1    /* and come, waiting for one of those, at most */
 /* What this daemon queues it seals at once (fed_kick, and after each apply
  * that queued an answer); the outbox is read besides every
  * FED_SEAL_POLL_MS, for what another writer queued. */
@@ -171,15 +169,13 @@ struct fed_peer {
 	uint64_t dir_asked;   /* the cursor our pull named: the page must answer it */
 	int dir_again;        /* the peer changed again during a pull */
 	time_t dir_pull_at;   /* the last pull started: the next poll is FED_DIR_POLL_SECONDS on */
-	int dir_applying;     /* pages being applied, which move the cursor to: */
-	uint64_t dir_applying_next[FED_DIR_APPLYING];
+	int dir_applying;     /* a page being applied, which moves the cursor to: */
+	uint64_t dir_applying_next;
 	struct fed_dir_page {
-		char *text;           /* its JSON text */
-		uint64_t next;        /* its cursor */
-	} dir_waiting[FED_DIR_AHEAD]; /* the pages after it, come meanwhile */
-	int dir_nwaiting;
-	int dir_ahead_more; /* the newest page come said more follows, from: */
-	uint64_t dir_ahead_next;
+		char *text;    /* its JSON text; NULL: none */
+		uint64_t next; /* its cursor */
+		int more;      /* it said more follows */
+	} dir_waiting;         /* the page after it, come meanwhile */
 	/* Its pulls of ours: one served at a time, none while its output is
 	 * backed up, at most DIR_SERVES_PER_SECOND; the latest waits. */
 	int dir_serving;
